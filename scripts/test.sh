@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints, unit and property tests, and the integration
+# tests that start real daemons on fresh SoftHSM2 tokens. Installs SoftHSM2 if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash softhsm/install.sh
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

@@ -1,0 +1,15 @@
+//! The transport: gRPC over mTLS. Translates wire types to domain types, calls one vault
+//! method per request, and maps errors to gRPC statuses. No policy logic, no HSM calls.
+
+mod convert;
+mod server;
+mod service;
+mod status;
+mod tls;
+
+pub use server::serve;
+pub use status::{code_of, to_status, ERROR_TYPE_HEADER};
+pub use tls::{server_config, Peer, TlsConn, TlsError};
+
+/// Metadata key carrying the request id, as AWS's x-amzn-RequestId header does.
+pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";

@@ -1,0 +1,66 @@
+//! The one entry point for the daemon and the tests: `serve(listener, vault, tls,
+//! shutdown)`. Accepts TCP, runs TLS handshakes off the accept loop, and hands finished
+//! connections to tonic.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, warn};
+
+use super::service::KmsService;
+use super::tls::TlsConn;
+use crate::proto::key_management_service_server::KeyManagementServiceServer;
+use crate::vault::Vault;
+
+/// A client has this long to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the gRPC API on `listener` until `shutdown` completes; in-flight requests
+/// finish first.
+pub async fn serve(
+    listener: TcpListener,
+    vault: Arc<Vault>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
+    let acceptor = TlsAcceptor::from(tls);
+    let accept_loop = tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(TlsConn::new(tls, addr))).await;
+                    }
+                    // A failed handshake (wrong CA, no certificate, not TLS) concerns that
+                    // client only; rustls has already sent it an alert.
+                    Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake failed"),
+                    Err(_) => debug!(%addr, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    let result = tonic::transport::Server::builder()
+        .add_service(KeyManagementServiceServer::new(KmsService::new(vault)))
+        .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
+        .await;
+    accept_loop.abort();
+    result
+}

@@ -1,0 +1,352 @@
+//! The gRPC handlers: one span per request, wire → domain, one vault call, domain → wire.
+
+use std::future::Future;
+use std::mem;
+use std::sync::Arc;
+
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+use tracing::field::Empty;
+use tracing::{debug, debug_span, error, Instrument as _, Span};
+use uuid::Uuid;
+
+use super::convert::{context, key_metadata};
+use super::status::to_status;
+use super::tls::Peer;
+use super::REQUEST_ID_HEADER;
+use crate::domain::Plaintext;
+use crate::proto::{self, key_management_service_server::KeyManagementService};
+use crate::vault::{
+    Caller, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError, ListKeysInput,
+    ReEncryptInput, Vault,
+};
+
+const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+/// The tonic service over a vault.
+pub(super) struct KmsService {
+    vault: Arc<Vault>,
+}
+
+impl KmsService {
+    pub(super) fn new(vault: Arc<Vault>) -> Self {
+        Self { vault }
+    }
+
+    /// Runs one request inside its span: identifies the caller, runs `f`, records the
+    /// outcome, and turns errors into statuses. Both outcomes carry the request id.
+    async fn handle<T, R, F, Fut>(
+        &self,
+        operation: &'static str,
+        key_id: &str,
+        req: Request<T>,
+        f: F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(Caller, T) -> Fut,
+        Fut: Future<Output = Result<R, KmsError>>,
+    {
+        let request_id = Uuid::new_v4().to_string();
+        let span = debug_span!(
+            "request",
+            request_id = %request_id,
+            operation,
+            principal = Empty,
+            key_id = %key_id,
+            decision = Empty,
+            error = Empty,
+        );
+        let result = async {
+            let caller = caller_of(&req)?;
+            Span::current().record("principal", caller.principal.arn());
+            f(caller, req.into_inner()).await
+        }
+        .instrument(span.clone())
+        .await;
+        let rid = MetadataValue::try_from(request_id.as_str()).ok();
+        match result {
+            Ok(r) => {
+                let _g = span.enter();
+                debug!("request succeeded");
+                let mut resp = Response::new(r);
+                if let Some(rid) = rid {
+                    resp.metadata_mut().insert(REQUEST_ID_HEADER, rid);
+                }
+                Ok(resp)
+            }
+            Err(e) => {
+                let _g = span.enter();
+                span.record("error", e.name());
+                match &e {
+                    // Faults of ours: an operator must see the whole cause chain.
+                    KmsError::Internal(_) | KmsError::KeyUnavailable(_) => {
+                        error!(error = %ErrorChain(&e), "request failed");
+                    }
+                    _ => debug!(error = %e, "request refused"),
+                }
+                let mut st = to_status(&e);
+                if let Some(rid) = rid {
+                    st.metadata_mut().insert(REQUEST_ID_HEADER, rid);
+                }
+                Err(st)
+            }
+        }
+    }
+}
+
+fn caller_of<T>(req: &Request<T>) -> Result<Caller, KmsError> {
+    let peer = req.extensions().get::<Arc<Peer>>().ok_or_else(|| {
+        KmsError::UnrecognizedClient("the connection carries no client certificate".into())
+    })?;
+    let principal = peer
+        .principal
+        .clone()
+        .map_err(|e| KmsError::UnrecognizedClient(e.to_string()))?;
+    Ok(Caller {
+        principal,
+        source_ip: Some(peer.addr.ip()),
+    })
+}
+
+/// Displays an error and its sources, for the log.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+fn algorithm(requested: &str) -> String {
+    if requested.is_empty() {
+        SYMMETRIC_DEFAULT.into()
+    } else {
+        requested.into()
+    }
+}
+
+#[tonic::async_trait]
+impl KeyManagementService for KmsService {
+    async fn create_key(
+        &self,
+        req: Request<proto::CreateKeyRequest>,
+    ) -> Result<Response<proto::CreateKeyResponse>, Status> {
+        self.handle("CreateKey", "", req, |caller, m| async move {
+            let input = CreateKeyInput {
+                description: m.description,
+                key_usage: m.key_usage,
+                key_spec: m.key_spec,
+                origin: m.origin,
+            };
+            let meta = self.vault.create_key(&caller, input).await?;
+            Ok(proto::CreateKeyResponse {
+                key_metadata: Some(key_metadata(meta)),
+            })
+        })
+        .await
+    }
+
+    async fn describe_key(
+        &self,
+        req: Request<proto::DescribeKeyRequest>,
+    ) -> Result<Response<proto::DescribeKeyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("DescribeKey", &key_id, req, |caller, m| async move {
+            let meta = self
+                .vault
+                .describe_key(&caller, &m.key_id, &m.grant_tokens)
+                .await?;
+            Ok(proto::DescribeKeyResponse {
+                key_metadata: Some(key_metadata(meta)),
+            })
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        req: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        self.handle("ListKeys", "", req, |caller, m| async move {
+            let out = self
+                .vault
+                .list_keys(
+                    &caller,
+                    ListKeysInput {
+                        limit: m.limit,
+                        marker: m.marker,
+                    },
+                )
+                .await?;
+            Ok(proto::ListKeysResponse {
+                keys: out
+                    .keys
+                    .into_iter()
+                    .map(|(id, arn)| proto::KeyListEntry {
+                        key_id: id.to_string(),
+                        key_arn: arn.to_string(),
+                    })
+                    .collect(),
+                truncated: out.next_marker.is_some(),
+                next_marker: out.next_marker.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn encrypt(
+        &self,
+        req: Request<proto::EncryptRequest>,
+    ) -> Result<Response<proto::EncryptResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("Encrypt", &key_id, req, |caller, mut m| async move {
+            let input = EncryptInput {
+                key_id: mem::take(&mut m.key_id),
+                plaintext: Plaintext::new(mem::take(&mut m.plaintext)),
+                context: context("EncryptionContext", mem::take(&mut m.encryption_context))?,
+                grant_tokens: mem::take(&mut m.grant_tokens),
+                algorithm: mem::take(&mut m.encryption_algorithm),
+            };
+            let alg = algorithm(&input.algorithm);
+            let out = self.vault.encrypt(&caller, input).await?;
+            Ok(proto::EncryptResponse {
+                ciphertext_blob: out.ciphertext_blob,
+                key_id: out.key_arn.to_string(),
+                encryption_algorithm: alg,
+            })
+        })
+        .await
+    }
+
+    async fn decrypt(
+        &self,
+        req: Request<proto::DecryptRequest>,
+    ) -> Result<Response<proto::DecryptResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("Decrypt", &key_id, req, |caller, m| async move {
+            let alg = algorithm(&m.encryption_algorithm);
+            let input = DecryptInput {
+                ciphertext_blob: m.ciphertext_blob,
+                context: context("EncryptionContext", m.encryption_context)?,
+                grant_tokens: m.grant_tokens,
+                key_id: m.key_id,
+                algorithm: m.encryption_algorithm,
+            };
+            let out = self.vault.decrypt(&caller, input).await?;
+            Ok(proto::DecryptResponse {
+                key_id: out.key_arn.to_string(),
+                plaintext: out.plaintext.into_exposed_vec(),
+                encryption_algorithm: alg,
+            })
+        })
+        .await
+    }
+
+    async fn generate_data_key(
+        &self,
+        req: Request<proto::GenerateDataKeyRequest>,
+    ) -> Result<Response<proto::GenerateDataKeyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("GenerateDataKey", &key_id, req, |caller, m| async move {
+            let input = DataKeyInput {
+                key_id: m.key_id,
+                context: context("EncryptionContext", m.encryption_context)?,
+                number_of_bytes: m.number_of_bytes,
+                key_spec: m.key_spec,
+                grant_tokens: m.grant_tokens,
+            };
+            let out = self.vault.generate_data_key(&caller, input, true).await?;
+            Ok(proto::GenerateDataKeyResponse {
+                ciphertext_blob: out.ciphertext_blob,
+                plaintext: out
+                    .plaintext
+                    .map(Plaintext::into_exposed_vec)
+                    .unwrap_or_default(),
+                key_id: out.key_arn.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        req: Request<proto::GenerateDataKeyWithoutPlaintextRequest>,
+    ) -> Result<Response<proto::GenerateDataKeyWithoutPlaintextResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle(
+            "GenerateDataKeyWithoutPlaintext",
+            &key_id,
+            req,
+            |caller, m| async move {
+                let input = DataKeyInput {
+                    key_id: m.key_id,
+                    context: context("EncryptionContext", m.encryption_context)?,
+                    number_of_bytes: m.number_of_bytes,
+                    key_spec: m.key_spec,
+                    grant_tokens: m.grant_tokens,
+                };
+                let out = self.vault.generate_data_key(&caller, input, false).await?;
+                Ok(proto::GenerateDataKeyWithoutPlaintextResponse {
+                    ciphertext_blob: out.ciphertext_blob,
+                    key_id: out.key_arn.to_string(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn re_encrypt(
+        &self,
+        req: Request<proto::ReEncryptRequest>,
+    ) -> Result<Response<proto::ReEncryptResponse>, Status> {
+        let key_id = req.get_ref().destination_key_id.clone();
+        self.handle("ReEncrypt", &key_id, req, |caller, m| async move {
+            let src_alg = algorithm(&m.source_encryption_algorithm);
+            let dst_alg = algorithm(&m.destination_encryption_algorithm);
+            let input = ReEncryptInput {
+                ciphertext_blob: m.ciphertext_blob,
+                source_context: context("SourceEncryptionContext", m.source_encryption_context)?,
+                source_key_id: m.source_key_id,
+                destination_key_id: m.destination_key_id,
+                destination_context: context(
+                    "DestinationEncryptionContext",
+                    m.destination_encryption_context,
+                )?,
+                source_algorithm: m.source_encryption_algorithm,
+                destination_algorithm: m.destination_encryption_algorithm,
+                grant_tokens: m.grant_tokens,
+            };
+            let out = self.vault.re_encrypt(&caller, input).await?;
+            Ok(proto::ReEncryptResponse {
+                ciphertext_blob: out.ciphertext_blob,
+                source_key_id: out.source_key_arn.to_string(),
+                key_id: out.key_arn.to_string(),
+                source_encryption_algorithm: src_alg,
+                destination_encryption_algorithm: dst_alg,
+            })
+        })
+        .await
+    }
+
+    async fn generate_random(
+        &self,
+        req: Request<proto::GenerateRandomRequest>,
+    ) -> Result<Response<proto::GenerateRandomResponse>, Status> {
+        self.handle("GenerateRandom", "", req, |caller, m| async move {
+            let bytes = self
+                .vault
+                .generate_random(&caller, m.number_of_bytes)
+                .await?;
+            Ok(proto::GenerateRandomResponse {
+                plaintext: bytes.into_exposed_vec(),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,380 @@
+//! Client commands: connect as an identity, make one call, print the AWS-CLI-like result.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use clap::Args;
+use serde_json::{json, Value};
+
+use p11kms::client::{connect, Identity, KmsClient};
+use p11kms::dev::DevDir;
+use p11kms::proto;
+
+use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
+use super::{Command, Conn, KeyCmd};
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+#[derive(Args, Debug)]
+pub(crate) struct EncryptArgs {
+    /// Key id or key ARN.
+    #[arg(long)]
+    key_id: String,
+    /// Plaintext file, or - for stdin.
+    #[arg(long = "in", default_value = "-")]
+    input: PathBuf,
+    /// Where to write the blob, or - for stdout.
+    #[arg(long = "out", default_value = "-")]
+    output: PathBuf,
+    /// Write the blob as binary instead of base64.
+    #[arg(long)]
+    raw: bool,
+    /// Encryption context pair KEY=VALUE (repeatable).
+    #[arg(long = "context", short = 'c', value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DecryptArgs {
+    /// Blob file (base64 unless --raw-input), or - for stdin.
+    #[arg(long = "in", default_value = "-")]
+    input: PathBuf,
+    /// Where to write the plaintext, or - for stdout.
+    #[arg(long = "out", default_value = "-")]
+    output: PathBuf,
+    /// The input blob is binary.
+    #[arg(long)]
+    raw_input: bool,
+    /// Write the plaintext as base64.
+    #[arg(long)]
+    base64: bool,
+    /// The key that must have encrypted the blob (optional).
+    #[arg(long, default_value = "")]
+    key_id: String,
+    /// Encryption context pair KEY=VALUE (repeatable).
+    #[arg(long = "context", short = 'c', value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DataKeyArgs {
+    /// Key id or key ARN.
+    #[arg(long)]
+    key_id: String,
+    /// AES_256 or AES_128 (default AES_256 unless --number-of-bytes).
+    #[arg(long, conflicts_with = "number_of_bytes")]
+    key_spec: Option<String>,
+    /// Data key length in bytes (1..1024).
+    #[arg(long)]
+    number_of_bytes: Option<i32>,
+    /// Return only the encrypted data key.
+    #[arg(long)]
+    without_plaintext: bool,
+    /// Encryption context pair KEY=VALUE (repeatable).
+    #[arg(long = "context", short = 'c', value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReEncryptArgs {
+    /// Blob file (base64 unless --raw-input), or - for stdin.
+    #[arg(long = "in", default_value = "-")]
+    input: PathBuf,
+    /// The input blob is binary.
+    #[arg(long)]
+    raw_input: bool,
+    /// Destination key id or ARN.
+    #[arg(long)]
+    destination_key_id: String,
+    /// Source context pair KEY=VALUE (repeatable).
+    #[arg(long = "source-context", value_parser = parse_pair)]
+    source_context: Vec<(String, String)>,
+    /// Destination context pair KEY=VALUE (repeatable).
+    #[arg(long = "destination-context", value_parser = parse_pair)]
+    destination_context: Vec<(String, String)>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RandomArgs {
+    /// How many bytes (1..1024).
+    #[arg(long, default_value_t = 32)]
+    number_of_bytes: i32,
+    /// Print hex instead of base64.
+    #[arg(long)]
+    hex: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn conn_of(cmd: &Command) -> Option<&Conn> {
+    Some(match cmd {
+        Command::Key(
+            KeyCmd::Create { conn, .. } | KeyCmd::Describe { conn, .. } | KeyCmd::List { conn, .. },
+        ) => conn,
+        Command::Encrypt(a) => &a.conn,
+        Command::Decrypt(a) => &a.conn,
+        Command::GenerateDataKey(a) => &a.conn,
+        Command::ReEncrypt(a) => &a.conn,
+        Command::Random(a) => &a.conn,
+        Command::Serve(_) | Command::Dev(_) => return None,
+    })
+}
+
+/// Finds endpoint and identity: flags and env first, then the dev directory.
+async fn client(conn: &Conn) -> Result<KmsClient, Box<dyn std::error::Error>> {
+    let dev = DevDir::at(conn.data_dir.clone().unwrap_or_else(DevDir::default_root));
+    let identity_dir = match &conn.identity {
+        Some(d) => d.clone(),
+        None if dev.admin_identity().join("cert.pem").exists() => dev.admin_identity(),
+        None => {
+            return Err(format!(
+                "no identity: pass --identity DIR (cert.pem, key.pem, ca.pem), or start `p11kms serve --dev` so that the dev admin identity exists in {}",
+                dev.root().display()
+            )
+            .into())
+        }
+    };
+    let endpoint = match &conn.endpoint {
+        Some(e) => e.clone(),
+        None => std::fs::read_to_string(dev.endpoint_file())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| format!("https://{}", p11kms::dev::DEV_LISTEN)),
+    };
+    Ok(connect(&endpoint, &Identity::from_dir(&identity_dir)?).await?)
+}
+
+fn ctx(pairs: Vec<(String, String)>) -> HashMap<String, String> {
+    pairs.into_iter().collect()
+}
+
+fn read_blob(path: &Path, raw: bool) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let bytes = read_input(path)?;
+    Ok(if raw {
+        bytes.to_vec()
+    } else {
+        decode_b64(&bytes)?
+    })
+}
+
+fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
+    let Some(m) = m else { return Value::Null };
+    let date = |t: Option<prost_types::Timestamp>| {
+        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+            .and_then(|d| {
+                d.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    json!({
+        "AWSAccountId": m.aws_account_id,
+        "KeyId": m.key_id,
+        "Arn": m.arn,
+        "CreationDate": date(m.creation_date),
+        "Enabled": m.enabled,
+        "Description": m.description,
+        "KeyUsage": m.key_usage,
+        "KeyState": m.key_state,
+        "DeletionDate": date(m.deletion_date),
+        "Origin": m.origin,
+        "KeyManager": m.key_manager,
+        "KeySpec": m.key_spec,
+        "EncryptionAlgorithms": m.encryption_algorithms,
+        "MultiRegion": m.multi_region,
+    })
+}
+
+fn print_json(v: &Value) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A failed call, shown as AWS CLI users expect: the error name, then the message.
+#[derive(Debug)]
+struct CallFailed(tonic::Status);
+
+impl std::fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let msg = self.0.message();
+        match p11kms::client::error_name(&self.0) {
+            Some(name) if msg.starts_with(name) => f.write_str(msg),
+            Some(name) => write!(f, "{name}: {msg}"),
+            None => write!(f, "{:?}: {msg}", self.0.code()),
+        }
+    }
+}
+
+impl std::error::Error for CallFailed {}
+
+fn call_failed(s: tonic::Status) -> Box<dyn std::error::Error> {
+    Box::new(CallFailed(s))
+}
+
+pub(crate) fn run(cmd: Command) -> CliResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let conn = conn_of(&cmd).ok_or("not a client command")?.clone();
+        let mut c = client(&conn).await?;
+        match cmd {
+            Command::Key(KeyCmd::Create { description, .. }) => {
+                let r = c
+                    .create_key(proto::CreateKeyRequest { description, ..Default::default() })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "KeyMetadata": metadata_json(r.key_metadata) }))
+            }
+            Command::Key(KeyCmd::Describe { key_id, .. }) => {
+                let r = c
+                    .describe_key(proto::DescribeKeyRequest { key_id, grant_tokens: vec![] })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "KeyMetadata": metadata_json(r.key_metadata) }))
+            }
+            Command::Key(KeyCmd::List { limit, mut marker, all, .. }) => {
+                let mut keys = Vec::new();
+                loop {
+                    let r = c
+                        .list_keys(proto::ListKeysRequest { limit, marker: marker.clone() })
+                        .await
+                        .map_err(call_failed)?
+                        .into_inner();
+                    keys.extend(r.keys.into_iter().map(|k| json!({ "KeyId": k.key_id, "KeyArn": k.key_arn })));
+                    if !(all && r.truncated) {
+                        let out = if r.truncated {
+                            json!({ "Keys": keys, "Truncated": true, "NextMarker": r.next_marker })
+                        } else {
+                            json!({ "Keys": keys, "Truncated": false })
+                        };
+                        return print_json(&out);
+                    }
+                    marker = r.next_marker;
+                }
+            }
+            Command::Encrypt(a) => {
+                let plaintext = read_input(&a.input)?;
+                let r = c
+                    .encrypt(proto::EncryptRequest {
+                        key_id: a.key_id,
+                        plaintext: plaintext.to_vec(),
+                        encryption_context: ctx(a.context),
+                        grant_tokens: vec![],
+                        encryption_algorithm: String::new(),
+                    })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                if a.raw {
+                    write_output(&a.output, &r.ciphertext_blob)?;
+                } else {
+                    write_output(&a.output, format!("{}\n", B64.encode(&r.ciphertext_blob)).as_bytes())?;
+                }
+                Ok(())
+            }
+            Command::Decrypt(a) => {
+                let blob = read_blob(&a.input, a.raw_input)?;
+                let r = c
+                    .decrypt(proto::DecryptRequest {
+                        ciphertext_blob: blob,
+                        encryption_context: ctx(a.context),
+                        key_id: a.key_id,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                if a.base64 {
+                    let text = zeroize::Zeroizing::new(format!("{}\n", B64.encode(&r.plaintext)));
+                    write_output(&a.output, text.as_bytes())?;
+                } else {
+                    write_output(&a.output, &r.plaintext)?;
+                }
+                Ok(())
+            }
+            Command::GenerateDataKey(a) => {
+                let key_spec = match (&a.key_spec, a.number_of_bytes) {
+                    (Some(s), _) => s.clone(),
+                    (None, Some(_)) => String::new(),
+                    (None, None) => "AES_256".into(),
+                };
+                let context = ctx(a.context);
+                if a.without_plaintext {
+                    let r = c
+                        .generate_data_key_without_plaintext(proto::GenerateDataKeyWithoutPlaintextRequest {
+                            key_id: a.key_id,
+                            encryption_context: context,
+                            number_of_bytes: a.number_of_bytes,
+                            key_spec,
+                            grant_tokens: vec![],
+                        })
+                        .await
+                        .map_err(call_failed)?
+                        .into_inner();
+                    print_json(&json!({ "CiphertextBlob": B64.encode(&r.ciphertext_blob), "KeyId": r.key_id }))
+                } else {
+                    let r = c
+                        .generate_data_key(proto::GenerateDataKeyRequest {
+                            key_id: a.key_id,
+                            encryption_context: context,
+                            number_of_bytes: a.number_of_bytes,
+                            key_spec,
+                            grant_tokens: vec![],
+                        })
+                        .await
+                        .map_err(call_failed)?
+                        .into_inner();
+                    // The user asked for the data key on stdout; that is the point.
+                    print_json(&json!({
+                        "CiphertextBlob": B64.encode(&r.ciphertext_blob),
+                        "Plaintext": B64.encode(&r.plaintext),
+                        "KeyId": r.key_id,
+                    }))
+                }
+            }
+            Command::ReEncrypt(a) => {
+                let blob = read_blob(&a.input, a.raw_input)?;
+                let r = c
+                    .re_encrypt(proto::ReEncryptRequest {
+                        ciphertext_blob: blob,
+                        source_encryption_context: ctx(a.source_context),
+                        destination_key_id: a.destination_key_id,
+                        destination_encryption_context: ctx(a.destination_context),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({
+                    "CiphertextBlob": B64.encode(&r.ciphertext_blob),
+                    "SourceKeyId": r.source_key_id,
+                    "KeyId": r.key_id,
+                }))
+            }
+            Command::Random(a) => {
+                let r = c
+                    .generate_random(proto::GenerateRandomRequest { number_of_bytes: Some(a.number_of_bytes) })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                if a.hex {
+                    println!("{}", r.plaintext.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                } else {
+                    println!("{}", B64.encode(&r.plaintext));
+                }
+                Ok(())
+            }
+            Command::Serve(_) | Command::Dev(_) => Err("not a client command".into()),
+        }
+    })
+}

@@ -1,0 +1,107 @@
+//! `p11kms serve`: the daemon, from a configuration file or in dev mode.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use p11kms::config::Config;
+use p11kms::daemon;
+use p11kms::dev::DevDir;
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Zero-configuration dev mode: SoftHSM2 token, dev CA and certificates, SQLite, all
+    /// in the data directory, created on first start and reused afterwards.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// Production configuration file (see README, "Configuration").
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
+    #[arg(long, requires = "dev")]
+    data_dir: Option<PathBuf>,
+    /// Listen address, overriding the configuration (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+fn init_logging() {
+    // Logs go to stderr so that stdout carries only the ready line and the dev hints.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    init_logging();
+    let (mut config, dev) = if args.dev {
+        let dir = DevDir::at(args.data_dir.unwrap_or_else(DevDir::default_root));
+        dir.prepare()?;
+        // SoftHSM2 reads its configuration path from the environment at C_Initialize.
+        // Set here, before the runtime and any other thread exist, so nothing races it.
+        std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+        let config = Config::load(&dir.config_path())?;
+        dir.init_token_if_missing(&config.module)?;
+        (config, Some(dir))
+    } else {
+        let path = args
+            .config
+            .ok_or("give --config FILE for a production daemon, or --dev for dev mode")?;
+        (Config::load(&path)?, None)
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let prepared = daemon::prepare(&config)?;
+    let addr = prepared
+        .local_addr()
+        .ok_or("the listener has no local address")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "p11kms listening on {addr}")?;
+    if let Some(dir) = &dev {
+        dir.write_endpoint(addr)?;
+        writeln!(
+            out,
+            "\ndev mode: everything lives in {root}\n\
+             admin identity (arn:aws:iam::{acct}:root): {admin}\n\n\
+             In another terminal:\n\
+             \x20 p11kms key create --description demo\n\
+             \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\
+             \x20 p11kms decrypt --in secret.b64\n\
+             \x20 p11kms dev issue-cert --principal arn:aws:iam::{acct}:role/App --out ./app-id\n\
+             \x20 p11kms --identity ./app-id key list\n",
+            root = dir.root().display(),
+            acct = p11kms::dev::DEV_ACCOUNT,
+            admin = dir.admin_identity().display(),
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(prepared.serve(shutdown_signal()))?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,353 @@
+//! `p11kms.toml`: the production configuration. Unknown fields are refused and every
+//! semantic error names its field, so a typo is a clear start-up error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AccountId, Partition, Pin, Region};
+use crate::hsm::{PoolConfig, TokenSelector};
+use crate::vault::GCM_RANDOM_IV_LIMIT;
+
+/// The file as written. Relative paths are relative to the file's directory.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on, e.g. "127.0.0.1:7878".
+    pub listen: String,
+    /// The home account (12 digits): dev certificates are issued for it by default.
+    pub account: String,
+    /// Region used in key ARNs.
+    pub region: String,
+    /// ARN partition; "aws" when absent, so that AWS policies work as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Server TLS material.
+    pub tls: TlsSection,
+    /// The PKCS#11 token.
+    pub hsm: HsmSection,
+    /// Metadata store.
+    pub store: StoreSection,
+    /// Limits that only tests lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSection>,
+}
+
+/// `[tls]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA whose client certificates are accepted (PEM).
+    pub client_ca: PathBuf,
+}
+
+/// `[hsm]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmSection {
+    /// Path of the vendor's PKCS#11 module (.so).
+    pub module: PathBuf,
+    /// Token label (give this or `slot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_label: Option<String>,
+    /// Slot id (give this or `token_label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    /// Name of the environment variable holding the user PIN (give this or `pin_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_env: Option<String>,
+    /// File holding the user PIN (give this or `pin_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+    /// PKCS#11 sessions (worker threads); 4 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<usize>,
+    /// Use session copies of token keys (faster on SoftHSM2); true when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_keys: Option<bool>,
+}
+
+/// `[store]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// SQLite database file.
+    pub sqlite: PathBuf,
+}
+
+/// `[limits]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// AES-GCM encryptions per key-material version before new material is made.
+    pub max_encryptions_per_material: Option<u64>,
+}
+
+/// Where the user PIN comes from. Never argv, never the config file itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (trailing newline ignored).
+    File(PathBuf),
+}
+
+impl PinSource {
+    /// Reads the PIN.
+    pub fn read(&self) -> Result<Pin, ConfigError> {
+        let pin = match self {
+            Self::Env(var) => std::env::var(var).map_err(|_| ConfigError::Invalid {
+                field: "hsm.pin_env",
+                reason: format!("environment variable {var} is not set"),
+            })?,
+            Self::File(path) => std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+                path: path.clone(),
+                source: e,
+            })?,
+        };
+        let pin = pin.trim_end_matches(['\n', '\r']).to_owned();
+        if pin.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "hsm.pin_env/pin_file",
+                reason: "the PIN is empty".into(),
+            });
+        }
+        Ok(Pin::new(pin))
+    }
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Home account.
+    pub account: AccountId,
+    /// Region in key ARNs.
+    pub region: Region,
+    /// ARN partition.
+    pub partition: Partition,
+    /// Server certificate.
+    pub tls_cert: PathBuf,
+    /// Server key.
+    pub tls_key: PathBuf,
+    /// Client CA.
+    pub tls_client_ca: PathBuf,
+    /// PKCS#11 module path.
+    pub module: PathBuf,
+    /// Which token.
+    pub token: TokenSelector,
+    /// Where the PIN comes from.
+    pub pin: PinSource,
+    /// Worker pool.
+    pub pool: PoolConfig,
+    /// SQLite file.
+    pub sqlite: PathBuf,
+    /// IV budget per material version.
+    pub max_encryptions_per_material: u64,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or a field is unknown, missing or of the wrong type. toml's message
+    /// names the field and the line.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A field has a value we cannot use.
+    #[error("invalid configuration field `{field}`: {reason}")]
+    Invalid {
+        /// The field, as written in the file.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.to_string(),
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_file(file, base)
+    }
+
+    /// Validates a parsed file; relative paths are resolved against `base`.
+    pub fn from_file(f: ConfigFile, base: &Path) -> Result<Self, ConfigError> {
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        let token = match (f.hsm.token_label, f.hsm.slot) {
+            (Some(l), None) if !l.is_empty() => TokenSelector::Label(l),
+            (None, Some(s)) => TokenSelector::Slot(s),
+            _ => {
+                return Err(invalid(
+                    "hsm.token_label",
+                    "give exactly one of hsm.token_label and hsm.slot",
+                ))
+            }
+        };
+        let pin = match (f.hsm.pin_env, f.hsm.pin_file) {
+            (Some(v), None) if !v.is_empty() => PinSource::Env(v),
+            (None, Some(p)) => PinSource::File(abs(&p)),
+            _ => {
+                return Err(invalid(
+                    "hsm.pin_env",
+                    "give exactly one of hsm.pin_env and hsm.pin_file",
+                ))
+            }
+        };
+        let sessions = f.hsm.sessions.unwrap_or(4);
+        if !(1..=256).contains(&sessions) {
+            return Err(invalid("hsm.sessions", "must be between 1 and 256"));
+        }
+        let max = f
+            .limits
+            .and_then(|l| l.max_encryptions_per_material)
+            .unwrap_or(GCM_RANDOM_IV_LIMIT);
+        if !(1..=GCM_RANDOM_IV_LIMIT).contains(&max) {
+            return Err(invalid(
+                "limits.max_encryptions_per_material",
+                format!("must be between 1 and {GCM_RANDOM_IV_LIMIT} (the NIST SP 800-38D bound for random IVs)"),
+            ));
+        }
+        Ok(Self {
+            listen: f.listen.parse().map_err(|e| {
+                invalid(
+                    "listen",
+                    format!("{e}; write an address such as 127.0.0.1:7878"),
+                )
+            })?,
+            account: f.account.parse().map_err(|e| invalid("account", e))?,
+            region: f.region.parse().map_err(|e| invalid("region", e))?,
+            partition: match f.partition {
+                Some(p) => p.parse().map_err(|e| invalid("partition", e))?,
+                None => Partition::default(),
+            },
+            tls_cert: abs(&f.tls.cert),
+            tls_key: abs(&f.tls.key),
+            tls_client_ca: abs(&f.tls.client_ca),
+            module: abs(&f.hsm.module),
+            token,
+            pin,
+            pool: PoolConfig {
+                sessions,
+                copy_keys: f.hsm.copy_keys.unwrap_or(true),
+                ..PoolConfig::default()
+            },
+            sqlite: abs(&f.store.sqlite),
+            max_encryptions_per_material: max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:7878"
+account = "111122223333"
+region = "us-east-1"
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_ca = "ca.pem"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "p11kms"
+pin_env = "P11KMS_PIN"
+[store]
+sqlite = "p11kms.db"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let f: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t.toml".into(),
+            source: e,
+        })?;
+        Config::from_file(f, Path::new("/etc/p11kms"))
+    }
+
+    #[test]
+    fn a_good_file_resolves_relative_paths() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.tls_cert, Path::new("/etc/p11kms/server.pem"));
+        assert_eq!(c.pin, PinSource::Env("P11KMS_PIN".into()));
+        assert_eq!(c.token, TokenSelector::Label("p11kms".into()));
+        assert_eq!(c.max_encryptions_per_material, GCM_RANDOM_IV_LIMIT);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (GOOD.replace("listen", "lisen"), "lisen"),
+            (GOOD.replace("111122223333", "1111"), "account"),
+            (GOOD.replace("127.0.0.1:7878", "localhost"), "listen"),
+            (GOOD.replace("pin_env = \"P11KMS_PIN\"", ""), "hsm.pin_env"),
+            (
+                GOOD.replace(
+                    "token_label = \"p11kms\"",
+                    "token_label = \"p11kms\"\nslot = 1",
+                ),
+                "hsm.token_label",
+            ),
+            (GOOD.replace("us-east-1", "US East"), "region"),
+            (
+                format!("{GOOD}\n[limits]\nmax_encryptions_per_material = 0\n"),
+                "limits.max_encryptions_per_material",
+            ),
+            (GOOD.replace("[store]\nsqlite = \"p11kms.db\"", ""), "store"),
+        ];
+        for (text, field) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn pin_is_read_from_a_file_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pin");
+        std::fs::write(&p, "1234\n").unwrap();
+        assert_eq!(PinSource::File(p).read().unwrap().expose(), "1234");
+    }
+}

@@ -1,0 +1,219 @@
+//! Dev mode: a zero-configuration daemon. Creates a data directory with its own
+//! softhsm2.conf and token, PINs in 0600 files, a dev CA, a server certificate and an
+//! admin client identity, and a p11kms.toml that points at all of it. Restarting reuses
+//! everything. The only place (with softhsm/) that knows SoftHSM2.
+
+mod ca;
+mod files;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tracing::info;
+
+pub use ca::DevCa;
+
+use crate::config::{ConfigFile, HsmSection, StoreSection, TlsSection};
+use crate::domain::Pin;
+use crate::hsm::{HsmError, Module};
+use files::{random_secret, write_new, write_private};
+
+/// Label of the dev token.
+pub const DEV_TOKEN_LABEL: &str = "p11kms-dev";
+/// The dev daemon's default address.
+pub const DEV_LISTEN: &str = "127.0.0.1:7878";
+/// The dev account (AWS's documentation example account).
+pub const DEV_ACCOUNT: &str = "111122223333";
+
+/// Why dev mode could not set itself up.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    /// A file or directory.
+    #[error("cannot write {}", path.display())]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation.
+    #[error("cannot make dev certificates")]
+    Cert(#[from] rcgen::Error),
+    /// The token.
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    /// SoftHSM2 is not installed.
+    #[error("SoftHSM2 is not installed (no libsofthsm2.so found); run softhsm/install.sh, or set P11KMS_PKCS11_MODULE")]
+    NoSoftHsm,
+    /// Bad principal for a certificate.
+    #[error("{0}")]
+    Principal(String),
+    /// No dev directory yet.
+    #[error("no dev CA in {0}; start `p11kms serve --dev` once first")]
+    NotInitialised(PathBuf),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
+    move |source| DevError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The dev data directory and what lives in it.
+#[derive(Clone, Debug)]
+pub struct DevDir {
+    root: PathBuf,
+}
+
+impl DevDir {
+    /// `$P11KMS_DEV_DIR`, else `~/.p11kms/dev`.
+    pub fn default_root() -> PathBuf {
+        if let Some(d) = std::env::var_os("P11KMS_DEV_DIR") {
+            return PathBuf::from(d);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".p11kms").join("dev")
+    }
+
+    /// A dev directory at `root` (not created yet).
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Its root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The generated configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("p11kms.toml")
+    }
+    /// SoftHSM2's configuration for this directory's token.
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.root.join("softhsm2.conf")
+    }
+    /// The admin client identity (cert.pem, key.pem, ca.pem).
+    pub fn admin_identity(&self) -> PathBuf {
+        self.root.join("identities").join("admin")
+    }
+    /// Where the running dev daemon writes its address.
+    pub fn endpoint_file(&self) -> PathBuf {
+        self.root.join("endpoint")
+    }
+    /// The dev CA.
+    pub fn ca(&self) -> Result<DevCa, DevError> {
+        DevCa::load(&self.root)
+    }
+
+    /// Creates whatever is missing; keeps whatever exists.
+    pub fn prepare(&self) -> Result<(), DevError> {
+        files::create_private_dir(&self.root)?;
+        let tokens = self.root.join("tokens");
+        files::create_private_dir(&tokens)?;
+        write_new(
+            &self.softhsm_conf(),
+            format!(
+                "# SoftHSM2 configuration of the p11kms dev token (written by p11kms serve --dev)\n\
+                 directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                tokens.display()
+            )
+            .as_bytes(),
+        )?;
+        for pin in ["user.pin", "so.pin"] {
+            let path = self.root.join(pin);
+            if !path.exists() {
+                write_private(&path, random_secret().as_bytes())?;
+            }
+        }
+        let ca = DevCa::load_or_create(&self.root)?;
+        if !self.root.join("server.pem").exists() {
+            ca.issue_server(&self.root)?;
+        }
+        if !self.admin_identity().join("cert.pem").exists() {
+            let admin = format!("arn:aws:iam::{DEV_ACCOUNT}:root");
+            ca.issue_client(Some(&admin), &self.admin_identity())?;
+        }
+        if !self.config_path().exists() {
+            let module = softhsm_module()?;
+            let cfg = ConfigFile {
+                listen: DEV_LISTEN.into(),
+                account: DEV_ACCOUNT.into(),
+                region: "us-east-1".into(),
+                partition: None,
+                tls: TlsSection {
+                    cert: "server.pem".into(),
+                    key: "server.key".into(),
+                    client_ca: "ca.pem".into(),
+                },
+                hsm: HsmSection {
+                    module,
+                    token_label: Some(DEV_TOKEN_LABEL.into()),
+                    slot: None,
+                    pin_env: None,
+                    pin_file: Some("user.pin".into()),
+                    sessions: None,
+                    copy_keys: None,
+                },
+                store: StoreSection {
+                    sqlite: "p11kms.db".into(),
+                },
+                limits: None,
+            };
+            let text =
+                toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;
+            write_new(
+                &self.config_path(),
+                format!("# Written by p11kms serve --dev. The same format serves production (see README).\n{text}").as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Initialises the dev token if this directory has none yet. SOFTHSM2_CONF must
+    /// already point at [`Self::softhsm_conf`].
+    pub fn init_token_if_missing(&self, module_path: &Path) -> Result<(), DevError> {
+        let module = Module::load(module_path)?;
+        if module.has_token(DEV_TOKEN_LABEL)? {
+            return module.finalize().map_err(DevError::from);
+        }
+        let read = |name: &str| -> Result<Pin, DevError> {
+            let path = self.root.join(name);
+            let s = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+            Ok(Pin::new(s.trim().to_owned()))
+        };
+        module.init_token(DEV_TOKEN_LABEL, &read("so.pin")?, &read("user.pin")?)?;
+        info!(label = DEV_TOKEN_LABEL, "initialised the dev token");
+        // Re-initialise the module so that the new token shows under its final slot.
+        module.finalize()?;
+        Ok(())
+    }
+
+    /// Records the address the dev daemon listens on, for the CLI to find.
+    pub fn write_endpoint(&self, addr: SocketAddr) -> Result<(), DevError> {
+        let path = self.endpoint_file();
+        std::fs::write(&path, format!("https://{addr}\n")).map_err(io_err(&path))
+    }
+}
+
+/// Finds libsofthsm2.so: `$P11KMS_PKCS11_MODULE`, else the paths Debian, Fedora and a
+/// source build use.
+pub fn softhsm_module() -> Result<PathBuf, DevError> {
+    if let Some(p) = std::env::var_os("P11KMS_PKCS11_MODULE") {
+        return Ok(PathBuf::from(p));
+    }
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib64/pkcs11/libsofthsm2.so",
+        "/usr/local/lib/softhsm/libsofthsm2.so",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .ok_or(DevError::NoSoftHsm)
+}

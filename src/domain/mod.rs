@@ -1,0 +1,12 @@
+//! Domain types shared by every layer below the transport: identifiers, key metadata,
+//! encryption context and secret byte containers. Nothing here does I/O.
+
+mod context;
+mod ids;
+mod key;
+mod secret;
+
+pub use context::{EncryptionContext, MAX_CONTEXT_BYTES};
+pub use ids::{AccountId, KeyArn, KeyId, Partition, Region};
+pub use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+pub use secret::{Pin, Plaintext};

@@ -1,0 +1,94 @@
+//! HsmError: PKCS#11 failures, translated once into the few cases the vault acts on.
+//! The raw cryptoki error stays attached as the source, for logs.
+
+use cryptoki::error::{Error as CkError, RvError};
+
+use super::MaterialRef;
+
+/// A failure in the PKCS#11 layer.
+#[derive(Debug, thiserror::Error)]
+pub enum HsmError {
+    /// The PKCS#11 module could not be loaded or initialised.
+    #[error("cannot load PKCS#11 module {path}")]
+    ModuleLoad {
+        /// Module path from the configuration.
+        path: String,
+        /// What cryptoki said.
+        #[source]
+        source: CkError,
+    },
+    /// No token matched the configured label or slot.
+    #[error("no PKCS#11 token matches {0}")]
+    TokenNotFound(String),
+    /// The token lacks a mechanism p11kms needs.
+    #[error("the PKCS#11 token does not offer {0}, which p11kms needs for its master keys")]
+    MissingMechanism(&'static str),
+    /// C_Login failed (wrong PIN, locked PIN, ...).
+    #[error("cannot log in to the PKCS#11 token")]
+    Login(#[source] CkError),
+    /// The session or token went away; the pool reopens and retries once.
+    #[error("the PKCS#11 session was lost")]
+    SessionLost(#[source] CkError),
+    /// No object with this material's CKA_ID in the token.
+    #[error("key material {} is missing from the token", .0.label())]
+    KeyMissing(MaterialRef),
+    /// GCM authentication failed: wrong key, context or a damaged blob.
+    #[error("the ciphertext did not authenticate")]
+    TagMismatch,
+    /// Every worker thread has exited (shutdown).
+    #[error("the HSM worker pool has stopped")]
+    PoolStopped,
+    /// Any other PKCS#11 failure.
+    #[error("PKCS#11 call failed")]
+    Pkcs11(#[source] CkError),
+}
+
+impl HsmError {
+    /// Classifies a cryptoki error from a call that uses a session.
+    pub(crate) fn from_call(e: CkError) -> Self {
+        match rv(&e) {
+            Some(
+                RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::UserNotLoggedIn
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent
+                | RvError::DeviceError,
+            ) => Self::SessionLost(e),
+            _ => Self::Pkcs11(e),
+        }
+    }
+
+    /// Classifies a failure of C_Decrypt with AES-GCM. SoftHSM2 reports a bad tag as
+    /// CKR_GENERAL_ERROR, other tokens as CKR_ENCRYPTED_DATA_INVALID (or _LEN_RANGE).
+    pub(crate) fn from_decrypt(e: CkError) -> Self {
+        match rv(&e) {
+            Some(
+                RvError::GeneralError
+                | RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange,
+            ) => Self::TagMismatch,
+            _ => Self::from_call(e),
+        }
+    }
+
+    /// True when reopening the session may cure it.
+    pub(crate) fn is_session_lost(&self) -> bool {
+        matches!(self, Self::SessionLost(_))
+    }
+
+    /// True when a cached object handle went stale.
+    pub(crate) fn is_stale_handle(&self) -> bool {
+        matches!(
+            self,
+            Self::Pkcs11(e) if matches!(rv(e), Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid))
+        )
+    }
+}
+
+fn rv(e: &CkError) -> Option<RvError> {
+    match e {
+        CkError::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}

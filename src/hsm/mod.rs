@@ -1,0 +1,38 @@
+//! The PKCS#11 backend: the only module that knows cryptoki. Master key material is made
+//! and used inside the token; this module hands out ciphertexts, plaintexts and random
+//! bytes, never key bytes. Knows nothing of policies or the wire.
+
+mod error;
+mod module;
+mod pool;
+mod session;
+
+pub use error::HsmError;
+pub use module::{Module, TokenSelector};
+pub use pool::{HsmPool, PoolConfig};
+
+use crate::domain::{KeyId, MaterialVersion};
+
+/// One key-material version in the token, found by its CKA_ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaterialRef {
+    /// The KMS key.
+    pub key_id: KeyId,
+    /// Which material version.
+    pub version: MaterialVersion,
+}
+
+impl MaterialRef {
+    /// CKA_ID: the 16 key-id bytes then the version as u32 big-endian. Stable across
+    /// restarts, so the daemon finds its objects again without any label look-up.
+    pub fn cka_id(&self) -> Vec<u8> {
+        let mut id = self.key_id.as_bytes().to_vec();
+        id.extend_from_slice(&self.version.0.to_be_bytes());
+        id
+    }
+
+    /// CKA_LABEL, for operators browsing the token with other tools.
+    pub fn label(&self) -> String {
+        format!("p11kms/{}/v{}", self.key_id, self.version.0)
+    }
+}

@@ -1,0 +1,158 @@
+//! Loading the PKCS#11 module, finding the token, probing its mechanisms, and (for dev
+//! mode only) initialising a fresh token. Vendor-neutral: nothing here is SoftHSM's.
+
+use std::fmt;
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::MechanismType;
+use cryptoki::session::UserType;
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+use super::HsmError;
+use crate::domain::Pin;
+
+/// Which token to use: by label (the usual way) or by slot id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSelector {
+    /// CKA token label, compared after trimming the blank padding.
+    Label(String),
+    /// A fixed slot id.
+    Slot(u64),
+}
+
+impl fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Label(l) => write!(f, "label {l:?}"),
+            Self::Slot(s) => write!(f, "slot {s}"),
+        }
+    }
+}
+
+/// A loaded and initialised PKCS#11 module. One per process: C_Initialize may run only
+/// once per module per process.
+pub struct Module {
+    ctx: Pkcs11,
+}
+
+impl Module {
+    /// dlopens the module and calls C_Initialize with OS locking, since the pool calls it
+    /// from several threads.
+    pub fn load(path: &Path) -> Result<Self, HsmError> {
+        let err = |source| HsmError::ModuleLoad {
+            path: path.display().to_string(),
+            source,
+        };
+        let ctx = Pkcs11::new(path).map_err(err)?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(err)?;
+        Ok(Self { ctx })
+    }
+
+    pub(crate) fn ctx(&self) -> &Pkcs11 {
+        &self.ctx
+    }
+
+    /// The slot holding the selected, initialised token.
+    pub fn find_slot(&self, sel: &TokenSelector) -> Result<Slot, HsmError> {
+        let slots = self
+            .ctx
+            .get_slots_with_initialized_token()
+            .map_err(HsmError::Pkcs11)?;
+        for slot in slots {
+            let hit = match sel {
+                TokenSelector::Slot(id) => slot.id() == *id,
+                TokenSelector::Label(want) => self
+                    .ctx
+                    .get_token_info(slot)
+                    .map(|t| t.label().trim_end() == want)
+                    .unwrap_or(false),
+            };
+            if hit {
+                return Ok(slot);
+            }
+        }
+        Err(HsmError::TokenNotFound(sel.to_string()))
+    }
+
+    /// Refuses a token that cannot do what every key needs: AES key generation and
+    /// AES-GCM. Asked of the token (C_GetMechanismInfo) rather than assumed per vendor.
+    pub fn probe_mechanisms(&self, slot: Slot) -> Result<(), HsmError> {
+        for (m, name) in [
+            (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
+            (MechanismType::AES_GCM, "CKM_AES_GCM"),
+        ] {
+            match self.ctx.get_mechanism_info(slot, m) {
+                Ok(_) => {}
+                Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::MechanismInvalid,
+                    _,
+                )) => return Err(HsmError::MissingMechanism(name)),
+                Err(e) => return Err(HsmError::Pkcs11(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs in once on a throw-away session so that a wrong PIN is a start-up error
+    /// rather than a failure of the first request.
+    pub fn check_login(&self, slot: Slot, pin: &Pin) -> Result<(), HsmError> {
+        let s = self.ctx.open_ro_session(slot).map_err(HsmError::Pkcs11)?;
+        login(&s, pin)?;
+        Ok(())
+    }
+
+    /// True when a token with this label exists.
+    pub fn has_token(&self, label: &str) -> Result<bool, HsmError> {
+        match self.find_slot(&TokenSelector::Label(label.to_owned())) {
+            Ok(_) => Ok(true),
+            Err(HsmError::TokenNotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Initialises the first slot with an uninitialised token (C_InitToken) and sets the
+    /// user PIN (C_InitPIN). Used by dev mode; production tokens are the operator's.
+    pub fn init_token(&self, label: &str, so_pin: &Pin, user_pin: &Pin) -> Result<(), HsmError> {
+        let slots = self.ctx.get_slots_with_token().map_err(HsmError::Pkcs11)?;
+        let slot = slots
+            .into_iter()
+            .find(|s| {
+                self.ctx
+                    .get_token_info(*s)
+                    .map(|t| !t.token_initialized())
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| HsmError::TokenNotFound("an uninitialised token".into()))?;
+        let so = AuthPin::from(so_pin.expose());
+        self.ctx
+            .init_token(slot, &so, label)
+            .map_err(HsmError::Pkcs11)?;
+        let s = self.ctx.open_rw_session(slot).map_err(HsmError::Pkcs11)?;
+        s.login(UserType::So, Some(&so)).map_err(HsmError::Login)?;
+        s.init_pin(&AuthPin::from(user_pin.expose()))
+            .map_err(HsmError::Pkcs11)?;
+        s.logout().map_err(HsmError::Pkcs11)?;
+        Ok(())
+    }
+
+    /// C_Finalize. Needed after C_InitToken because some modules (SoftHSM2 among them)
+    /// only show a newly initialised token under its final slot id after a re-initialise.
+    pub fn finalize(self) -> Result<(), HsmError> {
+        self.ctx.finalize().map_err(HsmError::Pkcs11)
+    }
+}
+
+/// C_Login as the user. CKR_USER_ALREADY_LOGGED_IN is success: login state is shared by
+/// all sessions of the application, so a second session is already logged in.
+pub(crate) fn login(s: &cryptoki::session::Session, pin: &Pin) -> Result<(), HsmError> {
+    match s.login(UserType::User, Some(&AuthPin::from(pin.expose()))) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+            Ok(())
+        }
+        Err(e) => Err(HsmError::Login(e)),
+    }
+}

@@ -1,0 +1,180 @@
+//! A fixed pool of HSM worker threads, each owning one logged-in session, fed through a
+//! channel. PKCS#11 calls block, so they never run on the async runtime; a dedicated
+//! thread per session also avoids a spawn_blocking hop per request.
+
+use std::sync::Arc;
+use std::thread;
+
+use cryptoki::slot::Slot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::{warn, Instrument as _, Span};
+
+use super::session::WorkerSession;
+use super::{HsmError, MaterialRef, Module};
+use crate::domain::{Pin, Plaintext};
+
+type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+
+/// Pool sizing and behaviour.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// Worker threads, one PKCS#11 session each.
+    pub sessions: usize,
+    /// Requests queued per worker before callers wait.
+    pub queue_per_session: usize,
+    /// Use session-object copies of token keys (faster on SoftHSM2).
+    pub copy_keys: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            sessions: 4,
+            queue_per_session: 64,
+            copy_keys: true,
+        }
+    }
+}
+
+/// Handle to the worker pool. Cheap to clone; the workers stop when the last clone is
+/// dropped.
+#[derive(Clone)]
+pub struct HsmPool {
+    jobs: crossbeam_channel::Sender<Job>,
+    // Bounds queued work so that a burst waits asynchronously instead of piling up.
+    permits: Arc<Semaphore>,
+    workers: Arc<Vec<thread::JoinHandle<()>>>,
+}
+
+impl HsmPool {
+    /// Starts the workers on an already checked slot. Each opens its session lazily.
+    pub fn start(module: &Module, slot: Slot, pin: Pin, cfg: &PoolConfig) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let sessions = cfg.sessions.max(1);
+        let workers = (0..sessions)
+            .map(|i| {
+                let rx = rx.clone();
+                let mut ws =
+                    WorkerSession::new(module.ctx().clone(), slot, pin.clone(), cfg.copy_keys);
+                thread::Builder::new()
+                    .name(format!("hsm-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            job(&mut ws);
+                        }
+                    })
+            })
+            .filter_map(Result::ok)
+            .collect();
+        Self {
+            jobs: tx,
+            permits: Arc::new(Semaphore::new(sessions * cfg.queue_per_session.max(1))),
+            workers: Arc::new(workers),
+        }
+    }
+
+    /// Number of worker threads that started.
+    pub fn size(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
+    /// `op` once more; a stale cached handle is forgotten and retried the same way.
+    async fn run<T, F>(&self, material: Option<MaterialRef>, op: F) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    {
+        let permit: OwnedSemaphorePermit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| HsmError::PoolStopped)?;
+        let (tx, rx) = oneshot::channel();
+        let span = Span::current();
+        let job: Job = Box::new(move |ws| {
+            let _permit = permit;
+            let _g = span.enter();
+            let mut res = op(ws);
+            if let Err(e) = &res {
+                if e.is_session_lost() {
+                    warn!(error = %e, "PKCS#11 session lost; reopening and retrying once");
+                    ws.reset();
+                    res = op(ws);
+                } else if e.is_stale_handle() {
+                    if let Some(m) = &material {
+                        ws.forget(m);
+                        res = op(ws);
+                    }
+                }
+            }
+            let _ = tx.send(res);
+        });
+        self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
+        rx.instrument(Span::current())
+            .await
+            .map_err(|_| HsmError::PoolStopped)?
+    }
+
+    /// Encrypts with AES-256-GCM under `m`; returns ciphertext || 16-byte tag.
+    pub async fn encrypt(
+        &self,
+        m: MaterialRef,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        plaintext: Plaintext,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(Some(m), move |ws| {
+            ws.encrypt(&m, &iv, &aad, plaintext.expose())
+        })
+        .await
+    }
+
+    /// Decrypts ciphertext || tag under `m`.
+    pub async fn decrypt(
+        &self,
+        m: MaterialRef,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        ciphertext_and_tag: Vec<u8>,
+    ) -> Result<Plaintext, HsmError> {
+        self.run(Some(m), move |ws| {
+            ws.decrypt(&m, &iv, &aad, &ciphertext_and_tag)
+        })
+        .await
+    }
+
+    /// A fresh data key from the token's RNG and its encryption under `m`, in one trip
+    /// to a worker: C_GenerateRandom + C_Encrypt.
+    pub async fn generate_data_key(
+        &self,
+        m: MaterialRef,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        len: usize,
+    ) -> Result<(Plaintext, Vec<u8>), HsmError> {
+        self.run(Some(m), move |ws| {
+            let key = ws.random(len)?;
+            let ct = ws.encrypt(&m, &iv, &aad, key.expose())?;
+            Ok((key, ct))
+        })
+        .await
+    }
+
+    /// Random bytes from the token.
+    pub async fn generate_random(&self, len: usize) -> Result<Plaintext, HsmError> {
+        self.run(None, move |ws| ws.random(len)).await
+    }
+
+    /// Generates new key material as a token object.
+    pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
+        self.run(None, move |ws| ws.generate_key(&m)).await
+    }
+
+    /// (CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_TOKEN) of a material's token object.
+    pub async fn material_attributes(
+        &self,
+        m: MaterialRef,
+    ) -> Result<(bool, bool, bool), HsmError> {
+        self.run(None, move |ws| ws.key_attributes(&m)).await
+    }
+}

@@ -1,0 +1,244 @@
+//! One worker's logged-in session and its object-handle cache. Runs on an HSM worker
+//! thread only: a cryptoki Session is Send but not Sync, so it never leaves its thread.
+
+use std::collections::HashMap;
+
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
+use cryptoki::types::Ulong;
+
+use super::module::login;
+use super::{HsmError, MaterialRef};
+use crate::domain::{Pin, Plaintext};
+
+/// Session copies kept per worker before the cache is emptied and rebuilt.
+const MAX_CACHED_KEYS: usize = 1024;
+const TAG_BITS: u64 = 128;
+
+/// How a worker finds a key's material.
+#[derive(Clone, Copy)]
+struct CachedKey {
+    handle: ObjectHandle,
+    /// True for a session-object copy, which must be destroyed when evicted.
+    is_copy: bool,
+}
+
+/// A worker's session, opened lazily and reopened after a loss.
+pub(crate) struct WorkerSession {
+    ctx: cryptoki::context::Pkcs11,
+    slot: Slot,
+    pin: Pin,
+    session: Option<Session>,
+    keys: HashMap<MaterialRef, CachedKey>,
+    copy_keys: bool,
+}
+
+impl WorkerSession {
+    pub(crate) fn new(
+        ctx: cryptoki::context::Pkcs11,
+        slot: Slot,
+        pin: Pin,
+        copy_keys: bool,
+    ) -> Self {
+        Self {
+            ctx,
+            slot,
+            pin,
+            session: None,
+            keys: HashMap::new(),
+            copy_keys,
+        }
+    }
+
+    /// Opens and logs in if needed.
+    pub(crate) fn session(&mut self) -> Result<&Session, HsmError> {
+        if self.session.is_none() {
+            let s = self
+                .ctx
+                .open_rw_session(self.slot)
+                .map_err(HsmError::from_call)?;
+            login(&s, &self.pin)?;
+            self.session = Some(s);
+        }
+        self.session.as_ref().ok_or(HsmError::PoolStopped)
+    }
+
+    /// Forgets the session and every cached handle. Session copies die with the session.
+    pub(crate) fn reset(&mut self) {
+        self.keys.clear();
+        self.session = None;
+    }
+
+    /// The handle to use for this material: a cached one, else the token object found by
+    /// CKA_ID, copied into a session object when enabled (SoftHSM2 re-reads its token file
+    /// on every use of a token object; the copy stays sensitive and non-extractable).
+    fn key(&mut self, m: &MaterialRef) -> Result<ObjectHandle, HsmError> {
+        if let Some(k) = self.keys.get(m) {
+            return Ok(k.handle);
+        }
+        if self.keys.len() >= MAX_CACHED_KEYS {
+            self.evict_all();
+        }
+        let copy_keys = self.copy_keys;
+        let s = self.session()?;
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Id(m.cka_id()),
+            ])
+            .map_err(HsmError::from_call)?;
+        let token_obj = match found.as_slice() {
+            [one] => *one,
+            [] => return Err(HsmError::KeyMissing(*m)),
+            // Two objects with one CKA_ID would be an operator's mistake; use the first
+            // rather than refuse service, both were made by us for this material.
+            [first, ..] => *first,
+        };
+        let cached = if copy_keys {
+            match s.copy_object(token_obj, &[Attribute::Token(false)]) {
+                Ok(h) => CachedKey {
+                    handle: h,
+                    is_copy: true,
+                },
+                // A token that refuses C_CopyObject still works, only slower.
+                Err(_) => CachedKey {
+                    handle: token_obj,
+                    is_copy: false,
+                },
+            }
+        } else {
+            CachedKey {
+                handle: token_obj,
+                is_copy: false,
+            }
+        };
+        self.keys.insert(*m, cached);
+        Ok(cached.handle)
+    }
+
+    fn evict_all(&mut self) {
+        if let Some(s) = &self.session {
+            for k in self.keys.values().filter(|k| k.is_copy) {
+                let _ = s.destroy_object(k.handle);
+            }
+        }
+        self.keys.clear();
+    }
+
+    /// Forgets one material's cached handle (used when a stale handle is detected).
+    pub(crate) fn forget(&mut self, m: &MaterialRef) {
+        if let (Some(k), Some(s)) = (self.keys.remove(m), &self.session) {
+            if k.is_copy {
+                let _ = s.destroy_object(k.handle);
+            }
+        }
+    }
+
+    /// AES-256-GCM encryption in the token. Returns ciphertext || tag.
+    pub(crate) fn encrypt(
+        &mut self,
+        m: &MaterialRef,
+        iv: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let key = self.key(m)?;
+        let s = self.session()?;
+        let mut iv = *iv;
+        let params =
+            GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
+        s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
+            .map_err(HsmError::from_call)
+    }
+
+    /// AES-256-GCM decryption in the token of ciphertext || tag.
+    pub(crate) fn decrypt(
+        &mut self,
+        m: &MaterialRef,
+        iv: &[u8],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Plaintext, HsmError> {
+        let key = self.key(m)?;
+        let s = self.session()?;
+        let mut iv = iv.to_vec();
+        let params =
+            GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
+        s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
+            .map(Plaintext::new)
+            .map_err(HsmError::from_decrypt)
+    }
+
+    /// C_GenerateRandom, into a zeroizing buffer from the first byte.
+    pub(crate) fn random(&mut self, n: usize) -> Result<Plaintext, HsmError> {
+        let mut out = zeroize::Zeroizing::new(vec![0u8; n]);
+        self.session()?
+            .generate_random_slice(&mut out)
+            .map_err(HsmError::from_call)?;
+        Ok(Plaintext::new(std::mem::take(&mut *out)))
+    }
+
+    /// Generates an AES-256 token key: sensitive, never extractable, private, usable only
+    /// to encrypt and decrypt. Copyable so that workers can make session copies.
+    pub(crate) fn generate_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
+        let s = self.session()?;
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(Ulong::from(32u64)),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+            Attribute::Id(m.cka_id()),
+            Attribute::Label(m.label().into_bytes()),
+        ];
+        s.generate_key(&Mechanism::AesKeyGen, &template)
+            .map_err(HsmError::from_call)?;
+        Ok(())
+    }
+
+    /// Reads back the security attributes of a material's token object, for tests and
+    /// start-up checks: (sensitive, extractable, token).
+    pub(crate) fn key_attributes(
+        &mut self,
+        m: &MaterialRef,
+    ) -> Result<(bool, bool, bool), HsmError> {
+        let s = self.session()?;
+        let found = s
+            .find_objects(&[Attribute::Token(true), Attribute::Id(m.cka_id())])
+            .map_err(HsmError::from_call)?;
+        let obj = *found.first().ok_or(HsmError::KeyMissing(*m))?;
+        let attrs = s
+            .get_attributes(
+                obj,
+                &[
+                    cryptoki::object::AttributeType::Sensitive,
+                    cryptoki::object::AttributeType::Extractable,
+                    cryptoki::object::AttributeType::Token,
+                ],
+            )
+            .map_err(HsmError::from_call)?;
+        let mut out = (false, true, false);
+        for a in attrs {
+            match a {
+                Attribute::Sensitive(v) => out.0 = v,
+                Attribute::Extractable(v) => out.1 = v,
+                Attribute::Token(v) => out.2 = v,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}

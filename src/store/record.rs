@@ -1,0 +1,52 @@
+//! Rows of the metadata store, as domain types.
+
+use std::time::SystemTime;
+
+use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+
+/// A key as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The key id.
+    pub key_id: KeyId,
+    /// Owning account.
+    pub account: AccountId,
+    /// Owner's description.
+    pub description: String,
+    /// Creation time (millisecond precision once stored).
+    pub creation_date: SystemTime,
+    /// ENCRYPT_DECRYPT.
+    pub key_usage: KeyUsage,
+    /// SYMMETRIC_DEFAULT.
+    pub key_spec: KeySpec,
+    /// AWS_KMS.
+    pub origin: Origin,
+    /// Lifecycle state.
+    pub key_state: KeyState,
+    /// Scheduled destruction time, when pending deletion.
+    pub deletion_date: Option<SystemTime>,
+    /// Material that new encryptions use.
+    pub current_version: MaterialVersion,
+    /// Every material version, oldest first.
+    pub versions: Vec<MaterialRecord>,
+}
+
+/// One key-material version as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaterialRecord {
+    /// Version number, from 1.
+    pub version: MaterialVersion,
+    /// When the HSM object was made.
+    pub created: SystemTime,
+    /// GCM invocations reserved so far (see docs/DESIGN.md, "IV budget").
+    pub reserved_invocations: u64,
+}
+
+impl KeyRecord {
+    /// The record of the current material version.
+    pub fn current(&self) -> Option<&MaterialRecord> {
+        self.versions
+            .iter()
+            .find(|v| v.version == self.current_version)
+    }
+}

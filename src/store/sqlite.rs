@@ -1,0 +1,313 @@
+//! SQLite metadata store: one connection behind a mutex (writes are rare and SQLite
+//! serialises them anyway), WAL journal, synchronous=FULL so that a key whose ciphertexts
+//! a client already holds survives a power cut.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{KeyRecord, MaterialRecord, Store, StoreError};
+use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+/// Never edit a released entry: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys and their material versions.
+    "CREATE TABLE keys (
+        key_id          TEXT PRIMARY KEY,
+        account         TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        creation_ms     INTEGER NOT NULL,
+        key_usage       TEXT NOT NULL,
+        key_spec        TEXT NOT NULL,
+        origin          TEXT NOT NULL,
+        key_state       TEXT NOT NULL,
+        deletion_ms     INTEGER,
+        current_version INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX keys_by_account ON keys(account, key_id);
+     CREATE TABLE key_materials (
+        key_id     TEXT NOT NULL REFERENCES keys(key_id),
+        version    INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        reserved   INTEGER NOT NULL,
+        PRIMARY KEY (key_id, version)
+     ) WITHOUT ROWID;",
+];
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database, for unit tests of code above the store.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions
+        // roll back), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt("counter"))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
+                key_spec, origin, key_state, deletion_ms, current_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                rec.key_id.to_string(),
+                rec.account.as_str(),
+                rec.description,
+                to_ms(rec.creation_date),
+                rec.key_usage.as_str(),
+                rec.key_spec.as_str(),
+                rec.origin.as_str(),
+                rec.key_state.as_str(),
+                rec.deletion_date.map(to_ms),
+                rec.current_version.0,
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists("key"));
+        }
+        for m in &rec.versions {
+            tx.execute(
+                "INSERT INTO key_materials (key_id, version, created_ms, reserved) VALUES (?1, ?2, ?3, ?4)",
+                params![rec.key_id.to_string(), m.version.0, to_ms(m.created), to_i64(m.reserved_invocations)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
+                        deletion_ms, current_version
+                 FROM keys WHERE key_id = ?1",
+                params![id.to_string()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, u32>(8)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((account, description, created, usage, spec, origin, state, deletion, current)) =
+            row
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, created_ms, reserved FROM key_materials WHERE key_id = ?1 ORDER BY version",
+        )?;
+        let versions = stmt
+            .query_map(params![id.to_string()], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .map(|row| {
+                let (v, c, reserved) = row?;
+                Ok(MaterialRecord {
+                    version: MaterialVersion(v),
+                    created: from_ms(c),
+                    reserved_invocations: to_u64(reserved)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(KeyRecord {
+            key_id: *id,
+            account: account
+                .parse()
+                .map_err(|_| StoreError::Corrupt("account id"))?,
+            description,
+            creation_date: from_ms(created),
+            key_usage: KeyUsage::parse(&usage).ok_or(StoreError::Corrupt("key usage"))?,
+            key_spec: KeySpec::parse(&spec).ok_or(StoreError::Corrupt("key spec"))?,
+            origin: Origin::parse(&origin).ok_or(StoreError::Corrupt("origin"))?,
+            key_state: KeyState::parse(&state).ok_or(StoreError::Corrupt("key state"))?,
+            deletion_date: deletion.map(from_ms),
+            current_version: MaterialVersion(current),
+            versions,
+        }))
+    }
+
+    fn list_keys(
+        &self,
+        account: &AccountId,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys WHERE account = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+        )?;
+        let after = after.map(|k| k.to_string()).unwrap_or_default();
+        let ids = stmt
+            .query_map(
+                params![
+                    account.as_str(),
+                    after,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )?
+            .map(|r| {
+                r.map_err(StoreError::from)?
+                    .parse::<KeyId>()
+                    .map_err(|_| StoreError::Corrupt("key id"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
+    fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO key_materials (key_id, version, created_ms, reserved) VALUES (?1, ?2, ?3, ?4)",
+            params![id.to_string(), m.version.0, to_ms(m.created), to_i64(m.reserved_invocations)],
+        )?;
+        let n = tx.execute(
+            "UPDATE keys SET current_version = ?2 WHERE key_id = ?1",
+            params![id.to_string(), m.version.0],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn reserve_invocations(
+        &self,
+        id: &KeyId,
+        version: MaterialVersion,
+        reserved: u64,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE key_materials SET reserved = MAX(reserved, ?3) WHERE key_id = ?1 AND version = ?2",
+            params![id.to_string(), version.0, to_i64(reserved)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key material"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        let store = SqliteStore::open(&path).unwrap();
+        super::super::suite::run(&store);
+        let ids = super::super::suite::seed(&store);
+        drop(store);
+        // Everything is still there after reopening the file.
+        let store = SqliteStore::open(&path).unwrap();
+        for id in ids {
+            assert!(store.get_key(&id).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

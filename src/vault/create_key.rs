@@ -1,0 +1,141 @@
+//! CreateKey: new AES-256 material in the HSM, then its metadata (HSM object first, so a
+//! crash leaves at most an orphan object, never a key id without material).
+
+use std::time::SystemTime;
+
+use tracing::info;
+
+use super::{Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+use crate::store::{KeyRecord, MaterialRecord};
+
+/// AWS: Description is at most 8192 characters.
+const MAX_DESCRIPTION: usize = 8192;
+
+/// CreateKey parameters.
+#[derive(Debug, Default)]
+pub struct CreateKeyInput {
+    /// Free text.
+    pub description: String,
+    /// "" or ENCRYPT_DECRYPT.
+    pub key_usage: String,
+    /// "" or SYMMETRIC_DEFAULT.
+    pub key_spec: String,
+    /// "" or AWS_KMS.
+    pub origin: String,
+}
+
+/// Values AWS accepts that p11kms does not support yet: a valid request, so not a
+/// ValidationException but UnsupportedOperationException.
+const AWS_KEY_USAGES: &[&str] = &["SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"];
+const AWS_KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+];
+const AWS_ORIGINS: &[&str] = &["EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+
+fn parse_or_default<T>(
+    field: &str,
+    value: &str,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    aws_known: &[&str],
+) -> Result<T, KmsError> {
+    if value.is_empty() {
+        return Ok(default);
+    }
+    if let Some(v) = parse(value) {
+        return Ok(v);
+    }
+    if aws_known.contains(&value) {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{field} {value} is not supported by p11kms yet"
+        )));
+    }
+    Err(KmsError::validation(format!(
+        "{field} has an unknown value"
+    )))
+}
+
+impl Vault {
+    /// CreateKey: the key belongs to the caller's account.
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        input: CreateKeyInput,
+    ) -> Result<KeyMetadata, KmsError> {
+        if input.description.chars().count() > MAX_DESCRIPTION {
+            return Err(KmsError::validation(format!(
+                "Description must be at most {MAX_DESCRIPTION} characters"
+            )));
+        }
+        let key_usage = parse_or_default(
+            "KeyUsage",
+            &input.key_usage,
+            KeyUsage::EncryptDecrypt,
+            KeyUsage::parse,
+            AWS_KEY_USAGES,
+        )?;
+        let key_spec = parse_or_default(
+            "KeySpec",
+            &input.key_spec,
+            KeySpec::SymmetricDefault,
+            KeySpec::parse,
+            AWS_KEY_SPECS,
+        )?;
+        let origin = parse_or_default(
+            "Origin",
+            &input.origin,
+            Origin::AwsKms,
+            Origin::parse,
+            AWS_ORIGINS,
+        )?;
+        let account = caller.principal.account().clone();
+        let key_id = KeyId::generate();
+        let arn = self.arn(&account, key_id);
+        // CreateKey is authorized on the account, not a key: AWS's resource is "*".
+        self.authorize(caller, Action::CREATE_KEY, &account, "*")?;
+
+        let version = MaterialVersion(1);
+        let now = SystemTime::now();
+        let record = KeyRecord {
+            key_id,
+            account,
+            description: input.description,
+            creation_date: now,
+            key_usage,
+            key_spec,
+            origin,
+            key_state: KeyState::Enabled,
+            deletion_date: None,
+            current_version: version,
+            versions: vec![MaterialRecord {
+                version,
+                created: now,
+                reserved_invocations: self.keys.first_reservation(),
+            }],
+        };
+        self.hsm
+            .create_material(crate::hsm::MaterialRef { key_id, version })
+            .await?;
+        let stored = record.clone();
+        self.store_call(move |s| s.insert_key(&stored)).await?;
+        info!(key_id = %key_id, "key created");
+        let entry = self.cache_new_key(record);
+        Ok(entry.metadata(arn))
+    }
+}

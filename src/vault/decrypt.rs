@@ -1,0 +1,96 @@
+//! Decrypt: the blob names its key; a KeyId parameter, when given, must agree.
+
+use std::sync::Arc;
+
+use super::blob::{self, MAX_BLOB_LEN};
+use super::keys::KeyEntry;
+use super::{validate, Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{EncryptionContext, KeyArn, Plaintext};
+
+/// Decrypt parameters.
+#[derive(Debug)]
+pub struct DecryptInput {
+    /// The blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The context it was encrypted with.
+    pub context: EncryptionContext,
+    /// Accepted for API compatibility.
+    pub grant_tokens: Vec<String>,
+    /// Optional: "" or the key id / ARN that must have encrypted the blob.
+    pub key_id: String,
+    /// "" or SYMMETRIC_DEFAULT.
+    pub algorithm: String,
+}
+
+/// Decrypt's result.
+#[derive(Debug)]
+pub struct DecryptOutput {
+    /// The key that decrypted it.
+    pub key_arn: KeyArn,
+    /// The plaintext.
+    pub plaintext: Plaintext,
+}
+
+/// Checks CiphertextBlob's length as AWS does (1..6144 bytes).
+pub(crate) fn check_blob_len(field: &str, b: &[u8]) -> Result<(), KmsError> {
+    if b.is_empty() || b.len() > MAX_BLOB_LEN {
+        return Err(KmsError::validation(format!(
+            "{field} must be between 1 and {MAX_BLOB_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Vault {
+    /// Decrypt.
+    pub async fn decrypt(
+        &self,
+        caller: &Caller,
+        input: DecryptInput,
+    ) -> Result<DecryptOutput, KmsError> {
+        validate::grant_tokens(&input.grant_tokens)?;
+        validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
+        let (key, plaintext) = self
+            .open_blob(
+                caller,
+                Action::DECRYPT,
+                &input.ciphertext_blob,
+                &input.key_id,
+                &input.context,
+            )
+            .await?;
+        Ok(DecryptOutput {
+            key_arn: self.arn_of(&key),
+            plaintext,
+        })
+    }
+
+    /// Shared by Decrypt and ReEncrypt: parse, find the key, check an expected KeyId,
+    /// authorize `action`, check state, decrypt.
+    pub(crate) async fn open_blob(
+        &self,
+        caller: &Caller,
+        action: Action,
+        bytes: &[u8],
+        expected_key: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<(Arc<KeyEntry>, Plaintext), KmsError> {
+        check_blob_len("CiphertextBlob", bytes)?;
+        let parsed = blob::parse(bytes).map_err(|e| KmsError::InvalidCiphertext(e.to_string()))?;
+        if !expected_key.is_empty() {
+            let expected = self.resolve(caller, expected_key).await?;
+            if expected.key_id() != parsed.key_id {
+                return Err(KmsError::IncorrectKey(
+                    "the key specified by KeyId is not the key that was used to encrypt the ciphertext".into(),
+                ));
+            }
+        }
+        let key = self.key_of_blob(parsed.key_id).await?;
+        let arn = self.arn_of(&key);
+        self.authorize(caller, action, key.account(), &arn.to_string())?;
+        key.check_usable(&arn)?;
+        let plaintext = self.open(&parsed, &key, ctx).await?;
+        Ok((key, plaintext))
+    }
+}

@@ -1,0 +1,26 @@
+//! DescribeKey: metadata of a key, in any state.
+
+use super::{validate, Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::KeyMetadata;
+
+impl Vault {
+    /// DescribeKey.
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant_tokens: &[String],
+    ) -> Result<KeyMetadata, KmsError> {
+        validate::grant_tokens(grant_tokens)?;
+        let key = self.resolve(caller, key_id).await?;
+        let arn = self.arn_of(&key);
+        self.authorize(
+            caller,
+            Action::DESCRIBE_KEY,
+            key.account(),
+            &arn.to_string(),
+        )?;
+        Ok(key.metadata(arn))
+    }
+}

@@ -1,0 +1,115 @@
+//! KmsError: the AWS KMS error names, the one vocabulary the vault speaks upward.
+//! Messages are written for the caller: they say what to fix and never echo secret
+//! bytes. Internal causes stay attached for the log only.
+
+use crate::hsm::HsmError;
+use crate::store::StoreError;
+
+/// An operation's failure, named as AWS KMS names it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsError {
+    /// A parameter is missing, malformed or out of range.
+    #[error("{0}")]
+    Validation(String),
+    /// The key (or alias) does not exist, or is not visible to the caller.
+    #[error("{0}")]
+    NotFound(String),
+    /// The blob is damaged, foreign, or the context does not match.
+    #[error("{0}")]
+    InvalidCiphertext(String),
+    /// Decrypt named a KeyId other than the one that encrypted the blob.
+    #[error("{0}")]
+    IncorrectKey(String),
+    /// Not authorized.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// The caller presented no usable identity.
+    #[error("{0}")]
+    UnrecognizedClient(String),
+    /// The key is disabled.
+    #[error("{0}")]
+    Disabled(String),
+    /// The key's state does not allow the operation.
+    #[error("{0}")]
+    KmsInvalidState(String),
+    /// The operation is not valid for this key's usage or the algorithm.
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    /// A pagination marker that we did not issue.
+    #[error("{0}")]
+    InvalidMarker(String),
+    /// A grant token that does not parse.
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// A quota was exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A valid AWS request that p11kms does not support (yet).
+    #[error("{0}")]
+    UnsupportedOperation(String),
+    /// The HSM holding the key cannot be used right now; retrying may succeed.
+    #[error("the HSM holding this key is not available; retry later")]
+    KeyUnavailable(#[source] HsmError),
+    /// A fault inside p11kms. The caller sees only the name; the cause goes to the log.
+    #[error("an internal error occurred; the request id in the server log has the detail")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl KmsError {
+    /// The AWS KMS error name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "ValidationException",
+            Self::NotFound(_) => "NotFoundException",
+            Self::InvalidCiphertext(_) => "InvalidCiphertextException",
+            Self::IncorrectKey(_) => "IncorrectKeyException",
+            Self::AccessDenied(_) => "AccessDeniedException",
+            Self::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Self::Disabled(_) => "DisabledException",
+            Self::KmsInvalidState(_) => "KMSInvalidStateException",
+            Self::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            Self::InvalidMarker(_) => "InvalidMarkerException",
+            Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            Self::LimitExceeded(_) => "LimitExceededException",
+            Self::UnsupportedOperation(_) => "UnsupportedOperationException",
+            Self::KeyUnavailable(_) => "KeyUnavailableException",
+            Self::Internal(_) => "KMSInternalException",
+        }
+    }
+
+    /// Shorthand for a ValidationException.
+    pub(crate) fn validation(msg: impl Into<String>) -> Self {
+        Self::Validation(msg.into())
+    }
+
+    /// Shorthand for an internal error with a cause.
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
+impl From<HsmError> for KmsError {
+    fn from(e: HsmError) -> Self {
+        match e {
+            HsmError::TagMismatch => Self::InvalidCiphertext(
+                "the ciphertext is invalid, or the encryption context does not match the one used to encrypt it".into(),
+            ),
+            // Still lost after the pool's reopen-and-retry: the token is gone for now.
+            e @ (HsmError::SessionLost(_) | HsmError::PoolStopped) => Self::KeyUnavailable(e),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<tokio::task::JoinError> for KmsError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal(e)
+    }
+}

@@ -1,0 +1,324 @@
+//! Finding keys (key id or key ARN → cached entry), their state checks, and the AES-GCM
+//! IV budget of each material version (docs/DESIGN.md, "IV budget").
+//!
+//! The vault is the only writer of key metadata, so a process-wide cache of key entries
+//! stays coherent; a multi-replica store will need invalidation here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+
+use tracing::info;
+
+use super::{Caller, KmsError, Vault};
+use crate::domain::{AccountId, KeyArn, KeyId, KeyMetadata, KeyState, MaterialVersion};
+use crate::hsm::MaterialRef;
+use crate::store::{KeyRecord, MaterialRecord};
+
+/// GCM invocations reserved in the store at a time: one store write per 65,536
+/// encryptions, and at most that many IVs skipped by a crash.
+const RESERVATION_BLOCK: u64 = 1 << 16;
+
+/// AWS's limit on the KeyId parameter.
+const MAX_KEY_ID_LEN: usize = 2048;
+
+/// A key in memory: its record and its IV budget.
+pub(crate) struct KeyEntry {
+    key_id: KeyId,
+    account: AccountId,
+    state: Mutex<EntryState>,
+    // Serialises the slow path of the IV budget (store write or new material) per key,
+    // across an await; the fast path never touches it.
+    refill: tokio::sync::Mutex<()>,
+}
+
+struct EntryState {
+    record: KeyRecord,
+    /// GCM invocations handed out for the current version since it was loaded.
+    used: u64,
+    /// Invocations reserved in the store for the current version.
+    reserved: u64,
+}
+
+impl KeyEntry {
+    fn new(record: KeyRecord, fresh: bool) -> Self {
+        let reserved = record
+            .current()
+            .map(|m| m.reserved_invocations)
+            .unwrap_or(0);
+        Self {
+            key_id: record.key_id,
+            account: record.account.clone(),
+            state: Mutex::new(EntryState {
+                // A key loaded from the store may have used its whole reservation before
+                // a crash, so start at the top of it; a key made by this process has not.
+                used: if fresh { 0 } else { reserved },
+                reserved,
+                record,
+            }),
+            refill: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, EntryState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key id.
+    pub(crate) fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Owning account.
+    pub(crate) fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// Metadata as DescribeKey shows it.
+    pub(crate) fn metadata(&self, arn: KeyArn) -> KeyMetadata {
+        let s = self.lock();
+        let r = &s.record;
+        KeyMetadata {
+            key_id: r.key_id,
+            arn,
+            account: r.account.clone(),
+            creation_date: r.creation_date,
+            description: r.description.clone(),
+            key_usage: r.key_usage,
+            key_spec: r.key_spec,
+            origin: r.origin,
+            key_state: r.key_state,
+            deletion_date: r.deletion_date,
+        }
+    }
+
+    /// The material version new encryptions use.
+    pub(crate) fn current_version(&self) -> MaterialVersion {
+        self.lock().record.current_version
+    }
+
+    /// True when this key has material of that version.
+    pub(crate) fn has_version(&self, v: MaterialVersion) -> bool {
+        self.lock().record.versions.iter().any(|m| m.version == v)
+    }
+
+    /// The token object of one version.
+    pub(crate) fn material_ref(&self, version: MaterialVersion) -> MaterialRef {
+        MaterialRef {
+            key_id: self.key_id,
+            version,
+        }
+    }
+
+    /// Refuses cryptographic use in any state but Enabled, with AWS's error names.
+    pub(crate) fn check_usable(&self, arn: &KeyArn) -> Result<(), KmsError> {
+        match self.lock().record.key_state {
+            KeyState::Enabled => Ok(()),
+            KeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
+            other => Err(KmsError::KmsInvalidState(format!(
+                "{arn} is {} and cannot be used for this operation.",
+                other.as_str()
+            ))),
+        }
+    }
+
+    /// Fast path: one invocation from the current reservation.
+    fn try_take(&self) -> Option<MaterialVersion> {
+        let mut s = self.lock();
+        if s.used < s.reserved {
+            s.used += 1;
+            Some(s.record.current_version)
+        } else {
+            None
+        }
+    }
+}
+
+/// The process-wide cache of key entries.
+pub(crate) struct KeyCache {
+    map: RwLock<HashMap<KeyId, Arc<KeyEntry>>>,
+    max_per_material: u64,
+}
+
+impl KeyCache {
+    pub(crate) fn new(max_per_material: u64) -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            max_per_material,
+        }
+    }
+
+    fn get(&self, id: &KeyId) -> Option<Arc<KeyEntry>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Inserts unless another task got there first; returns the entry that is cached.
+    fn insert(&self, entry: KeyEntry) -> Arc<KeyEntry> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry(entry.key_id).or_insert_with(|| Arc::new(entry)))
+    }
+
+    /// First reservation of a new key's first material.
+    pub(crate) fn first_reservation(&self) -> u64 {
+        RESERVATION_BLOCK.min(self.max_per_material)
+    }
+}
+
+/// How a KeyId parameter names a key.
+enum KeyRef {
+    Id(KeyId),
+    Arn(KeyArn),
+}
+
+fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
+    if s.is_empty() {
+        return Err(KmsError::validation("KeyId is required"));
+    }
+    if s.chars().count() > MAX_KEY_ID_LEN {
+        return Err(KmsError::validation(format!(
+            "KeyId must be at most {MAX_KEY_ID_LEN} characters"
+        )));
+    }
+    if s.starts_with("alias/") || (s.starts_with("arn:") && s.contains(":alias/")) {
+        return Err(KmsError::NotFound(
+            "aliases are not supported by this version of p11kms; use a key id or key ARN".into(),
+        ));
+    }
+    if s.starts_with("arn:") {
+        return s
+            .parse()
+            .map(KeyRef::Arn)
+            .map_err(|e| KmsError::NotFound(format!("Invalid arn: {e}")));
+    }
+    s.parse()
+        .map(KeyRef::Id)
+        .map_err(|e| KmsError::NotFound(format!("Invalid keyId: {e}")))
+}
+
+impl Vault {
+    /// The cached entry of a key, loading it from the store on a miss.
+    pub(crate) async fn key(&self, id: KeyId) -> Result<Option<Arc<KeyEntry>>, KmsError> {
+        if let Some(e) = self.keys.get(&id) {
+            return Ok(Some(e));
+        }
+        let rec = self.store_call(move |s| s.get_key(&id)).await?;
+        Ok(rec.map(|r| self.keys.insert(KeyEntry::new(r, false))))
+    }
+
+    /// Caches a key this process just created.
+    pub(crate) fn cache_new_key(&self, rec: KeyRecord) -> Arc<KeyEntry> {
+        self.keys.insert(KeyEntry::new(rec, true))
+    }
+
+    /// Resolves a KeyId parameter as AWS does: a bare key id names a key of the caller's
+    /// account; a key ARN names a key of the account in the ARN, which the authorizer may
+    /// then refuse. A key we cannot see is NotFoundException either way.
+    pub(crate) async fn resolve(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let (id, account) = match parse_key_ref(key_id)? {
+            KeyRef::Id(id) => (id, caller.principal.account().clone()),
+            KeyRef::Arn(arn) => {
+                if arn.partition != self.settings.partition || arn.region != self.settings.region {
+                    return Err(not_found(&arn));
+                }
+                (arn.key_id, arn.account)
+            }
+        };
+        match self.key(id).await? {
+            Some(e) if *e.account() == account => Ok(e),
+            _ => Err(not_found(&self.arn(&account, id))),
+        }
+    }
+
+    /// The key named inside a ciphertext blob, in whatever account owns it.
+    pub(crate) async fn key_of_blob(&self, id: KeyId) -> Result<Arc<KeyEntry>, KmsError> {
+        self.key(id).await?.ok_or_else(|| {
+            KmsError::NotFound(format!(
+                "the key with id {id} that encrypted this ciphertext does not exist"
+            ))
+        })
+    }
+
+    /// The ARN of a cached key.
+    pub(crate) fn arn_of(&self, key: &KeyEntry) -> KeyArn {
+        self.arn(key.account(), key.key_id())
+    }
+
+    /// One GCM invocation of the key's current material. Reserves a new block in the
+    /// store when the reservation is spent, and makes new material (HSM object first,
+    /// then metadata) when the version has had its maximum.
+    pub(crate) async fn take_invocation(
+        &self,
+        key: &KeyEntry,
+    ) -> Result<MaterialVersion, KmsError> {
+        loop {
+            if let Some(v) = key.try_take() {
+                return Ok(v);
+            }
+            let _refill = key.refill.lock().await;
+            if let Some(v) = key.try_take() {
+                return Ok(v);
+            }
+            let (version, reserved) = {
+                let s = key.lock();
+                (s.record.current_version, s.reserved)
+            };
+            let max = self.keys.max_per_material;
+            if reserved < max {
+                let next = reserved.saturating_add(RESERVATION_BLOCK).min(max);
+                let id = key.key_id;
+                self.store_call(move |s| s.reserve_invocations(&id, version, next))
+                    .await?;
+                let mut s = key.lock();
+                s.reserved = next;
+                if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version) {
+                    m.reserved_invocations = next;
+                }
+            } else {
+                self.new_material(key, version).await?;
+            }
+        }
+    }
+
+    async fn new_material(
+        &self,
+        key: &KeyEntry,
+        exhausted: MaterialVersion,
+    ) -> Result<(), KmsError> {
+        let next = exhausted
+            .0
+            .checked_add(1)
+            .map(MaterialVersion)
+            .ok_or_else(|| {
+                KmsError::LimitExceeded("this key has no material versions left".into())
+            })?;
+        self.hsm.create_material(key.material_ref(next)).await?;
+        let m = MaterialRecord {
+            version: next,
+            created: SystemTime::now(),
+            reserved_invocations: self.keys.first_reservation(),
+        };
+        let id = key.key_id;
+        let stored = m.clone();
+        self.store_call(move |s| s.add_material(&id, &stored))
+            .await?;
+        info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material");
+        let mut s = key.lock();
+        s.record.current_version = next;
+        s.record.versions.push(m);
+        s.used = 0;
+        s.reserved = self.keys.first_reservation();
+        Ok(())
+    }
+}
+
+fn not_found(arn: &KeyArn) -> KmsError {
+    KmsError::NotFound(format!("Key '{arn}' does not exist"))
+}

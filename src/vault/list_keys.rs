@@ -1,0 +1,66 @@
+//! ListKeys: the caller's account's keys in key-id order, a page at a time.
+
+use super::{Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{KeyArn, KeyId};
+
+/// ListKeys parameters.
+#[derive(Debug, Default)]
+pub struct ListKeysInput {
+    /// Page size, 1..1000; 100 when absent (as AWS).
+    pub limit: Option<i32>,
+    /// NextMarker from the previous page; empty for the first page.
+    pub marker: String,
+}
+
+/// One page.
+#[derive(Debug)]
+pub struct ListKeysOutput {
+    /// Key ids and ARNs.
+    pub keys: Vec<(KeyId, KeyArn)>,
+    /// Marker for the next page, when truncated.
+    pub next_marker: Option<String>,
+}
+
+impl Vault {
+    /// ListKeys.
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        input: ListKeysInput,
+    ) -> Result<ListKeysOutput, KmsError> {
+        let limit = match input.limit {
+            None => 100,
+            Some(n) => super::validate::count("Limit", n, 1, 1000)?,
+        };
+        // The marker is the last key id of the previous page: opaque to clients, and
+        // checked so that a made-up one is InvalidMarkerException as in AWS.
+        let after = if input.marker.is_empty() {
+            None
+        } else {
+            Some(input.marker.parse::<KeyId>().map_err(|_| {
+                KmsError::InvalidMarker("the marker is not one that ListKeys returned".into())
+            })?)
+        };
+        let account = caller.principal.account().clone();
+        self.authorize(caller, Action::LIST_KEYS, &account, "*")?;
+        let acct = account.clone();
+        let mut ids = self
+            .store_call(move |s| s.list_keys(&acct, after.as_ref(), limit + 1))
+            .await?;
+        let truncated = ids.len() > limit;
+        ids.truncate(limit);
+        let next_marker = if truncated {
+            ids.last().map(|k| k.to_string())
+        } else {
+            None
+        };
+        Ok(ListKeysOutput {
+            keys: ids
+                .into_iter()
+                .map(|id| (id, self.arn(&account, id)))
+                .collect(),
+            next_marker,
+        })
+    }
+}

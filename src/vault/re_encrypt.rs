@@ -1,0 +1,85 @@
+//! ReEncrypt: decrypt under the source key and encrypt under the destination key without
+//! the plaintext leaving the daemon. Needs kms:ReEncryptFrom on the source and
+//! kms:ReEncryptTo on the destination.
+
+use super::{validate, Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{EncryptionContext, KeyArn};
+
+/// ReEncrypt parameters.
+#[derive(Debug)]
+pub struct ReEncryptInput {
+    /// The blob to move.
+    pub ciphertext_blob: Vec<u8>,
+    /// Its current context.
+    pub source_context: EncryptionContext,
+    /// Optional expected source key.
+    pub source_key_id: String,
+    /// Where to move it (required).
+    pub destination_key_id: String,
+    /// The context for the new blob.
+    pub destination_context: EncryptionContext,
+    /// "" or SYMMETRIC_DEFAULT.
+    pub source_algorithm: String,
+    /// "" or SYMMETRIC_DEFAULT.
+    pub destination_algorithm: String,
+    /// Accepted for API compatibility.
+    pub grant_tokens: Vec<String>,
+}
+
+/// ReEncrypt's result.
+#[derive(Debug)]
+pub struct ReEncryptOutput {
+    /// The new blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The key that decrypted the old blob.
+    pub source_key_arn: KeyArn,
+    /// The key that encrypted the new blob.
+    pub key_arn: KeyArn,
+}
+
+impl Vault {
+    /// ReEncrypt.
+    pub async fn re_encrypt(
+        &self,
+        caller: &Caller,
+        input: ReEncryptInput,
+    ) -> Result<ReEncryptOutput, KmsError> {
+        validate::grant_tokens(&input.grant_tokens)?;
+        validate::symmetric_algorithm("SourceEncryptionAlgorithm", &input.source_algorithm)?;
+        validate::symmetric_algorithm(
+            "DestinationEncryptionAlgorithm",
+            &input.destination_algorithm,
+        )?;
+        if input.destination_key_id.is_empty() {
+            return Err(KmsError::validation("DestinationKeyId is required"));
+        }
+        // Resolve the destination first so that a bad destination costs no HSM call.
+        let dest = self.resolve(caller, &input.destination_key_id).await?;
+        let dest_arn = self.arn_of(&dest);
+        self.authorize(
+            caller,
+            Action::RE_ENCRYPT_TO,
+            dest.account(),
+            &dest_arn.to_string(),
+        )?;
+        dest.check_usable(&dest_arn)?;
+        let (source, plaintext) = self
+            .open_blob(
+                caller,
+                Action::RE_ENCRYPT_FROM,
+                &input.ciphertext_blob,
+                &input.source_key_id,
+                &input.source_context,
+            )
+            .await?;
+        let ciphertext_blob = self
+            .seal(&dest, &input.destination_context, plaintext)
+            .await?;
+        Ok(ReEncryptOutput {
+            ciphertext_blob,
+            source_key_arn: self.arn_of(&source),
+            key_arn: dest_arn,
+        })
+    }
+}

@@ -66,6 +66,13 @@ pub(crate) enum DevCmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
+    /// (label, CKA_ID and the security attributes). Works while the daemon runs.
+    TokenObjects {
+        /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,6 +129,15 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "use it with: p11kms --identity {} …  (or P11KMS_IDENTITY)",
                 out.display()
             );
+            Ok(())
+        }
+        Command::Dev(DevCmd::TokenObjects { data_dir }) => {
+            let dir =
+                p11kms::dev::DevDir::at(data_dir.unwrap_or_else(p11kms::dev::DevDir::default_root));
+            // Single-threaded here: nothing else reads the environment yet.
+            std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+            let objects = dir.token_objects()?;
+            println!("{}", serde_json::to_string_pretty(&objects)?);
             Ok(())
         }
         other => client_cmds::run(other),

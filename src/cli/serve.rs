@@ -61,9 +61,25 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let addr = prepared
         .local_addr()
         .ok_or("the listener has no local address")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // Signal handlers first: a supervisor may send SIGTERM as soon as it reads the
+        // ready line, and that must be a graceful stop, not the default kill.
+        let shutdown = shutdown_signal()?;
+        announce(addr, dev.as_ref())?;
+        prepared.serve(shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Prints the ready line (which tests and supervisors wait for) and, in dev mode, how to
+/// call the daemon.
+fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "p11kms listening on {addr}")?;
-    if let Some(dir) = &dev {
+    if let Some(dir) = dev {
         dir.write_endpoint(addr)?;
         writeln!(
             out,
@@ -81,27 +97,19 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
     out.flush()?;
-    drop(out);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(prepared.serve(shutdown_signal()))?;
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers SIGINT and SIGTERM now; the future completes on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

@@ -49,6 +49,12 @@ pub enum DevError {
     /// Bad principal for a certificate.
     #[error("{0}")]
     Principal(String),
+    /// The generated configuration or a PIN file.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The configuration could not be written.
+    #[error("cannot write the dev configuration")]
+    Toml(#[from] toml::ser::Error),
     /// No dev directory yet.
     #[error("no dev CA in {0}; start `p11kms serve --dev` once first")]
     NotInitialised(PathBuf),
@@ -190,6 +196,16 @@ impl DevDir {
         // Re-initialise the module so that the new token shows under its final slot.
         module.finalize()?;
         Ok(())
+    }
+
+    /// The token's secret-key objects, read directly over PKCS#11. SOFTHSM2_CONF must
+    /// already point at [`Self::softhsm_conf`].
+    pub fn token_objects(&self) -> Result<Vec<crate::hsm::TokenObject>, DevError> {
+        let config = crate::config::Config::load(&self.config_path())?;
+        let pin = config.pin.read()?;
+        let module = Module::load(&config.module)?;
+        let slot = module.find_slot(&config.token)?;
+        Ok(module.secret_key_objects(slot, &pin)?)
     }
 
     /// Records the address the dev daemon listens on, for the CLI to find.

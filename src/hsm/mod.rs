@@ -8,7 +8,7 @@ mod pool;
 mod session;
 
 pub use error::HsmError;
-pub use module::{Module, TokenSelector};
+pub use module::{Module, TokenObject, TokenSelector};
 pub use pool::{HsmPool, PoolConfig};
 
 use crate::domain::{KeyId, MaterialVersion};

@@ -156,3 +156,72 @@ pub(crate) fn login(s: &cryptoki::session::Session, pin: &Pin) -> Result<(), Hsm
         Err(e) => Err(HsmError::Login(e)),
     }
 }
+
+/// A secret-key object as the token reports it, for inventories and tests.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenObject {
+    /// CKA_LABEL.
+    pub label: String,
+    /// CKA_ID, hex.
+    pub id: String,
+    /// CKA_TOKEN.
+    pub token: bool,
+    /// CKA_SENSITIVE.
+    pub sensitive: bool,
+    /// CKA_EXTRACTABLE.
+    pub extractable: bool,
+    /// CKA_PRIVATE.
+    pub private: bool,
+}
+
+impl Module {
+    /// Every secret-key token object, read directly from the token (no daemon).
+    pub fn secret_key_objects(&self, slot: Slot, pin: &Pin) -> Result<Vec<TokenObject>, HsmError> {
+        use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+        let s = self.ctx.open_ro_session(slot).map_err(HsmError::Pkcs11)?;
+        login(&s, pin)?;
+        let handles = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+            ])
+            .map_err(HsmError::Pkcs11)?;
+        let mut out = Vec::new();
+        for h in handles {
+            let attrs = s
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Label,
+                        AttributeType::Id,
+                        AttributeType::Token,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::Private,
+                    ],
+                )
+                .map_err(HsmError::Pkcs11)?;
+            let mut o = TokenObject {
+                label: String::new(),
+                id: String::new(),
+                token: false,
+                sensitive: false,
+                extractable: true,
+                private: false,
+            };
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => o.label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(id) => o.id = id.iter().map(|b| format!("{b:02x}")).collect(),
+                    Attribute::Token(v) => o.token = v,
+                    Attribute::Sensitive(v) => o.sensitive = v,
+                    Attribute::Extractable(v) => o.extractable = v,
+                    Attribute::Private(v) => o.private = v,
+                    _ => {}
+                }
+            }
+            out.push(o);
+        }
+        Ok(out)
+    }
+}

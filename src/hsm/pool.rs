@@ -169,12 +169,4 @@ impl HsmPool {
     pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
         self.run(None, move |ws| ws.generate_key(&m)).await
     }
-
-    /// (CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_TOKEN) of a material's token object.
-    pub async fn material_attributes(
-        &self,
-        m: MaterialRef,
-    ) -> Result<(bool, bool, bool), HsmError> {
-        self.run(None, move |ws| ws.key_attributes(&m)).await
-    }
 }

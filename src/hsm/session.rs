@@ -208,37 +208,4 @@ impl WorkerSession {
             .map_err(HsmError::from_call)?;
         Ok(())
     }
-
-    /// Reads back the security attributes of a material's token object, for tests and
-    /// start-up checks: (sensitive, extractable, token).
-    pub(crate) fn key_attributes(
-        &mut self,
-        m: &MaterialRef,
-    ) -> Result<(bool, bool, bool), HsmError> {
-        let s = self.session()?;
-        let found = s
-            .find_objects(&[Attribute::Token(true), Attribute::Id(m.cka_id())])
-            .map_err(HsmError::from_call)?;
-        let obj = *found.first().ok_or(HsmError::KeyMissing(*m))?;
-        let attrs = s
-            .get_attributes(
-                obj,
-                &[
-                    cryptoki::object::AttributeType::Sensitive,
-                    cryptoki::object::AttributeType::Extractable,
-                    cryptoki::object::AttributeType::Token,
-                ],
-            )
-            .map_err(HsmError::from_call)?;
-        let mut out = (false, true, false);
-        for a in attrs {
-            match a {
-                Attribute::Sensitive(v) => out.0 = v,
-                Attribute::Extractable(v) => out.1 = v,
-                Attribute::Token(v) => out.2 = v,
-                _ => {}
-            }
-        }
-        Ok(out)
-    }
 }

@@ -1,7 +1,7 @@
 //! CreateKey: new AES-256 material in the HSM, then its metadata (HSM object first, so a
 //! crash leaves at most an orphan object, never a key id without material).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::info;
 
@@ -111,7 +111,18 @@ impl Vault {
         self.authorize(caller, Action::CREATE_KEY, &account, "*")?;
 
         let version = MaterialVersion(1);
-        let now = SystemTime::now();
+        // Millisecond precision, as stored: DescribeKey shows the same date before and
+        // after a restart.
+        let now = UNIX_EPOCH
+            + Duration::from_millis(
+                u64::try_from(
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis(),
+                )
+                .unwrap_or(0),
+            );
         let record = KeyRecord {
             key_id,
             account,

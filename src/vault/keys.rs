@@ -92,11 +92,6 @@ impl KeyEntry {
         }
     }
 
-    /// The material version new encryptions use.
-    pub(crate) fn current_version(&self) -> MaterialVersion {
-        self.lock().record.current_version
-    }
-
     /// True when this key has material of that version.
     pub(crate) fn has_version(&self, v: MaterialVersion) -> bool {
         self.lock().record.versions.iter().any(|m| m.version == v)
@@ -237,12 +232,12 @@ impl Vault {
         }
     }
 
-    /// The key named inside a ciphertext blob, in whatever account owns it.
+    /// The key named inside a ciphertext blob, in whatever account owns it. The caller
+    /// named no key, so a blob naming one that does not exist is a bad ciphertext (a
+    /// damaged key-id field looks exactly like this).
     pub(crate) async fn key_of_blob(&self, id: KeyId) -> Result<Arc<KeyEntry>, KmsError> {
         self.key(id).await?.ok_or_else(|| {
-            KmsError::NotFound(format!(
-                "the key with id {id} that encrypted this ciphertext does not exist"
-            ))
+            KmsError::InvalidCiphertext("the ciphertext refers to a key that does not exist".into())
         })
     }
 

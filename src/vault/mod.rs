@@ -123,16 +123,4 @@ impl Vault {
             ))),
         }
     }
-
-    /// For tests and operators: the security attributes of a key's current material in
-    /// the token, as (CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_TOKEN).
-    pub async fn material_attributes(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-    ) -> Result<(bool, bool, bool), KmsError> {
-        let key = self.resolve(caller, key_id).await?;
-        let m = key.material_ref(key.current_version());
-        Ok(self.hsm.material_attributes(m).await?)
-    }
 }

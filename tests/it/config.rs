@@ -1,0 +1,104 @@
+//! Production mode (`serve --config`): a bad configuration is a clear error naming the
+//! field, and a good one serves the token that dev mode made.
+
+use std::fs;
+
+use crate::harness::*;
+
+fn softhsm_env(dir: &TestDir) -> (String, String) {
+    (
+        "SOFTHSM2_CONF".into(),
+        dir.dev().softhsm_conf().display().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_config_serves_with_a_pin_from_the_environment() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    let blob = encrypt(&mut c, &key.key_id, b"from dev mode", &[]).await;
+    d.stop();
+
+    let text = fs::read_to_string(dir.dev().config_path()).unwrap();
+    let config = dir.path().join("prod.toml");
+    fs::write(
+        &config,
+        text.replace("pin_file = \"user.pin\"", "pin_env = \"TEST_P11KMS_PIN\""),
+    )
+    .unwrap();
+    let pin = fs::read_to_string(dir.path().join("user.pin")).unwrap();
+    let (k, v) = softhsm_env(&dir);
+    let d = Daemon::start_config(
+        &config,
+        dir.path(),
+        &[(&k, &v), ("TEST_P11KMS_PIN", pin.trim())],
+    )
+    .unwrap();
+    let mut c = d.admin().await;
+    assert_eq!(decrypt(&mut c, &blob, &[]).await, b"from dev mode");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configurations_are_refused_with_the_field_named() {
+    let dir = TestDir::new();
+    // Make the token once so that PIN and token errors can be told apart.
+    Daemon::start(&dir).stop();
+    let good = fs::read_to_string(dir.dev().config_path()).unwrap();
+    let (k, v) = softhsm_env(&dir);
+    let cases = [
+        (good.replace("listen =", "lisen ="), "lisen"),
+        (good.replace("111122223333", "1111"), "account"),
+        (
+            good.replace(
+                "token_label = \"p11kms-dev\"",
+                "token_label = \"no-such-token\"",
+            ),
+            "no-such-token",
+        ),
+        (
+            good.replace("pin_file = \"user.pin\"", "pin_file = \"missing.pin\""),
+            "missing.pin",
+        ),
+        (
+            good.replace(
+                "pin_file = \"user.pin\"",
+                "pin_env = \"UNSET_P11KMS_PIN_VAR\"",
+            ),
+            "UNSET_P11KMS_PIN_VAR",
+        ),
+        (
+            good.replace("libsofthsm2.so", "libnothere.so"),
+            "libnothere.so",
+        ),
+        (
+            good.replace("client_ca = \"ca.pem\"", "client_ca = \"nope.pem\""),
+            "nope.pem",
+        ),
+        (good.replace("[store]", "[storage]"), "storage"),
+    ];
+    for (i, (text, expect)) in cases.into_iter().enumerate() {
+        let path = dir.path().join(format!("bad-{i}.toml"));
+        fs::write(&path, text).unwrap();
+        let err = Daemon::start_config(&path, dir.path(), &[(&k, &v)])
+            .err()
+            .unwrap_or_else(|| panic!("case {expect} started"));
+        assert!(err.contains(expect), "case {expect}: {err}");
+    }
+
+    // A wrong PIN is a start-up error that says so.
+    let wrong = dir.path().join("wrong.pin");
+    fs::write(&wrong, "0000").unwrap();
+    let path = dir.path().join("wrong-pin.toml");
+    fs::write(
+        &path,
+        good.replace("pin_file = \"user.pin\"", "pin_file = \"wrong.pin\""),
+    )
+    .unwrap();
+    let err = Daemon::start_config(&path, dir.path(), &[(&k, &v)])
+        .err()
+        .unwrap();
+    assert!(err.contains("cannot log in"), "{err}");
+    assert!(!err.contains("0000"), "the PIN is not echoed: {err}");
+}

@@ -1,0 +1,298 @@
+//! Starting and stopping real daemons, and connecting to them as any principal.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use p11kms::client::{connect, error_name, Identity, KmsClient};
+use p11kms::dev::DevDir;
+use p11kms::proto;
+use tempfile::TempDir;
+
+pub const ACCOUNT: &str = "111122223333";
+pub const OTHER_ACCOUNT: &str = "444455556666";
+
+static LOG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A dev data directory in a temp dir: a daemon's token, certs and database. Outlives
+/// daemon restarts.
+pub struct TestDir {
+    tmp: TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn dev(&self) -> DevDir {
+        DevDir::at(self.path())
+    }
+
+    /// Creates the dev files now (without a daemon), so that a test can edit the
+    /// configuration before the first start.
+    pub fn prepare(&self) -> &Self {
+        self.dev().prepare().unwrap();
+        self
+    }
+
+    /// Appends TOML to the generated configuration.
+    pub fn append_config(&self, toml: &str) {
+        let path = self.dev().config_path();
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(toml);
+        fs::write(path, text).unwrap();
+    }
+
+    /// The token's secret-key objects, read directly over PKCS#11 by `p11kms dev
+    /// token-objects` (a separate process, so it has its own SOFTHSM2_CONF).
+    pub fn token_objects(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+            .args(["dev", "token-objects", "--data-dir"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A running daemon process.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    log: PathBuf,
+}
+
+/// Waits for the ready line on stdout, or returns what the daemon said on stderr.
+fn wait_ready(child: &mut Child, log: &Path) -> Result<SocketAddr, String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("p11kms listening on ") {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => Ok(addr.parse().unwrap()),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(fs::read_to_string(log).unwrap_or_default())
+        }
+    }
+}
+
+impl Daemon {
+    /// `p11kms serve --dev` on a free port.
+    pub fn start(dir: &TestDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Same, with extra environment variables.
+    pub fn start_with(dir: &TestDir, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path());
+        Self::spawn(cmd, dir.path(), env)
+            .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
+    }
+
+    /// `p11kms serve --config FILE`; Err holds the daemon's stderr.
+    pub fn start_config(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config);
+        Self::spawn(cmd, dir, env)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let log = dir.join(format!(
+            "daemon-{}.log",
+            LOG_SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        cmd.env("RUST_LOG", "info")
+            .env_remove("P11KMS_DEV_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let addr = wait_ready(&mut child, &log)?;
+        Ok(Self {
+            child,
+            addr,
+            dir: dir.to_owned(),
+            log,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A client acting as the dev admin (arn:aws:iam::111122223333:root).
+    pub async fn admin(&self) -> KmsClient {
+        self.connect_dir(&DevDir::at(&self.dir).admin_identity())
+            .await
+    }
+
+    /// A client acting as `principal`, with a certificate from the dev CA.
+    pub async fn client_as(&self, principal: &str) -> KmsClient {
+        self.connect_dir(&identity_for(&self.dir, Some(principal)))
+            .await
+    }
+
+    pub async fn connect_dir(&self, dir: &Path) -> KmsClient {
+        connect(&self.endpoint(), &Identity::from_dir(dir).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "daemon exited with {status}:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mints (once) an identity directory for `principal` from the dev CA of `data_dir`.
+/// `None` makes a certificate that names no principal.
+pub fn identity_for(data_dir: &Path, principal: Option<&str>) -> PathBuf {
+    let name: String = principal
+        .unwrap_or("none")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let out = data_dir.join("test-identities").join(name);
+    if !out.join("cert.pem").exists() {
+        DevDir::at(data_dir)
+            .ca()
+            .unwrap()
+            .issue_client(principal, &out)
+            .unwrap();
+    }
+    out
+}
+
+pub fn role(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:role/{name}")
+}
+
+/// Asserts that a call failed with the AWS error `name`.
+#[track_caller]
+pub fn assert_kms_error<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    name: &str,
+) -> tonic::Status {
+    let st = r.expect_err(&format!("expected {name}"));
+    assert_eq!(error_name(&st), Some(name), "status: {st:?}");
+    assert!(st.message().starts_with(name), "message: {}", st.message());
+    st
+}
+
+pub async fn create_key(c: &mut KmsClient) -> proto::KeyMetadata {
+    c.create_key(proto::CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap()
+}
+
+pub fn ctx(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn encrypt_req(
+    key_id: &str,
+    plaintext: &[u8],
+    context: &[(&str, &str)],
+) -> proto::EncryptRequest {
+    let mut r = proto::EncryptRequest::default();
+    r.key_id = key_id.to_owned();
+    r.plaintext = plaintext.to_vec();
+    r.encryption_context = ctx(context);
+    r
+}
+
+pub fn decrypt_req(blob: &[u8], context: &[(&str, &str)]) -> proto::DecryptRequest {
+    proto::DecryptRequest {
+        ciphertext_blob: blob.to_vec(),
+        encryption_context: ctx(context),
+        ..Default::default()
+    }
+}
+
+pub async fn encrypt(
+    c: &mut KmsClient,
+    key_id: &str,
+    plaintext: &[u8],
+    context: &[(&str, &str)],
+) -> Vec<u8> {
+    c.encrypt(encrypt_req(key_id, plaintext, context))
+        .await
+        .unwrap()
+        .into_inner()
+        .ciphertext_blob
+}
+
+pub async fn decrypt(c: &mut KmsClient, blob: &[u8], context: &[(&str, &str)]) -> Vec<u8> {
+    let mut r = c
+        .decrypt(decrypt_req(blob, context))
+        .await
+        .unwrap()
+        .into_inner();
+    std::mem::take(&mut r.plaintext)
+}

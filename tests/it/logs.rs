@@ -1,0 +1,82 @@
+//! No plaintext, data key or PIN reaches the log, even at trace level.
+
+use base64::Engine as _;
+use p11kms::proto;
+
+use crate::harness::*;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The ways a byte string could show up in a log line.
+fn spellings(secret: &[u8]) -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = vec![hex(secret), hex(secret).to_uppercase(), b64.encode(secret)];
+    // Debug of a byte slice: "[80, 76, 65, ...": the first 12 bytes are enough.
+    let dbg = format!("{:?}", &secret[..12.min(secret.len())]);
+    out.push(dbg.trim_end_matches(']').to_owned());
+    if let Ok(s) = std::str::from_utf8(secret) {
+        out.push(s.to_owned());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_at_trace_level() {
+    let dir = TestDir::new();
+    let d = Daemon::start_with(&dir, &[("RUST_LOG", "trace")]);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    let marker = b"PLAINTEXT-MARKER-5a1e2c7d9f".to_vec();
+    let blob = encrypt(&mut c, &key.key_id, &marker, &[("ctx", "logs")]).await;
+    assert_eq!(decrypt(&mut c, &blob, &[("ctx", "logs")]).await, marker);
+    let gdk = c
+        .generate_data_key(proto::GenerateDataKeyRequest {
+            key_id: key.key_id.clone(),
+            key_spec: "AES_256".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let data_key = gdk.plaintext.clone();
+    let dk_again = decrypt(&mut c, &gdk.ciphertext_blob, &[]).await;
+    assert_eq!(dk_again, data_key);
+    let random = c
+        .generate_random(proto::GenerateRandomRequest {
+            number_of_bytes: Some(32),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let random_bytes = random.plaintext.clone();
+    // A failing call too: error paths log more.
+    let _ = c.decrypt(decrypt_req(&blob, &[("ctx", "wrong")])).await;
+    let log = d.stop();
+
+    // The log was captured at trace level and covers these requests.
+    assert!(log.contains("TRACE"), "trace logging is on");
+    assert!(
+        log.contains("Encrypt") && log.contains("Decrypt"),
+        "requests are logged"
+    );
+
+    let user_pin = std::fs::read_to_string(dir.path().join("user.pin")).unwrap();
+    let so_pin = std::fs::read_to_string(dir.path().join("so.pin")).unwrap();
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for (what, bytes) in [
+        ("plaintext", &marker),
+        ("data key", &data_key),
+        ("random", &random_bytes),
+    ] {
+        for s in spellings(bytes) {
+            secrets.push((what.to_owned(), s));
+        }
+    }
+    secrets.push(("user PIN".into(), user_pin.trim().to_owned()));
+    secrets.push(("SO PIN".into(), so_pin.trim().to_owned()));
+    for (what, s) in secrets {
+        assert!(!log.contains(&s), "the {what} appears in the log as {s:?}");
+    }
+}

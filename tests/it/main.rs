@@ -1,0 +1,20 @@
+//! Integration tests: each starts the real `p11kms` daemon on a fresh SoftHSM2 token in a
+//! temp dir and calls it over gRPC with mTLS. One binary with modules, so CI links once.
+
+// A test crate has no public API: `pub` here only shares helpers between modules.
+#![allow(unreachable_pub)]
+// Test helpers fail loudly by design: a panic is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod harness;
+
+mod bad_input;
+mod blob_mutations;
+mod concurrency;
+mod config;
+mod crypto;
+mod identity;
+mod iv_budget;
+mod logs;
+mod restart;
+mod token;

@@ -1,0 +1,284 @@
+//! Throughput of the daemon against the raw PKCS#11 limit, measured in one run on the
+//! same machine: raw C_Encrypt AES-256-GCM (32-byte plaintext) through cryptoki on a
+//! SoftHSM2 token, then the daemon's Encrypt, Decrypt and GenerateDataKey over mTLS gRPC
+//! with a load generator on the same box. Prints figures and ratios; asserts nothing.
+//!
+//! Run: `cargo bench --bench throughput` (BENCH_SECS=3 by default).
+
+// A benchmark fails loudly by design.
+#![allow(clippy::indexing_slicing, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::{AuthPin, Ulong};
+use p11kms::client::{connect, Identity};
+use p11kms::dev::DevDir;
+use p11kms::proto;
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn secs() -> Duration {
+    Duration::from_secs(
+        std::env::var("BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    )
+}
+
+fn pin(dir: &DevDir, name: &str) -> BoxResult<String> {
+    Ok(std::fs::read_to_string(dir.root().join(name))?
+        .trim()
+        .to_owned())
+}
+
+/// Raw C_Encrypt calls per second with `threads` threads, each with its own session.
+fn raw_encrypt(
+    ctx: &Pkcs11,
+    slot: cryptoki::slot::Slot,
+    key: ObjectHandle,
+    threads: usize,
+    copy: bool,
+) -> BoxResult<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..threads {
+        let s: Session = ctx.open_rw_session(slot)?;
+        let (stop, count) = (Arc::clone(&stop), Arc::clone(&count));
+        handles.push(std::thread::spawn(
+            move || -> Result<(), cryptoki::error::Error> {
+                let key = if copy {
+                    s.copy_object(key, &[Attribute::Token(false)])?
+                } else {
+                    key
+                };
+                let mut n = 0u64;
+                let mut iv = [0u8; 12];
+                while !stop.load(Ordering::Relaxed) {
+                    iv[..8].copy_from_slice(&n.to_be_bytes());
+                    let mut iv_buf = iv;
+                    let params = GcmParams::new(&mut iv_buf, b"aad", Ulong::from(128u64))?;
+                    s.encrypt(&Mechanism::AesGcm(params), key, &[7u8; 32])?;
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            },
+        ));
+    }
+    let t = Instant::now();
+    std::thread::sleep(secs());
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")??;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn raw_baseline(dir: &DevDir) -> BoxResult<Vec<(String, f64)>> {
+    // Single-threaded at this point: nothing else reads the environment.
+    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+    let module = p11kms::dev::softhsm_module()?;
+    dir.init_token_if_missing(&module)?;
+    let ctx = Pkcs11::new(&module)?;
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+    let slot = ctx
+        .get_slots_with_initialized_token()?
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .map(|t| t.label().trim_end() == p11kms::dev::DEV_TOKEN_LABEL)
+                .unwrap_or(false)
+        })
+        .ok_or("no dev token")?;
+    let s = ctx.open_rw_session(slot)?;
+    s.login(UserType::User, Some(&AuthPin::from(pin(dir, "user.pin")?)))?;
+    let key = s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(Ulong::from(32u64)),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Label(b"bench".to_vec()),
+        ],
+    )?;
+    let mut out = Vec::new();
+    for (threads, copy, name) in [
+        (1, false, "raw C_Encrypt, token key, 1 thread"),
+        (2, false, "raw C_Encrypt, token key, 2 threads"),
+        (1, true, "raw C_Encrypt, session copy, 1 thread"),
+        (2, true, "raw C_Encrypt, session copy, 2 threads"),
+    ] {
+        out.push((
+            name.to_owned(),
+            raw_encrypt(&ctx, slot, key, threads, copy)?,
+        ));
+    }
+    s.destroy_object(key)?;
+    drop(s);
+    ctx.finalize()?;
+    Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+}
+
+async fn daemon_load(
+    endpoint: &str,
+    identity: &Identity,
+    key_id: &str,
+    op: Op,
+    concurrency: usize,
+) -> BoxResult<f64> {
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(connect(endpoint, identity).await?);
+    }
+    let mut c0 = clients[0].clone();
+    let mut req = proto::EncryptRequest::default();
+    req.key_id = key_id.to_owned();
+    req.plaintext = vec![7u8; 32];
+    let blob = c0.encrypt(req).await?.into_inner().ciphertext_blob;
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let mut c = clients[i % clients.len()].clone();
+        let (stop, count, key_id, blob) = (
+            Arc::clone(&stop),
+            Arc::clone(&count),
+            key_id.to_owned(),
+            blob.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = match op {
+                    Op::Encrypt => {
+                        let mut r = proto::EncryptRequest::default();
+                        r.key_id = key_id.clone();
+                        r.plaintext = vec![7u8; 32];
+                        c.encrypt(r).await.is_ok()
+                    }
+                    Op::Decrypt => c
+                        .decrypt(proto::DecryptRequest {
+                            ciphertext_blob: blob.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok(),
+                    Op::GenerateDataKey => c
+                        .generate_data_key(proto::GenerateDataKeyRequest {
+                            key_id: key_id.clone(),
+                            key_spec: "AES_256".into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok(),
+                };
+                assert!(ok, "call failed during the benchmark");
+                n += 1;
+            }
+            count.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    let t = Instant::now();
+    tokio::time::sleep(secs()).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await?;
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn main() -> BoxResult<()> {
+    let raw_dir_tmp = tempfile::tempdir()?;
+    let raw_dir = DevDir::at(raw_dir_tmp.path());
+    raw_dir.prepare()?;
+    let raw = raw_baseline(&raw_dir)?;
+
+    let daemon_tmp = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(daemon_tmp.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("daemon exited")??;
+        if let Some(a) = line.strip_prefix("p11kms listening on ") {
+            break a.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let endpoint = format!("https://{addr}");
+    let identity = Identity::from_dir(&DevDir::at(daemon_tmp.path()).admin_identity())?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let daemon = rt.block_on(async {
+        let mut c = connect(&endpoint, &identity).await?;
+        let key = c
+            .create_key(proto::CreateKeyRequest::default())
+            .await?
+            .into_inner()
+            .key_metadata
+            .ok_or("no metadata")?;
+        let mut out = Vec::new();
+        for (op, name) in [
+            (Op::Encrypt, "Encrypt"),
+            (Op::Decrypt, "Decrypt"),
+            (Op::GenerateDataKey, "GenerateDataKey"),
+        ] {
+            for conc in [8, 32] {
+                let rate = daemon_load(&endpoint, &identity, &key.key_id, op, conc).await?;
+                out.push((format!("daemon {name}, mTLS gRPC, {conc} in flight"), rate));
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error>>(out)
+    })?;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let best_raw_token = raw.iter().take(2).map(|(_, r)| *r).fold(0.0, f64::max);
+    let best_raw_copy = raw.iter().skip(2).map(|(_, r)| *r).fold(0.0, f64::max);
+    println!(
+        "\n{:<52} {:>12}",
+        "measurement (32-byte plaintext)", "calls/s"
+    );
+    for (name, rate) in &raw {
+        println!("{name:<52} {rate:>12.0}");
+    }
+    for (name, rate) in &daemon {
+        println!(
+            "{name:<52} {rate:>12.0}   {:>5.0}% of best raw token-key, {:>5.0}% of best raw session-copy",
+            100.0 * rate / best_raw_token,
+            100.0 * rate / best_raw_copy
+        );
+    }
+    Ok(())
+}

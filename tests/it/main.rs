@@ -4,7 +4,12 @@
 // A test crate has no public API: `pub` here only shares helpers between modules.
 #![allow(unreachable_pub)]
 // Test helpers fail loudly by design: a panic is a failed test, with its message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod harness;
 

@@ -1,9 +1,27 @@
-//! Authorization: a pure function from (principal, action, key owner) to a decision.
-//! Knows nothing of I/O, gRPC or PKCS#11.
-//!
-//! This is the rule of the core daemon: a principal may use the keys of its own account
-//! and no others. The policy engine (key policies, identity policies, grants) replaces
-//! the body of [`authorize`] and keeps its shape.
+//! Authorization: AWS-style policy documents evaluated exactly as AWS documents them.
+//! A pipeline of pure steps, one file each: `parse` (JSON → [`model`]) → `evaluate` (one
+//! statement against a [`RequestContext`]) → `decide` (all statements and grants → a
+//! [`Decision`]). Knows nothing of I/O, gRPC or PKCS#11.
+
+pub mod case;
+mod condition;
+mod context;
+mod decide;
+mod evaluate;
+mod grants;
+pub mod model;
+mod parse;
+mod pattern;
+mod variables;
+
+#[cfg(test)]
+mod tests;
+
+pub use context::{ContextValue, RequestContext};
+pub use decide::{decide, AuthzInput, Decision, DecisionKind, Matched, NamedPolicy, Source};
+pub use grants::{Grant, GrantConstraints};
+pub use model::Policy;
+pub use parse::{parse_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES};
 
 use crate::domain::AccountId;
 use crate::identity::Principal;
@@ -50,7 +68,7 @@ pub struct AuthzRequest<'a> {
 
 /// The outcome, with the reason for a denial.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
+pub enum SimpleDecision {
     /// Allowed.
     Allow,
     /// No rule allows it.
@@ -61,18 +79,18 @@ pub enum Decision {
 }
 
 /// Decides a request.
-pub fn authorize(req: &AuthzRequest<'_>) -> Decision {
+pub fn authorize(req: &AuthzRequest<'_>) -> SimpleDecision {
     if req.principal.account() == req.resource_account {
-        Decision::Allow
+        SimpleDecision::Allow
     } else {
-        Decision::ImplicitDeny {
+        SimpleDecision::ImplicitDeny {
             reason: "the key belongs to another account, and cross-account use needs a key policy that allows it".into(),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+mod own_account_tests {
     use super::*;
 
     #[test]
@@ -85,10 +103,10 @@ mod tests {
             action: Action::ENCRYPT,
             resource_account: a,
         };
-        assert_eq!(authorize(&req(&own)), Decision::Allow);
+        assert_eq!(authorize(&req(&own)), SimpleDecision::Allow);
         assert!(matches!(
             authorize(&req(&other)),
-            Decision::ImplicitDeny { .. }
+            SimpleDecision::ImplicitDeny { .. }
         ));
     }
 }

@@ -125,7 +125,7 @@ fn conn_of(cmd: &Command) -> Option<&Conn> {
         Command::GenerateDataKey(a) => &a.conn,
         Command::ReEncrypt(a) => &a.conn,
         Command::Random(a) => &a.conn,
-        Command::Serve(_) | Command::Dev(_) => return None,
+        Command::Serve(_) | Command::Dev(_) | Command::Policy(_) => return None,
     })
 }
 
@@ -374,7 +374,7 @@ pub(crate) fn run(cmd: Command) -> CliResult {
                 }
                 Ok(())
             }
-            Command::Serve(_) | Command::Dev(_) => Err("not a client command".into()),
+            Command::Serve(_) | Command::Dev(_) | Command::Policy(_) => Err("not a client command".into()),
         }
     })
 }

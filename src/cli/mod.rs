@@ -50,6 +50,20 @@ pub(crate) enum Command {
     ReEncrypt(client_cmds::ReEncryptArgs),
     /// Random bytes from the HSM.
     Random(client_cmds::RandomArgs),
+    /// Offline policy tools.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PolicyCmd {
+    /// Evaluate one authorization case (the format of the shared policy vectors:
+    /// key_policy, identity_policies, grants, request) and print the decision as JSON.
+    Eval {
+        /// Case file, or - for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +152,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let objects = dir.token_objects()?;
             println!("{}", serde_json::to_string_pretty(&objects)?);
+            Ok(())
+        }
+        Command::Policy(PolicyCmd::Eval { file }) => {
+            let text = io::read_input(&file)?;
+            let case: p11kms::authz::case::EvalCase = serde_json::from_slice(&text)?;
+            let decision = p11kms::authz::case::eval_case(&case)
+                .map_err(|e| format!("MalformedPolicyDocumentException: {e}"))?;
+            println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }
         other => client_cmds::run(other),

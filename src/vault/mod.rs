@@ -27,7 +27,7 @@ pub use generate_data_key::{DataKeyInput, DataKeyOutput};
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
 
-use crate::authz::{self, Action, AuthzRequest, Decision};
+use crate::authz::{self, Action, AuthzRequest, SimpleDecision as Decision};
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;
 use crate::identity::Principal;

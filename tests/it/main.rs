@@ -21,5 +21,6 @@ mod crypto;
 mod identity;
 mod iv_budget;
 mod logs;
+mod policy_eval;
 mod restart;
 mod token;

@@ -1,0 +1,108 @@
+//! The request context: everything a policy can test about one request.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// A context key's value: one string, or a list for multi-valued keys such as
+/// kms:EncryptionContextKeys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextValue {
+    /// Single-valued.
+    One(String),
+    /// Multi-valued.
+    Many(Vec<String>),
+}
+
+impl ContextValue {
+    /// The values as a slice.
+    pub fn values(&self) -> &[String] {
+        match self {
+            Self::One(v) => std::slice::from_ref(v),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// One request, as the authorizer sees it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    /// Caller ARN.
+    pub principal: String,
+    /// Caller's account.
+    pub principal_account: String,
+    /// Caller's ARN partition (for the account principal `arn:P:iam::A:root`).
+    pub partition: String,
+    /// e.g. `kms:Decrypt`.
+    pub action: String,
+    /// Key ARN, or `*` for account-level actions.
+    pub resource: String,
+    /// Account that owns the resource.
+    pub key_account: String,
+    /// The request's encryption context exactly as sent (for grant constraints).
+    pub encryption_context: BTreeMap<String, String>,
+    keys: HashMap<String, ContextValue>,
+}
+
+impl RequestContext {
+    /// A context for `principal` doing `action` on `resource` of `key_account`.
+    pub fn new(
+        principal: &str,
+        principal_account: &str,
+        action: &str,
+        resource: &str,
+        key_account: &str,
+    ) -> Self {
+        let partition = principal.split(':').nth(1).unwrap_or("aws").to_owned();
+        Self {
+            principal: principal.to_owned(),
+            principal_account: principal_account.to_owned(),
+            partition,
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+            key_account: key_account.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets a condition key (name case-insensitive).
+    pub fn set(&mut self, key: &str, value: ContextValue) {
+        self.keys.insert(key.to_ascii_lowercase(), value);
+    }
+
+    /// Sets a single-valued key.
+    pub fn set_one(&mut self, key: &str, value: impl Into<String>) {
+        self.set(key, ContextValue::One(value.into()));
+    }
+
+    /// Adds the encryption context: kms:EncryptionContext:<k> for each pair and
+    /// kms:EncryptionContextKeys, and keeps the pairs for grant constraints.
+    pub fn set_encryption_context(&mut self, ec: &BTreeMap<String, String>) {
+        for (k, v) in ec {
+            self.set_one(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        if !ec.is_empty() {
+            self.set(
+                "kms:EncryptionContextKeys",
+                ContextValue::Many(ec.keys().cloned().collect()),
+            );
+        }
+        self.encryption_context = ec.clone();
+    }
+
+    /// A key's value; `key` must already be lower-case (policies are lowered at parse).
+    pub fn get(&self, lower_key: &str) -> Option<&ContextValue> {
+        self.keys.get(lower_key)
+    }
+
+    /// The caller's account principal ARN.
+    pub fn account_root(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:root",
+            self.partition, self.principal_account
+        )
+    }
+
+    /// True when the caller is its account's root.
+    pub fn caller_is_root(&self) -> bool {
+        self.principal == self.account_root()
+    }
+}

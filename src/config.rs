@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{AccountId, Partition, Pin, Region};
 use crate::hsm::{PoolConfig, TokenSelector};
-use crate::vault::GCM_RANDOM_IV_LIMIT;
+use crate::identity::Principal;
+use crate::vault::{TrustedService, GCM_RANDOM_IV_LIMIT};
 
 /// The file as written. Relative paths are relative to the file's directory.
 #[derive(Debug, Deserialize, Serialize)]
@@ -32,6 +33,19 @@ pub struct ConfigFile {
     /// Limits that only tests lower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSection>,
+    /// Services that may call on behalf of other principals (kms:ViaService).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_services: Vec<TrustedServiceSection>,
+}
+
+/// `[[trusted_services]]`
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedServiceSection {
+    /// The service's principal ARN, as its client certificate names it.
+    pub principal: String,
+    /// The kms:ViaService name, e.g. "s3.us-east-1.amazonaws.com".
+    pub name: String,
 }
 
 /// `[tls]`
@@ -150,6 +164,8 @@ pub struct Config {
     pub sqlite: PathBuf,
     /// IV budget per material version.
     pub max_encryptions_per_material: u64,
+    /// Services trusted to call on behalf of others.
+    pub trusted_services: Vec<TrustedService>,
 }
 
 /// Why a configuration was refused.
@@ -249,7 +265,21 @@ impl Config {
                 format!("must be between 1 and {GCM_RANDOM_IV_LIMIT} (the NIST SP 800-38D bound for random IVs)"),
             ));
         }
+        let mut trusted_services = Vec::new();
+        for s in f.trusted_services {
+            s.principal
+                .parse::<Principal>()
+                .map_err(|e| invalid("trusted_services.principal", e))?;
+            if s.name.is_empty() {
+                return Err(invalid("trusted_services.name", "must not be empty"));
+            }
+            trusted_services.push(TrustedService {
+                principal: s.principal,
+                name: s.name,
+            });
+        }
         Ok(Self {
+            trusted_services,
             listen: f.listen.parse().map_err(|e| {
                 invalid(
                     "listen",

@@ -67,6 +67,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             partition: config.partition.clone(),
             region: config.region.clone(),
             max_encryptions_per_material: config.max_encryptions_per_material,
+            trusted_services: config.trusted_services.clone(),
         },
     );
     let tls = api::server_config(&config.tls_cert, &config.tls_key, &config.tls_client_ca)?;

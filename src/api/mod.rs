@@ -13,3 +13,7 @@ pub use tls::{server_config, Peer, TlsConn, TlsError};
 
 /// Metadata key carrying the request id, as AWS's x-amzn-RequestId header does.
 pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+
+/// Metadata key with which a trusted service names the principal it calls for; the
+/// request is then authorized as that principal, with kms:ViaService set.
+pub const ON_BEHALF_OF_HEADER: &str = "x-p11kms-on-behalf-of";

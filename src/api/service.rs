@@ -13,12 +13,12 @@ use uuid::Uuid;
 use super::convert::{context, key_metadata};
 use super::status::to_status;
 use super::tls::Peer;
-use super::REQUEST_ID_HEADER;
+use super::{ON_BEHALF_OF_HEADER, REQUEST_ID_HEADER};
 use crate::domain::Plaintext;
 use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
     Caller, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError, ListKeysInput,
-    ReEncryptInput, Vault,
+    ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
 };
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
@@ -57,7 +57,7 @@ impl KmsService {
             error = Empty,
         );
         let result = async {
-            let caller = caller_of(&req)?;
+            let caller = caller_of(&self.vault, &req)?;
             Span::current().record("principal", caller.principal.arn());
             f(caller, req.into_inner()).await
         }
@@ -94,7 +94,7 @@ impl KmsService {
     }
 }
 
-fn caller_of<T>(req: &Request<T>) -> Result<Caller, KmsError> {
+fn caller_of<T>(vault: &Vault, req: &Request<T>) -> Result<Caller, KmsError> {
     let peer = req.extensions().get::<Arc<Peer>>().ok_or_else(|| {
         KmsError::UnrecognizedClient("the connection carries no client certificate".into())
     })?;
@@ -102,10 +102,13 @@ fn caller_of<T>(req: &Request<T>) -> Result<Caller, KmsError> {
         .principal
         .clone()
         .map_err(|e| KmsError::UnrecognizedClient(e.to_string()))?;
-    Ok(Caller {
-        principal,
-        source_ip: Some(peer.addr.ip()),
-    })
+    let on_behalf_of = match req.metadata().get(ON_BEHALF_OF_HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            KmsError::validation(format!("{ON_BEHALF_OF_HEADER} must be a principal ARN"))
+        })?),
+    };
+    vault.caller(principal, on_behalf_of, Some(peer.addr.ip()))
 }
 
 /// Displays an error and its sources, for the log.
@@ -143,6 +146,8 @@ impl KeyManagementService for KmsService {
                 key_usage: m.key_usage,
                 key_spec: m.key_spec,
                 origin: m.origin,
+                policy: m.policy,
+                bypass_policy_lockout_safety_check: m.bypass_policy_lockout_safety_check,
             };
             let meta = self.vault.create_key(&caller, input).await?;
             Ok(proto::CreateKeyResponse {
@@ -345,6 +350,171 @@ impl KeyManagementService for KmsService {
                 .await?;
             Ok(proto::GenerateRandomResponse {
                 plaintext: bytes.into_exposed_vec(),
+            })
+        })
+        .await
+    }
+
+    async fn get_key_policy(
+        &self,
+        req: Request<proto::GetKeyPolicyRequest>,
+    ) -> Result<Response<proto::GetKeyPolicyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("GetKeyPolicy", &key_id, req, |caller, m| async move {
+            let policy = self
+                .vault
+                .get_key_policy(&caller, &m.key_id, &m.policy_name)
+                .await?;
+            Ok(proto::GetKeyPolicyResponse {
+                policy,
+                policy_name: DEFAULT_POLICY_NAME.into(),
+            })
+        })
+        .await
+    }
+
+    async fn put_key_policy(
+        &self,
+        req: Request<proto::PutKeyPolicyRequest>,
+    ) -> Result<Response<proto::PutKeyPolicyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("PutKeyPolicy", &key_id, req, |caller, m| async move {
+            self.vault
+                .put_key_policy(
+                    &caller,
+                    &m.key_id,
+                    &m.policy_name,
+                    m.policy,
+                    m.bypass_policy_lockout_safety_check,
+                )
+                .await?;
+            Ok(proto::PutKeyPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn list_key_policies(
+        &self,
+        req: Request<proto::ListKeyPoliciesRequest>,
+    ) -> Result<Response<proto::ListKeyPoliciesResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("ListKeyPolicies", &key_id, req, |caller, m| async move {
+            let policy_names = self
+                .vault
+                .list_key_policies(&caller, &m.key_id, m.limit, &m.marker)
+                .await?;
+            Ok(proto::ListKeyPoliciesResponse {
+                policy_names,
+                next_marker: String::new(),
+                truncated: false,
+            })
+        })
+        .await
+    }
+
+    async fn put_principal_policy(
+        &self,
+        req: Request<proto::PutPrincipalPolicyRequest>,
+    ) -> Result<Response<proto::PutPrincipalPolicyResponse>, Status> {
+        self.handle("PutPrincipalPolicy", "", req, |caller, m| async move {
+            self.vault
+                .put_principal_policy(&caller, &m.principal_arn, &m.policy_name, m.policy_document)
+                .await?;
+            Ok(proto::PutPrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn get_principal_policy(
+        &self,
+        req: Request<proto::GetPrincipalPolicyRequest>,
+    ) -> Result<Response<proto::GetPrincipalPolicyResponse>, Status> {
+        self.handle("GetPrincipalPolicy", "", req, |caller, m| async move {
+            let doc = self
+                .vault
+                .get_principal_policy(&caller, &m.principal_arn, &m.policy_name)
+                .await?;
+            Ok(proto::GetPrincipalPolicyResponse {
+                principal_arn: m.principal_arn,
+                policy_name: m.policy_name,
+                policy_document: doc,
+            })
+        })
+        .await
+    }
+
+    async fn list_principal_policies(
+        &self,
+        req: Request<proto::ListPrincipalPoliciesRequest>,
+    ) -> Result<Response<proto::ListPrincipalPoliciesResponse>, Status> {
+        self.handle("ListPrincipalPolicies", "", req, |caller, m| async move {
+            let policy_names = self
+                .vault
+                .list_principal_policies(&caller, &m.principal_arn)
+                .await?;
+            Ok(proto::ListPrincipalPoliciesResponse { policy_names })
+        })
+        .await
+    }
+
+    async fn delete_principal_policy(
+        &self,
+        req: Request<proto::DeletePrincipalPolicyRequest>,
+    ) -> Result<Response<proto::DeletePrincipalPolicyResponse>, Status> {
+        self.handle("DeletePrincipalPolicy", "", req, |caller, m| async move {
+            self.vault
+                .delete_principal_policy(&caller, &m.principal_arn, &m.policy_name)
+                .await?;
+            Ok(proto::DeletePrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn tag_principal(
+        &self,
+        req: Request<proto::TagPrincipalRequest>,
+    ) -> Result<Response<proto::TagPrincipalResponse>, Status> {
+        self.handle("TagPrincipal", "", req, |caller, m| async move {
+            let tags = m
+                .tags
+                .into_iter()
+                .map(|t| (t.tag_key, t.tag_value))
+                .collect();
+            self.vault
+                .tag_principal(&caller, &m.principal_arn, tags)
+                .await?;
+            Ok(proto::TagPrincipalResponse {})
+        })
+        .await
+    }
+
+    async fn untag_principal(
+        &self,
+        req: Request<proto::UntagPrincipalRequest>,
+    ) -> Result<Response<proto::UntagPrincipalResponse>, Status> {
+        self.handle("UntagPrincipal", "", req, |caller, m| async move {
+            self.vault
+                .untag_principal(&caller, &m.principal_arn, m.tag_keys)
+                .await?;
+            Ok(proto::UntagPrincipalResponse {})
+        })
+        .await
+    }
+
+    async fn list_principal_tags(
+        &self,
+        req: Request<proto::ListPrincipalTagsRequest>,
+    ) -> Result<Response<proto::ListPrincipalTagsResponse>, Status> {
+        self.handle("ListPrincipalTags", "", req, |caller, m| async move {
+            let tags = self
+                .vault
+                .list_principal_tags(&caller, &m.principal_arn)
+                .await?;
+            Ok(proto::ListPrincipalTagsResponse {
+                tags: tags
+                    .into_iter()
+                    .map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value })
+                    .collect(),
             })
         })
         .await

@@ -19,6 +19,7 @@ pub fn code_of(e: &KmsError) -> Code {
         | KmsError::IncorrectKey(_)
         | KmsError::InvalidKeyUsage(_)
         | KmsError::InvalidMarker(_)
+        | KmsError::MalformedPolicyDocument(_)
         | KmsError::InvalidGrantToken(_) => Code::InvalidArgument,
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::AccessDenied(_) => Code::PermissionDenied,
@@ -97,6 +98,11 @@ mod tests {
                 KmsError::InvalidMarker("x".into()),
                 Code::InvalidArgument,
                 "InvalidMarkerException",
+            ),
+            (
+                KmsError::MalformedPolicyDocument("x".into()),
+                Code::InvalidArgument,
+                "MalformedPolicyDocumentException",
             ),
             (
                 KmsError::InvalidGrantToken("x".into()),

@@ -23,9 +23,6 @@ pub use grants::{Grant, GrantConstraints};
 pub use model::Policy;
 pub use parse::{parse_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES};
 
-use crate::domain::AccountId;
-use crate::identity::Principal;
-
 /// An AWS KMS action name such as `kms:Encrypt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Action(pub &'static str);
@@ -52,61 +49,38 @@ impl Action {
     pub const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
     /// kms:GenerateRandom
     pub const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
-}
-
-/// What is being asked.
-#[derive(Debug)]
-pub struct AuthzRequest<'a> {
-    /// Who asks.
-    pub principal: &'a Principal,
-    /// For what.
-    pub action: Action,
-    /// The account that owns the resource (the key, or the account itself for
-    /// account-level actions such as CreateKey and GenerateRandom).
-    pub resource_account: &'a AccountId,
-}
-
-/// The outcome, with the reason for a denial.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimpleDecision {
-    /// Allowed.
-    Allow,
-    /// No rule allows it.
-    ImplicitDeny {
-        /// Why, for the AccessDeniedException message.
-        reason: String,
-    },
-}
-
-/// Decides a request.
-pub fn authorize(req: &AuthzRequest<'_>) -> SimpleDecision {
-    if req.principal.account() == req.resource_account {
-        SimpleDecision::Allow
-    } else {
-        SimpleDecision::ImplicitDeny {
-            reason: "the key belongs to another account, and cross-account use needs a key policy that allows it".into(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod own_account_tests {
-    use super::*;
-
-    #[test]
-    fn own_account_is_allowed_and_other_accounts_are_denied() {
-        let p: Principal = "arn:aws:iam::111122223333:role/App".parse().unwrap();
-        let own: AccountId = "111122223333".parse().unwrap();
-        let other: AccountId = "444455556666".parse().unwrap();
-        let req = |a| AuthzRequest {
-            principal: &p,
-            action: Action::ENCRYPT,
-            resource_account: a,
-        };
-        assert_eq!(authorize(&req(&own)), SimpleDecision::Allow);
-        assert!(matches!(
-            authorize(&req(&other)),
-            SimpleDecision::ImplicitDeny { .. }
-        ));
-    }
+    /// kms:GetKeyPolicy
+    pub const GET_KEY_POLICY: Self = Self("kms:GetKeyPolicy");
+    /// kms:PutKeyPolicy
+    pub const PUT_KEY_POLICY: Self = Self("kms:PutKeyPolicy");
+    /// kms:ListKeyPolicies
+    pub const LIST_KEY_POLICIES: Self = Self("kms:ListKeyPolicies");
+    /// iam:PutRolePolicy
+    pub const IAM_PUT_ROLE_POLICY: Self = Self("iam:PutRolePolicy");
+    /// iam:GetRolePolicy
+    pub const IAM_GET_ROLE_POLICY: Self = Self("iam:GetRolePolicy");
+    /// iam:ListRolePolicies
+    pub const IAM_LIST_ROLE_POLICIES: Self = Self("iam:ListRolePolicies");
+    /// iam:DeleteRolePolicy
+    pub const IAM_DELETE_ROLE_POLICY: Self = Self("iam:DeleteRolePolicy");
+    /// iam:TagRole
+    pub const IAM_TAG_ROLE: Self = Self("iam:TagRole");
+    /// iam:UntagRole
+    pub const IAM_UNTAG_ROLE: Self = Self("iam:UntagRole");
+    /// iam:ListRoleTags
+    pub const IAM_LIST_ROLE_TAGS: Self = Self("iam:ListRoleTags");
+    /// iam:PutUserPolicy
+    pub const IAM_PUT_USER_POLICY: Self = Self("iam:PutUserPolicy");
+    /// iam:GetUserPolicy
+    pub const IAM_GET_USER_POLICY: Self = Self("iam:GetUserPolicy");
+    /// iam:ListUserPolicies
+    pub const IAM_LIST_USER_POLICIES: Self = Self("iam:ListUserPolicies");
+    /// iam:DeleteUserPolicy
+    pub const IAM_DELETE_USER_POLICY: Self = Self("iam:DeleteUserPolicy");
+    /// iam:TagUser
+    pub const IAM_TAG_USER: Self = Self("iam:TagUser");
+    /// iam:UntagUser
+    pub const IAM_UNTAG_USER: Self = Self("iam:UntagUser");
+    /// iam:ListUserTags
+    pub const IAM_LIST_USER_TAGS: Self = Self("iam:ListUserTags");
 }

@@ -168,6 +168,7 @@ impl DevDir {
                     sqlite: "p11kms.db".into(),
                 },
                 limits: None,
+                trusted_services: Vec::new(),
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

@@ -34,11 +34,14 @@ pub enum StoreError {
     /// An update found no row.
     #[error("the {0} does not exist")]
     Missing(&'static str),
+    /// A write would exceed a stored quota.
+    #[error("too many {0}")]
+    LimitExceeded(&'static str),
 }
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off
 /// the async runtime.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PolicyStore + Send + Sync + 'static {
     /// Inserts a new key with its first material version.
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError>;
     /// One key with all its material versions.
@@ -60,4 +63,32 @@ pub trait Store: Send + Sync + 'static {
         version: MaterialVersion,
         reserved: u64,
     ) -> Result<(), StoreError>;
+}
+
+/// Policies and principal tags: the authorization data.
+pub trait PolicyStore {
+    /// Replaces a key's policy document (stored as given).
+    fn set_key_policy(&self, id: &KeyId, policy: &str) -> Result<(), StoreError>;
+    /// Creates or replaces a principal's named identity policy.
+    fn put_identity_policy(
+        &self,
+        principal: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError>;
+    /// A principal's identity policies as (name, document), by name.
+    fn identity_policies(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes one; false when there was none.
+    fn delete_identity_policy(&self, principal: &str, name: &str) -> Result<bool, StoreError>;
+    /// A principal's tags as (key, value), by key.
+    fn principal_tags(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Adds or replaces tags, refusing to exceed `max_tags` in all (atomically).
+    fn tag_principal(
+        &self,
+        principal: &str,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError>;
+    /// Removes tags by key.
+    fn untag_principal(&self, principal: &str, keys: &[String]) -> Result<(), StoreError>;
 }

@@ -29,6 +29,8 @@ pub struct KeyRecord {
     pub current_version: MaterialVersion,
     /// Every material version, oldest first.
     pub versions: Vec<MaterialRecord>,
+    /// The key policy document as given; `None` means AWS's default key policy.
+    pub policy: Option<String>,
 }
 
 /// One key-material version as stored.

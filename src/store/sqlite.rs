@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{KeyRecord, MaterialRecord, Store, StoreError};
+use super::{KeyRecord, MaterialRecord, PolicyStore, Store, StoreError};
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -34,6 +34,21 @@ const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL,
         reserved   INTEGER NOT NULL,
         PRIMARY KEY (key_id, version)
+     ) WITHOUT ROWID;",
+    // 2: key policies (NULL = the default key policy), identity policies and principal
+    // tags.
+    "ALTER TABLE keys ADD COLUMN policy TEXT;
+     CREATE TABLE identity_policies (
+        principal   TEXT NOT NULL,
+        policy_name TEXT NOT NULL,
+        document    TEXT NOT NULL,
+        PRIMARY KEY (principal, policy_name)
+     ) WITHOUT ROWID;
+     CREATE TABLE principal_tags (
+        principal TEXT NOT NULL,
+        tag_key   TEXT NOT NULL,
+        tag_value TEXT NOT NULL,
+        PRIMARY KEY (principal, tag_key)
      ) WITHOUT ROWID;",
 ];
 
@@ -121,8 +136,8 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
-                key_spec, origin, key_state, deletion_ms, current_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                key_spec, origin, key_state, deletion_ms, current_version, policy)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 rec.key_id.to_string(),
                 rec.account.as_str(),
@@ -134,6 +149,7 @@ impl Store for SqliteStore {
                 rec.key_state.as_str(),
                 rec.deletion_date.map(to_ms),
                 rec.current_version.0,
+                rec.policy,
             ],
         )?;
         if n == 0 {
@@ -154,7 +170,7 @@ impl Store for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
-                        deletion_ms, current_version
+                        deletion_ms, current_version, policy
                  FROM keys WHERE key_id = ?1",
                 params![id.to_string()],
                 |r| {
@@ -168,12 +184,23 @@ impl Store for SqliteStore {
                         r.get::<_, String>(6)?,
                         r.get::<_, Option<i64>>(7)?,
                         r.get::<_, u32>(8)?,
+                        r.get::<_, Option<String>>(9)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((account, description, created, usage, spec, origin, state, deletion, current)) =
-            row
+        let Some((
+            account,
+            description,
+            created,
+            usage,
+            spec,
+            origin,
+            state,
+            deletion,
+            current,
+            policy,
+        )) = row
         else {
             return Ok(None);
         };
@@ -211,6 +238,7 @@ impl Store for SqliteStore {
             deletion_date: deletion.map(from_ms),
             current_version: MaterialVersion(current),
             versions,
+            policy,
         }))
     }
 
@@ -274,6 +302,108 @@ impl Store for SqliteStore {
         if n == 0 {
             return Err(StoreError::Missing("key material"));
         }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    fn tags_of(conn: &Connection, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT tag_key, tag_value FROM principal_tags WHERE principal = ?1 ORDER BY tag_key",
+        )?;
+        let rows = stmt
+            .query_map(params![principal], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+impl PolicyStore for SqliteStore {
+    fn set_key_policy(&self, id: &KeyId, policy: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET policy = ?2 WHERE key_id = ?1",
+            params![id.to_string(), policy],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
+    fn put_identity_policy(
+        &self,
+        principal: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO identity_policies (principal, policy_name, document) VALUES (?1, ?2, ?3)
+             ON CONFLICT (principal, policy_name) DO UPDATE SET document = excluded.document",
+            params![principal, name, document],
+        )?;
+        Ok(())
+    }
+
+    fn identity_policies(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT policy_name, document FROM identity_policies WHERE principal = ?1 ORDER BY policy_name",
+        )?;
+        let rows = stmt
+            .query_map(params![principal], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn delete_identity_policy(&self, principal: &str, name: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM identity_policies WHERE principal = ?1 AND policy_name = ?2",
+            params![principal, name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn principal_tags(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Self::tags_of(&self.conn(), principal)
+    }
+
+    fn tag_principal(
+        &self,
+        principal: &str,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (k, v) in tags {
+            tx.execute(
+                "INSERT INTO principal_tags (principal, tag_key, tag_value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (principal, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                params![principal, k, v],
+            )?;
+        }
+        if Self::tags_of(&tx, principal)?.len() > max_tags {
+            // Dropping the transaction rolls every insert back.
+            return Err(StoreError::LimitExceeded("tags on a principal"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn untag_principal(&self, principal: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for k in keys {
+            tx.execute(
+                "DELETE FROM principal_tags WHERE principal = ?1 AND tag_key = ?2",
+                params![principal, k],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ fn record(account: &str) -> KeyRecord {
             created,
             reserved_invocations: 65536,
         }],
+        policy: None,
     }
 }
 
@@ -43,6 +44,74 @@ pub(super) fn run(store: &dyn Store) {
     duplicate_insert_is_refused(store);
     listing_is_per_account_ordered_and_paged(store);
     materials_add_and_reserve(store);
+    key_policies(store);
+    identity_policies_and_tags(store);
+}
+
+fn key_policies(store: &dyn Store) {
+    let r = record("111122223333");
+    store.insert_key(&r).unwrap();
+    store
+        .set_key_policy(&r.key_id, "{\"Statement\": []}")
+        .unwrap();
+    assert_eq!(
+        store.get_key(&r.key_id).unwrap().unwrap().policy.as_deref(),
+        Some("{\"Statement\": []}")
+    );
+    assert!(matches!(
+        store.set_key_policy(&KeyId::generate(), "{}"),
+        Err(StoreError::Missing(_))
+    ));
+}
+
+fn identity_policies_and_tags(store: &dyn Store) {
+    let p = "arn:aws:iam::111122223333:role/App";
+    store.put_identity_policy(p, "b", "doc-b").unwrap();
+    store.put_identity_policy(p, "a", "doc-a").unwrap();
+    store.put_identity_policy(p, "a", "doc-a2").unwrap();
+    assert_eq!(
+        store.identity_policies(p).unwrap(),
+        vec![
+            ("a".to_string(), "doc-a2".to_string()),
+            ("b".to_string(), "doc-b".to_string())
+        ]
+    );
+    assert!(store
+        .identity_policies("arn:aws:iam::111122223333:role/Other")
+        .unwrap()
+        .is_empty());
+    assert!(store.delete_identity_policy(p, "a").unwrap());
+    assert!(!store.delete_identity_policy(p, "a").unwrap());
+    let tags = vec![
+        ("team".to_string(), "blue".to_string()),
+        ("env".to_string(), "prod".to_string()),
+    ];
+    store.tag_principal(p, &tags, 50).unwrap();
+    store
+        .tag_principal(p, &[("team".to_string(), "red".to_string())], 50)
+        .unwrap();
+    assert_eq!(
+        store.principal_tags(p).unwrap(),
+        vec![
+            ("env".to_string(), "prod".to_string()),
+            ("team".to_string(), "red".to_string())
+        ]
+    );
+    let too_many: Vec<_> = (0..3).map(|i| (format!("k{i}"), "v".to_string())).collect();
+    assert!(matches!(
+        store.tag_principal(p, &too_many, 4),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(
+        store.principal_tags(p).unwrap().len(),
+        2,
+        "a refused write changes nothing"
+    );
+    store.untag_principal(p, &["env".to_string()]).unwrap();
+    assert_eq!(
+        store.principal_tags(p).unwrap(),
+        vec![("team".to_string(), "red".to_string())]
+    );
 }
 
 fn round_trip(store: &dyn Store) {

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::info;
 
+use super::authorize::Authz;
+use super::key_policy::parse_key_policy;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
@@ -24,6 +26,10 @@ pub struct CreateKeyInput {
     pub key_spec: String,
     /// "" or AWS_KMS.
     pub origin: String,
+    /// Key policy document; empty for AWS's default key policy.
+    pub policy: String,
+    /// Skip the lockout safety check.
+    pub bypass_policy_lockout_safety_check: bool,
 }
 
 /// Values AWS accepts that p11kms does not support yet: a valid request, so not a
@@ -107,8 +113,23 @@ impl Vault {
         let account = caller.principal.account().clone();
         let key_id = KeyId::generate();
         let arn = self.arn(&account, key_id);
-        // CreateKey is authorized on the account, not a key: AWS's resource is "*".
-        self.authorize(caller, Action::CREATE_KEY, &account, "*")?;
+        let policy = if input.policy.is_empty() {
+            None
+        } else {
+            Some((parse_key_policy(&input.policy)?, input.policy))
+        };
+        let bypass = input.bypass_policy_lockout_safety_check;
+        // CreateKey is authorized on the account (IAM resource "*"), with the request's
+        // key properties as condition keys.
+        self.authorize(
+            caller,
+            Authz::account(Action::CREATE_KEY)
+                .with("kms:KeySpec", key_spec.as_str())
+                .with("kms:KeyUsage", key_usage.as_str())
+                .with("kms:KeyOrigin", origin.as_str())
+                .with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string()),
+        )
+        .await?;
 
         let version = MaterialVersion(1);
         // Millisecond precision, as stored: DescribeKey shows the same date before and
@@ -139,7 +160,13 @@ impl Vault {
                 created: now,
                 reserved_invocations: self.keys.first_reservation(),
             }],
+            policy: policy.as_ref().map(|(_, text)| text.clone()),
         };
+        if let Some((parsed, _)) = &policy {
+            // Checked against the new key as it will be, before any material exists.
+            let probe = self.uncached_entry(record.clone());
+            self.lockout_check(caller, &probe, parsed, bypass).await?;
+        }
         self.hsm
             .create_material(crate::hsm::MaterialRef { key_id, version })
             .await?;

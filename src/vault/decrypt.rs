@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::authorize::Authz;
 use super::blob::{self, MAX_BLOB_LEN};
 use super::keys::KeyEntry;
 use super::{validate, Caller, KmsError, Vault};
@@ -88,7 +89,13 @@ impl Vault {
         }
         let key = self.key_of_blob(parsed.key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(caller, action, key.account(), &arn.to_string())?;
+        self.authorize(
+            caller,
+            Authz::key(action, &key)
+                .with_context(ctx)
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
+        )
+        .await?;
         key.check_usable(&arn)?;
         let plaintext = self.open(&parsed, &key, ctx).await?;
         Ok((key, plaintext))

@@ -1,5 +1,6 @@
 //! DescribeKey: metadata of a key, in any state.
 
+use super::authorize::Authz;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::KeyMetadata;
@@ -15,12 +16,8 @@ impl Vault {
         validate::grant_tokens(grant_tokens)?;
         let key = self.resolve(caller, key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(
-            caller,
-            Action::DESCRIBE_KEY,
-            key.account(),
-            &arn.to_string(),
-        )?;
+        self.authorize(caller, Authz::key(Action::DESCRIBE_KEY, &key))
+            .await?;
         Ok(key.metadata(arn))
     }
 }

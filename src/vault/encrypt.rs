@@ -1,5 +1,6 @@
 //! Encrypt: up to 4096 bytes under a KMS key, inside the HSM.
 
+use super::authorize::Authz;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{EncryptionContext, KeyArn, Plaintext};
@@ -47,7 +48,13 @@ impl Vault {
         validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let key = self.resolve(caller, &input.key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(caller, Action::ENCRYPT, key.account(), &arn.to_string())?;
+        self.authorize(
+            caller,
+            Authz::key(Action::ENCRYPT, &key)
+                .with_context(&input.context)
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
+        )
+        .await?;
         key.check_usable(&arn)?;
         let ciphertext_blob = self.seal(&key, &input.context, input.plaintext).await?;
         Ok(EncryptOutput {

@@ -36,6 +36,9 @@ pub enum KmsError {
     /// The operation is not valid for this key's usage or the algorithm.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// A policy document that is not valid; the message says where and why.
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// A pagination marker that we did not issue.
     #[error("{0}")]
     InvalidMarker(String),
@@ -70,6 +73,7 @@ impl KmsError {
             Self::KmsInvalidState(_) => "KMSInvalidStateException",
             Self::InvalidKeyUsage(_) => "InvalidKeyUsageException",
             Self::InvalidMarker(_) => "InvalidMarkerException",
+            Self::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::UnsupportedOperation(_) => "UnsupportedOperationException",

@@ -1,6 +1,7 @@
 //! GenerateDataKey and GenerateDataKeyWithoutPlaintext: random bytes from the HSM,
 //! encrypted under the KMS key in the same trip to the HSM.
 
+use super::authorize::Authz;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{EncryptionContext, KeyArn, Plaintext};
@@ -63,7 +64,11 @@ impl Vault {
         };
         let key = self.resolve(caller, &input.key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(caller, action, key.account(), &arn.to_string())?;
+        self.authorize(
+            caller,
+            Authz::key(action, &key).with_context(&input.context),
+        )
+        .await?;
         key.check_usable(&arn)?;
         let (data_key, ciphertext_blob) = self.seal_new_data_key(&key, &input.context, len).await?;
         Ok(DataKeyOutput {

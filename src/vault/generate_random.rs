@@ -1,5 +1,6 @@
 //! GenerateRandom: bytes from the HSM's random number generator.
 
+use super::authorize::Authz;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::Plaintext;
@@ -13,8 +14,8 @@ impl Vault {
     ) -> Result<Plaintext, KmsError> {
         let n = number_of_bytes.ok_or_else(|| KmsError::validation("NumberOfBytes is required"))?;
         let len = validate::count("NumberOfBytes", n, 1, 1024)?;
-        let account = caller.principal.account().clone();
-        self.authorize(caller, Action::GENERATE_RANDOM, &account, "*")?;
+        self.authorize(caller, Authz::account(Action::GENERATE_RANDOM))
+            .await?;
         Ok(self.hsm.generate_random(len).await?)
     }
 }

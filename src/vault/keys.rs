@@ -11,7 +11,11 @@ use std::time::SystemTime;
 use tracing::info;
 
 use super::{Caller, KmsError, Vault};
-use crate::domain::{AccountId, KeyArn, KeyId, KeyMetadata, KeyState, MaterialVersion};
+use crate::authz::{self, Policy, PolicyKind};
+use crate::domain::{
+    AccountId, KeyArn, KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin,
+    Partition,
+};
 use crate::hsm::MaterialRef;
 use crate::store::{KeyRecord, MaterialRecord};
 
@@ -34,18 +38,51 @@ pub(crate) struct KeyEntry {
 
 struct EntryState {
     record: KeyRecord,
+    /// The key policy, parsed once (PutKeyPolicy replaces it).
+    policy: Arc<Policy>,
     /// GCM invocations handed out for the current version since it was loaded.
     used: u64,
     /// Invocations reserved in the store for the current version.
     reserved: u64,
 }
 
+/// AWS's default key policy: the key account's root may do everything, which delegates
+/// access to the account's identity policies.
+pub(crate) fn default_key_policy(partition: &Partition, account: &AccountId) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "key-default-1",
+        "Statement": [{
+            "Sid": "Enable IAM User Permissions",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:{}:iam::{account}:root", partition.as_str())},
+            "Action": "kms:*",
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+/// Parses a stored key policy. Stored policies were validated when put; one that no
+/// longer parses allows nothing (fail closed) and is logged.
+fn parse_stored(text: &str, key_id: &KeyId) -> Policy {
+    authz::parse_policy(text, PolicyKind::Key).unwrap_or_else(|e| {
+        tracing::error!(key_id = %key_id, error = %e, "stored key policy does not parse; the key allows nothing");
+        Policy { statements: Vec::new(), variables: true }
+    })
+}
+
 impl KeyEntry {
-    fn new(record: KeyRecord, fresh: bool) -> Self {
+    fn new(record: KeyRecord, fresh: bool, partition: &Partition) -> Self {
         let reserved = record
             .current()
             .map(|m| m.reserved_invocations)
             .unwrap_or(0);
+        let text = record
+            .policy
+            .clone()
+            .unwrap_or_else(|| default_key_policy(partition, &record.account));
+        let policy = Arc::new(parse_stored(&text, &record.key_id));
         Self {
             key_id: record.key_id,
             account: record.account.clone(),
@@ -54,6 +91,7 @@ impl KeyEntry {
                 // a crash, so start at the top of it; a key made by this process has not.
                 used: if fresh { 0 } else { reserved },
                 reserved,
+                policy,
                 record,
             }),
             refill: tokio::sync::Mutex::new(()),
@@ -90,6 +128,29 @@ impl KeyEntry {
             key_state: r.key_state,
             deletion_date: r.deletion_date,
         }
+    }
+
+    /// The key policy in force.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.lock().policy)
+    }
+
+    /// The policy document as stored; `None` when it is the default.
+    pub(crate) fn policy_text(&self) -> Option<String> {
+        self.lock().record.policy.clone()
+    }
+
+    /// Replaces the policy (after the store accepted it).
+    pub(crate) fn set_policy(&self, text: String, policy: Policy) {
+        let mut s = self.lock();
+        s.record.policy = Some(text);
+        s.policy = Arc::new(policy);
+    }
+
+    /// KeySpec, KeyUsage and Origin, for condition keys.
+    pub(crate) fn kind(&self) -> (KeySpec, KeyUsage, Origin) {
+        let s = self.lock();
+        (s.record.key_spec, s.record.key_usage, s.record.origin)
     }
 
     /// True when this key has material of that version.
@@ -201,12 +262,21 @@ impl Vault {
             return Ok(Some(e));
         }
         let rec = self.store_call(move |s| s.get_key(&id)).await?;
-        Ok(rec.map(|r| self.keys.insert(KeyEntry::new(r, false))))
+        Ok(rec.map(|r| {
+            self.keys
+                .insert(KeyEntry::new(r, false, &self.settings.partition))
+        }))
+    }
+
+    /// An entry for a record that is not (yet) stored, for checks before CreateKey.
+    pub(crate) fn uncached_entry(&self, rec: KeyRecord) -> KeyEntry {
+        KeyEntry::new(rec, true, &self.settings.partition)
     }
 
     /// Caches a key this process just created.
     pub(crate) fn cache_new_key(&self, rec: KeyRecord) -> Arc<KeyEntry> {
-        self.keys.insert(KeyEntry::new(rec, true))
+        self.keys
+            .insert(KeyEntry::new(rec, true, &self.settings.partition))
     }
 
     /// Resolves a KeyId parameter as AWS does: a bare key id names a key of the caller's

@@ -1,5 +1,6 @@
 //! ListKeys: the caller's account's keys in key-id order, a page at a time.
 
+use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{KeyArn, KeyId};
@@ -43,7 +44,8 @@ impl Vault {
             })?)
         };
         let account = caller.principal.account().clone();
-        self.authorize(caller, Action::LIST_KEYS, &account, "*")?;
+        self.authorize(caller, Authz::account(Action::LIST_KEYS))
+            .await?;
         let acct = account.clone();
         let mut ids = self
             .store_call(move |s| s.list_keys(&acct, after.as_ref(), limit + 1))

@@ -2,6 +2,7 @@
 //! → check key state → HSM → store. The transport calls one method per request; nothing
 //! here knows protobuf.
 
+mod authorize;
 pub mod blob;
 mod create_key;
 mod decrypt;
@@ -10,8 +11,10 @@ mod encrypt;
 mod error;
 mod generate_data_key;
 mod generate_random;
+mod key_policy;
 mod keys;
 mod list_keys;
+mod principal_policy;
 mod re_encrypt;
 mod seal;
 mod validate;
@@ -19,15 +22,16 @@ mod validate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use authorize::TrustedService;
 pub use create_key::CreateKeyInput;
 pub use decrypt::{DecryptInput, DecryptOutput};
 pub use encrypt::{EncryptInput, EncryptOutput};
 pub use error::KmsError;
 pub use generate_data_key::{DataKeyInput, DataKeyOutput};
+pub use key_policy::DEFAULT_POLICY_NAME;
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
 
-use crate::authz::{self, Action, AuthzRequest, SimpleDecision as Decision};
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;
 use crate::identity::Principal;
@@ -47,6 +51,8 @@ pub struct VaultSettings {
     /// GCM encryptions allowed per key-material version before new material is made.
     /// At most [`GCM_RANDOM_IV_LIMIT`]; lowered only by tests.
     pub max_encryptions_per_material: u64,
+    /// Services that may call on behalf of other principals (kms:ViaService).
+    pub trusted_services: Vec<TrustedService>,
 }
 
 /// An authenticated caller of one request.
@@ -56,6 +62,8 @@ pub struct Caller {
     pub principal: Principal,
     /// From where, when known.
     pub source_ip: Option<IpAddr>,
+    /// The trusted service that relayed the request, when one did (kms:ViaService).
+    pub via_service: Option<String>,
 }
 
 /// The operations, with everything they need. Shared as `Arc<Vault>`.
@@ -63,6 +71,7 @@ pub struct Vault {
     hsm: HsmPool,
     store: Arc<dyn Store>,
     keys: KeyCache,
+    principals: authorize::PrincipalCache,
     settings: VaultSettings,
 }
 
@@ -75,6 +84,7 @@ impl Vault {
         Self {
             hsm,
             keys: KeyCache::new(max),
+            principals: authorize::PrincipalCache::default(),
             store,
             settings,
         }
@@ -98,29 +108,5 @@ impl Vault {
     {
         let store = Arc::clone(&self.store);
         Ok(tokio::task::spawn_blocking(move || f(store.as_ref())).await??)
-    }
-
-    /// Authorizes `action` on a resource of `account`; AccessDeniedException names the
-    /// principal, the action and the resource, as AWS's messages do.
-    fn authorize(
-        &self,
-        caller: &Caller,
-        action: Action,
-        account: &AccountId,
-        resource: &str,
-    ) -> Result<(), KmsError> {
-        let decision = authz::authorize(&AuthzRequest {
-            principal: &caller.principal,
-            action,
-            resource_account: account,
-        });
-        tracing::Span::current().record("decision", tracing::field::debug(&decision));
-        match decision {
-            Decision::Allow => Ok(()),
-            Decision::ImplicitDeny { reason } => Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {} on resource: {} because {}",
-                caller.principal, action.0, resource, reason
-            ))),
-        }
     }
 }

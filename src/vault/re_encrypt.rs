@@ -2,6 +2,7 @@
 //! the plaintext leaving the daemon. Needs kms:ReEncryptFrom on the source and
 //! kms:ReEncryptTo on the destination.
 
+use super::authorize::Authz;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{EncryptionContext, KeyArn};
@@ -59,10 +60,11 @@ impl Vault {
         let dest_arn = self.arn_of(&dest);
         self.authorize(
             caller,
-            Action::RE_ENCRYPT_TO,
-            dest.account(),
-            &dest_arn.to_string(),
-        )?;
+            Authz::key(Action::RE_ENCRYPT_TO, &dest)
+                .with_context(&input.destination_context)
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
+        )
+        .await?;
         dest.check_usable(&dest_arn)?;
         let (source, plaintext) = self
             .open_blob(

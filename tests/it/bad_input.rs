@@ -118,6 +118,7 @@ async fn bad_requests_get_aws_error_names_and_the_daemon_keeps_serving() {
                 key_usage: usage.into(),
                 key_spec: spec.into(),
                 origin: origin.into(),
+                ..Default::default()
             })
             .await,
             name,

@@ -12,10 +12,20 @@ async fn two_hundred_parallel_round_trips_from_eight_clients() {
         create_key(&mut admin).await.key_id,
     ];
 
-    let mut clients = vec![admin];
+    let mut workers = Vec::new();
     for i in 1..8 {
-        clients.push(d.client_as(&role(ACCOUNT, &format!("Worker{i}"))).await);
+        let arn = role(ACCOUNT, &format!("Worker{i}"));
+        put_identity_policy(
+            &mut admin,
+            &arn,
+            "use-keys",
+            allow(&["kms:Encrypt", "kms:Decrypt"]),
+        )
+        .await;
+        workers.push(d.client_as(&arn).await);
     }
+    let mut clients = vec![admin];
+    clients.extend(workers);
     let mut tasks = Vec::new();
     for n in 0..200usize {
         let mut c = clients[n % 8].clone();

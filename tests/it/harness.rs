@@ -296,3 +296,28 @@ pub async fn decrypt(c: &mut KmsClient, blob: &[u8], context: &[(&str, &str)]) -
         .into_inner();
     std::mem::take(&mut r.plaintext)
 }
+
+/// Attaches an identity policy to `principal`, as its account's root (`root` client).
+pub async fn put_identity_policy(
+    root: &mut KmsClient,
+    principal: &str,
+    name: &str,
+    doc: serde_json::Value,
+) {
+    root.put_principal_policy(proto::PutPrincipalPolicyRequest {
+        principal_arn: principal.to_owned(),
+        policy_name: name.to_owned(),
+        policy_document: doc.to_string(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("put identity policy {name} on {principal}: {e:?}"));
+}
+
+/// An identity policy allowing `actions` on every key.
+pub fn allow(actions: &[&str]) -> serde_json::Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+}
+
+pub fn root_of(account: &str) -> String {
+    format!("arn:aws:iam::{account}:root")
+}

@@ -77,20 +77,37 @@ async fn clients_without_a_valid_certificate_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn principals_use_only_their_own_accounts_keys() {
+async fn the_default_key_policy_delegates_to_identity_policies_and_keeps_accounts_apart() {
     let dir = TestDir::new();
     let d = Daemon::start(&dir);
     let mut admin = d.admin().await;
     let key = create_key(&mut admin).await;
     let blob = encrypt(&mut admin, &key.key_id, b"mine", &[]).await;
 
-    // A role of the same account may use the key.
-    let mut app = d.client_as(&role(ACCOUNT, "App")).await;
+    // A role of the key's account: nothing until an identity policy allows it.
+    let app_arn = role(ACCOUNT, "App");
+    let mut app = d.client_as(&app_arn).await;
+    let st = assert_kms_error(
+        app.decrypt(decrypt_req(&blob, &[])).await,
+        "AccessDeniedException",
+    );
+    assert!(
+        st.message().contains("identity policies"),
+        "{}",
+        st.message()
+    );
+    put_identity_policy(&mut admin, &app_arn, "decrypt", allow(&["kms:Decrypt"])).await;
     assert_eq!(decrypt(&mut app, &blob, &[]).await, b"mine");
-    encrypt(&mut app, &key.arn, b"also mine", &[]).await;
+    assert_kms_error(
+        app.encrypt(encrypt_req(&key.arn, b"x", &[])).await,
+        "AccessDeniedException",
+    );
 
-    // Another account: by ARN it is AccessDenied, naming principal, action and key.
+    // Another account: by ARN it is AccessDenied, naming principal, action and key, even
+    // with an identity policy of its own, since the key policy does not allow it.
     let outsider_arn = role(OTHER_ACCOUNT, "Outsider");
+    let mut other_root = d.client_as(&root_of(OTHER_ACCOUNT)).await;
+    put_identity_policy(&mut other_root, &outsider_arn, "all-kms", allow(&["kms:*"])).await;
     let mut outsider = d.client_as(&outsider_arn).await;
     let st = assert_kms_error(
         outsider.encrypt(encrypt_req(&key.arn, b"x", &[])).await,
@@ -133,5 +150,17 @@ async fn principals_use_only_their_own_accounts_keys() {
             .map(|k| k.key_id.clone())
             .collect::<Vec<_>>(),
         vec![own.key_id]
+    );
+
+    // One account's root cannot manage another account's principals.
+    assert_kms_error(
+        admin
+            .put_principal_policy(proto::PutPrincipalPolicyRequest {
+                principal_arn: outsider_arn.clone(),
+                policy_name: "x".into(),
+                policy_document: allow(&["kms:*"]).to_string(),
+            })
+            .await,
+        "AccessDeniedException",
     );
 }

@@ -21,6 +21,7 @@ mod crypto;
 mod identity;
 mod iv_budget;
 mod logs;
+mod policies;
 mod policy_eval;
 mod restart;
 mod token;

@@ -1,0 +1,276 @@
+//! Authorization of every operation: builds the request context (aws:* and kms:*
+//! condition keys), loads the caller's identity policies and tags (cached), and asks the
+//! pure authorizer. Also decides who a caller is when a trusted service acts for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use time::format_description::well_known::Rfc3339;
+use tracing::error;
+
+use super::keys::KeyEntry;
+use super::{Caller, KmsError, Vault};
+use crate::authz::{
+    self, Action, AuthzInput, ContextValue, DecisionKind, NamedPolicy, Policy, PolicyKind,
+    RequestContext,
+};
+use crate::domain::{AccountId, EncryptionContext};
+use crate::identity::{Principal, PrincipalKind};
+
+/// A service that may call on behalf of other principals (kms:ViaService).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedService {
+    /// The service's own principal ARN (from its client certificate).
+    pub principal: String,
+    /// The name policies see in kms:ViaService, e.g. `s3.us-east-1.amazonaws.com`.
+    pub name: String,
+}
+
+/// A principal's identity policies (parsed) and tags.
+#[derive(Debug, Default)]
+pub(crate) struct PrincipalData {
+    pub(crate) policies: Vec<(String, Policy)>,
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+/// Cache of principal data; the vault is its only writer, so it invalidates on write.
+#[derive(Default)]
+pub(crate) struct PrincipalCache {
+    map: RwLock<HashMap<String, Arc<PrincipalData>>>,
+}
+
+impl PrincipalCache {
+    fn get(&self, arn: &str) -> Option<Arc<PrincipalData>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(arn)
+            .cloned()
+    }
+    fn insert(&self, arn: &str, d: Arc<PrincipalData>) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(arn.to_owned(), d);
+    }
+    pub(crate) fn invalidate(&self, arn: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(arn);
+    }
+}
+
+/// What one authorization is about.
+pub(crate) struct Authz<'a> {
+    /// The KMS (or IAM) action.
+    pub(crate) action: Action,
+    /// The key, for key operations; `None` for account-level ones.
+    pub(crate) key: Option<&'a KeyEntry>,
+    /// The request's encryption context, when it has one.
+    pub(crate) context: Option<&'a EncryptionContext>,
+    /// Further single-valued condition keys of this operation.
+    pub(crate) extra: Vec<(&'static str, String)>,
+    /// For account-level actions on another resource (a principal): its ARN and account.
+    pub(crate) resource: Option<(String, AccountId)>,
+    /// A key policy to decide with instead of the key's own (the lockout check).
+    pub(crate) policy_override: Option<&'a Policy>,
+}
+
+impl<'a> Authz<'a> {
+    pub(crate) fn key(action: Action, key: &'a KeyEntry) -> Self {
+        Self {
+            action,
+            key: Some(key),
+            context: None,
+            extra: Vec::new(),
+            resource: None,
+            policy_override: None,
+        }
+    }
+    pub(crate) fn account(action: Action) -> Self {
+        Self {
+            action,
+            key: None,
+            context: None,
+            extra: Vec::new(),
+            resource: None,
+            policy_override: None,
+        }
+    }
+    pub(crate) fn with_context(mut self, ec: &'a EncryptionContext) -> Self {
+        self.context = Some(ec);
+        self
+    }
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((key, value.into()));
+        self
+    }
+}
+
+impl Vault {
+    /// Who the request is from. A trusted service may name the principal it acts for;
+    /// the request is then authorized as that principal with kms:ViaService set.
+    pub fn caller(
+        &self,
+        transport: Principal,
+        on_behalf_of: Option<&str>,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Result<Caller, KmsError> {
+        let Some(end) = on_behalf_of else {
+            return Ok(Caller {
+                principal: transport,
+                source_ip,
+                via_service: None,
+            });
+        };
+        let service = self
+            .settings
+            .trusted_services
+            .iter()
+            .find(|s| s.principal == transport.arn())
+            .ok_or_else(|| {
+                KmsError::AccessDenied(format!(
+                    "{transport} is not a trusted service and may not act on behalf of another principal"
+                ))
+            })?;
+        let principal: Principal = end.parse().map_err(|e| {
+            KmsError::validation(format!("the on-behalf-of principal is invalid: {e}"))
+        })?;
+        Ok(Caller {
+            principal,
+            source_ip,
+            via_service: Some(service.name.clone()),
+        })
+    }
+
+    /// The caller's identity policies and tags, from the cache or the store.
+    pub(crate) async fn principal_data(&self, arn: &str) -> Result<Arc<PrincipalData>, KmsError> {
+        if let Some(d) = self.principals.get(arn) {
+            return Ok(d);
+        }
+        let key = arn.to_owned();
+        let (docs, tags) = self
+            .store_call(move |s| Ok((s.identity_policies(&key)?, s.principal_tags(&key)?)))
+            .await?;
+        let mut policies = Vec::with_capacity(docs.len());
+        for (name, doc) in docs {
+            // Stored documents were validated when put; one that no longer parses is
+            // refused outright (fail closed: skipping it could skip a Deny).
+            let p = authz::parse_policy(&doc, PolicyKind::Identity).map_err(|e| {
+                error!(principal = arn, policy = %name, error = %e, "stored identity policy does not parse");
+                KmsError::internal(e)
+            })?;
+            policies.push((name, p));
+        }
+        let data = Arc::new(PrincipalData { policies, tags });
+        self.principals.insert(arn, Arc::clone(&data));
+        Ok(data)
+    }
+
+    /// The request context of an authorization.
+    fn request_context(
+        &self,
+        caller: &Caller,
+        a: &Authz<'_>,
+        data: &PrincipalData,
+    ) -> RequestContext {
+        let p = &caller.principal;
+        let (resource, account) = match (a.key, &a.resource) {
+            (Some(k), _) => (self.arn_of(k).to_string(), k.account().clone()),
+            (None, Some((r, acct))) => (r.clone(), acct.clone()),
+            (None, None) => ("*".to_owned(), p.account().clone()),
+        };
+        let mut ctx = RequestContext::new(
+            p.arn(),
+            p.account().as_str(),
+            a.action.0,
+            &resource,
+            account.as_str(),
+        );
+        ctx.set_one("aws:PrincipalArn", p.arn());
+        ctx.set_one("aws:PrincipalAccount", p.account().as_str());
+        ctx.set_one("kms:CallerAccount", p.account().as_str());
+        let principal_type = match p.kind() {
+            PrincipalKind::Root => "Account",
+            PrincipalKind::User(name) => {
+                ctx.set_one("aws:username", name.rsplit('/').next().unwrap_or(name));
+                "User"
+            }
+            PrincipalKind::Role(_) => "AssumedRole",
+        };
+        ctx.set_one("aws:PrincipalType", principal_type);
+        ctx.set_one("aws:SecureTransport", "true");
+        let now = time::OffsetDateTime::now_utc();
+        ctx.set_one(
+            "aws:CurrentTime",
+            now.replace_nanosecond(0)
+                .unwrap_or(now)
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+        );
+        ctx.set_one("aws:EpochTime", now.unix_timestamp().to_string());
+        if let Some(ip) = caller.source_ip {
+            ctx.set_one("aws:SourceIp", ip.to_string());
+        }
+        for (k, v) in &data.tags {
+            ctx.set_one(&format!("aws:PrincipalTag/{k}"), v.clone());
+        }
+        if !data.tags.is_empty() {
+            ctx.set(
+                "aws:PrincipalTagKeys",
+                ContextValue::Many(data.tags.iter().map(|(k, _)| k.clone()).collect()),
+            );
+        }
+        if let Some(via) = &caller.via_service {
+            ctx.set_one("kms:ViaService", via.clone());
+        }
+        if let Some(k) = a.key {
+            let (spec, usage, origin) = k.kind();
+            ctx.set_one("kms:KeySpec", spec.as_str());
+            ctx.set_one("kms:KeyUsage", usage.as_str());
+            ctx.set_one("kms:KeyOrigin", origin.as_str());
+            // aws:ResourceTag/<k> joins here when keys get tags.
+        }
+        if let Some(ec) = a.context {
+            ctx.set_encryption_context(ec.pairs());
+        }
+        for (k, v) in &a.extra {
+            ctx.set_one(k, v.clone());
+        }
+        ctx
+    }
+
+    /// Authorizes one action; AccessDeniedException names the principal, the action, the
+    /// resource and why, as AWS's messages do.
+    pub(crate) async fn authorize(&self, caller: &Caller, a: Authz<'_>) -> Result<(), KmsError> {
+        let data = self.principal_data(caller.principal.arn()).await?;
+        let ctx = self.request_context(caller, &a, &data);
+        let key_policy = match (a.policy_override, a.key) {
+            (Some(p), _) => Some(Arc::new(p.clone())),
+            (None, Some(k)) => Some(k.policy()),
+            (None, None) => None,
+        };
+        let named: Vec<NamedPolicy<'_>> = data
+            .policies
+            .iter()
+            .map(|(name, policy)| NamedPolicy { name, policy })
+            .collect();
+        let decision = authz::decide(&AuthzInput {
+            key_policy: key_policy.as_deref(),
+            identity_policies: &named,
+            grants: &[],
+            request: &ctx,
+        });
+        tracing::Span::current().record("decision", tracing::field::debug(decision.decision));
+        match decision.decision {
+            DecisionKind::Allow => Ok(()),
+            DecisionKind::ExplicitDeny | DecisionKind::ImplicitDeny => {
+                Err(KmsError::AccessDenied(format!(
+                    "User: {} is not authorized to perform: {} on resource: {} because {}",
+                    caller.principal, a.action.0, ctx.resource, decision.reason
+                )))
+            }
+        }
+    }
+}

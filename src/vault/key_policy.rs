@@ -1,0 +1,124 @@
+//! GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, and the lockout safety check that
+//! CreateKey shares: a new policy must still let the caller call PutKeyPolicy, unless
+//! the caller bypasses the check on purpose.
+
+use super::authorize::Authz;
+use super::keys::KeyEntry;
+use super::{Caller, KmsError, Vault};
+use crate::authz::{self, Action, Policy, PolicyError, PolicyKind};
+
+/// The only key policy name, as in AWS.
+pub const DEFAULT_POLICY_NAME: &str = "default";
+
+fn policy_name(name: &str) -> Result<(), KmsError> {
+    match name {
+        "" | DEFAULT_POLICY_NAME => Ok(()),
+        _ => Err(KmsError::NotFound(
+            "the only key policy name is \"default\"".into(),
+        )),
+    }
+}
+
+/// Parses a key policy for CreateKey/PutKeyPolicy; errors say where and why.
+pub(crate) fn parse_key_policy(text: &str) -> Result<Policy, KmsError> {
+    if text.is_empty() {
+        return Err(KmsError::validation("Policy is required"));
+    }
+    authz::parse_policy(text, PolicyKind::Key).map_err(|e| match e {
+        // AWS bounds the Policy parameter at 32,768 characters: a ValidationException.
+        PolicyError::TooLarge => KmsError::validation(e.to_string()),
+        e => KmsError::MalformedPolicyDocument(e.to_string()),
+    })
+}
+
+impl Vault {
+    /// Refuses a policy that would not let the caller call PutKeyPolicy afterwards.
+    pub(crate) async fn lockout_check(
+        &self,
+        caller: &Caller,
+        key: &KeyEntry,
+        policy: &Policy,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
+        if bypass {
+            return Ok(());
+        }
+        let mut a = Authz::key(Action::PUT_KEY_POLICY, key)
+            .with("kms:BypassPolicyLockoutSafetyCheck", "false");
+        a.policy_override = Some(policy);
+        match self.authorize(caller, a).await {
+            Ok(()) => Ok(()),
+            Err(KmsError::AccessDenied(_)) => Err(KmsError::MalformedPolicyDocument(
+                "The new key policy will not allow you to update the key policy in the future."
+                    .into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GetKeyPolicy: the document as it was put (or the default one).
+    pub async fn get_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        name: &str,
+    ) -> Result<String, KmsError> {
+        policy_name(name)?;
+        let key = self.resolve(caller, key_id).await?;
+        self.authorize(caller, Authz::key(Action::GET_KEY_POLICY, &key))
+            .await?;
+        Ok(key.policy_text().unwrap_or_else(|| {
+            super::keys::default_key_policy(&self.settings.partition, key.account())
+        }))
+    }
+
+    /// PutKeyPolicy.
+    pub async fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        name: &str,
+        text: String,
+        bypass: bool,
+    ) -> Result<(), KmsError> {
+        policy_name(name)?;
+        let policy = parse_key_policy(&text)?;
+        let key = self.resolve(caller, key_id).await?;
+        self.authorize(
+            caller,
+            Authz::key(Action::PUT_KEY_POLICY, &key)
+                .with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string()),
+        )
+        .await?;
+        self.lockout_check(caller, &key, &policy, bypass).await?;
+        let id = key.key_id();
+        let stored = text.clone();
+        self.store_call(move |s| s.set_key_policy(&id, &stored))
+            .await?;
+        key.set_policy(text, policy);
+        tracing::info!(key_id = %id, "key policy replaced");
+        Ok(())
+    }
+
+    /// ListKeyPolicies: always `["default"]`; Limit and Marker are checked as AWS does.
+    pub async fn list_key_policies(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        limit: Option<i32>,
+        marker: &str,
+    ) -> Result<Vec<String>, KmsError> {
+        if let Some(n) = limit {
+            super::validate::count("Limit", n, 1, 1000)?;
+        }
+        if !marker.is_empty() {
+            return Err(KmsError::InvalidMarker(
+                "the marker is not one that ListKeyPolicies returned".into(),
+            ));
+        }
+        let key = self.resolve(caller, key_id).await?;
+        self.authorize(caller, Authz::key(Action::LIST_KEY_POLICIES, &key))
+            .await?;
+        Ok(vec![DEFAULT_POLICY_NAME.to_owned()])
+    }
+}

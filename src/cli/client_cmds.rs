@@ -12,7 +12,7 @@ use p11kms::dev::DevDir;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
-use super::{Command, Conn, KeyCmd};
+use super::{Command, Conn, KeyCmd, PolicyCmd, PrincipalCmd};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -33,8 +33,6 @@ pub(crate) struct EncryptArgs {
     /// Encryption context pair KEY=VALUE (repeatable).
     #[arg(long = "context", short = 'c', value_parser = parse_pair)]
     context: Vec<(String, String)>,
-    #[command(flatten)]
-    conn: Conn,
 }
 
 #[derive(Args, Debug)]
@@ -57,8 +55,6 @@ pub(crate) struct DecryptArgs {
     /// Encryption context pair KEY=VALUE (repeatable).
     #[arg(long = "context", short = 'c', value_parser = parse_pair)]
     context: Vec<(String, String)>,
-    #[command(flatten)]
-    conn: Conn,
 }
 
 #[derive(Args, Debug)]
@@ -78,8 +74,6 @@ pub(crate) struct DataKeyArgs {
     /// Encryption context pair KEY=VALUE (repeatable).
     #[arg(long = "context", short = 'c', value_parser = parse_pair)]
     context: Vec<(String, String)>,
-    #[command(flatten)]
-    conn: Conn,
 }
 
 #[derive(Args, Debug)]
@@ -99,8 +93,6 @@ pub(crate) struct ReEncryptArgs {
     /// Destination context pair KEY=VALUE (repeatable).
     #[arg(long = "destination-context", value_parser = parse_pair)]
     destination_context: Vec<(String, String)>,
-    #[command(flatten)]
-    conn: Conn,
 }
 
 #[derive(Args, Debug)]
@@ -111,22 +103,6 @@ pub(crate) struct RandomArgs {
     /// Print hex instead of base64.
     #[arg(long)]
     hex: bool,
-    #[command(flatten)]
-    conn: Conn,
-}
-
-fn conn_of(cmd: &Command) -> Option<&Conn> {
-    Some(match cmd {
-        Command::Key(
-            KeyCmd::Create { conn, .. } | KeyCmd::Describe { conn, .. } | KeyCmd::List { conn, .. },
-        ) => conn,
-        Command::Encrypt(a) => &a.conn,
-        Command::Decrypt(a) => &a.conn,
-        Command::GenerateDataKey(a) => &a.conn,
-        Command::ReEncrypt(a) => &a.conn,
-        Command::Random(a) => &a.conn,
-        Command::Serve(_) | Command::Dev(_) | Command::Policy(_) => return None,
-    })
 }
 
 /// Finds endpoint and identity: flags and env first, then the dev directory.
@@ -218,17 +194,25 @@ fn call_failed(s: tonic::Status) -> Box<dyn std::error::Error> {
     Box::new(CallFailed(s))
 }
 
-pub(crate) fn run(cmd: Command) -> CliResult {
+pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let conn = conn_of(&cmd).ok_or("not a client command")?.clone();
-        let mut c = client(&conn).await?;
+        let mut c = client(conn).await?;
         match cmd {
-            Command::Key(KeyCmd::Create { description, .. }) => {
+            Command::Key(KeyCmd::Create { description, policy_file, bypass_policy_lockout_safety_check, .. }) => {
+                let policy = match policy_file {
+                    Some(f) => String::from_utf8(read_input(&f)?.to_vec())?,
+                    None => String::new(),
+                };
                 let r = c
-                    .create_key(proto::CreateKeyRequest { description, ..Default::default() })
+                    .create_key(proto::CreateKeyRequest {
+                        description,
+                        policy,
+                        bypass_policy_lockout_safety_check,
+                        ..Default::default()
+                    })
                     .await
                     .map_err(call_failed)?
                     .into_inner();
@@ -374,7 +358,87 @@ pub(crate) fn run(cmd: Command) -> CliResult {
                 }
                 Ok(())
             }
-            Command::Serve(_) | Command::Dev(_) | Command::Policy(_) => Err("not a client command".into()),
+            Command::Key(KeyCmd::GetPolicy { key_id, .. }) => {
+                let r = c
+                    .get_key_policy(proto::GetKeyPolicyRequest { key_id, policy_name: String::new() })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                println!("{}", r.policy);
+                Ok(())
+            }
+            Command::Key(KeyCmd::PutPolicy { key_id, policy_file, bypass_policy_lockout_safety_check, .. }) => {
+                let policy = String::from_utf8(read_input(&policy_file)?.to_vec())?;
+                c.put_key_policy(proto::PutKeyPolicyRequest {
+                    key_id,
+                    policy_name: String::new(),
+                    policy,
+                    bypass_policy_lockout_safety_check,
+                })
+                .await
+                .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Policy(PolicyCmd::Put { principal, name, file, .. }) => {
+                let policy_document = String::from_utf8(read_input(&file)?.to_vec())?;
+                c.put_principal_policy(proto::PutPrincipalPolicyRequest {
+                    principal_arn: principal,
+                    policy_name: name,
+                    policy_document,
+                })
+                .await
+                .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Policy(PolicyCmd::Get { principal, name, .. }) => {
+                let r = c
+                    .get_principal_policy(proto::GetPrincipalPolicyRequest { principal_arn: principal, policy_name: name })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                println!("{}", r.policy_document);
+                Ok(())
+            }
+            Command::Policy(PolicyCmd::List { principal, .. }) => {
+                let r = c
+                    .list_principal_policies(proto::ListPrincipalPoliciesRequest { principal_arn: principal })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "PolicyNames": r.policy_names }))
+            }
+            Command::Policy(PolicyCmd::Delete { principal, name, .. }) => {
+                c.delete_principal_policy(proto::DeletePrincipalPolicyRequest { principal_arn: principal, policy_name: name })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Principal(PrincipalCmd::Tag { principal, tags, .. }) => {
+                let tags = tags.into_iter().map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value }).collect();
+                c.tag_principal(proto::TagPrincipalRequest { principal_arn: principal, tags })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Principal(PrincipalCmd::Untag { principal, keys, .. }) => {
+                c.untag_principal(proto::UntagPrincipalRequest { principal_arn: principal, tag_keys: keys })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Principal(PrincipalCmd::Tags { principal, .. }) => {
+                let r = c
+                    .list_principal_tags(proto::ListPrincipalTagsRequest { principal_arn: principal })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                let tags: Vec<_> =
+                    r.tags.into_iter().map(|t| json!({ "TagKey": t.tag_key, "TagValue": t.tag_value })).collect();
+                print_json(&json!({ "Tags": tags }))
+            }
+            Command::Serve(_) | Command::Dev(_) | Command::Policy(PolicyCmd::Eval { .. }) => {
+                Err("not a client command".into())
+            }
         }
     })
 }

@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "p11kms", version, about, long_about = None)]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) conn: Conn,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -50,13 +52,80 @@ pub(crate) enum Command {
     ReEncrypt(client_cmds::ReEncryptArgs),
     /// Random bytes from the HSM.
     Random(client_cmds::RandomArgs),
-    /// Offline policy tools.
+    /// Identity policies, and offline policy evaluation.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Tags on roles and users (aws:PrincipalTag/<key> in policies).
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PrincipalCmd {
+    /// Add or replace tags.
+    Tag {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// KEY=VALUE (repeatable).
+        #[arg(long = "tag", required = true, value_parser = io::parse_pair)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags.
+    Untag {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// Tag key (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+    },
+    /// List tags.
+    Tags {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum PolicyCmd {
+    /// Attach (or replace) a named identity policy on a role or user of your account.
+    Put {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// Policy name.
+        #[arg(long)]
+        name: String,
+        /// Policy file (JSON), or - for stdin.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Print a named identity policy.
+    Get {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// Policy name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List a principal's identity policies.
+    List {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+    },
+    /// Delete a named identity policy.
+    Delete {
+        /// Role or user ARN.
+        #[arg(long)]
+        principal: String,
+        /// Policy name.
+        #[arg(long)]
+        name: String,
+    },
     /// Evaluate one authorization case (the format of the shared policy vectors:
     /// key_policy, identity_policies, grants, request) and print the decision as JSON.
     Eval {
@@ -76,17 +145,10 @@ pub(crate) enum DevCmd {
         /// Output directory (cert.pem, key.pem, ca.pem).
         #[arg(long)]
         out: PathBuf,
-        /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
     },
     /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
-    TokenObjects {
-        /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    TokenObjects,
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,16 +158,36 @@ pub(crate) enum KeyCmd {
         /// Description.
         #[arg(long, default_value = "")]
         description: String,
-        #[command(flatten)]
-        conn: Conn,
+        /// Key policy file (JSON); default: AWS's default key policy.
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
+        /// Skip the check that the policy still lets you update it.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+    },
+    /// Print a key's policy.
+    GetPolicy {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Replace a key's policy.
+    PutPolicy {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Policy file (JSON), or - for stdin.
+        #[arg(long)]
+        policy_file: PathBuf,
+        /// Skip the check that the policy still lets you update it.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
     },
     /// Show a key's metadata.
     Describe {
         /// Key id or key ARN.
         #[arg(long)]
         key_id: String,
-        #[command(flatten)]
-        conn: Conn,
     },
     /// List the keys of your account.
     List {
@@ -118,22 +200,20 @@ pub(crate) enum KeyCmd {
         /// Follow NextMarker until the last page.
         #[arg(long)]
         all: bool,
-        #[command(flatten)]
-        conn: Conn,
     },
 }
 
 /// Runs a parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let dev_root = cli
+        .conn
+        .data_dir
+        .clone()
+        .unwrap_or_else(p11kms::dev::DevDir::default_root);
     match cli.command {
-        Command::Serve(a) => serve::run(a),
-        Command::Dev(DevCmd::IssueCert {
-            principal,
-            out,
-            data_dir,
-        }) => {
-            let dir =
-                p11kms::dev::DevDir::at(data_dir.unwrap_or_else(p11kms::dev::DevDir::default_root));
+        Command::Serve(a) => serve::run(a, cli.conn.data_dir),
+        Command::Dev(DevCmd::IssueCert { principal, out }) => {
+            let dir = p11kms::dev::DevDir::at(dev_root);
             dir.ca()?.issue_client(Some(&principal), &out)?;
             println!(
                 "wrote {}/{{cert,key,ca}}.pem for {principal}",
@@ -145,9 +225,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
-        Command::Dev(DevCmd::TokenObjects { data_dir }) => {
-            let dir =
-                p11kms::dev::DevDir::at(data_dir.unwrap_or_else(p11kms::dev::DevDir::default_root));
+        Command::Dev(DevCmd::TokenObjects) => {
+            let dir = p11kms::dev::DevDir::at(dev_root);
             // Single-threaded here: nothing else reads the environment yet.
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let objects = dir.token_objects()?;
@@ -162,6 +241,6 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }
-        other => client_cmds::run(other),
+        other => client_cmds::run(&cli.conn, other),
     }
 }

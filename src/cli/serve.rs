@@ -20,9 +20,6 @@ pub(crate) struct ServeArgs {
     /// Production configuration file (see README, "Configuration").
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
-    #[arg(long, requires = "dev")]
-    data_dir: Option<PathBuf>,
     /// Listen address, overriding the configuration (port 0 picks a free port).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -37,10 +34,14 @@ fn init_logging() {
         .try_init();
 }
 
-pub(crate) fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// `data_dir` is the global --data-dir: the dev directory, in dev mode.
+pub(crate) fn run(
+    args: ServeArgs,
+    data_dir: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
     init_logging();
     let (mut config, dev) = if args.dev {
-        let dir = DevDir::at(args.data_dir.unwrap_or_else(DevDir::default_root));
+        let dir = DevDir::at(data_dir.unwrap_or_else(DevDir::default_root));
         dir.prepare()?;
         // SoftHSM2 reads its configuration path from the environment at C_Initialize.
         // Set here, before the runtime and any other thread exist, so nothing races it.

@@ -59,8 +59,9 @@ impl TestDir {
     /// token-objects` (a separate process, so it has its own SOFTHSM2_CONF).
     pub fn token_objects(&self) -> Vec<serde_json::Value> {
         let out = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-            .args(["dev", "token-objects", "--data-dir"])
+            .arg("--data-dir")
             .arg(self.path())
+            .args(["dev", "token-objects"])
             .output()
             .unwrap();
         assert!(

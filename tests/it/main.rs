@@ -15,6 +15,7 @@ mod harness;
 
 mod bad_input;
 mod blob_mutations;
+mod cli;
 mod concurrency;
 mod config;
 mod crypto;

@@ -38,17 +38,14 @@ pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool) -> boo
         };
     };
     // A variable with no value leaves that policy value unresolved: it matches nothing.
-    let policy_values: Vec<String> = c
-        .values
-        .iter()
-        .filter_map(|v| {
-            if variables && c.operator.takes_variables() {
-                substitute(v, ctx)
-            } else {
-                Some(v.clone())
-            }
-        })
-        .collect();
+    let substituting =
+        variables && c.operator.takes_variables() && c.values.iter().any(|v| v.contains("${"));
+    let resolved: Vec<String> = if substituting {
+        c.values.iter().filter_map(|v| substitute(v, ctx)).collect()
+    } else {
+        Vec::new()
+    };
+    let policy_values: &[String] = if substituting { &resolved } else { &c.values };
     let matches_any = |rv: &str| {
         policy_values
             .iter()

@@ -4,44 +4,70 @@
 
 /// Glob match, case-sensitive.
 pub(super) fn glob(pattern: &str, text: &str) -> bool {
-    glob_chars(
-        pattern.chars().collect::<Vec<_>>().as_slice(),
-        text.chars().collect::<Vec<_>>().as_slice(),
-        false,
-    )
+    glob_with(pattern, text, false)
 }
 
 /// Glob match ignoring ASCII case (action names).
 pub(super) fn glob_ignore_case(pattern: &str, text: &str) -> bool {
-    glob_chars(
-        pattern.chars().collect::<Vec<_>>().as_slice(),
-        text.chars().collect::<Vec<_>>().as_slice(),
-        true,
-    )
+    glob_with(pattern, text, true)
+}
+
+fn glob_with(pattern: &str, text: &str, ignore_case: bool) -> bool {
+    // Policies and ARNs are nearly always ASCII: match bytes without allocating.
+    if pattern.is_ascii() && text.is_ascii() {
+        glob_units(
+            pattern.as_bytes(),
+            text.as_bytes(),
+            |a, b| {
+                if ignore_case {
+                    a.eq_ignore_ascii_case(&b)
+                } else {
+                    a == b
+                }
+            },
+            b'*',
+            b'?',
+        )
+    } else {
+        let p: Vec<char> = pattern.chars().collect();
+        let t: Vec<char> = text.chars().collect();
+        glob_units(
+            &p,
+            &t,
+            |a: char, b: char| {
+                if ignore_case {
+                    a.eq_ignore_ascii_case(&b)
+                } else {
+                    a == b
+                }
+            },
+            '*',
+            '?',
+        )
+    }
 }
 
 /// Iterative glob with one backtrack point: linear in practice, never exponential.
-fn glob_chars(p: &[char], t: &[char], ignore_case: bool) -> bool {
-    let eq = |a: char, b: char| {
-        if ignore_case {
-            a.eq_ignore_ascii_case(&b)
-        } else {
-            a == b
-        }
-    };
+fn glob_units<T: Copy + PartialEq>(
+    p: &[T],
+    t: &[T],
+    eq: impl Fn(T, T) -> bool,
+    star_u: T,
+    any_u: T,
+) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        match (p.get(pi), t.get(ti)) {
-            (Some('*'), _) => {
+        match (p.get(pi).copied(), t.get(ti).copied()) {
+            (Some(c), _) if c == star_u => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            (Some('?'), Some(_)) => {
+            (Some(c), Some(_)) if c == any_u => {
                 pi += 1;
                 ti += 1;
             }
-            (Some(&pc), Some(&tc)) if eq(pc, tc) => {
+            (Some(pc), Some(tc)) if eq(pc, tc) => {
                 pi += 1;
                 ti += 1;
             }
@@ -56,7 +82,7 @@ fn glob_chars(p: &[char], t: &[char], ignore_case: bool) -> bool {
         }
     }
     p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+        .is_some_and(|rest| rest.iter().all(|&c| c == star_u))
 }
 
 /// Splits an ARN into its six parts (the resource part may itself contain colons).

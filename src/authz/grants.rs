@@ -38,6 +38,43 @@ pub struct Grant {
     pub grant_id: Option<String>,
 }
 
+/// Grant operations whose requests carry an encryption context: the only ones a
+/// constraint applies to (AWS: DescribeKey, RetireGrant and CreateGrant ignore it).
+pub const OPERATIONS_WITH_CONTEXT: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
+
+/// A context with lower-cased keys: in a grant constraint AWS compares keys without
+/// case and values with case.
+fn folded(ec: &BTreeMap<String, String>) -> BTreeMap<String, &str> {
+    ec.iter()
+        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+        .collect()
+}
+
+impl GrantConstraints {
+    /// Does a request's encryption context satisfy the constraint?
+    pub fn satisfied_by(&self, ec: &BTreeMap<String, String>) -> bool {
+        let request = folded(ec);
+        let subset_ok = self
+            .encryption_context_subset
+            .as_ref()
+            .is_none_or(|want| folded(want).iter().all(|(k, v)| request.get(k) == Some(v)));
+        let equals_ok = self
+            .encryption_context_equals
+            .as_ref()
+            .is_none_or(|want| folded(want) == request);
+        subset_ok && equals_ok
+    }
+}
+
 impl Grant {
     /// Does this grant allow the request?
     pub fn allows(&self, ctx: &RequestContext) -> bool {
@@ -47,20 +84,78 @@ impl Grant {
         if self.grantee_principal != ctx.principal || !self.operations.iter().any(|o| o == op) {
             return false;
         }
-        let ec = &ctx.encryption_context;
         match &self.constraints {
-            None => true,
-            Some(c) => {
-                let subset_ok = c
-                    .encryption_context_subset
-                    .as_ref()
-                    .is_none_or(|want| want.iter().all(|(k, v)| ec.get(k) == Some(v)));
-                let equals_ok = c
-                    .encryption_context_equals
-                    .as_ref()
-                    .is_none_or(|want| want == ec);
-                subset_ok && equals_ok
+            Some(c) if OPERATIONS_WITH_CONTEXT.contains(&op) => {
+                c.satisfied_by(&ctx.encryption_context)
             }
+            _ => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn grant(subset: Option<&[(&str, &str)]>, equals: Option<&[(&str, &str)]>) -> Grant {
+        Grant {
+            grantee_principal: "arn:aws:iam::111122223333:role/G".into(),
+            operations: vec!["Decrypt".into(), "DescribeKey".into()],
+            constraints: Some(GrantConstraints {
+                encryption_context_subset: subset.map(ec),
+                encryption_context_equals: equals.map(ec),
+            }),
+            retiring_principal: None,
+            grant_id: None,
+        }
+    }
+
+    fn req(action: &str, pairs: &[(&str, &str)]) -> RequestContext {
+        let mut c = RequestContext::new(
+            "arn:aws:iam::111122223333:role/G",
+            "111122223333",
+            action,
+            "k",
+            "111122223333",
+        );
+        c.set_encryption_context(&ec(pairs));
+        c
+    }
+
+    #[test]
+    fn subset_and_equals_both_sides() {
+        let sub = grant(Some(&[("Dept", "IT")]), None);
+        assert!(sub.allows(&req("kms:Decrypt", &[("Dept", "IT")])));
+        assert!(sub.allows(&req("kms:Decrypt", &[("Dept", "IT"), ("Purpose", "Test")])));
+        assert!(!sub.allows(&req("kms:Decrypt", &[("Dept", "HR")])));
+        assert!(!sub.allows(&req("kms:Decrypt", &[])));
+        let eq = grant(None, Some(&[("Dept", "IT")]));
+        assert!(eq.allows(&req("kms:Decrypt", &[("Dept", "IT")])));
+        assert!(!eq.allows(&req("kms:Decrypt", &[("Dept", "IT"), ("Purpose", "Test")])));
+        assert!(!eq.allows(&req("kms:Decrypt", &[])));
+    }
+
+    #[test]
+    fn constraint_keys_ignore_case_and_values_do_not() {
+        let sub = grant(Some(&[("dept", "IT")]), None);
+        assert!(sub.allows(&req("kms:Decrypt", &[("DEPT", "IT")])));
+        assert!(!sub.allows(&req("kms:Decrypt", &[("dept", "it")])));
+    }
+
+    #[test]
+    fn constraints_do_not_apply_to_operations_without_a_context() {
+        let sub = grant(Some(&[("Dept", "IT")]), None);
+        assert!(sub.allows(&req("kms:DescribeKey", &[])));
+        assert!(
+            !sub.allows(&req("kms:Encrypt", &[("Dept", "IT")])),
+            "not a granted operation"
+        );
     }
 }

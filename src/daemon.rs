@@ -69,7 +69,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             max_encryptions_per_material: config.max_encryptions_per_material,
             trusted_services: config.trusted_services.clone(),
         },
-    );
+    )?;
     let tls = api::server_config(&config.tls_cert, &config.tls_key, &config.tls_client_ca)?;
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| DaemonError::Bind {

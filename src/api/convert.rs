@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::authz::GrantConstraints;
 use crate::domain::{EncryptionContext, KeyMetadata};
 use crate::proto;
-use crate::vault::KmsError;
+use crate::vault::{GrantPage, KmsError};
 
 /// A wire map as an encryption context, or a ValidationException naming the field.
 pub(super) fn context(
@@ -39,5 +40,48 @@ pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
         key_spec: m.key_spec.as_str().into(),
         encryption_algorithms: vec!["SYMMETRIC_DEFAULT".into()],
         multi_region: false,
+    }
+}
+
+/// Wire constraints → domain; an empty map means "no such constraint".
+pub(super) fn grant_constraints(c: proto::GrantConstraints) -> GrantConstraints {
+    let some = |m: HashMap<String, String>| (!m.is_empty()).then(|| m.into_iter().collect());
+    GrantConstraints {
+        encryption_context_subset: some(c.encryption_context_subset),
+        encryption_context_equals: some(c.encryption_context_equals),
+    }
+}
+
+pub(super) fn grant_page(page: GrantPage) -> proto::ListGrantsResponse {
+    let grants = page
+        .grants
+        .into_iter()
+        .map(|(g, arn)| proto::GrantListEntry {
+            key_id: arn.to_string(),
+            grant_id: g.grant_id,
+            name: g.name,
+            creation_date: Some(timestamp(g.creation_date)),
+            grantee_principal: g.grantee,
+            retiring_principal: g.retiring.unwrap_or_default(),
+            issuing_account: g.issuing_account,
+            operations: g.operations,
+            constraints: g.constraints.map(|c| proto::GrantConstraints {
+                encryption_context_subset: c
+                    .encryption_context_subset
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                encryption_context_equals: c
+                    .encryption_context_equals
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            }),
+        })
+        .collect();
+    proto::ListGrantsResponse {
+        grants,
+        truncated: page.next_marker.is_some(),
+        next_marker: page.next_marker.unwrap_or_default(),
     }
 }

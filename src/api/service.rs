@@ -10,15 +10,15 @@ use tracing::field::Empty;
 use tracing::{debug, debug_span, error, Instrument as _, Span};
 use uuid::Uuid;
 
-use super::convert::{context, key_metadata};
+use super::convert::{context, grant_constraints, grant_page, key_metadata};
 use super::status::to_status;
 use super::tls::Peer;
 use super::{ON_BEHALF_OF_HEADER, REQUEST_ID_HEADER};
 use crate::domain::Plaintext;
 use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
-    Caller, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError, ListKeysInput,
-    ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
+    Caller, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError,
+    ListKeysInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
 };
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
@@ -516,6 +516,94 @@ impl KeyManagementService for KmsService {
                     .map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value })
                     .collect(),
             })
+        })
+        .await
+    }
+
+    async fn create_grant(
+        &self,
+        req: Request<proto::CreateGrantRequest>,
+    ) -> Result<Response<proto::CreateGrantResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("CreateGrant", &key_id, req, |caller, m| async move {
+            let input = CreateGrantInput {
+                key_id: m.key_id,
+                grantee_principal: m.grantee_principal,
+                retiring_principal: m.retiring_principal,
+                operations: m.operations,
+                constraints: m.constraints.map(grant_constraints),
+                grant_tokens: m.grant_tokens,
+                name: m.name,
+            };
+            let (grant_id, grant_token) = self.vault.create_grant(&caller, input).await?;
+            Ok(proto::CreateGrantResponse {
+                grant_token,
+                grant_id,
+            })
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        req: Request<proto::ListGrantsRequest>,
+    ) -> Result<Response<proto::ListGrantsResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("ListGrants", &key_id, req, |caller, m| async move {
+            let page = self
+                .vault
+                .list_grants(
+                    &caller,
+                    &m.key_id,
+                    m.limit,
+                    &m.marker,
+                    &m.grant_id,
+                    &m.grantee_principal,
+                )
+                .await?;
+            Ok(grant_page(page))
+        })
+        .await
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        req: Request<proto::ListRetirableGrantsRequest>,
+    ) -> Result<Response<proto::ListGrantsResponse>, Status> {
+        self.handle("ListRetirableGrants", "", req, |caller, m| async move {
+            let page = self
+                .vault
+                .list_retirable_grants(&caller, &m.retiring_principal, m.limit, &m.marker)
+                .await?;
+            Ok(grant_page(page))
+        })
+        .await
+    }
+
+    async fn retire_grant(
+        &self,
+        req: Request<proto::RetireGrantRequest>,
+    ) -> Result<Response<proto::RetireGrantResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("RetireGrant", &key_id, req, |caller, m| async move {
+            self.vault
+                .retire_grant(&caller, &m.grant_token, &m.key_id, &m.grant_id)
+                .await?;
+            Ok(proto::RetireGrantResponse {})
+        })
+        .await
+    }
+
+    async fn revoke_grant(
+        &self,
+        req: Request<proto::RevokeGrantRequest>,
+    ) -> Result<Response<proto::RevokeGrantResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("RevokeGrant", &key_id, req, |caller, m| async move {
+            self.vault
+                .revoke_grant(&caller, &m.key_id, &m.grant_id)
+                .await?;
+            Ok(proto::RevokeGrantResponse {})
         })
         .await
     }

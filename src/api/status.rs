@@ -20,7 +20,8 @@ pub fn code_of(e: &KmsError) -> Code {
         | KmsError::InvalidKeyUsage(_)
         | KmsError::InvalidMarker(_)
         | KmsError::MalformedPolicyDocument(_)
-        | KmsError::InvalidGrantToken(_) => Code::InvalidArgument,
+        | KmsError::InvalidGrantToken(_)
+        | KmsError::InvalidGrantId(_) => Code::InvalidArgument,
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::AccessDenied(_) => Code::PermissionDenied,
         KmsError::UnrecognizedClient(_) => Code::Unauthenticated,
@@ -108,6 +109,11 @@ mod tests {
                 KmsError::InvalidGrantToken("x".into()),
                 Code::InvalidArgument,
                 "InvalidGrantTokenException",
+            ),
+            (
+                KmsError::InvalidGrantId("x".into()),
+                Code::InvalidArgument,
+                "InvalidGrantIdException",
             ),
             (
                 KmsError::LimitExceeded("x".into()),

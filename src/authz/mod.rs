@@ -19,7 +19,7 @@ mod tests;
 
 pub use context::{ContextValue, RequestContext};
 pub use decide::{decide, AuthzInput, Decision, DecisionKind, Matched, NamedPolicy, Source};
-pub use grants::{Grant, GrantConstraints};
+pub use grants::{Grant, GrantConstraints, OPERATIONS_WITH_CONTEXT};
 pub use model::Policy;
 pub use parse::{parse_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES};
 
@@ -49,6 +49,14 @@ impl Action {
     pub const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
     /// kms:GenerateRandom
     pub const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
+    /// kms:CreateGrant
+    pub const CREATE_GRANT: Self = Self("kms:CreateGrant");
+    /// kms:ListGrants
+    pub const LIST_GRANTS: Self = Self("kms:ListGrants");
+    /// kms:ListRetirableGrants
+    pub const LIST_RETIRABLE_GRANTS: Self = Self("kms:ListRetirableGrants");
+    /// kms:RevokeGrant
+    pub const REVOKE_GRANT: Self = Self("kms:RevokeGrant");
     /// kms:GetKeyPolicy
     pub const GET_KEY_POLICY: Self = Self("kms:GetKeyPolicy");
     /// kms:PutKeyPolicy

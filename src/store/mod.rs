@@ -6,7 +6,7 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-pub use record::{KeyRecord, MaterialRecord};
+pub use record::{GrantRecord, KeyRecord, MaterialRecord};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{AccountId, KeyId, MaterialVersion};
@@ -41,7 +41,7 @@ pub enum StoreError {
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off
 /// the async runtime.
-pub trait Store: PolicyStore + Send + Sync + 'static {
+pub trait Store: PolicyStore + GrantStore + Send + Sync + 'static {
     /// Inserts a new key with its first material version.
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError>;
     /// One key with all its material versions.
@@ -91,4 +91,31 @@ pub trait PolicyStore {
     ) -> Result<(), StoreError>;
     /// Removes tags by key.
     fn untag_principal(&self, principal: &str, keys: &[String]) -> Result<(), StoreError>;
+}
+
+/// Grants, and the daemon's own secrets.
+pub trait GrantStore {
+    /// Inserts a grant unless the key already has `max_per_key` grants or the grantee
+    /// `max_per_grantee` grants on it (checked and written atomically).
+    fn insert_grant(
+        &self,
+        g: &GrantRecord,
+        max_per_key: usize,
+        max_per_grantee: usize,
+    ) -> Result<(), StoreError>;
+    /// A key's grants, by grant id.
+    fn grants_for_key(&self, key: &KeyId) -> Result<Vec<GrantRecord>, StoreError>;
+    /// One grant.
+    fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    /// Deletes a grant (retire or revoke); false when there was none.
+    fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError>;
+    /// Grants with this retiring principal after `after` (a grant id), at most `limit`.
+    fn retirable_grants(
+        &self,
+        retiring: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<GrantRecord>, StoreError>;
+    /// A named daemon secret, made by `make` the first time it is asked for.
+    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
 }

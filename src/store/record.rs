@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use crate::authz::GrantConstraints;
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 /// A key as stored.
@@ -51,4 +52,27 @@ impl KeyRecord {
             .iter()
             .find(|v| v.version == self.current_version)
     }
+}
+
+/// A grant as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// 64 hex characters.
+    pub grant_id: String,
+    /// The key it is on.
+    pub key_id: KeyId,
+    /// Name given at creation ("" when none).
+    pub name: String,
+    /// Grantee principal ARN.
+    pub grantee: String,
+    /// Retiring principal ARN.
+    pub retiring: Option<String>,
+    /// Grant operation names.
+    pub operations: Vec<String>,
+    /// Encryption-context constraint.
+    pub constraints: Option<GrantConstraints>,
+    /// Account root ARN of the account that created it.
+    pub issuing_account: String,
+    /// When.
+    pub creation_date: SystemTime,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{KeyRecord, MaterialRecord, PolicyStore, Store, StoreError};
+use super::{GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore, Store, StoreError};
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -49,6 +49,24 @@ const MIGRATIONS: &[&str] = &[
         tag_key   TEXT NOT NULL,
         tag_value TEXT NOT NULL,
         PRIMARY KEY (principal, tag_key)
+     ) WITHOUT ROWID;",
+    // 3: grants, and daemon-wide secrets (the grant-token MAC key).
+    "CREATE TABLE grants (
+        grant_id        TEXT PRIMARY KEY,
+        key_id          TEXT NOT NULL REFERENCES keys(key_id),
+        name            TEXT NOT NULL,
+        grantee         TEXT NOT NULL,
+        retiring        TEXT,
+        operations      TEXT NOT NULL,
+        constraints     TEXT,
+        issuing_account TEXT NOT NULL,
+        creation_ms     INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX grants_by_key ON grants(key_id, grant_id);
+     CREATE INDEX grants_by_retiring ON grants(retiring, grant_id);
+     CREATE TABLE daemon_secrets (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
      ) WITHOUT ROWID;",
 ];
 
@@ -405,6 +423,179 @@ impl PolicyStore for SqliteStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+type GrantRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    i64,
+);
+
+fn to_grant(row: GrantRow) -> Result<GrantRecord, StoreError> {
+    let (grant_id, key_id, name, grantee, retiring, ops, constraints, issuing, created) = row;
+    Ok(GrantRecord {
+        grant_id,
+        key_id: key_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt("grant key id"))?,
+        name,
+        grantee,
+        retiring,
+        operations: serde_json::from_str(&ops)
+            .map_err(|_| StoreError::Corrupt("grant operations"))?,
+        constraints: match constraints {
+            Some(c) => Some(
+                serde_json::from_str(&c).map_err(|_| StoreError::Corrupt("grant constraints"))?,
+            ),
+            None => None,
+        },
+        issuing_account: issuing,
+        creation_date: from_ms(created),
+    })
+}
+
+const GRANT_COLUMNS: &str =
+    "grant_id, key_id, name, grantee, retiring, operations, constraints, issuing_account, creation_ms";
+
+impl GrantStore for SqliteStore {
+    fn insert_grant(
+        &self,
+        g: &GrantRecord,
+        max_per_key: usize,
+        max_per_grantee: usize,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let key = g.key_id.to_string();
+        let per_key: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM grants WHERE key_id = ?1",
+            params![key],
+            |r| r.get(0),
+        )?;
+        let per_grantee: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM grants WHERE key_id = ?1 AND grantee = ?2",
+            params![key, g.grantee],
+            |r| r.get(0),
+        )?;
+        if usize::try_from(per_key).unwrap_or(usize::MAX) >= max_per_key {
+            return Err(StoreError::LimitExceeded("grants on this key"));
+        }
+        if usize::try_from(per_grantee).unwrap_or(usize::MAX) >= max_per_grantee {
+            return Err(StoreError::LimitExceeded(
+                "grants for this grantee on this key",
+            ));
+        }
+        let ops = serde_json::to_string(&g.operations)
+            .map_err(|_| StoreError::Corrupt("grant operations"))?;
+        let constraints = match &g.constraints {
+            Some(c) => Some(
+                serde_json::to_string(c).map_err(|_| StoreError::Corrupt("grant constraints"))?,
+            ),
+            None => None,
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            params![
+                g.grant_id,
+                key,
+                g.name,
+                g.grantee,
+                g.retiring,
+                ops,
+                constraints,
+                g.issuing_account,
+                to_ms(g.creation_date)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn grants_for_key(&self, key: &KeyId) -> Result<Vec<GrantRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY grant_id"
+        ))?;
+        let rows = stmt
+            .query_map(params![key.to_string()], grant_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(to_grant).collect()
+    }
+
+    fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1"),
+                params![grant_id],
+                grant_row,
+            )
+            .optional()?;
+        row.map(to_grant).transpose()
+    }
+
+    fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
+        Ok(n > 0)
+    }
+
+    fn retirable_grants(
+        &self,
+        retiring: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring = ?1 AND grant_id > ?2 ORDER BY grant_id LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![retiring, after, i64::try_from(limit).unwrap_or(i64::MAX)],
+                grant_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(to_grant).collect()
+    }
+
+    fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let conn = self.conn();
+        // INSERT OR IGNORE then read: the first daemon to ask makes the secret, every
+        // later one (and every restart) reads the same bytes.
+        conn.execute(
+            "INSERT OR IGNORE INTO daemon_secrets (name, value) VALUES (?1, ?2)",
+            params![name, make()],
+        )?;
+        Ok(conn.query_row(
+            "SELECT value FROM daemon_secrets WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )?)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{KeyRecord, MaterialRecord, Store, StoreError};
+use super::{GrantRecord, KeyRecord, MaterialRecord, Store, StoreError};
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 fn record(account: &str) -> KeyRecord {
@@ -46,6 +46,73 @@ pub(super) fn run(store: &dyn Store) {
     materials_add_and_reserve(store);
     key_policies(store);
     identity_policies_and_tags(store);
+    grants(store);
+}
+
+fn grant_record(key: KeyId, id: &str, grantee: &str, retiring: Option<&str>) -> GrantRecord {
+    GrantRecord {
+        grant_id: id.into(),
+        key_id: key,
+        name: String::new(),
+        grantee: grantee.into(),
+        retiring: retiring.map(str::to_owned),
+        operations: vec!["Decrypt".into()],
+        constraints: Some(crate::authz::GrantConstraints {
+            encryption_context_subset: Some(
+                [("a".to_string(), "b".to_string())].into_iter().collect(),
+            ),
+            encryption_context_equals: None,
+        }),
+        issuing_account: "arn:aws:iam::111122223333:root".into(),
+        creation_date: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
+    }
+}
+
+fn grants(store: &dyn Store) {
+    let r = record("111122223333");
+    store.insert_key(&r).unwrap();
+    let g1 = grant_record(
+        r.key_id,
+        "g1",
+        "arn:aws:iam::111122223333:role/A",
+        Some("arn:aws:iam::111122223333:role/R"),
+    );
+    let g2 = grant_record(r.key_id, "g2", "arn:aws:iam::111122223333:role/A", None);
+    store.insert_grant(&g1, 10, 10).unwrap();
+    store.insert_grant(&g2, 10, 10).unwrap();
+    assert_eq!(
+        store.grants_for_key(&r.key_id).unwrap(),
+        vec![g1.clone(), g2.clone()]
+    );
+    assert_eq!(store.grant("g1").unwrap(), Some(g1.clone()));
+    assert!(matches!(
+        store.insert_grant(
+            &grant_record(r.key_id, "g3", "arn:aws:iam::111122223333:role/A", None),
+            10,
+            2
+        ),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert!(matches!(
+        store.insert_grant(
+            &grant_record(r.key_id, "g3", "arn:aws:iam::111122223333:role/B", None),
+            2,
+            10
+        ),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(
+        store
+            .retirable_grants("arn:aws:iam::111122223333:role/R", "", 10)
+            .unwrap(),
+        vec![g1]
+    );
+    assert!(store.delete_grant("g1").unwrap());
+    assert!(!store.delete_grant("g1").unwrap());
+    assert_eq!(store.grants_for_key(&r.key_id).unwrap(), vec![g2]);
+    let a = store.secret("s", &|| vec![1, 2, 3]).unwrap();
+    let b = store.secret("s", &|| vec![9]).unwrap();
+    assert_eq!((a, b), (vec![1, 2, 3], vec![1, 2, 3]));
 }
 
 fn key_policies(store: &dyn Store) {

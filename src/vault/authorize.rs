@@ -11,8 +11,8 @@ use tracing::error;
 use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{
-    self, Action, AuthzInput, ContextValue, DecisionKind, NamedPolicy, Policy, PolicyKind,
-    RequestContext,
+    self, Action, AuthzInput, ContextValue, Decision, DecisionKind, NamedPolicy, Policy,
+    PolicyKind, RequestContext,
 };
 use crate::domain::{AccountId, EncryptionContext};
 use crate::identity::{Principal, PrincipalKind};
@@ -71,6 +71,8 @@ pub(crate) struct Authz<'a> {
     pub(crate) context: Option<&'a EncryptionContext>,
     /// Further single-valued condition keys of this operation.
     pub(crate) extra: Vec<(&'static str, String)>,
+    /// Further multi-valued condition keys (kms:GrantOperations).
+    pub(crate) many: Vec<(&'static str, ContextValue)>,
     /// For account-level actions on another resource (a principal): its ARN and account.
     pub(crate) resource: Option<(String, AccountId)>,
     /// A key policy to decide with instead of the key's own (the lockout check).
@@ -84,6 +86,7 @@ impl<'a> Authz<'a> {
             key: Some(key),
             context: None,
             extra: Vec::new(),
+            many: Vec::new(),
             resource: None,
             policy_override: None,
         }
@@ -94,6 +97,7 @@ impl<'a> Authz<'a> {
             key: None,
             context: None,
             extra: Vec::new(),
+            many: Vec::new(),
             resource: None,
             policy_override: None,
         }
@@ -238,18 +242,30 @@ impl Vault {
         for (k, v) in &a.extra {
             ctx.set_one(k, v.clone());
         }
+        for (k, v) in &a.many {
+            ctx.set(k, v.clone());
+        }
         ctx
     }
 
     /// Authorizes one action; AccessDeniedException names the principal, the action, the
     /// resource and why, as AWS's messages do.
-    pub(crate) async fn authorize(&self, caller: &Caller, a: Authz<'_>) -> Result<(), KmsError> {
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        a: Authz<'_>,
+    ) -> Result<Decision, KmsError> {
         let data = self.principal_data(caller.principal.arn()).await?;
         let ctx = self.request_context(caller, &a, &data);
         let key_policy = match (a.policy_override, a.key) {
             (Some(p), _) => Some(Arc::new(p.clone())),
             (None, Some(k)) => Some(k.policy()),
             (None, None) => None,
+        };
+        // The lockout check asks what the new policy alone allows: no grants.
+        let grants = match (a.key, a.policy_override) {
+            (Some(k), None) => self.key_grants(k).await?,
+            _ => Arc::new(Vec::new()),
         };
         let named: Vec<NamedPolicy<'_>> = data
             .policies
@@ -259,12 +275,12 @@ impl Vault {
         let decision = authz::decide(&AuthzInput {
             key_policy: key_policy.as_deref(),
             identity_policies: &named,
-            grants: &[],
+            grants: &grants,
             request: &ctx,
         });
         tracing::Span::current().record("decision", tracing::field::debug(decision.decision));
         match decision.decision {
-            DecisionKind::Allow => Ok(()),
+            DecisionKind::Allow => Ok(decision),
             DecisionKind::ExplicitDeny | DecisionKind::ImplicitDeny => {
                 Err(KmsError::AccessDenied(format!(
                     "User: {} is not authorized to perform: {} on resource: {} because {}",

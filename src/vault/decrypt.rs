@@ -50,7 +50,7 @@ impl Vault {
         caller: &Caller,
         input: DecryptInput,
     ) -> Result<DecryptOutput, KmsError> {
-        validate::grant_tokens(&input.grant_tokens)?;
+        self.check_grant_tokens(&input.grant_tokens)?;
         validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let (key, plaintext) = self
             .open_blob(

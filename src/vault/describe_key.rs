@@ -1,7 +1,7 @@
 //! DescribeKey: metadata of a key, in any state.
 
 use super::authorize::Authz;
-use super::{validate, Caller, KmsError, Vault};
+use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::KeyMetadata;
 
@@ -13,7 +13,7 @@ impl Vault {
         key_id: &str,
         grant_tokens: &[String],
     ) -> Result<KeyMetadata, KmsError> {
-        validate::grant_tokens(grant_tokens)?;
+        self.check_grant_tokens(grant_tokens)?;
         let key = self.resolve(caller, key_id).await?;
         let arn = self.arn_of(&key);
         self.authorize(caller, Authz::key(Action::DESCRIBE_KEY, &key))

@@ -44,7 +44,7 @@ impl Vault {
                 "Plaintext must be between 1 and {MAX_PLAINTEXT} bytes"
             )));
         }
-        validate::grant_tokens(&input.grant_tokens)?;
+        self.check_grant_tokens(&input.grant_tokens)?;
         validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let key = self.resolve(caller, &input.key_id).await?;
         let arn = self.arn_of(&key);

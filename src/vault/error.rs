@@ -42,6 +42,9 @@ pub enum KmsError {
     /// A pagination marker that we did not issue.
     #[error("{0}")]
     InvalidMarker(String),
+    /// A grant id that is not one.
+    #[error("{0}")]
+    InvalidGrantId(String),
     /// A grant token that does not parse.
     #[error("{0}")]
     InvalidGrantToken(String),
@@ -75,6 +78,7 @@ impl KmsError {
             Self::InvalidMarker(_) => "InvalidMarkerException",
             Self::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            Self::InvalidGrantId(_) => "InvalidGrantIdException",
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::UnsupportedOperation(_) => "UnsupportedOperationException",
             Self::KeyUnavailable(_) => "KeyUnavailableException",

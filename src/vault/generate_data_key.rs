@@ -56,7 +56,7 @@ impl Vault {
         with_plaintext: bool,
     ) -> Result<DataKeyOutput, KmsError> {
         let len = data_key_len(&input)?;
-        validate::grant_tokens(&input.grant_tokens)?;
+        self.check_grant_tokens(&input.grant_tokens)?;
         let action = if with_plaintext {
             Action::GENERATE_DATA_KEY
         } else {

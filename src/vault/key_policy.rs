@@ -47,7 +47,7 @@ impl Vault {
             .with("kms:BypassPolicyLockoutSafetyCheck", "false");
         a.policy_override = Some(policy);
         match self.authorize(caller, a).await {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(KmsError::AccessDenied(_)) => Err(KmsError::MalformedPolicyDocument(
                 "The new key policy will not allow you to update the key policy in the future."
                     .into(),

@@ -40,6 +40,9 @@ struct EntryState {
     record: KeyRecord,
     /// The key policy, parsed once (PutKeyPolicy replaces it).
     policy: Arc<Policy>,
+    /// The key's grants as the authorizer sees them; `None` until first needed, and
+    /// again after any grant of the key changes.
+    grants: Option<Arc<Vec<authz::Grant>>>,
     /// GCM invocations handed out for the current version since it was loaded.
     used: u64,
     /// Invocations reserved in the store for the current version.
@@ -92,6 +95,7 @@ impl KeyEntry {
                 used: if fresh { 0 } else { reserved },
                 reserved,
                 policy,
+                grants: None,
                 record,
             }),
             refill: tokio::sync::Mutex::new(()),
@@ -145,6 +149,16 @@ impl KeyEntry {
         let mut s = self.lock();
         s.record.policy = Some(text);
         s.policy = Arc::new(policy);
+    }
+
+    /// The cached grants, if loaded.
+    pub(crate) fn cached_grants(&self) -> Option<Arc<Vec<authz::Grant>>> {
+        self.lock().grants.clone()
+    }
+
+    /// Replaces (or, with `None`, drops) the cached grants.
+    pub(crate) fn set_grants(&self, grants: Option<Arc<Vec<authz::Grant>>>) {
+        self.lock().grants = grants;
     }
 
     /// KeySpec, KeyUsage and Origin, for condition keys.

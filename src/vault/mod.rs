@@ -11,6 +11,7 @@ mod encrypt;
 mod error;
 mod generate_data_key;
 mod generate_random;
+mod grants;
 mod key_policy;
 mod keys;
 mod list_keys;
@@ -28,6 +29,7 @@ pub use decrypt::{DecryptInput, DecryptOutput};
 pub use encrypt::{EncryptInput, EncryptOutput};
 pub use error::KmsError;
 pub use generate_data_key::{DataKeyInput, DataKeyOutput};
+pub use grants::{CreateGrantInput, GrantPage, MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY};
 pub use key_policy::DEFAULT_POLICY_NAME;
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
@@ -72,22 +74,36 @@ pub struct Vault {
     store: Arc<dyn Store>,
     keys: KeyCache,
     principals: authorize::PrincipalCache,
+    grant_tokens: grants::TokenKey,
     settings: VaultSettings,
 }
 
 impl Vault {
     /// Builds a vault over a started HSM pool and an opened store.
-    pub fn new(hsm: HsmPool, store: Arc<dyn Store>, settings: VaultSettings) -> Self {
+    /// Fails only when the store cannot hand out the daemon's grant-token key.
+    pub fn new(
+        hsm: HsmPool,
+        store: Arc<dyn Store>,
+        settings: VaultSettings,
+    ) -> Result<Self, crate::store::StoreError> {
+        let token_secret = store.secret("grant-token-mac-key", &|| {
+            let mut k = vec![0u8; 32];
+            // A failed fill leaves zeros; the key then is weak but tokens still carry no
+            // authority of their own (see grants/token.rs).
+            let _ = aws_lc_rs::rand::fill(&mut k);
+            k
+        })?;
         let max = settings
             .max_encryptions_per_material
             .clamp(1, GCM_RANDOM_IV_LIMIT);
-        Self {
+        Ok(Self {
             hsm,
             keys: KeyCache::new(max),
             principals: authorize::PrincipalCache::default(),
+            grant_tokens: grants::TokenKey::new(&token_secret),
             store,
             settings,
-        }
+        })
     }
 
     /// The ARN of a key of ours.

@@ -46,7 +46,7 @@ impl Vault {
         caller: &Caller,
         input: ReEncryptInput,
     ) -> Result<ReEncryptOutput, KmsError> {
-        validate::grant_tokens(&input.grant_tokens)?;
+        self.check_grant_tokens(&input.grant_tokens)?;
         validate::symmetric_algorithm("SourceEncryptionAlgorithm", &input.source_algorithm)?;
         validate::symmetric_algorithm(
             "DestinationEncryptionAlgorithm",

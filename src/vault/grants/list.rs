@@ -1,0 +1,135 @@
+//! ListGrants (by key, policy-controlled) and ListRetirableGrants (by retiring
+//! principal, within the caller's account).
+
+use super::token::decode_id;
+use super::Vault;
+use crate::authz::Action;
+use crate::domain::KeyArn;
+use crate::identity::Principal;
+use crate::store::GrantRecord;
+use crate::vault::authorize::Authz;
+use crate::vault::{validate, Caller, KmsError};
+
+/// A page of grants with the key ARN of each.
+#[derive(Debug)]
+pub struct GrantPage {
+    /// Grants and their keys' ARNs.
+    pub grants: Vec<(GrantRecord, KeyArn)>,
+    /// Marker for the next page, when truncated.
+    pub next_marker: Option<String>,
+}
+
+/// AWS: Limit 1..100, default 50.
+fn limit(l: Option<i32>) -> Result<usize, KmsError> {
+    match l {
+        None => Ok(50),
+        Some(n) => validate::count("Limit", n, 1, 100),
+    }
+}
+
+/// A marker is the last grant id of the previous page.
+fn marker(m: &str) -> Result<&str, KmsError> {
+    if m.is_empty() || decode_id(m).is_some() {
+        Ok(m)
+    } else {
+        Err(KmsError::InvalidMarker(
+            "the marker is not one that this operation returned".into(),
+        ))
+    }
+}
+
+fn page(mut grants: Vec<GrantRecord>, limit: usize) -> (Vec<GrantRecord>, Option<String>) {
+    let truncated = grants.len() > limit;
+    grants.truncate(limit);
+    let next = if truncated {
+        grants.last().map(|g| g.grant_id.clone())
+    } else {
+        None
+    };
+    (grants, next)
+}
+
+impl Vault {
+    /// ListGrants, optionally filtered by GrantId and GranteePrincipal.
+    pub async fn list_grants(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        lim: Option<i32>,
+        mark: &str,
+        grant_id: &str,
+        grantee: &str,
+    ) -> Result<GrantPage, KmsError> {
+        let limit = limit(lim)?;
+        let after = marker(mark)?.to_owned();
+        if !grant_id.is_empty() && decode_id(grant_id).is_none() {
+            return Err(KmsError::InvalidGrantId(
+                "a grant id is 64 hexadecimal characters".into(),
+            ));
+        }
+        if !grantee.is_empty() {
+            grantee
+                .parse::<Principal>()
+                .map_err(|e| KmsError::validation(format!("GranteePrincipal: {e}")))?;
+        }
+        let key = self.resolve(caller, key_id).await?;
+        self.authorize(caller, Authz::key(Action::LIST_GRANTS, &key))
+            .await?;
+        let id = key.key_id();
+        let all = self.store_call(move |s| s.grants_for_key(&id)).await?;
+        let matching: Vec<GrantRecord> = all
+            .into_iter()
+            .filter(|g| g.grant_id.as_str() > after.as_str())
+            .filter(|g| grant_id.is_empty() || g.grant_id == grant_id)
+            .filter(|g| grantee.is_empty() || g.grantee == grantee)
+            .take(limit + 1)
+            .collect();
+        let (grants, next_marker) = page(matching, limit);
+        let arn = self.arn_of(&key);
+        Ok(GrantPage {
+            grants: grants.into_iter().map(|g| (g, arn.clone())).collect(),
+            next_marker,
+        })
+    }
+
+    /// ListRetirableGrants: grants a principal of the caller's account may retire.
+    pub async fn list_retirable_grants(
+        &self,
+        caller: &Caller,
+        retiring: &str,
+        lim: Option<i32>,
+        mark: &str,
+    ) -> Result<GrantPage, KmsError> {
+        let limit = limit(lim)?;
+        let after = marker(mark)?.to_owned();
+        let retiring: Principal = retiring
+            .parse()
+            .map_err(|e| KmsError::validation(format!("RetiringPrincipal: {e}")))?;
+        if retiring.account() != caller.principal.account() {
+            return Err(KmsError::AccessDenied(format!(
+                "User: {} is not authorized to perform: kms:ListRetirableGrants for {retiring} because it belongs to another account",
+                caller.principal
+            )));
+        }
+        self.authorize(caller, Authz::account(Action::LIST_RETIRABLE_GRANTS))
+            .await?;
+        let who = retiring.arn().to_owned();
+        let found = self
+            .store_call(move |s| s.retirable_grants(&who, &after, limit + 1))
+            .await?;
+        let (grants, next_marker) = page(found, limit);
+        let mut out = Vec::with_capacity(grants.len());
+        for g in grants {
+            let account = match self.key(g.key_id).await? {
+                Some(k) => k.account().clone(),
+                None => continue,
+            };
+            let arn = self.arn(&account, g.key_id);
+            out.push((g, arn));
+        }
+        Ok(GrantPage {
+            grants: out,
+            next_marker,
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant, and
+//! the grant cache and grant tokens the authorizer and crypto calls use.
+
+mod create;
+mod list;
+mod retire;
+mod token;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use create::CreateGrantInput;
+pub use list::GrantPage;
+pub(crate) use token::TokenKey;
+
+use super::keys::KeyEntry;
+use super::{KmsError, Vault};
+use crate::authz::{Grant, GrantConstraints};
+use crate::store::GrantRecord;
+
+/// AWS: grants on one KMS key.
+pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+/// AWS: grants for one grantee principal on one KMS key.
+pub const MAX_GRANTS_PER_GRANTEE: usize = 500;
+
+fn to_authz(g: &GrantRecord) -> Grant {
+    Grant {
+        grantee_principal: g.grantee.clone(),
+        operations: g.operations.clone(),
+        constraints: g.constraints.clone(),
+        retiring_principal: g.retiring.clone(),
+        grant_id: Some(g.grant_id.clone()),
+    }
+}
+
+/// Lower-cased keys, as grant constraints compare them.
+fn folded(m: &BTreeMap<String, String>) -> BTreeMap<String, &str> {
+    m.iter()
+        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+        .collect()
+}
+
+/// Is `child` at least as strict as `parent`? A grant created through a grant must not
+/// loosen the constraint it was created under.
+pub(crate) fn at_least_as_strict(
+    child: Option<&GrantConstraints>,
+    parent: Option<&GrantConstraints>,
+) -> bool {
+    let Some(parent) = parent else { return true };
+    let Some(child) = child else { return false };
+    fn child_pairs(m: &Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, &str>> {
+        m.as_ref().map(folded)
+    }
+    if let Some(pe) = &parent.encryption_context_equals {
+        if child_pairs(&child.encryption_context_equals) != Some(folded(pe)) {
+            return false;
+        }
+    }
+    if let Some(ps) = &parent.encryption_context_subset {
+        let need = folded(ps);
+        let covers = |m: Option<BTreeMap<String, &str>>| {
+            m.is_some_and(|m| need.iter().all(|(k, v)| m.get(k) == Some(v)))
+        };
+        if !(covers(child_pairs(&child.encryption_context_subset))
+            || covers(child_pairs(&child.encryption_context_equals)))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+impl Vault {
+    /// The key's grants for the authorizer, from the cache or the store.
+    pub(crate) async fn key_grants(&self, key: &KeyEntry) -> Result<Arc<Vec<Grant>>, KmsError> {
+        if let Some(g) = key.cached_grants() {
+            return Ok(g);
+        }
+        let id = key.key_id();
+        let records = self.store_call(move |s| s.grants_for_key(&id)).await?;
+        let grants = Arc::new(records.iter().map(to_authz).collect::<Vec<_>>());
+        key.set_grants(Some(Arc::clone(&grants)));
+        Ok(grants)
+    }
+
+    /// Grant tokens on any call: at most 10, each a token this daemon minted
+    /// (InvalidGrantTokenException otherwise). A genuine token adds no authority: the
+    /// grant it names is looked up like any other.
+    pub(crate) fn check_grant_tokens(&self, tokens: &[String]) -> Result<(), KmsError> {
+        super::validate::grant_tokens(tokens)?;
+        for t in tokens {
+            self.grant_tokens
+                .verify(t)
+                .map_err(|e| KmsError::InvalidGrantToken(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(subset: Option<&[(&str, &str)]>, equals: Option<&[(&str, &str)]>) -> GrantConstraints {
+        let m = |p: &[(&str, &str)]| {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        GrantConstraints {
+            encryption_context_subset: subset.map(m),
+            encryption_context_equals: equals.map(m),
+        }
+    }
+
+    #[test]
+    fn narrowing_rules() {
+        let parent_sub = c(Some(&[("a", "1")]), None);
+        assert!(at_least_as_strict(
+            Some(&c(Some(&[("a", "1")]), None)),
+            Some(&parent_sub)
+        ));
+        assert!(at_least_as_strict(
+            Some(&c(Some(&[("a", "1"), ("b", "2")]), None)),
+            Some(&parent_sub)
+        ));
+        assert!(at_least_as_strict(
+            Some(&c(None, Some(&[("A", "1"), ("b", "2")]))),
+            Some(&parent_sub)
+        ));
+        assert!(
+            !at_least_as_strict(None, Some(&parent_sub)),
+            "dropping the constraint"
+        );
+        assert!(!at_least_as_strict(
+            Some(&c(Some(&[("a", "2")]), None)),
+            Some(&parent_sub)
+        ));
+        let parent_eq = c(None, Some(&[("a", "1")]));
+        assert!(at_least_as_strict(
+            Some(&c(None, Some(&[("a", "1")]))),
+            Some(&parent_eq)
+        ));
+        assert!(
+            !at_least_as_strict(Some(&c(Some(&[("a", "1")]), None)), Some(&parent_eq)),
+            "subset is looser than equals"
+        );
+        assert!(!at_least_as_strict(
+            Some(&c(None, Some(&[("a", "1"), ("b", "2")]))),
+            Some(&parent_eq)
+        ));
+        assert!(at_least_as_strict(None, None));
+        assert!(at_least_as_strict(Some(&parent_sub), None));
+    }
+}

@@ -12,7 +12,7 @@ use p11kms::dev::DevDir;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
-use super::{Command, Conn, KeyCmd, PolicyCmd, PrincipalCmd};
+use super::{Command, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -165,6 +165,34 @@ fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
         "KeySpec": m.key_spec,
         "EncryptionAlgorithms": m.encryption_algorithms,
         "MultiRegion": m.multi_region,
+    })
+}
+
+fn grant_json(g: proto::GrantListEntry) -> Value {
+    let mut constraints = serde_json::Map::new();
+    if let Some(c) = g.constraints {
+        if !c.encryption_context_subset.is_empty() {
+            constraints.insert(
+                "EncryptionContextSubset".into(),
+                json!(c.encryption_context_subset),
+            );
+        }
+        if !c.encryption_context_equals.is_empty() {
+            constraints.insert(
+                "EncryptionContextEquals".into(),
+                json!(c.encryption_context_equals),
+            );
+        }
+    }
+    json!({
+        "KeyId": g.key_id,
+        "GrantId": g.grant_id,
+        "Name": g.name,
+        "GranteePrincipal": g.grantee_principal,
+        "RetiringPrincipal": g.retiring_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+        "Constraints": constraints,
     })
 }
 
@@ -435,6 +463,65 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                 let tags: Vec<_> =
                     r.tags.into_iter().map(|t| json!({ "TagKey": t.tag_key, "TagValue": t.tag_value })).collect();
                 print_json(&json!({ "Tags": tags }))
+            }
+                        Command::Grant(GrantCmd::Create { key_id, grantee, operations, retiring, subset, equals, name }) => {
+                let constraints = (!subset.is_empty() || !equals.is_empty()).then(|| proto::GrantConstraints {
+                    encryption_context_subset: ctx(subset),
+                    encryption_context_equals: ctx(equals),
+                });
+                let r = c
+                    .create_grant(proto::CreateGrantRequest {
+                        key_id,
+                        grantee_principal: grantee,
+                        retiring_principal: retiring.unwrap_or_default(),
+                        operations,
+                        constraints,
+                        grant_tokens: vec![],
+                        name,
+                    })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "GrantId": r.grant_id, "GrantToken": r.grant_token }))
+            }
+            Command::Grant(GrantCmd::List { key_id }) => {
+                let mut grants = Vec::new();
+                let mut marker = String::new();
+                loop {
+                    let r = c
+                        .list_grants(proto::ListGrantsRequest { key_id: key_id.clone(), limit: Some(100), marker, ..Default::default() })
+                        .await
+                        .map_err(call_failed)?
+                        .into_inner();
+                    grants.extend(r.grants.into_iter().map(grant_json));
+                    if !r.truncated {
+                        break;
+                    }
+                    marker = r.next_marker;
+                }
+                print_json(&json!({ "Grants": grants }))
+            }
+            Command::Grant(GrantCmd::ListRetirable { retiring }) => {
+                let r = c
+                    .list_retirable_grants(proto::ListRetirableGrantsRequest { retiring_principal: retiring, limit: Some(100), marker: String::new() })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "Grants": r.grants.into_iter().map(grant_json).collect::<Vec<_>>(), "Truncated": r.truncated }))
+            }
+            Command::Grant(GrantCmd::Retire { token, key_id, grant_id }) => {
+                c.retire_grant(proto::RetireGrantRequest {
+                    grant_token: token.unwrap_or_default(),
+                    key_id: key_id.unwrap_or_default(),
+                    grant_id: grant_id.unwrap_or_default(),
+                })
+                .await
+                .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Grant(GrantCmd::Revoke { key_id, grant_id }) => {
+                c.revoke_grant(proto::RevokeGrantRequest { key_id, grant_id }).await.map_err(call_failed)?;
+                Ok(())
             }
             Command::Serve(_) | Command::Dev(_) | Command::Policy(PolicyCmd::Eval { .. }) => {
                 Err("not a client command".into())

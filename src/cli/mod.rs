@@ -58,6 +58,70 @@ pub(crate) enum Command {
     /// Tags on roles and users (aws:PrincipalTag/<key> in policies).
     #[command(subcommand)]
     Principal(PrincipalCmd),
+    /// Grants: delegate a key's use without changing its policy.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum GrantCmd {
+    /// Create a grant; prints GrantId and GrantToken.
+    Create {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Who may use the grant.
+        #[arg(long)]
+        grantee: String,
+        /// Operations, comma-separated (Decrypt,Encrypt,GenerateDataKey,...).
+        #[arg(long, value_delimiter = ',', required = true)]
+        operations: Vec<String>,
+        /// Who may retire it.
+        #[arg(long)]
+        retiring: Option<String>,
+        /// EncryptionContextSubset pair KEY=VALUE (repeatable).
+        #[arg(long = "subset", value_parser = io::parse_pair)]
+        subset: Vec<(String, String)>,
+        /// EncryptionContextEquals pair KEY=VALUE (repeatable).
+        #[arg(long = "equals", value_parser = io::parse_pair)]
+        equals: Vec<(String, String)>,
+        /// Name, for idempotent retries.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List a key's grants.
+    List {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// List the grants a principal may retire.
+    ListRetirable {
+        /// Retiring principal ARN.
+        #[arg(long)]
+        retiring: String,
+    },
+    /// Retire a grant, by token or by key and grant id.
+    Retire {
+        /// The grant token.
+        #[arg(long, conflicts_with_all = ["key_id", "grant_id"])]
+        token: Option<String>,
+        /// Key id or key ARN.
+        #[arg(long, requires = "grant_id")]
+        key_id: Option<String>,
+        /// Grant id.
+        #[arg(long, requires = "key_id")]
+        grant_id: Option<String>,
+    },
+    /// Revoke a grant (needs kms:RevokeGrant).
+    Revoke {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Grant id.
+        #[arg(long)]
+        grant_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

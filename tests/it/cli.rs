@@ -191,3 +191,86 @@ async fn a_newcomer_encrypts_a_secret_and_manages_access_from_the_cli() {
         serde_json::json!([{"TagKey": "team", "TagValue": "blue"}])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_from_the_cli() {
+    let dir = TestDir::new();
+    let _d = Daemon::start(&dir);
+    let p = dir.path();
+    let created: serde_json::Value =
+        serde_json::from_str(&ok(&cli(p, &["key", "create"], b""))).unwrap();
+    let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let blob = ok(&cli(
+        p,
+        &["encrypt", "--key-id", &key_id, "-c", "job=nightly"],
+        b"batch secret",
+    ));
+
+    let job = role(ACCOUNT, "BatchJob");
+    let job_dir = p.join("job-id");
+    ok(&cli(
+        p,
+        &[
+            "dev",
+            "issue-cert",
+            "--principal",
+            &job,
+            "--out",
+            job_dir.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let as_job = |args: &[&str], stdin: &[u8]| {
+        let mut all = vec!["--identity", job_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        cli(p, &all, stdin)
+    };
+    fails_with(
+        &as_job(&["decrypt", "-c", "job=nightly"], blob.as_bytes()),
+        "AccessDeniedException",
+    );
+
+    let g: serde_json::Value = serde_json::from_str(&ok(&cli(
+        p,
+        &[
+            "grant",
+            "create",
+            "--key-id",
+            &key_id,
+            "--grantee",
+            &job,
+            "--operations",
+            "Decrypt,RetireGrant",
+            "--subset",
+            "job=nightly",
+        ],
+        b"",
+    )))
+    .unwrap();
+    let token = g["GrantToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ok(&as_job(&["decrypt", "-c", "job=nightly"], blob.as_bytes())),
+        "batch secret"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&cli(p, &["grant", "list", "--key-id", &key_id], b""))).unwrap();
+    assert_eq!(listed["Grants"][0]["GrantId"], g["GrantId"]);
+    assert_eq!(
+        listed["Grants"][0]["Constraints"]["EncryptionContextSubset"]["job"],
+        "nightly"
+    );
+
+    ok(&as_job(&["grant", "retire", "--token", &token], b""));
+    fails_with(
+        &as_job(&["decrypt", "-c", "job=nightly"], blob.as_bytes()),
+        "AccessDeniedException",
+    );
+    fails_with(
+        &cli(
+            p,
+            &["grant", "revoke", "--key-id", &key_id, "--grant-id", "bad"],
+            b"",
+        ),
+        "InvalidGrantIdException",
+    );
+}

@@ -7,7 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         // Messages that carry plaintext or data keys get a hand-written, redacting Debug
-        // (src/api/redact.rs) instead of the derived one.
+        // (src/proto/redact.rs) instead of the derived one.
         .skip_debug([
             ".p11kms.v1.EncryptRequest",
             ".p11kms.v1.DecryptResponse",

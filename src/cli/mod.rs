@@ -27,8 +27,8 @@ pub(crate) struct Conn {
     /// Identity directory (cert.pem, key.pem, ca.pem). Default: the dev admin identity.
     #[arg(long, env = "P11KMS_IDENTITY", global = true)]
     pub(crate) identity: Option<PathBuf>,
-    /// Dev data directory. Default: $P11KMS_DEV_DIR or ~/.p11kms/dev.
-    #[arg(long, global = true)]
+    /// Dev data directory. Default: ~/.p11kms/dev.
+    #[arg(long, env = "P11KMS_DEV_DIR", global = true)]
     pub(crate) data_dir: Option<PathBuf>,
 }
 

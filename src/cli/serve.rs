@@ -71,6 +71,10 @@ pub(crate) fn run(
         let shutdown = shutdown_signal()?;
         announce(addr, dev.as_ref())?;
         prepared.serve(shutdown).await?;
+        if let Some(dir) = &dev {
+            // A stopped daemon leaves no address for the CLI to try.
+            let _ = std::fs::remove_file(dir.endpoint_file());
+        }
         Ok(())
     })
 }
@@ -90,7 +94,10 @@ fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::e
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\
              \x20 p11kms decrypt --in secret.b64\n\
-             \x20 p11kms dev issue-cert --principal arn:aws:iam::{acct}:role/App --out ./app-id\n\
+                          \x20 p11kms dev issue-cert --principal arn:aws:iam::{acct}:role/App --out ./app-id\n\
+             \x20 p11kms --identity ./app-id key list      # AccessDenied: App has no policy yet\n\
+             \x20 echo '{{\"Statement\":[{{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}}]}}' \\\n\
+             \x20   | p11kms policy put --principal arn:aws:iam::{acct}:role/App --name all-kms --file -\n\
              \x20 p11kms --identity ./app-id key list\n",
             root = dir.root().display(),
             acct = p11kms::dev::DEV_ACCOUNT,

@@ -32,6 +32,9 @@ pub enum HsmError {
     /// No object with this material's CKA_ID in the token.
     #[error("key material {} is missing from the token", .0.label())]
     KeyMissing(MaterialRef),
+    /// More than one token object carries this material's CKA_ID.
+    #[error("more than one token object is labelled as key material {}", .0.label())]
+    AmbiguousMaterial(MaterialRef),
     /// GCM authentication failed: wrong key, context or a damaged blob.
     #[error("the ciphertext did not authenticate")]
     TagMismatch,

@@ -94,9 +94,9 @@ impl WorkerSession {
         let token_obj = match found.as_slice() {
             [one] => *one,
             [] => return Err(HsmError::KeyMissing(*m)),
-            // Two objects with one CKA_ID would be an operator's mistake; use the first
-            // rather than refuse service, both were made by us for this material.
-            [first, ..] => *first,
+            // generate_key keeps one object per CKA_ID, so two means someone else made
+            // one: refuse rather than guess which holds the material.
+            [_, _, ..] => return Err(HsmError::AmbiguousMaterial(*m)),
         };
         let cached = if copy_keys {
             match s.copy_object(token_obj, &[Attribute::Token(false)]) {
@@ -184,8 +184,25 @@ impl WorkerSession {
 
     /// Generates an AES-256 token key: sensitive, never extractable, private, usable only
     /// to encrypt and decrypt. Copyable so that workers can make session copies.
+    ///
+    /// Any existing object with this CKA_ID is an orphan of a crash between making the
+    /// material and recording it (the vault writes metadata only after this returns), so
+    /// nothing was ever encrypted under it: it is destroyed first, leaving one object
+    /// per CKA_ID.
     pub(crate) fn generate_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
+        self.forget(m);
         let s = self.session()?;
+        let orphans = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Id(m.cka_id()),
+            ])
+            .map_err(HsmError::from_call)?;
+        for o in orphans {
+            tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
+            s.destroy_object(o).map_err(HsmError::from_call)?;
+        }
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),

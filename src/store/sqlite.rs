@@ -78,7 +78,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::init(Connection::open(path)?)
+        let created = !path.exists();
+        let conn = Connection::open(path)?;
+        if created {
+            // Key metadata and the grant-token key are nobody else's business; SQLite
+            // gives its -wal and -shm files the same mode.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Self::init(conn)
     }
 
     /// A private in-memory database, for unit tests of code above the store.

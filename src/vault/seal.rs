@@ -95,3 +95,74 @@ impl Vault {
 #[derive(Debug, thiserror::Error)]
 #[error("the system random number generator failed")]
 struct RandomFailed;
+
+#[cfg(test)]
+mod tests {
+    //! A committed v1 blob that must keep decrypting: the format and the AAD layout are
+    //! frozen for every blob ever written. Software AES-GCM with a known key stands in
+    //! for the HSM, which does the same AES-256-GCM.
+
+    use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+
+    use super::aad;
+    use crate::domain::{EncryptionContext, KeyId, MaterialVersion};
+    use crate::vault::blob;
+
+    const KEY: [u8; 32] = [0x42; 32];
+    const KEY_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    const IV: [u8; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    const PLAINTEXT: &[u8] = b"p11kms v1 golden blob";
+    const GOLDEN_HEX: &str = "703131011234abcd12ab34cd56ef1234567890ab000000010102030405060708090a0b0cc5cb172720006975bdfad6a726ed0ba2b0ddafa96572038d0d9016bea0e39c1f2728679085";
+
+    fn context() -> EncryptionContext {
+        EncryptionContext::new([
+            ("purpose".to_string(), "golden".to_string()),
+            ("app".to_string(), "p11kms".to_string()),
+        ])
+        .unwrap()
+    }
+
+    fn key() -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &KEY).unwrap())
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn the_v1_format_is_frozen() {
+        let id: KeyId = KEY_ID.parse().unwrap();
+        let header = blob::header(&id, MaterialVersion(1));
+        let mut body = PLAINTEXT.to_vec();
+        key()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(IV),
+                Aad::from(aad(&header, &context())),
+                &mut body,
+            )
+            .unwrap();
+        let written = blob::assemble(&header, &IV, &body);
+        assert_eq!(hex(&written), GOLDEN_HEX, "the v1 layout or AAD changed");
+    }
+
+    #[test]
+    fn the_committed_v1_blob_still_decrypts() {
+        let bytes: Vec<u8> = (0..GOLDEN_HEX.len() / 2)
+            .map(|i| u8::from_str_radix(&GOLDEN_HEX[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let parsed = blob::parse(&bytes).unwrap();
+        assert_eq!(parsed.key_id.to_string(), KEY_ID);
+        assert_eq!(parsed.version, MaterialVersion(1));
+        let mut ct = parsed.ciphertext_and_tag.to_vec();
+        let iv: [u8; 12] = parsed.iv.try_into().unwrap();
+        let pt = key()
+            .open_in_place(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(aad(parsed.header, &context())),
+                &mut ct,
+            )
+            .unwrap();
+        assert_eq!(pt, PLAINTEXT);
+    }
+}

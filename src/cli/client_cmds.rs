@@ -12,7 +12,7 @@ use p11kms::dev::DevDir;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
-use super::{Command, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
+use super::{Command, ConfigCmd, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -521,6 +521,26 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             }
             Command::Grant(GrantCmd::Revoke { key_id, grant_id }) => {
                 c.revoke_grant(proto::RevokeGrantRequest { key_id, grant_id }).await.map_err(call_failed)?;
+                Ok(())
+            }
+                        Command::Config(ConfigCmd::EncryptValue { key_id, context, input }) => {
+                let mut value = read_input(&input)?;
+                if value.last() == Some(&b'\n') {
+                    value.pop();
+                }
+                let ctx = context.into_iter().collect();
+                let p = p11kms::client::config::encrypt_value(&mut c, &key_id, &value, &ctx).await?;
+                println!("{p}");
+                Ok(())
+            }
+            Command::Config(ConfigCmd::Render { file, out, force }) => {
+                let text = std::fs::read_to_string(&file)?;
+                let format = p11kms::client::config::Format::from_path(&file);
+                let rendered = p11kms::client::config::render(&mut c, &text, format).await?;
+                match out {
+                    None => write_output(Path::new("-"), rendered.as_bytes())?,
+                    Some(path) => super::io::write_private_atomically(&path, rendered.as_bytes(), force)?,
+                }
                 Ok(())
             }
             Command::Serve(_) | Command::Dev(_) | Command::Policy(PolicyCmd::Eval { .. }) => {

@@ -61,6 +61,37 @@ pub(crate) enum Command {
     /// Grants: delegate a key's use without changing its policy.
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Encrypted configuration files: placeholders that services decrypt at start-up.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ConfigCmd {
+    /// Encrypt a value (stdin or --in) and print its {p11kms} placeholder. Needs only
+    /// kms:Encrypt.
+    EncryptValue {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Encryption context pair KEY=VALUE (repeatable), e.g. service=billing.
+        #[arg(long = "context", short = 'c', value_parser = io::parse_pair)]
+        context: Vec<(String, String)>,
+        /// Value file, or - for stdin (a trailing newline is dropped).
+        #[arg(long = "in", default_value = "-")]
+        input: PathBuf,
+    },
+    /// Replace every placeholder of a YAML, .properties or .env file with its value.
+    Render {
+        /// The file with placeholders.
+        file: PathBuf,
+        /// Write here (mode 0600, through a temp file and a rename) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an existing --out file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,8 @@
 //! Client side: connecting to the daemon over mTLS with an identity directory. The
 //! envelope-encryption library grows here; it never imports the vault.
 
+pub mod config;
+
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};

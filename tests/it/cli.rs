@@ -274,3 +274,160 @@ async fn grants_from_the_cli() {
         "InvalidGrantIdException",
     );
 }
+
+/// The config-server pattern: a DBA with encrypt-only permission writes placeholders;
+/// each service renders its own file and is refused the other's value.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_service_renders_only_its_own_encrypted_config() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let p = dir.path();
+    let (dba, svc_a, svc_b) = (
+        role(ACCOUNT, "DBA"),
+        role(ACCOUNT, "ServiceA"),
+        role(ACCOUNT, "ServiceB"),
+    );
+    let decrypt_for = |arn: &str, name: &str| {
+        serde_json::json!({"Sid": name, "Effect": "Allow", "Principal": {"AWS": arn}, "Action": "kms:Decrypt", "Resource": "*",
+                           "Condition": {"StringEquals": {"kms:EncryptionContext:service": name}}})
+    };
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": root_of(ACCOUNT)}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "DBA", "Effect": "Allow", "Principal": {"AWS": &dba}, "Action": "kms:Encrypt", "Resource": "*"},
+        decrypt_for(&svc_a, "billing"),
+        decrypt_for(&svc_b, "search"),
+    ]});
+    let mut admin = d.admin().await;
+    let key = admin
+        .create_key(p11kms::proto::CreateKeyRequest {
+            policy: policy.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    let as_id = |who: &str, args: &[&str], stdin: &[u8]| {
+        let id = identity_for(p, Some(who));
+        let mut all = vec!["--identity", id.to_str().unwrap()];
+        all.extend_from_slice(args);
+        cli(p, &all, stdin)
+    };
+
+    let pa = ok(&as_id(
+        &dba,
+        &[
+            "config",
+            "encrypt-value",
+            "--key-id",
+            &key.key_id,
+            "-c",
+            "service=billing",
+        ],
+        b"s3cret: \"A\" #1\n",
+    ));
+    let pb = ok(&as_id(
+        &dba,
+        &[
+            "config",
+            "encrypt-value",
+            "--key-id",
+            &key.key_id,
+            "-c",
+            "service=search",
+        ],
+        b"b-password\n",
+    ));
+    assert!(pa.starts_with("{p11kms}1.") && pb.starts_with("{p11kms}1."));
+    // The DBA can write placeholders but not read them back.
+    let a_yaml = p.join("billing.yaml");
+    std::fs::write(
+        &a_yaml,
+        format!("db:\n  user: billing\n  password: {}\n", pa.trim()),
+    )
+    .unwrap();
+    fails_with(
+        &as_id(&dba, &["config", "render", a_yaml.to_str().unwrap()], b""),
+        "AccessDeniedException",
+    );
+
+    let rendered = ok(&as_id(
+        &svc_a,
+        &["config", "render", a_yaml.to_str().unwrap()],
+        b"",
+    ));
+    assert_eq!(
+        rendered,
+        "db:\n  user: billing\n  password: \"s3cret: \\\"A\\\" #1\"\n"
+    );
+
+    let b_env = p.join("search.env");
+    std::fs::write(
+        &b_env,
+        format!("DB_USER=search\nDB_PASSWORD={}\n", pb.trim()),
+    )
+    .unwrap();
+    let out = p.join("rendered.env");
+    ok(&as_id(
+        &svc_b,
+        &[
+            "config",
+            "render",
+            b_env.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "DB_USER=search\nDB_PASSWORD=\"b-password\"\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    fails_with(
+        &as_id(
+            &svc_b,
+            &[
+                "config",
+                "render",
+                b_env.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            b"",
+        ),
+        "--force",
+    );
+
+    // Each is refused the other's value, and a refused render writes nothing.
+    fails_with(
+        &as_id(&svc_a, &["config", "render", b_env.to_str().unwrap()], b""),
+        "AccessDeniedException",
+    );
+    let never = p.join("never.yaml");
+    fails_with(
+        &as_id(
+            &svc_b,
+            &[
+                "config",
+                "render",
+                a_yaml.to_str().unwrap(),
+                "--out",
+                never.to_str().unwrap(),
+            ],
+            b"",
+        ),
+        "AccessDeniedException",
+    );
+    assert!(!never.exists());
+    assert!(std::fs::read_dir(p).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("p11kms-tmp")));
+}

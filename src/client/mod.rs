@@ -1,6 +1,7 @@
 //! Client side: connecting to the daemon over mTLS with an identity directory. The
 //! envelope-encryption library grows here; it never imports the vault.
 
+pub mod cache;
 pub mod config;
 
 use std::path::{Path, PathBuf};

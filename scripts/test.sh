@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash softhsm/install.sh
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    echo "scripts/test.sh: 'cargo $tool' is missing; install it with: rustup component add $([ "$tool" = fmt ] && echo rustfmt || echo clippy)" >&2
+    exit 1
+  fi
+done
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -16,7 +16,13 @@ for p in /usr/lib/softhsm/libsofthsm2.so \
 done
 
 sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "softhsm/install.sh: SoftHSM2 is missing and installing it needs root; run this script as root, or install the softhsm2 package yourself" >&2
+    exit 1
+  fi
+  sudo="sudo"
+fi
 
 echo "softhsm/install.sh: SoftHSM2 not found; installing it" >&2
 if command -v apt-get >/dev/null 2>&1; then

@@ -114,16 +114,24 @@ pub enum PinSource {
 impl PinSource {
     /// Reads the PIN.
     pub fn read(&self) -> Result<Pin, ConfigError> {
-        let pin = match self {
+        let pin = zeroize::Zeroizing::new(match self {
             Self::Env(var) => std::env::var(var).map_err(|_| ConfigError::Invalid {
                 field: "hsm.pin_env",
                 reason: format!("environment variable {var} is not set"),
             })?,
-            Self::File(path) => std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-                path: path.clone(),
-                source: e,
-            })?,
-        };
+            Self::File(path) => {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(m) = std::fs::metadata(path) {
+                    if m.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(path = %path.display(), "the PIN file is readable by group or others; chmod 600 it");
+                    }
+                }
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?
+            }
+        });
         let pin = pin.trim_end_matches(['\n', '\r']).to_owned();
         if pin.is_empty() {
             return Err(ConfigError::Invalid {

@@ -41,25 +41,56 @@ pub enum DaemonError {
     /// The server failed.
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    /// The vault could not be built.
+    #[error("cannot set up the vault")]
+    Vault(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A failure traced to one configuration field.
+    #[error("configuration field `{field}`")]
+    Field {
+        /// The field, as written in p11kms.toml.
+        field: &'static str,
+        /// What went wrong there.
+        #[source]
+        source: Box<DaemonError>,
+    },
 }
 
 /// A daemon ready to serve: the HSM is logged in, the store open, the port bound.
 pub struct Prepared {
     vault: Arc<Vault>,
+    pool: HsmPool,
+    module: Module,
     tls: Arc<rustls::ServerConfig>,
     listener: std::net::TcpListener,
 }
 
+/// Names the configuration field behind a start-up failure.
+fn at<E: Into<DaemonError>>(field: &'static str) -> impl FnOnce(E) -> DaemonError {
+    move |e| DaemonError::Field {
+        field,
+        source: Box::new(e.into()),
+    }
+}
+
 /// Does every start-up step that can fail. Blocking; call before serving.
 pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
-    let pin = config.pin.read()?;
-    let module = Module::load(&config.module)?;
-    let slot = module.find_slot(&config.token)?;
-    module.probe_mechanisms(slot)?;
-    module.check_login(slot, &pin)?;
-    let pool = HsmPool::start(&module, slot, pin, &config.pool);
+    let pin_field = match config.pin {
+        crate::config::PinSource::Env(_) => "hsm.pin_env",
+        crate::config::PinSource::File(_) => "hsm.pin_file",
+    };
+    let token_field = match config.token {
+        crate::hsm::TokenSelector::Label(_) => "hsm.token_label",
+        crate::hsm::TokenSelector::Slot(_) => "hsm.slot",
+    };
+    let pin = config.pin.read().map_err(at(pin_field))?;
+    let module = Module::load(&config.module).map_err(at("hsm.module"))?;
+    let slot = module.find_slot(&config.token).map_err(at(token_field))?;
+    module.probe_mechanisms(slot).map_err(at("hsm.module"))?;
+    module.check_login(slot, &pin).map_err(at(pin_field))?;
+    let pool = HsmPool::start(&module, slot, pin, &config.pool).map_err(at("hsm.sessions"))?;
+    let pool_handle = pool.clone();
     info!(sessions = pool.size(), token = %config.token, "HSM pool started");
-    let store = SqliteStore::open(&config.sqlite)?;
+    let store = SqliteStore::open(&config.sqlite).map_err(at("store.sqlite"))?;
     let vault = Vault::new(
         pool,
         Arc::new(store),
@@ -69,21 +100,25 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             max_encryptions_per_material: config.max_encryptions_per_material,
             trusted_services: config.trusted_services.clone(),
         },
-    )?;
-    let tls = api::server_config(&config.tls_cert, &config.tls_key, &config.tls_client_ca)?;
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| DaemonError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    )
+    .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
+    let tls = api::server_config(&config.tls_cert, &config.tls_key, &config.tls_client_ca)
+        .map_err(at("tls"))?;
+    let bind = |source| DaemonError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(bind)
+        .map_err(at("listen"))?;
     listener
         .set_nonblocking(true)
-        .map_err(|source| DaemonError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        .map_err(bind)
+        .map_err(at("listen"))?;
     Ok(Prepared {
         vault: Arc::new(vault),
+        pool: pool_handle,
+        module,
         tls,
         listener,
     })
@@ -104,7 +139,14 @@ impl Prepared {
                 source,
             }
         })?;
-        api::serve(listener, self.vault, self.tls, shutdown).await?;
+        let served = api::serve(listener, self.vault, self.tls, shutdown).await;
+        // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
+        // not be torn down by process exit while its sessions are still open.
+        self.pool.shutdown();
+        if let Err(e) = self.module.finalize() {
+            tracing::warn!(error = %e, "C_Finalize failed");
+        }
+        served?;
         info!("stopped");
         Ok(())
     }

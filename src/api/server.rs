@@ -17,6 +17,11 @@ use super::tls::TlsConn;
 use crate::proto::key_management_service_server::KeyManagementServiceServer;
 use crate::vault::Vault;
 
+/// Concurrent requests on one HTTP/2 connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// TLS handshakes in progress at once; more connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 512;
+
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,8 +35,12 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
     let acceptor = TlsAcceptor::from(tls);
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let accept_loop = tokio::spawn(async move {
         loop {
+            let Ok(permit) = std::sync::Arc::clone(&handshakes).acquire_owned().await else {
+                break;
+            };
             let (tcp, addr) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -45,6 +54,7 @@ pub async fn serve(
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(TlsConn::new(tls, addr))).await;
@@ -58,6 +68,9 @@ pub async fn serve(
         }
     });
     let result = tonic::transport::Server::builder()
+        // Bounds on what one client can hold open; the HSM pool's queue bounds the rest.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         .add_service(KeyManagementServiceServer::new(KmsService::new(vault)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
         .await;

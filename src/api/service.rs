@@ -52,7 +52,9 @@ impl KmsService {
             request_id = %request_id,
             operation,
             principal = Empty,
-            key_id = %key_id,
+            // Caller-supplied and not yet validated: Debug-quoted (no forged log lines)
+            // and cut to AWS's 2048-character limit.
+            key_id = ?key_id.chars().take(2048).collect::<String>(),
             decision = Empty,
             error = Empty,
         );

@@ -4,8 +4,9 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-/// Plaintext or data-key bytes. No Display; Debug prints the length only.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// Plaintext or data-key bytes. No Display; Debug prints the length only; no `==`
+/// either, since a derived comparison is not constant-time.
+#[derive(Clone, Default)]
 pub struct Plaintext(Zeroizing<Vec<u8>>);
 
 impl Plaintext {

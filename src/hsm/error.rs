@@ -23,6 +23,16 @@ pub enum HsmError {
     /// The token lacks a mechanism p11kms needs.
     #[error("the PKCS#11 token does not offer {0}, which p11kms needs for its master keys")]
     MissingMechanism(&'static str),
+    /// The token offers the mechanism, but not the way p11kms uses it.
+    #[error(
+        "the PKCS#11 token's {mechanism} cannot {what}, which p11kms needs for its master keys"
+    )]
+    WeakMechanism {
+        /// The mechanism.
+        mechanism: &'static str,
+        /// What it lacks.
+        what: &'static str,
+    },
     /// C_Login failed (wrong PIN, locked PIN, ...).
     #[error("cannot log in to the PKCS#11 token")]
     Login(#[source] CkError),
@@ -32,12 +42,12 @@ pub enum HsmError {
     /// No object with this material's CKA_ID in the token.
     #[error("key material {} is missing from the token", .0.label())]
     KeyMissing(MaterialRef),
-    /// More than one token object carries this material's CKA_ID.
-    #[error("more than one token object is labelled as key material {}", .0.label())]
-    AmbiguousMaterial(MaterialRef),
     /// GCM authentication failed: wrong key, context or a damaged blob.
     #[error("the ciphertext did not authenticate")]
     TagMismatch,
+    /// A worker thread could not be started.
+    #[error("cannot start an HSM worker thread")]
+    Thread(#[source] std::io::Error),
     /// Every worker thread has exited (shutdown).
     #[error("the HSM worker pool has stopped")]
     PoolStopped,
@@ -78,6 +88,11 @@ impl HsmError {
     /// True when reopening the session may cure it.
     pub(crate) fn is_session_lost(&self) -> bool {
         matches!(self, Self::SessionLost(_))
+    }
+
+    /// CKR_GENERAL_ERROR outside a decryption.
+    pub(crate) fn is_general_error(&self) -> bool {
+        matches!(self, Self::Pkcs11(e) if matches!(rv(e), Some(RvError::GeneralError)))
     }
 
     /// True when a cached object handle went stale.

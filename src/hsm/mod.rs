@@ -31,6 +31,14 @@ impl MaterialRef {
         id
     }
 
+    /// CKA_ID of a worker's session copy: the material's id and a marker byte, so that no
+    /// look-up by the material's own id can match it.
+    pub fn copy_id(&self) -> Vec<u8> {
+        let mut id = self.cka_id();
+        id.push(0xC0);
+        id
+    }
+
     /// CKA_LABEL, for operators browsing the token with other tools.
     pub fn label(&self) -> String {
         format!("p11kms/{}/v{}", self.key_id, self.version.0)

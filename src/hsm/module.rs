@@ -80,18 +80,29 @@ impl Module {
     /// Refuses a token that cannot do what every key needs: AES key generation and
     /// AES-GCM. Asked of the token (C_GetMechanismInfo) rather than assumed per vendor.
     pub fn probe_mechanisms(&self, slot: Slot) -> Result<(), HsmError> {
-        for (m, name) in [
-            (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
-            (MechanismType::AES_GCM, "CKM_AES_GCM"),
-        ] {
-            match self.ctx.get_mechanism_info(slot, m) {
-                Ok(_) => {}
-                Err(cryptoki::error::Error::Pkcs11(
-                    cryptoki::error::RvError::MechanismInvalid,
-                    _,
-                )) => return Err(HsmError::MissingMechanism(name)),
-                Err(e) => return Err(HsmError::Pkcs11(e)),
+        let info = |m, name| match self.ctx.get_mechanism_info(slot, m) {
+            Ok(i) => Ok(i),
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::MechanismInvalid, _)) => {
+                Err(HsmError::MissingMechanism(name))
             }
+            Err(e) => Err(HsmError::Pkcs11(e)),
+        };
+        let weak = |mechanism, what| Err(HsmError::WeakMechanism { mechanism, what });
+        let keygen = info(MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN")?;
+        if !keygen.generate() {
+            return weak("CKM_AES_KEY_GEN", "generate keys");
+        }
+        // AES key sizes are in bytes; some modules report bits.
+        if keygen.max_key_size() < 32 {
+            return weak("CKM_AES_KEY_GEN", "make 256-bit keys");
+        }
+        let gcm = info(MechanismType::AES_GCM, "CKM_AES_GCM")?;
+        if !(gcm.encrypt() && gcm.decrypt()) {
+            return weak("CKM_AES_GCM", "encrypt and decrypt");
+        }
+        let token = self.ctx.get_token_info(slot).map_err(HsmError::Pkcs11)?;
+        if !token.rng() {
+            return weak("token", "generate random numbers (CKF_RNG)");
         }
         Ok(())
     }

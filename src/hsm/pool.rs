@@ -43,39 +43,80 @@ pub struct HsmPool {
     jobs: crossbeam_channel::Sender<Job>,
     // Bounds queued work so that a burst waits asynchronously instead of piling up.
     permits: Arc<Semaphore>,
-    workers: Arc<Vec<thread::JoinHandle<()>>>,
+    workers: Arc<std::sync::Mutex<Vec<thread::JoinHandle<()>>>>,
+    size: usize,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HsmPool {
     /// Starts the workers on an already checked slot. Each opens its session lazily.
-    pub fn start(module: &Module, slot: Slot, pin: Pin, cfg: &PoolConfig) -> Self {
+    /// Fails when the operating system refuses a worker thread.
+    pub fn start(
+        module: &Module,
+        slot: Slot,
+        pin: Pin,
+        cfg: &PoolConfig,
+    ) -> Result<Self, HsmError> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers = (0..sessions)
             .map(|i| {
                 let rx = rx.clone();
+                let stop = Arc::clone(&stopping);
                 let mut ws =
                     WorkerSession::new(module.ctx().clone(), slot, pin.clone(), cfg.copy_keys);
                 thread::Builder::new()
                     .name(format!("hsm-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            job(&mut ws);
+                            // A panicking job must not take its worker (and the session it
+                            // owns) down with it; its caller sees the pool error instead.
+                            let caught =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    job(&mut ws)
+                                }));
+                            if caught.is_err() {
+                                tracing::error!(
+                                    "an HSM job panicked; resetting the worker's session"
+                                );
+                                ws.reset();
+                            }
+                            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                break;
+                            }
                         }
+                        // Leaving the loop drops the session: C_CloseSession.
                     })
+                    .map_err(HsmError::Thread)
             })
-            .filter_map(Result::ok)
-            .collect();
-        Self {
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
             jobs: tx,
             permits: Arc::new(Semaphore::new(sessions * cfg.queue_per_session.max(1))),
-            workers: Arc::new(workers),
-        }
+            size: workers.len(),
+            workers: Arc::new(std::sync::Mutex::new(workers)),
+            stopping,
+        })
     }
 
     /// Number of worker threads that started.
     pub fn size(&self) -> usize {
-        self.workers.len()
+        self.size
+    }
+
+    /// Stops every worker once the jobs queued before this call are done, closes their
+    /// sessions and waits for them, so that the module can be finalized cleanly.
+    pub fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..self.size {
+            let _ = self.jobs.send(Box::new(|_| {}));
+        }
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
     }
 
     /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
@@ -152,8 +193,18 @@ impl HsmPool {
         aad: Vec<u8>,
         len: usize,
     ) -> Result<(Plaintext, Vec<u8>), HsmError> {
+        // The data key is drawn once: a retry after a lost session encrypts the same key
+        // under the same IV, never a second key under a reused IV.
+        let drawn: std::sync::OnceLock<Plaintext> = std::sync::OnceLock::new();
         self.run(Some(m), move |ws| {
-            let key = ws.random(len)?;
+            let key = match drawn.get() {
+                Some(k) => k.clone(),
+                None => {
+                    let k = ws.random(len)?;
+                    drawn.get_or_init(|| k.clone());
+                    k
+                }
+            };
             let ct = ws.encrypt(&m, &iv, &aad, key.expose())?;
             Ok((key, ct))
         })
@@ -165,8 +216,29 @@ impl HsmPool {
         self.run(None, move |ws| ws.random(len)).await
     }
 
+    /// Destroys a material's token object (best effort after a failed CreateKey).
+    pub async fn destroy_material(&self, m: MaterialRef) -> Result<(), HsmError> {
+        self.run(Some(m), move |ws| ws.destroy_key(&m)).await
+    }
+
     /// Generates new key material as a token object.
     pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
-        self.run(None, move |ws| ws.generate_key(&m)).await
+        self.run(None, move |ws| {
+            // SoftHSM2 answers CKR_GENERAL_ERROR now and then when a token object is made
+            // while other sessions read the token (its file store re-indexes). Making
+            // material is idempotent (orphans are cleared first), so try again briefly.
+            let mut attempt = 0u32;
+            loop {
+                match ws.generate_key(&m) {
+                    Err(e) if e.is_general_error() && attempt < 4 => {
+                        attempt += 1;
+                        warn!(material = %m.label(), attempt, "C_GenerateKey failed with a general error; retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
     }
 }

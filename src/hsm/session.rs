@@ -94,12 +94,22 @@ impl WorkerSession {
         let token_obj = match found.as_slice() {
             [one] => *one,
             [] => return Err(HsmError::KeyMissing(*m)),
-            // generate_key keeps one object per CKA_ID, so two means someone else made
-            // one: refuse rather than guess which holds the material.
-            [_, _, ..] => return Err(HsmError::AmbiguousMaterial(*m)),
+            // generate_key keeps at most one token object per CKA_ID, so every match is
+            // the material. More than one match is seen in practice: SoftHSM2 can list an
+            // object twice in its in-process index while another session creates one.
+            [first, ..] => *first,
         };
         let cached = if copy_keys {
-            match s.copy_object(token_obj, &[Attribute::Token(false)]) {
+            // The copy gets its own CKA_ID and label: a look-up by the material's CKA_ID
+            // must find only the token object, never another worker's copy (SoftHSM2
+            // can report CKA_TOKEN=true on a session copy, so that filter alone is not
+            // enough).
+            let copy_template = [
+                Attribute::Token(false),
+                Attribute::Id(m.copy_id()),
+                Attribute::Label(format!("{} (session copy)", m.label()).into_bytes()),
+            ];
+            match s.copy_object(token_obj, &copy_template) {
                 Ok(h) => CachedKey {
                     handle: h,
                     is_copy: true,
@@ -127,6 +137,23 @@ impl WorkerSession {
             }
         }
         self.keys.clear();
+    }
+
+    /// Destroys a material's token object and forgets its handle.
+    pub(crate) fn destroy_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
+        self.forget(m);
+        let s = self.session()?;
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+                Attribute::Id(m.cka_id()),
+            ])
+            .map_err(HsmError::from_call)?;
+        for o in found {
+            s.destroy_object(o).map_err(HsmError::from_call)?;
+        }
+        Ok(())
     }
 
     /// Forgets one material's cached handle (used when a stale handle is detected).
@@ -201,7 +228,15 @@ impl WorkerSession {
             .map_err(HsmError::from_call)?;
         for o in orphans {
             tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
-            s.destroy_object(o).map_err(HsmError::from_call)?;
+            match s.destroy_object(o) {
+                // Listed twice by the module (see `key`): already gone.
+                Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::ObjectHandleInvalid,
+                    _,
+                ))
+                | Ok(()) => {}
+                Err(e) => return Err(HsmError::from_call(e)),
+            }
         }
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),

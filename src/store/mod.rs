@@ -53,6 +53,8 @@ pub trait Store: PolicyStore + GrantStore + Send + Sync + 'static {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyId>, StoreError>;
+    /// How many keys an account has.
+    fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError>;
     /// Adds a material version and makes it the key's current one, atomically.
     fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError>;
     /// Raises the count of GCM invocations reserved for a material version. Never

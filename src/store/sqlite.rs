@@ -78,15 +78,17 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let created = !path.exists();
-        let conn = Connection::open(path)?;
-        if created {
-            // Key metadata and the grant-token key are nobody else's business; SQLite
-            // gives its -wal and -shm files the same mode.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        if !path.exists() {
+            // Key metadata and the grant-token key are nobody else's business: create the
+            // file 0600 before SQLite opens it (its -wal and -shm files copy the mode).
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
         }
-        Self::init(conn)
+        Self::init(Connection::open(path)?)
     }
 
     /// A private in-memory database, for unit tests of code above the store.
@@ -295,6 +297,15 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ids)
+    }
+
+    fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM keys WHERE account = ?1",
+            params![account.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError> {

@@ -121,6 +121,14 @@ impl Vault {
         on_behalf_of: Option<&str>,
         source_ip: Option<std::net::IpAddr>,
     ) -> Result<Caller, KmsError> {
+        // ARNs of another partition name nobody this daemon knows.
+        if transport.partition() != &self.settings.partition {
+            return Err(KmsError::UnrecognizedClient(format!(
+                "the client certificate names a principal in partition {}, but this daemon serves {}",
+                transport.partition().as_str(),
+                self.settings.partition.as_str()
+            )));
+        }
         let Some(end) = on_behalf_of else {
             return Ok(Caller {
                 principal: transport,

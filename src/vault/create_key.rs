@@ -12,6 +12,9 @@ use crate::authz::Action;
 use crate::domain::{KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 use crate::store::{KeyRecord, MaterialRecord};
 
+/// AWS's default quota of KMS keys per account and Region.
+pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
+
 /// AWS: Description is at most 8192 characters.
 const MAX_DESCRIPTION: usize = 8192;
 
@@ -167,11 +170,39 @@ impl Vault {
             let probe = self.uncached_entry(record.clone());
             self.lockout_check(caller, &probe, parsed, bypass).await?;
         }
-        self.hsm
-            .create_material(crate::hsm::MaterialRef { key_id, version })
-            .await?;
+        let material = crate::hsm::MaterialRef { key_id, version };
+        self.hsm.create_material(material).await?;
         let stored = record.clone();
-        self.store_call(move |s| s.insert_key(&stored)).await?;
+        let account_of = record.account.clone();
+        let inserted = self
+            .store_call(move |s| {
+                if s.count_keys(&account_of)? >= MAX_KEYS_PER_ACCOUNT {
+                    return Err(crate::store::StoreError::LimitExceeded(
+                        "keys in this account",
+                    ));
+                }
+                s.insert_key(&stored)
+            })
+            .await;
+        if let Err(e) = inserted {
+            // No metadata points at the new material: remove it rather than leave an orphan.
+            if let Err(cleanup) = self.hsm.destroy_material(material).await {
+                tracing::warn!(key_id = %key_id, error = %cleanup, "could not remove the material of a failed CreateKey");
+            }
+            return Err(match e {
+                KmsError::Internal(inner)
+                    if matches!(
+                        inner.downcast_ref::<crate::store::StoreError>(),
+                        Some(crate::store::StoreError::LimitExceeded(_))
+                    ) =>
+                {
+                    KmsError::LimitExceeded(format!(
+                        "an account has at most {MAX_KEYS_PER_ACCOUNT} KMS keys"
+                    ))
+                }
+                other => other,
+            });
+        }
         info!(key_id = %key_id, "key created");
         let entry = self.cache_new_key(record);
         Ok(entry.metadata(arn))

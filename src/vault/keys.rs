@@ -378,13 +378,31 @@ impl Vault {
             .ok_or_else(|| {
                 KmsError::LimitExceeded("this key has no material versions left".into())
             })?;
+        let id = key.key_id;
+        // A request cancelled after the store recorded `next` but before memory did
+        // leaves the store ahead: adopt what it holds (counting its whole reservation as
+        // used) instead of making the material again. Only an unrecorded object is ever
+        // replaced by create_material.
+        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
+            if stored.current_version >= next {
+                let reserved = stored
+                    .current()
+                    .map(|m| m.reserved_invocations)
+                    .unwrap_or(0);
+                let mut s = key.lock();
+                s.record.current_version = stored.current_version;
+                s.record.versions = stored.versions;
+                s.used = reserved;
+                s.reserved = reserved;
+                return Ok(());
+            }
+        }
         self.hsm.create_material(key.material_ref(next)).await?;
         let m = MaterialRecord {
             version: next,
             created: SystemTime::now(),
             reserved_invocations: self.keys.first_reservation(),
         };
-        let id = key.key_id;
         let stored = m.clone();
         self.store_call(move |s| s.add_material(&id, &stored))
             .await?;

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use authorize::TrustedService;
-pub use create_key::CreateKeyInput;
+pub use create_key::{CreateKeyInput, MAX_KEYS_PER_ACCOUNT};
 pub use decrypt::{DecryptInput, DecryptOutput};
 pub use encrypt::{EncryptInput, EncryptOutput};
 pub use error::KmsError;
@@ -80,19 +80,19 @@ pub struct Vault {
 
 impl Vault {
     /// Builds a vault over a started HSM pool and an opened store.
-    /// Fails only when the store cannot hand out the daemon's grant-token key.
+    /// Fails when the store cannot hand out the daemon's grant-token key, or the system
+    /// random number generator cannot make one.
     pub fn new(
         hsm: HsmPool,
         store: Arc<dyn Store>,
         settings: VaultSettings,
-    ) -> Result<Self, crate::store::StoreError> {
-        let token_secret = store.secret("grant-token-mac-key", &|| {
-            let mut k = vec![0u8; 32];
-            // A failed fill leaves zeros; the key then is weak but tokens still carry no
-            // authority of their own (see grants/token.rs).
-            let _ = aws_lc_rs::rand::fill(&mut k);
-            k
-        })?;
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let mut fresh = zeroize::Zeroizing::new(vec![0u8; 32]);
+        aws_lc_rs::rand::fill(&mut fresh)
+            .map_err(|_| "the system random number generator failed")?;
+        // Used only the first time; afterwards the stored key is read back.
+        let token_secret =
+            zeroize::Zeroizing::new(store.secret("grant-token-mac-key", &|| fresh.to_vec())?);
         let max = settings
             .max_encryptions_per_material
             .clamp(1, GCM_RANDOM_IV_LIMIT);

@@ -47,44 +47,54 @@ async fn bad_configurations_are_refused_with_the_field_named() {
     Daemon::start(&dir).stop();
     let good = fs::read_to_string(dir.dev().config_path()).unwrap();
     let (k, v) = softhsm_env(&dir);
-    let cases = [
-        (good.replace("listen =", "lisen ="), "lisen"),
-        (good.replace("111122223333", "1111"), "account"),
+    // Each case: the edit, and what the error must say (the field, and the value).
+    let cases: Vec<(String, &[&str])> = vec![
+        (good.replace("listen =", "lisen ="), &["lisen"]),
+        (good.replace("111122223333", "1111"), &["account"]),
         (
             good.replace(
                 "token_label = \"p11kms-dev\"",
                 "token_label = \"no-such-token\"",
             ),
-            "no-such-token",
+            &["hsm.token_label", "no-such-token"],
         ),
         (
             good.replace("pin_file = \"user.pin\"", "pin_file = \"missing.pin\""),
-            "missing.pin",
+            &["hsm.pin_file", "missing.pin"],
         ),
         (
             good.replace(
                 "pin_file = \"user.pin\"",
                 "pin_env = \"UNSET_P11KMS_PIN_VAR\"",
             ),
-            "UNSET_P11KMS_PIN_VAR",
+            &["hsm.pin_env", "UNSET_P11KMS_PIN_VAR"],
         ),
         (
             good.replace("libsofthsm2.so", "libnothere.so"),
-            "libnothere.so",
+            &["hsm.module", "libnothere.so"],
         ),
         (
             good.replace("client_ca = \"ca.pem\"", "client_ca = \"nope.pem\""),
-            "nope.pem",
+            &["tls", "nope.pem"],
         ),
-        (good.replace("[store]", "[storage]"), "storage"),
+        (
+            good.replace(
+                "sqlite = \"p11kms.db\"",
+                "sqlite = \"/nonexistent/dir/p11kms.db\"",
+            ),
+            &["store.sqlite"],
+        ),
+        (good.replace("[store]", "[storage]"), &["storage"]),
     ];
     for (i, (text, expect)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("bad-{i}.toml"));
         fs::write(&path, text).unwrap();
         let err = Daemon::start_config(&path, dir.path(), &[(&k, &v)])
             .err()
-            .unwrap_or_else(|| panic!("case {expect} started"));
-        assert!(err.contains(expect), "case {expect}: {err}");
+            .unwrap_or_else(|| panic!("case {expect:?} started"));
+        for e in expect {
+            assert!(err.contains(e), "case {expect:?}: {err}");
+        }
     }
 
     // A wrong PIN is a start-up error that says so.
@@ -99,6 +109,9 @@ async fn bad_configurations_are_refused_with_the_field_named() {
     let err = Daemon::start_config(&path, dir.path(), &[(&k, &v)])
         .err()
         .unwrap();
-    assert!(err.contains("cannot log in"), "{err}");
+    assert!(
+        err.contains("cannot log in") && err.contains("hsm.pin_file"),
+        "{err}"
+    );
     assert!(!err.contains("0000"), "the PIN is not echoed: {err}");
 }

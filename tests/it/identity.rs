@@ -10,7 +10,13 @@ use crate::harness::*;
 /// the first call fails.
 async fn refused(d: &Daemon, identity: &std::path::Path) -> Option<tonic::Status> {
     match connect(&d.endpoint(), &Identity::from_dir(identity).unwrap()).await {
-        Err(_) => None,
+        Err(e) => {
+            assert!(
+                matches!(e, p11kms::client::ClientError::Transport { .. }),
+                "{e:?}"
+            );
+            None
+        }
         Ok(mut c) => Some(
             c.list_keys(proto::ListKeysRequest::default())
                 .await

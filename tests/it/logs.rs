@@ -51,6 +51,27 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         .unwrap()
         .into_inner();
     let random_bytes = random.plaintext.clone();
+    let re = c
+        .re_encrypt(proto::ReEncryptRequest {
+            ciphertext_blob: blob.clone(),
+            source_encryption_context: ctx(&[("ctx", "logs")]),
+            destination_key_id: key.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(decrypt(&mut c, &re.ciphertext_blob, &[]).await, marker);
+    let without = c
+        .generate_data_key_without_plaintext(proto::GenerateDataKeyWithoutPlaintextRequest {
+            key_id: key.key_id.clone(),
+            number_of_bytes: Some(32),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hidden_key = decrypt(&mut c, &without.ciphertext_blob, &[]).await;
     // A failing call too: error paths log more.
     let _ = c.decrypt(decrypt_req(&blob, &[("ctx", "wrong")])).await;
     let log = d.stop();
@@ -69,6 +90,7 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         ("plaintext", &marker),
         ("data key", &data_key),
         ("random", &random_bytes),
+        ("data key without plaintext", &hidden_key),
     ] {
         for s in spellings(bytes) {
             secrets.push((what.to_owned(), s));

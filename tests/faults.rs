@@ -1,0 +1,277 @@
+//! Crash ordering under injected store failures, with the real vault and a real SoftHSM2
+//! token in this process: a failed write never leaves a key id without material, an
+//! orphan is replaced rather than duplicated, and material the store already records is
+//! adopted, never destroyed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use p11kms::dev::DevDir;
+use p11kms::domain::{AccountId, KeyId, MaterialVersion, Pin, Plaintext};
+use p11kms::hsm::{HsmPool, Module, PoolConfig, TokenSelector};
+use p11kms::store::{
+    GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore, SqliteStore, Store, StoreError,
+};
+use p11kms::vault::{CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings};
+
+const OK: u8 = 0;
+/// add_material fails before writing (a crash after the HSM step).
+const FAIL_BEFORE_ADD: u8 = 1;
+/// add_material writes, then reports failure (a request cancelled after the write).
+const FAIL_AFTER_ADD: u8 = 2;
+/// insert_key fails (a crash between CreateKey's HSM step and its metadata).
+const FAIL_INSERT: u8 = 3;
+
+struct FaultyStore {
+    inner: SqliteStore,
+    mode: Arc<AtomicU8>,
+}
+
+fn injected() -> StoreError {
+    StoreError::Corrupt("injected fault")
+}
+
+impl Store for FaultyStore {
+    fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
+        if self.mode.load(Ordering::SeqCst) == FAIL_INSERT {
+            return Err(injected());
+        }
+        self.inner.insert_key(rec)
+    }
+    fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.get_key(id)
+    }
+    fn list_keys(
+        &self,
+        a: &AccountId,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        self.inner.list_keys(a, after, limit)
+    }
+    fn count_keys(&self, a: &AccountId) -> Result<usize, StoreError> {
+        self.inner.count_keys(a)
+    }
+    fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            FAIL_BEFORE_ADD => Err(injected()),
+            FAIL_AFTER_ADD => {
+                self.inner.add_material(id, m)?;
+                Err(injected())
+            }
+            _ => self.inner.add_material(id, m),
+        }
+    }
+    fn reserve_invocations(
+        &self,
+        id: &KeyId,
+        v: MaterialVersion,
+        r: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.reserve_invocations(id, v, r)
+    }
+}
+
+impl PolicyStore for FaultyStore {
+    fn set_key_policy(&self, id: &KeyId, p: &str) -> Result<(), StoreError> {
+        self.inner.set_key_policy(id, p)
+    }
+    fn put_identity_policy(&self, p: &str, n: &str, d: &str) -> Result<(), StoreError> {
+        self.inner.put_identity_policy(p, n, d)
+    }
+    fn identity_policies(&self, p: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.identity_policies(p)
+    }
+    fn delete_identity_policy(&self, p: &str, n: &str) -> Result<bool, StoreError> {
+        self.inner.delete_identity_policy(p, n)
+    }
+    fn principal_tags(&self, p: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.principal_tags(p)
+    }
+    fn tag_principal(&self, p: &str, t: &[(String, String)], m: usize) -> Result<(), StoreError> {
+        self.inner.tag_principal(p, t, m)
+    }
+    fn untag_principal(&self, p: &str, k: &[String]) -> Result<(), StoreError> {
+        self.inner.untag_principal(p, k)
+    }
+}
+
+impl GrantStore for FaultyStore {
+    fn insert_grant(&self, g: &GrantRecord, a: usize, b: usize) -> Result<(), StoreError> {
+        self.inner.insert_grant(g, a, b)
+    }
+    fn grants_for_key(&self, k: &KeyId) -> Result<Vec<GrantRecord>, StoreError> {
+        self.inner.grants_for_key(k)
+    }
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        self.inner.grant(id)
+    }
+    fn delete_grant(&self, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_grant(id)
+    }
+    fn retirable_grants(&self, r: &str, a: &str, l: usize) -> Result<Vec<GrantRecord>, StoreError> {
+        self.inner.retirable_grants(r, a, l)
+    }
+    fn secret(&self, n: &str, make: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        self.inner.secret(n, make)
+    }
+}
+
+fn encrypt_input(key_id: &str, pt: &[u8]) -> EncryptInput {
+    EncryptInput {
+        key_id: key_id.into(),
+        plaintext: Plaintext::new(pt.to_vec()),
+        context: Default::default(),
+        grant_tokens: vec![],
+        algorithm: String::new(),
+    }
+}
+
+fn decrypt_input(blob: &[u8]) -> DecryptInput {
+    DecryptInput {
+        ciphertext_blob: blob.to_vec(),
+        context: Default::default(),
+        grant_tokens: vec![],
+        key_id: String::new(),
+        algorithm: String::new(),
+    }
+}
+
+fn version(blob: &[u8]) -> u32 {
+    u32::from_be_bytes(blob[20..24].try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn injected_store_failures_keep_material_and_metadata_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = DevDir::at(tmp.path());
+    dev.prepare().unwrap();
+    // This test binary runs this one test: nothing else reads the environment.
+    std::env::set_var("SOFTHSM2_CONF", dev.softhsm_conf());
+    let module_path = p11kms::dev::softhsm_module().unwrap();
+    dev.init_token_if_missing(&module_path).unwrap();
+    let module = Module::load(&module_path).unwrap();
+    let slot = module
+        .find_slot(&TokenSelector::Label(p11kms::dev::DEV_TOKEN_LABEL.into()))
+        .unwrap();
+    let pin = Pin::new(
+        std::fs::read_to_string(tmp.path().join("user.pin"))
+            .unwrap()
+            .trim()
+            .to_owned(),
+    );
+    let pool = HsmPool::start(&module, slot, pin.clone(), &PoolConfig::default()).unwrap();
+    let mode = Arc::new(AtomicU8::new(OK));
+    let store = FaultyStore {
+        inner: SqliteStore::open(&tmp.path().join("kms.db")).unwrap(),
+        mode: mode.clone(),
+    };
+    let vault = Vault::new(
+        pool,
+        Arc::new(store),
+        VaultSettings {
+            partition: Default::default(),
+            region: "us-east-1".parse().unwrap(),
+            max_encryptions_per_material: 1,
+            trusted_services: vec![],
+        },
+    )
+    .unwrap();
+    let caller = vault
+        .caller(
+            "arn:aws:iam::111122223333:root".parse().unwrap(),
+            None,
+            None,
+        )
+        .unwrap();
+    let objects_of = |key_id: &str| -> Vec<String> {
+        let hex = key_id.replace('-', "");
+        let mut ids: Vec<String> = module
+            .secret_key_objects(slot, &pin)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .filter(|id| id.starts_with(&hex))
+            .collect();
+        ids.sort();
+        ids
+    };
+
+    // CreateKey whose metadata write fails: an error, and no material left behind.
+    mode.store(FAIL_INSERT, Ordering::SeqCst);
+    let before = module.secret_key_objects(slot, &pin).unwrap().len();
+    assert!(matches!(
+        vault.create_key(&caller, CreateKeyInput::default()).await,
+        Err(KmsError::Internal(_))
+    ));
+    assert_eq!(
+        module.secret_key_objects(slot, &pin).unwrap().len(),
+        before,
+        "the orphan was removed"
+    );
+    mode.store(OK, Ordering::SeqCst);
+
+    let key = vault
+        .create_key(&caller, CreateKeyInput::default())
+        .await
+        .unwrap()
+        .key_id
+        .to_string();
+    let b1 = vault
+        .encrypt(&caller, encrypt_input(&key, b"one"))
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    assert_eq!(version(&b1), 1);
+
+    // Material made, metadata not written (a crash): the request fails and an orphan
+    // v2 object is left in the token...
+    mode.store(FAIL_BEFORE_ADD, Ordering::SeqCst);
+    assert!(vault
+        .encrypt(&caller, encrypt_input(&key, b"two"))
+        .await
+        .is_err());
+    assert_eq!(objects_of(&key).len(), 2);
+    // ...which the next rollover replaces: still one object per version.
+    mode.store(OK, Ordering::SeqCst);
+    let b2 = vault
+        .encrypt(&caller, encrypt_input(&key, b"two"))
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    assert_eq!(version(&b2), 2);
+    let objs = objects_of(&key);
+    assert_eq!(objs.len(), 2, "{objs:?}");
+
+    // Metadata written but the request failed (cancelled): the store is ahead of
+    // memory. The next call adopts v3 instead of destroying it, and moves on to v4.
+    mode.store(FAIL_AFTER_ADD, Ordering::SeqCst);
+    assert!(vault
+        .encrypt(&caller, encrypt_input(&key, b"three"))
+        .await
+        .is_err());
+    mode.store(OK, Ordering::SeqCst);
+    let b4 = vault
+        .encrypt(&caller, encrypt_input(&key, b"four"))
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    assert_eq!(version(&b4), 4);
+    let objs = objects_of(&key);
+    let expected: Vec<String> = (1..=4)
+        .map(|v| format!("{}{v:08x}", key.replace('-', "")))
+        .collect();
+    assert_eq!(objs, expected, "exactly one object per version");
+
+    for (blob, pt) in [(&b1, &b"one"[..]), (&b2, &b"two"[..]), (&b4, &b"four"[..])] {
+        let out = vault.decrypt(&caller, decrypt_input(blob)).await.unwrap();
+        assert_eq!(out.plaintext.expose(), pt);
+    }
+}

@@ -56,6 +56,9 @@ impl Store for FaultyStore {
     ) -> Result<Vec<KeyId>, StoreError> {
         self.inner.list_keys(a, after, limit)
     }
+    fn set_key_state(&self, id: &KeyId, s: p11kms::domain::KeyState) -> Result<(), StoreError> {
+        self.inner.set_key_state(id, s)
+    }
     fn count_keys(&self, a: &AccountId) -> Result<usize, StoreError> {
         self.inner.count_keys(a)
     }

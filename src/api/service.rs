@@ -609,4 +609,28 @@ impl KeyManagementService for KmsService {
         })
         .await
     }
+
+    async fn enable_key(
+        &self,
+        req: Request<proto::EnableKeyRequest>,
+    ) -> Result<Response<proto::EnableKeyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("EnableKey", &key_id, req, |caller, m| async move {
+            self.vault.set_enabled(&caller, &m.key_id, true).await?;
+            Ok(proto::EnableKeyResponse {})
+        })
+        .await
+    }
+
+    async fn disable_key(
+        &self,
+        req: Request<proto::DisableKeyRequest>,
+    ) -> Result<Response<proto::DisableKeyResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("DisableKey", &key_id, req, |caller, m| async move {
+            self.vault.set_enabled(&caller, &m.key_id, false).await?;
+            Ok(proto::DisableKeyResponse {})
+        })
+        .await
+    }
 }

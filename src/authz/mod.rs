@@ -49,6 +49,10 @@ impl Action {
     pub const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
     /// kms:GenerateRandom
     pub const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
+    /// kms:EnableKey
+    pub const ENABLE_KEY: Self = Self("kms:EnableKey");
+    /// kms:DisableKey
+    pub const DISABLE_KEY: Self = Self("kms:DisableKey");
     /// kms:CreateGrant
     pub const CREATE_GRANT: Self = Self("kms:CreateGrant");
     /// kms:ListGrants

@@ -386,6 +386,14 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                 }
                 Ok(())
             }
+                        Command::Key(KeyCmd::Enable { key_id }) => {
+                c.enable_key(proto::EnableKeyRequest { key_id }).await.map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Key(KeyCmd::Disable { key_id }) => {
+                c.disable_key(proto::DisableKeyRequest { key_id }).await.map_err(call_failed)?;
+                Ok(())
+            }
             Command::Key(KeyCmd::GetPolicy { key_id, .. }) => {
                 let r = c
                     .get_key_policy(proto::GetKeyPolicyRequest { key_id, policy_name: String::new() })

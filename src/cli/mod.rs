@@ -260,6 +260,18 @@ pub(crate) enum KeyCmd {
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
     },
+    /// Enable a key.
+    Enable {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Disable a key: it refuses cryptographic operations until enabled again.
+    Disable {
+        /// Key id or key ARN.
+        #[arg(long)]
+        key_id: String,
+    },
     /// Print a key's policy.
     GetPolicy {
         /// Key id or key ARN.

@@ -53,6 +53,8 @@ pub trait Store: PolicyStore + GrantStore + Send + Sync + 'static {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyId>, StoreError>;
+    /// Sets a key's state.
+    fn set_key_state(&self, id: &KeyId, state: crate::domain::KeyState) -> Result<(), StoreError>;
     /// How many keys an account has.
     fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError>;
     /// Adds a material version and makes it the key's current one, atomically.

@@ -299,6 +299,17 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
+    fn set_key_state(&self, id: &KeyId, state: KeyState) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = ?2 WHERE key_id = ?1",
+            params![id.to_string(), state.as_str()],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
     fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM keys WHERE account = ?1",

@@ -151,6 +151,16 @@ impl KeyEntry {
         s.policy = Arc::new(policy);
     }
 
+    /// The lifecycle state.
+    pub(crate) fn state(&self) -> KeyState {
+        self.lock().record.key_state
+    }
+
+    /// Sets the lifecycle state (after the store accepted it).
+    pub(crate) fn set_state(&self, state: KeyState) {
+        self.lock().record.key_state = state;
+    }
+
     /// The cached grants, if loaded.
     pub(crate) fn cached_grants(&self) -> Option<Arc<Vec<authz::Grant>>> {
         self.lock().grants.clone()

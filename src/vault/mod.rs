@@ -13,6 +13,7 @@ mod generate_data_key;
 mod generate_random;
 mod grants;
 mod key_policy;
+mod key_state;
 mod keys;
 mod list_keys;
 mod principal_policy;

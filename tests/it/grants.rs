@@ -610,3 +610,100 @@ async fn cross_account_grantee_and_grant_condition_keys() {
         "AccessDeniedException",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_key_refuses_everyone_grant_or_not_until_enabled() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let key = create_key(&mut admin).await;
+    let grantee = role(ACCOUNT, "Grantee");
+    create_grant(
+        &mut admin,
+        grant_req(&key.key_id, &grantee, &["Decrypt", "Encrypt"]),
+    )
+    .await;
+    let blob = encrypt(&mut admin, &key.key_id, b"state", &[]).await;
+    let mut g = d.client_as(&grantee).await;
+    assert_eq!(decrypt(&mut g, &blob, &[]).await, b"state");
+
+    admin
+        .disable_key(proto::DisableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    let st = assert_kms_error(
+        g.decrypt(decrypt_req(&blob, &[])).await,
+        "DisabledException",
+    );
+    assert!(st.message().contains(&key.arn), "{}", st.message());
+    assert_kms_error(
+        g.encrypt(encrypt_req(&key.key_id, b"x", &[])).await,
+        "DisabledException",
+    );
+    assert_kms_error(
+        admin.decrypt(decrypt_req(&blob, &[])).await,
+        "DisabledException",
+    );
+    assert_kms_error(
+        admin
+            .generate_data_key(proto::GenerateDataKeyRequest {
+                key_id: key.key_id.clone(),
+                key_spec: "AES_256".into(),
+                ..Default::default()
+            })
+            .await,
+        "DisabledException",
+    );
+    assert_kms_error(
+        admin
+            .create_grant(grant_req(&key.key_id, &grantee, &["Decrypt"]))
+            .await,
+        "DisabledException",
+    );
+    let described = admin
+        .describe_key(proto::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+            grant_tokens: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        (described.key_state.as_str(), described.enabled),
+        ("Disabled", false)
+    );
+    // The grantee may not switch the key back on; the state survives a restart.
+    assert_kms_error(
+        g.enable_key(proto::EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await,
+        "AccessDeniedException",
+    );
+    d.stop();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let mut g = d.client_as(&grantee).await;
+    assert_kms_error(
+        g.decrypt(decrypt_req(&blob, &[])).await,
+        "DisabledException",
+    );
+    admin
+        .enable_key(proto::EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(decrypt(&mut g, &blob, &[]).await, b"state");
+    // Idempotent, as AWS.
+    admin
+        .enable_key(proto::EnableKeyRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await
+        .unwrap();
+}

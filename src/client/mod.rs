@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod envelope;
 
 use std::path::{Path, PathBuf};
 

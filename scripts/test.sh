@@ -10,6 +10,9 @@ for tool in fmt clippy; do
     exit 1
   fi
 done
+# The interop tests run the official AWS Encryption SDK for Python.
+P11KMS_PYTHON="$(bash scripts/python-deps.sh)"
+export P11KMS_PYTHON
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prints the path of a Python that has the official AWS Encryption SDK, for the interop
+# tests: the system python3 when it already has it, otherwise a virtualenv under target/
+# made and filled here (Debian's python3 refuses global pip installs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if python3 -c 'import aws_encryption_sdk' 2>/dev/null; then
+  command -v python3
+  exit 0
+fi
+venv=target/interop-venv
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+      sudo=""
+      if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+      $sudo apt-get install -y -qq python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check aws-encryption-sdk >&2
+echo "$PWD/$venv/bin/python"

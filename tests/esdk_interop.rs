@@ -17,8 +17,16 @@ use p11kms::client::envelope::{decrypt, encrypt, RawAesKeyring, MAX_EDKS};
 
 fn python(mode: &str, input: &[u8]) -> Vec<u8> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/esdk_raw.py");
-    // scripts/test.sh points this at a Python that has the SDK.
-    let python = std::env::var("P11KMS_PYTHON").unwrap_or_else(|_| "python3".into());
+    // scripts/test.sh points P11KMS_PYTHON at a Python that has the SDK; run directly,
+    // the virtualenv that scripts/python-deps.sh makes is used when it exists.
+    let venv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/interop-venv/bin/python"
+    );
+    let python = std::env::var("P11KMS_PYTHON")
+        .ok()
+        .or_else(|| std::path::Path::new(venv).exists().then(|| venv.to_owned()))
+        .unwrap_or_else(|| "python3".into());
     let mut child = Command::new(python)
         .args([script, mode])
         .stdin(Stdio::piped())

@@ -18,6 +18,16 @@ use crate::domain::{Pin, Plaintext};
 const MAX_CACHED_KEYS: usize = 1024;
 const TAG_BITS: u64 = 128;
 
+/// The token objects carrying a material's CKA_ID (session copies have their own id).
+fn find_material(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmError> {
+    s.find_objects(&[
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Token(true),
+        Attribute::Id(m.cka_id()),
+    ])
+    .map_err(HsmError::from_call)
+}
+
 /// How a worker finds a key's material.
 #[derive(Clone, Copy)]
 struct CachedKey {
@@ -84,13 +94,7 @@ impl WorkerSession {
         }
         let copy_keys = self.copy_keys;
         let s = self.session()?;
-        let found = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-                Attribute::Id(m.cka_id()),
-            ])
-            .map_err(HsmError::from_call)?;
+        let found = find_material(s, m)?;
         let token_obj = match found.as_slice() {
             [one] => *one,
             [] => return Err(HsmError::KeyMissing(*m)),
@@ -143,13 +147,7 @@ impl WorkerSession {
     pub(crate) fn destroy_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
         self.forget(m);
         let s = self.session()?;
-        let found = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-                Attribute::Id(m.cka_id()),
-            ])
-            .map_err(HsmError::from_call)?;
+        let found = find_material(s, m)?;
         for o in found {
             s.destroy_object(o).map_err(HsmError::from_call)?;
         }
@@ -219,13 +217,7 @@ impl WorkerSession {
     pub(crate) fn generate_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
         self.forget(m);
         let s = self.session()?;
-        let orphans = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-                Attribute::Id(m.cka_id()),
-            ])
-            .map_err(HsmError::from_call)?;
+        let orphans = find_material(s, m)?;
         for o in orphans {
             tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
             match s.destroy_object(o) {

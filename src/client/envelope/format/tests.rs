@@ -83,3 +83,27 @@ proptest! {
         let _ = decrypt(&m, &keyring(), MAX_EDKS);
     }
 }
+
+#[test]
+fn frame_ivs_are_taken_as_written() {
+    // Some published messages use IVs other than the sequence number; their tags still
+    // authenticate, so they decrypt. Order is still enforced by the sequence numbers.
+    let odd_iv = |seq: u32| {
+        let mut iv = [0xA5u8; 12];
+        iv[..4].copy_from_slice(&seq.to_be_bytes());
+        iv
+    };
+    let pt = b"three frames of text, more or less".to_vec();
+    let msg = super::encrypt_with_ivs(&pt, &keyring(), &ctx(), 16, &odd_iv).unwrap();
+    assert_eq!(
+        decrypt(&msg, &keyring(), MAX_EDKS).unwrap().0.expose(),
+        &pt[..]
+    );
+}
+
+#[test]
+fn the_legacy_empty_context_encoding_is_read() {
+    assert!(super::parse_context(&[0, 0]).unwrap().is_empty());
+    assert!(super::parse_context(&[0, 0, 0]).is_err());
+    assert!(super::parse_context(&[]).unwrap().is_empty());
+}

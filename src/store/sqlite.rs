@@ -354,19 +354,25 @@ impl Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    fn tags_of(conn: &Connection, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT tag_key, tag_value FROM principal_tags WHERE principal = ?1 ORDER BY tag_key",
-        )?;
-        let rows = stmt
-            .query_map(params![principal], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
+/// Rows of two text columns for one principal (tags, identity policies).
+fn principal_pairs(
+    conn: &Connection,
+    sql: &str,
+    principal: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt
+        .query_map(params![principal], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
+
+const TAGS_SQL: &str =
+    "SELECT tag_key, tag_value FROM principal_tags WHERE principal = ?1 ORDER BY tag_key";
+const POLICIES_SQL: &str =
+    "SELECT policy_name, document FROM identity_policies WHERE principal = ?1 ORDER BY policy_name";
 
 impl PolicyStore for SqliteStore {
     fn set_key_policy(&self, id: &KeyId, policy: &str) -> Result<(), StoreError> {
@@ -395,16 +401,7 @@ impl PolicyStore for SqliteStore {
     }
 
     fn identity_policies(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT policy_name, document FROM identity_policies WHERE principal = ?1 ORDER BY policy_name",
-        )?;
-        let rows = stmt
-            .query_map(params![principal], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        principal_pairs(&self.conn(), POLICIES_SQL, principal)
     }
 
     fn delete_identity_policy(&self, principal: &str, name: &str) -> Result<bool, StoreError> {
@@ -416,7 +413,7 @@ impl PolicyStore for SqliteStore {
     }
 
     fn principal_tags(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
-        Self::tags_of(&self.conn(), principal)
+        principal_pairs(&self.conn(), TAGS_SQL, principal)
     }
 
     fn tag_principal(
@@ -434,7 +431,7 @@ impl PolicyStore for SqliteStore {
                 params![principal, k, v],
             )?;
         }
-        if Self::tags_of(&tx, principal)?.len() > max_tags {
+        if principal_pairs(&tx, TAGS_SQL, principal)?.len() > max_tags {
             // Dropping the transaction rolls every insert back.
             return Err(StoreError::LimitExceeded("tags on a principal"));
         }

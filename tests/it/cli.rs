@@ -23,6 +23,31 @@ fn cli(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The CLI acting as the identity in `identity_dir`.
+fn cli_as(dir: &Path, identity_dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut all = vec!["--identity", identity_dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    cli(dir, &all, stdin)
+}
+
+/// `p11kms dev issue-cert` for `principal` into `dir/name`, as a newcomer would.
+fn issue_cert(dir: &Path, principal: &str, name: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    ok(&cli(
+        dir,
+        &[
+            "dev",
+            "issue-cert",
+            "--principal",
+            principal,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    out
+}
+
 #[track_caller]
 fn ok(o: &Output) -> String {
     assert!(
@@ -97,24 +122,8 @@ async fn a_newcomer_encrypts_a_secret_and_manages_access_from_the_cli() {
 
     // A second identity: refused until an identity policy allows it.
     let app = role(ACCOUNT, "App");
-    let app_dir = p.join("app-id");
-    ok(&cli(
-        p,
-        &[
-            "dev",
-            "issue-cert",
-            "--principal",
-            &app,
-            "--out",
-            app_dir.to_str().unwrap(),
-        ],
-        b"",
-    ));
-    let as_app = |args: &[&str], stdin: &[u8]| {
-        let mut all = vec!["--identity", app_dir.to_str().unwrap()];
-        all.extend_from_slice(args);
-        cli(p, &all, stdin)
-    };
+    let app_dir = issue_cert(p, &app, "app-id");
+    let as_app = |args: &[&str], stdin: &[u8]| cli_as(p, &app_dir, args, stdin);
     fails_with(
         &as_app(&["encrypt", "--key-id", &key_id], b"x"),
         "AccessDeniedException",
@@ -207,24 +216,8 @@ async fn grants_from_the_cli() {
     ));
 
     let job = role(ACCOUNT, "BatchJob");
-    let job_dir = p.join("job-id");
-    ok(&cli(
-        p,
-        &[
-            "dev",
-            "issue-cert",
-            "--principal",
-            &job,
-            "--out",
-            job_dir.to_str().unwrap(),
-        ],
-        b"",
-    ));
-    let as_job = |args: &[&str], stdin: &[u8]| {
-        let mut all = vec!["--identity", job_dir.to_str().unwrap()];
-        all.extend_from_slice(args);
-        cli(p, &all, stdin)
-    };
+    let job_dir = issue_cert(p, &job, "job-id");
+    let as_job = |args: &[&str], stdin: &[u8]| cli_as(p, &job_dir, args, stdin);
     fails_with(
         &as_job(&["decrypt", "-c", "job=nightly"], blob.as_bytes()),
         "AccessDeniedException",
@@ -309,10 +302,7 @@ async fn each_service_renders_only_its_own_encrypted_config() {
         .key_metadata
         .unwrap();
     let as_id = |who: &str, args: &[&str], stdin: &[u8]| {
-        let id = identity_for(p, Some(who));
-        let mut all = vec!["--identity", id.to_str().unwrap()];
-        all.extend_from_slice(args);
-        cli(p, &all, stdin)
+        cli_as(p, &identity_for(p, Some(who)), args, stdin)
     };
 
     let pa = ok(&as_id(

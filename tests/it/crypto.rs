@@ -36,16 +36,7 @@ async fn create_describe_and_list_keys() {
     assert!(created.creation_date.unwrap().seconds > 1_700_000_000);
 
     for key_id in [created.key_id.clone(), created.arn.clone()] {
-        let described = c
-            .describe_key(proto::DescribeKeyRequest {
-                key_id,
-                grant_tokens: vec![],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .key_metadata
-            .unwrap();
+        let described = describe(&mut c, &key_id).await;
         assert_eq!(described, created);
     }
 

@@ -662,16 +662,7 @@ async fn a_disabled_key_refuses_everyone_grant_or_not_until_enabled() {
             .await,
         "DisabledException",
     );
-    let described = admin
-        .describe_key(proto::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-            grant_tokens: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut admin, &key.key_id).await;
     assert_eq!(
         (described.key_state.as_str(), described.enabled),
         ("Disabled", false)

@@ -322,3 +322,16 @@ pub fn allow(actions: &[&str]) -> serde_json::Value {
 pub fn root_of(account: &str) -> String {
     format!("arn:aws:iam::{account}:root")
 }
+
+/// DescribeKey's metadata, for a call that must succeed.
+pub async fn describe(c: &mut KmsClient, key_id: &str) -> proto::KeyMetadata {
+    c.describe_key(proto::DescribeKeyRequest {
+        key_id: key_id.to_owned(),
+        grant_tokens: vec![],
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .key_metadata
+    .unwrap()
+}

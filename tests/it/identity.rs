@@ -38,13 +38,22 @@ async fn clients_without_a_valid_certificate_are_refused() {
         .unwrap()
         .tls_config(tls)
         .unwrap();
+    // TLS 1.3 may let the client finish its handshake before the server's refusal
+    // arrives: then the first call fails, at the transport, never with a vault answer.
     if let Ok(ch) = channel.connect().await {
         let mut c = proto::key_management_service_client::KeyManagementServiceClient::new(ch);
         let st = c
             .list_keys(proto::ListKeysRequest::default())
             .await
             .expect_err("no cert must be refused");
-        assert_ne!(st.code(), tonic::Code::Ok);
+        assert!(
+            p11kms::client::error_name(&st).is_none(),
+            "refused at TLS, not by the vault: {st:?}"
+        );
+        assert!(
+            matches!(st.code(), tonic::Code::Unavailable | tonic::Code::Unknown),
+            "{st:?}"
+        );
     }
 
     // A certificate from another CA (another dev directory's), naming a valid principal.

@@ -28,16 +28,7 @@ async fn keys_created_before_a_restart_still_decrypt_after_it() {
     let mut c = d.admin().await;
     assert_eq!(decrypt(&mut c, &blob, &[("a", "b")]).await, b"durable");
     assert_eq!(decrypt(&mut c, &gdk.ciphertext_blob, &[]).await, data_key);
-    let described = c
-        .describe_key(proto::DescribeKeyRequest {
-            key_id: key.key_id.clone(),
-            grant_tokens: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let described = describe(&mut c, &key.key_id).await;
     assert_eq!(described, key);
     // The restart reused the token rather than making a new one.
     assert_eq!(dir.token_objects().len(), objects_before);

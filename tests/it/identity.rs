@@ -50,10 +50,9 @@ async fn clients_without_a_valid_certificate_are_refused() {
             p11kms::client::error_name(&st).is_none(),
             "refused at TLS, not by the vault: {st:?}"
         );
-        assert!(
-            matches!(st.code(), tonic::Code::Unavailable | tonic::Code::Unknown),
-            "{st:?}"
-        );
+        // The failure comes from the transport (the code varies: Unavailable, Unknown,
+        // Cancelled, depending on when the alert lands), never from a handler.
+        assert!(std::error::Error::source(&st).is_some(), "{st:?}");
     }
 
     // A certificate from another CA (another dev directory's), naming a valid principal.

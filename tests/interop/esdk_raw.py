@@ -1,6 +1,6 @@
 """Interop peer for tests/esdk_interop.rs: the official AWS Encryption SDK for Python
 with a raw AES-256-GCM master key (namespace p11kms-test, name wrapping-key-1, key
-0x11 * 32). `encrypt` and `decrypt` read stdin and write stdout."""
+0x11 * 32). `encrypt [signed]` and `decrypt` read stdin and write stdout."""
 import sys
 
 import aws_encryption_sdk
@@ -30,6 +30,10 @@ else:
         key_provider=KEY,
         encryption_context={"purpose": "interop", "app": "p11kms"},
         frame_length=128,
-        algorithm=Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+        algorithm=(
+            Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
+            if sys.argv[2:] == ["signed"]
+            else Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
+        ),
     )
     sys.stdout.buffer.write(ciphertext)

@@ -1,47 +1,205 @@
 //! Envelope encryption in the AWS Encryption SDK message format, version 2, with the
-//! key-committing suite AES_256_GCM_HKDF_SHA512_COMMIT_KEY (0x0478). Bulk data is
-//! encrypted here, with a data key from a keyring; only the data key ever meets p11kms.
+//! key-committing suites (commitment policy REQUIRE_ENCRYPT_REQUIRE_DECRYPT). Bulk data
+//! is encrypted here, with a data key from a keyring; only the data key ever meets
+//! p11kms.
 //!
-//! This first cut encrypts and decrypts whole messages in memory, and is checked only
-//! against itself and the specification so far: the interop tests against the official
-//! SDK for Python, streaming, the p11kms keyring, the signed suite and the caching
-//! layer's wiring are the next steps.
+//! Two steps, so that the I/O can be plain `Read`/`Write` while the keyring talks to the
+//! daemon asynchronously: get materials from a [`MaterialsManager`] (every keyring is
+//! one; [`CachingMaterialsManager`] wraps one), then stream through an [`Encryptor`] or
+//! a [`Decryptor`]. [`encrypt`]/[`decrypt`] do both for a message in memory, and
+//! [`encrypt_stream`]/[`decrypt_stream`] for async readers and writers. Memory is one
+//! frame, whatever the message size.
 
-mod format;
-mod raw_aes;
+mod body;
+mod caching;
+mod decrypt;
+mod encrypt;
+mod error;
+mod header;
+mod keyring;
+mod materials;
+mod signature;
+mod suite;
 
-pub use format::{decrypt, encrypt, EnvelopeError, DEFAULT_FRAME_LENGTH, MAX_EDKS};
-pub use raw_aes::RawAesKeyring;
+pub use caching::CachingMaterialsManager;
+pub use decrypt::{Decryptor, MessageHeader};
+pub use encrypt::Encryptor;
+pub use error::EnvelopeError;
+pub use header::Header;
+pub use keyring::{Keyring, KmsKeyring, MultiKeyring, RawAesKeyring, KMS_PROVIDER_ID};
+pub use materials::{
+    BoxFuture, DecryptionMaterials, DecryptionRequest, EncryptionMaterials, EncryptionRequest,
+    MaterialsManager,
+};
+pub use signature::PUBLIC_KEY_FIELD;
+pub use suite::Suite;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::SyncIoBridge;
 
 use crate::domain::Plaintext;
 
+/// The frame length used when none is given.
+pub const DEFAULT_FRAME_LENGTH: u32 = 4096;
+/// Encrypted data keys accepted on decrypt by default: a message with more is refused
+/// before any keyring is asked (it could make a client try keys without end).
+pub const MAX_EDKS: usize = 10;
+
 /// An encrypted data key as the message header carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EncryptedDataKey {
-    /// Who can decrypt it (e.g. a raw keyring's namespace).
+    /// Who can decrypt it (e.g. "p11kms", or a raw keyring's namespace).
     pub provider_id: String,
-    /// Provider-specific (e.g. key name and IV).
+    /// Provider-specific (e.g. the key ARN, or a key name and IV).
     pub provider_info: Vec<u8>,
     /// The wrapped data key.
     pub ciphertext: Vec<u8>,
 }
 
-/// Something that makes and unwraps data keys.
-pub trait Keyring {
-    /// Wraps `data_key` for this keyring.
-    fn wrap(
-        &self,
-        data_key: &Plaintext,
-        context: &BTreeMap<String, String>,
-    ) -> Result<EncryptedDataKey, EnvelopeError>;
-    /// Unwraps one of `edks` that belongs to this keyring, if any.
-    fn unwrap(
-        &self,
-        edks: &[EncryptedDataKey],
-        context: &BTreeMap<String, String>,
-    ) -> Result<Option<Plaintext>, EnvelopeError>;
+/// How to encrypt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncryptOptions {
+    /// The algorithm suite.
+    pub suite: Suite,
+    /// Plaintext bytes per frame.
+    pub frame_length: u32,
+}
+
+impl Default for EncryptOptions {
+    fn default() -> Self {
+        Self {
+            suite: Suite::default(),
+            frame_length: DEFAULT_FRAME_LENGTH,
+        }
+    }
+}
+
+/// What a decrypting caller insists on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecryptOptions {
+    /// Encrypted data keys accepted at most.
+    pub max_edks: usize,
+    /// Pairs the message's context must contain (it may contain more).
+    pub expected_context: BTreeMap<String, String>,
+}
+
+impl Default for DecryptOptions {
+    fn default() -> Self {
+        Self {
+            max_edks: MAX_EDKS,
+            expected_context: BTreeMap::new(),
+        }
+    }
+}
+
+/// Encrypts `plaintext` into a complete message.
+pub async fn encrypt(
+    plaintext: &[u8],
+    manager: &dyn MaterialsManager,
+    context: &BTreeMap<String, String>,
+    options: &EncryptOptions,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let materials = manager
+        .encryption_materials(EncryptionRequest {
+            context,
+            suite: options.suite,
+            plaintext_length: Some(plaintext.len() as u64),
+        })
+        .await?;
+    let mut enc = Encryptor::new(Vec::new(), materials, options.frame_length)?;
+    enc.write_all(plaintext).map_err(EnvelopeError::from_read)?;
+    enc.finish()
+}
+
+/// Decrypts a complete message; returns the plaintext and the encryption context. All
+/// or nothing: no plaintext comes back from a message with any damaged part.
+pub async fn decrypt(
+    message: &[u8],
+    manager: &dyn MaterialsManager,
+    options: &DecryptOptions,
+) -> Result<(Plaintext, BTreeMap<String, String>), EnvelopeError> {
+    let head = MessageHeader::read(message, options)?;
+    let materials = manager.decryption_materials(head.request()).await?;
+    let mut dec = head.into_decryptor(materials)?;
+    let mut out = zeroize::Zeroizing::new(Vec::new());
+    dec.read_to_end(&mut out)
+        .map_err(EnvelopeError::from_read)?;
+    let context = dec.context().clone();
+    Ok((Plaintext::new(std::mem::take(&mut *out)), context))
+}
+
+/// Encrypts everything `reader` yields into one message on `writer`, with one frame in
+/// memory; the blocking crypto and I/O run on tokio's blocking pool. Returns the writer.
+pub async fn encrypt_stream<R, W>(
+    reader: R,
+    writer: W,
+    manager: &dyn MaterialsManager,
+    context: &BTreeMap<String, String>,
+    options: &EncryptOptions,
+) -> Result<W, EnvelopeError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let materials = manager
+        .encryption_materials(EncryptionRequest {
+            context,
+            suite: options.suite,
+            plaintext_length: None,
+        })
+        .await?;
+    let mut reader = SyncIoBridge::new(reader);
+    let writer = SyncIoBridge::new(writer);
+    let frame = options.frame_length;
+    let writer = blocking(move || {
+        let mut enc = Encryptor::new(writer, materials, frame)?;
+        std::io::copy(&mut reader, &mut enc).map_err(EnvelopeError::from_read)?;
+        enc.finish()
+    })
+    .await?;
+    Ok(writer.into_inner())
+}
+
+/// Decrypts the message `reader` yields onto `writer`, frame by frame (see
+/// [`Decryptor`] for what reaches the writer before a failure). Returns the writer and
+/// the message's context.
+pub async fn decrypt_stream<R, W>(
+    reader: R,
+    writer: W,
+    manager: &dyn MaterialsManager,
+    options: &DecryptOptions,
+) -> Result<(W, BTreeMap<String, String>), EnvelopeError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let reader = SyncIoBridge::new(reader);
+    let opts = options.clone();
+    let head = blocking(move || MessageHeader::read(reader, &opts)).await?;
+    let materials = manager.decryption_materials(head.request()).await?;
+    let mut writer = SyncIoBridge::new(writer);
+    let (writer, context) = blocking(move || {
+        let mut dec = head.into_decryptor(materials)?;
+        std::io::copy(&mut dec, &mut writer).map_err(EnvelopeError::from_read)?;
+        writer
+            .flush()
+            .map_err(|e| EnvelopeError::Io(e.to_string()))?;
+        let context = dec.context().clone();
+        Ok((writer, context))
+    })
+    .await?;
+    Ok((writer.into_inner(), context))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EnvelopeError> + Send + 'static,
+) -> Result<T, EnvelopeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| EnvelopeError::Io("the stream task stopped".into()))?
 }
 
 /// The ESDK serialization of an encryption context: pair count, then per pair (sorted by
@@ -65,3 +223,6 @@ pub(crate) fn serialize_context(ctx: &BTreeMap<String, String>) -> Result<Vec<u8
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

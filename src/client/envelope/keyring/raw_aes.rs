@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
-use super::{serialize_context, EncryptedDataKey, EnvelopeError, Keyring};
+use super::{random_data_key, Keyring};
+use crate::client::envelope::{
+    serialize_context, BoxFuture, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials,
+    EnvelopeError,
+};
 use crate::domain::Plaintext;
 
 /// A raw AES-256-GCM keyring.
@@ -40,9 +44,7 @@ impl RawAesKeyring {
         info.extend_from_slice(iv);
         info
     }
-}
 
-impl Keyring for RawAesKeyring {
     fn wrap(
         &self,
         data_key: &Plaintext,
@@ -94,5 +96,36 @@ impl Keyring for RawAesKeyring {
             }
         }
         Ok(None)
+    }
+}
+
+impl Keyring for RawAesKeyring {
+    fn on_encrypt(
+        &self,
+        mut materials: EncryptionMaterials,
+    ) -> BoxFuture<'_, Result<EncryptionMaterials, EnvelopeError>> {
+        Box::pin(async move {
+            let key = match materials.data_key.take() {
+                Some(k) => k,
+                None => random_data_key()?,
+            };
+            let edk = self.wrap(&key, &materials.context)?;
+            materials.data_key = Some(key);
+            materials.edks.push(edk);
+            Ok(materials)
+        })
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        mut materials: DecryptionMaterials,
+        edks: &'a [EncryptedDataKey],
+    ) -> BoxFuture<'a, Result<DecryptionMaterials, EnvelopeError>> {
+        Box::pin(async move {
+            if materials.data_key.is_none() {
+                materials.data_key = self.unwrap(edks, &materials.context)?;
+            }
+            Ok(materials)
+        })
     }
 }

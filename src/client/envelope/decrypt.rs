@@ -1,0 +1,291 @@
+//! Streaming decryption: read the header, get the data key for it, then an `io::Read`
+//! that yields each frame's plaintext only after that frame authenticates.
+//!
+//! The final frame's plaintext is held back until everything after it checks out (the
+//! signature of a signed message, no trailing bytes), so end-of-stream means the whole
+//! message was authentic. A reader that must not act on a prefix of a message that
+//! later fails (a damaged or truncated frame) keeps what it reads until `read` returns
+//! 0, as `p11kms decrypt-file` does with its temporary file.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
+use aws_lc_rs::digest;
+use zeroize::Zeroizing;
+
+use super::body::{frame_aad, next_seq, FINAL_MARK};
+use super::header::{Header, TAG};
+use super::signature::{new_hash, VerificationKey};
+use super::{DecryptOptions, DecryptionMaterials, DecryptionRequest, EnvelopeError};
+
+/// A message whose header has been read and checked against the caller's options, but
+/// not yet authenticated: that needs the data key.
+pub struct MessageHeader<R: Read> {
+    reader: R,
+    header: Header,
+    /// Header body and tag, as read.
+    raw: Vec<u8>,
+}
+
+impl<R: Read> MessageHeader<R> {
+    /// Reads the header from `reader`, refusing too many data keys and a context that
+    /// lacks a pair the caller requires, before any keyring is asked.
+    pub fn read(mut reader: R, options: &DecryptOptions) -> Result<Self, EnvelopeError> {
+        let (header, mut raw) = Header::read(&mut reader, options.max_edks)?;
+        for (k, v) in &options.expected_context {
+            if header.context.get(k) != Some(v) {
+                return Err(EnvelopeError::ContextMismatch(k.clone()));
+            }
+        }
+        let mut tag = [0u8; TAG];
+        reader
+            .read_exact(&mut tag)
+            .map_err(EnvelopeError::from_read)?;
+        raw.extend_from_slice(&tag);
+        Ok(Self {
+            reader,
+            header,
+            raw,
+        })
+    }
+
+    /// The parsed (unauthenticated) header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// What to ask a materials manager for.
+    pub fn request(&self) -> DecryptionRequest<'_> {
+        DecryptionRequest {
+            suite: self.header.suite,
+            context: &self.header.context,
+            edks: &self.header.edks,
+        }
+    }
+
+    /// Checks the key commitment and the header tag with `materials`' data key, and
+    /// returns the body reader.
+    pub fn into_decryptor(
+        self,
+        materials: DecryptionMaterials,
+    ) -> Result<Decryptor<R>, EnvelopeError> {
+        let data_key = materials
+            .data_key
+            .as_ref()
+            .ok_or(EnvelopeError::NoDecryptableKey)?;
+        if materials.suite != self.header.suite {
+            return Err(EnvelopeError::BadKeyring(
+                "the materials are for another suite",
+            ));
+        }
+        let (key, expected) = self
+            .header
+            .suite
+            .derive(data_key.expose(), &self.header.message_id)?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &self.header.commitment)
+            .map_err(|_| EnvelopeError::CommitmentMismatch)?;
+        let split = self.raw.len() - TAG;
+        let (body, tag) = self.raw.split_at(split);
+        let mut tag = tag.to_vec();
+        key.open_in_place(
+            Nonce::assume_unique_for_key([0u8; 12]),
+            Aad::from(body),
+            &mut tag,
+        )
+        .map_err(|_| EnvelopeError::BadHeader)?;
+        let verifier = match (self.header.suite.is_signed(), materials.verification_key) {
+            (true, Some(v)) => {
+                let mut hash = new_hash();
+                hash.update(&self.raw);
+                Some((v, hash))
+            }
+            (true, None) => {
+                return Err(EnvelopeError::BadKeyring(
+                    "no verification key for a signed message",
+                ))
+            }
+            (false, _) => None,
+        };
+        let frame = usize::try_from(self.header.frame_length)
+            .map_err(|_| EnvelopeError::Malformed("frame length"))?;
+        Ok(Decryptor {
+            reader: self.reader,
+            key,
+            message_id: self.header.message_id,
+            frame,
+            context: self.header.context,
+            seq: 1,
+            buf: Zeroizing::new(Vec::new()),
+            ready: 0..0,
+            state: State::Frames,
+            verifier,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Frames,
+    /// The final frame's plaintext is in `buf`; nothing more to read.
+    Done,
+    Failed(EnvelopeError),
+}
+
+/// Yields a message's plaintext frame by frame. Memory: one frame.
+pub struct Decryptor<R: Read> {
+    reader: R,
+    key: LessSafeKey,
+    message_id: [u8; 32],
+    frame: usize,
+    context: BTreeMap<String, String>,
+    seq: u32,
+    /// The current frame: ciphertext while reading, then plaintext. Wiped on drop.
+    buf: Zeroizing<Vec<u8>>,
+    /// The plaintext in `buf` not yet handed out.
+    ready: std::ops::Range<usize>,
+    state: State,
+    verifier: Option<(VerificationKey, digest::Context)>,
+}
+
+impl<R: Read> Decryptor<R> {
+    /// The message's encryption context (authenticated by the header tag).
+    pub fn context(&self) -> &BTreeMap<String, String> {
+        &self.context
+    }
+
+    fn exact(&mut self, n: usize) -> Result<Vec<u8>, EnvelopeError> {
+        let mut b = Vec::with_capacity(n);
+        self.fill(n, &mut b)?;
+        Ok(b)
+    }
+
+    /// Appends exactly `n` bytes from the reader to `out`, into the signature hash too.
+    fn fill(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
+        let start = out.len();
+        // Grows with the bytes that arrive, so a huge frame length in a forged header
+        // cannot make us allocate what the input does not hold.
+        let got = (&mut self.reader)
+            .take(n as u64)
+            .read_to_end(out)
+            .map_err(EnvelopeError::from_read)?;
+        if got != n {
+            return Err(EnvelopeError::Truncated);
+        }
+        if let Some((_, hash)) = &mut self.verifier {
+            hash.update(out.get(start..).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    fn u32(&mut self) -> Result<u32, EnvelopeError> {
+        let b = self.exact(4)?;
+        Ok(u32::from_be_bytes(
+            b.try_into().map_err(|_| EnvelopeError::Truncated)?,
+        ))
+    }
+
+    /// Reads, authenticates and decrypts the next frame into `buf`.
+    fn next_frame(&mut self) -> Result<(), EnvelopeError> {
+        let seq = self.seq;
+        let first = self.u32()?;
+        let is_final = first == FINAL_MARK;
+        let got_seq = if is_final { self.u32()? } else { first };
+        if got_seq != seq {
+            return Err(EnvelopeError::BadFrame(seq));
+        }
+        // The IV is taken as written: the SDKs write the sequence number, but published
+        // messages exist whose IVs differ, and the tag authenticates whatever was used.
+        // Order is enforced by the sequence number, which is in the AAD.
+        let iv: [u8; 12] = self
+            .exact(12)?
+            .try_into()
+            .map_err(|_| EnvelopeError::Truncated)?;
+        let len = if is_final {
+            let l = usize::try_from(self.u32()?).map_err(|_| EnvelopeError::BadFrame(seq))?;
+            if l > self.frame {
+                return Err(EnvelopeError::BadFrame(seq));
+            }
+            l
+        } else {
+            self.frame
+        };
+        let mut buf = std::mem::take(&mut *self.buf);
+        buf.clear();
+        let filled = self.fill(len + TAG, &mut buf);
+        *self.buf = buf;
+        filled?;
+        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
+        self.key
+            .open_in_place(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(aad),
+                &mut self.buf,
+            )
+            .map_err(|_| EnvelopeError::BadFrame(seq))?;
+        self.ready = 0..len;
+        if is_final {
+            self.finish_message()?;
+            self.state = State::Done;
+        } else {
+            self.seq = next_seq(seq).ok_or(EnvelopeError::BadFrame(seq))?;
+        }
+        Ok(())
+    }
+
+    /// After the final frame: the signature (signed suite), then the end of input.
+    fn finish_message(&mut self) -> Result<(), EnvelopeError> {
+        if let Some((key, hash)) = self.verifier.take() {
+            let mut len = [0u8; 2];
+            self.reader
+                .read_exact(&mut len)
+                .map_err(|_| EnvelopeError::BadSignature)?;
+            let mut sig = Vec::new();
+            let n = u64::from(u16::from_be_bytes(len));
+            let got = (&mut self.reader)
+                .take(n)
+                .read_to_end(&mut sig)
+                .map_err(EnvelopeError::from_read)?;
+            if got as u64 != n {
+                return Err(EnvelopeError::BadSignature);
+            }
+            key.verify(hash, &sig)?;
+        }
+        let mut one = [0u8; 1];
+        loop {
+            match self.reader.read(&mut one) {
+                Ok(0) => return Ok(()),
+                Ok(_) => return Err(EnvelopeError::TrailingData),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(EnvelopeError::from_read(e)),
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Decryptor<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.ready.is_empty() {
+                let src = self.buf.get(self.ready.clone()).unwrap_or_default();
+                let n = src.len().min(out.len());
+                let (dst, _) = out.split_at_mut(n);
+                dst.copy_from_slice(src.get(..n).unwrap_or_default());
+                self.ready.start += n;
+                return Ok(n);
+            }
+            match &self.state {
+                State::Done => return Ok(0),
+                State::Failed(e) => return Err(e.clone().into()),
+                State::Frames => {}
+            }
+            if let Err(e) = self.next_frame() {
+                // Nothing of a damaged frame is handed out.
+                self.ready = 0..0;
+                self.buf.iter_mut().for_each(|b| *b = 0);
+                self.state = State::Failed(e.clone());
+                return Err(e.into());
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The message header, version 2: version 0x02 | suite (u16) | message id (32) | context
+//! (u16 length, serialized pairs) | encrypted data keys (u16 count; per key provider id,
+//! provider info and ciphertext, each with a u16 length) | content type 0x02 (framed) |
+//! frame length (u32) | commitment key (32). The header tag (16) follows: AES-GCM under
+//! the content key, zero IV, empty plaintext, the header body as AAD.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::{serialize_context, EncryptedDataKey, EnvelopeError, Suite};
+
+const VERSION: u8 = 0x02;
+const FRAMED: u8 = 0x02;
+/// GCM tag length.
+pub(crate) const TAG: usize = 16;
+
+/// A parsed header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The suite.
+    pub suite: Suite,
+    /// The message id (HKDF salt).
+    pub message_id: [u8; 32],
+    /// The full encryption context.
+    pub context: BTreeMap<String, String>,
+    /// The encrypted copies of the data key.
+    pub edks: Vec<EncryptedDataKey>,
+    /// Plaintext bytes per frame.
+    pub frame_length: u32,
+    pub(crate) commitment: [u8; 32],
+}
+
+fn push_u16_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), EnvelopeError> {
+    let n = u16::try_from(b.len())
+        .map_err(|_| EnvelopeError::Malformed("a field is longer than 65535 bytes"))?;
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+impl Header {
+    /// The header body's bytes (what the header tag and the signature cover).
+    pub(crate) fn body_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
+        let mut out = vec![VERSION];
+        out.extend_from_slice(&self.suite.id().to_be_bytes());
+        out.extend_from_slice(&self.message_id);
+        push_u16_bytes(&mut out, &serialize_context(&self.context)?)?;
+        let n = u16::try_from(self.edks.len())
+            .map_err(|_| EnvelopeError::Malformed("too many encrypted data keys"))?;
+        out.extend_from_slice(&n.to_be_bytes());
+        for edk in &self.edks {
+            push_u16_bytes(&mut out, edk.provider_id.as_bytes())?;
+            push_u16_bytes(&mut out, &edk.provider_info)?;
+            push_u16_bytes(&mut out, &edk.ciphertext)?;
+        }
+        out.push(FRAMED);
+        out.extend_from_slice(&self.frame_length.to_be_bytes());
+        out.extend_from_slice(&self.commitment);
+        Ok(out)
+    }
+
+    /// Reads a header body from `r`, keeping the bytes read (for the tag and the
+    /// signature). Refuses more than `max_edks` encrypted data keys before reading them.
+    pub(crate) fn read(
+        r: &mut impl Read,
+        max_edks: usize,
+    ) -> Result<(Self, Vec<u8>), EnvelopeError> {
+        let mut r = Recorder {
+            inner: r,
+            seen: Vec::new(),
+        };
+        if r.u8()? != VERSION {
+            return Err(EnvelopeError::UnsupportedVersion);
+        }
+        let suite = Suite::from_id(r.u16()?)?;
+        let message_id = r.array::<32>()?;
+        let context = parse_context(&r.u16_bytes()?)?;
+        let n_edks = usize::from(r.u16()?);
+        if n_edks == 0 {
+            return Err(EnvelopeError::Malformed("no encrypted data keys"));
+        }
+        if n_edks > max_edks {
+            return Err(EnvelopeError::TooManyEdks(max_edks));
+        }
+        let mut edks = Vec::with_capacity(n_edks);
+        for _ in 0..n_edks {
+            let provider_id = String::from_utf8(r.u16_bytes()?)
+                .map_err(|_| EnvelopeError::Malformed("provider id is not UTF-8"))?;
+            edks.push(EncryptedDataKey {
+                provider_id,
+                provider_info: r.u16_bytes()?,
+                ciphertext: r.u16_bytes()?,
+            });
+        }
+        if r.u8()? != FRAMED {
+            return Err(EnvelopeError::Malformed("only framed content is supported"));
+        }
+        let frame_length = r.u32()?;
+        if frame_length == 0 {
+            return Err(EnvelopeError::Malformed("frame length 0"));
+        }
+        let commitment = r.array::<32>()?;
+        let header = Self {
+            suite,
+            message_id,
+            context,
+            edks,
+            frame_length,
+            commitment,
+        };
+        Ok((header, r.seen))
+    }
+}
+
+/// Reads exact fields and remembers every byte.
+struct Recorder<'a, R: Read> {
+    inner: &'a mut R,
+    seen: Vec<u8>,
+}
+
+impl<R: Read> Recorder<'_, R> {
+    fn take(&mut self, n: usize) -> Result<&[u8], EnvelopeError> {
+        let start = self.seen.len();
+        // Grow with the bytes that actually arrive: a length field cannot make us
+        // allocate more than the input holds.
+        let got = (&mut *self.inner)
+            .take(n as u64)
+            .read_to_end(&mut self.seen)
+            .map_err(EnvelopeError::from_read)?;
+        if got != n {
+            return Err(EnvelopeError::Truncated);
+        }
+        self.seen.get(start..).ok_or(EnvelopeError::Truncated)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeError> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| EnvelopeError::Truncated)
+    }
+    fn u8(&mut self) -> Result<u8, EnvelopeError> {
+        Ok(u8::from_be_bytes(self.array::<1>()?))
+    }
+    fn u16(&mut self) -> Result<u16, EnvelopeError> {
+        Ok(u16::from_be_bytes(self.array::<2>()?))
+    }
+    fn u32(&mut self) -> Result<u32, EnvelopeError> {
+        Ok(u32::from_be_bytes(self.array::<4>()?))
+    }
+    fn u16_bytes(&mut self) -> Result<Vec<u8>, EnvelopeError> {
+        let n = self.u16()?;
+        Ok(self.take(usize::from(n))?.to_vec())
+    }
+}
+
+/// Parses a serialized context: sorted unique keys, UTF-8, nothing after the pairs.
+pub(crate) fn parse_context(b: &[u8]) -> Result<BTreeMap<String, String>, EnvelopeError> {
+    let mut ctx = BTreeMap::new();
+    if b.is_empty() {
+        return Ok(ctx);
+    }
+    let mut cursor = b;
+    let mut r = Recorder {
+        inner: &mut cursor,
+        seen: Vec::new(),
+    };
+    let count = r.u16()?;
+    let mut last: Option<Vec<u8>> = None;
+    for _ in 0..count {
+        let k = r.u16_bytes()?;
+        let v = r.u16_bytes()?;
+        // Sorted by key bytes, no duplicates: one context has one serialization.
+        if last.as_deref().is_some_and(|l| l >= k.as_slice()) {
+            return Err(EnvelopeError::Malformed(
+                "context keys are not sorted and unique",
+            ));
+        }
+        last = Some(k.clone());
+        let k = String::from_utf8(k)
+            .map_err(|_| EnvelopeError::Malformed("context key is not UTF-8"))?;
+        let v = String::from_utf8(v)
+            .map_err(|_| EnvelopeError::Malformed("context value is not UTF-8"))?;
+        ctx.insert(k, v);
+    }
+    // Older SDKs wrote an empty context as a zero pair count (00 02 00 00); that and
+    // nothing longer is accepted, since the loop above read no pairs.
+    if !cursor.is_empty() {
+        return Err(EnvelopeError::Malformed("bytes after the context pairs"));
+    }
+    Ok(ctx)
+}

@@ -106,7 +106,7 @@ pub(crate) struct RandomArgs {
 }
 
 /// Finds endpoint and identity: flags and env first, then the dev directory.
-async fn client(conn: &Conn) -> Result<KmsClient, Box<dyn std::error::Error>> {
+pub(crate) async fn client(conn: &Conn) -> Result<KmsClient, Box<dyn std::error::Error>> {
     let dev = DevDir::at(conn.data_dir.clone().unwrap_or_else(DevDir::default_root));
     let identity_dir = match &conn.identity {
         Some(d) => d.clone(),
@@ -551,7 +551,11 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                 }
                 Ok(())
             }
-            Command::Serve(_) | Command::Dev(_) | Command::Policy(PolicyCmd::Eval { .. }) => {
+            Command::Serve(_)
+            | Command::Dev(_)
+            | Command::Policy(PolicyCmd::Eval { .. })
+            | Command::EncryptFile(_)
+            | Command::DecryptFile(_) => {
                 Err("not a client command".into())
             }
         }

@@ -56,31 +56,80 @@ pub(crate) fn write_private_atomically(
     bytes: &[u8],
     force: bool,
 ) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() && !force {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!("{} exists; pass --force to replace it", path.display()),
-        ));
-    }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.p11kms-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
+    let mut f = AtomicFile::create(path, force)?;
+    f.file().write_all(bytes)?;
+    f.commit()
+}
+
+/// A 0600 file written under a temporary name beside its destination and put in place
+/// only by `commit`; dropped uncommitted, it is removed. So a failed write never leaves a
+/// partial file where the destination should be.
+pub(crate) struct AtomicFile {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: std::fs::File,
+    force: bool,
+}
+
+impl AtomicFile {
+    /// Starts writing `path`; refuses an existing file unless `force`.
+    pub(crate) fn create(path: &Path, force: bool) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if path.exists() && !force {
+            return Err(exists(path));
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+        let tmp = dir.join(format!(".{name}.p11kms-tmp-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Ok(Self {
+            path: path.to_owned(),
+            tmp,
+            file,
+            force,
+        })
     }
-    result
+
+    /// The file being written.
+    pub(crate) fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Syncs and moves the file into place. Without `force`, a file that appeared at the
+    /// destination meanwhile is not replaced (a hard link cannot overwrite).
+    pub(crate) fn commit(self) -> std::io::Result<()> {
+        self.file.sync_all()?;
+        if self.force {
+            std::fs::rename(&self.tmp, &self.path)
+        } else {
+            match std::fs::hard_link(&self.tmp, &self.path) {
+                Ok(()) => std::fs::remove_file(&self.tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists(&self.path)),
+                // File systems without hard links: check, then rename.
+                Err(_) if !self.path.exists() => std::fs::rename(&self.tmp, &self.path),
+                Err(_) => Err(exists(&self.path)),
+            }
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // After a successful commit the temp name no longer exists; this is a no-op then.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+fn exists(path: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{} exists; pass --force to replace it", path.display()),
+    )
 }

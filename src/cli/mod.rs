@@ -1,6 +1,7 @@
 //! The command line: `p11kms serve` runs the daemon; every other command is a client.
 
 mod client_cmds;
+mod files;
 mod io;
 mod serve;
 
@@ -64,6 +65,11 @@ pub(crate) enum Command {
     /// Encrypted configuration files: placeholders that services decrypt at start-up.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Envelope-encrypt a file or stream (AWS Encryption SDK message format); only the
+    /// data key meets the daemon.
+    EncryptFile(files::EncryptFileArgs),
+    /// Decrypt an AWS Encryption SDK message made with p11kms keys.
+    DecryptFile(files::DecryptFileArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -348,6 +354,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }
+        Command::EncryptFile(a) => files::encrypt_file(&cli.conn, a),
+        Command::DecryptFile(a) => files::decrypt_file(&cli.conn, a),
         other => client_cmds::run(&cli.conn, other),
     }
 }

@@ -8,7 +8,7 @@
 //! 0, as `p11kms decrypt-file` does with its temporary file.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use aws_lc_rs::digest;
@@ -21,14 +21,14 @@ use super::{DecryptOptions, DecryptionMaterials, DecryptionRequest, EnvelopeErro
 
 /// A message whose header has been read and checked against the caller's options, but
 /// not yet authenticated: that needs the data key.
-pub struct MessageHeader<R: Read> {
+pub struct MessageHeader<R: BufRead> {
     reader: R,
     header: Header,
     /// Header body and tag, as read.
     raw: Vec<u8>,
 }
 
-impl<R: Read> MessageHeader<R> {
+impl<R: BufRead> MessageHeader<R> {
     /// Reads the header from `reader`, refusing too many data keys and a context that
     /// lacks a pair the caller requires, before any keyring is asked.
     pub fn read(mut reader: R, options: &DecryptOptions) -> Result<Self, EnvelopeError> {
@@ -133,7 +133,7 @@ enum State {
 }
 
 /// Yields a message's plaintext frame by frame. Memory: one frame.
-pub struct Decryptor<R: Read> {
+pub struct Decryptor<R: BufRead> {
     reader: R,
     key: LessSafeKey,
     message_id: [u8; 32],
@@ -148,7 +148,7 @@ pub struct Decryptor<R: Read> {
     verifier: Option<(VerificationKey, digest::Context)>,
 }
 
-impl<R: Read> Decryptor<R> {
+impl<R: BufRead> Decryptor<R> {
     /// The message's encryption context (authenticated by the header tag).
     pub fn context(&self) -> &BTreeMap<String, String> {
         &self.context
@@ -185,8 +185,8 @@ impl<R: Read> Decryptor<R> {
         ))
     }
 
-    /// Reads, authenticates and decrypts the next frame into `buf`.
-    fn next_frame(&mut self) -> Result<(), EnvelopeError> {
+    /// Reads the next frame's header; returns (IV, content length, final?).
+    fn read_frame_head(&mut self) -> Result<([u8; 12], usize, bool), EnvelopeError> {
         let seq = self.seq;
         let first = self.u32()?;
         let is_final = first == FINAL_MARK;
@@ -210,11 +210,34 @@ impl<R: Read> Decryptor<R> {
         } else {
             self.frame
         };
+        Ok((iv, len, is_final))
+    }
+
+    /// Reads a frame's ciphertext and tag into `buf`.
+    fn read_frame_body(&mut self, len: usize) -> Result<(), EnvelopeError> {
         let mut buf = std::mem::take(&mut *self.buf);
         buf.clear();
         let filled = self.fill(len + TAG, &mut buf);
         *self.buf = buf;
-        filled?;
+        filled
+    }
+
+    /// After a frame authenticated: the next sequence number, or the end checks.
+    fn advance(&mut self, is_final: bool) -> Result<(), EnvelopeError> {
+        if is_final {
+            self.finish_message()?;
+            self.state = State::Done;
+        } else {
+            self.seq = next_seq(self.seq).ok_or(EnvelopeError::BadFrame(self.seq))?;
+        }
+        Ok(())
+    }
+
+    /// Reads, authenticates and decrypts the next frame in place, into `buf`.
+    fn next_frame(&mut self) -> Result<(), EnvelopeError> {
+        let seq = self.seq;
+        let (iv, len, is_final) = self.read_frame_head()?;
+        self.read_frame_body(len)?;
         let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
         self.key
             .open_in_place(
@@ -224,13 +247,63 @@ impl<R: Read> Decryptor<R> {
             )
             .map_err(|_| EnvelopeError::BadFrame(seq))?;
         self.ready = 0..len;
-        if is_final {
-            self.finish_message()?;
-            self.state = State::Done;
+        self.advance(is_final)
+    }
+
+    /// Like `next_frame`, but a regular frame is decrypted straight into `out`, from
+    /// the reader's own buffer when it holds the whole frame (no copy at all), else via
+    /// `buf`; returns the bytes placed in `out`. The final frame always goes through
+    /// `buf`, so that it is held back until the end checks pass.
+    fn next_frame_into(&mut self, out: &mut [u8]) -> Result<usize, EnvelopeError> {
+        let seq = self.seq;
+        let (iv, len, is_final) = self.read_frame_head()?;
+        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
+        let Some(dst) = out.get_mut(..len).filter(|_| !is_final) else {
+            self.read_frame_body(len)?;
+            self.key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(iv),
+                    Aad::from(aad),
+                    &mut self.buf,
+                )
+                .map_err(|_| EnvelopeError::BadFrame(seq))?;
+            self.ready = 0..len;
+            self.advance(is_final)?;
+            return Ok(0);
+        };
+        let avail = self.reader.fill_buf().map_err(EnvelopeError::from_read)?;
+        let opened = if let Some(frame) = avail.get(..len + TAG) {
+            if let Some((_, hash)) = &mut self.verifier {
+                hash.update(frame);
+            }
+            let (ct, tag) = frame.split_at(len);
+            let r = self.key.open_separate_gather(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(aad),
+                ct,
+                tag,
+                dst,
+            );
+            self.reader.consume(len + TAG);
+            r
         } else {
-            self.seq = next_seq(seq).ok_or(EnvelopeError::BadFrame(seq))?;
+            self.read_frame_body(len)?;
+            let (ct, tag) = self.buf.split_at(len);
+            self.key.open_separate_gather(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(aad),
+                ct,
+                tag,
+                dst,
+            )
+        };
+        if opened.is_err() {
+            // The output may hold unauthenticated plaintext: wipe it.
+            dst.iter_mut().for_each(|b| *b = 0);
+            return Err(EnvelopeError::BadFrame(seq));
         }
-        Ok(())
+        self.advance(false)?;
+        Ok(len)
     }
 
     /// After the final frame: the signature (signed suite), then the end of input.
@@ -263,7 +336,7 @@ impl<R: Read> Decryptor<R> {
     }
 }
 
-impl<R: Read> Read for Decryptor<R> {
+impl<R: BufRead> Read for Decryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.ready.is_empty() {
@@ -279,12 +352,23 @@ impl<R: Read> Read for Decryptor<R> {
                 State::Failed(e) => return Err(e.clone().into()),
                 State::Frames => {}
             }
-            if let Err(e) = self.next_frame() {
-                // Nothing of a damaged frame is handed out.
-                self.ready = 0..0;
-                self.buf.iter_mut().for_each(|b| *b = 0);
-                self.state = State::Failed(e.clone());
-                return Err(e.into());
+            // A caller's buffer that holds a whole frame gets it decrypted in place of
+            // a copy; otherwise the frame waits in `buf`.
+            let result = if out.len() >= self.frame {
+                self.next_frame_into(out)
+            } else {
+                self.next_frame().map(|()| 0)
+            };
+            match result {
+                Ok(0) => {}
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    // Nothing of a damaged frame is handed out.
+                    self.ready = 0..0;
+                    self.buf.iter_mut().for_each(|b| *b = 0);
+                    self.state = State::Failed(e.clone());
+                    return Err(e.into());
+                }
             }
         }
     }

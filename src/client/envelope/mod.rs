@@ -23,7 +23,7 @@ mod suite;
 
 pub use caching::CachingMaterialsManager;
 pub use decrypt::{Decryptor, MessageHeader};
-pub use encrypt::Encryptor;
+pub use encrypt::{encrypt_to_vec, Encryptor};
 pub use error::EnvelopeError;
 pub use header::Header;
 pub use keyring::{Keyring, KmsKeyring, MultiKeyring, RawAesKeyring, KMS_PROVIDER_ID};
@@ -176,7 +176,8 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let reader = SyncIoBridge::new(reader);
+    // A buffer that holds several frames lets most frames decrypt without a copy.
+    let reader = std::io::BufReader::with_capacity(1 << 20, SyncIoBridge::new(reader));
     let opts = options.clone();
     let head = blocking(move || MessageHeader::read(reader, &opts)).await?;
     let materials = manager.decryption_materials(head.request()).await?;

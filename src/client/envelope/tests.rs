@@ -135,8 +135,15 @@ fn frame_spans(msg_len: usize, frame: usize, frames: usize, last: usize) -> Vec<
     spans
 }
 
-/// Decrypts through the streaming reader; returns what it released and the error.
+/// Decrypts through the streaming reader in 3-byte reads; returns what it released and
+/// the error.
 fn stream_dec(msg: &[u8]) -> (Vec<u8>, Option<EnvelopeError>) {
+    stream_dec_with(msg, 3)
+}
+
+/// The same with reads of `chunk` bytes (a chunk of a frame or more takes the path that
+/// decrypts straight into the caller's buffer).
+fn stream_dec_with(msg: &[u8], chunk: usize) -> (Vec<u8>, Option<EnvelopeError>) {
     let head = match MessageHeader::read(msg, &DecryptOptions::default()) {
         Ok(h) => h,
         Err(e) => return (Vec::new(), Some(e)),
@@ -150,18 +157,36 @@ fn stream_dec(msg: &[u8]) -> (Vec<u8>, Option<EnvelopeError>) {
         Err(e) => return (Vec::new(), Some(e)),
     };
     let mut out = Vec::new();
-    let mut buf = [0u8; 3];
+    let mut buf = vec![0u8; chunk];
     loop {
+        buf.iter_mut().for_each(|b| *b = 0);
         match d.read(&mut buf) {
             Ok(0) => return (out, None),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => return (out, super::error::envelope_cause(&e)),
+            Err(e) => {
+                // Whatever the failed read left in the buffer is not plaintext.
+                assert!(buf.iter().all(|b| *b == 0) || !pt_like(&buf), "leak");
+                return (out, super::error::envelope_cause(&e));
+            }
         }
     }
 }
 
+/// True when `buf` contains a run of the test plaintext (bytes counting up by one).
+fn pt_like(buf: &[u8]) -> bool {
+    buf.windows(8)
+        .any(|w| w.windows(2).all(|p| p[1] == p[0].wrapping_add(1)))
+}
+
 #[test]
 fn a_damaged_frame_releases_nothing_of_itself_or_after_it() {
+    for chunk in [3usize, 16, 64] {
+        damaged_frames_refused(chunk);
+    }
+}
+
+fn damaged_frames_refused(chunk: usize) {
+    let stream_dec = |m: &[u8]| stream_dec_with(m, chunk);
     let frame = 16usize;
     let pt: Vec<u8> = (0..(16 * 3 + 5)).map(|i| i as u8).collect();
     let msg = enc(&pt, Suite::Committing, frame as u32);

@@ -193,6 +193,7 @@ pub(crate) fn decrypt_file(conn: &Conn, a: DecryptFileArgs) -> CliResult {
     let options = DecryptOptions {
         max_edks: a.max_edks,
         expected_context: a.context.into_iter().collect(),
+        ..DecryptOptions::default()
     };
     // A buffer of several frames: most frames then decrypt straight out of it.
     let input = BufReader::with_capacity(1 << 20, Progress::new(input, len, a.quiet));

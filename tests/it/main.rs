@@ -19,6 +19,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod crypto;
+mod envelope;
 mod grants;
 mod identity;
 mod iv_budget;

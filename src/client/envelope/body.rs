@@ -7,6 +7,8 @@
 pub(crate) const FINAL_MARK: u32 = 0xFFFF_FFFF;
 pub(crate) const FRAME_AAD: &[u8] = b"AWSKMSEncryptionClient Frame";
 pub(crate) const FINAL_AAD: &[u8] = b"AWSKMSEncryptionClient Final Frame";
+/// The content string of a non-framed body (IV | u64 length | ciphertext | tag).
+pub(crate) const SINGLE_BLOCK_AAD: &[u8] = b"AWSKMSEncryptionClient Single Block";
 
 /// The IV the SDKs write for frame `seq`.
 pub(crate) fn frame_iv(seq: u32) -> [u8; 12] {
@@ -18,10 +20,19 @@ pub(crate) fn frame_iv(seq: u32) -> [u8; 12] {
 /// The AAD of frame `seq` with `len` content bytes.
 pub(crate) fn frame_aad(message_id: &[u8; 32], is_final: bool, seq: u32, len: u64) -> Vec<u8> {
     let content = if is_final { FINAL_AAD } else { FRAME_AAD };
+    body_aad(message_id, content, &seq.to_be_bytes(), len)
+}
+
+/// The AAD of a non-framed body of `len` bytes (its sequence number is always 1).
+pub(crate) fn single_block_aad(message_id: &[u8; 32], len: u64) -> Vec<u8> {
+    body_aad(message_id, SINGLE_BLOCK_AAD, &1u32.to_be_bytes(), len)
+}
+
+fn body_aad(message_id: &[u8; 32], content: &[u8], seq: &[u8; 4], len: u64) -> Vec<u8> {
     let mut aad = Vec::with_capacity(message_id.len() + content.len() + 12);
     aad.extend_from_slice(message_id);
     aad.extend_from_slice(content);
-    aad.extend_from_slice(&seq.to_be_bytes());
+    aad.extend_from_slice(seq);
     aad.extend_from_slice(&len.to_be_bytes());
     aad
 }

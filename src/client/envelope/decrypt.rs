@@ -14,7 +14,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use aws_lc_rs::digest;
 use zeroize::Zeroizing;
 
-use super::body::{frame_aad, next_seq, FINAL_MARK};
+use super::body::{frame_aad, next_seq, single_block_aad, FINAL_MARK};
 use super::header::{Header, TAG};
 use super::signature::{new_hash, VerificationKey};
 use super::{DecryptOptions, DecryptionMaterials, DecryptionRequest, EnvelopeError};
@@ -26,6 +26,7 @@ pub struct MessageHeader<R: BufRead> {
     header: Header,
     /// Header body and tag, as read.
     raw: Vec<u8>,
+    max_unframed: u64,
 }
 
 impl<R: BufRead> MessageHeader<R> {
@@ -47,6 +48,7 @@ impl<R: BufRead> MessageHeader<R> {
             reader,
             header,
             raw,
+            max_unframed: options.max_unframed_length,
         })
     }
 
@@ -120,6 +122,7 @@ impl<R: BufRead> MessageHeader<R> {
             ready: 0..0,
             state: State::Frames,
             verifier,
+            max_unframed: self.max_unframed,
         })
     }
 }
@@ -146,6 +149,8 @@ pub struct Decryptor<R: BufRead> {
     ready: std::ops::Range<usize>,
     state: State,
     verifier: Option<(VerificationKey, digest::Context)>,
+    /// The largest non-framed body read (it must be held whole until its tag checks).
+    max_unframed: u64,
 }
 
 impl<R: BufRead> Decryptor<R> {
@@ -183,6 +188,36 @@ impl<R: BufRead> Decryptor<R> {
         Ok(u32::from_be_bytes(
             b.try_into().map_err(|_| EnvelopeError::Truncated)?,
         ))
+    }
+
+    /// Reads, authenticates and decrypts a non-framed body into `buf`. It cannot be
+    /// released before its one tag checks, so it is held whole, up to `max_unframed`.
+    fn single_block(&mut self) -> Result<(), EnvelopeError> {
+        let iv: [u8; 12] = self
+            .exact(12)?
+            .try_into()
+            .map_err(|_| EnvelopeError::Truncated)?;
+        let len_bytes: [u8; 8] = self
+            .exact(8)?
+            .try_into()
+            .map_err(|_| EnvelopeError::Truncated)?;
+        let len64 = u64::from_be_bytes(len_bytes);
+        if len64 > self.max_unframed {
+            return Err(EnvelopeError::UnframedTooLarge(self.max_unframed));
+        }
+        let len = usize::try_from(len64)
+            .map_err(|_| EnvelopeError::UnframedTooLarge(self.max_unframed))?;
+        self.read_frame_body(len)?;
+        let aad = single_block_aad(&self.message_id, len64);
+        self.key
+            .open_in_place(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(aad),
+                &mut self.buf,
+            )
+            .map_err(|_| EnvelopeError::BadFrame(1))?;
+        self.ready = 0..len;
+        self.advance(true)
     }
 
     /// Reads the next frame's header; returns (IV, content length, final?).
@@ -354,7 +389,9 @@ impl<R: BufRead> Read for Decryptor<R> {
             }
             // A caller's buffer that holds a whole frame gets it decrypted in place of
             // a copy; otherwise the frame waits in `buf`.
-            let result = if out.len() >= self.frame {
+            let result = if self.frame == 0 {
+                self.single_block().map(|()| 0)
+            } else if out.len() >= self.frame {
                 self.next_frame_into(out)
             } else {
                 self.next_frame().map(|()| 0)

@@ -42,6 +42,9 @@ pub enum EnvelopeError {
     /// The signature footer is missing, malformed or does not verify.
     #[error("the message signature does not verify")]
     BadSignature,
+    /// A non-framed body longer than the caller accepts (it must be held in memory).
+    #[error("the message is not framed and its body is longer than {0} bytes")]
+    UnframedTooLarge(u64),
     /// Bytes after the end of the message.
     #[error("the message has bytes after its end")]
     TrailingData,

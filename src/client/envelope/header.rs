@@ -11,6 +11,7 @@ use super::{serialize_context, EncryptedDataKey, EnvelopeError, Suite};
 
 const VERSION: u8 = 0x02;
 const FRAMED: u8 = 0x02;
+const NON_FRAMED: u8 = 0x01;
 /// GCM tag length.
 pub(crate) const TAG: usize = 16;
 
@@ -25,7 +26,8 @@ pub struct Header {
     pub context: BTreeMap<String, String>,
     /// The encrypted copies of the data key.
     pub edks: Vec<EncryptedDataKey>,
-    /// Plaintext bytes per frame.
+    /// Plaintext bytes per frame; 0 for a non-framed message (one block, which other
+    /// SDKs can write; read here, never written).
     pub frame_length: u32,
     pub(crate) commitment: [u8; 32],
 }
@@ -53,7 +55,11 @@ impl Header {
             push_u16_bytes(&mut out, &edk.provider_info)?;
             push_u16_bytes(&mut out, &edk.ciphertext)?;
         }
-        out.push(FRAMED);
+        out.push(if self.frame_length == 0 {
+            NON_FRAMED
+        } else {
+            FRAMED
+        });
         out.extend_from_slice(&self.frame_length.to_be_bytes());
         out.extend_from_slice(&self.commitment);
         Ok(out)
@@ -92,12 +98,17 @@ impl Header {
                 ciphertext: r.u16_bytes()?,
             });
         }
-        if r.u8()? != FRAMED {
-            return Err(EnvelopeError::Malformed("only framed content is supported"));
-        }
+        let content_type = r.u8()?;
         let frame_length = r.u32()?;
-        if frame_length == 0 {
-            return Err(EnvelopeError::Malformed("frame length 0"));
+        match (content_type, frame_length) {
+            (FRAMED, 1..) | (NON_FRAMED, 0) => {}
+            (FRAMED, 0) => return Err(EnvelopeError::Malformed("frame length 0")),
+            (NON_FRAMED, _) => {
+                return Err(EnvelopeError::Malformed(
+                    "a non-framed message with a frame length",
+                ))
+            }
+            _ => return Err(EnvelopeError::Malformed("unknown content type")),
         }
         let commitment = r.array::<32>()?;
         let header = Self {
@@ -152,7 +163,7 @@ impl<R: Read> Recorder<'_, R> {
     }
 }
 
-/// Parses a serialized context: sorted unique keys, UTF-8, nothing after the pairs.
+/// Parses a serialized context: unique UTF-8 keys, nothing after the pairs.
 pub(crate) fn parse_context(b: &[u8]) -> Result<BTreeMap<String, String>, EnvelopeError> {
     let mut ctx = BTreeMap::new();
     if b.is_empty() {
@@ -164,22 +175,18 @@ pub(crate) fn parse_context(b: &[u8]) -> Result<BTreeMap<String, String>, Envelo
         seen: Vec::new(),
     };
     let count = r.u16()?;
-    let mut last: Option<Vec<u8>> = None;
     for _ in 0..count {
         let k = r.u16_bytes()?;
         let v = r.u16_bytes()?;
-        // Sorted by key bytes, no duplicates: one context has one serialization.
-        if last.as_deref().is_some_and(|l| l >= k.as_slice()) {
-            return Err(EnvelopeError::Malformed(
-                "context keys are not sorted and unique",
-            ));
-        }
-        last = Some(k.clone());
         let k = String::from_utf8(k)
             .map_err(|_| EnvelopeError::Malformed("context key is not UTF-8"))?;
         let v = String::from_utf8(v)
             .map_err(|_| EnvelopeError::Malformed("context value is not UTF-8"))?;
-        ctx.insert(k, v);
+        // Writers sort the pairs, but published SDK messages exist that do not, and
+        // the header tag covers the bytes as written; a key twice is refused.
+        if ctx.insert(k, v).is_some() {
+            return Err(EnvelopeError::Malformed("a context key appears twice"));
+        }
     }
     // Older SDKs wrote an empty context as a zero pair count (00 02 00 00); that and
     // nothing longer is accepted, since the loop above read no pairs.

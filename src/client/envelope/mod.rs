@@ -84,6 +84,9 @@ pub struct DecryptOptions {
     pub max_edks: usize,
     /// Pairs the message's context must contain (it may contain more).
     pub expected_context: BTreeMap<String, String>,
+    /// The longest non-framed body accepted (such a body is held in memory whole until
+    /// its tag checks; p11kms never writes one, other SDKs can).
+    pub max_unframed_length: u64,
 }
 
 impl Default for DecryptOptions {
@@ -91,6 +94,7 @@ impl Default for DecryptOptions {
         Self {
             max_edks: MAX_EDKS,
             expected_context: BTreeMap::new(),
+            max_unframed_length: 64 << 20,
         }
     }
 }

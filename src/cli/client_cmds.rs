@@ -7,8 +7,7 @@ use base64::Engine as _;
 use clap::Args;
 use serde_json::{json, Value};
 
-use p11kms::client::{connect, Identity, KmsClient};
-use p11kms::dev::DevDir;
+use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
@@ -107,25 +106,12 @@ pub(crate) struct RandomArgs {
 
 /// Finds endpoint and identity: flags and env first, then the dev directory.
 pub(crate) async fn client(conn: &Conn) -> Result<KmsClient, Box<dyn std::error::Error>> {
-    let dev = DevDir::at(conn.data_dir.clone().unwrap_or_else(DevDir::default_root));
-    let identity_dir = match &conn.identity {
-        Some(d) => d.clone(),
-        None if dev.admin_identity().join("cert.pem").exists() => dev.admin_identity(),
-        None => {
-            return Err(format!(
-                "no identity: pass --identity DIR (cert.pem, key.pem, ca.pem), or start `p11kms serve --dev` so that the dev admin identity exists in {}",
-                dev.root().display()
-            )
-            .into())
-        }
-    };
-    let endpoint = match &conn.endpoint {
-        Some(e) => e.clone(),
-        None => std::fs::read_to_string(dev.endpoint_file())
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| format!("https://{}", p11kms::dev::DEV_LISTEN)),
-    };
-    Ok(connect(&endpoint, &Identity::from_dir(&identity_dir)?).await?)
+    Ok(p11kms::client::connect_default(
+        conn.endpoint.as_deref(),
+        conn.identity.as_deref(),
+        conn.data_dir.as_deref(),
+    )
+    .await?)
 }
 
 fn ctx(pairs: Vec<(String, String)>) -> HashMap<String, String> {

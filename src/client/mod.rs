@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::api::ERROR_TYPE_HEADER;
 use crate::proto::key_management_service_client::KeyManagementServiceClient;
 
-/// The raw gRPC client over a channel.
+/// The gRPC client over an mTLS channel. Cheap to clone: clones share the connection.
 pub type KmsClient = KeyManagementServiceClient<Channel>;
 
 /// Why a connection could not be made.
@@ -28,6 +28,9 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// No identity to connect with.
+    #[error("no identity: pass one (cert.pem, key.pem, ca.pem), or start `p11kms serve --dev` so that the dev admin identity exists in {}", .0.display())]
+    NoIdentity(PathBuf),
     /// Bad endpoint or TLS failure.
     #[error("cannot connect to {endpoint}")]
     Transport {
@@ -83,6 +86,33 @@ pub async fn connect(endpoint: &str, identity: &Identity) -> Result<KmsClient, C
         .await
         .map_err(err)?;
     Ok(KeyManagementServiceClient::new(channel))
+}
+
+/// Connects the way the CLI does: `endpoint` and `identity` when given, otherwise the
+/// dev daemon of the dev directory `dev_root` (default `$P11KMS_DEV_DIR` or
+/// ~/.p11kms/dev): the address it wrote there and its admin identity.
+pub async fn connect_default(
+    endpoint: Option<&str>,
+    identity: Option<&Path>,
+    dev_root: Option<&Path>,
+) -> Result<KmsClient, ClientError> {
+    let dev = crate::dev::DevDir::at(
+        dev_root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(crate::dev::DevDir::default_root),
+    );
+    let identity_dir = match identity {
+        Some(d) => d.to_path_buf(),
+        None if dev.admin_identity().join("cert.pem").exists() => dev.admin_identity(),
+        None => return Err(ClientError::NoIdentity(dev.root().to_path_buf())),
+    };
+    let endpoint = match endpoint {
+        Some(e) => e.to_owned(),
+        None => std::fs::read_to_string(dev.endpoint_file())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| format!("https://{}", crate::dev::DEV_LISTEN)),
+    };
+    connect(&endpoint, &Identity::from_dir(&identity_dir)?).await
 }
 
 /// The AWS KMS error name of a failed call, when the daemon sent one.

@@ -20,6 +20,7 @@ mod concurrency;
 mod config;
 mod crypto;
 mod envelope;
+mod esdk_kms;
 mod grants;
 mod identity;
 mod iv_budget;

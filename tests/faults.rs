@@ -17,7 +17,8 @@ use p11kms::dev::DevDir;
 use p11kms::domain::{AccountId, KeyId, MaterialVersion, Pin, Plaintext};
 use p11kms::hsm::{HsmPool, Module, PoolConfig, TokenSelector};
 use p11kms::store::{
-    GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore, SqliteStore, Store, StoreError,
+    AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
+    SqliteStore, Store, StoreError,
 };
 use p11kms::vault::{CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings};
 
@@ -103,6 +104,36 @@ impl PolicyStore for FaultyStore {
     }
     fn untag_principal(&self, p: &str, k: &[String]) -> Result<(), StoreError> {
         self.inner.untag_principal(p, k)
+    }
+}
+
+impl AliasStore for FaultyStore {
+    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
+        self.inner.insert_alias(a)
+    }
+    fn update_alias(
+        &self,
+        a: &AccountId,
+        n: &str,
+        k: &KeyId,
+        t: std::time::SystemTime,
+    ) -> Result<(), StoreError> {
+        self.inner.update_alias(a, n, k, t)
+    }
+    fn delete_alias(&self, a: &AccountId, n: &str) -> Result<bool, StoreError> {
+        self.inner.delete_alias(a, n)
+    }
+    fn alias(&self, a: &AccountId, n: &str) -> Result<Option<AliasRecord>, StoreError> {
+        self.inner.alias(a, n)
+    }
+    fn list_aliases(
+        &self,
+        a: &AccountId,
+        k: Option<&KeyId>,
+        after: Option<&str>,
+        l: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        self.inner.list_aliases(a, k, after, l)
     }
 }
 

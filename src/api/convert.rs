@@ -85,3 +85,14 @@ pub(super) fn grant_page(page: GrantPage) -> proto::ListGrantsResponse {
         next_marker: page.next_marker.unwrap_or_default(),
     }
 }
+
+/// An alias as ListAliases shows it.
+pub(super) fn alias_entry(a: crate::vault::AliasEntry) -> proto::AliasListEntry {
+    proto::AliasListEntry {
+        alias_name: a.alias_name,
+        alias_arn: a.alias_arn,
+        target_key_id: a.target_key_id.to_string(),
+        creation_date: Some(timestamp(a.creation_date)),
+        last_updated_date: Some(timestamp(a.last_updated_date)),
+    }
+}

@@ -10,7 +10,7 @@ use tracing::field::Empty;
 use tracing::{debug, debug_span, error, Instrument as _, Span};
 use uuid::Uuid;
 
-use super::convert::{context, grant_constraints, grant_page, key_metadata};
+use super::convert::{self, context, grant_constraints, grant_page, key_metadata};
 use super::status::to_status;
 use super::tls::Peer;
 use super::{ON_BEHALF_OF_HEADER, REQUEST_ID_HEADER};
@@ -18,7 +18,7 @@ use crate::domain::Plaintext;
 use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
     Caller, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError,
-    ListKeysInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
+    ListAliasesInput, ListKeysInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
 };
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
@@ -618,6 +618,72 @@ impl KeyManagementService for KmsService {
         self.handle("EnableKey", &key_id, req, |caller, m| async move {
             self.vault.set_enabled(&caller, &m.key_id, true).await?;
             Ok(proto::EnableKeyResponse {})
+        })
+        .await
+    }
+
+    async fn create_alias(
+        &self,
+        req: Request<proto::CreateAliasRequest>,
+    ) -> Result<Response<proto::CreateAliasResponse>, Status> {
+        let key_id = req.get_ref().target_key_id.clone();
+        self.handle("CreateAlias", &key_id, req, |caller, m| async move {
+            self.vault
+                .create_alias(&caller, &m.alias_name, &m.target_key_id)
+                .await?;
+            Ok(proto::CreateAliasResponse {})
+        })
+        .await
+    }
+
+    async fn update_alias(
+        &self,
+        req: Request<proto::UpdateAliasRequest>,
+    ) -> Result<Response<proto::UpdateAliasResponse>, Status> {
+        let key_id = req.get_ref().target_key_id.clone();
+        self.handle("UpdateAlias", &key_id, req, |caller, m| async move {
+            self.vault
+                .update_alias(&caller, &m.alias_name, &m.target_key_id)
+                .await?;
+            Ok(proto::UpdateAliasResponse {})
+        })
+        .await
+    }
+
+    async fn delete_alias(
+        &self,
+        req: Request<proto::DeleteAliasRequest>,
+    ) -> Result<Response<proto::DeleteAliasResponse>, Status> {
+        let name = req.get_ref().alias_name.clone();
+        self.handle("DeleteAlias", &name, req, |caller, m| async move {
+            self.vault.delete_alias(&caller, &m.alias_name).await?;
+            Ok(proto::DeleteAliasResponse {})
+        })
+        .await
+    }
+
+    async fn list_aliases(
+        &self,
+        req: Request<proto::ListAliasesRequest>,
+    ) -> Result<Response<proto::ListAliasesResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("ListAliases", &key_id, req, |caller, m| async move {
+            let out = self
+                .vault
+                .list_aliases(
+                    &caller,
+                    ListAliasesInput {
+                        key_id: m.key_id,
+                        limit: m.limit,
+                        marker: m.marker,
+                    },
+                )
+                .await?;
+            Ok(proto::ListAliasesResponse {
+                aliases: out.aliases.into_iter().map(convert::alias_entry).collect(),
+                truncated: out.next_marker.is_some(),
+                next_marker: out.next_marker.unwrap_or_default(),
+            })
         })
         .await
     }

@@ -21,7 +21,9 @@ pub fn code_of(e: &KmsError) -> Code {
         | KmsError::InvalidMarker(_)
         | KmsError::MalformedPolicyDocument(_)
         | KmsError::InvalidGrantToken(_)
-        | KmsError::InvalidGrantId(_) => Code::InvalidArgument,
+        | KmsError::InvalidGrantId(_)
+        | KmsError::InvalidAliasName(_) => Code::InvalidArgument,
+        KmsError::AlreadyExists(_) => Code::AlreadyExists,
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::AccessDenied(_) => Code::PermissionDenied,
         KmsError::UnrecognizedClient(_) => Code::Unauthenticated,
@@ -119,6 +121,16 @@ mod tests {
                 KmsError::LimitExceeded("x".into()),
                 Code::ResourceExhausted,
                 "LimitExceededException",
+            ),
+            (
+                KmsError::AlreadyExists("x".into()),
+                Code::AlreadyExists,
+                "AlreadyExistsException",
+            ),
+            (
+                KmsError::InvalidAliasName("x".into()),
+                Code::InvalidArgument,
+                "InvalidAliasNameException",
             ),
             (
                 KmsError::UnsupportedOperation("x".into()),

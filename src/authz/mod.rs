@@ -53,6 +53,14 @@ impl Action {
     pub const ENABLE_KEY: Self = Self("kms:EnableKey");
     /// kms:DisableKey
     pub const DISABLE_KEY: Self = Self("kms:DisableKey");
+    /// kms:CreateAlias (on the alias and on the key).
+    pub const CREATE_ALIAS: Self = Self("kms:CreateAlias");
+    /// kms:UpdateAlias (on the alias, the old key and the new key).
+    pub const UPDATE_ALIAS: Self = Self("kms:UpdateAlias");
+    /// kms:DeleteAlias (on the alias and on the key).
+    pub const DELETE_ALIAS: Self = Self("kms:DeleteAlias");
+    /// kms:ListAliases.
+    pub const LIST_ALIASES: Self = Self("kms:ListAliases");
     /// kms:CreateGrant
     pub const CREATE_GRANT: Self = Self("kms:CreateGrant");
     /// kms:ListGrants

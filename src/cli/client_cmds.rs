@@ -11,7 +11,7 @@ use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
-use super::{Command, ConfigCmd, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
+use super::{AliasCmd, Command, ConfigCmd, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -127,15 +127,17 @@ fn read_blob(path: &Path, raw: bool) -> Result<Vec<u8>, Box<dyn std::error::Erro
     })
 }
 
+/// A timestamp as the AWS CLI prints it (RFC 3339), or null.
+fn date(t: Option<prost_types::Timestamp>) -> Option<String> {
+    t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
 fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
     let Some(m) = m else { return Value::Null };
-    let date = |t: Option<prost_types::Timestamp>| {
-        t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
-            .and_then(|d| {
-                d.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-    };
     json!({
         "AWSAccountId": m.aws_account_id,
         "KeyId": m.key_id,
@@ -254,6 +256,50 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                             json!({ "Keys": keys, "Truncated": true, "NextMarker": r.next_marker })
                         } else {
                             json!({ "Keys": keys, "Truncated": false })
+                        };
+                        return print_json(&out);
+                    }
+                    marker = r.next_marker;
+                }
+            }
+            Command::Alias(AliasCmd::Create { alias_name, target_key_id }) => {
+                c.create_alias(proto::CreateAliasRequest { alias_name, target_key_id })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Alias(AliasCmd::Update { alias_name, target_key_id }) => {
+                c.update_alias(proto::UpdateAliasRequest { alias_name, target_key_id })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Alias(AliasCmd::Delete { alias_name }) => {
+                c.delete_alias(proto::DeleteAliasRequest { alias_name }).await.map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Alias(AliasCmd::List { key_id, limit, mut marker, all }) => {
+                let mut aliases = Vec::new();
+                loop {
+                    let r = c
+                        .list_aliases(proto::ListAliasesRequest { key_id: key_id.clone(), limit, marker: marker.clone() })
+                        .await
+                        .map_err(call_failed)?
+                        .into_inner();
+                    aliases.extend(r.aliases.into_iter().map(|a| {
+                        json!({
+                            "AliasName": a.alias_name,
+                            "AliasArn": a.alias_arn,
+                            "TargetKeyId": a.target_key_id,
+                            "CreationDate": date(a.creation_date),
+                            "LastUpdatedDate": date(a.last_updated_date),
+                        })
+                    }));
+                    if !(all && r.truncated) {
+                        let out = if r.truncated {
+                            json!({ "Aliases": aliases, "Truncated": true, "NextMarker": r.next_marker })
+                        } else {
+                            json!({ "Aliases": aliases, "Truncated": false })
                         };
                         return print_json(&out);
                     }

@@ -65,6 +65,9 @@ pub(crate) enum Command {
     /// Encrypted configuration files: placeholders that services decrypt at start-up.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Aliases: names for keys, usable wherever a key id is.
+    #[command(subcommand)]
+    Alias(AliasCmd),
     /// Envelope-encrypt a file or stream (AWS Encryption SDK message format); only the
     /// data key meets the daemon.
     EncryptFile(files::EncryptFileArgs),
@@ -250,6 +253,49 @@ pub(crate) enum DevCmd {
     /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AliasCmd {
+    /// Give a key a name (alias/…).
+    Create {
+        /// alias/ followed by letters, digits, /, _ and -.
+        #[arg(long)]
+        alias_name: String,
+        /// Key id or key ARN.
+        #[arg(long)]
+        target_key_id: String,
+    },
+    /// Point an alias at another key.
+    Update {
+        /// The alias.
+        #[arg(long)]
+        alias_name: String,
+        /// Key id or key ARN of the new key.
+        #[arg(long)]
+        target_key_id: String,
+    },
+    /// Delete an alias (the key stays).
+    Delete {
+        /// The alias.
+        #[arg(long)]
+        alias_name: String,
+    },
+    /// List the account's aliases, or one key's.
+    List {
+        /// Only this key's aliases (key id or key ARN).
+        #[arg(long, default_value = "")]
+        key_id: String,
+        /// Page size (1..100).
+        #[arg(long)]
+        limit: Option<i32>,
+        /// NextMarker of a previous page.
+        #[arg(long, default_value = "")]
+        marker: String,
+        /// Follow NextMarker to the end.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

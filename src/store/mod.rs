@@ -6,7 +6,7 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-pub use record::{GrantRecord, KeyRecord, MaterialRecord};
+pub use record::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{AccountId, KeyId, MaterialVersion};
@@ -41,7 +41,7 @@ pub enum StoreError {
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off
 /// the async runtime.
-pub trait Store: PolicyStore + GrantStore + Send + Sync + 'static {
+pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
     /// Inserts a new key with its first material version.
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError>;
     /// One key with all its material versions.
@@ -95,6 +95,33 @@ pub trait PolicyStore {
     ) -> Result<(), StoreError>;
     /// Removes tags by key.
     fn untag_principal(&self, principal: &str, keys: &[String]) -> Result<(), StoreError>;
+}
+
+/// Aliases: per-account names for keys.
+pub trait AliasStore {
+    /// Adds an alias; AlreadyExists when the account has one of that name.
+    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
+    /// Points an existing alias at another key; Missing when there is none.
+    fn update_alias(
+        &self,
+        account: &AccountId,
+        name: &str,
+        key: &KeyId,
+        at: std::time::SystemTime,
+    ) -> Result<(), StoreError>;
+    /// Removes an alias; false when there was none.
+    fn delete_alias(&self, account: &AccountId, name: &str) -> Result<bool, StoreError>;
+    /// One alias of an account.
+    fn alias(&self, account: &AccountId, name: &str) -> Result<Option<AliasRecord>, StoreError>;
+    /// An account's aliases (of one key, when given) after `after`, by name, at most
+    /// `limit`.
+    fn list_aliases(
+        &self,
+        account: &AccountId,
+        key: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError>;
 }
 
 /// Grants, and the daemon's own secrets.

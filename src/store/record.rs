@@ -76,3 +76,18 @@ pub struct GrantRecord {
     /// When.
     pub creation_date: SystemTime,
 }
+
+/// An alias as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// The account it belongs to.
+    pub account: AccountId,
+    /// `alias/…`.
+    pub name: String,
+    /// The key it points at.
+    pub key_id: KeyId,
+    /// When it was made.
+    pub created: SystemTime,
+    /// When it was last pointed at a key.
+    pub updated: SystemTime,
+}

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore, Store, StoreError};
+use super::{
+    AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
+    Store, StoreError,
+};
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -68,6 +71,16 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value BLOB NOT NULL
      ) WITHOUT ROWID;",
+    // 4: aliases.
+    "CREATE TABLE aliases (
+        account    TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        key_id     TEXT NOT NULL REFERENCES keys(key_id),
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (account, name)
+     ) WITHOUT ROWID;
+     CREATE INDEX aliases_by_key ON aliases(key_id, name);",
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -504,6 +517,116 @@ fn to_grant(row: GrantRow) -> Result<GrantRecord, StoreError> {
 
 const GRANT_COLUMNS: &str =
     "grant_id, key_id, name, grantee, retiring, operations, constraints, issuing_account, creation_ms";
+
+const ALIAS_COLUMNS: &str = "account, name, key_id, created_ms, updated_ms";
+
+fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn alias_record(
+    (account, name, key_id, created, updated): (String, String, String, i64, i64),
+) -> Result<AliasRecord, StoreError> {
+    Ok(AliasRecord {
+        account: account
+            .parse()
+            .map_err(|_| StoreError::Corrupt("alias account"))?,
+        name,
+        key_id: key_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt("alias key id"))?,
+        created: from_ms(created),
+        updated: from_ms(updated),
+    })
+}
+
+impl AliasStore for SqliteStore {
+    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
+        let r = self.conn().execute(
+            &format!("INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            params![
+                a.account.as_str(),
+                a.name,
+                a.key_id.to_string(),
+                to_ms(a.created),
+                to_ms(a.updated)
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::AlreadyExists("alias"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn update_alias(
+        &self,
+        account: &AccountId,
+        name: &str,
+        key: &KeyId,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE aliases SET key_id = ?3, updated_ms = ?4 WHERE account = ?1 AND name = ?2",
+            params![account.as_str(), name, key.to_string(), to_ms(at)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("alias"));
+        }
+        Ok(())
+    }
+
+    fn delete_alias(&self, account: &AccountId, name: &str) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM aliases WHERE account = ?1 AND name = ?2",
+            params![account.as_str(), name],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn alias(&self, account: &AccountId, name: &str) -> Result<Option<AliasRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ALIAS_COLUMNS} FROM aliases WHERE account = ?1 AND name = ?2"
+        ))?;
+        let row = stmt
+            .query_row(params![account.as_str(), name], alias_row)
+            .optional()?;
+        row.map(alias_record).transpose()
+    }
+
+    fn list_aliases(
+        &self,
+        account: &AccountId,
+        key: Option<&KeyId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ALIAS_COLUMNS} FROM aliases
+             WHERE account = ?1 AND (?2 IS NULL OR key_id = ?2) AND name > ?3
+             ORDER BY name LIMIT ?4"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    account.as_str(),
+                    key.map(|k| k.to_string()),
+                    after.unwrap_or(""),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                alias_row,
+            )?
+            .map(|r| alias_record(r?))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
 
 impl GrantStore for SqliteStore {
     fn insert_grant(

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{GrantRecord, KeyRecord, MaterialRecord, Store, StoreError};
+use super::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord, Store, StoreError};
 use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
 
 fn record(account: &str) -> KeyRecord {
@@ -47,6 +47,80 @@ pub(super) fn run(store: &dyn Store) {
     key_policies(store);
     identity_policies_and_tags(store);
     grants(store);
+    aliases(store);
+}
+
+fn aliases(store: &dyn Store) {
+    let a = record("111111111111");
+    let b = record("111111111111");
+    store.insert_key(&a).unwrap();
+    store.insert_key(&b).unwrap();
+    let account: AccountId = "111111111111".parse().unwrap();
+    let other: AccountId = "222222222222".parse().unwrap();
+    let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+    let alias = |name: &str, key: KeyId| AliasRecord {
+        account: account.clone(),
+        name: name.into(),
+        key_id: key,
+        created: at,
+        updated: at,
+    };
+    for (n, k) in [
+        ("alias/b", a.key_id),
+        ("alias/a", a.key_id),
+        ("alias/c", b.key_id),
+    ] {
+        store.insert_alias(&alias(n, k)).unwrap();
+    }
+    assert!(matches!(
+        store.insert_alias(&alias("alias/a", b.key_id)),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.alias(&account, "alias/a").unwrap(),
+        Some(alias("alias/a", a.key_id))
+    );
+    assert_eq!(store.alias(&other, "alias/a").unwrap(), None);
+    let names = |v: Vec<AliasRecord>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_aliases(&account, None, None, 10).unwrap()),
+        ["alias/a", "alias/b", "alias/c"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_aliases(&account, Some(&a.key_id), None, 10)
+                .unwrap()
+        ),
+        ["alias/a", "alias/b"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_aliases(&account, None, Some("alias/a"), 1)
+                .unwrap()
+        ),
+        ["alias/b"]
+    );
+    let later = at + Duration::from_secs(5);
+    store
+        .update_alias(&account, "alias/a", &b.key_id, later)
+        .unwrap();
+    let moved = store.alias(&account, "alias/a").unwrap().unwrap();
+    assert_eq!(
+        (moved.key_id, moved.created, moved.updated),
+        (b.key_id, at, later)
+    );
+    assert!(matches!(
+        store.update_alias(&account, "alias/none", &b.key_id, later),
+        Err(StoreError::Missing(_))
+    ));
+    assert!(store.delete_alias(&account, "alias/a").unwrap());
+    assert!(!store.delete_alias(&account, "alias/a").unwrap());
+    assert!(store
+        .list_aliases(&other, None, None, 10)
+        .unwrap()
+        .is_empty());
 }
 
 fn grant_record(key: KeyId, id: &str, grantee: &str, retiring: Option<&str>) -> GrantRecord {

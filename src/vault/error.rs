@@ -51,6 +51,12 @@ pub enum KmsError {
     /// A quota was exceeded.
     #[error("{0}")]
     LimitExceeded(String),
+    /// A resource of that name exists already (an alias).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// An alias name that breaks the naming rules or uses the reserved alias/aws/.
+    #[error("{0}")]
+    InvalidAliasName(String),
     /// A valid AWS request that p11kms does not support (yet).
     #[error("{0}")]
     UnsupportedOperation(String),
@@ -80,6 +86,8 @@ impl KmsError {
             Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
             Self::InvalidGrantId(_) => "InvalidGrantIdException",
             Self::LimitExceeded(_) => "LimitExceededException",
+            Self::AlreadyExists(_) => "AlreadyExistsException",
+            Self::InvalidAliasName(_) => "InvalidAliasNameException",
             Self::UnsupportedOperation(_) => "UnsupportedOperationException",
             Self::KeyUnavailable(_) => "KeyUnavailableException",
             Self::Internal(_) => "KMSInternalException",

@@ -252,6 +252,10 @@ impl KeyCache {
 enum KeyRef {
     Id(KeyId),
     Arn(KeyArn),
+    /// `alias/…` of the caller's account.
+    Alias(String),
+    /// `arn:…:alias/…`: partition, region, account, name.
+    AliasArn(String, String, AccountId, String),
 }
 
 fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
@@ -263,10 +267,11 @@ fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
             "KeyId must be at most {MAX_KEY_ID_LEN} characters"
         )));
     }
-    if s.starts_with("alias/") || (s.starts_with("arn:") && s.contains(":alias/")) {
-        return Err(KmsError::NotFound(
-            "aliases are not supported by this version of p11kms; use a key id or key ARN".into(),
-        ));
+    if s.starts_with("alias/") {
+        return Ok(KeyRef::Alias(s.to_owned()));
+    }
+    if s.starts_with("arn:") && s.contains(":alias/") {
+        return parse_alias_arn(s).ok_or_else(|| KmsError::NotFound(format!("Invalid arn: {s:?}")));
     }
     if s.starts_with("arn:") {
         return s
@@ -277,6 +282,28 @@ fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
     s.parse()
         .map(KeyRef::Id)
         .map_err(|e| KmsError::NotFound(format!("Invalid keyId: {e}")))
+}
+
+/// `arn:<partition>:kms:<region>:<account>:alias/<name>`.
+fn parse_alias_arn(s: &str) -> Option<KeyRef> {
+    let mut parts = s.splitn(6, ':');
+    let (arn, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if arn != "arn" || service != "kms" || !resource.starts_with("alias/") {
+        return None;
+    }
+    Some(KeyRef::AliasArn(
+        partition.to_owned(),
+        region.to_owned(),
+        account.parse().ok()?,
+        resource.to_owned(),
+    ))
 }
 
 impl Vault {
@@ -318,6 +345,18 @@ impl Vault {
                     return Err(not_found(&arn));
                 }
                 (arn.key_id, arn.account)
+            }
+            KeyRef::Alias(name) => {
+                let account = caller.principal.account().clone();
+                (self.key_of_alias(&account, &name).await?, account)
+            }
+            KeyRef::AliasArn(partition, region, account, name) => {
+                if partition != self.settings.partition.as_str()
+                    || region != self.settings.region.as_str()
+                {
+                    return Err(KmsError::NotFound(format!("Alias {key_id} is not found.")));
+                }
+                (self.key_of_alias(&account, &name).await?, account)
             }
         };
         match self.key(id).await? {

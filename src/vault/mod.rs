@@ -2,6 +2,7 @@
 //! → check key state → HSM → store. The transport calls one method per request; nothing
 //! here knows protobuf.
 
+mod aliases;
 mod authorize;
 pub mod blob;
 mod create_key;
@@ -24,6 +25,7 @@ mod validate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use aliases::{AliasEntry, ListAliasesInput, ListAliasesOutput, MAX_ALIAS_NAME_LEN};
 pub use authorize::TrustedService;
 pub use create_key::{CreateKeyInput, MAX_KEYS_PER_ACCOUNT};
 pub use decrypt::{DecryptInput, DecryptOutput};
@@ -74,6 +76,7 @@ pub struct Vault {
     hsm: HsmPool,
     store: Arc<dyn Store>,
     keys: KeyCache,
+    aliases: aliases::AliasCache,
     principals: authorize::PrincipalCache,
     grant_tokens: grants::TokenKey,
     settings: VaultSettings,
@@ -100,6 +103,7 @@ impl Vault {
         Ok(Self {
             hsm,
             keys: KeyCache::new(max),
+            aliases: aliases::AliasCache::default(),
             principals: authorize::PrincipalCache::default(),
             grant_tokens: grants::TokenKey::new(&token_secret),
             store,

@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod aliases;
 mod bad_input;
 mod blob_mutations;
 mod cli;

@@ -1,0 +1,368 @@
+//! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases, and the alias cache that
+//! lets every KeyId parameter name a key by alias name or alias ARN.
+//!
+//! As in AWS, managing an alias needs the permission on the alias (an identity policy:
+//! an alias has no policy of its own) and on every key it touches (key policy, identity
+//! policy or grant). Aliases belong to the caller's account; there is no cross-account
+//! alias management.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::SystemTime;
+
+use super::authorize::Authz;
+use super::keys::KeyEntry;
+use super::{Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{AccountId, KeyId, KeyState};
+use crate::store::{AliasRecord, StoreError};
+
+/// The longest alias name, `alias/` included.
+pub const MAX_ALIAS_NAME_LEN: usize = 256;
+const PREFIX: &str = "alias/";
+const RESERVED: &str = "alias/aws/";
+
+/// One alias as ListAliases shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliasEntry {
+    /// `alias/…`.
+    pub alias_name: String,
+    /// `arn:…:alias/…`.
+    pub alias_arn: String,
+    /// The key id it points at.
+    pub target_key_id: KeyId,
+    /// When it was made.
+    pub creation_date: SystemTime,
+    /// When it was last pointed at a key.
+    pub last_updated_date: SystemTime,
+}
+
+/// ListAliases parameters.
+#[derive(Debug, Default)]
+pub struct ListAliasesInput {
+    /// Only the aliases of this key (key id or key ARN); all of the account's when empty.
+    pub key_id: String,
+    /// Page size, 1..100; 50 when absent (as AWS).
+    pub limit: Option<i32>,
+    /// NextMarker from the previous page; empty for the first page.
+    pub marker: String,
+}
+
+/// One page of aliases.
+#[derive(Debug)]
+pub struct ListAliasesOutput {
+    /// The aliases, by name.
+    pub aliases: Vec<AliasEntry>,
+    /// Marker for the next page, when truncated.
+    pub next_marker: Option<String>,
+}
+
+/// Alias name → key id, per account, for the aliases this process has resolved.
+/// Changed only by this process's alias operations, which update it after the store.
+#[derive(Default)]
+pub(crate) struct AliasCache(RwLock<HashMap<(AccountId, String), KeyId>>);
+
+impl AliasCache {
+    fn get(&self, account: &AccountId, name: &str) -> Option<KeyId> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(account.clone(), name.to_owned()))
+            .copied()
+    }
+    fn set(&self, account: &AccountId, name: &str, key: Option<KeyId>) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let k = (account.clone(), name.to_owned());
+        match key {
+            Some(id) => map.insert(k, id),
+            None => map.remove(&k),
+        };
+    }
+}
+
+/// Checks an alias name against AWS's rules: `alias/` and then 1.. characters of
+/// `[A-Za-z0-9/_-]`, 256 at most in all, and not under the reserved `alias/aws/`.
+pub(crate) fn validate_alias_name(name: &str) -> Result<(), KmsError> {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias must start with the prefix \"{PREFIX}\": {}",
+            shown(name)
+        )));
+    };
+    if rest.is_empty() || name.len() > MAX_ALIAS_NAME_LEN {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias names are 1 to {MAX_ALIAS_NAME_LEN} characters including \"{PREFIX}\""
+        )));
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
+    {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias {} contains characters other than letters, digits, /, _ and -",
+            shown(name)
+        )));
+    }
+    if name.starts_with(RESERVED) {
+        return Err(KmsError::InvalidAliasName(format!(
+            "Alias {} uses the prefix {RESERVED}, which is reserved for AWS managed keys",
+            shown(name)
+        )));
+    }
+    Ok(())
+}
+
+/// A caller's string for an error message: quoted, cut to a sane length.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(300).collect();
+    format!("{cut:?}")
+}
+
+impl Vault {
+    /// `arn:<partition>:kms:<region>:<account>:alias/<name>`.
+    pub(crate) fn alias_arn(&self, account: &AccountId, name: &str) -> String {
+        format!(
+            "arn:{}:kms:{}:{}:{name}",
+            self.settings.partition.as_str(),
+            self.settings.region.as_str(),
+            account.as_str()
+        )
+    }
+
+    /// The key an alias of `account` points at.
+    pub(crate) async fn key_of_alias(
+        &self,
+        account: &AccountId,
+        name: &str,
+    ) -> Result<KeyId, KmsError> {
+        if let Some(id) = self.aliases.get(account, name) {
+            return Ok(id);
+        }
+        let (acct, n) = (account.clone(), name.to_owned());
+        match self.store_call(move |s| s.alias(&acct, &n)).await? {
+            Some(rec) => {
+                self.aliases.set(account, name, Some(rec.key_id));
+                Ok(rec.key_id)
+            }
+            None => Err(KmsError::NotFound(format!(
+                "Alias {} is not found.",
+                self.alias_arn(account, name)
+            ))),
+        }
+    }
+
+    /// A TargetKeyId of an alias operation: a key of the caller's account, by key id or
+    /// key ARN (not by alias, as AWS), not pending deletion.
+    async fn alias_target(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<std::sync::Arc<KeyEntry>, KmsError> {
+        if key_id.starts_with(PREFIX) || key_id.contains(":alias/") {
+            return Err(KmsError::validation(
+                "TargetKeyId must be a key id or key ARN, not an alias",
+            ));
+        }
+        let key = self.resolve(caller, key_id).await?;
+        if key.account() != caller.principal.account() {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                self.arn_of(&key)
+            )));
+        }
+        if key.state() == KeyState::PendingDeletion {
+            return Err(KmsError::KmsInvalidState(format!(
+                "{} is pending deletion.",
+                self.arn_of(&key)
+            )));
+        }
+        Ok(key)
+    }
+
+    /// Authorizes `action` on the alias resource itself (identity policies only).
+    async fn authorize_alias(
+        &self,
+        caller: &Caller,
+        action: Action,
+        name: &str,
+    ) -> Result<(), KmsError> {
+        let account = caller.principal.account().clone();
+        let mut a = Authz::account(action);
+        a.resource = Some((self.alias_arn(&account, name), account));
+        self.authorize(caller, a).await.map(|_| ())
+    }
+
+    /// CreateAlias.
+    pub async fn create_alias(
+        &self,
+        caller: &Caller,
+        alias_name: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
+        validate_alias_name(alias_name)?;
+        let key = self.alias_target(caller, target_key_id).await?;
+        self.authorize_alias(caller, Action::CREATE_ALIAS, alias_name)
+            .await?;
+        self.authorize(caller, Authz::key(Action::CREATE_ALIAS, &key))
+            .await?;
+        let now = SystemTime::now();
+        let account = caller.principal.account().clone();
+        let rec = AliasRecord {
+            account: account.clone(),
+            name: alias_name.to_owned(),
+            key_id: key.key_id(),
+            created: now,
+            updated: now,
+        };
+        let arn = self.alias_arn(&account, alias_name);
+        self.store_call(move |s| match s.insert_alias(&rec) {
+            Err(StoreError::AlreadyExists(_)) => Ok(Err(KmsError::AlreadyExists(format!(
+                "An alias with the name {arn} already exists"
+            )))),
+            other => other.map(Ok),
+        })
+        .await??;
+        self.aliases.set(&account, alias_name, Some(key.key_id()));
+        tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");
+        Ok(())
+    }
+
+    /// UpdateAlias: points an alias at another key of the same account.
+    pub async fn update_alias(
+        &self,
+        caller: &Caller,
+        alias_name: &str,
+        target_key_id: &str,
+    ) -> Result<(), KmsError> {
+        validate_alias_name(alias_name)?;
+        let account = caller.principal.account().clone();
+        let old = self.key_of_alias(&account, alias_name).await?;
+        let new = self.alias_target(caller, target_key_id).await?;
+        self.authorize_alias(caller, Action::UPDATE_ALIAS, alias_name)
+            .await?;
+        if let Some(old_key) = self.key(old).await? {
+            self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &old_key))
+                .await?;
+        }
+        self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &new))
+            .await?;
+        let (acct, name, id) = (account.clone(), alias_name.to_owned(), new.key_id());
+        self.store_call(move |s| s.update_alias(&acct, &name, &id, SystemTime::now()))
+            .await?;
+        self.aliases.set(&account, alias_name, Some(new.key_id()));
+        tracing::info!(alias = alias_name, key_id = %new.key_id(), "alias updated");
+        Ok(())
+    }
+
+    /// DeleteAlias. The key is untouched.
+    pub async fn delete_alias(&self, caller: &Caller, alias_name: &str) -> Result<(), KmsError> {
+        validate_alias_name(alias_name)?;
+        let account = caller.principal.account().clone();
+        let target = self.key_of_alias(&account, alias_name).await?;
+        self.authorize_alias(caller, Action::DELETE_ALIAS, alias_name)
+            .await?;
+        if let Some(key) = self.key(target).await? {
+            self.authorize(caller, Authz::key(Action::DELETE_ALIAS, &key))
+                .await?;
+        }
+        let (acct, name) = (account.clone(), alias_name.to_owned());
+        self.store_call(move |s| s.delete_alias(&acct, &name))
+            .await?;
+        self.aliases.set(&account, alias_name, None);
+        tracing::info!(alias = alias_name, "alias deleted");
+        Ok(())
+    }
+
+    /// ListAliases: the caller's account's aliases (or one key's) by name, a page at a
+    /// time.
+    pub async fn list_aliases(
+        &self,
+        caller: &Caller,
+        input: ListAliasesInput,
+    ) -> Result<ListAliasesOutput, KmsError> {
+        let limit = match input.limit {
+            None => 50,
+            Some(n) => super::validate::count("Limit", n, 1, 100)?,
+        };
+        // The marker is the last alias name of the previous page.
+        let after = if input.marker.is_empty() {
+            None
+        } else {
+            validate_alias_name(&input.marker).map_err(|_| {
+                KmsError::InvalidMarker("the marker is not one that ListAliases returned".into())
+            })?;
+            Some(input.marker)
+        };
+        let account = caller.principal.account().clone();
+        let key = if input.key_id.is_empty() {
+            None
+        } else {
+            let k = self.resolve(caller, &input.key_id).await?;
+            if k.account() != &account {
+                return Err(KmsError::NotFound(format!(
+                    "Key '{}' does not exist",
+                    self.arn_of(&k)
+                )));
+            }
+            Some(k.key_id())
+        };
+        self.authorize(caller, Authz::account(Action::LIST_ALIASES))
+            .await?;
+        let acct = account.clone();
+        let mut rows = self
+            .store_call(move |s| s.list_aliases(&acct, key.as_ref(), after.as_deref(), limit + 1))
+            .await?;
+        let truncated = rows.len() > limit;
+        rows.truncate(limit);
+        let next_marker = if truncated {
+            rows.last().map(|r| r.name.clone())
+        } else {
+            None
+        };
+        Ok(ListAliasesOutput {
+            aliases: rows
+                .into_iter()
+                .map(|r| AliasEntry {
+                    alias_arn: self.alias_arn(&account, &r.name),
+                    alias_name: r.name,
+                    target_key_id: r.key_id,
+                    creation_date: r.created,
+                    last_updated_date: r.updated,
+                })
+                .collect(),
+            next_marker,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_names_follow_aws_rules() {
+        for ok in [
+            "alias/a",
+            "alias/my-key_2/prod",
+            &format!("alias/{}", "x".repeat(250)),
+        ] {
+            assert!(validate_alias_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "alias/",
+            "my-key",
+            "Alias/x",
+            "alias/has space",
+            "alias/dot.s",
+            "alias/ünïcode",
+            "alias/aws/s3",
+            &format!("alias/{}", "x".repeat(251)),
+        ] {
+            assert!(
+                matches!(validate_alias_name(bad), Err(KmsError::InvalidAliasName(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! alias management.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use super::authorize::Authz;
@@ -179,6 +179,28 @@ impl Vault {
         Ok(key)
     }
 
+    /// The alias names of `key` (for kms:ResourceAliases), cached on the key.
+    pub(crate) async fn key_aliases(&self, key: &KeyEntry) -> Result<Arc<Vec<String>>, KmsError> {
+        if let Some(a) = key.cached_aliases() {
+            return Ok(a);
+        }
+        let (account, id) = (key.account().clone(), key.key_id());
+        let rows = self
+            .store_call(move |s| s.list_aliases(&account, Some(&id), None, usize::MAX >> 1))
+            .await?;
+        let names = Arc::new(rows.into_iter().map(|r| r.name).collect::<Vec<_>>());
+        key.set_aliases(Some(Arc::clone(&names)));
+        Ok(names)
+    }
+
+    /// Forgets the cached alias names of the key `id`, if it is cached.
+    async fn aliases_changed(&self, id: KeyId) -> Result<(), KmsError> {
+        if let Some(k) = self.key(id).await? {
+            k.set_aliases(None);
+        }
+        Ok(())
+    }
+
     /// Authorizes `action` on the alias resource itself (identity policies only).
     async fn authorize_alias(
         &self,
@@ -223,6 +245,7 @@ impl Vault {
         })
         .await??;
         self.aliases.set(&account, alias_name, Some(key.key_id()));
+        key.set_aliases(None);
         tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");
         Ok(())
     }
@@ -250,6 +273,8 @@ impl Vault {
         self.store_call(move |s| s.update_alias(&acct, &name, &id, SystemTime::now()))
             .await?;
         self.aliases.set(&account, alias_name, Some(new.key_id()));
+        new.set_aliases(None);
+        self.aliases_changed(old).await?;
         tracing::info!(alias = alias_name, key_id = %new.key_id(), "alias updated");
         Ok(())
     }
@@ -269,6 +294,7 @@ impl Vault {
         self.store_call(move |s| s.delete_alias(&acct, &name))
             .await?;
         self.aliases.set(&account, alias_name, None);
+        self.aliases_changed(target).await?;
         tracing::info!(alias = alias_name, "alias deleted");
         Ok(())
     }

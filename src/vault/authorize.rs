@@ -110,6 +110,20 @@ impl<'a> Authz<'a> {
         self.extra.push((key, value.into()));
         self
     }
+    /// Sets kms:RequestAlias when the request named the key by alias name or alias ARN.
+    pub(crate) fn requested_as(self, key_id: &str) -> Self {
+        let alias = if key_id.starts_with("alias/") {
+            Some(key_id)
+        } else if key_id.starts_with("arn:") {
+            key_id.find(":alias/").and_then(|i| key_id.get(i + 1..))
+        } else {
+            None
+        };
+        match alias {
+            Some(name) => self.with("kms:RequestAlias", name),
+            None => self,
+        }
+    }
 }
 
 impl Vault {
@@ -186,6 +200,7 @@ impl Vault {
         caller: &Caller,
         a: &Authz<'_>,
         data: &PrincipalData,
+        key_aliases: Option<&[String]>,
     ) -> RequestContext {
         let p = &caller.principal;
         let (resource, account) = match (a.key, &a.resource) {
@@ -244,6 +259,9 @@ impl Vault {
             ctx.set_one("kms:KeyOrigin", origin.as_str());
             // aws:ResourceTag/<k> joins here when keys get tags.
         }
+        if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
+            ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
+        }
         if let Some(ec) = a.context {
             ctx.set_encryption_context(ec.pairs());
         }
@@ -264,7 +282,11 @@ impl Vault {
         a: Authz<'_>,
     ) -> Result<Decision, KmsError> {
         let data = self.principal_data(caller.principal.arn()).await?;
-        let ctx = self.request_context(caller, &a, &data);
+        let aliases = match a.key {
+            Some(k) => Some(self.key_aliases(k).await?),
+            None => None,
+        };
+        let ctx = self.request_context(caller, &a, &data, aliases.as_deref().map(Vec::as_slice));
         let key_policy = match (a.policy_override, a.key) {
             (Some(p), _) => Some(Arc::new(p.clone())),
             (None, Some(k)) => Some(k.policy()),

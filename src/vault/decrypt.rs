@@ -92,6 +92,7 @@ impl Vault {
         self.authorize(
             caller,
             Authz::key(action, &key)
+                .requested_as(expected_key)
                 .with_context(ctx)
                 .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
         )

@@ -16,8 +16,11 @@ impl Vault {
         self.check_grant_tokens(grant_tokens)?;
         let key = self.resolve(caller, key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(caller, Authz::key(Action::DESCRIBE_KEY, &key))
-            .await?;
+        self.authorize(
+            caller,
+            Authz::key(Action::DESCRIBE_KEY, &key).requested_as(key_id),
+        )
+        .await?;
         Ok(key.metadata(arn))
     }
 }

@@ -51,6 +51,7 @@ impl Vault {
         self.authorize(
             caller,
             Authz::key(Action::ENCRYPT, &key)
+                .requested_as(&input.key_id)
                 .with_context(&input.context)
                 .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
         )

@@ -66,7 +66,9 @@ impl Vault {
         let arn = self.arn_of(&key);
         self.authorize(
             caller,
-            Authz::key(action, &key).with_context(&input.context),
+            Authz::key(action, &key)
+                .requested_as(&input.key_id)
+                .with_context(&input.context),
         )
         .await?;
         key.check_usable(&arn)?;

@@ -43,6 +43,9 @@ struct EntryState {
     /// The key's grants as the authorizer sees them; `None` until first needed, and
     /// again after any grant of the key changes.
     grants: Option<Arc<Vec<authz::Grant>>>,
+    /// The key's alias names (kms:ResourceAliases); `None` until first needed, and again
+    /// after any alias of the key changes.
+    aliases: Option<Arc<Vec<String>>>,
     /// GCM invocations handed out for the current version since it was loaded.
     used: u64,
     /// Invocations reserved in the store for the current version.
@@ -96,6 +99,7 @@ impl KeyEntry {
                 reserved,
                 policy,
                 grants: None,
+                aliases: None,
                 record,
             }),
             refill: tokio::sync::Mutex::new(()),
@@ -169,6 +173,16 @@ impl KeyEntry {
     /// Replaces (or, with `None`, drops) the cached grants.
     pub(crate) fn set_grants(&self, grants: Option<Arc<Vec<authz::Grant>>>) {
         self.lock().grants = grants;
+    }
+
+    /// The cached alias names, if loaded.
+    pub(crate) fn cached_aliases(&self) -> Option<Arc<Vec<String>>> {
+        self.lock().aliases.clone()
+    }
+
+    /// Replaces (or, with `None`, drops) the cached alias names.
+    pub(crate) fn set_aliases(&self, aliases: Option<Arc<Vec<String>>>) {
+        self.lock().aliases = aliases;
     }
 
     /// KeySpec, KeyUsage and Origin, for condition keys.

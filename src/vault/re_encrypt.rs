@@ -61,6 +61,7 @@ impl Vault {
         self.authorize(
             caller,
             Authz::key(Action::RE_ENCRYPT_TO, &dest)
+                .requested_as(&input.destination_key_id)
                 .with_context(&input.destination_context)
                 .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
         )

@@ -292,3 +292,50 @@ async fn the_cli_manages_aliases() {
     assert_eq!(listed["Aliases"].as_array().unwrap().len(), 0);
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_alias_and_resource_aliases_conditions() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let k = create_key(&mut admin).await;
+    let spare = create_key(&mut admin).await;
+    create_alias(&mut admin, "alias/finance-app", &k.key_id).await;
+    create_alias(&mut admin, "alias/other", &k.key_id).await;
+    let app = role(ACCOUNT, "finance");
+    put_identity_policy(
+        &mut admin,
+        &app,
+        "by-alias",
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringLike": {"kms:RequestAlias": "alias/finance-*"}}},
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/finance-app"}}}
+        ]}),
+    )
+    .await;
+    let mut c = d.client_as(&app).await;
+    // kms:RequestAlias: only when the request names the key by a matching alias.
+    let blob = encrypt(&mut c, "alias/finance-app", b"pay", &[]).await;
+    encrypt(&mut c, &alias_arn("alias/finance-app"), b"pay", &[]).await;
+    for other in [k.key_id.as_str(), "alias/other"] {
+        assert_kms_error(
+            c.encrypt(encrypt_req(other, b"x", &[])).await,
+            "AccessDeniedException",
+        );
+    }
+    // kms:ResourceAliases: whatever the request names, the key must carry the alias.
+    assert_eq!(decrypt(&mut c, &blob, &[]).await, b"pay");
+    admin
+        .update_alias(proto::UpdateAliasRequest {
+            alias_name: "alias/finance-app".into(),
+            target_key_id: spare.key_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_kms_error(
+        c.decrypt(decrypt_req(&blob, &[])).await,
+        "AccessDeniedException",
+    );
+}

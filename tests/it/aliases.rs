@@ -1,8 +1,6 @@
 //! Aliases over the wire: crypto by alias name and alias ARN, UpdateAlias repointing,
 //! AWS's naming rules, listing, authorization on both the alias and the key, restarts.
 
-use std::process::Command;
-
 use p11kms::client::KmsClient;
 use p11kms::proto;
 
@@ -262,14 +260,7 @@ async fn the_cli_manages_aliases() {
     let mut c = d.admin().await;
     let k = create_key(&mut c).await;
     let cli = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(args)
-            .env_remove("P11KMS_ENDPOINT")
-            .env_remove("P11KMS_IDENTITY")
-            .output()
-            .unwrap();
+        let o = run_cli(dir.path(), args, b"");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };

@@ -1,26 +1,13 @@
 //! The CLI as a newcomer uses it: the same binary, finding the dev daemon's endpoint and
 //! admin identity in the data directory by itself.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use crate::harness::*;
 
 fn cli(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("P11KMS_ENDPOINT")
-        .env_remove("P11KMS_IDENTITY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli(dir, args, stdin)
 }
 
 /// The CLI acting as the identity in `identity_dir`.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 use p11kms::client::cache::CacheLimits;
@@ -263,20 +263,7 @@ async fn async_streams_use_the_daemon_keyring() {
 }
 
 fn cli(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("P11KMS_ENDPOINT")
-        .env_remove("P11KMS_IDENTITY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli(dir, args, stdin)
 }
 
 #[track_caller]

@@ -44,19 +44,7 @@ fn python(d: &Daemon, dir: &TestDir, args: &[&str], input: &[u8]) -> Output {
 }
 
 fn cli(dir: &TestDir, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(args)
-        .env_remove("P11KMS_ENDPOINT")
-        .env_remove("P11KMS_IDENTITY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli(dir.path(), args, input)
 }
 
 #[track_caller]

@@ -335,3 +335,22 @@ pub async fn describe(c: &mut KmsClient, key_id: &str) -> proto::KeyMetadata {
     .key_metadata
     .unwrap()
 }
+
+/// Runs the `p11kms` CLI against the dev directory `dir` (which finds the daemon's
+/// endpoint and admin identity), with `stdin` as its input.
+pub fn run_cli(dir: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("P11KMS_ENDPOINT")
+        .env_remove("P11KMS_IDENTITY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}

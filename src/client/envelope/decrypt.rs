@@ -270,8 +270,19 @@ impl<R: BufRead> Decryptor<R> {
 
     /// Reads, authenticates and decrypts the next frame in place, into `buf`.
     fn next_frame(&mut self) -> Result<(), EnvelopeError> {
-        let seq = self.seq;
         let (iv, len, is_final) = self.read_frame_head()?;
+        self.open_body_in_buf(iv, len, is_final)
+    }
+
+    /// The body of the frame whose head was just read: into `buf`, authenticated and
+    /// decrypted there, ready to hand out.
+    fn open_body_in_buf(
+        &mut self,
+        iv: [u8; 12],
+        len: usize,
+        is_final: bool,
+    ) -> Result<(), EnvelopeError> {
+        let seq = self.seq;
         self.read_frame_body(len)?;
         let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
         self.key
@@ -292,20 +303,11 @@ impl<R: BufRead> Decryptor<R> {
     fn next_frame_into(&mut self, out: &mut [u8]) -> Result<usize, EnvelopeError> {
         let seq = self.seq;
         let (iv, len, is_final) = self.read_frame_head()?;
-        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
         let Some(dst) = out.get_mut(..len).filter(|_| !is_final) else {
-            self.read_frame_body(len)?;
-            self.key
-                .open_in_place(
-                    Nonce::assume_unique_for_key(iv),
-                    Aad::from(aad),
-                    &mut self.buf,
-                )
-                .map_err(|_| EnvelopeError::BadFrame(seq))?;
-            self.ready = 0..len;
-            self.advance(is_final)?;
+            self.open_body_in_buf(iv, len, is_final)?;
             return Ok(0);
         };
+        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
         let avail = self.reader.fill_buf().map_err(EnvelopeError::from_read)?;
         let opened = if let Some(frame) = avail.get(..len + TAG) {
             if let Some((_, hash)) = &mut self.verifier {

@@ -60,6 +60,9 @@ impl Store for FaultyStore {
     fn set_key_state(&self, id: &KeyId, s: p11kms::domain::KeyState) -> Result<(), StoreError> {
         self.inner.set_key_state(id, s)
     }
+    fn set_key_description(&self, id: &KeyId, d: &str) -> Result<(), StoreError> {
+        self.inner.set_key_description(id, d)
+    }
     fn count_keys(&self, a: &AccountId) -> Result<usize, StoreError> {
         self.inner.count_keys(a)
     }

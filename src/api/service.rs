@@ -622,6 +622,25 @@ impl KeyManagementService for KmsService {
         .await
     }
 
+    async fn update_key_description(
+        &self,
+        req: Request<proto::UpdateKeyDescriptionRequest>,
+    ) -> Result<Response<proto::UpdateKeyDescriptionResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle(
+            "UpdateKeyDescription",
+            &key_id,
+            req,
+            |caller, m| async move {
+                self.vault
+                    .update_key_description(&caller, &m.key_id, &m.description)
+                    .await?;
+                Ok(proto::UpdateKeyDescriptionResponse {})
+            },
+        )
+        .await
+    }
+
     async fn create_alias(
         &self,
         req: Request<proto::CreateAliasRequest>,

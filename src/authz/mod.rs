@@ -53,6 +53,8 @@ impl Action {
     pub const ENABLE_KEY: Self = Self("kms:EnableKey");
     /// kms:DisableKey
     pub const DISABLE_KEY: Self = Self("kms:DisableKey");
+    /// kms:UpdateKeyDescription
+    pub const UPDATE_KEY_DESCRIPTION: Self = Self("kms:UpdateKeyDescription");
     /// kms:CreateAlias (on the alias and on the key).
     pub const CREATE_ALIAS: Self = Self("kms:CreateAlias");
     /// kms:UpdateAlias (on the alias, the old key and the new key).

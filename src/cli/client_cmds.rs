@@ -262,6 +262,12 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                     marker = r.next_marker;
                 }
             }
+            Command::Key(KeyCmd::UpdateDescription { key_id, description }) => {
+                c.update_key_description(proto::UpdateKeyDescriptionRequest { key_id, description })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
             Command::Alias(AliasCmd::Create { alias_name, target_key_id }) => {
                 c.create_alias(proto::CreateAliasRequest { alias_name, target_key_id })
                     .await

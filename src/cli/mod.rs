@@ -324,6 +324,15 @@ pub(crate) enum KeyCmd {
         #[arg(long)]
         key_id: String,
     },
+    /// Replace a key's description.
+    UpdateDescription {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// The new description (0..8192 characters).
+        #[arg(long)]
+        description: String,
+    },
     /// Print a key's policy.
     GetPolicy {
         /// Key id or key ARN.

@@ -55,6 +55,8 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
     ) -> Result<Vec<KeyId>, StoreError>;
     /// Sets a key's state.
     fn set_key_state(&self, id: &KeyId, state: crate::domain::KeyState) -> Result<(), StoreError>;
+    /// Replaces a key's description.
+    fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError>;
     /// How many keys an account has.
     fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError>;
     /// Adds a material version and makes it the key's current one, atomically.

@@ -323,6 +323,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET description = ?2 WHERE key_id = ?1",
+            params![id.to_string(), description],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
     fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError> {
         let n: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM keys WHERE account = ?1",

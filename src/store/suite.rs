@@ -48,6 +48,21 @@ pub(super) fn run(store: &dyn Store) {
     identity_policies_and_tags(store);
     grants(store);
     aliases(store);
+    descriptions(store);
+}
+
+fn descriptions(store: &dyn Store) {
+    let r = record("333333333333");
+    store.insert_key(&r).unwrap();
+    store.set_key_description(&r.key_id, "new ✓").unwrap();
+    assert_eq!(
+        store.get_key(&r.key_id).unwrap().unwrap().description,
+        "new ✓"
+    );
+    assert!(matches!(
+        store.set_key_description(&KeyId::generate(), "x"),
+        Err(StoreError::Missing(_))
+    ));
 }
 
 fn aliases(store: &dyn Store) {

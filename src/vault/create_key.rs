@@ -16,7 +16,7 @@ use crate::store::{KeyRecord, MaterialRecord};
 pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 
 /// AWS: Description is at most 8192 characters.
-const MAX_DESCRIPTION: usize = 8192;
+pub(crate) const MAX_DESCRIPTION: usize = 8192;
 
 /// CreateKey parameters.
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
-//! EnableKey and DisableKey. The rest of the lifecycle (scheduled deletion, rotation)
-//! follows AWS's key-state table in a later change; here only Enabled <-> Disabled.
+//! EnableKey, DisableKey and UpdateKeyDescription. The rest of the lifecycle
+//! (scheduled deletion, rotation) follows AWS's key-state table in a later change.
 
 use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
@@ -43,6 +43,39 @@ impl Vault {
         self.store_call(move |s| s.set_key_state(&id, want)).await?;
         key.set_state(want);
         tracing::info!(key_id = %id, state = want.as_str(), "key state changed");
+        Ok(())
+    }
+}
+
+impl Vault {
+    /// UpdateKeyDescription: allowed on enabled and disabled keys, refused on a key
+    /// pending deletion (KMSInvalidStateException), as AWS's key-state table says.
+    pub async fn update_key_description(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        description: &str,
+    ) -> Result<(), KmsError> {
+        if description.chars().count() > super::create_key::MAX_DESCRIPTION {
+            return Err(KmsError::validation(format!(
+                "Description must be at most {} characters",
+                super::create_key::MAX_DESCRIPTION
+            )));
+        }
+        let key = self.resolve(caller, key_id).await?;
+        self.authorize(caller, Authz::key(Action::UPDATE_KEY_DESCRIPTION, &key))
+            .await?;
+        if !matches!(key.state(), KeyState::Enabled | KeyState::Disabled) {
+            return Err(KmsError::KmsInvalidState(format!(
+                "{} is {}.",
+                self.arn_of(&key),
+                key.state().as_str()
+            )));
+        }
+        let (id, text) = (key.key_id(), description.to_owned());
+        self.store_call(move |s| s.set_key_description(&id, &text))
+            .await?;
+        key.set_description(description.to_owned());
         Ok(())
     }
 }

@@ -160,6 +160,11 @@ impl KeyEntry {
         self.lock().record.key_state
     }
 
+    /// Sets the description (after the store accepted it).
+    pub(crate) fn set_description(&self, description: String) {
+        self.lock().record.description = description;
+    }
+
     /// Sets the lifecycle state (after the store accepted it).
     pub(crate) fn set_state(&self, state: KeyState) {
         self.lock().record.key_state = state;

@@ -25,6 +25,7 @@ mod esdk_kms;
 mod grants;
 mod identity;
 mod iv_budget;
+mod lifecycle;
 mod logs;
 mod policies;
 mod policy_eval;

@@ -36,6 +36,19 @@ pub struct ConfigFile {
     /// Services that may call on behalf of other principals (kms:ViaService).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_services: Vec<TrustedServiceSection>,
+    /// Scheduled lifecycle work (key destruction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<LifecycleSection>,
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSection {
+    /// Seconds between sweeps that destroy keys past their deletion date (default 60).
+    pub sweep_interval_secs: Option<u64>,
+    /// Testing only: a file holding seconds to add to the clock, read at every use.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// `[[trusted_services]]`
@@ -174,6 +187,10 @@ pub struct Config {
     pub max_encryptions_per_material: u64,
     /// Services trusted to call on behalf of others.
     pub trusted_services: Vec<TrustedService>,
+    /// How often due key deletions run.
+    pub sweep_interval: std::time::Duration,
+    /// Testing only: the clock's offset file.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// Why a configuration was refused.
@@ -273,6 +290,14 @@ impl Config {
                 format!("must be between 1 and {GCM_RANDOM_IV_LIMIT} (the NIST SP 800-38D bound for random IVs)"),
             ));
         }
+        let lifecycle = f.lifecycle.unwrap_or_default();
+        let sweep = lifecycle.sweep_interval_secs.unwrap_or(60);
+        if !(1..=86_400).contains(&sweep) {
+            return Err(invalid(
+                "lifecycle.sweep_interval_secs",
+                "must be between 1 and 86400",
+            ));
+        }
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -288,6 +313,8 @@ impl Config {
         }
         Ok(Self {
             trusted_services,
+            sweep_interval: std::time::Duration::from_secs(sweep),
+            clock_offset_file: lifecycle.clock_offset_file.as_deref().map(abs),
             listen: f.listen.parse().map_err(|e| {
                 invalid(
                     "listen",

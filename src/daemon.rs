@@ -12,7 +12,7 @@ use crate::api;
 use crate::config::{Config, ConfigError};
 use crate::hsm::{HsmError, HsmPool, Module};
 use crate::store::{SqliteStore, StoreError};
-use crate::vault::{Vault, VaultSettings};
+use crate::vault::{OffsetFileClock, SystemClock, Vault, VaultSettings};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,7 @@ pub enum DaemonError {
 /// A daemon ready to serve: the HSM is logged in, the store open, the port bound.
 pub struct Prepared {
     vault: Arc<Vault>,
+    sweep_interval: std::time::Duration,
     pool: HsmPool,
     module: Module,
     tls: Arc<rustls::ServerConfig>,
@@ -99,6 +100,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             region: config.region.clone(),
             max_encryptions_per_material: config.max_encryptions_per_material,
             trusted_services: config.trusted_services.clone(),
+            clock: match &config.clock_offset_file {
+                Some(path) => Arc::new(OffsetFileClock::new(path.clone())),
+                None => Arc::new(SystemClock),
+            },
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
@@ -117,6 +122,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         .map_err(at("listen"))?;
     Ok(Prepared {
         vault: Arc::new(vault),
+        sweep_interval: config.sweep_interval,
         pool: pool_handle,
         module,
         tls,
@@ -139,7 +145,9 @@ impl Prepared {
                 source,
             }
         })?;
+        let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
         let served = api::serve(listener, self.vault, self.tls, shutdown).await;
+        sweeper.abort();
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
         // not be torn down by process exit while its sessions are still open.
         self.pool.shutdown();
@@ -149,5 +157,20 @@ impl Prepared {
         served?;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Destroys keys past their deletion date: once at start (finishing any destruction a
+/// crash interrupted), then every `interval`. A failure is logged and retried next time.
+async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match vault.destroy_due_keys().await {
+            Ok(ids) if !ids.is_empty() => info!(count = ids.len(), "keys destroyed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "destroying due keys failed; will retry"),
+        }
     }
 }

@@ -20,7 +20,9 @@ use p11kms::store::{
     AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
     SqliteStore, Store, StoreError,
 };
-use p11kms::vault::{CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings};
+use p11kms::vault::{
+    Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings,
+};
 
 const OK: u8 = 0;
 /// add_material fails before writing (a crash after the HSM step).
@@ -29,6 +31,9 @@ const FAIL_BEFORE_ADD: u8 = 1;
 const FAIL_AFTER_ADD: u8 = 2;
 /// insert_key fails (a crash between CreateKey's HSM step and its metadata).
 const FAIL_INSERT: u8 = 3;
+/// finish_destruction fails (a crash after the HSM objects were destroyed, before the
+/// metadata step).
+const FAIL_FINISH_DESTRUCTION: u8 = 4;
 
 struct FaultyStore {
     inner: SqliteStore,
@@ -59,6 +64,31 @@ impl Store for FaultyStore {
     }
     fn set_key_state(&self, id: &KeyId, s: p11kms::domain::KeyState) -> Result<(), StoreError> {
         self.inner.set_key_state(id, s)
+    }
+    fn schedule_deletion(&self, id: &KeyId, at: std::time::SystemTime) -> Result<bool, StoreError> {
+        self.inner.schedule_deletion(id, at)
+    }
+    fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.inner.cancel_deletion(id)
+    }
+    fn keys_due_for_deletion(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        self.inner.keys_due_for_deletion(now)
+    }
+    fn begin_destruction(
+        &self,
+        id: &KeyId,
+        now: std::time::SystemTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.begin_destruction(id, now)
+    }
+    fn finish_destruction(&self, id: &KeyId, now: std::time::SystemTime) -> Result<(), StoreError> {
+        if self.mode.load(Ordering::SeqCst) == FAIL_FINISH_DESTRUCTION {
+            return Err(injected());
+        }
+        self.inner.finish_destruction(id, now)
+    }
+    fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        self.inner.deleted_key(id)
     }
     fn set_key_description(&self, id: &KeyId, d: &str) -> Result<(), StoreError> {
         self.inner.set_key_description(id, d)
@@ -161,6 +191,22 @@ impl GrantStore for FaultyStore {
     }
 }
 
+/// A clock the test moves by hand.
+#[derive(Debug)]
+struct TestClock(std::sync::Mutex<std::time::SystemTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance_days(&self, days: u64) {
+        *self.0.lock().unwrap() += std::time::Duration::from_secs(days * 24 * 3600);
+    }
+}
+
 fn encrypt_input(key_id: &str, pt: &[u8]) -> EncryptInput {
     EncryptInput {
         key_id: key_id.into(),
@@ -205,6 +251,10 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
             .to_owned(),
     );
     let pool = HsmPool::start(&module, slot, pin.clone(), &PoolConfig::default()).unwrap();
+    let pool2 = pool.clone();
+    let clock = Arc::new(TestClock(std::sync::Mutex::new(
+        std::time::SystemTime::now(),
+    )));
     let mode = Arc::new(AtomicU8::new(OK));
     let store = FaultyStore {
         inner: SqliteStore::open(&tmp.path().join("kms.db")).unwrap(),
@@ -218,6 +268,7 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
             region: "us-east-1".parse().unwrap(),
             max_encryptions_per_material: 1,
             trusted_services: vec![],
+            clock: clock.clone(),
         },
     )
     .unwrap();
@@ -311,4 +362,62 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
         let out = vault.decrypt(&caller, decrypt_input(blob)).await.unwrap();
         assert_eq!(out.plaintext.expose(), pt);
     }
+
+    // Scheduled deletion with a crash between the HSM step and the metadata step.
+    let key_arn = format!("arn:aws:kms:us-east-1:111122223333:key/{key}");
+    vault
+        .schedule_key_deletion(&caller, &key, Some(7))
+        .await
+        .unwrap();
+    assert!(
+        vault.destroy_due_keys().await.unwrap().is_empty(),
+        "not due yet"
+    );
+    clock.advance_days(8);
+    mode.store(FAIL_FINISH_DESTRUCTION, Ordering::SeqCst);
+    assert!(vault.destroy_due_keys().await.is_err());
+    assert!(
+        objects_of(&key).is_empty(),
+        "the HSM step ran before the failure"
+    );
+    // Destruction has begun: it cannot be cancelled, and the key cannot be used.
+    assert!(matches!(
+        vault.cancel_key_deletion(&caller, &key).await,
+        Err(KmsError::KmsInvalidState(_))
+    ));
+    assert!(matches!(
+        vault.decrypt(&caller, decrypt_input(&b1)).await,
+        Err(KmsError::KmsInvalidState(_))
+    ));
+    // A restart: a new vault over the same database and token finishes the job.
+    mode.store(OK, Ordering::SeqCst);
+    let restarted = Vault::new(
+        pool2,
+        Arc::new(SqliteStore::open(&tmp.path().join("kms.db")).unwrap()),
+        VaultSettings {
+            partition: Default::default(),
+            region: "us-east-1".parse().unwrap(),
+            max_encryptions_per_material: 1,
+            trusted_services: vec![],
+            clock: clock.clone(),
+        },
+    )
+    .unwrap();
+    let destroyed = restarted.destroy_due_keys().await.unwrap();
+    assert_eq!(destroyed.len(), 1);
+    assert_eq!(destroyed[0].to_string(), key);
+    let err = restarted
+        .decrypt(&caller, decrypt_input(&b1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, KmsError::NotFound(m) if m.contains(&key_arn)),
+        "{err:?}"
+    );
+    assert!(matches!(
+        restarted.describe_key(&caller, &key, &[]).await,
+        Err(KmsError::NotFound(_))
+    ));
+    assert!(objects_of(&key).is_empty());
+    assert!(restarted.destroy_due_keys().await.unwrap().is_empty());
 }

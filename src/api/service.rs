@@ -641,6 +641,45 @@ impl KeyManagementService for KmsService {
         .await
     }
 
+    async fn schedule_key_deletion(
+        &self,
+        req: Request<proto::ScheduleKeyDeletionRequest>,
+    ) -> Result<Response<proto::ScheduleKeyDeletionResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle(
+            "ScheduleKeyDeletion",
+            &key_id,
+            req,
+            |caller, m| async move {
+                let out = self
+                    .vault
+                    .schedule_key_deletion(&caller, &m.key_id, m.pending_window_in_days)
+                    .await?;
+                Ok(proto::ScheduleKeyDeletionResponse {
+                    key_id: out.key_arn.to_string(),
+                    deletion_date: Some(convert::timestamp(out.deletion_date)),
+                    key_state: out.key_state.as_str().to_owned(),
+                    pending_window_in_days: out.pending_window_in_days,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn cancel_key_deletion(
+        &self,
+        req: Request<proto::CancelKeyDeletionRequest>,
+    ) -> Result<Response<proto::CancelKeyDeletionResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("CancelKeyDeletion", &key_id, req, |caller, m| async move {
+            let arn = self.vault.cancel_key_deletion(&caller, &m.key_id).await?;
+            Ok(proto::CancelKeyDeletionResponse {
+                key_id: arn.to_string(),
+            })
+        })
+        .await
+    }
+
     async fn create_alias(
         &self,
         req: Request<proto::CreateAliasRequest>,

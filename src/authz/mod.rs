@@ -53,6 +53,10 @@ impl Action {
     pub const ENABLE_KEY: Self = Self("kms:EnableKey");
     /// kms:DisableKey
     pub const DISABLE_KEY: Self = Self("kms:DisableKey");
+    /// kms:ScheduleKeyDeletion
+    pub const SCHEDULE_KEY_DELETION: Self = Self("kms:ScheduleKeyDeletion");
+    /// kms:CancelKeyDeletion
+    pub const CANCEL_KEY_DELETION: Self = Self("kms:CancelKeyDeletion");
     /// kms:UpdateKeyDescription
     pub const UPDATE_KEY_DESCRIPTION: Self = Self("kms:UpdateKeyDescription");
     /// kms:CreateAlias (on the alias and on the key).

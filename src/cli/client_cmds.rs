@@ -262,6 +262,27 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                     marker = r.next_marker;
                 }
             }
+            Command::Key(KeyCmd::ScheduleDeletion { key_id, pending_window_in_days }) => {
+                let r = c
+                    .schedule_key_deletion(proto::ScheduleKeyDeletionRequest { key_id, pending_window_in_days })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({
+                    "KeyId": r.key_id,
+                    "DeletionDate": date(r.deletion_date),
+                    "KeyState": r.key_state,
+                    "PendingWindowInDays": r.pending_window_in_days,
+                }))
+            }
+            Command::Key(KeyCmd::CancelDeletion { key_id }) => {
+                let r = c
+                    .cancel_key_deletion(proto::CancelKeyDeletionRequest { key_id })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "KeyId": r.key_id }))
+            }
             Command::Key(KeyCmd::UpdateDescription { key_id, description }) => {
                 c.update_key_description(proto::UpdateKeyDescriptionRequest { key_id, description })
                     .await

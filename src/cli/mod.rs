@@ -324,6 +324,21 @@ pub(crate) enum KeyCmd {
         #[arg(long)]
         key_id: String,
     },
+    /// Schedule a key's deletion: after the waiting period its material is destroyed.
+    ScheduleDeletion {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Waiting period, 7..30 days (default 30).
+        #[arg(long)]
+        pending_window_in_days: Option<i32>,
+    },
+    /// Cancel a scheduled deletion; the key is left Disabled.
+    CancelDeletion {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
     /// Replace a key's description.
     UpdateDescription {
         /// Key id, key ARN, alias name or alias ARN.

@@ -169,6 +169,7 @@ impl DevDir {
                 },
                 limits: None,
                 trusted_services: Vec::new(),
+                lifecycle: None,
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

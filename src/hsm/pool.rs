@@ -46,6 +46,9 @@ pub struct HsmPool {
     workers: Arc<std::sync::Mutex<Vec<thread::JoinHandle<()>>>>,
     size: usize,
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    // One broadcast at a time: two interleaved batches would each hold some workers at
+    // their barrier and wait for the others for ever.
+    broadcast: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HsmPool {
@@ -97,6 +100,7 @@ impl HsmPool {
             size: workers.len(),
             workers: Arc::new(std::sync::Mutex::new(workers)),
             stopping,
+            broadcast: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -219,6 +223,30 @@ impl HsmPool {
     /// Destroys a material's token object (best effort after a failed CreateKey).
     pub async fn destroy_material(&self, m: MaterialRef) -> Result<(), HsmError> {
         self.run(Some(m), move |ws| ws.destroy_key(&m)).await
+    }
+
+    /// Destroys a material's token object, and first its session copies in every
+    /// worker: each worker takes exactly one of the jobs sent here (they meet at a
+    /// barrier), so no session keeps a copy of destroyed material.
+    pub async fn destroy_material_everywhere(&self, m: MaterialRef) -> Result<(), HsmError> {
+        let _one_at_a_time = self.broadcast.lock().await;
+        let barrier = Arc::new(std::sync::Barrier::new(self.size));
+        let mut waits = Vec::with_capacity(self.size);
+        for _ in 0..self.size {
+            let (tx, rx) = oneshot::channel();
+            let b = Arc::clone(&barrier);
+            let job: Job = Box::new(move |ws| {
+                ws.forget(&m);
+                b.wait();
+                let _ = tx.send(());
+            });
+            self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
+            waits.push(rx);
+        }
+        for rx in waits {
+            rx.await.map_err(|_| HsmError::PoolStopped)?;
+        }
+        self.destroy_material(m).await
     }
 
     /// Generates new key material as a token object.

@@ -55,6 +55,24 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
     ) -> Result<Vec<KeyId>, StoreError>;
     /// Sets a key's state.
     fn set_key_state(&self, id: &KeyId, state: crate::domain::KeyState) -> Result<(), StoreError>;
+    /// PendingDeletion with a deletion date (ScheduleKeyDeletion). Only from Enabled or
+    /// Disabled: false when the key is in another state.
+    fn schedule_deletion(&self, id: &KeyId, at: std::time::SystemTime) -> Result<bool, StoreError>;
+    /// Back to Disabled with no deletion date (CancelKeyDeletion). False when the key is
+    /// not pending deletion, or its destruction has begun (it cannot be undone then).
+    fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError>;
+    /// Keys whose deletion date is at or before `now`, and keys whose destruction has
+    /// begun (and must be finished after a crash).
+    fn keys_due_for_deletion(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError>;
+    /// Marks the start of destruction, after which the deletion cannot be cancelled.
+    /// False unless the key is pending deletion and due at `now` (or already marked).
+    fn begin_destruction(&self, id: &KeyId, now: std::time::SystemTime)
+        -> Result<bool, StoreError>;
+    /// The last step, after the HSM objects are gone: the key, its material versions,
+    /// grants and aliases are removed in one transaction, and a tombstone is kept.
+    fn finish_destruction(&self, id: &KeyId, now: std::time::SystemTime) -> Result<(), StoreError>;
+    /// The account of a key that was deleted, if it was.
+    fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError>;
     /// Replaces a key's description.
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError>;
     /// How many keys an account has.

@@ -81,6 +81,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, name)
      ) WITHOUT ROWID;
      CREATE INDEX aliases_by_key ON aliases(key_id, name);",
+    // 5: scheduled deletion: the start of destruction (irreversible from then on), and
+    // tombstones of destroyed keys.
+    "ALTER TABLE keys ADD COLUMN destroy_started_ms INTEGER;
+     CREATE TABLE deleted_keys (
+        key_id     TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        deleted_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -321,6 +329,93 @@ impl Store for SqliteStore {
             return Err(StoreError::Missing("key"));
         }
         Ok(())
+    }
+
+    fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = ?2
+             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled')",
+            params![id.to_string(), to_ms(at)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
+             WHERE key_id = ?1 AND key_state = 'PendingDeletion' AND destroy_started_ms IS NULL",
+            params![id.to_string()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn keys_due_for_deletion(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys
+             WHERE key_state = 'PendingDeletion'
+               AND (deletion_ms <= ?1 OR destroy_started_ms IS NOT NULL)
+             ORDER BY key_id",
+        )?;
+        let ids = stmt
+            .query_map(params![to_ms(now)], |r| r.get::<_, String>(0))?
+            .map(|r| {
+                r.map_err(StoreError::from)?
+                    .parse::<KeyId>()
+                    .map_err(|_| StoreError::Corrupt("key id"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
+    fn begin_destruction(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET destroy_started_ms = COALESCE(destroy_started_ms, ?2)
+             WHERE key_id = ?1 AND key_state = 'PendingDeletion'
+               AND (deletion_ms <= ?2 OR destroy_started_ms IS NOT NULL)",
+            params![id.to_string(), to_ms(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn finish_destruction(&self, id: &KeyId, now: SystemTime) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let key = id.to_string();
+        let account: Option<String> = tx
+            .query_row(
+                "SELECT account FROM keys WHERE key_id = ?1 AND destroy_started_ms IS NOT NULL",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(account) = account else {
+            return Err(StoreError::Missing("key being destroyed"));
+        };
+        tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM grants WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM key_materials WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM keys WHERE key_id = ?1", params![key])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO deleted_keys (key_id, account, deleted_ms) VALUES (?1, ?2, ?3)",
+            params![key, account, to_ms(now)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        let conn = self.conn();
+        let account: Option<String> = conn
+            .query_row(
+                "SELECT account FROM deleted_keys WHERE key_id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        account
+            .map(|a| a.parse().map_err(|_| StoreError::Corrupt("account")))
+            .transpose()
     }
 
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {

@@ -70,6 +70,14 @@ impl AliasCache {
             .get(&(account.clone(), name.to_owned()))
             .copied()
     }
+    /// Forgets every alias that points at `key` (it was destroyed).
+    pub(crate) fn forget_key(&self, key: KeyId) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, k| *k != key);
+    }
+
     fn set(&self, account: &AccountId, name: &str, key: Option<KeyId>) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
         let k = (account.clone(), name.to_owned());

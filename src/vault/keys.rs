@@ -170,6 +170,23 @@ impl KeyEntry {
         self.lock().record.key_state = state;
     }
 
+    /// Sets the lifecycle state and deletion date together (after the store did).
+    pub(crate) fn set_deletion(&self, state: KeyState, date: Option<std::time::SystemTime>) {
+        let mut s = self.lock();
+        s.record.key_state = state;
+        s.record.deletion_date = date;
+    }
+
+    /// Every material version this key has.
+    pub(crate) fn versions(&self) -> Vec<MaterialVersion> {
+        self.lock()
+            .record
+            .versions
+            .iter()
+            .map(|m| m.version)
+            .collect()
+    }
+
     /// The cached grants, if loaded.
     pub(crate) fn cached_grants(&self) -> Option<Arc<Vec<authz::Grant>>> {
         self.lock().grants.clone()
@@ -253,6 +270,14 @@ impl KeyCache {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Drops a key (it was destroyed).
+    pub(crate) fn remove(&self, id: &KeyId) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// Inserts unless another task got there first; returns the entry that is cached.
@@ -388,9 +413,14 @@ impl Vault {
     /// named no key, so a blob naming one that does not exist is a bad ciphertext (a
     /// damaged key-id field looks exactly like this).
     pub(crate) async fn key_of_blob(&self, id: KeyId) -> Result<Arc<KeyEntry>, KmsError> {
-        self.key(id).await?.ok_or_else(|| {
+        if let Some(k) = self.key(id).await? {
+            return Ok(k);
+        }
+        // A key that was destroyed is NotFound, as in AWS; an id nobody ever had means
+        // the blob is damaged.
+        Err(self.deleted(id).await?.unwrap_or_else(|| {
             KmsError::InvalidCiphertext("the ciphertext refers to a key that does not exist".into())
-        })
+        }))
     }
 
     /// The ARN of a cached key.

@@ -5,8 +5,10 @@
 mod aliases;
 mod authorize;
 pub mod blob;
+mod clock;
 mod create_key;
 mod decrypt;
+mod deletion;
 mod describe_key;
 mod encrypt;
 mod error;
@@ -27,8 +29,10 @@ use std::sync::Arc;
 
 pub use aliases::{AliasEntry, ListAliasesInput, ListAliasesOutput, MAX_ALIAS_NAME_LEN};
 pub use authorize::TrustedService;
+pub use clock::{Clock, OffsetFileClock, SystemClock};
 pub use create_key::{CreateKeyInput, MAX_KEYS_PER_ACCOUNT};
 pub use decrypt::{DecryptInput, DecryptOutput};
+pub use deletion::ScheduledDeletion;
 pub use encrypt::{EncryptInput, EncryptOutput};
 pub use error::KmsError;
 pub use generate_data_key::{DataKeyInput, DataKeyOutput};
@@ -58,6 +62,8 @@ pub struct VaultSettings {
     pub max_encryptions_per_material: u64,
     /// Services that may call on behalf of other principals (kms:ViaService).
     pub trusted_services: Vec<TrustedService>,
+    /// The time for deletion dates and the destruction sweep.
+    pub clock: std::sync::Arc<dyn Clock>,
 }
 
 /// An authenticated caller of one request.

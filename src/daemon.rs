@@ -160,8 +160,9 @@ impl Prepared {
     }
 }
 
-/// Destroys keys past their deletion date: once at start (finishing any destruction a
-/// crash interrupted), then every `interval`. A failure is logged and retried next time.
+/// Destroys keys past their deletion date and rotates keys whose automatic rotation is
+/// due: once at start (finishing any destruction a crash interrupted), then every
+/// `interval`. A failure is logged and retried next time.
 async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,6 +172,11 @@ async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
             Ok(ids) if !ids.is_empty() => info!(count = ids.len(), "keys destroyed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "destroying due keys failed; will retry"),
+        }
+        match vault.rotate_due_keys().await {
+            Ok(n) if n > 0 => info!(count = n, "keys rotated on schedule"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rotating due keys failed; will retry"),
         }
     }
 }

@@ -96,15 +96,30 @@ impl Store for FaultyStore {
     fn count_keys(&self, a: &AccountId) -> Result<usize, StoreError> {
         self.inner.count_keys(a)
     }
-    fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError> {
+    fn add_material(
+        &self,
+        id: &KeyId,
+        m: &MaterialRecord,
+        next: Option<std::time::SystemTime>,
+    ) -> Result<(), StoreError> {
         match self.mode.load(Ordering::SeqCst) {
             FAIL_BEFORE_ADD => Err(injected()),
             FAIL_AFTER_ADD => {
-                self.inner.add_material(id, m)?;
+                self.inner.add_material(id, m, next)?;
                 Err(injected())
             }
-            _ => self.inner.add_material(id, m),
+            _ => self.inner.add_material(id, m, next),
         }
+    }
+    fn set_rotation(
+        &self,
+        id: &KeyId,
+        r: Option<p11kms::store::RotationSchedule>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_rotation(id, r)
+    }
+    fn keys_due_for_rotation(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        self.inner.keys_due_for_rotation(now)
     }
     fn reserve_invocations(
         &self,

@@ -680,6 +680,96 @@ impl KeyManagementService for KmsService {
         .await
     }
 
+    async fn enable_key_rotation(
+        &self,
+        req: Request<proto::EnableKeyRotationRequest>,
+    ) -> Result<Response<proto::EnableKeyRotationResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("EnableKeyRotation", &key_id, req, |caller, m| async move {
+            self.vault
+                .enable_key_rotation(&caller, &m.key_id, m.rotation_period_in_days)
+                .await?;
+            Ok(proto::EnableKeyRotationResponse {})
+        })
+        .await
+    }
+
+    async fn disable_key_rotation(
+        &self,
+        req: Request<proto::DisableKeyRotationRequest>,
+    ) -> Result<Response<proto::DisableKeyRotationResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("DisableKeyRotation", &key_id, req, |caller, m| async move {
+            self.vault.disable_key_rotation(&caller, &m.key_id).await?;
+            Ok(proto::DisableKeyRotationResponse {})
+        })
+        .await
+    }
+
+    async fn get_key_rotation_status(
+        &self,
+        req: Request<proto::GetKeyRotationStatusRequest>,
+    ) -> Result<Response<proto::GetKeyRotationStatusResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle(
+            "GetKeyRotationStatus",
+            &key_id,
+            req,
+            |caller, m| async move {
+                let st = self.vault.key_rotation_status(&caller, &m.key_id).await?;
+                Ok(proto::GetKeyRotationStatusResponse {
+                    key_rotation_enabled: st.enabled,
+                    key_id: st.key_arn.to_string(),
+                    rotation_period_in_days: st.period_days.and_then(|d| i32::try_from(d).ok()),
+                    next_rotation_date: st.next_rotation.map(convert::timestamp),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn rotate_key_on_demand(
+        &self,
+        req: Request<proto::RotateKeyOnDemandRequest>,
+    ) -> Result<Response<proto::RotateKeyOnDemandResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("RotateKeyOnDemand", &key_id, req, |caller, m| async move {
+            let arn = self.vault.rotate_key_on_demand(&caller, &m.key_id).await?;
+            Ok(proto::RotateKeyOnDemandResponse {
+                key_id: arn.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn list_key_rotations(
+        &self,
+        req: Request<proto::ListKeyRotationsRequest>,
+    ) -> Result<Response<proto::ListKeyRotationsResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("ListKeyRotations", &key_id, req, |caller, m| async move {
+            let page = self
+                .vault
+                .list_key_rotations(&caller, &m.key_id, m.limit, &m.marker)
+                .await?;
+            let arn = page.key_arn.to_string();
+            Ok(proto::ListKeyRotationsResponse {
+                rotations: page
+                    .rotations
+                    .into_iter()
+                    .map(|r| proto::RotationsListEntry {
+                        key_id: arn.clone(),
+                        rotation_date: Some(convert::timestamp(r.date)),
+                        rotation_type: r.kind.as_str().to_owned(),
+                    })
+                    .collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
     async fn create_alias(
         &self,
         req: Request<proto::CreateAliasRequest>,

@@ -53,6 +53,16 @@ impl Action {
     pub const ENABLE_KEY: Self = Self("kms:EnableKey");
     /// kms:DisableKey
     pub const DISABLE_KEY: Self = Self("kms:DisableKey");
+    /// kms:EnableKeyRotation
+    pub const ENABLE_KEY_ROTATION: Self = Self("kms:EnableKeyRotation");
+    /// kms:DisableKeyRotation
+    pub const DISABLE_KEY_ROTATION: Self = Self("kms:DisableKeyRotation");
+    /// kms:GetKeyRotationStatus
+    pub const GET_KEY_ROTATION_STATUS: Self = Self("kms:GetKeyRotationStatus");
+    /// kms:RotateKeyOnDemand
+    pub const ROTATE_KEY_ON_DEMAND: Self = Self("kms:RotateKeyOnDemand");
+    /// kms:ListKeyRotations
+    pub const LIST_KEY_ROTATIONS: Self = Self("kms:ListKeyRotations");
     /// kms:ScheduleKeyDeletion
     pub const SCHEDULE_KEY_DELETION: Self = Self("kms:ScheduleKeyDeletion");
     /// kms:CancelKeyDeletion

@@ -283,6 +283,50 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                     .into_inner();
                 print_json(&json!({ "KeyId": r.key_id }))
             }
+            Command::Key(KeyCmd::Rotate { key_id }) => {
+                let r = c
+                    .rotate_key_on_demand(proto::RotateKeyOnDemandRequest { key_id })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({ "KeyId": r.key_id }))
+            }
+            Command::Key(KeyCmd::EnableRotation { key_id, rotation_period_in_days }) => {
+                c.enable_key_rotation(proto::EnableKeyRotationRequest { key_id, rotation_period_in_days })
+                    .await
+                    .map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Key(KeyCmd::DisableRotation { key_id }) => {
+                c.disable_key_rotation(proto::DisableKeyRotationRequest { key_id }).await.map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Key(KeyCmd::RotationStatus { key_id }) => {
+                let r = c
+                    .get_key_rotation_status(proto::GetKeyRotationStatusRequest { key_id })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                print_json(&json!({
+                    "KeyId": r.key_id,
+                    "KeyRotationEnabled": r.key_rotation_enabled,
+                    "RotationPeriodInDays": r.rotation_period_in_days,
+                    "NextRotationDate": date(r.next_rotation_date),
+                }))
+            }
+            Command::Key(KeyCmd::ListRotations { key_id }) => {
+                let r = c
+                    .list_key_rotations(proto::ListKeyRotationsRequest { key_id, limit: Some(1000), marker: String::new() })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                let rotations: Vec<Value> = r
+                    .rotations
+                    .into_iter()
+                    .map(|x| json!({ "KeyId": x.key_id, "RotationDate": date(x.rotation_date), "RotationType": x.rotation_type }))
+                    .collect();
+                print_json(&json!({ "Rotations": rotations, "Truncated": r.truncated }))
+            }
             Command::Key(KeyCmd::UpdateDescription { key_id, description }) => {
                 c.update_key_description(proto::UpdateKeyDescriptionRequest { key_id, description })
                     .await

@@ -339,6 +339,39 @@ pub(crate) enum KeyCmd {
         #[arg(long)]
         key_id: String,
     },
+    /// Rotate a key's material now (at most 25 times per key).
+    Rotate {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Turn on automatic rotation.
+    EnableRotation {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Days between rotations, 90..2560 (default 365).
+        #[arg(long)]
+        rotation_period_in_days: Option<i32>,
+    },
+    /// Turn off automatic rotation.
+    DisableRotation {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Show whether automatic rotation is on, and when it is next due.
+    RotationStatus {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
+    /// List a key's completed rotations.
+    ListRotations {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
     /// Replace a key's description.
     UpdateDescription {
         /// Key id, key ARN, alias name or alias ARN.

@@ -65,6 +65,16 @@ aws_enum!(
     }
 );
 
+aws_enum!(
+    /// Why a material version was made by a rotation (ListKeyRotations).
+    RotationType {
+        /// On the key's rotation schedule.
+        Automatic = "AUTOMATIC",
+        /// By RotateKeyOnDemand.
+        OnDemand = "ON_DEMAND"
+    }
+);
+
 /// A key-material version: 1 for the material made at CreateKey, then one more each time
 /// new material is made for the key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,5 +8,5 @@ mod secret;
 
 pub use context::{EncryptionContext, MAX_CONTEXT_BYTES};
 pub use ids::{AccountId, KeyArn, KeyId, Partition, Region};
-pub use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+pub use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType};
 pub use secret::{Pin, Plaintext};

@@ -6,7 +6,7 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-pub use record::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord};
+pub use record::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{AccountId, KeyId, MaterialVersion};
@@ -73,12 +73,26 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
     fn finish_destruction(&self, id: &KeyId, now: std::time::SystemTime) -> Result<(), StoreError>;
     /// The account of a key that was deleted, if it was.
     fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError>;
+    /// Turns automatic rotation on (with its schedule) or off.
+    fn set_rotation(
+        &self,
+        id: &KeyId,
+        rotation: Option<RotationSchedule>,
+    ) -> Result<(), StoreError>;
+    /// Enabled keys whose automatic rotation is due at `now`.
+    fn keys_due_for_rotation(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError>;
     /// Replaces a key's description.
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError>;
     /// How many keys an account has.
     fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError>;
-    /// Adds a material version and makes it the key's current one, atomically.
-    fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError>;
+    /// Adds a material version and makes it the key's current one, atomically; with
+    /// `next_rotation`, the key's next automatic rotation moves in the same transaction.
+    fn add_material(
+        &self,
+        id: &KeyId,
+        m: &MaterialRecord,
+        next_rotation: Option<std::time::SystemTime>,
+    ) -> Result<(), StoreError>;
     /// Raises the count of GCM invocations reserved for a material version. Never
     /// lowers it: after a crash the daemon resumes above everything it may have used.
     fn reserve_invocations(

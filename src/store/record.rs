@@ -3,7 +3,9 @@
 use std::time::SystemTime;
 
 use crate::authz::GrantConstraints;
-use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+use crate::domain::{
+    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
 
 /// A key as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +34,17 @@ pub struct KeyRecord {
     pub versions: Vec<MaterialRecord>,
     /// The key policy document as given; `None` means AWS's default key policy.
     pub policy: Option<String>,
+    /// Automatic rotation, when enabled.
+    pub rotation: Option<RotationSchedule>,
+}
+
+/// A key's automatic rotation schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationSchedule {
+    /// Days between rotations (90..2560).
+    pub period_days: u32,
+    /// When the next automatic rotation is due.
+    pub next: SystemTime,
 }
 
 /// One key-material version as stored.
@@ -43,6 +56,9 @@ pub struct MaterialRecord {
     pub created: SystemTime,
     /// GCM invocations reserved so far (see docs/DESIGN.md, "IV budget").
     pub reserved_invocations: u64,
+    /// Set when a rotation made this version (not the first version, nor one made
+    /// because the previous one's IV budget was spent).
+    pub rotation: Option<RotationType>,
 }
 
 impl KeyRecord {

@@ -10,9 +10,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
-    Store, StoreError,
+    RotationSchedule, Store, StoreError,
 };
-use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+use crate::domain::{
+    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 /// Never edit a released entry: add a new one.
@@ -89,6 +91,10 @@ const MIGRATIONS: &[&str] = &[
         account    TEXT NOT NULL,
         deleted_ms INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 6: rotation: the schedule on the key, and why each material version was made.
+    "ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
+     ALTER TABLE keys ADD COLUMN next_rotation_ms INTEGER;
+     ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;",
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -185,8 +191,9 @@ impl Store for SqliteStore {
         let tx = conn.transaction()?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
-                key_spec, origin, key_state, deletion_ms, current_version, policy)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                key_spec, origin, key_state, deletion_ms, current_version, policy,
+                rotation_period_days, next_rotation_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 rec.key_id.to_string(),
                 rec.account.as_str(),
@@ -199,6 +206,8 @@ impl Store for SqliteStore {
                 rec.deletion_date.map(to_ms),
                 rec.current_version.0,
                 rec.policy,
+                rec.rotation.map(|r| r.period_days),
+                rec.rotation.map(|r| to_ms(r.next)),
             ],
         )?;
         if n == 0 {
@@ -206,8 +215,15 @@ impl Store for SqliteStore {
         }
         for m in &rec.versions {
             tx.execute(
-                "INSERT INTO key_materials (key_id, version, created_ms, reserved) VALUES (?1, ?2, ?3, ?4)",
-                params![rec.key_id.to_string(), m.version.0, to_ms(m.created), to_i64(m.reserved_invocations)],
+                "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    rec.key_id.to_string(),
+                    m.version.0,
+                    to_ms(m.created),
+                    to_i64(m.reserved_invocations),
+                    m.rotation.map(|r| r.as_str())
+                ],
             )?;
         }
         tx.commit()?;
@@ -219,7 +235,8 @@ impl Store for SqliteStore {
         let row = conn
             .query_row(
                 "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
-                        deletion_ms, current_version, policy
+                        deletion_ms, current_version, policy, rotation_period_days,
+                        next_rotation_ms
                  FROM keys WHERE key_id = ?1",
                 params![id.to_string()],
                 |r| {
@@ -234,6 +251,7 @@ impl Store for SqliteStore {
                         r.get::<_, Option<i64>>(7)?,
                         r.get::<_, u32>(8)?,
                         r.get::<_, Option<String>>(9)?,
+                        (r.get::<_, Option<u32>>(10)?, r.get::<_, Option<i64>>(11)?),
                     ))
                 },
             )
@@ -249,12 +267,14 @@ impl Store for SqliteStore {
             deletion,
             current,
             policy,
+            (period, next_rotation),
         )) = row
         else {
             return Ok(None);
         };
         let mut stmt = conn.prepare_cached(
-            "SELECT version, created_ms, reserved FROM key_materials WHERE key_id = ?1 ORDER BY version",
+            "SELECT version, created_ms, reserved, rotation_type FROM key_materials
+             WHERE key_id = ?1 ORDER BY version",
         )?;
         let versions = stmt
             .query_map(params![id.to_string()], |r| {
@@ -262,14 +282,20 @@ impl Store for SqliteStore {
                     r.get::<_, u32>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
                 ))
             })?
             .map(|row| {
-                let (v, c, reserved) = row?;
+                let (v, c, reserved, rotation) = row?;
                 Ok(MaterialRecord {
                     version: MaterialVersion(v),
                     created: from_ms(c),
                     reserved_invocations: to_u64(reserved)?,
+                    rotation: rotation
+                        .map(|t| {
+                            RotationType::parse(&t).ok_or(StoreError::Corrupt("rotation type"))
+                        })
+                        .transpose()?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -288,6 +314,13 @@ impl Store for SqliteStore {
             current_version: MaterialVersion(current),
             versions,
             policy,
+            rotation: match (period, next_rotation) {
+                (Some(period_days), Some(next)) => Some(RotationSchedule {
+                    period_days,
+                    next: from_ms(next),
+                }),
+                _ => None,
+            },
         }))
     }
 
@@ -418,6 +451,43 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    fn set_rotation(
+        &self,
+        id: &KeyId,
+        rotation: Option<RotationSchedule>,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET rotation_period_days = ?2, next_rotation_ms = ?3 WHERE key_id = ?1",
+            params![
+                id.to_string(),
+                rotation.map(|r| r.period_days),
+                rotation.map(|r| to_ms(r.next))
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
+    fn keys_due_for_rotation(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_id FROM keys
+             WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1
+             ORDER BY key_id",
+        )?;
+        let ids = stmt
+            .query_map(params![to_ms(now)], |r| r.get::<_, String>(0))?
+            .map(|r| {
+                r.map_err(StoreError::from)?
+                    .parse::<KeyId>()
+                    .map_err(|_| StoreError::Corrupt("key id"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids)
+    }
+
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
         let n = self.conn().execute(
             "UPDATE keys SET description = ?2 WHERE key_id = ?1",
@@ -438,16 +508,30 @@ impl Store for SqliteStore {
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
-    fn add_material(&self, id: &KeyId, m: &MaterialRecord) -> Result<(), StoreError> {
+    fn add_material(
+        &self,
+        id: &KeyId,
+        m: &MaterialRecord,
+        next_rotation: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO key_materials (key_id, version, created_ms, reserved) VALUES (?1, ?2, ?3, ?4)",
-            params![id.to_string(), m.version.0, to_ms(m.created), to_i64(m.reserved_invocations)],
+            "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id.to_string(),
+                m.version.0,
+                to_ms(m.created),
+                to_i64(m.reserved_invocations),
+                m.rotation.map(|r| r.as_str())
+            ],
         )?;
         let n = tx.execute(
-            "UPDATE keys SET current_version = ?2 WHERE key_id = ?1",
-            params![id.to_string(), m.version.0],
+            "UPDATE keys SET current_version = ?2,
+                 next_rotation_ms = COALESCE(?3, next_rotation_ms)
+             WHERE key_id = ?1",
+            params![id.to_string(), m.version.0, next_rotation.map(to_ms)],
         )?;
         if n == 0 {
             return Err(StoreError::Missing("key"));

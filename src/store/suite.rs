@@ -2,8 +2,12 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord, Store, StoreError};
-use crate::domain::{AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin};
+use super::{
+    AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError,
+};
+use crate::domain::{
+    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
 
 fn record(account: &str) -> KeyRecord {
     let created = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
@@ -22,8 +26,10 @@ fn record(account: &str) -> KeyRecord {
             version: MaterialVersion(1),
             created,
             reserved_invocations: 65536,
+            rotation: None,
         }],
         policy: None,
+        rotation: None,
     }
 }
 
@@ -322,19 +328,69 @@ fn materials_add_and_reserve(store: &dyn Store) {
                 version: MaterialVersion(2),
                 created: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
                 reserved_invocations: 0,
+                rotation: Some(RotationType::OnDemand),
             },
+            None,
         )
         .unwrap();
     let got = store.get_key(&r.key_id).unwrap().unwrap();
     assert_eq!(got.current_version, MaterialVersion(2));
     assert_eq!(got.versions.len(), 2);
+    assert_eq!(got.versions[1].rotation, Some(RotationType::OnDemand));
+    assert_eq!(got.versions[0].rotation, None);
+    // Rotation schedule: set, moved by an automatic rotation in the same transaction,
+    // due only when enabled and past its date.
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    store
+        .set_rotation(
+            &r.key_id,
+            Some(RotationSchedule {
+                period_days: 90,
+                next: t(2_000_000_000),
+            }),
+        )
+        .unwrap();
+    assert!(store
+        .keys_due_for_rotation(t(1_999_999_999))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.keys_due_for_rotation(t(2_000_000_000)).unwrap(),
+        [r.key_id]
+    );
+    store
+        .add_material(
+            &r.key_id,
+            &MaterialRecord {
+                version: MaterialVersion(3),
+                created: t(2_000_000_000),
+                reserved_invocations: 0,
+                rotation: Some(RotationType::Automatic),
+            },
+            Some(t(2_007_776_000)),
+        )
+        .unwrap();
+    let got = store.get_key(&r.key_id).unwrap().unwrap();
+    assert_eq!(
+        got.rotation,
+        Some(RotationSchedule {
+            period_days: 90,
+            next: t(2_007_776_000)
+        })
+    );
+    assert!(store
+        .keys_due_for_rotation(t(2_000_000_001))
+        .unwrap()
+        .is_empty());
+    store.set_rotation(&r.key_id, None).unwrap();
+    assert_eq!(store.get_key(&r.key_id).unwrap().unwrap().rotation, None);
     assert_eq!(got.versions[0].reserved_invocations, 131072);
     assert!(matches!(
         store.reserve_invocations(&r.key_id, MaterialVersion(9), 1),
         Err(StoreError::Missing(_))
     ));
     assert!(matches!(
-        store.add_material(&KeyId::generate(), &got.versions[0]),
+        store.add_material(&KeyId::generate(), &got.versions[0], None),
         Err(StoreError::Sqlite(_)) | Err(StoreError::Missing(_))
     ));
 }

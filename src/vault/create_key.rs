@@ -162,8 +162,10 @@ impl Vault {
                 version,
                 created: now,
                 reserved_invocations: self.keys.first_reservation(),
+                rotation: None,
             }],
             policy: policy.as_ref().map(|(_, text)| text.clone()),
+            rotation: None,
         };
         if let Some((parsed, _)) = &policy {
             // Checked against the new key as it will be, before any material exists.

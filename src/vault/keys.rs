@@ -14,7 +14,7 @@ use super::{Caller, KmsError, Vault};
 use crate::authz::{self, Policy, PolicyKind};
 use crate::domain::{
     AccountId, KeyArn, KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin,
-    Partition,
+    Partition, RotationType,
 };
 use crate::hsm::MaterialRef;
 use crate::store::{KeyRecord, MaterialRecord};
@@ -175,6 +175,36 @@ impl KeyEntry {
         let mut s = self.lock();
         s.record.key_state = state;
         s.record.deletion_date = date;
+    }
+
+    /// The automatic rotation schedule, when enabled.
+    pub(crate) fn rotation(&self) -> Option<crate::store::RotationSchedule> {
+        self.lock().record.rotation
+    }
+
+    /// Sets the automatic rotation schedule (after the store did).
+    pub(crate) fn set_rotation(&self, r: Option<crate::store::RotationSchedule>) {
+        self.lock().record.rotation = r;
+    }
+
+    /// The versions that rotations made: (version, when, why), oldest first.
+    pub(crate) fn rotations(&self) -> Vec<(MaterialVersion, std::time::SystemTime, RotationType)> {
+        self.lock()
+            .record
+            .versions
+            .iter()
+            .filter_map(|m| m.rotation.map(|t| (m.version, m.created, t)))
+            .collect()
+    }
+
+    /// The current material version.
+    pub(crate) fn current_version(&self) -> MaterialVersion {
+        self.lock().record.current_version
+    }
+
+    /// The refill lock: held while new material is made for this key.
+    pub(crate) async fn lock_refill(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.refill.lock().await
     }
 
     /// Every material version this key has.
@@ -459,16 +489,20 @@ impl Vault {
                     m.reserved_invocations = next;
                 }
             } else {
-                self.new_material(key, version).await?;
+                self.new_material(key, version, None).await?;
             }
         }
     }
 
-    async fn new_material(
+    /// Makes material version `exhausted + 1` the current one: because `exhausted` spent
+    /// its IV budget (`rotation` None), or as a rotation, which may also move the key's
+    /// next automatic rotation (in the same store transaction). Returns the version.
+    pub(crate) async fn new_material(
         &self,
         key: &KeyEntry,
         exhausted: MaterialVersion,
-    ) -> Result<(), KmsError> {
+        rotation: Option<(RotationType, Option<SystemTime>)>,
+    ) -> Result<MaterialVersion, KmsError> {
         let next = exhausted
             .0
             .checked_add(1)
@@ -492,7 +526,7 @@ impl Vault {
                 s.record.versions = stored.versions;
                 s.used = reserved;
                 s.reserved = reserved;
-                return Ok(());
+                return Ok(stored.current_version);
             }
         }
         self.hsm.create_material(key.material_ref(next)).await?;
@@ -500,17 +534,29 @@ impl Vault {
             version: next,
             created: SystemTime::now(),
             reserved_invocations: self.keys.first_reservation(),
+            rotation: rotation.map(|(t, _)| t),
         };
         let stored = m.clone();
-        self.store_call(move |s| s.add_material(&id, &stored))
+        let next_rotation = rotation.and_then(|(_, n)| n);
+        self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
             .await?;
-        info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material");
+        match rotation {
+            None => {
+                info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material")
+            }
+            Some((t, _)) => {
+                info!(key_id = %id, version = next.0, rotation = t.as_str(), "key rotated: new material")
+            }
+        }
         let mut s = key.lock();
         s.record.current_version = next;
         s.record.versions.push(m);
         s.used = 0;
         s.reserved = self.keys.first_reservation();
-        Ok(())
+        if let (Some(r), Some((_, Some(next)))) = (s.record.rotation.as_mut(), rotation) {
+            r.next = next;
+        }
+        Ok(next)
     }
 }
 

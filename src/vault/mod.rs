@@ -21,6 +21,7 @@ mod keys;
 mod list_keys;
 mod principal_policy;
 mod re_encrypt;
+mod rotation;
 mod seal;
 mod validate;
 
@@ -40,6 +41,7 @@ pub use grants::{CreateGrantInput, GrantPage, MAX_GRANTS_PER_GRANTEE, MAX_GRANTS
 pub use key_policy::DEFAULT_POLICY_NAME;
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
+pub use rotation::{Rotation, RotationPage, RotationStatus, MAX_ON_DEMAND_ROTATIONS};
 
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;

@@ -1,6 +1,8 @@
 //! Key lifecycle over the wire: descriptions (UpdateKeyDescription), scheduled deletion
-//! with a moved clock, cancellation, and destruction of the material in the token.
+//! with a moved clock, cancellation, and destruction of the material in the token;
+//! rotation on demand and on schedule.
 
+use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use crate::harness::*;
@@ -242,4 +244,180 @@ fn d_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+fn material_version(blob: &[u8]) -> u32 {
+    u32::from_be_bytes(blob[20..24].try_into().unwrap())
+}
+
+async fn rotations(
+    c: &mut KmsClient,
+    key_id: &str,
+    limit: Option<i32>,
+    marker: &str,
+) -> proto::ListKeyRotationsResponse {
+    c.list_key_rotations(proto::ListKeyRotationsRequest {
+        key_id: key_id.into(),
+        limit,
+        marker: marker.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
+    let dir = TestDir::new();
+    dir.prepare();
+    let offset = dir.path().join("clock-offset");
+    dir.append_config(&format!(
+        "\n[lifecycle]\nsweep_interval_secs = 1\nclock_offset_file = {:?}\n",
+        offset.to_str().unwrap()
+    ));
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let k = create_key(&mut c).await;
+    let mut blobs = vec![encrypt(&mut c, &k.key_id, b"gen 1", &[]).await];
+    assert_eq!(material_version(&blobs[0]), 1);
+
+    for bad in [89, 2561] {
+        assert_kms_error(
+            c.enable_key_rotation(proto::EnableKeyRotationRequest {
+                key_id: k.key_id.clone(),
+                rotation_period_in_days: Some(bad),
+            })
+            .await,
+            "ValidationException",
+        );
+    }
+    c.enable_key_rotation(proto::EnableKeyRotationRequest {
+        key_id: k.key_id.clone(),
+        rotation_period_in_days: None,
+    })
+    .await
+    .unwrap();
+    let st = c
+        .get_key_rotation_status(proto::GetKeyRotationStatusRequest {
+            key_id: k.key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(st.key_rotation_enabled);
+    assert_eq!(st.rotation_period_in_days, Some(365));
+    let days = (st.next_rotation_date.unwrap().seconds - d_now()) / 86_400;
+    assert!((364..=365).contains(&days), "{days}");
+
+    // Two rotations on demand.
+    for generation in 2..=3u32 {
+        let r = c
+            .rotate_key_on_demand(proto::RotateKeyOnDemandRequest {
+                key_id: k.key_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.key_id, k.arn);
+        let b = encrypt(
+            &mut c,
+            &k.key_id,
+            format!("gen {generation}").as_bytes(),
+            &[],
+        )
+        .await;
+        assert_eq!(material_version(&b), generation);
+        blobs.push(b);
+    }
+    // The third on schedule, once the clock passes the rotation date.
+    std::fs::write(&offset, (366 * 86_400).to_string()).unwrap();
+    let mut automatic = false;
+    for _ in 0..100 {
+        let r = rotations(&mut c, &k.key_id, None, "").await;
+        if r.rotations.len() == 3 {
+            automatic = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        automatic,
+        "the scheduled rotation did not run:\n{}",
+        d.log()
+    );
+    let b = encrypt(&mut c, &k.key_id, b"gen 4", &[]).await;
+    assert_eq!(material_version(&b), 4);
+    blobs.push(b);
+
+    let all = rotations(&mut c, &k.key_id, None, "").await;
+    let kinds: Vec<_> = all
+        .rotations
+        .iter()
+        .map(|r| r.rotation_type.as_str())
+        .collect();
+    assert_eq!(kinds, ["ON_DEMAND", "ON_DEMAND", "AUTOMATIC"]);
+    assert!(all.rotations.iter().all(|r| r.key_id == k.arn));
+    let page = rotations(&mut c, &k.key_id, Some(2), "").await;
+    assert!(page.truncated);
+    let rest = rotations(&mut c, &k.key_id, Some(2), &page.next_marker).await;
+    assert_eq!(rest.rotations.len(), 1);
+    assert_eq!(rest.rotations[0].rotation_type, "AUTOMATIC");
+    // The schedule moved a period on from the rotation.
+    let st = c
+        .get_key_rotation_status(proto::GetKeyRotationStatusRequest {
+            key_id: k.key_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let days = (st.next_rotation_date.unwrap().seconds - d_now()) / 86_400;
+    assert!((365 + 364..=365 + 366).contains(&days), "{days}");
+
+    // Every generation decrypts; ReEncrypt moves an old blob to the newest material.
+    for (i, b) in blobs.iter().enumerate() {
+        assert_eq!(
+            decrypt(&mut c, b, &[]).await,
+            format!("gen {}", i + 1).as_bytes()
+        );
+    }
+    let moved = c
+        .re_encrypt(proto::ReEncryptRequest {
+            ciphertext_blob: blobs[0].clone(),
+            destination_key_id: k.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(material_version(&moved.ciphertext_blob), 4);
+    assert_eq!(decrypt(&mut c, &moved.ciphertext_blob, &[]).await, b"gen 1");
+    // All four versions are token objects; none was exported or destroyed.
+    let hex = k.key_id.replace('-', "");
+    let mine = dir
+        .token_objects()
+        .iter()
+        .filter(|o| o["id"].as_str().unwrap().starts_with(&hex))
+        .count();
+    assert_eq!(mine, 4);
+
+    // Rotation changes need an enabled key.
+    c.disable_key(proto::DisableKeyRequest {
+        key_id: k.key_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_kms_error(
+        c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest {
+            key_id: k.key_id.clone(),
+        })
+        .await,
+        "DisabledException",
+    );
+    assert_kms_error(
+        c.disable_key_rotation(proto::DisableKeyRotationRequest {
+            key_id: k.key_id.clone(),
+        })
+        .await,
+        "DisabledException",
+    );
 }

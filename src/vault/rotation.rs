@@ -1,0 +1,260 @@
+//! Key rotation: EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
+//! RotateKeyOnDemand, ListKeyRotations, and the automatic rotations the daemon's sweep
+//! runs when they are due.
+//!
+//! A rotation makes a new material version in the HSM and makes it current; older
+//! versions stay in the token, untouched, for as long as the key exists, so every older
+//! ciphertext still decrypts. Nothing is exported or re-wrapped.
+
+use std::time::{Duration, SystemTime};
+
+use super::authorize::Authz;
+use super::keys::KeyEntry;
+use super::{Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{KeyArn, KeyState, MaterialVersion, RotationType};
+use crate::store::RotationSchedule;
+
+const MIN_PERIOD_DAYS: i32 = 90;
+const MAX_PERIOD_DAYS: i32 = 2560;
+const DEFAULT_PERIOD_DAYS: i32 = 365;
+/// AWS's (non-adjustable) quota of on-demand rotations per key.
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// What GetKeyRotationStatus answers.
+#[derive(Debug)]
+pub struct RotationStatus {
+    /// The key ARN.
+    pub key_arn: KeyArn,
+    /// Whether automatic rotation is on.
+    pub enabled: bool,
+    /// Days between automatic rotations, when on.
+    pub period_days: Option<u32>,
+    /// When the next automatic rotation is due, when on.
+    pub next_rotation: Option<SystemTime>,
+}
+
+/// One completed rotation.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The material version it made.
+    pub version: MaterialVersion,
+    /// When.
+    pub date: SystemTime,
+    /// Why.
+    pub kind: RotationType,
+}
+
+/// One page of ListKeyRotations.
+#[derive(Debug)]
+pub struct RotationPage {
+    /// The key ARN.
+    pub key_arn: KeyArn,
+    /// Oldest first.
+    pub rotations: Vec<Rotation>,
+    /// Marker for the next page, when truncated.
+    pub next_marker: Option<String>,
+}
+
+/// Rotation changes need an enabled key: DisabledException when disabled,
+/// KMSInvalidStateException otherwise (pending deletion).
+fn require_enabled(key: &KeyEntry, arn: &KeyArn) -> Result<(), KmsError> {
+    key.check_usable(arn)
+}
+
+impl Vault {
+    async fn rotation_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: Action,
+    ) -> Result<(std::sync::Arc<KeyEntry>, KeyArn), KmsError> {
+        let key = self.resolve(caller, key_id).await?;
+        let arn = self.arn_of(&key);
+        self.authorize(caller, Authz::key(action, &key)).await?;
+        Ok((key, arn))
+    }
+
+    /// EnableKeyRotation: automatic rotation every `period_days` (90..2560, default
+    /// 365), the first one that many days from now.
+    pub async fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        period_days: Option<i32>,
+    ) -> Result<(), KmsError> {
+        let days = match period_days {
+            None => DEFAULT_PERIOD_DAYS,
+            Some(d) if (MIN_PERIOD_DAYS..=MAX_PERIOD_DAYS).contains(&d) => d,
+            Some(_) => {
+                return Err(KmsError::validation(format!(
+                    "RotationPeriodInDays must be between {MIN_PERIOD_DAYS} and {MAX_PERIOD_DAYS}"
+                )))
+            }
+        };
+        let (key, arn) = self
+            .rotation_key(caller, key_id, Action::ENABLE_KEY_ROTATION)
+            .await?;
+        require_enabled(&key, &arn)?;
+        let schedule = RotationSchedule {
+            period_days: days.unsigned_abs(),
+            next: self.settings.clock.now() + DAY * days.unsigned_abs(),
+        };
+        let id = key.key_id();
+        self.store_call(move |s| s.set_rotation(&id, Some(schedule)))
+            .await?;
+        key.set_rotation(Some(schedule));
+        Ok(())
+    }
+
+    /// DisableKeyRotation.
+    pub async fn disable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<(), KmsError> {
+        let (key, arn) = self
+            .rotation_key(caller, key_id, Action::DISABLE_KEY_ROTATION)
+            .await?;
+        require_enabled(&key, &arn)?;
+        let id = key.key_id();
+        self.store_call(move |s| s.set_rotation(&id, None)).await?;
+        key.set_rotation(None);
+        Ok(())
+    }
+
+    /// GetKeyRotationStatus.
+    pub async fn key_rotation_status(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<RotationStatus, KmsError> {
+        let (key, arn) = self
+            .rotation_key(caller, key_id, Action::GET_KEY_ROTATION_STATUS)
+            .await?;
+        if key.state() == KeyState::PendingDeletion {
+            return Err(KmsError::KmsInvalidState(format!(
+                "{arn} is pending deletion."
+            )));
+        }
+        let r = key.rotation();
+        Ok(RotationStatus {
+            key_arn: arn,
+            enabled: r.is_some(),
+            period_days: r.map(|r| r.period_days),
+            next_rotation: r.map(|r| r.next),
+        })
+    }
+
+    /// RotateKeyOnDemand: new material now, at most 25 times per key. The automatic
+    /// schedule does not move.
+    pub async fn rotate_key_on_demand(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<KeyArn, KmsError> {
+        let (key, arn) = self
+            .rotation_key(caller, key_id, Action::ROTATE_KEY_ON_DEMAND)
+            .await?;
+        require_enabled(&key, &arn)?;
+        let _one_at_a_time = key.lock_refill().await;
+        let on_demand = key
+            .rotations()
+            .iter()
+            .filter(|(_, _, t)| *t == RotationType::OnDemand)
+            .count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{arn} has had its {MAX_ON_DEMAND_ROTATIONS} on-demand rotations."
+            )));
+        }
+        self.new_material(
+            &key,
+            key.current_version(),
+            Some((RotationType::OnDemand, None)),
+        )
+        .await?;
+        Ok(arn)
+    }
+
+    /// ListKeyRotations: completed rotations, oldest first; the marker is the last
+    /// version of the previous page.
+    pub async fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        limit: Option<i32>,
+        marker: &str,
+    ) -> Result<RotationPage, KmsError> {
+        let limit = match limit {
+            None => 100,
+            Some(n) => super::validate::count("Limit", n, 1, 1000)?,
+        };
+        let after = if marker.is_empty() {
+            0
+        } else {
+            marker.parse::<u32>().map_err(|_| {
+                KmsError::InvalidMarker(
+                    "the marker is not one that ListKeyRotations returned".into(),
+                )
+            })?
+        };
+        let (key, arn) = self
+            .rotation_key(caller, key_id, Action::LIST_KEY_ROTATIONS)
+            .await?;
+        let mut rotations: Vec<Rotation> = key
+            .rotations()
+            .into_iter()
+            .filter(|(v, _, _)| v.0 > after)
+            .map(|(version, date, kind)| Rotation {
+                version,
+                date,
+                kind,
+            })
+            .collect();
+        let truncated = rotations.len() > limit;
+        rotations.truncate(limit);
+        let next_marker = if truncated {
+            rotations.last().map(|r| r.version.0.to_string())
+        } else {
+            None
+        };
+        Ok(RotationPage {
+            key_arn: arn,
+            rotations,
+            next_marker,
+        })
+    }
+
+    /// Rotates every enabled key whose automatic rotation is due; returns how many.
+    /// The daemon's sweep calls this.
+    pub async fn rotate_due_keys(&self) -> Result<usize, KmsError> {
+        let now = self.settings.clock.now();
+        let due = self
+            .store_call(move |s| s.keys_due_for_rotation(now))
+            .await?;
+        let mut rotated = 0;
+        for id in due {
+            let Some(key) = self.key(id).await? else {
+                continue;
+            };
+            let _one_at_a_time = key.lock_refill().await;
+            let Some(schedule) = key.rotation().filter(|r| r.next <= now) else {
+                continue;
+            };
+            if key.state() != KeyState::Enabled {
+                continue;
+            }
+            let next = now + DAY * schedule.period_days;
+            self.new_material(
+                &key,
+                key.current_version(),
+                Some((RotationType::Automatic, Some(next))),
+            )
+            .await?;
+            rotated += 1;
+        }
+        Ok(rotated)
+    }
+}

@@ -19,6 +19,8 @@ use crate::store::{AliasRecord, StoreError};
 
 /// The longest alias name, `alias/` included.
 pub const MAX_ALIAS_NAME_LEN: usize = 256;
+/// AWS's quota of aliases per key.
+pub const MAX_ALIASES_PER_KEY: usize = 50;
 const PREFIX: &str = "alias/";
 const RESERVED: &str = "alias/aws/";
 
@@ -209,6 +211,17 @@ impl Vault {
         Ok(())
     }
 
+    /// LimitExceededException when `key` already has the most aliases a key may have.
+    async fn check_alias_room(&self, key: &KeyEntry) -> Result<(), KmsError> {
+        if self.key_aliases(key).await?.len() >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} already has {MAX_ALIASES_PER_KEY} aliases",
+                self.arn_of(key)
+            )));
+        }
+        Ok(())
+    }
+
     /// Authorizes `action` on the alias resource itself (identity policies only).
     async fn authorize_alias(
         &self,
@@ -235,6 +248,7 @@ impl Vault {
             .await?;
         self.authorize(caller, Authz::key(Action::CREATE_ALIAS, &key))
             .await?;
+        self.check_alias_room(&key).await?;
         let now = SystemTime::now();
         let account = caller.principal.account().clone();
         let rec = AliasRecord {
@@ -277,6 +291,9 @@ impl Vault {
         }
         self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &new))
             .await?;
+        if new.key_id() != old {
+            self.check_alias_room(&new).await?;
+        }
         let (acct, name, id) = (account.clone(), alias_name.to_owned(), new.key_id());
         self.store_call(move |s| s.update_alias(&acct, &name, &id, SystemTime::now()))
             .await?;

@@ -28,7 +28,9 @@ mod validate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use aliases::{AliasEntry, ListAliasesInput, ListAliasesOutput, MAX_ALIAS_NAME_LEN};
+pub use aliases::{
+    AliasEntry, ListAliasesInput, ListAliasesOutput, MAX_ALIASES_PER_KEY, MAX_ALIAS_NAME_LEN,
+};
 pub use authorize::TrustedService;
 pub use clock::{Clock, OffsetFileClock, SystemClock};
 pub use create_key::{CreateKeyInput, MAX_KEYS_PER_ACCOUNT};

@@ -330,3 +330,39 @@ async fn request_alias_and_resource_aliases_conditions() {
         "AccessDeniedException",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_has_at_most_fifty_aliases() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let k = create_key(&mut c).await;
+    let other = create_key(&mut c).await;
+    for i in 0..50 {
+        create_alias(&mut c, &format!("alias/n{i}"), &k.key_id).await;
+    }
+    assert_kms_error(
+        c.create_alias(proto::CreateAliasRequest {
+            alias_name: "alias/one-too-many".into(),
+            target_key_id: k.key_id.clone(),
+        })
+        .await,
+        "LimitExceededException",
+    );
+    create_alias(&mut c, "alias/elsewhere", &other.key_id).await;
+    assert_kms_error(
+        c.update_alias(proto::UpdateAliasRequest {
+            alias_name: "alias/elsewhere".into(),
+            target_key_id: k.key_id.clone(),
+        })
+        .await,
+        "LimitExceededException",
+    );
+    // Deleting one makes room.
+    c.delete_alias(proto::DeleteAliasRequest {
+        alias_name: "alias/n0".into(),
+    })
+    .await
+    .unwrap();
+    create_alias(&mut c, "alias/one-more", &k.key_id).await;
+}

@@ -90,6 +90,15 @@ impl Store for FaultyStore {
     fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError> {
         self.inner.deleted_key(id)
     }
+    fn tag_key(&self, id: &KeyId, t: &[(String, String)], m: usize) -> Result<(), StoreError> {
+        self.inner.tag_key(id, t, m)
+    }
+    fn untag_key(&self, id: &KeyId, k: &[String]) -> Result<(), StoreError> {
+        self.inner.untag_key(id, k)
+    }
+    fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.key_tags(id)
+    }
     fn set_key_description(&self, id: &KeyId, d: &str) -> Result<(), StoreError> {
         self.inner.set_key_description(id, d)
     }

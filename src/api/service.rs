@@ -770,6 +770,60 @@ impl KeyManagementService for KmsService {
         .await
     }
 
+    async fn tag_resource(
+        &self,
+        req: Request<proto::TagResourceRequest>,
+    ) -> Result<Response<proto::TagResourceResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("TagResource", &key_id, req, |caller, m| async move {
+            let tags = m
+                .tags
+                .into_iter()
+                .map(|t| (t.tag_key, t.tag_value))
+                .collect();
+            self.vault.tag_resource(&caller, &m.key_id, tags).await?;
+            Ok(proto::TagResourceResponse {})
+        })
+        .await
+    }
+
+    async fn untag_resource(
+        &self,
+        req: Request<proto::UntagResourceRequest>,
+    ) -> Result<Response<proto::UntagResourceResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("UntagResource", &key_id, req, |caller, m| async move {
+            self.vault
+                .untag_resource(&caller, &m.key_id, m.tag_keys)
+                .await?;
+            Ok(proto::UntagResourceResponse {})
+        })
+        .await
+    }
+
+    async fn list_resource_tags(
+        &self,
+        req: Request<proto::ListResourceTagsRequest>,
+    ) -> Result<Response<proto::ListResourceTagsResponse>, Status> {
+        let key_id = req.get_ref().key_id.clone();
+        self.handle("ListResourceTags", &key_id, req, |caller, m| async move {
+            let page = self
+                .vault
+                .list_resource_tags(&caller, &m.key_id, m.limit, &m.marker)
+                .await?;
+            Ok(proto::ListResourceTagsResponse {
+                tags: page
+                    .tags
+                    .into_iter()
+                    .map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value })
+                    .collect(),
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
     async fn create_alias(
         &self,
         req: Request<proto::CreateAliasRequest>,

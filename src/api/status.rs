@@ -22,7 +22,8 @@ pub fn code_of(e: &KmsError) -> Code {
         | KmsError::MalformedPolicyDocument(_)
         | KmsError::InvalidGrantToken(_)
         | KmsError::InvalidGrantId(_)
-        | KmsError::InvalidAliasName(_) => Code::InvalidArgument,
+        | KmsError::InvalidAliasName(_)
+        | KmsError::Tag(_) => Code::InvalidArgument,
         KmsError::AlreadyExists(_) => Code::AlreadyExists,
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::AccessDenied(_) => Code::PermissionDenied,
@@ -131,6 +132,11 @@ mod tests {
                 KmsError::InvalidAliasName("x".into()),
                 Code::InvalidArgument,
                 "InvalidAliasNameException",
+            ),
+            (
+                KmsError::Tag("x".into()),
+                Code::InvalidArgument,
+                "TagException",
             ),
             (
                 KmsError::UnsupportedOperation("x".into()),

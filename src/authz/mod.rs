@@ -63,6 +63,12 @@ impl Action {
     pub const ROTATE_KEY_ON_DEMAND: Self = Self("kms:RotateKeyOnDemand");
     /// kms:ListKeyRotations
     pub const LIST_KEY_ROTATIONS: Self = Self("kms:ListKeyRotations");
+    /// kms:TagResource
+    pub const TAG_RESOURCE: Self = Self("kms:TagResource");
+    /// kms:UntagResource
+    pub const UNTAG_RESOURCE: Self = Self("kms:UntagResource");
+    /// kms:ListResourceTags
+    pub const LIST_RESOURCE_TAGS: Self = Self("kms:ListResourceTags");
     /// kms:ScheduleKeyDeletion
     pub const SCHEDULE_KEY_DELETION: Self = Self("kms:ScheduleKeyDeletion");
     /// kms:CancelKeyDeletion

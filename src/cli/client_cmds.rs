@@ -11,7 +11,9 @@ use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::io::{decode_b64, parse_pair, read_input, write_output, B64};
-use super::{AliasCmd, Command, ConfigCmd, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd};
+use super::{
+    AliasCmd, Command, ConfigCmd, Conn, GrantCmd, KeyCmd, PolicyCmd, PrincipalCmd, TagCmd,
+};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -332,6 +334,25 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
                     .await
                     .map_err(call_failed)?;
                 Ok(())
+            }
+            Command::Tag(TagCmd::Add { key_id, tags }) => {
+                let tags = tags.into_iter().map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value }).collect();
+                c.tag_resource(proto::TagResourceRequest { key_id, tags }).await.map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Tag(TagCmd::Remove { key_id, tag_keys }) => {
+                c.untag_resource(proto::UntagResourceRequest { key_id, tag_keys }).await.map_err(call_failed)?;
+                Ok(())
+            }
+            Command::Tag(TagCmd::List { key_id }) => {
+                let r = c
+                    .list_resource_tags(proto::ListResourceTagsRequest { key_id, limit: None, marker: String::new() })
+                    .await
+                    .map_err(call_failed)?
+                    .into_inner();
+                let tags: Vec<Value> =
+                    r.tags.into_iter().map(|t| json!({ "TagKey": t.tag_key, "TagValue": t.tag_value })).collect();
+                print_json(&json!({ "Tags": tags, "Truncated": r.truncated }))
             }
             Command::Alias(AliasCmd::Create { alias_name, target_key_id }) => {
                 c.create_alias(proto::CreateAliasRequest { alias_name, target_key_id })

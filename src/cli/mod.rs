@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// Aliases: names for keys, usable wherever a key id is.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Key tags (aws:ResourceTag/<key> in policies).
+    #[command(subcommand)]
+    Tag(TagCmd),
     /// Envelope-encrypt a file or stream (AWS Encryption SDK message format); only the
     /// data key meets the daemon.
     EncryptFile(files::EncryptFileArgs),
@@ -253,6 +256,34 @@ pub(crate) enum DevCmd {
     /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TagCmd {
+    /// Add or replace tags on a key.
+    Add {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// KEY=VALUE (repeatable).
+        #[arg(long = "tag", required = true, value_parser = io::parse_pair)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags from a key by tag key.
+    Remove {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+        /// Tag key (repeatable).
+        #[arg(long = "tag-key", required = true)]
+        tag_keys: Vec<String>,
+    },
+    /// List a key's tags.
+    List {
+        /// Key id, key ARN, alias name or alias ARN.
+        #[arg(long)]
+        key_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

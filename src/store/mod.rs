@@ -81,6 +81,17 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Enabled keys whose automatic rotation is due at `now`.
     fn keys_due_for_rotation(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError>;
+    /// Adds or replaces tags on a key, all or none; LimitExceeded past `max_tags`.
+    fn tag_key(
+        &self,
+        id: &KeyId,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError>;
+    /// Removes tags by key (absent ones are ignored).
+    fn untag_key(&self, id: &KeyId, keys: &[String]) -> Result<(), StoreError>;
+    /// A key's tags, by tag key.
+    fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError>;
     /// Replaces a key's description.
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError>;
     /// How many keys an account has.

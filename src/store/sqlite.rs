@@ -95,6 +95,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE keys ADD COLUMN rotation_period_days INTEGER;
      ALTER TABLE keys ADD COLUMN next_rotation_ms INTEGER;
      ALTER TABLE key_materials ADD COLUMN rotation_type TEXT;",
+    // 7: key tags.
+    "CREATE TABLE key_tags (
+        key_id    TEXT NOT NULL REFERENCES keys(key_id),
+        tag_key   TEXT NOT NULL,
+        tag_value TEXT NOT NULL,
+        PRIMARY KEY (key_id, tag_key)
+     ) WITHOUT ROWID;",
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -426,6 +433,7 @@ impl Store for SqliteStore {
             return Err(StoreError::Missing("key being destroyed"));
         };
         tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM key_tags WHERE key_id = ?1", params![key])?;
         tx.execute("DELETE FROM grants WHERE key_id = ?1", params![key])?;
         tx.execute("DELETE FROM key_materials WHERE key_id = ?1", params![key])?;
         tx.execute("DELETE FROM keys WHERE key_id = ?1", params![key])?;
@@ -486,6 +494,59 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ids)
+    }
+
+    fn tag_key(
+        &self,
+        id: &KeyId,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let key = id.to_string();
+        for (k, v) in tags {
+            tx.execute(
+                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                params![key, k, v],
+            )?;
+        }
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM key_tags WHERE key_id = ?1",
+            params![key],
+            |r| r.get(0),
+        )?;
+        if usize::try_from(n).unwrap_or(usize::MAX) > max_tags {
+            // Dropping the transaction rolls every insert back.
+            return Err(StoreError::LimitExceeded("tags on a key"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn untag_key(&self, id: &KeyId, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for k in keys {
+            tx.execute(
+                "DELETE FROM key_tags WHERE key_id = ?1 AND tag_key = ?2",
+                params![id.to_string(), k],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tag_key, tag_value FROM key_tags WHERE key_id = ?1 ORDER BY tag_key",
+        )?;
+        let rows = stmt
+            .query_map(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {

@@ -55,6 +55,31 @@ pub(super) fn run(store: &dyn Store) {
     grants(store);
     aliases(store);
     descriptions(store);
+    key_tags(store);
+}
+
+fn key_tags(store: &dyn Store) {
+    let r = record("444444444444");
+    store.insert_key(&r).unwrap();
+    let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+    store
+        .tag_key(&r.key_id, &[t("b", "2"), t("a", "1")], 3)
+        .unwrap();
+    store.tag_key(&r.key_id, &[t("a", "one")], 3).unwrap();
+    assert_eq!(
+        store.key_tags(&r.key_id).unwrap(),
+        [t("a", "one"), t("b", "2")]
+    );
+    // Over the limit: nothing of the request is kept.
+    assert!(matches!(
+        store.tag_key(&r.key_id, &[t("c", "3"), t("d", "4")], 3),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    assert_eq!(store.key_tags(&r.key_id).unwrap().len(), 2);
+    store
+        .untag_key(&r.key_id, &["a".into(), "zz".into()])
+        .unwrap();
+    assert_eq!(store.key_tags(&r.key_id).unwrap(), [t("b", "2")]);
 }
 
 fn descriptions(store: &dyn Store) {

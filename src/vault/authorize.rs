@@ -71,8 +71,10 @@ pub(crate) struct Authz<'a> {
     pub(crate) context: Option<&'a EncryptionContext>,
     /// Further single-valued condition keys of this operation.
     pub(crate) extra: Vec<(&'static str, String)>,
-    /// Further multi-valued condition keys (kms:GrantOperations).
+    /// Further multi-valued condition keys (kms:GrantOperations, aws:TagKeys).
     pub(crate) many: Vec<(&'static str, ContextValue)>,
+    /// Condition keys whose names are built per request (aws:RequestTag/<key>).
+    pub(crate) named: Vec<(String, String)>,
     /// For account-level actions on another resource (a principal): its ARN and account.
     pub(crate) resource: Option<(String, AccountId)>,
     /// A key policy to decide with instead of the key's own (the lockout check).
@@ -87,6 +89,7 @@ impl<'a> Authz<'a> {
             context: None,
             extra: Vec::new(),
             many: Vec::new(),
+            named: Vec::new(),
             resource: None,
             policy_override: None,
         }
@@ -98,6 +101,7 @@ impl<'a> Authz<'a> {
             context: None,
             extra: Vec::new(),
             many: Vec::new(),
+            named: Vec::new(),
             resource: None,
             policy_override: None,
         }
@@ -201,6 +205,7 @@ impl Vault {
         a: &Authz<'_>,
         data: &PrincipalData,
         key_aliases: Option<&[String]>,
+        key_tags: Option<&[(String, String)]>,
     ) -> RequestContext {
         let p = &caller.principal;
         let (resource, account) = match (a.key, &a.resource) {
@@ -257,7 +262,9 @@ impl Vault {
             ctx.set_one("kms:KeySpec", spec.as_str());
             ctx.set_one("kms:KeyUsage", usage.as_str());
             ctx.set_one("kms:KeyOrigin", origin.as_str());
-            // aws:ResourceTag/<k> joins here when keys get tags.
+        }
+        for (k, v) in key_tags.unwrap_or_default() {
+            ctx.set_one(&format!("aws:ResourceTag/{k}"), v.clone());
         }
         if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
             ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
@@ -271,6 +278,9 @@ impl Vault {
         for (k, v) in &a.many {
             ctx.set(k, v.clone());
         }
+        for (k, v) in &a.named {
+            ctx.set_one(k, v.clone());
+        }
         ctx
     }
 
@@ -282,11 +292,20 @@ impl Vault {
         a: Authz<'_>,
     ) -> Result<Decision, KmsError> {
         let data = self.principal_data(caller.principal.arn()).await?;
-        let aliases = match a.key {
-            Some(k) => Some(self.key_aliases(k).await?),
-            None => None,
+        let (aliases, tags) = match a.key {
+            Some(k) => (
+                Some(self.key_aliases(k).await?),
+                Some(self.key_tags(k).await?),
+            ),
+            None => (None, None),
         };
-        let ctx = self.request_context(caller, &a, &data, aliases.as_deref().map(Vec::as_slice));
+        let ctx = self.request_context(
+            caller,
+            &a,
+            &data,
+            aliases.as_deref().map(Vec::as_slice),
+            tags.as_deref().map(Vec::as_slice),
+        );
         let key_policy = match (a.policy_override, a.key) {
             (Some(p), _) => Some(Arc::new(p.clone())),
             (None, Some(k)) => Some(k.policy()),

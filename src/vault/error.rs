@@ -54,6 +54,9 @@ pub enum KmsError {
     /// A resource of that name exists already (an alias).
     #[error("{0}")]
     AlreadyExists(String),
+    /// A tag that breaks the tag rules.
+    #[error("{0}")]
+    Tag(String),
     /// An alias name that breaks the naming rules or uses the reserved alias/aws/.
     #[error("{0}")]
     InvalidAliasName(String),
@@ -88,6 +91,7 @@ impl KmsError {
             Self::LimitExceeded(_) => "LimitExceededException",
             Self::AlreadyExists(_) => "AlreadyExistsException",
             Self::InvalidAliasName(_) => "InvalidAliasNameException",
+            Self::Tag(_) => "TagException",
             Self::UnsupportedOperation(_) => "UnsupportedOperationException",
             Self::KeyUnavailable(_) => "KeyUnavailableException",
             Self::Internal(_) => "KMSInternalException",

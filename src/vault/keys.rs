@@ -46,6 +46,9 @@ struct EntryState {
     /// The key's alias names (kms:ResourceAliases); `None` until first needed, and again
     /// after any alias of the key changes.
     aliases: Option<Arc<Vec<String>>>,
+    /// The key's tags (aws:ResourceTag/<key>); `None` until first needed, and again
+    /// after they change.
+    tags: Option<Arc<Vec<(String, String)>>>,
     /// GCM invocations handed out for the current version since it was loaded.
     used: u64,
     /// Invocations reserved in the store for the current version.
@@ -100,6 +103,7 @@ impl KeyEntry {
                 policy,
                 grants: None,
                 aliases: None,
+                tags: None,
                 record,
             }),
             refill: tokio::sync::Mutex::new(()),
@@ -175,6 +179,16 @@ impl KeyEntry {
         let mut s = self.lock();
         s.record.key_state = state;
         s.record.deletion_date = date;
+    }
+
+    /// The cached tags, if loaded.
+    pub(crate) fn cached_tags(&self) -> Option<Arc<Vec<(String, String)>>> {
+        self.lock().tags.clone()
+    }
+
+    /// Replaces (or, with `None`, drops) the cached tags.
+    pub(crate) fn set_tags(&self, tags: Option<Arc<Vec<(String, String)>>>) {
+        self.lock().tags = tags;
     }
 
     /// The automatic rotation schedule, when enabled.

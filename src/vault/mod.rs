@@ -23,6 +23,7 @@ mod principal_policy;
 mod re_encrypt;
 mod rotation;
 mod seal;
+mod tags;
 mod validate;
 
 use std::net::IpAddr;
@@ -44,6 +45,7 @@ pub use key_policy::DEFAULT_POLICY_NAME;
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
 pub use rotation::{Rotation, RotationPage, RotationStatus, MAX_ON_DEMAND_ROTATIONS};
+pub use tags::{TagPage, MAX_TAGS_PER_KEY};
 
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;

@@ -30,4 +30,5 @@ mod logs;
 mod policies;
 mod policy_eval;
 mod restart;
+mod tags;
 mod token;

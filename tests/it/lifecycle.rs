@@ -421,3 +421,225 @@ async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
         "DisabledException",
     );
 }
+
+/// One operation of the key-state table, run against `key`.
+async fn run_op(c: &mut KmsClient, op: &str, key: &str, blob: &[u8]) -> Result<(), tonic::Status> {
+    let k = key.to_string();
+    match op {
+        "Encrypt" => c.encrypt(encrypt_req(&k, b"x", &[])).await.map(|_| ()),
+        "GenerateDataKey" => c
+            .generate_data_key(proto::GenerateDataKeyRequest {
+                key_id: k,
+                number_of_bytes: Some(32),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "Decrypt" => c.decrypt(decrypt_req(blob, &[])).await.map(|_| ()),
+        "DescribeKey" => c
+            .describe_key(proto::DescribeKeyRequest {
+                key_id: k,
+                grant_tokens: vec![],
+            })
+            .await
+            .map(|_| ()),
+        "GetKeyPolicy" => c
+            .get_key_policy(proto::GetKeyPolicyRequest {
+                key_id: k,
+                policy_name: String::new(),
+            })
+            .await
+            .map(|_| ()),
+        "PutKeyPolicy" => {
+            let policy = c
+                .get_key_policy(proto::GetKeyPolicyRequest {
+                    key_id: k.clone(),
+                    policy_name: String::new(),
+                })
+                .await?
+                .into_inner()
+                .policy;
+            c.put_key_policy(proto::PutKeyPolicyRequest {
+                key_id: k,
+                policy_name: String::new(),
+                policy,
+                bypass_policy_lockout_safety_check: false,
+            })
+            .await
+            .map(|_| ())
+        }
+        "CreateGrant" => c
+            .create_grant(proto::CreateGrantRequest {
+                key_id: k,
+                grantee_principal: role(ACCOUNT, "grantee"),
+                operations: vec!["Decrypt".into()],
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "ListGrants" => c
+            .list_grants(proto::ListGrantsRequest {
+                key_id: k,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "EnableKeyRotation" => c
+            .enable_key_rotation(proto::EnableKeyRotationRequest {
+                key_id: k,
+                rotation_period_in_days: None,
+            })
+            .await
+            .map(|_| ()),
+        "GetKeyRotationStatus" => c
+            .get_key_rotation_status(proto::GetKeyRotationStatusRequest { key_id: k })
+            .await
+            .map(|_| ()),
+        "RotateKeyOnDemand" => c
+            .rotate_key_on_demand(proto::RotateKeyOnDemandRequest { key_id: k })
+            .await
+            .map(|_| ()),
+        "TagResource" => c
+            .tag_resource(proto::TagResourceRequest {
+                key_id: k,
+                tags: vec![proto::Tag {
+                    tag_key: "t".into(),
+                    tag_value: "v".into(),
+                }],
+            })
+            .await
+            .map(|_| ()),
+        "ListResourceTags" => c
+            .list_resource_tags(proto::ListResourceTagsRequest {
+                key_id: k,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "CreateAlias" => c
+            .create_alias(proto::CreateAliasRequest {
+                alias_name: format!("alias/state-{}", &k[..8]),
+                target_key_id: k,
+            })
+            .await
+            .map(|_| ()),
+        "UpdateKeyDescription" => c
+            .update_key_description(update_req(&k, "d"))
+            .await
+            .map(|_| ()),
+        "EnableKey" => c
+            .enable_key(proto::EnableKeyRequest { key_id: k })
+            .await
+            .map(|_| ()),
+        "DisableKey" => c
+            .disable_key(proto::DisableKeyRequest { key_id: k })
+            .await
+            .map(|_| ()),
+        "ScheduleKeyDeletion" => c
+            .schedule_key_deletion(schedule(&k, Some(7)))
+            .await
+            .map(|_| ()),
+        "CancelKeyDeletion" => c
+            .cancel_key_deletion(proto::CancelKeyDeletionRequest { key_id: k })
+            .await
+            .map(|_| ()),
+        other => panic!("no such operation {other}"),
+    }
+}
+
+/// AWS's key-state table for these operations: Ok, or the error name, per state
+/// (Enabled, Disabled, PendingDeletion).
+const STATE_TABLE: &[(&str, [&str; 3])] = &[
+    (
+        "Encrypt",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "GenerateDataKey",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "Decrypt",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "CreateGrant",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "EnableKeyRotation",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "RotateKeyOnDemand",
+        ["ok", "DisabledException", "KMSInvalidStateException"],
+    ),
+    (
+        "GetKeyRotationStatus",
+        ["ok", "ok", "KMSInvalidStateException"],
+    ),
+    ("DescribeKey", ["ok", "ok", "ok"]),
+    ("GetKeyPolicy", ["ok", "ok", "ok"]),
+    ("PutKeyPolicy", ["ok", "ok", "ok"]),
+    ("ListGrants", ["ok", "ok", "ok"]),
+    ("ListResourceTags", ["ok", "ok", "ok"]),
+    ("TagResource", ["ok", "ok", "KMSInvalidStateException"]),
+    ("CreateAlias", ["ok", "ok", "KMSInvalidStateException"]),
+    (
+        "UpdateKeyDescription",
+        ["ok", "ok", "KMSInvalidStateException"],
+    ),
+    ("EnableKey", ["ok", "ok", "KMSInvalidStateException"]),
+    ("DisableKey", ["ok", "ok", "KMSInvalidStateException"]),
+    (
+        "ScheduleKeyDeletion",
+        ["ok", "ok", "KMSInvalidStateException"],
+    ),
+    (
+        "CancelKeyDeletion",
+        ["KMSInvalidStateException", "KMSInvalidStateException", "ok"],
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_state_and_operation_gives_the_aws_answer() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let mut wrong = Vec::new();
+    for (op, expected) in STATE_TABLE {
+        for (state, want) in ["Enabled", "Disabled", "PendingDeletion"]
+            .iter()
+            .zip(expected)
+        {
+            // A fresh key per cell: some operations change the state.
+            let k = create_key(&mut c).await;
+            let blob = encrypt(&mut c, &k.key_id, b"x", &[]).await;
+            match *state {
+                "Disabled" => {
+                    c.disable_key(proto::DisableKeyRequest {
+                        key_id: k.key_id.clone(),
+                    })
+                    .await
+                    .unwrap();
+                }
+                "PendingDeletion" => {
+                    c.schedule_key_deletion(schedule(&k.key_id, None))
+                        .await
+                        .unwrap();
+                }
+                _ => {}
+            }
+            let got = match run_op(&mut c, op, &k.key_id, &blob).await {
+                Ok(()) => "ok".to_string(),
+                Err(st) => p11kms::client::error_name(&st)
+                    .unwrap_or("transport")
+                    .to_string(),
+            };
+            if got != *want {
+                wrong.push(format!("{op} on {state}: {got}, AWS says {want}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

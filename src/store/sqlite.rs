@@ -502,40 +502,17 @@ impl Store for SqliteStore {
         tags: &[(String, String)],
         max_tags: usize,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let key = id.to_string();
-        for (k, v) in tags {
-            tx.execute(
-                "INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                params![key, k, v],
-            )?;
-        }
-        let n: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM key_tags WHERE key_id = ?1",
-            params![key],
-            |r| r.get(0),
-        )?;
-        if usize::try_from(n).unwrap_or(usize::MAX) > max_tags {
-            // Dropping the transaction rolls every insert back.
-            return Err(StoreError::LimitExceeded("tags on a key"));
-        }
-        tx.commit()?;
-        Ok(())
+        put_tags(
+            &mut self.conn(),
+            TagTable::KEY,
+            &id.to_string(),
+            tags,
+            max_tags,
+        )
     }
 
     fn untag_key(&self, id: &KeyId, keys: &[String]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for k in keys {
-            tx.execute(
-                "DELETE FROM key_tags WHERE key_id = ?1 AND tag_key = ?2",
-                params![id.to_string(), k],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        delete_tags(&mut self.conn(), TagTable::KEY, &id.to_string(), keys)
     }
 
     fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
@@ -686,34 +663,17 @@ impl PolicyStore for SqliteStore {
         tags: &[(String, String)],
         max_tags: usize,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (k, v) in tags {
-            tx.execute(
-                "INSERT INTO principal_tags (principal, tag_key, tag_value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (principal, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                params![principal, k, v],
-            )?;
-        }
-        if principal_pairs(&tx, TAGS_SQL, principal)?.len() > max_tags {
-            // Dropping the transaction rolls every insert back.
-            return Err(StoreError::LimitExceeded("tags on a principal"));
-        }
-        tx.commit()?;
-        Ok(())
+        put_tags(
+            &mut self.conn(),
+            TagTable::PRINCIPAL,
+            principal,
+            tags,
+            max_tags,
+        )
     }
 
     fn untag_principal(&self, principal: &str, keys: &[String]) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for k in keys {
-            tx.execute(
-                "DELETE FROM principal_tags WHERE principal = ?1 AND tag_key = ?2",
-                params![principal, k],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        delete_tags(&mut self.conn(), TagTable::PRINCIPAL, principal, keys)
     }
 }
 
@@ -768,6 +728,76 @@ fn to_grant(row: GrantRow) -> Result<GrantRecord, StoreError> {
 
 const GRANT_COLUMNS: &str =
     "grant_id, key_id, name, grantee, retiring, operations, constraints, issuing_account, creation_ms";
+
+/// A tag table: its name, its owner column, and what the limit error calls its rows.
+struct TagTable {
+    table: &'static str,
+    owner: &'static str,
+    what: &'static str,
+}
+
+impl TagTable {
+    const KEY: Self = Self {
+        table: "key_tags",
+        owner: "key_id",
+        what: "tags on a key",
+    };
+    const PRINCIPAL: Self = Self {
+        table: "principal_tags",
+        owner: "principal",
+        what: "tags on a principal",
+    };
+}
+
+/// Adds or replaces `tags` of `owner`, all or none: LimitExceeded past `max_tags`.
+fn put_tags(
+    conn: &mut Connection,
+    t: TagTable,
+    owner: &str,
+    tags: &[(String, String)],
+    max_tags: usize,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let upsert = format!(
+        "INSERT INTO {table} ({owner}, tag_key, tag_value) VALUES (?1, ?2, ?3)
+         ON CONFLICT ({owner}, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+        table = t.table,
+        owner = t.owner
+    );
+    for (k, v) in tags {
+        tx.execute(&upsert, params![owner, k, v])?;
+    }
+    let n: i64 = tx.query_row(
+        &format!("SELECT COUNT(*) FROM {} WHERE {} = ?1", t.table, t.owner),
+        params![owner],
+        |r| r.get(0),
+    )?;
+    if usize::try_from(n).unwrap_or(usize::MAX) > max_tags {
+        // Dropping the transaction rolls every insert back.
+        return Err(StoreError::LimitExceeded(t.what));
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes tags of `owner` by key (absent ones are ignored).
+fn delete_tags(
+    conn: &mut Connection,
+    t: TagTable,
+    owner: &str,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let delete = format!(
+        "DELETE FROM {} WHERE {} = ?1 AND tag_key = ?2",
+        t.table, t.owner
+    );
+    for k in keys {
+        tx.execute(&delete, params![owner, k])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 const ALIAS_COLUMNS: &str = "account, name, key_id, created_ms, updated_ms";
 

@@ -337,27 +337,16 @@ impl Store for SqliteStore {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT key_id FROM keys WHERE account = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
-        )?;
         let after = after.map(|k| k.to_string()).unwrap_or_default();
-        let ids = stmt
-            .query_map(
-                params![
-                    account.as_str(),
-                    after,
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                |r| r.get::<_, String>(0),
-            )?
-            .map(|r| {
-                r.map_err(StoreError::from)?
-                    .parse::<KeyId>()
-                    .map_err(|_| StoreError::Corrupt("key id"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ids)
+        key_ids(
+            &self.conn(),
+            "SELECT key_id FROM keys WHERE account = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+            params![
+                account.as_str(),
+                after,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
     }
 
     fn set_key_state(&self, id: &KeyId, state: KeyState) -> Result<(), StoreError> {
@@ -390,22 +379,14 @@ impl Store for SqliteStore {
     }
 
     fn keys_due_for_deletion(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        key_ids(
+            &self.conn(),
             "SELECT key_id FROM keys
              WHERE key_state = 'PendingDeletion'
                AND (deletion_ms <= ?1 OR destroy_started_ms IS NOT NULL)
              ORDER BY key_id",
-        )?;
-        let ids = stmt
-            .query_map(params![to_ms(now)], |r| r.get::<_, String>(0))?
-            .map(|r| {
-                r.map_err(StoreError::from)?
-                    .parse::<KeyId>()
-                    .map_err(|_| StoreError::Corrupt("key id"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ids)
+            params![to_ms(now)],
+        )
     }
 
     fn begin_destruction(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
@@ -479,21 +460,13 @@ impl Store for SqliteStore {
     }
 
     fn keys_due_for_rotation(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        key_ids(
+            &self.conn(),
             "SELECT key_id FROM keys
              WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1
              ORDER BY key_id",
-        )?;
-        let ids = stmt
-            .query_map(params![to_ms(now)], |r| r.get::<_, String>(0))?
-            .map(|r| {
-                r.map_err(StoreError::from)?
-                    .parse::<KeyId>()
-                    .map_err(|_| StoreError::Corrupt("key id"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ids)
+            params![to_ms(now)],
+        )
     }
 
     fn tag_key(
@@ -728,6 +701,24 @@ fn to_grant(row: GrantRow) -> Result<GrantRecord, StoreError> {
 
 const GRANT_COLUMNS: &str =
     "grant_id, key_id, name, grantee, retiring, operations, constraints, issuing_account, creation_ms";
+
+/// The key ids a one-column query returns.
+fn key_ids(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<KeyId>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let ids = stmt
+        .query_map(params, |r| r.get::<_, String>(0))?
+        .map(|r| {
+            r.map_err(StoreError::from)?
+                .parse::<KeyId>()
+                .map_err(|_| StoreError::Corrupt("key id"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
 
 /// A tag table: its name, its owner column, and what the limit error calls its rows.
 struct TagTable {

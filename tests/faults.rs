@@ -165,20 +165,22 @@ impl PolicyStore for FaultyStore {
 }
 
 impl AliasStore for FaultyStore {
-    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
-        self.inner.insert_alias(a)
+    fn insert_alias(&self, a: &AliasRecord, max: usize) -> Result<(), StoreError> {
+        self.inner.insert_alias(a, max)
     }
     fn update_alias(
         &self,
         a: &AccountId,
         n: &str,
-        k: &KeyId,
+        from: &KeyId,
+        to: &KeyId,
         t: std::time::SystemTime,
+        max: usize,
     ) -> Result<(), StoreError> {
-        self.inner.update_alias(a, n, k, t)
+        self.inner.update_alias(a, n, from, to, t, max)
     }
-    fn delete_alias(&self, a: &AccountId, n: &str) -> Result<bool, StoreError> {
-        self.inner.delete_alias(a, n)
+    fn delete_alias(&self, a: &AccountId, n: &str, k: &KeyId) -> Result<bool, StoreError> {
+        self.inner.delete_alias(a, n, k)
     }
     fn alias(&self, a: &AccountId, n: &str) -> Result<Option<AliasRecord>, StoreError> {
         self.inner.alias(a, n)

@@ -34,9 +34,10 @@ pub enum StoreError {
     /// An update found no row.
     #[error("the {0} does not exist")]
     Missing(&'static str),
-    /// A write would exceed a stored quota.
-    #[error("too many {0}")]
-    LimitExceeded(&'static str),
+    /// A write would exceed a quota; the text says which, for the caller
+    /// (LimitExceededException).
+    #[error("{0}")]
+    LimitExceeded(String),
 }
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off
@@ -144,18 +145,30 @@ pub trait PolicyStore {
 
 /// Aliases: per-account names for keys.
 pub trait AliasStore {
-    /// Adds an alias; AlreadyExists when the account has one of that name.
-    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError>;
-    /// Points an existing alias at another key; Missing when there is none.
+    /// Adds an alias; AlreadyExists when the account has one of that name,
+    /// LimitExceeded when its key has `max_per_key` already (counted in the same
+    /// transaction, so concurrent calls cannot both pass).
+    fn insert_alias(&self, a: &AliasRecord, max_per_key: usize) -> Result<(), StoreError>;
+    /// Points an alias from key `from` to key `to`; Missing when the alias does not
+    /// exist or no longer points at `from`, LimitExceeded when `to` has `max_per_key`.
+    #[allow(clippy::too_many_arguments)]
     fn update_alias(
         &self,
         account: &AccountId,
         name: &str,
-        key: &KeyId,
+        from: &KeyId,
+        to: &KeyId,
         at: std::time::SystemTime,
+        max_per_key: usize,
     ) -> Result<(), StoreError>;
-    /// Removes an alias; false when there was none.
-    fn delete_alias(&self, account: &AccountId, name: &str) -> Result<bool, StoreError>;
+    /// Removes an alias while it points at `key`; false when there is none, or it
+    /// points elsewhere.
+    fn delete_alias(
+        &self,
+        account: &AccountId,
+        name: &str,
+        key: &KeyId,
+    ) -> Result<bool, StoreError>;
     /// One alias of an account.
     fn alias(&self, account: &AccountId, name: &str) -> Result<Option<AliasRecord>, StoreError>;
     /// An account's aliases (of one key, when given) after `after`, by name, at most

@@ -702,6 +702,26 @@ fn to_grant(row: GrantRow) -> Result<GrantRecord, StoreError> {
 const GRANT_COLUMNS: &str =
     "grant_id, key_id, name, grantee, retiring, operations, constraints, issuing_account, creation_ms";
 
+/// After a write in `tx`: LimitExceeded (and so a rollback) when `key` now has more
+/// than `max` aliases.
+fn check_alias_room(
+    tx: &rusqlite::Transaction<'_>,
+    key: &KeyId,
+    max: usize,
+) -> Result<(), StoreError> {
+    let n: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM aliases WHERE key_id = ?1",
+        params![key.to_string()],
+        |r| r.get(0),
+    )?;
+    if usize::try_from(n).unwrap_or(usize::MAX) > max {
+        return Err(StoreError::LimitExceeded(format!(
+            "a key has at most {max} aliases"
+        )));
+    }
+    Ok(())
+}
+
 /// The key ids a one-column query returns.
 fn key_ids(
     conn: &Connection,
@@ -720,7 +740,7 @@ fn key_ids(
     Ok(ids)
 }
 
-/// A tag table: its name, its owner column, and what the limit error calls its rows.
+/// A tag table: its name, its owner column, and what the limit error calls the owner.
 struct TagTable {
     table: &'static str,
     owner: &'static str,
@@ -731,12 +751,12 @@ impl TagTable {
     const KEY: Self = Self {
         table: "key_tags",
         owner: "key_id",
-        what: "tags on a key",
+        what: "a key",
     };
     const PRINCIPAL: Self = Self {
         table: "principal_tags",
         owner: "principal",
-        what: "tags on a principal",
+        what: "a principal",
     };
 }
 
@@ -765,7 +785,10 @@ fn put_tags(
     )?;
     if usize::try_from(n).unwrap_or(usize::MAX) > max_tags {
         // Dropping the transaction rolls every insert back.
-        return Err(StoreError::LimitExceeded(t.what));
+        return Err(StoreError::LimitExceeded(format!(
+            "{} has at most {max_tags} tags",
+            t.what
+        )));
     }
     tx.commit()?;
     Ok(())
@@ -813,8 +836,10 @@ fn alias_record(
 }
 
 impl AliasStore for SqliteStore {
-    fn insert_alias(&self, a: &AliasRecord) -> Result<(), StoreError> {
-        let r = self.conn().execute(
+    fn insert_alias(&self, a: &AliasRecord, max_per_key: usize) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let r = tx.execute(
             &format!("INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
             params![
                 a.account.as_str(),
@@ -825,7 +850,10 @@ impl AliasStore for SqliteStore {
             ],
         );
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                check_alias_room(&tx, &a.key_id, max_per_key)?;
+                Ok(tx.commit()?)
+            }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -839,23 +867,41 @@ impl AliasStore for SqliteStore {
         &self,
         account: &AccountId,
         name: &str,
-        key: &KeyId,
+        from: &KeyId,
+        to: &KeyId,
         at: SystemTime,
+        max_per_key: usize,
     ) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE aliases SET key_id = ?3, updated_ms = ?4 WHERE account = ?1 AND name = ?2",
-            params![account.as_str(), name, key.to_string(), to_ms(at)],
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE aliases SET key_id = ?4, updated_ms = ?5
+             WHERE account = ?1 AND name = ?2 AND key_id = ?3",
+            params![
+                account.as_str(),
+                name,
+                from.to_string(),
+                to.to_string(),
+                to_ms(at)
+            ],
         )?;
         if n == 0 {
             return Err(StoreError::Missing("alias"));
         }
+        check_alias_room(&tx, to, max_per_key)?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn delete_alias(&self, account: &AccountId, name: &str) -> Result<bool, StoreError> {
+    fn delete_alias(
+        &self,
+        account: &AccountId,
+        name: &str,
+        key: &KeyId,
+    ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "DELETE FROM aliases WHERE account = ?1 AND name = ?2",
-            params![account.as_str(), name],
+            "DELETE FROM aliases WHERE account = ?1 AND name = ?2 AND key_id = ?3",
+            params![account.as_str(), name, key.to_string()],
         )?;
         Ok(n > 0)
     }
@@ -921,12 +967,14 @@ impl GrantStore for SqliteStore {
             |r| r.get(0),
         )?;
         if usize::try_from(per_key).unwrap_or(usize::MAX) >= max_per_key {
-            return Err(StoreError::LimitExceeded("grants on this key"));
+            return Err(StoreError::LimitExceeded(format!(
+                "a key has at most {max_per_key} grants"
+            )));
         }
         if usize::try_from(per_grantee).unwrap_or(usize::MAX) >= max_per_grantee {
-            return Err(StoreError::LimitExceeded(
-                "grants for this grantee on this key",
-            ));
+            return Err(StoreError::LimitExceeded(format!(
+                "a key has at most {max_per_grantee} grants for one grantee"
+            )));
         }
         let ops = serde_json::to_string(&g.operations)
             .map_err(|_| StoreError::Corrupt("grant operations"))?;

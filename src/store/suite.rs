@@ -116,11 +116,16 @@ fn aliases(store: &dyn Store) {
         ("alias/a", a.key_id),
         ("alias/c", b.key_id),
     ] {
-        store.insert_alias(&alias(n, k)).unwrap();
+        store.insert_alias(&alias(n, k), 2).unwrap();
     }
     assert!(matches!(
-        store.insert_alias(&alias("alias/a", b.key_id)),
+        store.insert_alias(&alias("alias/a", b.key_id), 2),
         Err(StoreError::AlreadyExists(_))
+    ));
+    // Key a has its 2 aliases already.
+    assert!(matches!(
+        store.insert_alias(&alias("alias/d", a.key_id), 2),
+        Err(StoreError::LimitExceeded(_))
     ));
     assert_eq!(
         store.alias(&account, "alias/a").unwrap(),
@@ -149,20 +154,31 @@ fn aliases(store: &dyn Store) {
         ["alias/b"]
     );
     let later = at + Duration::from_secs(5);
+    // Only from the key it points at.
+    assert!(matches!(
+        store.update_alias(&account, "alias/a", &b.key_id, &b.key_id, later, 2),
+        Err(StoreError::Missing(_))
+    ));
     store
-        .update_alias(&account, "alias/a", &b.key_id, later)
+        .update_alias(&account, "alias/a", &a.key_id, &b.key_id, later, 2)
         .unwrap();
+    // b now has alias/a and alias/c: no room for alias/b.
+    assert!(matches!(
+        store.update_alias(&account, "alias/b", &a.key_id, &b.key_id, later, 2),
+        Err(StoreError::LimitExceeded(_))
+    ));
     let moved = store.alias(&account, "alias/a").unwrap().unwrap();
     assert_eq!(
         (moved.key_id, moved.created, moved.updated),
         (b.key_id, at, later)
     );
     assert!(matches!(
-        store.update_alias(&account, "alias/none", &b.key_id, later),
+        store.update_alias(&account, "alias/none", &a.key_id, &b.key_id, later, 2),
         Err(StoreError::Missing(_))
     ));
-    assert!(store.delete_alias(&account, "alias/a").unwrap());
-    assert!(!store.delete_alias(&account, "alias/a").unwrap());
+    assert!(!store.delete_alias(&account, "alias/a", &a.key_id).unwrap());
+    assert!(store.delete_alias(&account, "alias/a", &b.key_id).unwrap());
+    assert!(!store.delete_alias(&account, "alias/a", &b.key_id).unwrap());
     assert!(store
         .list_aliases(&other, None, None, 10)
         .unwrap()

@@ -24,6 +24,18 @@ pub const MAX_ALIASES_PER_KEY: usize = 50;
 const PREFIX: &str = "alias/";
 const RESERVED: &str = "alias/aws/";
 
+/// How many times UpdateAlias and DeleteAlias read an alias again that another
+/// request moved meanwhile.
+const ALIAS_ATTEMPTS: usize = 3;
+
+/// An alias that kept moving under UpdateAlias or DeleteAlias.
+fn alias_contended(name: &str) -> KmsError {
+    KmsError::KmsInvalidState(format!(
+        "Alias {} changed while this request ran; retry",
+        shown(name)
+    ))
+}
+
 /// One alias as ListAliases shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AliasEntry {
@@ -191,35 +203,24 @@ impl Vault {
 
     /// The alias names of `key` (for kms:ResourceAliases), cached on the key.
     pub(crate) async fn key_aliases(&self, key: &KeyEntry) -> Result<Arc<Vec<String>>, KmsError> {
-        if let Some(a) = key.cached_aliases() {
-            return Ok(a);
-        }
         let (account, id) = (key.account().clone(), key.key_id());
-        let rows = self
-            .store_call(move |s| s.list_aliases(&account, Some(&id), None, usize::MAX >> 1))
-            .await?;
-        let names = Arc::new(rows.into_iter().map(|r| r.name).collect::<Vec<_>>());
-        key.set_aliases(Some(Arc::clone(&names)));
-        Ok(names)
+        self.key_slot(
+            key,
+            |s| &mut s.aliases,
+            move |s| {
+                let rows = s.list_aliases(&account, Some(&id), None, usize::MAX >> 1)?;
+                Ok(rows.into_iter().map(|r| r.name).collect())
+            },
+        )
+        .await
     }
 
-    /// Forgets the cached alias names of the key `id`, if it is cached.
-    async fn aliases_changed(&self, id: KeyId) -> Result<(), KmsError> {
-        if let Some(k) = self.key(id).await? {
-            k.set_aliases(None);
+    /// Forgets the cached alias names of the key `id`, if that key is cached (an
+    /// uncached key has nothing to forget).
+    fn aliases_changed(&self, id: KeyId) {
+        if let Some(k) = self.cached_key(id) {
+            k.slots(|s| s.aliases.invalidate());
         }
-        Ok(())
-    }
-
-    /// LimitExceededException when `key` already has the most aliases a key may have.
-    async fn check_alias_room(&self, key: &KeyEntry) -> Result<(), KmsError> {
-        if self.key_aliases(key).await?.len() >= MAX_ALIASES_PER_KEY {
-            return Err(KmsError::LimitExceeded(format!(
-                "{} already has {MAX_ALIASES_PER_KEY} aliases",
-                self.arn_of(key)
-            )));
-        }
-        Ok(())
     }
 
     /// Authorizes `action` on the alias resource itself (identity policies only).
@@ -248,7 +249,6 @@ impl Vault {
             .await?;
         self.authorize(caller, Authz::key(Action::CREATE_ALIAS, &key))
             .await?;
-        self.check_alias_room(&key).await?;
         let now = SystemTime::now();
         let account = caller.principal.account().clone();
         let rec = AliasRecord {
@@ -259,7 +259,7 @@ impl Vault {
             updated: now,
         };
         let arn = self.alias_arn(&account, alias_name);
-        self.store_call(move |s| match s.insert_alias(&rec) {
+        self.store_call(move |s| match s.insert_alias(&rec, MAX_ALIASES_PER_KEY) {
             Err(StoreError::AlreadyExists(_)) => Ok(Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {arn} already exists"
             )))),
@@ -267,12 +267,14 @@ impl Vault {
         })
         .await??;
         self.aliases.set(&account, alias_name, Some(key.key_id()));
-        key.set_aliases(None);
+        self.aliases_changed(key.key_id());
         tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");
         Ok(())
     }
 
-    /// UpdateAlias: points an alias at another key of the same account.
+    /// UpdateAlias: points an alias at another key of the same account. The store
+    /// moves it only from the key that was authorized; if another request moved it
+    /// meanwhile, the alias is read again and the whole check repeated.
     pub async fn update_alias(
         &self,
         caller: &Caller,
@@ -281,47 +283,71 @@ impl Vault {
     ) -> Result<(), KmsError> {
         validate_alias_name(alias_name)?;
         let account = caller.principal.account().clone();
-        let old = self.key_of_alias(&account, alias_name).await?;
         let new = self.alias_target(caller, target_key_id).await?;
         self.authorize_alias(caller, Action::UPDATE_ALIAS, alias_name)
             .await?;
-        if let Some(old_key) = self.key(old).await? {
-            self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &old_key))
-                .await?;
-        }
         self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &new))
             .await?;
-        if new.key_id() != old {
-            self.check_alias_room(&new).await?;
+        for _ in 0..ALIAS_ATTEMPTS {
+            let old = self.key_of_alias(&account, alias_name).await?;
+            if let Some(old_key) = self.key(old).await? {
+                self.authorize(caller, Authz::key(Action::UPDATE_ALIAS, &old_key))
+                    .await?;
+            }
+            let (acct, name, to) = (account.clone(), alias_name.to_owned(), new.key_id());
+            let moved = self
+                .store_call(move |s| {
+                    match s.update_alias(
+                        &acct,
+                        &name,
+                        &old,
+                        &to,
+                        SystemTime::now(),
+                        MAX_ALIASES_PER_KEY,
+                    ) {
+                        Err(StoreError::Missing(_)) => Ok(false),
+                        other => other.map(|()| true),
+                    }
+                })
+                .await?;
+            if !moved {
+                self.aliases.set(&account, alias_name, None);
+                continue;
+            }
+            self.aliases.set(&account, alias_name, Some(new.key_id()));
+            self.aliases_changed(new.key_id());
+            self.aliases_changed(old);
+            tracing::info!(alias = alias_name, key_id = %new.key_id(), "alias updated");
+            return Ok(());
         }
-        let (acct, name, id) = (account.clone(), alias_name.to_owned(), new.key_id());
-        self.store_call(move |s| s.update_alias(&acct, &name, &id, SystemTime::now()))
-            .await?;
-        self.aliases.set(&account, alias_name, Some(new.key_id()));
-        new.set_aliases(None);
-        self.aliases_changed(old).await?;
-        tracing::info!(alias = alias_name, key_id = %new.key_id(), "alias updated");
-        Ok(())
+        Err(alias_contended(alias_name))
     }
 
-    /// DeleteAlias. The key is untouched.
+    /// DeleteAlias. The key is untouched. As UpdateAlias, the store deletes the alias
+    /// only while it still points at the key that was authorized.
     pub async fn delete_alias(&self, caller: &Caller, alias_name: &str) -> Result<(), KmsError> {
         validate_alias_name(alias_name)?;
         let account = caller.principal.account().clone();
-        let target = self.key_of_alias(&account, alias_name).await?;
         self.authorize_alias(caller, Action::DELETE_ALIAS, alias_name)
             .await?;
-        if let Some(key) = self.key(target).await? {
-            self.authorize(caller, Authz::key(Action::DELETE_ALIAS, &key))
+        for _ in 0..ALIAS_ATTEMPTS {
+            let target = self.key_of_alias(&account, alias_name).await?;
+            if let Some(key) = self.key(target).await? {
+                self.authorize(caller, Authz::key(Action::DELETE_ALIAS, &key))
+                    .await?;
+            }
+            let (acct, name) = (account.clone(), alias_name.to_owned());
+            let deleted = self
+                .store_call(move |s| s.delete_alias(&acct, &name, &target))
                 .await?;
+            self.aliases.set(&account, alias_name, None);
+            if deleted {
+                self.aliases_changed(target);
+                tracing::info!(alias = alias_name, "alias deleted");
+                return Ok(());
+            }
         }
-        let (acct, name) = (account.clone(), alias_name.to_owned());
-        self.store_call(move |s| s.delete_alias(&acct, &name))
-            .await?;
-        self.aliases.set(&account, alias_name, None);
-        self.aliases_changed(target).await?;
-        tracing::info!(alias = alias_name, "alias deleted");
-        Ok(())
+        Err(alias_contended(alias_name))
     }
 
     /// ListAliases: the caller's account's aliases (or one key's) by name, a page at a

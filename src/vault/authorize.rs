@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::error;
 
 use super::keys::KeyEntry;
+use super::slot::{Slot, Ticket};
 use super::{Caller, KmsError, Vault};
 use crate::authz::{
     self, Action, AuthzInput, ContextValue, Decision, DecisionKind, NamedPolicy, Policy,
@@ -33,31 +34,36 @@ pub(crate) struct PrincipalData {
     pub(crate) tags: Vec<(String, String)>,
 }
 
-/// Cache of principal data; the vault is its only writer, so it invalidates on write.
+/// Cache of principal data; the vault is its only writer, so it invalidates on write
+/// (see `slot` for why a change must also turn away loads under way).
 #[derive(Default)]
 pub(crate) struct PrincipalCache {
-    map: RwLock<HashMap<String, Arc<PrincipalData>>>,
+    map: RwLock<HashMap<String, Slot<PrincipalData>>>,
 }
 
 impl PrincipalCache {
-    fn get(&self, arn: &str) -> Option<Arc<PrincipalData>> {
+    fn get(&self, arn: &str) -> Result<Arc<PrincipalData>, Ticket> {
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(arn)
-            .cloned()
+            .map_or_else(|| Slot::default().get(), Slot::get)
     }
-    fn insert(&self, arn: &str, d: Arc<PrincipalData>) {
+    fn fill(&self, arn: &str, ticket: Ticket, d: Arc<PrincipalData>) {
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(arn.to_owned(), d);
+            .entry(arn.to_owned())
+            .or_default()
+            .fill(ticket, d);
     }
     pub(crate) fn invalidate(&self, arn: &str) {
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(arn);
+            .entry(arn.to_owned())
+            .or_default()
+            .invalidate();
     }
 }
 
@@ -176,9 +182,10 @@ impl Vault {
 
     /// The caller's identity policies and tags, from the cache or the store.
     pub(crate) async fn principal_data(&self, arn: &str) -> Result<Arc<PrincipalData>, KmsError> {
-        if let Some(d) = self.principals.get(arn) {
-            return Ok(d);
-        }
+        let ticket = match self.principals.get(arn) {
+            Ok(d) => return Ok(d),
+            Err(t) => t,
+        };
         let key = arn.to_owned();
         let (docs, tags) = self
             .store_call(move |s| Ok((s.identity_policies(&key)?, s.principal_tags(&key)?)))
@@ -194,7 +201,7 @@ impl Vault {
             policies.push((name, p));
         }
         let data = Arc::new(PrincipalData { policies, tags });
-        self.principals.insert(arn, Arc::clone(&data));
+        self.principals.fill(arn, ticket, Arc::clone(&data));
         Ok(data)
     }
 

@@ -179,9 +179,9 @@ impl Vault {
         let inserted = self
             .store_call(move |s| {
                 if s.count_keys(&account_of)? >= MAX_KEYS_PER_ACCOUNT {
-                    return Err(crate::store::StoreError::LimitExceeded(
-                        "keys in this account",
-                    ));
+                    return Err(crate::store::StoreError::LimitExceeded(format!(
+                        "an account has at most {MAX_KEYS_PER_ACCOUNT} KMS keys"
+                    )));
                 }
                 s.insert_key(&stored)
             })
@@ -191,19 +191,7 @@ impl Vault {
             if let Err(cleanup) = self.hsm.destroy_material(material).await {
                 tracing::warn!(key_id = %key_id, error = %cleanup, "could not remove the material of a failed CreateKey");
             }
-            return Err(match e {
-                KmsError::Internal(inner)
-                    if matches!(
-                        inner.downcast_ref::<crate::store::StoreError>(),
-                        Some(crate::store::StoreError::LimitExceeded(_))
-                    ) =>
-                {
-                    KmsError::LimitExceeded(format!(
-                        "an account has at most {MAX_KEYS_PER_ACCOUNT} KMS keys"
-                    ))
-                }
-                other => other,
-            });
+            return Err(e);
         }
         info!(key_id = %key_id, "key created");
         let entry = self.cache_new_key(record);

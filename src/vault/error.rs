@@ -123,8 +123,13 @@ impl From<HsmError> for KmsError {
 }
 
 impl From<StoreError> for KmsError {
+    /// A quota the store enforced is the caller's LimitExceededException; anything
+    /// else is a fault of ours.
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            StoreError::LimitExceeded(m) => Self::LimitExceeded(m),
+            other => Self::internal(other),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use tracing::info;
 
+use super::slot::Slot;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{self, Policy, PolicyKind};
 use crate::domain::{
@@ -36,19 +37,24 @@ pub(crate) struct KeyEntry {
     refill: tokio::sync::Mutex<()>,
 }
 
+/// The cached extras of a key (see `slot`).
+#[derive(Default)]
+pub(crate) struct KeySlots {
+    /// Grants as the authorizer sees them.
+    pub(crate) grants: Slot<Vec<authz::Grant>>,
+    /// Alias names (kms:ResourceAliases).
+    pub(crate) aliases: Slot<Vec<String>>,
+    /// Tags (aws:ResourceTag/<key>).
+    pub(crate) tags: Slot<Vec<(String, String)>>,
+}
+
 struct EntryState {
     record: KeyRecord,
     /// The key policy, parsed once (PutKeyPolicy replaces it).
     policy: Arc<Policy>,
-    /// The key's grants as the authorizer sees them; `None` until first needed, and
-    /// again after any grant of the key changes.
-    grants: Option<Arc<Vec<authz::Grant>>>,
-    /// The key's alias names (kms:ResourceAliases); `None` until first needed, and again
-    /// after any alias of the key changes.
-    aliases: Option<Arc<Vec<String>>>,
-    /// The key's tags (aws:ResourceTag/<key>); `None` until first needed, and again
-    /// after they change.
-    tags: Option<Arc<Vec<(String, String)>>>,
+    /// What the authorizer reads about the key besides its record, loaded on first
+    /// use and emptied when it changes.
+    slots: KeySlots,
     /// GCM invocations handed out for the current version since it was loaded.
     used: u64,
     /// Invocations reserved in the store for the current version.
@@ -101,9 +107,7 @@ impl KeyEntry {
                 used: if fresh { 0 } else { reserved },
                 reserved,
                 policy,
-                grants: None,
-                aliases: None,
-                tags: None,
+                slots: KeySlots::default(),
                 record,
             }),
             refill: tokio::sync::Mutex::new(()),
@@ -181,14 +185,9 @@ impl KeyEntry {
         s.record.deletion_date = date;
     }
 
-    /// The cached tags, if loaded.
-    pub(crate) fn cached_tags(&self) -> Option<Arc<Vec<(String, String)>>> {
-        self.lock().tags.clone()
-    }
-
-    /// Replaces (or, with `None`, drops) the cached tags.
-    pub(crate) fn set_tags(&self, tags: Option<Arc<Vec<(String, String)>>>) {
-        self.lock().tags = tags;
+    /// Runs `f` on the key's cache slots.
+    pub(crate) fn slots<R>(&self, f: impl FnOnce(&mut KeySlots) -> R) -> R {
+        f(&mut self.lock().slots)
     }
 
     /// The automatic rotation schedule, when enabled.
@@ -229,26 +228,6 @@ impl KeyEntry {
             .iter()
             .map(|m| m.version)
             .collect()
-    }
-
-    /// The cached grants, if loaded.
-    pub(crate) fn cached_grants(&self) -> Option<Arc<Vec<authz::Grant>>> {
-        self.lock().grants.clone()
-    }
-
-    /// Replaces (or, with `None`, drops) the cached grants.
-    pub(crate) fn set_grants(&self, grants: Option<Arc<Vec<authz::Grant>>>) {
-        self.lock().grants = grants;
-    }
-
-    /// The cached alias names, if loaded.
-    pub(crate) fn cached_aliases(&self) -> Option<Arc<Vec<String>>> {
-        self.lock().aliases.clone()
-    }
-
-    /// Replaces (or, with `None`, drops) the cached alias names.
-    pub(crate) fn set_aliases(&self, aliases: Option<Arc<Vec<String>>>) {
-        self.lock().aliases = aliases;
     }
 
     /// KeySpec, KeyUsage and Origin, for condition keys.
@@ -395,6 +374,32 @@ fn parse_alias_arn(s: &str) -> Option<KeyRef> {
 }
 
 impl Vault {
+    /// One of a key's cached extras (`pick` chooses which), loaded with `load` when the
+    /// slot is empty.
+    pub(crate) async fn key_slot<T, L>(
+        &self,
+        key: &KeyEntry,
+        pick: fn(&mut KeySlots) -> &mut Slot<T>,
+        load: L,
+    ) -> Result<Arc<T>, KmsError>
+    where
+        T: Send + Sync + 'static,
+        L: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    {
+        let ticket = match key.slots(|s| pick(s).get()) {
+            Ok(v) => return Ok(v),
+            Err(t) => t,
+        };
+        let value = Arc::new(self.store_call(load).await?);
+        key.slots(|s| pick(s).fill(ticket, Arc::clone(&value)));
+        Ok(value)
+    }
+
+    /// The cached entry of a key, if it is cached (no store read).
+    pub(crate) fn cached_key(&self, id: KeyId) -> Option<Arc<KeyEntry>> {
+        self.keys.get(&id)
+    }
+
     /// The cached entry of a key, loading it from the store on a miss.
     pub(crate) async fn key(&self, id: KeyId) -> Result<Option<Arc<KeyEntry>>, KmsError> {
         if let Some(e) = self.keys.get(&id) {

@@ -23,6 +23,7 @@ mod principal_policy;
 mod re_encrypt;
 mod rotation;
 mod seal;
+mod slot;
 mod tags;
 mod validate;
 

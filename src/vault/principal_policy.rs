@@ -6,7 +6,6 @@ use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{self, Action, PolicyError, PolicyKind};
 use crate::identity::{Principal, PrincipalKind};
-use crate::store::StoreError;
 
 /// IAM: an inline policy document is at most 10,240 characters.
 const MAX_IDENTITY_POLICY: usize = 10_240;
@@ -210,19 +209,7 @@ impl Vault {
             .store_call(move |s| s.tag_principal(&arn, &tags, MAX_TAGS))
             .await;
         self.principals.invalidate(p.arn());
-        match r {
-            Err(KmsError::Internal(e))
-                if matches!(
-                    e.downcast_ref::<StoreError>(),
-                    Some(StoreError::LimitExceeded(_))
-                ) =>
-            {
-                Err(KmsError::LimitExceeded(format!(
-                    "a principal has at most {MAX_TAGS} tags"
-                )))
-            }
-            other => other,
-        }
+        r
     }
 
     /// Removes tags by key.

@@ -9,7 +9,6 @@ use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{Action, ContextValue};
 use crate::domain::KeyState;
-use crate::store::StoreError;
 
 /// AWS's quota of tags per key.
 pub const MAX_TAGS_PER_KEY: usize = 50;
@@ -56,13 +55,9 @@ impl Vault {
         &self,
         key: &KeyEntry,
     ) -> Result<Arc<Vec<(String, String)>>, KmsError> {
-        if let Some(t) = key.cached_tags() {
-            return Ok(t);
-        }
         let id = key.key_id();
-        let tags = Arc::new(self.store_call(move |s| s.key_tags(&id)).await?);
-        key.set_tags(Some(Arc::clone(&tags)));
-        Ok(tags)
+        self.key_slot(key, |s| &mut s.tags, move |s| s.key_tags(&id))
+            .await
     }
 
     /// Tags change on a key that is not pending deletion (KMSInvalidStateException).
@@ -102,15 +97,10 @@ impl Vault {
         self.check_taggable(&key)?;
         let id = key.key_id();
         let r = self
-            .store_call(move |s| match s.tag_key(&id, &tags, MAX_TAGS_PER_KEY) {
-                Err(StoreError::LimitExceeded(_)) => Ok(Err(KmsError::LimitExceeded(format!(
-                    "a key has at most {MAX_TAGS_PER_KEY} tags"
-                )))),
-                other => other.map(Ok),
-            })
+            .store_call(move |s| s.tag_key(&id, &tags, MAX_TAGS_PER_KEY))
             .await;
-        key.set_tags(None);
-        r?
+        key.slots(|s| s.tags.invalidate());
+        r
     }
 
     /// UntagResource: removes tags by key.
@@ -134,7 +124,7 @@ impl Vault {
         self.check_taggable(&key)?;
         let id = key.key_id();
         let r = self.store_call(move |s| s.untag_key(&id, &tag_keys)).await;
-        key.set_tags(None);
+        key.slots(|s| s.tags.invalidate());
         r
     }
 

@@ -8,7 +8,7 @@ use super::token::new_grant_id;
 use super::{at_least_as_strict, Vault, MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY};
 use crate::authz::{Action, ContextValue, GrantConstraints, Source};
 use crate::identity::Principal;
-use crate::store::{GrantRecord, StoreError};
+use crate::store::GrantRecord;
 use crate::vault::authorize::Authz;
 use crate::vault::{Caller, KmsError};
 
@@ -224,15 +224,8 @@ impl Vault {
                 s.insert_grant(&record, MAX_GRANTS_PER_KEY, MAX_GRANTS_PER_GRANTEE)
             })
             .await;
-        key.set_grants(None);
-        match stored {
-            Err(KmsError::Internal(e)) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::LimitExceeded(_))) => {
-                return Err(KmsError::LimitExceeded(format!(
-                    "a key has at most {MAX_GRANTS_PER_KEY} grants, and at most {MAX_GRANTS_PER_GRANTEE} for one grantee"
-                )))
-            }
-            other => other?,
-        }
+        key.slots(|s| s.grants.invalidate());
+        stored?;
         tracing::info!(key_id = %key.key_id(), grant_id = %grant_id, "grant created");
         let token = self
             .grant_tokens

@@ -73,14 +73,13 @@ pub(crate) fn at_least_as_strict(
 impl Vault {
     /// The key's grants for the authorizer, from the cache or the store.
     pub(crate) async fn key_grants(&self, key: &KeyEntry) -> Result<Arc<Vec<Grant>>, KmsError> {
-        if let Some(g) = key.cached_grants() {
-            return Ok(g);
-        }
         let id = key.key_id();
-        let records = self.store_call(move |s| s.grants_for_key(&id)).await?;
-        let grants = Arc::new(records.iter().map(to_authz).collect::<Vec<_>>());
-        key.set_grants(Some(Arc::clone(&grants)));
-        Ok(grants)
+        self.key_slot(
+            key,
+            |s| &mut s.grants,
+            move |s| Ok(s.grants_for_key(&id)?.iter().map(to_authz).collect()),
+        )
+        .await
     }
 
     /// Grant tokens on any call: at most 10, each a token this daemon minted

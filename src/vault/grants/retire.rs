@@ -36,8 +36,9 @@ impl Vault {
     async fn delete(&self, g: &GrantRecord) -> Result<(), KmsError> {
         let id = g.grant_id.clone();
         self.store_call(move |s| s.delete_grant(&id)).await?;
-        if let Some(key) = self.key(g.key_id).await? {
-            key.set_grants(None);
+        // Only a cached key has grants to forget.
+        if let Some(key) = self.cached_key(g.key_id) {
+            key.slots(|s| s.grants.invalidate());
         }
         tracing::info!(key_id = %g.key_id, grant_id = %g.grant_id, "grant removed");
         Ok(())

@@ -101,7 +101,14 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             max_encryptions_per_material: config.max_encryptions_per_material,
             trusted_services: config.trusted_services.clone(),
             clock: match &config.clock_offset_file {
-                Some(path) => Arc::new(OffsetFileClock::new(path.clone())),
+                Some(path) => {
+                    // Whoever can write this file can move deletion dates: say so loudly.
+                    tracing::warn!(
+                        file = %path.display(),
+                        "lifecycle.clock_offset_file is set: key deletion and rotation follow a test clock; leave it out in production"
+                    );
+                    Arc::new(OffsetFileClock::new(path.clone()))
+                }
                 None => Arc::new(SystemClock),
             },
         },

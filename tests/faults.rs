@@ -62,8 +62,8 @@ impl Store for FaultyStore {
     ) -> Result<Vec<KeyId>, StoreError> {
         self.inner.list_keys(a, after, limit)
     }
-    fn set_key_state(&self, id: &KeyId, s: p11kms::domain::KeyState) -> Result<(), StoreError> {
-        self.inner.set_key_state(id, s)
+    fn set_key_enabled(&self, id: &KeyId, e: bool) -> Result<bool, StoreError> {
+        self.inner.set_key_enabled(id, e)
     }
     fn schedule_deletion(&self, id: &KeyId, at: std::time::SystemTime) -> Result<bool, StoreError> {
         self.inner.schedule_deletion(id, at)
@@ -401,7 +401,8 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     );
     clock.advance_days(8);
     mode.store(FAIL_FINISH_DESTRUCTION, Ordering::SeqCst);
-    assert!(vault.destroy_due_keys().await.is_err());
+    // The failing key is logged and left for the next sweep, not reported destroyed.
+    assert!(vault.destroy_due_keys().await.unwrap().is_empty());
     assert!(
         objects_of(&key).is_empty(),
         "the HSM step ran before the failure"

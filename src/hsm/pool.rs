@@ -46,9 +46,8 @@ pub struct HsmPool {
     workers: Arc<std::sync::Mutex<Vec<thread::JoinHandle<()>>>>,
     size: usize,
     stopping: Arc<std::sync::atomic::AtomicBool>,
-    // One broadcast at a time: two interleaved batches would each hold some workers at
-    // their barrier and wait for the others for ever.
-    broadcast: Arc<tokio::sync::Mutex<()>>,
+    // Each worker's own job channel (see `destroy_material_everywhere`).
+    controls: Arc<Vec<crossbeam_channel::Sender<Job>>>,
 }
 
 impl HsmPool {
@@ -63,16 +62,25 @@ impl HsmPool {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut controls = Vec::with_capacity(sessions);
         let workers = (0..sessions)
             .map(|i| {
                 let rx = rx.clone();
+                // A channel of its own, for jobs that must run on this very worker.
+                let (ctl_tx, ctl) = crossbeam_channel::unbounded::<Job>();
+                controls.push(ctl_tx);
                 let stop = Arc::clone(&stopping);
                 let mut ws =
                     WorkerSession::new(module.ctx().clone(), slot, pin.clone(), cfg.copy_keys);
                 thread::Builder::new()
                     .name(format!("hsm-{i}"))
                     .spawn(move || {
-                        while let Ok(job) = rx.recv() {
+                        loop {
+                            let job = crossbeam_channel::select! {
+                                recv(ctl) -> j => j,
+                                recv(rx) -> j => j,
+                            };
+                            let Ok(job) = job else { break };
                             // A panicking job must not take its worker (and the session it
                             // owns) down with it; its caller sees the pool error instead.
                             let caught =
@@ -100,7 +108,7 @@ impl HsmPool {
             size: workers.len(),
             workers: Arc::new(std::sync::Mutex::new(workers)),
             stopping,
-            broadcast: Arc::new(tokio::sync::Mutex::new(())),
+            controls: Arc::new(controls),
         })
     }
 
@@ -226,24 +234,21 @@ impl HsmPool {
     }
 
     /// Destroys a material's token object, and first its session copies in every
-    /// worker: each worker takes exactly one of the jobs sent here (they meet at a
-    /// barrier), so no session keeps a copy of destroyed material.
+    /// worker: each worker gets the job on its own channel and acknowledges it. A
+    /// worker that has stopped, or whose job panicked, drops its acknowledgement, and
+    /// the call fails (the sweep retries) rather than waiting for it.
     pub async fn destroy_material_everywhere(&self, m: MaterialRef) -> Result<(), HsmError> {
-        let _one_at_a_time = self.broadcast.lock().await;
-        let barrier = Arc::new(std::sync::Barrier::new(self.size));
-        let mut waits = Vec::with_capacity(self.size);
-        for _ in 0..self.size {
+        let mut acks = Vec::with_capacity(self.controls.len());
+        for ctl in self.controls.iter() {
             let (tx, rx) = oneshot::channel();
-            let b = Arc::clone(&barrier);
             let job: Job = Box::new(move |ws| {
                 ws.forget(&m);
-                b.wait();
                 let _ = tx.send(());
             });
-            self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
-            waits.push(rx);
+            ctl.send(job).map_err(|_| HsmError::PoolStopped)?;
+            acks.push(rx);
         }
-        for rx in waits {
+        for rx in acks {
             rx.await.map_err(|_| HsmError::PoolStopped)?;
         }
         self.destroy_material(m).await

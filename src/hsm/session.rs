@@ -143,15 +143,11 @@ impl WorkerSession {
         self.keys.clear();
     }
 
-    /// Destroys a material's token object and forgets its handle.
+    /// Destroys a material's token object and forgets its handle. Finding none is
+    /// fine (already destroyed, or never made).
     pub(crate) fn destroy_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
         self.forget(m);
-        let s = self.session()?;
-        let found = find_material(s, m)?;
-        for o in found {
-            s.destroy_object(o).map_err(HsmError::from_call)?;
-        }
-        Ok(())
+        destroy_all(self.session()?, m, false)
     }
 
     /// Forgets one material's cached handle (used when a stale handle is detected).
@@ -217,19 +213,7 @@ impl WorkerSession {
     pub(crate) fn generate_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
         self.forget(m);
         let s = self.session()?;
-        let orphans = find_material(s, m)?;
-        for o in orphans {
-            tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
-            match s.destroy_object(o) {
-                // Listed twice by the module (see `key`): already gone.
-                Err(cryptoki::error::Error::Pkcs11(
-                    cryptoki::error::RvError::ObjectHandleInvalid,
-                    _,
-                ))
-                | Ok(()) => {}
-                Err(e) => return Err(HsmError::from_call(e)),
-            }
-        }
+        destroy_all(s, m, true)?;
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
@@ -252,4 +236,24 @@ impl WorkerSession {
             .map_err(HsmError::from_call)?;
         Ok(())
     }
+}
+
+/// Destroys every token object with the material's CKA_ID. An object the module lists
+/// twice (see `key`) is gone by its second handle, which is not an error. With
+/// `orphans`, each one found is logged as left by a crash.
+fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmError> {
+    for o in find_material(s, m)? {
+        if orphans {
+            tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
+        }
+        match s.destroy_object(o) {
+            Err(cryptoki::error::Error::Pkcs11(
+                cryptoki::error::RvError::ObjectHandleInvalid,
+                _,
+            ))
+            | Ok(()) => {}
+            Err(e) => return Err(HsmError::from_call(e)),
+        }
+    }
+    Ok(())
 }

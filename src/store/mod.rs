@@ -54,8 +54,9 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
         after: Option<&KeyId>,
         limit: usize,
     ) -> Result<Vec<KeyId>, StoreError>;
-    /// Sets a key's state.
-    fn set_key_state(&self, id: &KeyId, state: crate::domain::KeyState) -> Result<(), StoreError>;
+    /// Enabled or Disabled, only from one of those two (so it cannot undo a scheduled
+    /// deletion that landed meanwhile): false when the key is in another state.
+    fn set_key_enabled(&self, id: &KeyId, enabled: bool) -> Result<bool, StoreError>;
     /// PendingDeletion with a deletion date (ScheduleKeyDeletion). Only from Enabled or
     /// Disabled: false when the key is in another state.
     fn schedule_deletion(&self, id: &KeyId, at: std::time::SystemTime) -> Result<bool, StoreError>;

@@ -349,15 +349,18 @@ impl Store for SqliteStore {
         )
     }
 
-    fn set_key_state(&self, id: &KeyId, state: KeyState) -> Result<(), StoreError> {
+    fn set_key_enabled(&self, id: &KeyId, enabled: bool) -> Result<bool, StoreError> {
+        let state = if enabled {
+            KeyState::Enabled
+        } else {
+            KeyState::Disabled
+        };
         let n = self.conn().execute(
-            "UPDATE keys SET key_state = ?2 WHERE key_id = ?1",
+            "UPDATE keys SET key_state = ?2
+             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled')",
             params![id.to_string(), state.as_str()],
         )?;
-        if n == 0 {
-            return Err(StoreError::Missing("key"));
-        }
-        Ok(())
+        Ok(n == 1)
     }
 
     fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {

@@ -14,7 +14,7 @@ use super::authorize::Authz;
 use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{AccountId, KeyId, KeyState};
+use crate::domain::{AccountId, KeyId};
 use crate::store::{AliasRecord, StoreError};
 
 /// The longest alias name, `alias/` included.
@@ -192,12 +192,7 @@ impl Vault {
                 self.arn_of(&key)
             )));
         }
-        if key.state() == KeyState::PendingDeletion {
-            return Err(KmsError::KmsInvalidState(format!(
-                "{} is pending deletion.",
-                self.arn_of(&key)
-            )));
-        }
+        key.check_manageable(&self.arn_of(&key))?;
         Ok(key)
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{KeyArn, KeyId, KeyState};
+use crate::domain::{KeyArn, KeyId, KeyState, MaterialVersion};
 use crate::hsm::MaterialRef;
 
 /// AWS's bounds and default for PendingWindowInDays.
@@ -102,8 +102,9 @@ impl Vault {
     }
 
     /// Destroys every key whose deletion date is at or before the vault clock's now,
-    /// and finishes any destruction a crash interrupted. Returns the keys destroyed.
-    /// The daemon calls this at start-up and then on a schedule.
+    /// and finishes any destruction a crash interrupted. Returns the keys destroyed. A
+    /// key that fails is logged and left for the next sweep; the others go ahead. The
+    /// daemon calls this at start-up and then on a schedule.
     pub async fn destroy_due_keys(&self) -> Result<Vec<KeyId>, KmsError> {
         let now = self.settings.clock.now();
         let due = self
@@ -111,8 +112,12 @@ impl Vault {
             .await?;
         let mut destroyed = Vec::new();
         for id in due {
-            if self.destroy_key(id, now).await? {
-                destroyed.push(id);
+            match self.destroy_key(id, now).await {
+                Ok(true) => destroyed.push(id),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "destroying a key failed; the next sweep retries")
+                }
             }
         }
         Ok(destroyed)
@@ -129,7 +134,10 @@ impl Vault {
         let Some(key) = self.key(id).await? else {
             return Ok(false);
         };
-        for version in key.versions() {
+        // Every recorded version, and the next one: a crash between making material and
+        // recording it leaves that object behind (see `new_material`).
+        let next = key.current_version().0.checked_add(1).map(MaterialVersion);
+        for version in key.versions().into_iter().chain(next) {
             self.hsm
                 .destroy_material_everywhere(MaterialRef {
                     key_id: id,

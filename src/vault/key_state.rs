@@ -1,5 +1,5 @@
-//! EnableKey, DisableKey and UpdateKeyDescription. The rest of the lifecycle
-//! (scheduled deletion, rotation) follows AWS's key-state table in a later change.
+//! EnableKey, DisableKey and UpdateKeyDescription, following AWS's key-state table
+//! (deletion.rs and rotation.rs hold the rest of the lifecycle).
 
 use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
@@ -27,20 +27,23 @@ impl Vault {
         } else {
             KeyState::Disabled
         };
-        match key.state() {
-            s if s == want => return Ok(()),
-            KeyState::Enabled | KeyState::Disabled => {}
-            other => {
-                return Err(KmsError::KmsInvalidState(format!(
-                    "{} is {} and cannot be {}.",
-                    self.arn_of(&key),
-                    other.as_str(),
-                    if enable { "enabled" } else { "disabled" }
-                )))
-            }
+        if key.state() == want {
+            return Ok(());
         }
         let id = key.key_id();
-        self.store_call(move |s| s.set_key_state(&id, want)).await?;
+        // The store decides, so a ScheduleKeyDeletion that landed after the cached state
+        // was read is not undone.
+        if !self
+            .store_call(move |s| s.set_key_enabled(&id, enable))
+            .await?
+        {
+            return Err(KmsError::KmsInvalidState(format!(
+                "{} is {} and cannot be {}.",
+                self.arn_of(&key),
+                key.state().as_str(),
+                if enable { "enabled" } else { "disabled" }
+            )));
+        }
         key.set_state(want);
         tracing::info!(key_id = %id, state = want.as_str(), "key state changed");
         Ok(())
@@ -65,13 +68,7 @@ impl Vault {
         let key = self.resolve(caller, key_id).await?;
         self.authorize(caller, Authz::key(Action::UPDATE_KEY_DESCRIPTION, &key))
             .await?;
-        if !matches!(key.state(), KeyState::Enabled | KeyState::Disabled) {
-            return Err(KmsError::KmsInvalidState(format!(
-                "{} is {}.",
-                self.arn_of(&key),
-                key.state().as_str()
-            )));
-        }
+        key.check_manageable(&self.arn_of(&key))?;
         let (id, text) = (key.key_id(), description.to_owned());
         self.store_call(move |s| s.set_key_description(&id, &text))
             .await?;

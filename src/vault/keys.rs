@@ -261,6 +261,18 @@ impl KeyEntry {
         }
     }
 
+    /// For management operations AWS refuses on a key pending deletion: Ok when the
+    /// key is Enabled or Disabled, KMSInvalidStateException otherwise.
+    pub(crate) fn check_manageable(&self, arn: &KeyArn) -> Result<(), KmsError> {
+        match self.lock().record.key_state {
+            KeyState::Enabled | KeyState::Disabled => Ok(()),
+            other => Err(KmsError::KmsInvalidState(format!(
+                "{arn} is {}.",
+                other.as_str()
+            ))),
+        }
+    }
+
     /// Fast path: one invocation from the current reservation.
     fn try_take(&self) -> Option<MaterialVersion> {
         let mut s = self.lock();
@@ -543,6 +555,7 @@ impl Vault {
                 let mut s = key.lock();
                 s.record.current_version = stored.current_version;
                 s.record.versions = stored.versions;
+                s.record.rotation = stored.rotation;
                 s.used = reserved;
                 s.reserved = reserved;
                 return Ok(stored.current_version);
@@ -551,7 +564,7 @@ impl Vault {
         self.hsm.create_material(key.material_ref(next)).await?;
         let m = MaterialRecord {
             version: next,
-            created: SystemTime::now(),
+            created: self.settings.clock.now(),
             reserved_invocations: self.keys.first_reservation(),
             rotation: rotation.map(|(t, _)| t),
         };

@@ -12,7 +12,7 @@ use super::authorize::Authz;
 use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{KeyArn, KeyState, MaterialVersion, RotationType};
+use crate::domain::{KeyArn, KeyId, KeyState, MaterialVersion, RotationType};
 use crate::store::RotationSchedule;
 
 const MIN_PERIOD_DAYS: i32 = 90;
@@ -57,12 +57,6 @@ pub struct RotationPage {
     pub next_marker: Option<String>,
 }
 
-/// Rotation changes need an enabled key: DisabledException when disabled,
-/// KMSInvalidStateException otherwise (pending deletion).
-fn require_enabled(key: &KeyEntry, arn: &KeyArn) -> Result<(), KmsError> {
-    key.check_usable(arn)
-}
-
 impl Vault {
     async fn rotation_key(
         &self,
@@ -96,7 +90,8 @@ impl Vault {
         let (key, arn) = self
             .rotation_key(caller, key_id, Action::ENABLE_KEY_ROTATION)
             .await?;
-        require_enabled(&key, &arn)?;
+        // Rotation changes need an enabled key, as cryptographic operations do.
+        key.check_usable(&arn)?;
         let schedule = RotationSchedule {
             period_days: days.unsigned_abs(),
             next: self.settings.clock.now() + DAY * days.unsigned_abs(),
@@ -117,7 +112,8 @@ impl Vault {
         let (key, arn) = self
             .rotation_key(caller, key_id, Action::DISABLE_KEY_ROTATION)
             .await?;
-        require_enabled(&key, &arn)?;
+        // Rotation changes need an enabled key, as cryptographic operations do.
+        key.check_usable(&arn)?;
         let id = key.key_id();
         self.store_call(move |s| s.set_rotation(&id, None)).await?;
         key.set_rotation(None);
@@ -133,11 +129,7 @@ impl Vault {
         let (key, arn) = self
             .rotation_key(caller, key_id, Action::GET_KEY_ROTATION_STATUS)
             .await?;
-        if key.state() == KeyState::PendingDeletion {
-            return Err(KmsError::KmsInvalidState(format!(
-                "{arn} is pending deletion."
-            )));
-        }
+        key.check_manageable(&arn)?;
         let r = key.rotation();
         Ok(RotationStatus {
             key_arn: arn,
@@ -157,7 +149,8 @@ impl Vault {
         let (key, arn) = self
             .rotation_key(caller, key_id, Action::ROTATE_KEY_ON_DEMAND)
             .await?;
-        require_enabled(&key, &arn)?;
+        // Rotation changes need an enabled key, as cryptographic operations do.
+        key.check_usable(&arn)?;
         let _one_at_a_time = key.lock_refill().await;
         let on_demand = key
             .rotations()
@@ -227,8 +220,9 @@ impl Vault {
         })
     }
 
-    /// Rotates every enabled key whose automatic rotation is due; returns how many.
-    /// The daemon's sweep calls this.
+    /// Rotates every enabled key whose automatic rotation is due; returns how many. A
+    /// key that fails is logged and left for the next sweep; the others go ahead. The
+    /// daemon's sweep calls this.
     pub async fn rotate_due_keys(&self) -> Result<usize, KmsError> {
         let now = self.settings.clock.now();
         let due = self
@@ -236,25 +230,36 @@ impl Vault {
             .await?;
         let mut rotated = 0;
         for id in due {
-            let Some(key) = self.key(id).await? else {
-                continue;
-            };
-            let _one_at_a_time = key.lock_refill().await;
-            let Some(schedule) = key.rotation().filter(|r| r.next <= now) else {
-                continue;
-            };
-            if key.state() != KeyState::Enabled {
-                continue;
+            match self.rotate_if_due(id, now).await {
+                Ok(true) => rotated += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "rotating a key failed; the next sweep retries")
+                }
             }
-            let next = now + DAY * schedule.period_days;
-            self.new_material(
-                &key,
-                key.current_version(),
-                Some((RotationType::Automatic, Some(next))),
-            )
-            .await?;
-            rotated += 1;
         }
         Ok(rotated)
+    }
+
+    /// One automatic rotation, if the key is still enabled and due.
+    async fn rotate_if_due(&self, id: KeyId, now: SystemTime) -> Result<bool, KmsError> {
+        let Some(key) = self.key(id).await? else {
+            return Ok(false);
+        };
+        let _one_at_a_time = key.lock_refill().await;
+        let Some(schedule) = key.rotation().filter(|r| r.next <= now) else {
+            return Ok(false);
+        };
+        if key.state() != KeyState::Enabled {
+            return Ok(false);
+        }
+        let next = now + DAY * schedule.period_days;
+        self.new_material(
+            &key,
+            key.current_version(),
+            Some((RotationType::Automatic, Some(next))),
+        )
+        .await?;
+        Ok(true)
     }
 }

@@ -8,7 +8,6 @@ use super::authorize::Authz;
 use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{Action, ContextValue};
-use crate::domain::KeyState;
 
 /// AWS's quota of tags per key.
 pub const MAX_TAGS_PER_KEY: usize = 50;
@@ -60,17 +59,6 @@ impl Vault {
             .await
     }
 
-    /// Tags change on a key that is not pending deletion (KMSInvalidStateException).
-    fn check_taggable(&self, key: &KeyEntry) -> Result<(), KmsError> {
-        if key.state() == KeyState::PendingDeletion {
-            return Err(KmsError::KmsInvalidState(format!(
-                "{} is pending deletion.",
-                self.arn_of(key)
-            )));
-        }
-        Ok(())
-    }
-
     /// TagResource: adds or replaces tags, all or none.
     pub async fn tag_resource(
         &self,
@@ -94,7 +82,7 @@ impl Vault {
             a.named.push((format!("aws:RequestTag/{k}"), v.clone()));
         }
         self.authorize(caller, a).await?;
-        self.check_taggable(&key)?;
+        key.check_manageable(&self.arn_of(&key))?;
         let id = key.key_id();
         let r = self
             .store_call(move |s| s.tag_key(&id, &tags, MAX_TAGS_PER_KEY))
@@ -121,7 +109,7 @@ impl Vault {
         a.many
             .push(("aws:TagKeys", ContextValue::Many(tag_keys.clone())));
         self.authorize(caller, a).await?;
-        self.check_taggable(&key)?;
+        key.check_manageable(&self.arn_of(&key))?;
         let id = key.key_id();
         let r = self.store_call(move |s| s.untag_key(&id, &tag_keys)).await;
         key.slots(|s| s.tags.invalidate());

@@ -492,14 +492,11 @@ impl Store for SqliteStore {
     }
 
     fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        string_pairs(
+            &self.conn(),
             "SELECT tag_key, tag_value FROM key_tags WHERE key_id = ?1 ORDER BY tag_key",
-        )?;
-        let rows = stmt
-            .query_map(params![id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            &id.to_string(),
+        )
     }
 
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
@@ -571,15 +568,15 @@ impl Store for SqliteStore {
     }
 }
 
-/// Rows of two text columns for one principal (tags, identity policies).
-fn principal_pairs(
+/// Rows of two text columns for one owner (a principal's tags or policies, a key's tags).
+fn string_pairs(
     conn: &Connection,
     sql: &str,
-    principal: &str,
+    owner: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt
-        .query_map(params![principal], |r| {
+        .query_map(params![owner], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -618,7 +615,7 @@ impl PolicyStore for SqliteStore {
     }
 
     fn identity_policies(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
-        principal_pairs(&self.conn(), POLICIES_SQL, principal)
+        string_pairs(&self.conn(), POLICIES_SQL, principal)
     }
 
     fn delete_identity_policy(&self, principal: &str, name: &str) -> Result<bool, StoreError> {
@@ -630,7 +627,7 @@ impl PolicyStore for SqliteStore {
     }
 
     fn principal_tags(&self, principal: &str) -> Result<Vec<(String, String)>, StoreError> {
-        principal_pairs(&self.conn(), TAGS_SQL, principal)
+        string_pairs(&self.conn(), TAGS_SQL, principal)
     }
 
     fn tag_principal(

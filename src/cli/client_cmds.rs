@@ -197,12 +197,7 @@ struct CallFailed(tonic::Status);
 
 impl std::fmt::Display for CallFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let msg = self.0.message();
-        match p11kms::client::error_name(&self.0) {
-            Some(name) if msg.starts_with(name) => f.write_str(msg),
-            Some(name) => write!(f, "{name}: {msg}"),
-            None => write!(f, "{:?}: {msg}", self.0.code()),
-        }
+        f.write_str(&p11kms::client::describe_status(&self.0))
     }
 }
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 
 use p11kms::client::envelope::{
-    DecryptOptions, EncryptionRequest, Encryptor, KmsKeyring, MaterialsManager, MessageHeader,
-    Suite, MAX_EDKS,
+    copy_wiped, decrypt_chunk, encrypt_chunk, DecryptOptions, EncryptionRequest, Encryptor,
+    KmsKeyring, MaterialsManager, MessageHeader, Suite, MAX_EDKS,
 };
 
 use super::io::{parse_pair, AtomicFile};
@@ -123,23 +123,28 @@ impl Output {
     }
 
     /// Streams `write` into the destination, committing the file only if it succeeds.
+    /// `buffered` adds a write buffer: for ciphertext; plaintext is written unbuffered,
+    /// in frame-sized pieces, so that no buffer of ours keeps a copy.
     fn write_with(
         self,
+        buffered: bool,
         write: impl FnOnce(&mut dyn Write) -> Result<(), Box<dyn std::error::Error>>,
     ) -> CliResult {
-        match self {
-            Self::Stdout => {
-                let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+        let run = |sink: &mut dyn Write| -> CliResult {
+            if buffered {
+                let mut out = BufWriter::with_capacity(1 << 16, sink);
                 write(&mut out)?;
                 out.flush()?;
-                Ok(())
+            } else {
+                write(sink)?;
+                sink.flush()?;
             }
+            Ok(())
+        };
+        match self {
+            Self::Stdout => run(&mut io::stdout().lock()),
             Self::File(mut f) => {
-                {
-                    let mut out = BufWriter::with_capacity(1 << 16, f.file());
-                    write(&mut out)?;
-                    out.flush()?;
-                }
+                run(f.file())?;
                 f.commit()?;
                 Ok(())
             }
@@ -177,12 +182,12 @@ pub(crate) fn encrypt_file(conn: &Conn, a: EncryptFileArgs) -> CliResult {
             .await?;
         Ok::<_, Box<dyn std::error::Error>>(m)
     })?;
-    let mut input = Progress::new(BufReader::with_capacity(1 << 16, input), len, a.quiet);
-    output.write_with(|out| {
+    let mut input = Progress::new(input, len, a.quiet);
+    let chunk = encrypt_chunk(a.frame_length);
+    output.write_with(true, |out| {
         let mut enc = Encryptor::new(out, materials, a.frame_length)?;
-        io::copy(&mut input, &mut enc)?;
+        copy_wiped(&mut input, &mut enc, chunk)?;
         enc.finish()?;
-        input.done();
         Ok(())
     })
 }
@@ -210,9 +215,10 @@ pub(crate) fn decrypt_file(conn: &Conn, a: DecryptFileArgs) -> CliResult {
         let m = keyring.decryption_materials(head.request()).await?;
         Ok::<_, Box<dyn std::error::Error>>(m)
     })?;
+    let chunk = decrypt_chunk(head.header().frame_length);
     let mut dec = head.into_decryptor(materials)?;
-    output.write_with(|out| {
-        io::copy(&mut dec, out)?;
+    output.write_with(false, |out| {
+        copy_wiped(&mut dec, out, chunk)?;
         Ok(())
     })
 }

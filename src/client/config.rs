@@ -35,10 +35,7 @@ pub enum ConfigError {
 }
 
 fn call_failed(st: &tonic::Status) -> ConfigError {
-    ConfigError::Call(match super::error_name(st) {
-        Some(n) if !st.message().starts_with(n) => format!("{n}: {}", st.message()),
-        _ => st.message().to_owned(),
-    })
+    ConfigError::Call(super::describe_status(st))
 }
 
 /// The file formats that get value escaping; anything else is replaced as is.
@@ -68,53 +65,53 @@ impl Format {
         }
     }
 
-    fn escape(self, v: &str) -> Result<String, ConfigError> {
-        match self {
-            Self::Raw => Ok(v.to_owned()),
-            Self::Yaml => {
-                let mut out = String::with_capacity(v.len() + 2);
-                out.push('"');
-                for c in v.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\t' => out.push_str("\\t"),
-                        c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-                        c => out.push(c),
-                    }
-                }
-                out.push('"');
-                Ok(out)
-            }
-            Self::Properties => {
-                let mut out = String::with_capacity(v.len());
-                for (i, c) in v.chars().enumerate() {
-                    match c {
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\t' => out.push_str("\\t"),
-                        ' ' if i == 0 => out.push_str("\\ "),
-                        c => out.push(c),
-                    }
-                }
-                Ok(out)
-            }
-            Self::Env => {
-                if v.contains(['\n', '\r', '\0']) {
-                    return Err(ConfigError::Unrepresentable(".env"));
-                }
-                Ok(format!(
-                    "\"{}\"",
-                    v.replace('\\', "\\\\")
-                        .replace('"', "\\\"")
-                        .replace('$', "\\$")
-                ))
-            }
+    /// `v` escaped for this format, built in wiped memory only.
+    fn escape(self, v: &str) -> Result<Zeroizing<String>, ConfigError> {
+        let mut out = Zeroizing::new(String::with_capacity(v.len() * 2 + 2));
+        let quoted = matches!(self, Self::Yaml | Self::Env);
+        if self == Self::Env && v.contains(['\n', '\r', '\0']) {
+            return Err(ConfigError::Unrepresentable(".env"));
         }
+        if quoted {
+            push_wiped(&mut out, "\"");
+        }
+        let mut tmp = [0u8; 4];
+        for (i, c) in v.chars().enumerate() {
+            let escaped: Option<&str> = match (self, c) {
+                (Self::Raw, _) => None,
+                (Self::Yaml | Self::Properties | Self::Env, '\\') => Some("\\\\"),
+                (Self::Yaml | Self::Env, '"') => Some("\\\""),
+                (Self::Env, '$') => Some("\\$"),
+                (Self::Yaml | Self::Properties, '\n') => Some("\\n"),
+                (Self::Yaml | Self::Properties, '\r') => Some("\\r"),
+                (Self::Yaml | Self::Properties, '\t') => Some("\\t"),
+                (Self::Properties, ' ') if i == 0 => Some("\\ "),
+                (Self::Yaml, c) if c.is_control() => {
+                    let code = Zeroizing::new(format!("\\u{:04x}", u32::from(c)));
+                    push_wiped(&mut out, &code);
+                    continue;
+                }
+                _ => None,
+            };
+            push_wiped(&mut out, escaped.unwrap_or_else(|| c.encode_utf8(&mut tmp)));
+        }
+        if quoted {
+            push_wiped(&mut out, "\"");
+        }
+        zeroize::Zeroize::zeroize(&mut tmp);
+        Ok(out)
     }
+}
+
+/// Appends `s` to a secret string; when it must grow, the old buffer is wiped rather
+/// than left behind by a reallocation.
+fn push_wiped(out: &mut Zeroizing<String>, s: &str) {
+    if out.capacity() - out.len() < s.len() {
+        let mut bigger = Zeroizing::new(String::with_capacity((out.len() + s.len()) * 2));
+        bigger.push_str(out);
+        *out = bigger;
+    }
+    out.push_str(s);
 }
 
 /// Builds a placeholder from a blob and its context.
@@ -211,18 +208,18 @@ pub async fn render(
         );
         // Inside double quotes already: escape the content but add no quotes of its own.
         let quoted = start > 0 && text.as_bytes().get(start - 1) == Some(&b'"');
-        let escaped = Zeroizing::new(format.escape(&value)?);
+        let escaped = format.escape(&value)?;
         let inner = match (quoted, format) {
             (true, Format::Yaml | Format::Env) => escaped
                 .get(1..escaped.len().saturating_sub(1))
                 .unwrap_or(""),
             _ => escaped.as_str(),
         };
-        out.push_str(text.get(last..start).unwrap_or(""));
-        out.push_str(inner);
+        push_wiped(&mut out, text.get(last..start).unwrap_or(""));
+        push_wiped(&mut out, inner);
         last = end;
     }
-    out.push_str(text.get(last..).unwrap_or(""));
+    push_wiped(&mut out, text.get(last..).unwrap_or(""));
     Ok(out)
 }
 
@@ -247,11 +244,24 @@ mod tests {
     }
 
     #[test]
+    fn secret_strings_grow_without_losing_content() {
+        let mut out = Zeroizing::new(String::with_capacity(1));
+        for part in ["ab", "cdé", &"x".repeat(100)] {
+            push_wiped(&mut out, part);
+        }
+        assert_eq!(out.as_str(), format!("abcdé{}", "x".repeat(100)));
+    }
+
+    #[test]
     fn values_are_escaped_per_format() {
         let v = "p@ss: \"w\\rd\" #1";
-        assert_eq!(Format::Yaml.escape(v).unwrap(), r#""p@ss: \"w\\rd\" #1""#);
-        assert_eq!(Format::Properties.escape(" a\\b").unwrap(), r"\ a\\b");
-        assert_eq!(Format::Env.escape("a\"$b").unwrap(), r#""a\"\$b""#);
+        let e = |f: Format, v: &str| f.escape(v).unwrap().as_str().to_owned();
+        assert_eq!(e(Format::Yaml, v), r#""p@ss: \"w\\rd\" #1""#);
+        assert_eq!(e(Format::Yaml, "a\n\tb\u{1}é"), r#""a\n\tb\u0001é""#);
+        assert_eq!(e(Format::Properties, " a\\b"), r"\ a\\b");
+        assert_eq!(e(Format::Properties, "a b\r\n"), r"a b\r\n");
+        assert_eq!(e(Format::Env, "a\"$b\\"), r#""a\"\$b\\""#);
+        assert_eq!(e(Format::Raw, "a\"$\n"), "a\"$\n");
         assert!(Format::Env.escape("a\nb").is_err());
         assert_eq!(
             Format::from_path(std::path::Path::new("/x/app.yml")),

@@ -119,3 +119,15 @@ pub async fn connect_default(
 pub fn error_name(status: &tonic::Status) -> Option<&str> {
     status.metadata().get(ERROR_TYPE_HEADER)?.to_str().ok()
 }
+
+/// A failed call as AWS CLI users read it: the error name, then the message (the
+/// daemon's messages already start with the name; it is not repeated). Without a name
+/// (a transport failure), the gRPC code stands in.
+pub fn describe_status(status: &tonic::Status) -> String {
+    let msg = status.message();
+    match error_name(status) {
+        Some(name) if msg.starts_with(name) => msg.to_owned(),
+        Some(name) => format!("{name}: {msg}"),
+        None => format!("{:?}: {msg}", status.code()),
+    }
+}

@@ -49,22 +49,28 @@ impl EncryptionContext {
     /// and the value, each as u16 BE length and UTF-8 bytes. Every length fits in u16
     /// because the constructor bounds the total.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        push_u16(&mut out, self.0.len());
-        for (k, v) in &self.0 {
-            push_u16(&mut out, k.len());
-            out.extend_from_slice(k.as_bytes());
-            push_u16(&mut out, v.len());
-            out.extend_from_slice(v.as_bytes());
-        }
-        out
+        // Bounded by MAX_CONTEXT_BYTES (< u16::MAX) at construction, so never None.
+        encode_pairs(&self.0).unwrap_or_default()
     }
 }
 
-fn push_u16(out: &mut Vec<u8>, n: usize) {
-    // Bounded by MAX_CONTEXT_BYTES (< u16::MAX) at construction.
-    let n = u16::try_from(n).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_be_bytes());
+/// The canonical encoding of any sorted pairs (the AWS Encryption SDK serializes its
+/// message context the same way): None when the count or a length does not fit a u16.
+pub fn encode_pairs(pairs: &BTreeMap<String, String>) -> Option<Vec<u8>> {
+    let len = |n: usize| u16::try_from(n).ok().map(u16::to_be_bytes);
+    let total = 2 + pairs
+        .iter()
+        .map(|(k, v)| 4 + k.len() + v.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&len(pairs.len())?);
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.len())?);
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&len(v.len())?);
+        out.extend_from_slice(v.as_bytes());
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod ids;
 mod key;
 mod secret;
 
-pub use context::{EncryptionContext, MAX_CONTEXT_BYTES};
+pub use context::{encode_pairs, EncryptionContext, MAX_CONTEXT_BYTES};
 pub use ids::{AccountId, KeyArn, KeyId, Partition, Region};
 pub use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType};
 pub use secret::{Pin, Plaintext};

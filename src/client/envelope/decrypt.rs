@@ -159,9 +159,15 @@ impl<R: BufRead> Decryptor<R> {
         &self.context
     }
 
-    fn exact(&mut self, n: usize) -> Result<Vec<u8>, EnvelopeError> {
-        let mut b = Vec::with_capacity(n);
-        self.fill(n, &mut b)?;
+    /// Exactly `N` bytes (a frame's small fields), into the signature hash too.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeError> {
+        let mut b = [0u8; N];
+        self.reader
+            .read_exact(&mut b)
+            .map_err(EnvelopeError::from_read)?;
+        if let Some((_, hash)) = &mut self.verifier {
+            hash.update(&b);
+        }
         Ok(b)
     }
 
@@ -184,23 +190,14 @@ impl<R: BufRead> Decryptor<R> {
     }
 
     fn u32(&mut self) -> Result<u32, EnvelopeError> {
-        let b = self.exact(4)?;
-        Ok(u32::from_be_bytes(
-            b.try_into().map_err(|_| EnvelopeError::Truncated)?,
-        ))
+        Ok(u32::from_be_bytes(self.array()?))
     }
 
     /// Reads, authenticates and decrypts a non-framed body into `buf`. It cannot be
     /// released before its one tag checks, so it is held whole, up to `max_unframed`.
     fn single_block(&mut self) -> Result<(), EnvelopeError> {
-        let iv: [u8; 12] = self
-            .exact(12)?
-            .try_into()
-            .map_err(|_| EnvelopeError::Truncated)?;
-        let len_bytes: [u8; 8] = self
-            .exact(8)?
-            .try_into()
-            .map_err(|_| EnvelopeError::Truncated)?;
+        let iv: [u8; 12] = self.array()?;
+        let len_bytes: [u8; 8] = self.array()?;
         let len64 = u64::from_be_bytes(len_bytes);
         if len64 > self.max_unframed {
             return Err(EnvelopeError::UnframedTooLarge(self.max_unframed));
@@ -232,10 +229,7 @@ impl<R: BufRead> Decryptor<R> {
         // The IV is taken as written: the SDKs write the sequence number, but published
         // messages exist whose IVs differ, and the tag authenticates whatever was used.
         // Order is enforced by the sequence number, which is in the AAD.
-        let iv: [u8; 12] = self
-            .exact(12)?
-            .try_into()
-            .map_err(|_| EnvelopeError::Truncated)?;
+        let iv: [u8; 12] = self.array()?;
         let len = if is_final {
             let l = usize::try_from(self.u32()?).map_err(|_| EnvelopeError::BadFrame(seq))?;
             if l > self.frame {

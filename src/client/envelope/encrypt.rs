@@ -95,7 +95,10 @@ pub fn encrypt_to_vec(
     frame_length: u32,
     out: &mut Vec<u8>,
 ) -> Result<(), EnvelopeError> {
-    out.reserve(plaintext.len() + (plaintext.len() / 64 + 1) * 40 + 4096);
+    // Each frame adds 32 bytes (sequence number, IV, tag); the final one 8 more, the
+    // header and a signature a few KiB at most.
+    let frames = plaintext.len() / frame_length.max(1) as usize + 1;
+    out.reserve(plaintext.len() + frames * 32 + 8 + 4096);
     let mut enc = Encryptor::appending_to(out, materials, frame_length)?;
     enc.write_all(plaintext).map_err(EnvelopeError::from_read)?;
     enc.finish().map(|_| ())

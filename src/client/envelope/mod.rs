@@ -113,9 +113,9 @@ pub async fn encrypt(
             plaintext_length: Some(plaintext.len() as u64),
         })
         .await?;
-    let mut enc = Encryptor::new(Vec::new(), materials, options.frame_length)?;
-    enc.write_all(plaintext).map_err(EnvelopeError::from_read)?;
-    enc.finish()
+    let mut out = Vec::new();
+    encrypt_to_vec(materials, plaintext, options.frame_length, &mut out)?;
+    Ok(out)
 }
 
 /// Decrypts a complete message; returns the plaintext and the encryption context. All
@@ -128,7 +128,9 @@ pub async fn decrypt(
     let head = MessageHeader::read(message, options)?;
     let materials = manager.decryption_materials(head.request()).await?;
     let mut dec = head.into_decryptor(materials)?;
-    let mut out = zeroize::Zeroizing::new(Vec::new());
+    // The plaintext is never longer than the message: one allocation, so no
+    // reallocation leaves a copy behind.
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(message.len()));
     dec.read_to_end(&mut out)
         .map_err(EnvelopeError::from_read)?;
     let context = dec.context().clone();
@@ -156,15 +158,20 @@ where
         })
         .await?;
     let mut reader = SyncIoBridge::new(reader);
-    let writer = SyncIoBridge::new(writer);
+    // Ciphertext: buffered, so a frame is not three small writes.
+    let writer = std::io::BufWriter::with_capacity(1 << 16, SyncIoBridge::new(writer));
     let frame = options.frame_length;
     let writer = blocking(move || {
         let mut enc = Encryptor::new(writer, materials, frame)?;
-        std::io::copy(&mut reader, &mut enc).map_err(EnvelopeError::from_read)?;
+        copy_wiped(&mut reader, &mut enc, encrypt_chunk(frame))
+            .map_err(EnvelopeError::from_read)?;
         enc.finish()
     })
     .await?;
-    Ok(writer.into_inner())
+    let bridge = writer
+        .into_inner()
+        .map_err(|e| EnvelopeError::Io(e.error().to_string()))?;
+    Ok(bridge.into_inner())
 }
 
 /// Decrypts the message `reader` yields onto `writer`, frame by frame (see
@@ -185,10 +192,12 @@ where
     let opts = options.clone();
     let head = blocking(move || MessageHeader::read(reader, &opts)).await?;
     let materials = manager.decryption_materials(head.request()).await?;
+    let frame = head.header().frame_length;
     let mut writer = SyncIoBridge::new(writer);
     let (writer, context) = blocking(move || {
         let mut dec = head.into_decryptor(materials)?;
-        std::io::copy(&mut dec, &mut writer).map_err(EnvelopeError::from_read)?;
+        copy_wiped(&mut dec, &mut writer, decrypt_chunk(frame))
+            .map_err(EnvelopeError::from_read)?;
         writer
             .flush()
             .map_err(|e| EnvelopeError::Io(e.to_string()))?;
@@ -199,6 +208,37 @@ where
     Ok((writer.into_inner(), context))
 }
 
+/// Copies `from` into `to` through one buffer of `chunk` bytes that is wiped when done
+/// (std::io::copy's buffer is not). Returns the bytes copied.
+pub fn copy_wiped(from: &mut dyn Read, to: &mut dyn Write, chunk: usize) -> std::io::Result<u64> {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; chunk.max(1)]);
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(buf.get(..n).unwrap_or_default())?;
+        total += n as u64;
+    }
+}
+
+/// Plaintext per read when encrypting a stream: several frames, so that the Encryptor
+/// seals most of them straight from the read buffer (a write longer than a frame).
+pub fn encrypt_chunk(frame_length: u32) -> usize {
+    (frame_length as usize)
+        .saturating_mul(16)
+        .clamp(1 << 20, 64 << 20)
+}
+
+/// Read size when decrypting a stream: a frame, so that the Decryptor decrypts each
+/// regular frame straight into the read buffer (bounded for a hostile frame length).
+pub fn decrypt_chunk(frame_length: u32) -> usize {
+    (frame_length as usize).clamp(1 << 16, 16 << 20)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EnvelopeError> + Send + 'static,
 ) -> Result<T, EnvelopeError> {
@@ -207,26 +247,16 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| EnvelopeError::Io("the stream task stopped".into()))?
 }
 
-/// The ESDK serialization of an encryption context: pair count, then per pair (sorted by
-/// key bytes) key and value with u16 lengths; empty for an empty context.
+/// The ESDK serialization of an encryption context: the canonical pair encoding
+/// (`domain::context::encode_pairs`), except that an empty context is empty, and the
+/// whole must fit the header's u16 length.
 pub(crate) fn serialize_context(ctx: &BTreeMap<String, String>) -> Result<Vec<u8>, EnvelopeError> {
     if ctx.is_empty() {
         return Ok(Vec::new());
     }
-    let mut out = Vec::new();
-    let n = u16::try_from(ctx.len()).map_err(|_| EnvelopeError::ContextTooLarge)?;
-    out.extend_from_slice(&n.to_be_bytes());
-    for (k, v) in ctx {
-        for s in [k, v] {
-            let len = u16::try_from(s.len()).map_err(|_| EnvelopeError::ContextTooLarge)?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-    }
-    if out.len() > usize::from(u16::MAX) {
-        return Err(EnvelopeError::ContextTooLarge);
-    }
-    Ok(out)
+    crate::domain::encode_pairs(ctx)
+        .filter(|b| b.len() <= usize::from(u16::MAX))
+        .ok_or(EnvelopeError::ContextTooLarge)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::client::envelope::suite::DATA_KEY_LEN;
 use crate::client::envelope::{
     BoxFuture, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, EnvelopeError,
 };
-use crate::client::{error_name, KmsClient};
+use crate::client::{describe_status, KmsClient};
 use crate::domain::Plaintext;
 use crate::proto;
 
@@ -171,9 +171,7 @@ fn to_map(context: &BTreeMap<String, String>) -> HashMap<String, String> {
 
 /// A failed call as a keyring error: operation, key and the daemon's AWS error name.
 fn failed(op: &str, key_id: &str, status: &tonic::Status) -> EnvelopeError {
-    let name = error_name(status).unwrap_or("transport error");
-    let message = status.message();
-    EnvelopeError::KeyringFailed(format!("{op} with {key_id}: {name}: {message}"))
+    EnvelopeError::KeyringFailed(format!("{op} with {key_id}: {}", describe_status(status)))
 }
 
 impl Keyring for KmsKeyring {

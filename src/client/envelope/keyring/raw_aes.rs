@@ -53,14 +53,16 @@ impl RawAesKeyring {
         let mut iv = [0u8; 12];
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| EnvelopeError::Random)?;
         let aad = serialize_context(context)?;
-        let mut buf = data_key.expose().to_vec();
+        // Wiped if sealing fails while it still holds the data key.
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(data_key.len() + 16));
+        buf.extend_from_slice(data_key.expose());
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut buf)
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), &mut *buf)
             .map_err(|_| EnvelopeError::Crypto)?;
         Ok(EncryptedDataKey {
             provider_id: self.namespace.clone(),
             provider_info: self.info(&iv),
-            ciphertext: buf,
+            ciphertext: std::mem::take(&mut *buf),
         })
     }
 

@@ -348,10 +348,10 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     // Material made, metadata not written (a crash): the request fails and an orphan
     // v2 object is left in the token...
     mode.store(FAIL_BEFORE_ADD, Ordering::SeqCst);
-    assert!(vault
-        .encrypt(&caller, encrypt_input(&key, b"two"))
-        .await
-        .is_err());
+    assert!(matches!(
+        vault.encrypt(&caller, encrypt_input(&key, b"two")).await,
+        Err(KmsError::Internal(_))
+    ));
     assert_eq!(objects_of(&key).len(), 2);
     // ...which the next rollover replaces: still one object per version.
     mode.store(OK, Ordering::SeqCst);
@@ -367,10 +367,10 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     // Metadata written but the request failed (cancelled): the store is ahead of
     // memory. The next call adopts v3 instead of destroying it, and moves on to v4.
     mode.store(FAIL_AFTER_ADD, Ordering::SeqCst);
-    assert!(vault
-        .encrypt(&caller, encrypt_input(&key, b"three"))
-        .await
-        .is_err());
+    assert!(matches!(
+        vault.encrypt(&caller, encrypt_input(&key, b"three")).await,
+        Err(KmsError::Internal(_))
+    ));
     mode.store(OK, Ordering::SeqCst);
     let b4 = vault
         .encrypt(&caller, encrypt_input(&key, b"four"))

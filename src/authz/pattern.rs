@@ -127,8 +127,10 @@ mod tests {
         assert!(glob_ignore_case("kms:ReEncrypt*", "kms:ReEncryptFrom"));
     }
 
+    /// A backtracking matcher would try ~5000^50 splits here and never return; the
+    /// linear one answers at once.
     #[test]
-    fn pathological_patterns_stay_fast() {
+    fn pathological_patterns_finish() {
         let text = "a".repeat(5000);
         let pattern = format!("{}b", "*a".repeat(50));
         assert!(!glob(&pattern, &text));

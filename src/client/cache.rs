@@ -262,8 +262,14 @@ mod tests {
         c.put(b"ctx".to_vec(), 1, 1, 60);
         assert_eq!(c.get_for_encrypt(b"ctx", 40), Some(1));
         assert_eq!(c.get_for_encrypt(b"ctx", 1), None);
-        c.put(b"big".to_vec(), 2, 1, 101);
-        assert_eq!(c.get_for_encrypt(b"big", 0), None);
+        c.put(b"small".to_vec(), 2, 1, 10);
+        c.put(b"big".to_vec(), 3, 1, 101);
+        assert_eq!(
+            c.stats().entries,
+            1,
+            "only small is kept: big's one use is already over the byte limit"
+        );
+        assert_eq!(c.get_for_encrypt(b"small", 0), Some(2));
     }
 
     #[test]

@@ -56,6 +56,54 @@ pub(super) fn run(store: &dyn Store) {
     aliases(store);
     descriptions(store);
     key_tags(store);
+    deletion(store);
+}
+
+fn deletion(store: &dyn Store) {
+    let r = record("555555555555");
+    let account = r.account.clone();
+    store.insert_key(&r).unwrap();
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+    let state = |store: &dyn Store| store.get_key(&r.key_id).unwrap().map(|k| k.key_state);
+    assert_eq!(store.count_keys(&account).unwrap(), 1);
+    assert!(store.set_key_enabled(&r.key_id, false).unwrap());
+    assert!(store.schedule_deletion(&r.key_id, t(2_000)).unwrap());
+    assert!(
+        !store.schedule_deletion(&r.key_id, t(3_000)).unwrap(),
+        "already pending"
+    );
+    assert!(
+        !store.set_key_enabled(&r.key_id, true).unwrap(),
+        "pending deletion is kept"
+    );
+    assert_eq!(state(store), Some(KeyState::PendingDeletion));
+    assert!(store.keys_due_for_deletion(t(1_999)).unwrap().is_empty());
+    assert_eq!(store.keys_due_for_deletion(t(2_000)).unwrap(), [r.key_id]);
+    // Cancelled: Disabled, no date.
+    assert!(store.cancel_deletion(&r.key_id).unwrap());
+    assert!(!store.cancel_deletion(&r.key_id).unwrap());
+    let k = store.get_key(&r.key_id).unwrap().unwrap();
+    assert_eq!((k.key_state, k.deletion_date), (KeyState::Disabled, None));
+    // Scheduled again; destruction begins only when due, and cannot be cancelled then.
+    assert!(store.schedule_deletion(&r.key_id, t(2_000)).unwrap());
+    assert!(!store.begin_destruction(&r.key_id, t(1_999)).unwrap());
+    assert!(store.begin_destruction(&r.key_id, t(2_000)).unwrap());
+    assert!(!store.cancel_deletion(&r.key_id).unwrap());
+    assert_eq!(
+        store.keys_due_for_deletion(t(0)).unwrap(),
+        [r.key_id],
+        "a begun destruction is due whatever the time"
+    );
+    assert_eq!(store.deleted_key(&r.key_id).unwrap(), None);
+    store.finish_destruction(&r.key_id, t(2_001)).unwrap();
+    assert_eq!(state(store), None);
+    assert_eq!(store.deleted_key(&r.key_id).unwrap(), Some(account.clone()));
+    assert_eq!(store.count_keys(&account).unwrap(), 0);
+    assert!(store.keys_due_for_deletion(t(9_999)).unwrap().is_empty());
+    assert!(matches!(
+        store.finish_destruction(&r.key_id, t(2_002)),
+        Err(StoreError::Missing(_))
+    ));
 }
 
 fn key_tags(store: &dyn Store) {

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use p11kms::client::cache::CacheLimits;
 use p11kms::client::envelope::{
-    decrypt, decrypt_stream, encrypt, encrypt_stream, CachingMaterialsManager, DecryptOptions,
-    EncryptOptions, EnvelopeError, KmsKeyring, MessageHeader, Suite, KMS_PROVIDER_ID,
+    decrypt, decrypt_stream, encrypt, encrypt_stream, BoxFuture, CachingMaterialsManager,
+    DecryptOptions, DecryptionMaterials, EncryptOptions, EncryptedDataKey, EncryptionMaterials,
+    EnvelopeError, Keyring, KmsKeyring, MessageHeader, Suite, KMS_PROVIDER_ID,
 };
 use p11kms::proto;
 
@@ -194,6 +196,30 @@ fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cache_saves_daemon_calls_and_counts_them() {
+    /// The p11kms keyring, counting the times the cache lets a request through to it.
+    struct Counting {
+        inner: KmsKeyring,
+        encrypts: AtomicUsize,
+        decrypts: AtomicUsize,
+    }
+    impl Keyring for Counting {
+        fn on_encrypt(
+            &self,
+            m: EncryptionMaterials,
+        ) -> BoxFuture<'_, Result<EncryptionMaterials, EnvelopeError>> {
+            self.encrypts.fetch_add(1, Ordering::SeqCst);
+            self.inner.on_encrypt(m)
+        }
+        fn on_decrypt<'a>(
+            &'a self,
+            m: DecryptionMaterials,
+            edks: &'a [EncryptedDataKey],
+        ) -> BoxFuture<'a, Result<DecryptionMaterials, EnvelopeError>> {
+            self.decrypts.fetch_add(1, Ordering::SeqCst);
+            self.inner.on_decrypt(m, edks)
+        }
+    }
+
     let dir = TestDir::new();
     let d = Daemon::start(&dir);
     let mut admin = d.admin().await;
@@ -202,11 +228,12 @@ async fn the_cache_saves_daemon_calls_and_counts_them() {
         max_messages: 3,
         ..CacheLimits::default()
     };
-    let cache = CachingMaterialsManager::new(
-        Arc::new(KmsKeyring::new(admin.clone(), key, vec![])),
-        "test",
-        limits,
-    );
+    let counting = Arc::new(Counting {
+        inner: KmsKeyring::new(admin.clone(), key, vec![]),
+        encrypts: AtomicUsize::new(0),
+        decrypts: AtomicUsize::new(0),
+    });
+    let cache = CachingMaterialsManager::new(counting.clone(), "test", limits);
     let ctx = context(&[("tenant", "a")]);
     let mut messages = Vec::new();
     for i in 0..4u8 {
@@ -218,6 +245,11 @@ async fn the_cache_saves_daemon_calls_and_counts_them() {
     }
     let s = cache.encrypt_stats();
     assert_eq!((s.hits, s.misses), (2, 2), "3 messages per data key");
+    assert_eq!(
+        counting.encrypts.load(Ordering::SeqCst),
+        2,
+        "GenerateDataKey calls"
+    );
     for (i, m) in messages.iter().enumerate() {
         let (pt, _) = decrypt(m, &cache, &DecryptOptions::default())
             .await
@@ -227,6 +259,7 @@ async fn the_cache_saves_daemon_calls_and_counts_them() {
     // Two data keys, each unwrapped once.
     let s = cache.decrypt_stats();
     assert_eq!((s.hits, s.misses), (2, 2));
+    assert_eq!(counting.decrypts.load(Ordering::SeqCst), 2, "Decrypt calls");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,7 +316,7 @@ fn fails(o: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr: {err}");
 }
 
-/// Files in `dir` other than the daemon's own.
+/// The CLI's temporary output files left in `dir`.
 fn leftovers(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -361,7 +394,7 @@ async fn encrypt_file_and_decrypt_file_round_trip_and_never_leave_partial_output
             &["decrypt-file", &s("bad"), &s("restored")],
             b"",
         ),
-        "does not",
+        "does not authenticate",
     );
     assert!(!p("restored").exists());
     // Truncated: the same.

@@ -145,6 +145,7 @@ async fn python_messages_decrypt_with_the_cli() {
                 &msg,
             );
             assert!(!wrong.status.success(), "a context the message lacks");
+            assert!(wrong.stdout.is_empty(), "no plaintext for a wrong context");
         }
     }
 }
@@ -187,6 +188,7 @@ async fn cli_messages_decrypt_in_python_with_each_key() {
             }
             let wrong = python(&d, &dir, &["decrypt", "--context", "app=py"], &msg);
             assert!(!wrong.status.success(), "a context the message lacks");
+            assert!(wrong.stdout.is_empty(), "no plaintext for a wrong context");
         }
     }
 }

@@ -182,7 +182,18 @@ impl Daemon {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let status = self.child.wait().unwrap();
+        // A daemon that does not stop fails the test instead of hanging it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the daemon did not stop within 60 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(
             status.success(),
             "daemon exited with {status}:\n{}",
@@ -353,4 +364,49 @@ pub fn run_cli(dir: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output 
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Polls `check` until it is true, failing after 60 s (for work the daemon does on its
+/// own schedule, e.g. the lifecycle sweep).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The material version a ciphertext blob names (bytes 20..24 of format v1).
+pub fn material_version(blob: &[u8]) -> u32 {
+    u32::from_be_bytes(blob[20..24].try_into().unwrap())
+}
+
+impl TestDir {
+    /// How many token objects belong to the key `key_id` (their CKA_ID starts with it).
+    pub fn objects_of(&self, key_id: &str) -> usize {
+        let hex = key_id.replace('-', "");
+        self.token_objects()
+            .iter()
+            .filter(|o| o["id"].as_str().unwrap().starts_with(&hex))
+            .count()
+    }
+
+    /// Prepares the directory with a 1-second lifecycle sweep on a test clock; returns
+    /// the file whose number of seconds moves that clock forward.
+    pub fn with_test_clock(&self) -> PathBuf {
+        self.prepare();
+        let offset = self.path().join("clock-offset");
+        self.append_config(&format!(
+            "\n[lifecycle]\nsweep_interval_secs = 1\nclock_offset_file = {:?}\n",
+            offset.to_str().unwrap()
+        ));
+        offset
+    }
 }

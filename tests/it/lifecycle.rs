@@ -66,14 +66,6 @@ async fn update_key_description_on_enabled_and_disabled_keys() {
     );
 }
 
-fn objects_of(dir: &TestDir, key_id: &str) -> usize {
-    let hex = key_id.replace('-', "");
-    dir.token_objects()
-        .iter()
-        .filter(|o| o["id"].as_str().unwrap().starts_with(&hex))
-        .count()
-}
-
 fn schedule(key_id: &str, days: Option<i32>) -> proto::ScheduleKeyDeletionRequest {
     proto::ScheduleKeyDeletionRequest {
         key_id: key_id.into(),
@@ -84,12 +76,7 @@ fn schedule(key_id: &str, days: Option<i32>) -> proto::ScheduleKeyDeletionReques
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_deletion_cancel_and_destruction_after_the_window() {
     let dir = TestDir::new();
-    dir.prepare();
-    let offset = dir.path().join("clock-offset");
-    dir.append_config(&format!(
-        "\n[lifecycle]\nsweep_interval_secs = 1\nclock_offset_file = {:?}\n",
-        offset.to_str().unwrap()
-    ));
+    let offset = dir.with_test_clock();
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
     let doomed = create_key(&mut c).await;
@@ -192,31 +179,25 @@ async fn scheduled_deletion_cancel_and_destruction_after_the_window() {
     c.schedule_key_deletion(schedule(&doomed.key_id, Some(7)))
         .await
         .unwrap();
-    assert!(objects_of(&dir, &doomed.key_id) > 0);
+    assert!(dir.objects_of(&doomed.key_id) > 0);
     std::fs::write(&offset, (8 * 86_400).to_string()).unwrap();
-    let mut gone = false;
-    for _ in 0..100 {
-        let r = c
-            .describe_key(proto::DescribeKeyRequest {
-                key_id: doomed.key_id.clone(),
-                grant_tokens: vec![],
-            })
-            .await;
-        if r.is_err() {
-            assert_kms_error(r, "NotFoundException");
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(gone, "the key was not destroyed:\n{}", d.log());
+    let describe_req = || proto::DescribeKeyRequest {
+        key_id: doomed.key_id.clone(),
+        grant_tokens: vec![],
+    };
+    eventually("the key's destruction", || {
+        let (mut probe, req) = (c.clone(), describe_req());
+        async move { probe.describe_key(req).await.is_err() }
+    })
+    .await;
+    assert_kms_error(c.describe_key(describe_req()).await, "NotFoundException");
     assert_eq!(
-        objects_of(&dir, &doomed.key_id),
+        dir.objects_of(&doomed.key_id),
         0,
         "material left in the token"
     );
     assert!(
-        objects_of(&dir, &other.key_id) > 0,
+        dir.objects_of(&other.key_id) > 0,
         "another key's material was touched"
     );
     let st = assert_kms_error(
@@ -246,10 +227,6 @@ fn d_now() -> i64 {
         .as_secs() as i64
 }
 
-fn material_version(blob: &[u8]) -> u32 {
-    u32::from_be_bytes(blob[20..24].try_into().unwrap())
-}
-
 async fn rotations(
     c: &mut KmsClient,
     key_id: &str,
@@ -269,12 +246,7 @@ async fn rotations(
 #[tokio::test(flavor = "multi_thread")]
 async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
     let dir = TestDir::new();
-    dir.prepare();
-    let offset = dir.path().join("clock-offset");
-    dir.append_config(&format!(
-        "\n[lifecycle]\nsweep_interval_secs = 1\nclock_offset_file = {:?}\n",
-        offset.to_str().unwrap()
-    ));
+    let offset = dir.with_test_clock();
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
     let k = create_key(&mut c).await;
@@ -331,20 +303,11 @@ async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
     }
     // The third on schedule, once the clock passes the rotation date.
     std::fs::write(&offset, (366 * 86_400).to_string()).unwrap();
-    let mut automatic = false;
-    for _ in 0..100 {
-        let r = rotations(&mut c, &k.key_id, None, "").await;
-        if r.rotations.len() == 3 {
-            automatic = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(
-        automatic,
-        "the scheduled rotation did not run:\n{}",
-        d.log()
-    );
+    eventually("the scheduled rotation", || {
+        let (mut probe, id) = (c.clone(), k.key_id.clone());
+        async move { rotations(&mut probe, &id, None, "").await.rotations.len() == 3 }
+    })
+    .await;
     let b = encrypt(&mut c, &k.key_id, b"gen 4", &[]).await;
     assert_eq!(material_version(&b), 4);
     blobs.push(b);
@@ -359,6 +322,7 @@ async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
     assert!(all.rotations.iter().all(|r| r.key_id == k.arn));
     let page = rotations(&mut c, &k.key_id, Some(2), "").await;
     assert!(page.truncated);
+    assert_eq!(page.rotations.len(), 2);
     let rest = rotations(&mut c, &k.key_id, Some(2), &page.next_marker).await;
     assert_eq!(rest.rotations.len(), 1);
     assert_eq!(rest.rotations[0].rotation_type, "AUTOMATIC");
@@ -392,12 +356,7 @@ async fn rotations_on_demand_and_on_schedule_keep_every_generation_readable() {
     assert_eq!(material_version(&moved.ciphertext_blob), 4);
     assert_eq!(decrypt(&mut c, &moved.ciphertext_blob, &[]).await, b"gen 1");
     // All four versions are token objects; none was exported or destroyed.
-    let hex = k.key_id.replace('-', "");
-    let mine = dir
-        .token_objects()
-        .iter()
-        .filter(|o| o["id"].as_str().unwrap().starts_with(&hex))
-        .count();
+    let mine = dir.objects_of(&k.key_id);
     assert_eq!(mine, 4);
 
     // Rotation changes need an enabled key.

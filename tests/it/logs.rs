@@ -73,7 +73,10 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         .into_inner();
     let hidden_key = decrypt(&mut c, &without.ciphertext_blob, &[]).await;
     // A failing call too: error paths log more.
-    let _ = c.decrypt(decrypt_req(&blob, &[("ctx", "wrong")])).await;
+    assert_kms_error(
+        c.decrypt(decrypt_req(&blob, &[("ctx", "wrong")])).await,
+        "InvalidCiphertextException",
+    );
     let log = d.stop();
 
     // The log was captured at trace level and covers these requests.

@@ -481,7 +481,7 @@ async fn lockout_safety_check() {
             ..Default::default()
         })
         .await;
-    assert!(bypassed.is_ok());
+    bypassed.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -68,6 +68,8 @@ async fn tags_are_added_listed_removed_and_checked() {
     assert_eq!(got, [("env", "dev"), ("team", "payments")]);
     let page = tags_of(&mut c, &k.key_id, Some(1), "").await;
     assert!(page.truncated);
+    assert_eq!(page.tags.len(), 1);
+    assert_eq!(page.tags[0].tag_key, "env");
     let rest = tags_of(&mut c, &k.key_id, Some(1), &page.next_marker).await;
     assert_eq!(rest.tags[0].tag_key, "team");
     assert!(!rest.truncated);

@@ -316,7 +316,7 @@ fn policy_variables_substitute_and_a_missing_one_matches_nothing() {
         &["${aws:PrincipalTag/team}"],
         &untagged
     ));
-    // Not substituted in numeric operators, nor in 2008-10-17 policies.
+    // Not substituted in 2008-10-17 policies: the text is compared literally.
     let lit = cond(
         "StringEquals",
         "kms:EncryptionContext:team",
@@ -327,7 +327,7 @@ fn policy_variables_substitute_and_a_missing_one_matches_nothing() {
 }
 
 #[test]
-fn qualifier_parsing_round_trip() {
+fn qualifier_operator_and_if_exists_are_parsed_apart() {
     let c = cond(
         "ForAnyValue:StringLikeIfExists",
         "kms:ResourceAliases",

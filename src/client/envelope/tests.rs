@@ -164,18 +164,16 @@ fn stream_dec_with(msg: &[u8], chunk: usize) -> (Vec<u8>, Option<EnvelopeError>)
             Ok(0) => return (out, None),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) => {
-                // Whatever the failed read left in the buffer is not plaintext.
-                assert!(buf.iter().all(|b| *b == 0) || !pt_like(&buf), "leak");
+                // The buffer was zeroed before the read; a failed read leaves nothing
+                // in it (the direct path wipes what it decrypted into it).
+                assert!(
+                    buf.iter().all(|b| *b == 0),
+                    "a failed read left bytes behind"
+                );
                 return (out, super::error::envelope_cause(&e));
             }
         }
     }
-}
-
-/// True when `buf` contains a run of the test plaintext (bytes counting up by one).
-fn pt_like(buf: &[u8]) -> bool {
-    buf.windows(8)
-        .any(|w| w.windows(2).all(|p| p[1] == p[0].wrapping_add(1)))
 }
 
 #[test]
@@ -499,9 +497,13 @@ proptest! {
         let suite = if signed { Suite::CommittingSigned } else { Suite::Committing };
         let pt = vec![7u8; size];
         let mut msg = enc(&pt, suite, 32);
+        // One change per position (two at the same one could cancel out).
+        let mut seen = std::collections::HashSet::new();
         for (i, b) in &edits {
             let i = i % msg.len();
-            msg[i] ^= b | 1;
+            if seen.insert(i) {
+                msg[i] ^= b | 1;
+            }
         }
         if let Some(c) = cut {
             msg.truncate(c % (msg.len() + 1));

@@ -10,16 +10,39 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::context::RequestContext;
-use super::model::{Condition, Operator, Qualifier};
+use super::model::{Condition, Effect, Operator, Qualifier};
 use super::pattern::{arn_like, glob};
 use super::variables::substitute;
 
-/// Does the condition hold for this request?
-pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool) -> bool {
+/// Does the condition hold for this request, in a statement of `effect`?
+///
+/// A single-valued key that holds several values because request keys differing only
+/// in case folded onto it (`kms:EncryptionContext:TENANT` and `…:tenant`) is tested
+/// value by value: a Deny holds when it holds for any of them and an Allow only when it
+/// holds for every one, so that neither value can hide the other from a policy.
+pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool, effect: Effect) -> bool {
     let present = ctx
         .get(&c.key)
         .map(|v| v.values())
         .filter(|v| !v.is_empty());
+    if c.qualifier == Qualifier::Single && c.operator != Operator::Null && ctx.is_folded(&c.key) {
+        if let Some(values) = present {
+            let each = |v: &String| holds_on(c, Some(std::slice::from_ref(v)), ctx, variables);
+            return match effect {
+                Effect::Deny => values.iter().any(each),
+                Effect::Allow => values.iter().all(each),
+            };
+        }
+    }
+    holds_on(c, present, ctx, variables)
+}
+
+fn holds_on(
+    c: &Condition,
+    present: Option<&[String]>,
+    ctx: &RequestContext,
+    variables: bool,
+) -> bool {
     if c.operator == Operator::Null {
         // "true": the key must be absent; "false": it must be present.
         return c
@@ -37,7 +60,9 @@ pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool) -> boo
             Qualifier::Single => c.operator.is_negated(),
         };
     };
-    // A variable with no value leaves that policy value unresolved: it matches nothing.
+    // A variable with no value (and no default) makes that policy value effectively
+    // null: it equals and is like nothing, so positive operators miss it and inverted
+    // ones match it (IAM guide, "Policy variables with no value").
     let substituting =
         variables && c.operator.takes_variables() && c.values.iter().any(|v| v.contains("${"));
     let resolved: Vec<String> = if substituting {

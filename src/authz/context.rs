@@ -1,6 +1,6 @@
 //! The request context: everything a policy can test about one request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A context key's value: one string, or a list for multi-valued keys such as
 /// kms:EncryptionContextKeys.
@@ -40,6 +40,9 @@ pub struct RequestContext {
     /// The request's encryption context exactly as sent (for grant constraints).
     pub encryption_context: BTreeMap<String, String>,
     keys: HashMap<String, ContextValue>,
+    /// Single-valued keys that hold several values because request keys differing only
+    /// in case folded onto them (see [`RequestContext::add`]).
+    folded: HashSet<String>,
 }
 
 impl RequestContext {
@@ -65,7 +68,9 @@ impl RequestContext {
 
     /// Sets a condition key (name case-insensitive).
     pub fn set(&mut self, key: &str, value: ContextValue) {
-        self.keys.insert(key.to_ascii_lowercase(), value);
+        let key = key.to_ascii_lowercase();
+        self.folded.remove(&key);
+        self.keys.insert(key, value);
     }
 
     /// Sets a single-valued key.
@@ -73,11 +78,36 @@ impl RequestContext {
         self.set(key, ContextValue::One(value.into()));
     }
 
-    /// Adds the encryption context: kms:EncryptionContext:<k> for each pair and
+    /// Adds a value to a key whose name is built from request data (an encryption
+    /// context key, a tag key). Condition key names ignore case, so two request keys
+    /// that differ only in case land on the same condition key: it then holds every
+    /// value, and neither can hide the other from a policy.
+    pub fn add(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.keys.entry(key.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(ContextValue::One(value));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                self.folded.insert(e.key().clone());
+                let v = e.get_mut();
+                *v = match std::mem::replace(v, ContextValue::Many(Vec::new())) {
+                    ContextValue::One(old) => ContextValue::Many(vec![old, value]),
+                    ContextValue::Many(mut all) => {
+                        all.push(value);
+                        ContextValue::Many(all)
+                    }
+                };
+            }
+        }
+    }
+
+    /// Adds the encryption context: kms:EncryptionContext:<k> for each pair (every
+    /// value whose key folds to the same name, see [`RequestContext::add`]) and
     /// kms:EncryptionContextKeys, and keeps the pairs for grant constraints.
     pub fn set_encryption_context(&mut self, ec: &BTreeMap<String, String>) {
         for (k, v) in ec {
-            self.set_one(&format!("kms:EncryptionContext:{k}"), v.clone());
+            self.add(&format!("kms:EncryptionContext:{k}"), v.clone());
         }
         if !ec.is_empty() {
             self.set(
@@ -86,6 +116,12 @@ impl RequestContext {
             );
         }
         self.encryption_context = ec.clone();
+    }
+
+    /// True when `lower_key` holds several values folded from request keys that differ
+    /// only in case.
+    pub fn is_folded(&self, lower_key: &str) -> bool {
+        self.folded.contains(lower_key)
     }
 
     /// A key's value; `key` must already be lower-case (policies are lowered at parse).

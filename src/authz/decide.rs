@@ -3,8 +3,9 @@
 //! 2. The key policy is the root of trust. A statement naming the caller directly allows
 //!    a caller of the key's account; a statement naming the caller's account delegates
 //!    to the caller's identity policies, which must then allow too.
-//! 3. Cross-account: the key policy must allow the caller (directly or by account) AND
-//!    an identity policy in the caller's account must allow.
+//! 3. Cross-account: only the actions of [`CROSS_ACCOUNT_ACTIONS`] are possible on a key
+//!    of another account; for those, the key policy must allow the caller (directly or
+//!    by account) AND an identity policy in the caller's account must allow.
 //! 4. A grant for the caller, the operation and a matching context allows, whatever the
 //!    policies say, unless rule 1 applies.
 //!
@@ -14,6 +15,9 @@
 use serde::Serialize;
 
 use super::context::RequestContext;
+use super::cross_account::allowed_across_accounts;
+#[cfg(doc)]
+use super::cross_account::CROSS_ACCOUNT_ACTIONS;
 use super::evaluate::{applies, PrincipalMatch};
 use super::grants::Grant;
 use super::model::{Effect, Policy};
@@ -178,6 +182,17 @@ pub fn decide(input: &AuthzInput<'_>) -> Decision {
     }
 
     let same_account = ctx.principal_account == ctx.key_account;
+    // AWS refuses these before looking at any Allow: no policy or grant can open them.
+    if !same_account && !allowed_across_accounts(&ctx.action) {
+        return Decision {
+            decision: DecisionKind::ImplicitDeny,
+            matched: Vec::new(),
+            reason: format!(
+                "{} is not available across accounts: the resource belongs to account {}",
+                ctx.action, ctx.key_account
+            ),
+        };
+    }
     // The root user holds every permission of its own account without identity policies.
     let identity_ok = !identity_allows.is_empty() || ctx.caller_is_root();
     let allowed_by_policies = match input.key_policy {

@@ -26,16 +26,16 @@ fn principal_match(clause: &PrincipalClause, ctx: &RequestContext) -> Option<Pri
     match clause {
         PrincipalClause::Implicit => Some(PrincipalMatch::Direct),
         PrincipalClause::Principal(set) => {
-            if set.any || set.arns.contains(&ctx.principal) {
+            if set.any || contains(set, &ctx.principal, ctx) {
                 Some(PrincipalMatch::Direct)
-            } else if set.arns.contains(&ctx.account_root()) {
+            } else if contains(set, &ctx.account_root(), ctx) {
                 Some(PrincipalMatch::Account)
             } else {
                 None
             }
         }
         PrincipalClause::NotPrincipal(set) => {
-            let excluded = |id: &String| set.any || contains(set, id);
+            let excluded = |id: &String| set.any || contains(set, id, ctx);
             if identities(ctx).iter().all(excluded) {
                 None
             } else {
@@ -45,22 +45,26 @@ fn principal_match(clause: &PrincipalClause, ctx: &RequestContext) -> Option<Pri
     }
 }
 
-fn contains(set: &PrincipalSet, id: &String) -> bool {
+/// Does the set name `id`, one of the request's identities? A bare account id names
+/// the caller's account root in the caller's (the daemon's) partition.
+fn contains(set: &PrincipalSet, id: &String, ctx: &RequestContext) -> bool {
     set.arns.contains(id)
+        || (set.accounts.contains(&ctx.principal_account) && *id == ctx.account_root())
 }
 
 fn action_matches(m: &Matcher, action: &str) -> bool {
     m.patterns.iter().any(|p| glob_ignore_case(p, action)) != m.negated
 }
 
+/// A pattern holding a policy variable with no value in the request (and no default)
+/// matches no resource, as AWS documents; so under NotResource it excludes nothing.
 fn resource_matches(m: &Matcher, resource: &str, ctx: &RequestContext, variables: bool) -> bool {
     let hit = m.patterns.iter().any(|p| {
-        let p = if variables {
-            substitute(p, ctx)
+        if variables && p.contains("${") {
+            substitute(p, ctx).is_some_and(|p| arn_like(&p, resource))
         } else {
-            Some(p.clone())
-        };
-        p.is_some_and(|p| arn_like(&p, resource))
+            arn_like(p, resource)
+        }
     });
     hit != m.negated
 }
@@ -79,7 +83,11 @@ pub(super) fn applies(
     if !resource_matches(resource, &ctx.resource, ctx, policy.variables) {
         return None;
     }
-    if !s.conditions.iter().all(|c| holds(c, ctx, policy.variables)) {
+    if !s
+        .conditions
+        .iter()
+        .all(|c| holds(c, ctx, policy.variables, s.effect))
+    {
         return None;
     }
     // The root user is its account: a statement naming the account names it directly.

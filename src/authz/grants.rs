@@ -1,7 +1,7 @@
 //! Grants as the authorizer sees them: a grantee, operations, and an optional
 //! encryption-context constraint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,9 +51,10 @@ pub const OPERATIONS_WITH_CONTEXT: &[&str] = &[
     "GenerateDataKeyPairWithoutPlaintext",
 ];
 
-/// A context with lower-cased keys: in a grant constraint AWS compares keys without
-/// case and values with case.
-fn folded(ec: &BTreeMap<String, String>) -> BTreeMap<String, &str> {
+/// A context's pairs with lower-cased keys: in a grant constraint AWS compares keys
+/// without case and values with case. Every pair is kept, so `TENANT` and `tenant` in
+/// one context are two pairs, not one that hides the other.
+fn folded(ec: &BTreeMap<String, String>) -> BTreeSet<(String, &str)> {
     ec.iter()
         .map(|(k, v)| (k.to_lowercase(), v.as_str()))
         .collect()
@@ -66,11 +67,13 @@ impl GrantConstraints {
         let subset_ok = self
             .encryption_context_subset
             .as_ref()
-            .is_none_or(|want| folded(want).iter().all(|(k, v)| request.get(k) == Some(v)));
+            .is_none_or(|want| folded(want).is_subset(&request));
+        // Exactly those pairs: the same set after folding, and no two request pairs
+        // folded into one (`{"TENANT":"A","tenant":"A"}` is two pairs).
         let equals_ok = self
             .encryption_context_equals
             .as_ref()
-            .is_none_or(|want| folded(want) == request);
+            .is_none_or(|want| want.len() == ec.len() && folded(want) == request);
         subset_ok && equals_ok
     }
 }
@@ -147,6 +150,20 @@ mod tests {
         let sub = grant(Some(&[("dept", "IT")]), None);
         assert!(sub.allows(&req("kms:Decrypt", &[("DEPT", "IT")])));
         assert!(!sub.allows(&req("kms:Decrypt", &[("dept", "it")])));
+    }
+
+    #[test]
+    fn equals_compares_every_pair_even_when_keys_differ_only_in_case() {
+        let eq = grant(None, Some(&[("tenant", "A")]));
+        assert!(eq.allows(&req("kms:Decrypt", &[("TENANT", "A")])));
+        assert!(!eq.allows(&req("kms:Decrypt", &[("TENANT", "B"), ("tenant", "A")])));
+        assert!(!eq.allows(&req("kms:Decrypt", &[("TENANT", "A"), ("tenant", "A")])));
+        let two = grant(None, Some(&[("TENANT", "B"), ("tenant", "A")]));
+        assert!(two.allows(&req("kms:Decrypt", &[("Tenant", "B"), ("tenant", "A")])));
+        assert!(!two.allows(&req("kms:Decrypt", &[("tenant", "A")])));
+        let sub = grant(Some(&[("tenant", "A")]), None);
+        assert!(sub.allows(&req("kms:Decrypt", &[("TENANT", "B"), ("tenant", "A")])));
+        assert!(!sub.allows(&req("kms:Decrypt", &[("TENANT", "B")])));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 pub mod case;
 mod condition;
 mod context;
+mod cross_account;
 mod decide;
 mod evaluate;
 mod grants;
+mod json;
 pub mod model;
 mod parse;
 mod pattern;
@@ -18,8 +20,10 @@ mod variables;
 mod tests;
 
 pub use context::{ContextValue, RequestContext};
+pub use cross_account::{allowed_across_accounts, CROSS_ACCOUNT_ACTIONS};
 pub use decide::{decide, AuthzInput, Decision, DecisionKind, Matched, NamedPolicy, Source};
 pub use grants::{Grant, GrantConstraints, OPERATIONS_WITH_CONTEXT};
+pub use json::from_str_strict;
 pub use model::Policy;
 pub use parse::{parse_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES};
 

@@ -56,8 +56,11 @@ pub enum PrincipalClause {
 pub struct PrincipalSet {
     /// `"*"` or `{"AWS": "*"}`.
     pub any: bool,
-    /// IAM ARNs; a bare account id is stored as `arn:aws:iam::ACCOUNT:root`.
+    /// IAM principal ARNs, exactly as written (no wildcards: AWS refuses them here).
     pub arns: Vec<String>,
+    /// Bare 12-digit account ids: each means that account's root in whatever partition
+    /// the daemon serves, so a policy written for `aws` keeps its meaning in `aws-us-gov`.
+    pub accounts: Vec<String>,
     /// Service, Federated and CanonicalUser principals: kept so the policy round-trips,
     /// never matched by an mTLS caller.
     pub others: Vec<String>,

@@ -51,7 +51,7 @@ pub fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError>
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::TooLarge);
     }
-    let v: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json(e.to_string()))?;
+    let v = super::json::from_str_strict(text).map_err(|e| PolicyError::Json(e.to_string()))?;
     parse_value(&v, kind)
 }
 
@@ -289,7 +289,15 @@ fn principals(loc: &str, v: &Value) -> Result<PrincipalSet, PolicyError> {
                             if p == "*" {
                                 set.any = true;
                             } else if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
-                                set.arns.push(format!("arn:aws:iam::{p}:root"));
+                                set.accounts.push(p);
+                            } else if p.contains(['*', '?']) {
+                                // AWS: a wildcard cannot match part of a principal. Such a
+                                // statement would never match, so a Deny written that way
+                                // would silently do nothing.
+                                return Err(malformed(
+                                    loc,
+                                    format!("{p:?}: a principal cannot contain wildcards; use \"*\" alone, or a condition on aws:PrincipalArn with ArnLike"),
+                                ));
                             } else if p.starts_with("arn:")
                                 && (p.contains(":iam::") || p.contains(":sts::"))
                             {
@@ -440,7 +448,8 @@ mod tests {
         let PrincipalClause::Principal(set) = &s.principal else {
             panic!()
         };
-        assert_eq!(set.arns[0], "arn:aws:iam::111122223333:root");
+        assert_eq!(set.accounts[0], "111122223333");
+        assert_eq!(set.arns[0], "arn:aws:iam::444455556666:role/R");
         assert!(s.action.negated);
         let c = &s.conditions[0];
         assert_eq!(

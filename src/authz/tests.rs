@@ -62,9 +62,21 @@ proptest! {
             Just(("arn:aws:iam::111122223333:root", "111122223333")),
             Just(("arn:aws:iam::444455556666:role/Ext", "444455556666")),
         ],
-        action in prop_oneof![Just("kms:Decrypt"), Just("kms:Encrypt"), Just("kms:ReEncryptFrom")],
+        action in prop_oneof![
+            Just("kms:Decrypt"),
+            Just("kms:Encrypt"),
+            Just("kms:ReEncryptFrom"),
+            Just("kms:PutKeyPolicy"),
+            Just("kms:ScheduleKeyDeletion"),
+        ],
         team in prop_oneof![Just(None), Just(Some("blue")), Just(Some("red"))],
         identity_allows in any::<bool>(),
+        grant in prop_oneof![
+            Just(None),
+            Just(Some((vec!["Decrypt", "Encrypt"], None))),
+            Just(Some((vec!["Decrypt"], Some("blue")))),
+            Just(Some((vec!["PutKeyPolicy", "ScheduleKeyDeletion", "ReEncryptFrom"], None))),
+        ],
     ) {
         let identity = parse_value(&json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}), PolicyKind::Identity).unwrap();
         let named = [NamedPolicy { name: "p", policy: &identity }];
@@ -74,10 +86,29 @@ proptest! {
         let mut with_deny_doc = json!({"Version": "2012-10-17", "Statement": allows});
         with_deny_doc["Statement"].as_array_mut().unwrap().push(deny);
         let with_deny = parse_value(&with_deny_doc, PolicyKind::Key).unwrap();
-        let before = decide(&AuthzInput { key_policy: Some(&base), identity_policies: ids, grants: &[], request: &c });
-        let after = decide(&AuthzInput { key_policy: Some(&with_deny), identity_policies: ids, grants: &[], request: &c });
+        let grants: Vec<Grant> = grant
+            .into_iter()
+            .map(|(ops, team)| Grant {
+                grantee_principal: principal.0.to_owned(),
+                operations: ops.into_iter().map(str::to_owned).collect(),
+                constraints: team.map(|t| GrantConstraints {
+                    encryption_context_subset: Some([("team".to_owned(), t.to_owned())].into()),
+                    encryption_context_equals: None,
+                }),
+                retiring_principal: None,
+                grant_id: None,
+            })
+            .collect();
+        let before = decide(&AuthzInput { key_policy: Some(&base), identity_policies: ids, grants: &grants, request: &c });
+        let after = decide(&AuthzInput { key_policy: Some(&with_deny), identity_policies: ids, grants: &grants, request: &c });
         if !before.is_allowed() {
             prop_assert!(!after.is_allowed());
+        }
+        // Across accounts, only the table's actions can ever be allowed, whatever the
+        // policies and grants say.
+        if principal.1 != "111122223333" && !allowed_across_accounts(action) {
+            prop_assert_eq!(before.decision, DecisionKind::ImplicitDeny);
+            prop_assert!(before.reason.contains("not available across accounts"), "{}", before.reason);
         }
     }
 }
@@ -163,4 +194,249 @@ fn deny_reason_names_the_statement() {
         d.reason
     );
     assert_eq!(d.matched[0].source, Source::KeyPolicy);
+}
+
+fn allow_everything_key_policy() -> Policy {
+    parse_value(
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": "444455556666"}, "Action": "kms:*", "Resource": "*"}]}),
+        PolicyKind::Key,
+    )
+    .unwrap()
+}
+
+fn decide_with(
+    kp: &Policy,
+    ids: &[NamedPolicy<'_>],
+    grants: &[Grant],
+    c: &RequestContext,
+) -> Decision {
+    decide(&AuthzInput {
+        key_policy: Some(kp),
+        identity_policies: ids,
+        grants,
+        request: c,
+    })
+}
+
+#[test]
+fn a_partner_with_kms_star_everywhere_gets_only_the_cross_account_operations() {
+    let kp = allow_everything_key_policy();
+    let identity = parse_value(
+        &json!({"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}),
+        PolicyKind::Identity,
+    )
+    .unwrap();
+    let named = [NamedPolicy {
+        name: "all",
+        policy: &identity,
+    }];
+    let grant = Grant {
+        grantee_principal: "arn:aws:iam::444455556666:role/Ext".into(),
+        operations: vec!["PutKeyPolicy".into(), "Decrypt".into()],
+        constraints: None,
+        retiring_principal: None,
+        grant_id: None,
+    };
+    for action in [
+        "kms:PutKeyPolicy",
+        "kms:GetKeyPolicy",
+        "kms:ScheduleKeyDeletion",
+        "kms:CancelKeyDeletion",
+        "kms:DisableKey",
+        "kms:EnableKey",
+        "kms:TagResource",
+        "kms:UntagResource",
+        "kms:ListResourceTags",
+        "kms:EnableKeyRotation",
+        "kms:RotateKeyOnDemand",
+        "kms:ListKeyRotations",
+        "kms:UpdateKeyDescription",
+        "kms:CreateAlias",
+    ] {
+        let c = ctx(
+            "arn:aws:iam::444455556666:role/Ext",
+            "444455556666",
+            action,
+            None,
+        );
+        let d = decide_with(&kp, &named, std::slice::from_ref(&grant), &c);
+        assert_eq!(d.decision, DecisionKind::ImplicitDeny, "{action}");
+        assert!(
+            d.reason
+                .contains(&format!("{action} is not available across accounts")),
+            "{}",
+            d.reason
+        );
+    }
+    for action in CROSS_ACCOUNT_ACTIONS {
+        let c = ctx(
+            "arn:aws:iam::444455556666:role/Ext",
+            "444455556666",
+            action,
+            None,
+        );
+        assert!(decide_with(&kp, &named, &[], &c).is_allowed(), "{action}");
+    }
+    // The key's own account is unaffected.
+    let c = ctx(
+        "arn:aws:iam::111122223333:root",
+        "111122223333",
+        "kms:PutKeyPolicy",
+        None,
+    );
+    assert!(decide_with(&kp, &[], &[], &c).is_allowed());
+}
+
+#[test]
+fn a_bare_account_id_means_that_account_in_the_callers_partition() {
+    let kp = parse_value(
+        &json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws-us-gov:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": "111122223333"}, "Action": "kms:Decrypt", "Resource": "*"}]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    let mut c = RequestContext::new(
+        "arn:aws-us-gov:iam::111122223333:root",
+        "111122223333",
+        "kms:Decrypt",
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/k",
+        "111122223333",
+    );
+    c.set_one("aws:PrincipalArn", "arn:aws-us-gov:iam::111122223333:root");
+    assert_eq!(
+        decide_with(&kp, &[], &[], &c).decision,
+        DecisionKind::ExplicitDeny
+    );
+    c.action = "kms:Encrypt".into();
+    assert!(decide_with(&kp, &[], &[], &c).is_allowed());
+    // A role of that account is delegated to by the bare id, as by the root ARN.
+    let allow = parse_value(
+        &json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "kms:*", "Resource": "*"}]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    let identity = parse_value(
+        &json!({"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}),
+        PolicyKind::Identity,
+    )
+    .unwrap();
+    let named = [NamedPolicy {
+        name: "all",
+        policy: &identity,
+    }];
+    let mut role = RequestContext::new(
+        "arn:aws-us-gov:iam::111122223333:role/App",
+        "111122223333",
+        "kms:Decrypt",
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/k",
+        "111122223333",
+    );
+    role.set_one(
+        "aws:PrincipalArn",
+        "arn:aws-us-gov:iam::111122223333:role/App",
+    );
+    assert!(decide_with(&allow, &named, &[], &role).is_allowed());
+    assert!(!decide_with(&allow, &[], &[], &role).is_allowed());
+}
+
+#[test]
+fn principals_with_wildcards_and_duplicate_keys_are_malformed() {
+    for p in [
+        "arn:aws:iam::111122223333:role/contractor-*",
+        "arn:aws:iam::*:root",
+        "arn:aws:iam::111122223333:user/?ob",
+    ] {
+        let doc = json!({"Statement": [{"Sid": "NoContractors", "Effect": "Deny", "Principal": {"AWS": p}, "Action": "kms:*", "Resource": "*"}]});
+        match parse_value(&doc, PolicyKind::Key) {
+            Err(PolicyError::Malformed { location, reason }) => {
+                assert!(location.contains("Sid \"NoContractors\""), "{location}");
+                assert!(reason.contains("wildcard"), "{reason}");
+            }
+            other => panic!("{p}: {other:?}"),
+        }
+    }
+    // "*" alone is everyone, as before.
+    assert!(parse_value(
+        &json!({"Statement": [{"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]}),
+        PolicyKind::Key
+    )
+    .is_ok());
+    let dup = r#"{"Statement":[{"Effect":"Deny","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+    match parse_policy(dup, PolicyKind::Key) {
+        Err(PolicyError::Json(m)) => assert!(m.contains("duplicate key \"Effect\""), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn encryption_context_keys_that_differ_only_in_case_are_all_seen_by_policies() {
+    let kp = parse_value(
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/App"}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "B"}}},
+            {"Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"StringNotEquals": {"kms:EncryptionContext:tenant": "A"}}}]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    let mut c = ctx(
+        "arn:aws:iam::111122223333:role/App",
+        "111122223333",
+        "kms:Decrypt",
+        None,
+    );
+    let ec = [
+        ("TENANT".to_owned(), "B".to_owned()),
+        ("tenant".to_owned(), "A".to_owned()),
+    ]
+    .into();
+    c.set_encryption_context(&ec);
+    assert_eq!(
+        decide_with(&kp, &[], &[], &c).decision,
+        DecisionKind::ExplicitDeny
+    );
+    c.action = "kms:Encrypt".into();
+    assert_eq!(
+        decide_with(&kp, &[], &[], &c).decision,
+        DecisionKind::ExplicitDeny
+    );
+    let mut only_a = ctx(
+        "arn:aws:iam::111122223333:role/App",
+        "111122223333",
+        "kms:Encrypt",
+        None,
+    );
+    only_a.set_encryption_context(&[("tenant".to_owned(), "A".to_owned())].into());
+    assert!(decide_with(&kp, &[], &[], &only_a).is_allowed());
+    // An Allow that needs tenant A is not satisfied by a context that also says B.
+    let conditional = parse_value(
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/App"}, "Action": "kms:Decrypt", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "A"}}}]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    let mut both = ctx(
+        "arn:aws:iam::111122223333:role/App",
+        "111122223333",
+        "kms:Decrypt",
+        None,
+    );
+    both.set_encryption_context(&ec);
+    assert_eq!(
+        decide_with(&conditional, &[], &[], &both).decision,
+        DecisionKind::ImplicitDeny
+    );
+    let mut just_a = ctx(
+        "arn:aws:iam::111122223333:role/App",
+        "111122223333",
+        "kms:Decrypt",
+        None,
+    );
+    just_a.set_encryption_context(&[("TENANT".to_owned(), "A".to_owned())].into());
+    assert!(decide_with(&conditional, &[], &[], &just_a).is_allowed());
 }

@@ -482,9 +482,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Policy(PolicyCmd::Eval { file }) => {
             let text = io::read_input(&file)?;
-            let case: p11kms::authz::case::EvalCase = serde_json::from_slice(&text)?;
-            let decision = p11kms::authz::case::eval_case(&case)
-                .map_err(|e| format!("MalformedPolicyDocumentException: {e}"))?;
+            let malformed = |e: p11kms::authz::case::CaseError| {
+                format!("MalformedPolicyDocumentException: {e}")
+            };
+            let text = String::from_utf8(text.to_vec())
+                .map_err(|_| "MalformedPolicyDocumentException: the case is not UTF-8")?;
+            let case = p11kms::authz::case::parse_case(&text).map_err(malformed)?;
+            let decision = p11kms::authz::case::eval_case(&case).map_err(malformed)?;
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }

@@ -2,7 +2,7 @@
 
 use super::holds;
 use crate::authz::context::{ContextValue, RequestContext};
-use crate::authz::model::{Condition, Operator, Qualifier};
+use crate::authz::model::{Condition, Effect, Operator, Qualifier};
 
 fn cond(op: &str, key: &str, values: &[&str]) -> Condition {
     let doc = serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*",
@@ -34,7 +34,7 @@ fn with_many(mut c: RequestContext, key: &str, values: &[&str]) -> RequestContex
 }
 
 fn t(op: &str, key: &str, values: &[&str], c: &RequestContext) -> bool {
-    holds(&cond(op, key, values), c, true)
+    holds(&cond(op, key, values), c, true, Effect::Allow)
 }
 
 #[test]
@@ -309,11 +309,26 @@ fn policy_variables_substitute_and_a_missing_one_matches_nothing() {
         &["${aws:PrincipalTag/team}"],
         &untagged
     ));
-    // Trap: the inverted operator matches when the variable has no value.
+    // AWS (IAM guide, "Policy variables with no value"): the value is effectively null;
+    // inverted operators match it. AWS's own guardrail "Deny when the caller has no
+    // team tag" is written this way, so it must fire.
     assert!(t(
         "StringNotEquals",
         "kms:EncryptionContext:team",
         &["${aws:PrincipalTag/team}"],
+        &untagged
+    ));
+    // A default value stands in for the missing one.
+    assert!(!t(
+        "StringNotEquals",
+        "kms:EncryptionContext:team",
+        &["${aws:PrincipalTag/team, 'blue'}"],
+        &untagged
+    ));
+    assert!(t(
+        "StringEquals",
+        "kms:EncryptionContext:team",
+        &["${aws:PrincipalTag/team, 'blue'}"],
         &untagged
     ));
     // Not substituted in 2008-10-17 policies: the text is compared literally.
@@ -323,7 +338,7 @@ fn policy_variables_substitute_and_a_missing_one_matches_nothing() {
         &["${aws:PrincipalTag/team}"],
     );
     let literal = ctx(&[("kms:EncryptionContext:team", "${aws:PrincipalTag/team}")]);
-    assert!(holds(&lit, &literal, false));
+    assert!(holds(&lit, &literal, false, Effect::Allow));
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct TrustedServiceSection {
     pub principal: String,
     /// The kms:ViaService name, e.g. "s3.us-east-1.amazonaws.com".
     pub name: String,
+    /// The accounts whose principals it may act for (12-digit ids, at least one).
+    pub accounts: Vec<String>,
 }
 
 /// `[tls]`
@@ -306,9 +308,22 @@ impl Config {
             if s.name.is_empty() {
                 return Err(invalid("trusted_services.name", "must not be empty"));
             }
+            if s.accounts.is_empty() {
+                return Err(invalid(
+                    "trusted_services.accounts",
+                    "name at least one account whose principals the service may act for",
+                ));
+            }
+            let accounts = s
+                .accounts
+                .iter()
+                .map(|a| a.parse::<AccountId>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("trusted_services.accounts", e))?;
             trusted_services.push(TrustedService {
                 principal: s.principal,
                 name: s.name,
+                accounts,
             });
         }
         Ok(Self {

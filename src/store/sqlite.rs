@@ -745,6 +745,8 @@ struct TagTable {
     table: &'static str,
     owner: &'static str,
     what: &'static str,
+    /// IAM tag keys ignore case (a new `Team` replaces `team`); KMS tag keys do not.
+    fold_case: bool,
 }
 
 impl TagTable {
@@ -752,11 +754,13 @@ impl TagTable {
         table: "key_tags",
         owner: "key_id",
         what: "a key",
+        fold_case: false,
     };
     const PRINCIPAL: Self = Self {
         table: "principal_tags",
         owner: "principal",
         what: "a principal",
+        fold_case: true,
     };
 }
 
@@ -775,7 +779,17 @@ fn put_tags(
         table = t.table,
         owner = t.owner
     );
+    // A tag whose key differs only in case is the same tag: it is replaced, keeping
+    // the new spelling (SQLite's lower() folds ASCII, as condition keys do).
+    let replace_folded = format!(
+        "DELETE FROM {table} WHERE {owner} = ?1 AND lower(tag_key) = lower(?2) AND tag_key != ?2",
+        table = t.table,
+        owner = t.owner
+    );
     for (k, v) in tags {
+        if t.fold_case {
+            tx.execute(&replace_folded, params![owner, k])?;
+        }
         tx.execute(&upsert, params![owner, k, v])?;
     }
     let n: i64 = tx.query_row(
@@ -803,8 +817,14 @@ fn delete_tags(
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let delete = format!(
-        "DELETE FROM {} WHERE {} = ?1 AND tag_key = ?2",
-        t.table, t.owner
+        "DELETE FROM {} WHERE {} = ?1 AND {}",
+        t.table,
+        t.owner,
+        if t.fold_case {
+            "lower(tag_key) = lower(?2)"
+        } else {
+            "tag_key = ?2"
+        }
     );
     for k in keys {
         tx.execute(&delete, params![owner, k])?;

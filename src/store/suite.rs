@@ -363,6 +363,16 @@ fn identity_policies_and_tags(store: &dyn Store) {
         store.principal_tags(p).unwrap(),
         vec![("team".to_string(), "red".to_string())]
     );
+    // IAM tag keys ignore case: Team replaces team, and untagging TEAM removes it.
+    store
+        .tag_principal(p, &[("Team".to_string(), "green".to_string())], 50)
+        .unwrap();
+    assert_eq!(
+        store.principal_tags(p).unwrap(),
+        vec![("Team".to_string(), "green".to_string())]
+    );
+    store.untag_principal(p, &["TEAM".to_string()]).unwrap();
+    assert!(store.principal_tags(p).unwrap().is_empty());
 }
 
 fn round_trip(store: &dyn Store) {

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use super::authorize::Authz;
 use super::keys::KeyEntry;
+use super::slot::{Slot, Ticket};
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{AccountId, KeyId};
@@ -71,34 +72,54 @@ pub struct ListAliasesOutput {
     pub next_marker: Option<String>,
 }
 
-/// Alias name → key id, per account, for the aliases this process has resolved.
-/// Changed only by this process's alias operations, which update it after the store.
+/// Alias name → key id, per account, for the aliases this process has resolved. Each
+/// entry is a generation-checked slot (see `slot`): alias operations empty it after
+/// the store changed, and a lookup that read the store before such a change cannot put
+/// the old target back (a deleted alias resolving again, a moved one pointing at its
+/// old key).
 #[derive(Default)]
-pub(crate) struct AliasCache(RwLock<HashMap<(AccountId, String), KeyId>>);
+pub(crate) struct AliasCache(RwLock<HashMap<(AccountId, String), Slot<KeyId>>>);
 
 impl AliasCache {
-    fn get(&self, account: &AccountId, name: &str) -> Option<KeyId> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(account.clone(), name.to_owned()))
-            .copied()
+    fn get(&self, account: &AccountId, name: &str) -> Result<KeyId, Ticket> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        match map.get(&(account.clone(), name.to_owned())) {
+            Some(slot) => slot.get().map(|id| *id),
+            None => Slot::<KeyId>::default().get().map(|id| *id),
+        }
     }
-    /// Forgets every alias that points at `key` (it was destroyed).
-    pub(crate) fn forget_key(&self, key: KeyId) {
+
+    fn fill(&self, account: &AccountId, name: &str, ticket: Ticket, key: KeyId) {
         self.0
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, k| *k != key);
+            .entry((account.clone(), name.to_owned()))
+            .or_default()
+            .fill(ticket, Arc::new(key));
     }
 
-    fn set(&self, account: &AccountId, name: &str, key: Option<KeyId>) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let k = (account.clone(), name.to_owned());
-        match key {
-            Some(id) => map.insert(k, id),
-            None => map.remove(&k),
-        };
+    /// The alias changed in the store: forget it and turn away lookups under way.
+    fn invalidate(&self, account: &AccountId, name: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((account.clone(), name.to_owned()))
+            .or_default()
+            .invalidate();
+    }
+
+    /// Forgets every alias that points at `key` (it was destroyed).
+    pub(crate) fn forget_key(&self, key: KeyId) {
+        for slot in self
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            if slot.get().is_ok_and(|id| *id == key) {
+                slot.invalidate();
+            }
+        }
     }
 }
 
@@ -157,13 +178,14 @@ impl Vault {
         account: &AccountId,
         name: &str,
     ) -> Result<KeyId, KmsError> {
-        if let Some(id) = self.aliases.get(account, name) {
-            return Ok(id);
-        }
+        let ticket = match self.aliases.get(account, name) {
+            Ok(id) => return Ok(id),
+            Err(t) => t,
+        };
         let (acct, n) = (account.clone(), name.to_owned());
         match self.store_call(move |s| s.alias(&acct, &n)).await? {
             Some(rec) => {
-                self.aliases.set(account, name, Some(rec.key_id));
+                self.aliases.fill(account, name, ticket, rec.key_id);
                 Ok(rec.key_id)
             }
             None => Err(KmsError::NotFound(format!(
@@ -261,7 +283,7 @@ impl Vault {
             other => other.map(Ok),
         })
         .await??;
-        self.aliases.set(&account, alias_name, Some(key.key_id()));
+        self.aliases.invalidate(&account, alias_name);
         self.aliases_changed(key.key_id());
         tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");
         Ok(())
@@ -305,11 +327,10 @@ impl Vault {
                     }
                 })
                 .await?;
+            self.aliases.invalidate(&account, alias_name);
             if !moved {
-                self.aliases.set(&account, alias_name, None);
                 continue;
             }
-            self.aliases.set(&account, alias_name, Some(new.key_id()));
             self.aliases_changed(new.key_id());
             self.aliases_changed(old);
             tracing::info!(alias = alias_name, key_id = %new.key_id(), "alias updated");
@@ -335,7 +356,7 @@ impl Vault {
             let deleted = self
                 .store_call(move |s| s.delete_alias(&acct, &name, &target))
                 .await?;
-            self.aliases.set(&account, alias_name, None);
+            self.aliases.invalidate(&account, alias_name);
             if deleted {
                 self.aliases_changed(target);
                 tracing::info!(alias = alias_name, "alias deleted");

@@ -25,6 +25,8 @@ pub struct TrustedService {
     pub principal: String,
     /// The name policies see in kms:ViaService, e.g. `s3.us-east-1.amazonaws.com`.
     pub name: String,
+    /// The accounts whose principals (never their roots) it may act for.
+    pub accounts: Vec<AccountId>,
 }
 
 /// A principal's identity policies (parsed) and tags.
@@ -173,6 +175,19 @@ impl Vault {
         let principal: Principal = end.parse().map_err(|e| {
             KmsError::validation(format!("the on-behalf-of principal is invalid: {e}"))
         })?;
+        // A relay holds its own certificate, not the end caller's: scope what it can
+        // claim, so that one compromised service cannot speak for every account, and
+        // never for a root, which holds every permission of its account.
+        if matches!(principal.kind(), PrincipalKind::Root) {
+            return Err(KmsError::AccessDenied(format!(
+                "{transport} is a trusted service and may not act as an account root ({principal})"
+            )));
+        }
+        if !service.accounts.contains(principal.account()) {
+            return Err(KmsError::AccessDenied(format!(
+                "{transport} is a trusted service for other accounts and may not act for {principal}"
+            )));
+        }
         Ok(Caller {
             principal,
             source_ip,
@@ -250,10 +265,12 @@ impl Vault {
         );
         ctx.set_one("aws:EpochTime", now.unix_timestamp().to_string());
         if let Some(ip) = caller.source_ip {
-            ctx.set_one("aws:SourceIp", ip.to_string());
+            // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; policies
+            // name it as a.b.c.d.
+            ctx.set_one("aws:SourceIp", ip.to_canonical().to_string());
         }
         for (k, v) in &data.tags {
-            ctx.set_one(&format!("aws:PrincipalTag/{k}"), v.clone());
+            ctx.add(&format!("aws:PrincipalTag/{k}"), v.clone());
         }
         if !data.tags.is_empty() {
             ctx.set(
@@ -270,8 +287,10 @@ impl Vault {
             ctx.set_one("kms:KeyUsage", usage.as_str());
             ctx.set_one("kms:KeyOrigin", origin.as_str());
         }
+        // Key tags are case-sensitive (team and Team are two tags); a policy on
+        // aws:ResourceTag/team sees both values.
         for (k, v) in key_tags.unwrap_or_default() {
-            ctx.set_one(&format!("aws:ResourceTag/{k}"), v.clone());
+            ctx.add(&format!("aws:ResourceTag/{k}"), v.clone());
         }
         if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
             ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
@@ -286,7 +305,7 @@ impl Vault {
             ctx.set(k, v.clone());
         }
         for (k, v) in &a.named {
-            ctx.set_one(k, v.clone());
+            ctx.add(k, v.clone());
         }
         ctx
     }

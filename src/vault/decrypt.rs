@@ -7,7 +7,7 @@ use super::blob::{self, MAX_BLOB_LEN};
 use super::keys::KeyEntry;
 use super::{validate, Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{EncryptionContext, KeyArn, Plaintext};
+use crate::domain::{EncryptionContext, KeyArn, KeyId, Plaintext};
 
 /// Decrypt parameters.
 #[derive(Debug)]
@@ -59,6 +59,7 @@ impl Vault {
                 &input.ciphertext_blob,
                 &input.key_id,
                 &input.context,
+                None,
             )
             .await?;
         Ok(DecryptOutput {
@@ -68,7 +69,8 @@ impl Vault {
     }
 
     /// Shared by Decrypt and ReEncrypt: parse, find the key, check an expected KeyId,
-    /// authorize `action`, check state, decrypt.
+    /// authorize `action`, check state, decrypt. `re_encrypt_to` is ReEncrypt's
+    /// destination key, for kms:ReEncryptOnSameKey.
     pub(crate) async fn open_blob(
         &self,
         caller: &Caller,
@@ -76,6 +78,7 @@ impl Vault {
         bytes: &[u8],
         expected_key: &str,
         ctx: &EncryptionContext,
+        re_encrypt_to: Option<KeyId>,
     ) -> Result<(Arc<KeyEntry>, Plaintext), KmsError> {
         check_blob_len("CiphertextBlob", bytes)?;
         let parsed = blob::parse(bytes).map_err(|e| KmsError::InvalidCiphertext(e.to_string()))?;
@@ -89,14 +92,14 @@ impl Vault {
         }
         let key = self.key_of_blob(parsed.key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(
-            caller,
-            Authz::key(action, &key)
-                .requested_as(expected_key)
-                .with_context(ctx)
-                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
-        )
-        .await?;
+        let mut a = Authz::key(action, &key)
+            .requested_as(expected_key)
+            .with_context(ctx)
+            .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        if let Some(dest) = re_encrypt_to {
+            a = a.with("kms:ReEncryptOnSameKey", (dest == key.key_id()).to_string());
+        }
+        self.authorize(caller, a).await?;
         key.check_usable(&arn)?;
         let plaintext = self.open(&parsed, &key, ctx).await?;
         Ok((key, plaintext))

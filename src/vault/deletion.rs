@@ -62,7 +62,7 @@ impl Vault {
         let date = self.settings.clock.now() + DAY * days.unsigned_abs();
         let id = key.key_id();
         let done = self
-            .store_call(move |s| s.schedule_deletion(&id, date))
+            .write_key(&key, move |s| s.schedule_deletion(&id, date))
             .await?;
         if !done {
             return Err(KmsError::KmsInvalidState(format!(
@@ -70,7 +70,6 @@ impl Vault {
                 key.state().as_str()
             )));
         }
-        key.set_deletion(KeyState::PendingDeletion, Some(date));
         tracing::info!(key_id = %id, days, "key deletion scheduled");
         Ok(ScheduledDeletion {
             key_arn: arn,
@@ -91,12 +90,14 @@ impl Vault {
         self.authorize(caller, Authz::key(Action::CANCEL_KEY_DELETION, &key))
             .await?;
         let id = key.key_id();
-        if !self.store_call(move |s| s.cancel_deletion(&id)).await? {
+        if !self
+            .write_key(&key, move |s| s.cancel_deletion(&id))
+            .await?
+        {
             return Err(KmsError::KmsInvalidState(format!(
                 "{arn} is not pending deletion, or its destruction has begun."
             )));
         }
-        key.set_deletion(KeyState::Disabled, None);
         tracing::info!(key_id = %id, "key deletion cancelled");
         Ok(arn)
     }

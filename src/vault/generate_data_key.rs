@@ -68,7 +68,10 @@ impl Vault {
             caller,
             Authz::key(action, &key)
                 .requested_as(&input.key_id)
-                .with_context(&input.context),
+                .with_context(&input.context)
+                // AWS sets it for GenerateDataKey*: the algorithm that encrypts the data
+                // key under the KMS key.
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
         )
         .await?;
         key.check_usable(&arn)?;

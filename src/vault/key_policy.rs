@@ -92,10 +92,8 @@ impl Vault {
         .await?;
         self.lockout_check(caller, &key, &policy, bypass).await?;
         let id = key.key_id();
-        let stored = text.clone();
-        self.store_call(move |s| s.set_key_policy(&id, &stored))
+        self.write_key(&key, move |s| s.set_key_policy(&id, &text))
             .await?;
-        key.set_policy(text, policy);
         tracing::info!(key_id = %id, "key policy replaced");
         Ok(())
     }

@@ -34,7 +34,7 @@ impl Vault {
         // The store decides, so a ScheduleKeyDeletion that landed after the cached state
         // was read is not undone.
         if !self
-            .store_call(move |s| s.set_key_enabled(&id, enable))
+            .write_key(&key, move |s| s.set_key_enabled(&id, enable))
             .await?
         {
             return Err(KmsError::KmsInvalidState(format!(
@@ -44,7 +44,6 @@ impl Vault {
                 if enable { "enabled" } else { "disabled" }
             )));
         }
-        key.set_state(want);
         tracing::info!(key_id = %id, state = want.as_str(), "key state changed");
         Ok(())
     }
@@ -70,9 +69,8 @@ impl Vault {
             .await?;
         key.check_manageable(&self.arn_of(&key))?;
         let (id, text) = (key.key_id(), description.to_owned());
-        self.store_call(move |s| s.set_key_description(&id, &text))
+        self.write_key(&key, move |s| s.set_key_description(&id, &text))
             .await?;
-        key.set_description(description.to_owned());
         Ok(())
     }
 }

@@ -32,9 +32,12 @@ pub(crate) struct KeyEntry {
     key_id: KeyId,
     account: AccountId,
     state: Mutex<EntryState>,
-    // Serialises the slow path of the IV budget (store write or new material) per key,
-    // across an await; the fast path never touches it.
-    refill: tokio::sync::Mutex<()>,
+    // Serialises every change to this key's stored record with the matching change in
+    // memory, across the await on the store: metadata writes (`Vault::write_key`) and
+    // the slow path of the IV budget (store write or new material). Without it two
+    // writes could land in the store in one order and in memory in the other. The fast
+    // path of the IV budget never touches it.
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// The cached extras of a key (see `slot`).
@@ -110,7 +113,7 @@ impl KeyEntry {
                 slots: KeySlots::default(),
                 record,
             }),
-            refill: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -156,33 +159,36 @@ impl KeyEntry {
         self.lock().record.policy.clone()
     }
 
-    /// Replaces the policy (after the store accepted it).
-    pub(crate) fn set_policy(&self, text: String, policy: Policy) {
+    /// Takes the metadata a request may change (state, deletion date, description,
+    /// policy, rotation schedule) from the record as the store now holds it. Material
+    /// versions and the IV budget are kept: they change only under the same lock, by
+    /// `take_invocation` and `new_material`, which keep memory and store in step.
+    fn adopt(&self, stored: KeyRecord, partition: &Partition) {
+        let policy = {
+            let s = self.lock();
+            (s.record.policy != stored.policy).then(|| {
+                let text = stored
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| default_key_policy(partition, &stored.account));
+                Arc::new(parse_stored(&text, &stored.key_id))
+            })
+        };
         let mut s = self.lock();
-        s.record.policy = Some(text);
-        s.policy = Arc::new(policy);
+        if let Some(p) = policy {
+            s.policy = p;
+        }
+        let r = &mut s.record;
+        r.key_state = stored.key_state;
+        r.deletion_date = stored.deletion_date;
+        r.description = stored.description;
+        r.policy = stored.policy;
+        r.rotation = stored.rotation;
     }
 
     /// The lifecycle state.
     pub(crate) fn state(&self) -> KeyState {
         self.lock().record.key_state
-    }
-
-    /// Sets the description (after the store accepted it).
-    pub(crate) fn set_description(&self, description: String) {
-        self.lock().record.description = description;
-    }
-
-    /// Sets the lifecycle state (after the store accepted it).
-    pub(crate) fn set_state(&self, state: KeyState) {
-        self.lock().record.key_state = state;
-    }
-
-    /// Sets the lifecycle state and deletion date together (after the store did).
-    pub(crate) fn set_deletion(&self, state: KeyState, date: Option<std::time::SystemTime>) {
-        let mut s = self.lock();
-        s.record.key_state = state;
-        s.record.deletion_date = date;
     }
 
     /// Runs `f` on the key's cache slots.
@@ -193,11 +199,6 @@ impl KeyEntry {
     /// The automatic rotation schedule, when enabled.
     pub(crate) fn rotation(&self) -> Option<crate::store::RotationSchedule> {
         self.lock().record.rotation
-    }
-
-    /// Sets the automatic rotation schedule (after the store did).
-    pub(crate) fn set_rotation(&self, r: Option<crate::store::RotationSchedule>) {
-        self.lock().record.rotation = r;
     }
 
     /// The versions that rotations made: (version, when, why), oldest first.
@@ -215,9 +216,9 @@ impl KeyEntry {
         self.lock().record.current_version
     }
 
-    /// The refill lock: held while new material is made for this key.
-    pub(crate) async fn lock_refill(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.refill.lock().await
+    /// The write lock: held while this key's record changes (see `writes`).
+    pub(crate) async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// Every material version this key has.
@@ -407,6 +408,26 @@ impl Vault {
         Ok(value)
     }
 
+    /// Changes a key's stored record with `write`, then takes the record back from the
+    /// store into memory, both under the key's write lock: whatever order concurrent
+    /// changes reach the store in, memory ends as the store is, and no decision is made
+    /// on a state the store does not hold. The record is read back even when the write
+    /// fails or refuses (a conditional update that found another state), since memory
+    /// may then be the stale side.
+    pub(crate) async fn write_key<T, F>(&self, key: &KeyEntry, write: F) -> Result<T, KmsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    {
+        let _one_at_a_time = key.writes.lock().await;
+        let out = self.store_call(write).await;
+        let id = key.key_id;
+        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
+            key.adopt(stored, &self.settings.partition);
+        }
+        out
+    }
+
     /// The cached entry of a key, if it is cached (no store read).
     pub(crate) fn cached_key(&self, id: KeyId) -> Option<Arc<KeyEntry>> {
         self.keys.get(&id)
@@ -500,7 +521,7 @@ impl Vault {
             if let Some(v) = key.try_take() {
                 return Ok(v);
             }
-            let _refill = key.refill.lock().await;
+            let _refill = key.writes.lock().await;
             if let Some(v) = key.try_take() {
                 return Ok(v);
             }

@@ -4,7 +4,7 @@
 
 use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
-use crate::authz::{self, Action, PolicyError, PolicyKind};
+use crate::authz::{self, Action, ContextValue, PolicyError, PolicyKind};
 use crate::identity::{Principal, PrincipalKind};
 
 /// IAM: an inline policy document is at most 10,240 characters.
@@ -68,12 +68,27 @@ fn check_policy_name(name: &str) -> Result<(), KmsError> {
     }
 }
 
-/// IAM tag rules: key 1..128, value 0..256 characters, no `aws:` prefix.
+/// IAM's tag rules (the `Tag` type of the IAM API): a key of 1..128 and a value of
+/// 0..256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, no `aws:` prefix. The
+/// character set matters beyond tidiness: a principal tag is substituted into policies
+/// as `${aws:PrincipalTag/…}`, where a `*` or `?` would become a wildcard.
 fn check_tag(key: &str, value: &str) -> Result<(), KmsError> {
     let key_len = key.chars().count();
     if key_len == 0 || key_len > 128 || value.chars().count() > 256 {
         return Err(KmsError::validation(
             "a tag key is 1 to 128 characters and a value at most 256",
+        ));
+    }
+    // \p{Z} is space separators: no tabs, newlines or other control characters.
+    let allowed = |c: char| {
+        c.is_alphabetic()
+            || c.is_numeric()
+            || (c.is_whitespace() && !c.is_control())
+            || "_.:/=+-@".contains(c)
+    };
+    if !key.chars().all(allowed) || !value.chars().all(allowed) {
+        return Err(KmsError::validation(
+            "tag keys and values contain only letters, digits, spaces and _ . : / = + - @",
         ));
     }
     if key.to_ascii_lowercase().starts_with("aws:") {
@@ -84,6 +99,15 @@ fn check_tag(key: &str, value: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// What a principal-management request says about tags, for IAM's condition keys.
+#[derive(Default)]
+struct TagRequest<'a> {
+    /// aws:RequestTag/<key> (TagRole, TagUser).
+    tags: &'a [(String, String)],
+    /// aws:TagKeys (TagRole, TagUser, UntagRole, UntagUser).
+    keys: Option<Vec<String>>,
+}
+
 impl Vault {
     /// Parses the target principal and authorizes `op` on it for the caller.
     async fn authorize_principal_op(
@@ -91,6 +115,21 @@ impl Vault {
         caller: &Caller,
         target: &str,
         op: Op,
+    ) -> Result<Principal, KmsError> {
+        self.authorize_principal_tags(caller, target, op, TagRequest::default())
+            .await
+    }
+
+    /// Same, with the request's tags: as in IAM, every principal operation sees the
+    /// target's own tags as aws:ResourceTag/<key>, and the tag operations also see
+    /// aws:RequestTag/<key> and aws:TagKeys, so that IAM's guardrails (deny tagging
+    /// unless the keys are allowed, deny policy changes on protected principals) hold.
+    async fn authorize_principal_tags(
+        &self,
+        caller: &Caller,
+        target: &str,
+        op: Op,
+        request: TagRequest<'_>,
     ) -> Result<Principal, KmsError> {
         let principal: Principal = target
             .parse()
@@ -104,6 +143,16 @@ impl Vault {
         }
         let mut a = Authz::account(action);
         a.resource = Some((principal.arn().to_owned(), principal.account().clone()));
+        let target_data = self.principal_data(principal.arn()).await?;
+        for (k, v) in &target_data.tags {
+            a.named.push((format!("aws:ResourceTag/{k}"), v.clone()));
+        }
+        for (k, v) in request.tags {
+            a.named.push((format!("aws:RequestTag/{k}"), v.clone()));
+        }
+        if let Some(keys) = request.keys {
+            a.many.push(("aws:TagKeys", ContextValue::Many(keys)));
+        }
         self.authorize(caller, a).await?;
         Ok(principal)
     }
@@ -203,7 +252,29 @@ impl Vault {
         for (k, v) in &tags {
             check_tag(k, v)?;
         }
-        let p = self.authorize_principal_op(caller, target, Op::Tag).await?;
+        // IAM tag keys ignore case, so Team and team in one request would be one tag
+        // with two values: refused, as IAM refuses it.
+        let mut seen = std::collections::HashSet::new();
+        if let Some((k, _)) = tags
+            .iter()
+            .find(|(k, _)| !seen.insert(k.to_ascii_lowercase()))
+        {
+            return Err(KmsError::validation(format!(
+                "the tag key {k:?} appears twice in Tags (tag keys of roles and users ignore case)"
+            )));
+        }
+        let keys = tags.iter().map(|(k, _)| k.clone()).collect();
+        let p = self
+            .authorize_principal_tags(
+                caller,
+                target,
+                Op::Tag,
+                TagRequest {
+                    tags: &tags,
+                    keys: Some(keys),
+                },
+            )
+            .await?;
         let arn = p.arn().to_owned();
         let r = self
             .store_call(move |s| s.tag_principal(&arn, &tags, MAX_TAGS))
@@ -222,8 +293,19 @@ impl Vault {
         if keys.is_empty() {
             return Err(KmsError::validation("TagKeys must not be empty"));
         }
+        for k in &keys {
+            check_tag(k, "")?;
+        }
         let p = self
-            .authorize_principal_op(caller, target, Op::Untag)
+            .authorize_principal_tags(
+                caller,
+                target,
+                Op::Untag,
+                TagRequest {
+                    tags: &[],
+                    keys: Some(keys.clone()),
+                },
+            )
             .await?;
         let arn = p.arn().to_owned();
         self.store_call(move |s| s.untag_principal(&arn, &keys))

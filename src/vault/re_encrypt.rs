@@ -58,12 +58,17 @@ impl Vault {
         // Resolve the destination first so that a bad destination costs no HSM call.
         let dest = self.resolve(caller, &input.destination_key_id).await?;
         let dest_arn = self.arn_of(&dest);
+        // kms:ReEncryptOnSameKey needs the source key before the blob is opened; a blob
+        // that does not parse is refused by open_blob below, after this check.
+        let same_key =
+            super::blob::parse(&input.ciphertext_blob).is_ok_and(|b| b.key_id == dest.key_id());
         self.authorize(
             caller,
             Authz::key(Action::RE_ENCRYPT_TO, &dest)
                 .requested_as(&input.destination_key_id)
                 .with_context(&input.destination_context)
-                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"),
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+                .with("kms:ReEncryptOnSameKey", same_key.to_string()),
         )
         .await?;
         dest.check_usable(&dest_arn)?;
@@ -74,6 +79,7 @@ impl Vault {
                 &input.ciphertext_blob,
                 &input.source_key_id,
                 &input.source_context,
+                Some(dest.key_id()),
             )
             .await?;
         let ciphertext_blob = self

@@ -97,9 +97,8 @@ impl Vault {
             next: self.settings.clock.now() + DAY * days.unsigned_abs(),
         };
         let id = key.key_id();
-        self.store_call(move |s| s.set_rotation(&id, Some(schedule)))
+        self.write_key(&key, move |s| s.set_rotation(&id, Some(schedule)))
             .await?;
-        key.set_rotation(Some(schedule));
         Ok(())
     }
 
@@ -115,8 +114,8 @@ impl Vault {
         // Rotation changes need an enabled key, as cryptographic operations do.
         key.check_usable(&arn)?;
         let id = key.key_id();
-        self.store_call(move |s| s.set_rotation(&id, None)).await?;
-        key.set_rotation(None);
+        self.write_key(&key, move |s| s.set_rotation(&id, None))
+            .await?;
         Ok(())
     }
 
@@ -151,7 +150,7 @@ impl Vault {
             .await?;
         // Rotation changes need an enabled key, as cryptographic operations do.
         key.check_usable(&arn)?;
-        let _one_at_a_time = key.lock_refill().await;
+        let _one_at_a_time = key.lock_writes().await;
         let on_demand = key
             .rotations()
             .iter()
@@ -246,7 +245,7 @@ impl Vault {
         let Some(key) = self.key(id).await? else {
             return Ok(false);
         };
-        let _one_at_a_time = key.lock_refill().await;
+        let _one_at_a_time = key.lock_writes().await;
         let Some(schedule) = key.rotation().filter(|r| r.next <= now) else {
             return Ok(false);
         };

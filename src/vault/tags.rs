@@ -72,6 +72,15 @@ impl Vault {
         for (k, v) in &tags {
             check_tag(k, v)?;
         }
+        // The store keeps one value per key; a second value in the same call would be
+        // seen by policies but not stored. (Keys that differ in case are two tags.)
+        let mut seen = std::collections::HashSet::new();
+        if let Some((k, _)) = tags.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(KmsError::validation(format!(
+                "the tag key {:?} appears twice in Tags",
+                k.chars().take(128).collect::<String>()
+            )));
+        }
         let key = self.resolve(caller, key_id).await?;
         let mut a = Authz::key(Action::TAG_RESOURCE, &key);
         a.many.push((

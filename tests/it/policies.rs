@@ -352,7 +352,7 @@ async fn via_service_only_through_a_trusted_service() {
     let dir = TestDir::new();
     let store = role(ACCOUNT, "ObjectStore");
     dir.prepare().append_config(&format!(
-        "\n[[trusted_services]]\nprincipal = \"{store}\"\nname = \"s3.us-east-1.amazonaws.com\"\n"
+        "\n[[trusted_services]]\nprincipal = \"{store}\"\nname = \"s3.us-east-1.amazonaws.com\"\naccounts = [\"{ACCOUNT}\"]\n"
     ));
     let d = Daemon::start(&dir);
     let mut admin = d.admin().await;
@@ -412,6 +412,50 @@ async fn via_service_only_through_a_trusted_service() {
         .await,
         "AccessDeniedException",
     );
+    // Scope: never as an account root (which the key policy allows everything), and
+    // never for an account it does not serve, even where the key policy would allow.
+    let st = assert_kms_error(
+        svc.encrypt(on_behalf(
+            encrypt_req(&key.key_id, b"x", &[]),
+            &root_of(ACCOUNT),
+        ))
+        .await,
+        "AccessDeniedException",
+    );
+    assert!(st.message().contains("account root"), "{}", st.message());
+    let partner = role(OTHER_ACCOUNT, "Partner");
+    let mut owner = d.admin().await;
+    owner
+        .put_key_policy(proto::PutKeyPolicyRequest {
+            key_id: key.key_id.clone(),
+            policy_name: "default".into(),
+            policy: policy(vec![
+                root_statement(ACCOUNT),
+                json!({"Effect": "Allow", "Principal": {"AWS": &partner}, "Action": "kms:*", "Resource": "*"}),
+            ]),
+            bypass_policy_lockout_safety_check: false,
+        })
+        .await
+        .unwrap();
+    put_identity_policy(
+        &mut d.client_as(&root_of(OTHER_ACCOUNT)).await,
+        &partner,
+        "all",
+        allow(&["kms:*"]),
+    )
+    .await;
+    let st = assert_kms_error(
+        svc.encrypt(on_behalf(encrypt_req(&key.arn, b"x", &[]), &partner))
+            .await,
+        "AccessDeniedException",
+    );
+    assert!(st.message().contains("other accounts"), "{}", st.message());
+    // The partner itself may (the policy allows it): only the relay is refused.
+    d.client_as(&partner)
+        .await
+        .encrypt(encrypt_req(&key.arn, b"x", &[]))
+        .await
+        .unwrap();
 }
 
 /// (f) The lockout safety check on CreateKey and PutKeyPolicy.

@@ -35,9 +35,12 @@ const OTHER_KEY_OPERATIONS: &[&str] = &[
     "VerifyMac",
     "DeriveSharedSecret",
 ];
-/// AWS: a constraint has at most 8 pairs, each value at most 384 characters.
+/// AWS: a constraint has at most 8 pairs, each value at most 384 characters. Keys get
+/// the same bound: without one, a few grants with megabyte keys would make every
+/// ListGrants answer larger than the transport accepts.
 const MAX_CONSTRAINT_PAIRS: usize = 8;
 const MAX_CONSTRAINT_VALUE: usize = 384;
+const MAX_CONSTRAINT_KEY: usize = 384;
 
 /// CreateGrant parameters.
 #[derive(Debug, Default)]
@@ -94,6 +97,11 @@ fn check_constraints(c: &GrantConstraints) -> Result<(), KmsError> {
         if m.len() > MAX_CONSTRAINT_PAIRS {
             return Err(KmsError::validation(format!(
                 "a grant constraint has at most {MAX_CONSTRAINT_PAIRS} encryption context pairs"
+            )));
+        }
+        if m.keys().any(|k| k.chars().count() > MAX_CONSTRAINT_KEY) {
+            return Err(KmsError::validation(format!(
+                "a grant constraint key is at most {MAX_CONSTRAINT_KEY} characters"
             )));
         }
         if m.values().any(|v| v.chars().count() > MAX_CONSTRAINT_VALUE) {

@@ -47,6 +47,15 @@ impl TestDir {
         self
     }
 
+    /// Puts top-level TOML lines (e.g. `partition = "…"`) before the first table of the
+    /// generated configuration.
+    pub fn set_top_level(&self, toml: &str) {
+        let path = self.dev().config_path();
+        let text = fs::read_to_string(&path).unwrap();
+        let at = text.find("\n[").map_or(text.len(), |i| i + 1);
+        fs::write(path, format!("{}{toml}\n{}", &text[..at], &text[at..])).unwrap();
+    }
+
     /// Appends TOML to the generated configuration.
     pub fn append_config(&self, toml: &str) {
         let path = self.dev().config_path();
@@ -111,8 +120,14 @@ impl Daemon {
 
     /// Same, with extra environment variables.
     pub fn start_with(dir: &TestDir, env: &[(&str, &str)]) -> Self {
+        Self::start_listening(dir, "127.0.0.1:0", env)
+    }
+
+    /// `p11kms serve --dev` on `listen` (e.g. `[::]:0`). The client still connects to
+    /// 127.0.0.1 on the bound port.
+    pub fn start_listening(dir: &TestDir, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
-        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--dev", "--listen", listen, "--data-dir"])
             .arg(dir.path());
         Self::spawn(cmd, dir.path(), env)
             .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
@@ -150,7 +165,8 @@ impl Daemon {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("https://{}", self.addr)
+        // A wildcard listener is reached over IPv4 loopback.
+        format!("https://127.0.0.1:{}", self.addr.port())
     }
 
     /// A client acting as the dev admin (arn:aws:iam::111122223333:root).

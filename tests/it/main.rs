@@ -23,6 +23,7 @@ mod crypto;
 mod envelope;
 mod esdk_kms;
 mod grants;
+mod guardrails;
 mod identity;
 mod iv_budget;
 mod lifecycle;

@@ -73,6 +73,29 @@ pub struct TlsSection {
     pub key: PathBuf,
     /// CA whose client certificates are accepted (PEM).
     pub client_ca: PathBuf,
+    /// CRLs (PEM) of revoked client certificates: one file or a list. Re-read on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_crl: Option<PathList>,
+}
+
+/// A field that takes one path or a list of paths: `f = "a.pem"` or `f = ["a.pem", "b.pem"]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged, expecting = "a path or a list of paths")]
+pub enum PathList {
+    /// `f = "a.pem"`
+    One(PathBuf),
+    /// `f = ["a.pem", "b.pem"]`
+    Many(Vec<PathBuf>),
+}
+
+impl PathList {
+    /// The paths, in the order written.
+    pub fn paths(&self) -> &[PathBuf] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::Many(ps) => ps,
+        }
+    }
 }
 
 /// `[hsm]`
@@ -175,6 +198,8 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// Client CA.
     pub tls_client_ca: PathBuf,
+    /// Client CRL files; empty when revocation is not checked.
+    pub tls_client_crl: Vec<PathBuf>,
     /// PKCS#11 module path.
     pub module: PathBuf,
     /// Which token.
@@ -300,6 +325,17 @@ impl Config {
                 "must be between 1 and 86400",
             ));
         }
+        let tls_client_crl = match &f.tls.client_crl {
+            // An empty list would silently turn revocation checking off.
+            Some(l) if l.paths().is_empty() => {
+                return Err(invalid(
+                    "tls.client_crl",
+                    "give at least one file, or leave the field out",
+                ))
+            }
+            Some(l) => l.paths().iter().map(|p| abs(p)).collect(),
+            None => Vec::new(),
+        };
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -345,6 +381,7 @@ impl Config {
             tls_cert: abs(&f.tls.cert),
             tls_key: abs(&f.tls.key),
             tls_client_ca: abs(&f.tls.client_ca),
+            tls_client_crl,
             module: abs(&f.hsm.module),
             token,
             pin,
@@ -420,6 +457,35 @@ sqlite = "p11kms.db"
         for (text, field) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn client_crl_is_one_path_or_a_list() {
+        assert!(parse(GOOD).unwrap().tls_client_crl.is_empty());
+        let one = GOOD.replace(
+            "client_ca = \"ca.pem\"",
+            "client_ca = \"ca.pem\"\nclient_crl = \"a.pem\"",
+        );
+        assert_eq!(
+            parse(&one).unwrap().tls_client_crl,
+            [Path::new("/etc/p11kms/a.pem")]
+        );
+        let many = GOOD.replace(
+            "client_ca = \"ca.pem\"",
+            "client_ca = \"ca.pem\"\nclient_crl = [\"a.pem\", \"/crl/b.pem\"]",
+        );
+        assert_eq!(
+            parse(&many).unwrap().tls_client_crl,
+            [Path::new("/etc/p11kms/a.pem"), Path::new("/crl/b.pem")]
+        );
+        for bad in ["[]", "3", "[\"a.pem\", 3]"] {
+            let text = GOOD.replace(
+                "client_ca = \"ca.pem\"",
+                &format!("client_ca = \"ca.pem\"\nclient_crl = {bad}"),
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("client_crl"), "{bad}: {err}");
         }
     }
 

@@ -1,11 +1,14 @@
 //! Start-up: configuration → HSM (load, find token, probe, log in, start the pool) →
 //! store → vault → TLS → listener. Everything that can be wrong with a deployment is
 //! found here, before the first request, with a message that says what to fix.
+//! While serving, a reload signal (SIGHUP) rebuilds the TLS configuration from its files.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::signal::unix::Signal;
+use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
@@ -62,6 +65,7 @@ pub struct Prepared {
     pool: HsmPool,
     module: Module,
     tls: Arc<rustls::ServerConfig>,
+    tls_files: api::TlsFiles,
     listener: std::net::TcpListener,
 }
 
@@ -114,8 +118,13 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
-    let tls = api::server_config(&config.tls_cert, &config.tls_key, &config.tls_client_ca)
-        .map_err(at("tls"))?;
+    let tls_files = api::TlsFiles {
+        cert: config.tls_cert.clone(),
+        key: config.tls_key.clone(),
+        client_ca: config.tls_client_ca.clone(),
+        client_crl: config.tls_client_crl.clone(),
+    };
+    let tls = tls_files.server_config().map_err(|e| at(e.field())(e))?;
     let bind = |source| DaemonError::Bind {
         addr: config.listen,
         source,
@@ -133,6 +142,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         pool: pool_handle,
         module,
         tls,
+        tls_files,
         listener,
     })
 }
@@ -143,8 +153,15 @@ impl Prepared {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` completes. Must run inside a Tokio runtime.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    /// Serves until `shutdown` completes. Each signal `reload` receives re-reads the TLS
+    /// files (certificate, key, client CA, CRLs) for new connections. The caller
+    /// registers `reload` before announcing readiness, because a SIGHUP that arrives
+    /// before the handler exists kills the process. Must run inside a Tokio runtime.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()>,
+        reload: Signal,
+    ) -> Result<(), DaemonError> {
         let addr = self.local_addr();
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(|source| {
             DaemonError::Bind {
@@ -153,7 +170,10 @@ impl Prepared {
             }
         })?;
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
-        let served = api::serve(listener, self.vault, self.tls, shutdown).await;
+        let (tls_tx, tls_rx) = watch::channel(self.tls);
+        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx));
+        let served = api::serve(listener, self.vault, tls_rx, shutdown).await;
+        reloader.abort();
         sweeper.abort();
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
         // not be torn down by process exit while its sessions are still open.
@@ -164,6 +184,34 @@ impl Prepared {
         served?;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Rebuilds the TLS configuration on every `reload` signal. A failure (a CRL file that
+/// is missing or invalid, a half-written certificate) keeps the configuration in force:
+/// a bad edit must not open the door to revoked clients or lock every client out.
+async fn reload_tls(
+    files: api::TlsFiles,
+    mut reload: Signal,
+    tx: watch::Sender<Arc<rustls::ServerConfig>>,
+) {
+    while reload.recv().await.is_some() {
+        // A few small local files, read on a runtime thread: a reload is rare and takes
+        // well under a millisecond, not worth a blocking-pool hop.
+        match files.server_config() {
+            Ok(cfg) => {
+                tx.send_replace(cfg);
+                info!(
+                    crl_files = files.client_crl.len(),
+                    "TLS configuration reloaded; new connections use it"
+                );
+            }
+            Err(e) => tracing::warn!(
+                field = e.field(),
+                error = %e,
+                "TLS reload failed; keeping the previous configuration"
+            ),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod tls;
 
 pub use server::serve;
 pub use status::{code_of, to_status, ERROR_TYPE_HEADER};
-pub use tls::{server_config, Peer, TlsConn, TlsError};
+pub use tls::{Peer, TlsConn, TlsError, TlsFiles};
 
 /// Metadata key carrying the request id, as AWS's x-amzn-RequestId header does.
 pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";

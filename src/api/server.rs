@@ -1,13 +1,14 @@
 //! The one entry point for the daemon and the tests: `serve(listener, vault, tls,
 //! shutdown)`. Accepts TCP, runs TLS handshakes off the accept loop, and hands finished
-//! connections to tonic.
+//! connections to tonic. The TLS configuration is read per connection from a watch
+//! channel, so that a reload (new CRLs) applies to new connections without a restart.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
@@ -26,15 +27,15 @@ const MAX_HANDSHAKES: usize = 512;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the gRPC API on `listener` until `shutdown` completes; in-flight requests
-/// finish first.
+/// finish first. Each new connection uses the TLS configuration `tls` holds at its
+/// accept; connections already open keep the one they started with.
 pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
-    let acceptor = TlsAcceptor::from(tls);
     let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let accept_loop = tokio::spawn(async move {
         loop {
@@ -51,7 +52,8 @@ pub async fn serve(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
+            // Clone the Arc out at once: a borrow holds the channel's read lock.
+            let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;

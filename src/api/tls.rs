@@ -1,10 +1,10 @@
 //! mTLS for the server: TLS 1.3 only, client certificates required and verified against
-//! the configured CA, and the caller's principal read from the certificate once per
-//! connection.
+//! the configured CA (and CRLs, when given), and the caller's principal read from the
+//! certificate once per connection.
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -40,6 +40,24 @@ pub enum TlsError {
     /// The client CA set is unusable.
     #[error("invalid client CA: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// A CRL file could not be read or holds no CRL that rustls accepts.
+    #[error("cannot use the client CRL file {path}: {reason}")]
+    Crl {
+        /// Its path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl TlsError {
+    /// The configuration field whose file is at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Crl { .. } => "tls.client_crl",
+            _ => "tls",
+        }
+    }
 }
 
 fn pem_err(
@@ -50,33 +68,116 @@ fn pem_err(
     move |source| TlsError::Pem { what, path, source }
 }
 
-/// Builds the server's rustls configuration from PEM files.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(pem_err("the server certificate", cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err("the server certificate", cert))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("the server key", key))?;
-    let mut roots = RootCertStore::empty();
-    for ca in
-        CertificateDer::pem_file_iter(client_ca).map_err(pem_err("the client CA", client_ca))?
-    {
-        roots.add(ca.map_err(pem_err("the client CA", client_ca))?)?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+/// The files the server's rustls configuration is built from. Kept after start-up so
+/// that a reload (SIGHUP) rebuilds the configuration from the same paths.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA certificate(s) whose client certificates are accepted (PEM).
+    pub client_ca: PathBuf,
+    /// CRL files (PEM); empty when revocation is not checked.
+    pub client_crl: Vec<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads every file and builds the server's rustls configuration.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let (cert, key, client_ca) = (&self.cert, &self.key, &self.client_ca);
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(pem_err("the server certificate", cert))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem_err("the server certificate", cert))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("the server key", key))?;
+        let mut roots = RootCertStore::empty();
+        for ca in
+            CertificateDer::pem_file_iter(client_ca).map_err(pem_err("the client CA", client_ca))?
+        {
+            roots.add(ca.map_err(pem_err("the client CA", client_ca))?)?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut crls = Vec::new();
+        // Issuer (DER) of each full-scope CRL so far, and its file.
+        let mut scopes: Vec<(Vec<u8>, &Path)> = Vec::new();
+        for path in &self.client_crl {
+            let file = read_crls(path)?;
+            // rustls parses CRLs only when the verifier is built, and its error does not
+            // say which file is at fault: build a throwaway verifier per file to find out.
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .with_crls(file.iter().cloned())
+                .build()
+                .map_err(|e| crl_err(path, e))?;
+            for crl in &file {
+                let Some(issuer) = full_scope_issuer(crl) else {
+                    continue;
+                };
+                // rustls checks a certificate against the first CRL of its issuer only, so
+                // an older CRL listed before a newer one would hide the newer revocations.
+                if let Some((_, first)) = scopes.iter().find(|(i, _)| *i == issuer) {
+                    return Err(crl_err(
+                        path,
+                        format!(
+                            "it holds a CRL from the same CA as {}, and only the first would be used; give one CRL per CA",
+                            first.display()
+                        ),
+                    ));
+                }
+                scopes.push((issuer, path));
+            }
+            crls.extend(file);
+        }
+        // With CRLs, rustls's defaults fail closed: every certificate of the client's
+        // chain (but the trust anchor) must be covered by a CRL of its issuer, or the
+        // handshake is refused. nextUpdate is not enforced, so a stale CRL file keeps
+        // its revocations rather than locking every client out.
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
+            .with_crls(crls)
             .build()?;
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(cfg))
+        let mut cfg = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}
+
+fn crl_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+    TlsError::Crl {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The issuer name (DER) of a CRL that covers all of its issuer's certificates, i.e. has
+/// no issuing distribution point; `None` for a partitioned CRL (several of one CA may
+/// then be needed) or one that does not parse (rustls has accepted it by now).
+fn full_scope_issuer(crl: &CertificateRevocationListDer<'_>) -> Option<Vec<u8>> {
+    use x509_parser::oid_registry::OID_X509_EXT_ISSUER_DISTRIBUTION_POINT;
+    use x509_parser::prelude::FromDer;
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let (_, crl) = CertificateRevocationList::from_der(crl).ok()?;
+    let partitioned = crl
+        .extensions()
+        .iter()
+        .any(|e| e.oid == OID_X509_EXT_ISSUER_DISTRIBUTION_POINT);
+    (!partitioned).then(|| crl.issuer().as_raw().to_vec())
+}
+
+/// The CRLs of one PEM file; a file with none is an error, not an empty list, so that a
+/// wrong path or an empty file cannot quietly drop revocations.
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| crl_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| crl_err(path, e))?;
+    if crls.is_empty() {
+        return Err(crl_err(path, "the file holds no PEM \"X509 CRL\" block"));
+    }
+    Ok(crls)
 }
 
 /// What the transport knows about a connection: where it came from and who it is.

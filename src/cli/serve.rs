@@ -66,11 +66,13 @@ pub(crate) fn run(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        // Signal handlers first: a supervisor may send SIGTERM as soon as it reads the
-        // ready line, and that must be a graceful stop, not the default kill.
+        // Signal handlers first: a supervisor may send SIGTERM or SIGHUP as soon as it
+        // reads the ready line, and that must be a graceful stop or a reload, not the
+        // default kill.
         let shutdown = shutdown_signal()?;
+        let reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         announce(addr, dev.as_ref())?;
-        prepared.serve(shutdown).await?;
+        prepared.serve(shutdown, reload).await?;
         if let Some(dir) = &dev {
             // A stopped daemon leaves no address for the CLI to try.
             let _ = std::fs::remove_file(dir.endpoint_file());

@@ -1,12 +1,16 @@
 //! The dev CA: self-signed, made with rcgen, issuing the server certificate and client
-//! certificates whose URI SAN names a principal ARN.
+//! certificates whose URI SAN names a principal ARN, and CRLs that revoke them.
 
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::files::write_private;
 use super::{io_err, DevError};
@@ -46,6 +50,7 @@ impl DevCa {
         dn.push(DnType::CommonName, "p11kms dev CA");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // CrlSign: verifiers refuse a CRL from a CA whose key usage lacks it.
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key)?;
         write_private(&root.join("ca.key"), key.serialize_pem().as_bytes())?;
@@ -108,4 +113,46 @@ impl DevCa {
         write_private(&out.join("ca.pem"), self.cert_pem.as_bytes())?;
         Ok(out.to_owned())
     }
+
+    /// Writes `out` (PEM, replacing it): a CRL signed by this CA that revokes the
+    /// certificates in the PEM files `revoked` (each file's first certificate; none makes
+    /// a CRL that revokes nothing). A daemon whose `tls.client_crl` names `out` refuses
+    /// them from its next start or SIGHUP on.
+    pub fn write_crl(&self, revoked: &[&Path], out: &Path) -> Result<(), DevError> {
+        let now = time::OffsetDateTime::now_utc();
+        let revoked_certs = revoked
+            .iter()
+            .map(|path| {
+                Ok(RevokedCertParams {
+                    serial_number: serial_of(path)?,
+                    revocation_time: now,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, DevError>>()?;
+        let params = CertificateRevocationListParams {
+            // A minute back, for clocks slightly behind this one.
+            this_update: now - time::Duration::minutes(1),
+            next_update: now + time::Duration::days(30),
+            // CRL numbers must grow from one CRL to the next; the time does.
+            crl_number: SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(0)),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer()?)?;
+        write_private(out, crl.pem()?.as_bytes())
+    }
+}
+
+/// The serial number of the first certificate in the PEM file `path`.
+fn serial_of(path: &Path) -> Result<SerialNumber, DevError> {
+    let bad = |reason: String| DevError::BadCertificate {
+        path: path.to_owned(),
+        reason,
+    };
+    let der = CertificateDer::from_pem_file(path).map_err(|e| bad(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| bad(e.to_string()))?;
+    Ok(SerialNumber::from_slice(cert.raw_serial()))
 }

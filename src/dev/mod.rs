@@ -55,6 +55,14 @@ pub enum DevError {
     /// The configuration could not be written.
     #[error("cannot write the dev configuration")]
     Toml(#[from] toml::ser::Error),
+    /// A certificate file could not be read or parsed.
+    #[error("cannot read the certificate {}: {reason}", path.display())]
+    BadCertificate {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// No dev directory yet.
     #[error("no dev CA in {0}; start `p11kms serve --dev` once first")]
     NotInitialised(PathBuf),
@@ -154,6 +162,7 @@ impl DevDir {
                     cert: "server.pem".into(),
                     key: "server.key".into(),
                     client_ca: "ca.pem".into(),
+                    client_crl: None,
                 },
                 hsm: HsmSection {
                     module,

@@ -64,6 +64,15 @@ impl TestDir {
         fs::write(path, text).unwrap();
     }
 
+    /// Edits the generated configuration as TOML, for fields that belong in a table the
+    /// file already has (appending a second `[tls]` would be a duplicate table).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut toml::Table)) {
+        let path = self.dev().config_path();
+        let mut table: toml::Table = fs::read_to_string(&path).unwrap().parse().unwrap();
+        edit(&mut table);
+        fs::write(path, toml::to_string(&table).unwrap()).unwrap();
+    }
+
     /// The token's secret-key objects, read directly over PKCS#11 by `p11kms dev
     /// token-objects` (a separate process, so it has its own SOFTHSM2_CONF).
     pub fn token_objects(&self) -> Vec<serde_json::Value> {
@@ -190,6 +199,16 @@ impl Daemon {
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGHUP: the daemon re-reads its TLS files.
+    pub fn reload(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -HUP failed");
     }
 
     /// SIGTERM and wait: a graceful stop.

@@ -458,4 +458,23 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_lookup_that_read_the_store_before_a_change_does_not_bring_the_alias_back() {
+        let cache = AliasCache::default();
+        let account: AccountId = "111122223333".parse().unwrap();
+        let key = KeyId::generate();
+        // A lookup starts (nothing cached), DeleteAlias lands, then the lookup fills.
+        let ticket = cache.get(&account, "alias/a").unwrap_err();
+        cache.invalidate(&account, "alias/a");
+        cache.fill(&account, "alias/a", ticket, key);
+        assert!(cache.get(&account, "alias/a").is_err());
+        // A lookup that starts after the change fills as usual.
+        let ticket = cache.get(&account, "alias/a").unwrap_err();
+        cache.fill(&account, "alias/a", ticket, key);
+        assert_eq!(cache.get(&account, "alias/a").unwrap(), key);
+        // Destroying the key forgets every alias that points at it.
+        cache.forget_key(key);
+        assert!(cache.get(&account, "alias/a").is_err());
+    }
 }

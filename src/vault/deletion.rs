@@ -59,7 +59,9 @@ impl Vault {
         let arn = self.arn_of(&key);
         self.authorize(caller, Authz::key(Action::SCHEDULE_KEY_DELETION, &key))
             .await?;
-        let date = self.settings.clock.now() + DAY * days.unsigned_abs();
+        // Whole milliseconds, as the store keeps it: the response then names the date
+        // that DescribeKey and the sweep will use.
+        let date = whole_millis(self.settings.clock.now() + DAY * days.unsigned_abs());
         let id = key.key_id();
         let done = self
             .write_key(&key, move |s| s.schedule_deletion(&id, date))
@@ -160,4 +162,11 @@ impl Vault {
         Ok(account
             .map(|a| KmsError::NotFound(format!("Key '{}' does not exist", self.arn(&a, id)))))
     }
+}
+
+/// `t` without its sub-millisecond part.
+fn whole_millis(t: std::time::SystemTime) -> std::time::SystemTime {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }

@@ -31,6 +31,7 @@ mod lifecycle;
 mod logs;
 mod policies;
 mod policy_eval;
+mod races;
 mod restart;
 mod revocation;
 mod tags;

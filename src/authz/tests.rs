@@ -1,6 +1,8 @@
 //! Properties of the whole decision.
 
 use proptest::prelude::*;
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::*;
@@ -371,6 +373,18 @@ fn principals_with_wildcards_and_duplicate_keys_are_malformed() {
     }
 }
 
+/// The role App doing `action` with the encryption context `ec`.
+fn app_with_context(action: &str, ec: BTreeMap<String, String>) -> RequestContext {
+    let mut c = ctx(
+        "arn:aws:iam::111122223333:role/App",
+        "111122223333",
+        action,
+        None,
+    );
+    c.set_encryption_context(&ec);
+    c
+}
+
 #[test]
 fn encryption_context_keys_that_differ_only_in_case_are_all_seen_by_policies() {
     let kp = parse_value(
@@ -404,13 +418,10 @@ fn encryption_context_keys_that_differ_only_in_case_are_all_seen_by_policies() {
         decide_with(&kp, &[], &[], &c).decision,
         DecisionKind::ExplicitDeny
     );
-    let mut only_a = ctx(
-        "arn:aws:iam::111122223333:role/App",
-        "111122223333",
+    let only_a = app_with_context(
         "kms:Encrypt",
-        None,
+        [("tenant".to_owned(), "A".to_owned())].into(),
     );
-    only_a.set_encryption_context(&[("tenant".to_owned(), "A".to_owned())].into());
     assert!(decide_with(&kp, &[], &[], &only_a).is_allowed());
     // An Allow that needs tenant A is not satisfied by a context that also says B.
     let conditional = parse_value(
@@ -420,23 +431,14 @@ fn encryption_context_keys_that_differ_only_in_case_are_all_seen_by_policies() {
         PolicyKind::Key,
     )
     .unwrap();
-    let mut both = ctx(
-        "arn:aws:iam::111122223333:role/App",
-        "111122223333",
-        "kms:Decrypt",
-        None,
-    );
-    both.set_encryption_context(&ec);
+    let both = app_with_context("kms:Decrypt", ec.clone());
     assert_eq!(
         decide_with(&conditional, &[], &[], &both).decision,
         DecisionKind::ImplicitDeny
     );
-    let mut just_a = ctx(
-        "arn:aws:iam::111122223333:role/App",
-        "111122223333",
+    let just_a = app_with_context(
         "kms:Decrypt",
-        None,
+        [("TENANT".to_owned(), "A".to_owned())].into(),
     );
-    just_a.set_encryption_context(&[("TENANT".to_owned(), "A".to_owned())].into());
     assert!(decide_with(&conditional, &[], &[], &just_a).is_allowed());
 }

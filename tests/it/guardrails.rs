@@ -17,21 +17,6 @@ fn key_policy(statements: Vec<serde_json::Value>) -> String {
     json!({"Version": "2012-10-17", "Statement": all}).to_string()
 }
 
-async fn put_policy(
-    c: &mut p11kms::client::KmsClient,
-    key_id: &str,
-    doc: String,
-) -> Result<(), tonic::Status> {
-    c.put_key_policy(proto::PutKeyPolicyRequest {
-        key_id: key_id.into(),
-        policy_name: "default".into(),
-        policy: doc,
-        bypass_policy_lockout_safety_check: false,
-    })
-    .await
-    .map(|_| ())
-}
-
 fn tag_principal(target: &str, tags: &[(&str, &str)]) -> proto::TagPrincipalRequest {
     proto::TagPrincipalRequest {
         principal_arn: target.into(),
@@ -186,7 +171,7 @@ async fn source_ip_is_ipv4_on_a_dual_stack_listener() {
     let mut admin = d.admin().await;
     let key = create_key(&mut admin).await;
     encrypt(&mut admin, &key.key_id, b"before", &[]).await;
-    put_policy(
+    put_key_policy(
         &mut admin,
         &key.key_id,
         key_policy(vec![json!({"Sid": "NotFromLoopback", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
@@ -221,7 +206,7 @@ async fn algorithm_and_same_key_condition_keys_are_set() {
         ]
     };
     for k in [&key, &other] {
-        put_policy(&mut admin, &k.key_id, key_policy(app_statements()))
+        put_key_policy(&mut admin, &k.key_id, key_policy(app_statements()))
             .await
             .unwrap();
     }
@@ -271,7 +256,7 @@ async fn an_account_id_principal_means_the_root_in_the_configured_partition() {
     let doc = json!({"Version": "2012-10-17", "Statement": [
         {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": &root}, "Action": "kms:*", "Resource": "*"},
         {"Sid": "AccountDeny", "Effect": "Deny", "Principal": {"AWS": ACCOUNT}, "Action": "kms:Encrypt", "Resource": "*"}]});
-    put_policy(&mut admin, &key.key_id, doc.to_string())
+    put_key_policy(&mut admin, &key.key_id, doc.to_string())
         .await
         .unwrap();
     let st = assert_kms_error(
@@ -293,7 +278,7 @@ async fn ambiguous_policies_are_malformed() {
     let dup = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
         {"Sid":"X","Effect":"Deny","Effect":"Allow","Principal":"*","Action":"kms:Decrypt","Resource":"*"}]}"#;
     let st = assert_kms_error(
-        put_policy(&mut admin, &key.key_id, dup.into())
+        put_key_policy(&mut admin, &key.key_id, dup.into())
             .await
             .map(tonic::Response::new),
         "MalformedPolicyDocumentException",
@@ -306,7 +291,7 @@ async fn ambiguous_policies_are_malformed() {
     let wild = key_policy(vec![json!({"Sid": "NoContractors", "Effect": "Deny",
         "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/contractor-*")}, "Action": "kms:*", "Resource": "*"})]);
     let st = assert_kms_error(
-        put_policy(&mut admin, &key.key_id, wild)
+        put_key_policy(&mut admin, &key.key_id, wild)
             .await
             .map(tonic::Response::new),
         "MalformedPolicyDocumentException",
@@ -347,7 +332,7 @@ async fn keys_that_differ_only_in_case_cannot_hide_one_another() {
     let mut admin = d.admin().await;
     let key = create_key(&mut admin).await;
     let app = role(ACCOUNT, "App");
-    put_policy(
+    put_key_policy(
         &mut admin,
         &key.key_id,
         key_policy(vec![
@@ -437,7 +422,7 @@ async fn keys_that_differ_only_in_case_cannot_hide_one_another() {
     let mut root2 = d.admin().await;
     // Tagging Team=finance directly is refused by the Deny on the request tag, so the
     // test adds it under a policy without that statement.
-    put_policy(
+    put_key_policy(
         &mut root2,
         &key.key_id,
         key_policy(vec![json!({"Sid": "NotFinanceKeys", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",

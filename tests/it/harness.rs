@@ -360,6 +360,22 @@ pub async fn put_identity_policy(
     .unwrap_or_else(|e| panic!("put identity policy {name} on {principal}: {e:?}"));
 }
 
+/// Replaces a key's policy (the lockout check applies).
+pub async fn put_key_policy(
+    c: &mut KmsClient,
+    key_id: &str,
+    doc: String,
+) -> Result<(), tonic::Status> {
+    c.put_key_policy(proto::PutKeyPolicyRequest {
+        key_id: key_id.into(),
+        policy_name: "default".into(),
+        policy: doc,
+        bypass_policy_lockout_safety_check: false,
+    })
+    .await
+    .map(|_| ())
+}
+
 /// An identity policy allowing `actions` on every key.
 pub fn allow(actions: &[&str]) -> serde_json::Value {
     serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})

@@ -33,21 +33,6 @@ async fn create_key_with_policy(
     .unwrap()
 }
 
-async fn put_key_policy(
-    c: &mut p11kms::client::KmsClient,
-    key_id: &str,
-    doc: String,
-) -> Result<(), tonic::Status> {
-    c.put_key_policy(proto::PutKeyPolicyRequest {
-        key_id: key_id.into(),
-        policy_name: "default".into(),
-        policy: doc,
-        bypass_policy_lockout_safety_check: false,
-    })
-    .await
-    .map(|_| ())
-}
-
 /// (a) A DBA role that may only Encrypt and two service roles that may only Decrypt with
 /// their own service name in the encryption context; neither reads the other's secret.
 #[tokio::test(flavor = "multi_thread")]
@@ -425,18 +410,16 @@ async fn via_service_only_through_a_trusted_service() {
     assert!(st.message().contains("account root"), "{}", st.message());
     let partner = role(OTHER_ACCOUNT, "Partner");
     let mut owner = d.admin().await;
-    owner
-        .put_key_policy(proto::PutKeyPolicyRequest {
-            key_id: key.key_id.clone(),
-            policy_name: "default".into(),
-            policy: policy(vec![
-                root_statement(ACCOUNT),
-                json!({"Effect": "Allow", "Principal": {"AWS": &partner}, "Action": "kms:*", "Resource": "*"}),
-            ]),
-            bypass_policy_lockout_safety_check: false,
-        })
-        .await
-        .unwrap();
+    put_key_policy(
+        &mut owner,
+        &key.key_id,
+        policy(vec![
+            root_statement(ACCOUNT),
+            json!({"Effect": "Allow", "Principal": {"AWS": &partner}, "Action": "kms:*", "Resource": "*"}),
+        ]),
+    )
+    .await
+    .unwrap();
     put_identity_policy(
         &mut d.client_as(&root_of(OTHER_ACCOUNT)).await,
         &partner,

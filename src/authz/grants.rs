@@ -54,9 +54,11 @@ pub const OPERATIONS_WITH_CONTEXT: &[&str] = &[
 /// A context's pairs with lower-cased keys: in a grant constraint AWS compares keys
 /// without case and values with case. Every pair is kept, so `TENANT` and `tenant` in
 /// one context are two pairs, not one that hides the other.
+/// Keys fold as condition key names do (ASCII), so that a grant and a policy agree on
+/// which keys are the same.
 fn folded(ec: &BTreeMap<String, String>) -> BTreeSet<(String, &str)> {
     ec.iter()
-        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
         .collect()
 }
 
@@ -75,6 +77,42 @@ impl GrantConstraints {
             .as_ref()
             .is_none_or(|want| want.len() == ec.len() && folded(want) == request);
         subset_ok && equals_ok
+    }
+
+    /// Does every encryption context that satisfies `self` satisfy `parent` too? A grant
+    /// created through a grant must not loosen the constraint it was created under.
+    /// Exact: with an Equals, the contexts that satisfy `self` all have the same pairs
+    /// after folding, so testing that one set decides; with only a Subset S, they are
+    /// every superset of S, which a parent Equals never covers and a parent Subset P
+    /// covers exactly when P ⊆ S.
+    pub fn implies(&self, parent: &GrantConstraints) -> bool {
+        if let Some(e) = &self.encryption_context_equals {
+            return self.satisfied_by(e) && parent.satisfied_by(e);
+        }
+        match (&self.encryption_context_subset, parent) {
+            (
+                _,
+                GrantConstraints {
+                    encryption_context_equals: Some(_),
+                    ..
+                },
+            ) => false,
+            (
+                Some(s),
+                GrantConstraints {
+                    encryption_context_subset: Some(p),
+                    ..
+                },
+            ) => folded(p).is_subset(&folded(s)),
+            (
+                None,
+                GrantConstraints {
+                    encryption_context_subset: Some(_),
+                    ..
+                },
+            ) => false,
+            (_, _) => true,
+        }
     }
 }
 
@@ -164,6 +202,31 @@ mod tests {
         let sub = grant(Some(&[("tenant", "A")]), None);
         assert!(sub.allows(&req("kms:Decrypt", &[("TENANT", "B"), ("tenant", "A")])));
         assert!(!sub.allows(&req("kms:Decrypt", &[("TENANT", "B")])));
+    }
+
+    fn constraints(
+        subset: Option<&[(&str, &str)]>,
+        equals: Option<&[(&str, &str)]>,
+    ) -> GrantConstraints {
+        GrantConstraints {
+            encryption_context_subset: subset.map(ec),
+            encryption_context_equals: equals.map(ec),
+        }
+    }
+
+    #[test]
+    fn a_child_constraint_implies_its_parent_only_when_it_is_at_least_as_strict() {
+        let eq_a = constraints(None, Some(&[("tenant", "A")]));
+        // Pairs that fold onto the parent's key do not make a child stricter.
+        assert!(!constraints(None, Some(&[("TENANT", "B"), ("tenant", "A")])).implies(&eq_a));
+        assert!(!constraints(None, Some(&[("TENANT", "A"), ("tenant", "A")])).implies(&eq_a));
+        assert!(constraints(None, Some(&[("Tenant", "A")])).implies(&eq_a));
+        assert!(!constraints(Some(&[("tenant", "A")]), None).implies(&eq_a));
+        let sub_a = constraints(Some(&[("tenant", "A")]), None);
+        assert!(constraints(Some(&[("TENANT", "A"), ("x", "1")]), None).implies(&sub_a));
+        assert!(!constraints(Some(&[("x", "1")]), None).implies(&sub_a));
+        assert!(constraints(None, Some(&[("tenant", "A"), ("x", "1")])).implies(&sub_a));
+        assert!(!constraints(None, Some(&[("tenant", "B")])).implies(&sub_a));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! stays coherent; a multi-replica store will need invalidation here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
@@ -37,7 +38,10 @@ pub(crate) struct KeyEntry {
     // the slow path of the IV budget (store write or new material). Without it two
     // writes could land in the store in one order and in memory in the other. The fast
     // path of the IV budget never touches it.
-    writes: tokio::sync::Mutex<()>,
+    writes: Arc<tokio::sync::Mutex<()>>,
+    // Set when a write reached the store but its read-back failed: memory may be behind
+    // the store, so the next lookup reads the record again before anything decides on it.
+    stale: AtomicBool,
 }
 
 /// The cached extras of a key (see `slot`).
@@ -113,7 +117,8 @@ impl KeyEntry {
                 slots: KeySlots::default(),
                 record,
             }),
-            writes: tokio::sync::Mutex::new(()),
+            writes: Arc::new(tokio::sync::Mutex::new(())),
+            stale: AtomicBool::new(false),
         }
     }
 
@@ -157,6 +162,29 @@ impl KeyEntry {
     /// The policy document as stored; `None` when it is the default.
     pub(crate) fn policy_text(&self) -> Option<String> {
         self.lock().record.policy.clone()
+    }
+
+    /// Reads the record back from the store after a write (under the write lock, on a
+    /// blocking thread) and takes it into memory; marks the entry stale when it cannot.
+    fn read_back(
+        &self,
+        store: &dyn crate::store::Store,
+        partition: &Partition,
+    ) -> Result<(), crate::store::StoreError> {
+        match store.get_key(&self.key_id) {
+            Ok(Some(stored)) => {
+                self.adopt(stored, partition);
+                self.stale.store(false, Ordering::Release);
+                Ok(())
+            }
+            // Destroyed meanwhile: the sweep removes the entry.
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::warn!(key_id = %self.key_id, error = %e, "reading a key back after a write failed; it will be read again");
+                self.stale.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
     }
 
     /// Takes the metadata a request may change (state, deletion date, description,
@@ -414,18 +442,45 @@ impl Vault {
     /// on a state the store does not hold. The record is read back even when the write
     /// fails or refuses (a conditional update that found another state), since memory
     /// may then be the stale side.
-    pub(crate) async fn write_key<T, F>(&self, key: &KeyEntry, write: F) -> Result<T, KmsError>
+    ///
+    /// The write, the read-back and the update of memory run to the end on the blocking
+    /// pool with the lock held, even if the request is cancelled meanwhile (a client's
+    /// deadline or reset drops the handler): otherwise the store could change while
+    /// memory did not. If the read-back fails, the entry is marked stale and the next
+    /// lookup reads it again.
+    pub(crate) async fn write_key<T, F>(&self, key: &Arc<KeyEntry>, write: F) -> Result<T, KmsError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     {
-        let _one_at_a_time = key.writes.lock().await;
-        let out = self.store_call(write).await;
-        let id = key.key_id;
-        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
-            key.adopt(stored, &self.settings.partition);
+        let guard = Arc::clone(&key.writes).lock_owned().await;
+        let (entry, store) = (Arc::clone(key), Arc::clone(&self.store));
+        let partition = self.settings.partition.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = guard;
+            let out = write(store.as_ref());
+            // A failed read-back is logged and marks the entry stale; the write's own
+            // outcome is what the caller gets.
+            let _ = entry.read_back(store.as_ref(), &partition);
+            out
+        });
+        Ok(task.await??)
+    }
+
+    /// Reads a stale entry's record again (see `write_key`).
+    async fn refresh_if_stale(&self, key: &Arc<KeyEntry>) -> Result<(), KmsError> {
+        if !key.stale.load(Ordering::Acquire) {
+            return Ok(());
         }
-        out
+        let guard = Arc::clone(&key.writes).lock_owned().await;
+        let (entry, store) = (Arc::clone(key), Arc::clone(&self.store));
+        let partition = self.settings.partition.clone();
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = guard;
+            entry.read_back(store.as_ref(), &partition)
+        })
+        .await??;
+        Ok(())
     }
 
     /// The cached entry of a key, if it is cached (no store read).
@@ -436,6 +491,7 @@ impl Vault {
     /// The cached entry of a key, loading it from the store on a miss.
     pub(crate) async fn key(&self, id: KeyId) -> Result<Option<Arc<KeyEntry>>, KmsError> {
         if let Some(e) = self.keys.get(&id) {
+            self.refresh_if_stale(&e).await?;
             return Ok(Some(e));
         }
         let rec = self.store_call(move |s| s.get_key(&id)).await?;

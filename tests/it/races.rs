@@ -211,6 +211,51 @@ async fn concurrent_put_key_policy_calls_leave_the_shown_and_enforced_policy_as_
     }
 }
 
+/// A client that gives up on PutKeyPolicy part-way (a short deadline drops the
+/// server's handler) must not leave the store changed and memory not: the write, its
+/// read-back and memory's update finish together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_key_policy_abandoned_by_its_client_leaves_memory_as_the_store_is() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let (_, pb) = policies();
+    let mut keys = Vec::new();
+    for _ in 0..POLICY_KEYS {
+        keys.push(create_key(&mut c).await.key_id);
+    }
+    let a = d.admin().await;
+    let calls: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (mut a, req) = (a.clone(), put_policy(id, &pb));
+            // Deadlines from 0.2 to 6 ms: some calls end before, some during, some
+            // after the store write.
+            let wait = std::time::Duration::from_micros(200 + 200 * i as u64);
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(wait, a.put_key_policy(req)).await;
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    // Let any write the daemon still runs finish before memory is read.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut memory = Vec::new();
+    for id in &keys {
+        memory.push(policy_seen(&mut c, id).await);
+    }
+    d.stop();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    for (id, before) in keys.iter().zip(&memory) {
+        let stored = policy_seen(&mut c, id).await;
+        assert_eq!(&stored, before, "{id}: store (left), memory (right)");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_alias_lookup_racing_delete_alias_never_brings_the_alias_back() {
     let dir = TestDir::new();

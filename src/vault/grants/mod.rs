@@ -6,7 +6,6 @@ mod list;
 mod retire;
 mod token;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use create::CreateGrantInput;
@@ -33,41 +32,17 @@ fn to_authz(g: &GrantRecord) -> Grant {
     }
 }
 
-/// Lower-cased keys, as grant constraints compare them.
-fn folded(m: &BTreeMap<String, String>) -> BTreeMap<String, &str> {
-    m.iter()
-        .map(|(k, v)| (k.to_lowercase(), v.as_str()))
-        .collect()
-}
-
 /// Is `child` at least as strict as `parent`? A grant created through a grant must not
-/// loosen the constraint it was created under.
+/// loosen the constraint it was created under (`GrantConstraints::implies`).
 pub(crate) fn at_least_as_strict(
     child: Option<&GrantConstraints>,
     parent: Option<&GrantConstraints>,
 ) -> bool {
-    let Some(parent) = parent else { return true };
-    let Some(child) = child else { return false };
-    fn child_pairs(m: &Option<BTreeMap<String, String>>) -> Option<BTreeMap<String, &str>> {
-        m.as_ref().map(folded)
+    match (child, parent) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(c), Some(p)) => c.implies(p),
     }
-    if let Some(pe) = &parent.encryption_context_equals {
-        if child_pairs(&child.encryption_context_equals) != Some(folded(pe)) {
-            return false;
-        }
-    }
-    if let Some(ps) = &parent.encryption_context_subset {
-        let need = folded(ps);
-        let covers = |m: Option<BTreeMap<String, &str>>| {
-            m.is_some_and(|m| need.iter().all(|(k, v)| m.get(k) == Some(v)))
-        };
-        if !(covers(child_pairs(&child.encryption_context_subset))
-            || covers(child_pairs(&child.encryption_context_equals)))
-        {
-            return false;
-        }
-    }
-    true
 }
 
 impl Vault {

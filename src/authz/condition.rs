@@ -12,20 +12,31 @@ use time::OffsetDateTime;
 use super::context::RequestContext;
 use super::model::{Condition, Effect, Operator, Qualifier};
 use super::pattern::{arn_like, glob};
-use super::variables::substitute;
+use super::variables::{names_folded_key, substitute};
 
 /// Does the condition hold for this request, in a statement of `effect`?
 ///
 /// A single-valued key that holds several values because request keys differing only
 /// in case folded onto it (`kms:EncryptionContext:TENANT` and `…:tenant`) is tested
-/// value by value: a Deny holds when it holds for any of them and an Allow only when it
-/// holds for every one, so that neither value can hide the other from a policy.
+/// value by value, each as a one-value request: a Deny holds when it holds for any of
+/// them and an Allow only when it holds for every one, so that neither value can hide
+/// the other from a policy.
 pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool, effect: Effect) -> bool {
     let present = ctx
         .get(&c.key)
         .map(|v| v.values())
         .filter(|v| !v.is_empty());
-    if c.qualifier == Qualifier::Single && c.operator != Operator::Null && ctx.is_folded(&c.key) {
+    // A variable naming such a key resolves to nothing, and which way a null value
+    // falls would be the caller's choice: the statement then holds for a Deny only.
+    if variables
+        && c.operator.takes_variables()
+        && c.values.iter().any(|v| names_folded_key(v, ctx))
+    {
+        return effect == Effect::Deny;
+    }
+    // Whatever the qualifier: a set qualifier on a folded key would let one value
+    // carry an Allow (ForAnyValue) or shield a Deny (ForAllValues).
+    if c.operator != Operator::Null && ctx.is_folded(&c.key) {
         if let Some(values) = present {
             let each = |v: &String| holds_on(c, Some(std::slice::from_ref(v)), ctx, variables);
             return match effect {

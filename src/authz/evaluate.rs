@@ -2,9 +2,9 @@
 
 use super::condition::holds;
 use super::context::RequestContext;
-use super::model::{Matcher, Policy, PrincipalClause, PrincipalSet, Statement};
+use super::model::{Effect, Matcher, Policy, PrincipalClause, PrincipalSet, Statement};
 use super::pattern::{arn_like, glob_ignore_case};
-use super::variables::substitute;
+use super::variables::{names_folded_key, substitute};
 
 /// How a statement's principal matched the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,10 +57,21 @@ fn action_matches(m: &Matcher, action: &str) -> bool {
 }
 
 /// A pattern holding a policy variable with no value in the request (and no default)
-/// matches no resource, as AWS documents; so under NotResource it excludes nothing.
-fn resource_matches(m: &Matcher, resource: &str, ctx: &RequestContext, variables: bool) -> bool {
+/// matches no resource, as AWS documents; so under NotResource it excludes nothing. A
+/// variable naming a key that request keys differing only in case folded onto leaves
+/// the outcome to the caller, so it matches for a Deny and not for an Allow.
+fn resource_matches(
+    m: &Matcher,
+    resource: &str,
+    ctx: &RequestContext,
+    variables: bool,
+    effect: Effect,
+) -> bool {
     let hit = m.patterns.iter().any(|p| {
         if variables && p.contains("${") {
+            if names_folded_key(p, ctx) {
+                return (effect == Effect::Deny) != m.negated;
+            }
             substitute(p, ctx).is_some_and(|p| arn_like(&p, resource))
         } else {
             arn_like(p, resource)
@@ -80,7 +91,7 @@ pub(super) fn applies(
         return None;
     }
     let resource = s.resource.as_ref()?;
-    if !resource_matches(resource, &ctx.resource, ctx, policy.variables) {
+    if !resource_matches(resource, &ctx.resource, ctx, policy.variables, s.effect) {
         return None;
     }
     if !s

@@ -25,7 +25,9 @@ pub use decide::{decide, AuthzInput, Decision, DecisionKind, Matched, NamedPolic
 pub use grants::{Grant, GrantConstraints, OPERATIONS_WITH_CONTEXT};
 pub use json::from_str_strict;
 pub use model::Policy;
-pub use parse::{parse_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES};
+pub use parse::{
+    parse_policy, parse_stored_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES,
+};
 
 /// An AWS KMS action name such as `kms:Encrypt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -55,8 +55,33 @@ pub fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError>
     parse_value(&v, kind)
 }
 
+/// Parses a document that was accepted when it was stored, by an older p11kms that
+/// allowed what is refused now (a key named twice, a principal ARN with a wildcard).
+/// Such a document is read as it was then (the last of duplicate keys wins; a wildcard
+/// principal matches nobody), so that its key or principal is not locked out by an
+/// upgrade and can be repaired; the second value says what a new write would refuse,
+/// for the log.
+pub fn parse_stored_policy(
+    text: &str,
+    kind: PolicyKind,
+) -> Result<(Policy, Option<PolicyError>), PolicyError> {
+    let strict = match parse_policy(text, kind) {
+        Ok(p) => return Ok((p, None)),
+        Err(e @ (PolicyError::Json(_) | PolicyError::Malformed { .. })) => e,
+        Err(e) => return Err(e),
+    };
+    let v: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json(e.to_string()))?;
+    let p = parse_document(&v, kind, true)?;
+    Ok((p, Some(strict)))
+}
+
 /// Parses a policy document already decoded as JSON.
 pub fn parse_value(v: &Value, kind: PolicyKind) -> Result<Policy, PolicyError> {
+    parse_document(v, kind, false)
+}
+
+/// `stored`: accept what an older p11kms accepted (see [`parse_stored_policy`]).
+fn parse_document(v: &Value, kind: PolicyKind, stored: bool) -> Result<Policy, PolicyError> {
     let doc = v
         .as_object()
         .ok_or_else(|| malformed("policy", "the document must be a JSON object"))?;
@@ -101,7 +126,7 @@ pub fn parse_value(v: &Value, kind: PolicyKind) -> Result<Policy, PolicyError> {
     let statements = raw
         .into_iter()
         .enumerate()
-        .map(|(i, s)| statement(i, s, kind))
+        .map(|(i, s)| statement(i, s, kind, stored))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Policy {
         statements,
@@ -109,7 +134,12 @@ pub fn parse_value(v: &Value, kind: PolicyKind) -> Result<Policy, PolicyError> {
     })
 }
 
-fn statement(index: usize, v: &Value, kind: PolicyKind) -> Result<Statement, PolicyError> {
+fn statement(
+    index: usize,
+    v: &Value,
+    kind: PolicyKind,
+    stored: bool,
+) -> Result<Statement, PolicyError> {
     let mut loc = format!("Statement[{index}]");
     let s = v
         .as_object()
@@ -164,11 +194,13 @@ fn statement(index: usize, v: &Value, kind: PolicyKind) -> Result<Statement, Pol
                 return Err(malformed(loc, "has both Principal and NotPrincipal"))
             }
             (Some(p), None) => {
-                PrincipalClause::Principal(principals(&format!("{loc}.Principal"), p)?)
+                PrincipalClause::Principal(principals(&format!("{loc}.Principal"), p, stored)?)
             }
-            (None, Some(p)) => {
-                PrincipalClause::NotPrincipal(principals(&format!("{loc}.NotPrincipal"), p)?)
-            }
+            (None, Some(p)) => PrincipalClause::NotPrincipal(principals(
+                &format!("{loc}.NotPrincipal"),
+                p,
+                stored,
+            )?),
             (None, None) => {
                 return Err(malformed(
                     format!("{loc}.Principal"),
@@ -275,7 +307,7 @@ fn matcher(
     Ok(Matcher { negated, patterns })
 }
 
-fn principals(loc: &str, v: &Value) -> Result<PrincipalSet, PolicyError> {
+fn principals(loc: &str, v: &Value, stored: bool) -> Result<PrincipalSet, PolicyError> {
     let mut set = PrincipalSet::default();
     match v {
         Value::String(s) if s == "*" => set.any = true,
@@ -290,7 +322,7 @@ fn principals(loc: &str, v: &Value) -> Result<PrincipalSet, PolicyError> {
                                 set.any = true;
                             } else if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
                                 set.accounts.push(p);
-                            } else if p.contains(['*', '?']) {
+                            } else if p.contains(['*', '?']) && !stored {
                                 // AWS: a wildcard cannot match part of a principal. Such a
                                 // statement would never match, so a Deny written that way
                                 // would silently do nothing.
@@ -505,6 +537,34 @@ mod tests {
             parse_policy(&" ".repeat(MAX_POLICY_BYTES + 1), PolicyKind::Key),
             Err(PolicyError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_stored_document_an_older_version_accepted_is_read_as_then() {
+        let dup = r#"{"Statement":[{"Effect":"Deny","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#;
+        assert!(parse_policy(dup, PolicyKind::Key).is_err());
+        let (p, problem) = parse_stored_policy(dup, PolicyKind::Key).unwrap();
+        assert_eq!(
+            p.statements[0].effect,
+            Effect::Allow,
+            "the last value, as serde_json read it"
+        );
+        assert!(matches!(problem, Some(PolicyError::Json(m)) if m.contains("duplicate key")));
+        let wild = r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"arn:aws:iam::111122223333:role/c-*"},"Action":"kms:*","Resource":"*"}]}"#;
+        let (p, problem) = parse_stored_policy(wild, PolicyKind::Key).unwrap();
+        assert!(problem.is_some());
+        let PrincipalClause::Principal(set) = &p.statements[0].principal else {
+            panic!()
+        };
+        assert_eq!(set.arns, ["arn:aws:iam::111122223333:role/c-*"]);
+        // What never parsed still does not.
+        assert!(parse_stored_policy(r#"{"Statement":[]}"#, PolicyKind::Key).is_err());
+        let (_, none) = parse_stored_policy(
+            r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}"#,
+            PolicyKind::Key,
+        )
+        .unwrap();
+        assert!(none.is_none());
     }
 
     #[test]

@@ -442,3 +442,82 @@ fn encryption_context_keys_that_differ_only_in_case_are_all_seen_by_policies() {
     );
     assert!(decide_with(&conditional, &[], &[], &just_a).is_allowed());
 }
+
+#[test]
+fn set_qualifiers_and_variables_on_keys_that_differ_only_in_case_cannot_be_steered() {
+    let both: BTreeMap<String, String> = [
+        ("TENANT".to_owned(), "B".to_owned()),
+        ("tenant".to_owned(), "A".to_owned()),
+    ]
+    .into();
+    let only_a: BTreeMap<String, String> = [("tenant".to_owned(), "A".to_owned())].into();
+    let statement = |effect: &str, cond: serde_json::Value| json!({"Effect": effect, "Principal": {"AWS": "arn:aws:iam::111122223333:role/App"}, "Action": "kms:Decrypt", "Resource": "*", "Condition": cond});
+    let allow_any = parse_value(
+        &json!({"Version": "2012-10-17", "Statement": [statement("Allow", json!({"ForAnyValue:StringEquals": {"kms:EncryptionContext:tenant": "A"}}))]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    assert!(!decide_with(
+        &allow_any,
+        &[],
+        &[],
+        &app_with_context("kms:Decrypt", both.clone())
+    )
+    .is_allowed());
+    assert!(decide_with(
+        &allow_any,
+        &[],
+        &[],
+        &app_with_context("kms:Decrypt", only_a.clone())
+    )
+    .is_allowed());
+    let deny_unless_a = parse_value(
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/App"}, "Action": "kms:Decrypt", "Resource": "*"},
+            statement("Deny", json!({"ForAllValues:StringNotEquals": {"kms:EncryptionContext:tenant": "A"}}))]}),
+        PolicyKind::Key,
+    )
+    .unwrap();
+    assert_eq!(
+        decide_with(
+            &deny_unless_a,
+            &[],
+            &[],
+            &app_with_context("kms:Decrypt", both.clone())
+        )
+        .decision,
+        DecisionKind::ExplicitDeny
+    );
+    assert!(decide_with(
+        &deny_unless_a,
+        &[],
+        &[],
+        &app_with_context("kms:Decrypt", only_a.clone())
+    )
+    .is_allowed());
+    // A variable naming a folded key: an Allow does not take it, a Deny does.
+    let by_variable = |effect: &str| {
+        let mut st = vec![statement(
+            effect,
+            json!({"StringNotEquals": {"aws:PrincipalTag/tenant": "${kms:EncryptionContext:tenant}"}}),
+        )];
+        if effect == "Deny" {
+            st.insert(0, json!({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/App"}, "Action": "kms:Decrypt", "Resource": "*"}));
+        }
+        parse_value(
+            &json!({"Version": "2012-10-17", "Statement": st}),
+            PolicyKind::Key,
+        )
+        .unwrap()
+    };
+    let mut tagged = app_with_context("kms:Decrypt", both);
+    tagged.set_one("aws:PrincipalTag/tenant", "C");
+    assert!(!decide_with(&by_variable("Allow"), &[], &[], &tagged).is_allowed());
+    assert_eq!(
+        decide_with(&by_variable("Deny"), &[], &[], &tagged).decision,
+        DecisionKind::ExplicitDeny
+    );
+    let mut plain = app_with_context("kms:Decrypt", only_a);
+    plain.set_one("aws:PrincipalTag/tenant", "A");
+    assert!(decide_with(&by_variable("Deny"), &[], &[], &plain).is_allowed());
+}

@@ -27,6 +27,27 @@ pub(super) fn substitute(s: &str, ctx: &RequestContext) -> Option<String> {
     Some(out)
 }
 
+/// Does `s` hold a variable naming a key that request keys differing only in case
+/// folded onto (see `RequestContext::add`)?
+pub(super) fn names_folded_key(s: &str, ctx: &RequestContext) -> bool {
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let Some(after) = rest.get(start + 2..) else {
+            return false;
+        };
+        let Some(end) = after.find('}') else {
+            return false;
+        };
+        let body = after.get(..end).unwrap_or_default();
+        let name = body.split_once(',').map_or(body, |(n, _)| n).trim();
+        if ctx.is_folded(&name.to_ascii_lowercase()) {
+            return true;
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    false
+}
+
 fn resolve(body: &str, ctx: &RequestContext) -> Option<String> {
     match body {
         "*" => return Some("*".into()),

@@ -108,17 +108,17 @@ impl AliasCache {
             .invalidate();
     }
 
-    /// Forgets every alias that points at `key` (it was destroyed).
-    pub(crate) fn forget_key(&self, key: KeyId) {
+    /// Forgets every alias (a key was destroyed). Every slot is emptied, not only those
+    /// naming the key: a lookup already under way may be about to fill one with it.
+    /// Destruction is rare; the aliases are read again on their next use.
+    pub(crate) fn forget_all(&self) {
         for slot in self
             .0
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .values_mut()
         {
-            if slot.get().is_ok_and(|id| *id == key) {
-                slot.invalidate();
-            }
+            slot.invalidate();
         }
     }
 }
@@ -473,8 +473,8 @@ mod tests {
         let ticket = cache.get(&account, "alias/a").unwrap_err();
         cache.fill(&account, "alias/a", ticket, key);
         assert_eq!(cache.get(&account, "alias/a").unwrap(), key);
-        // Destroying the key forgets every alias that points at it.
-        cache.forget_key(key);
+        // Destroying a key forgets every alias.
+        cache.forget_all();
         assert!(cache.get(&account, "alias/a").is_err());
     }
 }

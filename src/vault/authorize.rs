@@ -175,6 +175,11 @@ impl Vault {
         let principal: Principal = end.parse().map_err(|e| {
             KmsError::validation(format!("the on-behalf-of principal is invalid: {e}"))
         })?;
+        if principal.partition() != &self.settings.partition {
+            return Err(KmsError::AccessDenied(format!(
+                "{transport} may not act for {principal}, a principal of another partition"
+            )));
+        }
         // A relay holds its own certificate, not the end caller's: scope what it can
         // claim, so that one compromised service cannot speak for every account, and
         // never for a root, which holds every permission of its account.
@@ -209,12 +214,27 @@ impl Vault {
         for (name, doc) in docs {
             // Stored documents were validated when put; one that no longer parses is
             // refused outright (fail closed: skipping it could skip a Deny).
-            let p = authz::parse_policy(&doc, PolicyKind::Identity).map_err(|e| {
+            let (p, problem) = authz::parse_stored_policy(&doc, PolicyKind::Identity).map_err(|e| {
                 error!(principal = arn, policy = %name, error = %e, "stored identity policy does not parse");
                 KmsError::internal(e)
             })?;
+            if let Some(e) = problem {
+                tracing::warn!(principal = arn, policy = %name, problem = %e, "the stored identity policy would be refused today; replace it");
+            }
             policies.push((name, p));
         }
+        // Tags stored before IAM's character rules were enforced could hold `*` or `?`,
+        // which `${aws:PrincipalTag/…}` would turn into wildcards: leave them out.
+        let tags = tags
+            .into_iter()
+            .filter(|(k, v)| {
+                let ok = super::principal_policy::check_tag(k, v).is_ok();
+                if !ok {
+                    tracing::warn!(principal = arn, tag = %k, "a stored principal tag breaks IAM's rules and is ignored; remove it");
+                }
+                ok
+            })
+            .collect();
         let data = Arc::new(PrincipalData { policies, tags });
         self.principals.fill(arn, ticket, Arc::clone(&data));
         Ok(data)

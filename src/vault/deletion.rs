@@ -151,7 +151,7 @@ impl Vault {
         self.store_call(move |s| s.finish_destruction(&id, now))
             .await?;
         self.keys.remove(&id);
-        self.aliases.forget_key(id);
+        self.aliases.forget_all();
         tracing::info!(key_id = %id, "key destroyed: material gone from the HSM");
         Ok(true)
     }

@@ -86,12 +86,23 @@ pub(crate) fn default_key_policy(partition: &Partition, account: &AccountId) -> 
 }
 
 /// Parses a stored key policy. Stored policies were validated when put; one that no
-/// longer parses allows nothing (fail closed) and is logged.
+/// longer parses allows nothing (fail closed) and is logged. One an older p11kms
+/// accepted but a new write would refuse is read as it was then, and logged.
 fn parse_stored(text: &str, key_id: &KeyId) -> Policy {
-    authz::parse_policy(text, PolicyKind::Key).unwrap_or_else(|e| {
-        tracing::error!(key_id = %key_id, error = %e, "stored key policy does not parse; the key allows nothing");
-        Policy { statements: Vec::new(), variables: true }
-    })
+    match authz::parse_stored_policy(text, PolicyKind::Key) {
+        Ok((p, None)) => p,
+        Ok((p, Some(e))) => {
+            tracing::warn!(key_id = %key_id, problem = %e, "the stored key policy would be refused today; replace it with PutKeyPolicy");
+            p
+        }
+        Err(e) => {
+            tracing::error!(key_id = %key_id, error = %e, "stored key policy does not parse; the key allows nothing");
+            Policy {
+                statements: Vec::new(),
+                variables: true,
+            }
+        }
+    }
 }
 
 impl KeyEntry {

@@ -151,6 +151,9 @@ impl Vault {
         // Rotation changes need an enabled key, as cryptographic operations do.
         key.check_usable(&arn)?;
         let _one_at_a_time = key.lock_writes().await;
+        // Again under the lock: a DisableKey or ScheduleKeyDeletion may have landed
+        // while this request waited for it.
+        key.check_usable(&arn)?;
         let on_demand = key
             .rotations()
             .iter()

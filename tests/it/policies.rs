@@ -408,6 +408,19 @@ async fn via_service_only_through_a_trusted_service() {
         "AccessDeniedException",
     );
     assert!(st.message().contains("account root"), "{}", st.message());
+    let st = assert_kms_error(
+        svc.encrypt(on_behalf(
+            encrypt_req(&key.key_id, b"x", &[]),
+            &format!("arn:aws-us-gov:iam::{ACCOUNT}:role/App"),
+        ))
+        .await,
+        "AccessDeniedException",
+    );
+    assert!(
+        st.message().contains("another partition"),
+        "{}",
+        st.message()
+    );
     let partner = role(OTHER_ACCOUNT, "Partner");
     let mut owner = d.admin().await;
     put_key_policy(

@@ -29,6 +29,7 @@ pub(super) fn holds(c: &Condition, ctx: &RequestContext, variables: bool, effect
     // A variable naming such a key resolves to nothing, and which way a null value
     // falls would be the caller's choice: the statement then holds for a Deny only.
     if variables
+        && ctx.has_folded()
         && c.operator.takes_variables()
         && c.values.iter().any(|v| names_folded_key(v, ctx))
     {

@@ -121,7 +121,13 @@ impl RequestContext {
     /// True when `lower_key` holds several values folded from request keys that differ
     /// only in case.
     pub fn is_folded(&self, lower_key: &str) -> bool {
-        self.folded.contains(lower_key)
+        // Almost every request has none: skip hashing the key.
+        !self.folded.is_empty() && self.folded.contains(lower_key)
+    }
+
+    /// True when any key holds values folded from request keys that differ only in case.
+    pub fn has_folded(&self) -> bool {
+        !self.folded.is_empty()
     }
 
     /// A key's value; `key` must already be lower-case (policies are lowered at parse).

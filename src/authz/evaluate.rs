@@ -69,7 +69,7 @@ fn resource_matches(
 ) -> bool {
     let hit = m.patterns.iter().any(|p| {
         if variables && p.contains("${") {
-            if names_folded_key(p, ctx) {
+            if ctx.has_folded() && names_folded_key(p, ctx) {
                 return (effect == Effect::Deny) != m.negated;
             }
             substitute(p, ctx).is_some_and(|p| arn_like(&p, resource))

@@ -201,14 +201,7 @@ async fn concurrent_put_key_policy_calls_leave_the_shown_and_enforced_policy_as_
         );
         memory.push((text, denied));
     }
-    d.stop();
-
-    let d = Daemon::start(&dir);
-    let mut c = d.admin().await;
-    for (id, before) in keys.iter().zip(&memory) {
-        let stored = policy_seen(&mut c, id).await;
-        assert_eq!(&stored, before, "{id}: store (left), memory (right)");
-    }
+    same_policies_after_restart(d, &dir, &keys, &memory).await;
 }
 
 /// A client that gives up on PutKeyPolicy part-way (a short deadline drops the
@@ -247,10 +240,21 @@ async fn a_put_key_policy_abandoned_by_its_client_leaves_memory_as_the_store_is(
     for id in &keys {
         memory.push(policy_seen(&mut c, id).await);
     }
+    same_policies_after_restart(d, &dir, &keys, &memory).await;
+}
+
+/// Restarts the daemon on `dir` and asserts that each key shows and enforces the
+/// policy the running daemon did (`memory`): the store holds what memory held.
+async fn same_policies_after_restart(
+    d: Daemon,
+    dir: &TestDir,
+    keys: &[String],
+    memory: &[(String, bool)],
+) {
     d.stop();
-    let d = Daemon::start(&dir);
+    let d = Daemon::start(dir);
     let mut c = d.admin().await;
-    for (id, before) in keys.iter().zip(&memory) {
+    for (id, before) in keys.iter().zip(memory) {
         let stored = policy_seen(&mut c, id).await;
         assert_eq!(&stored, before, "{id}: store (left), memory (right)");
     }

@@ -76,6 +76,11 @@ pub struct TlsSection {
     /// CRLs (PEM) of revoked client certificates: one file or a list. Re-read on SIGHUP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_crl: Option<PathList>,
+    /// Seconds a client connection may live before the server asks it to reconnect
+    /// (HTTP/2 GOAWAY; in-flight calls finish). Bounds how long a revoked certificate
+    /// keeps a connection it opened before the revocation. 3600 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_age_secs: Option<u64>,
 }
 
 /// A field that takes one path or a list of paths: `f = "a.pem"` or `f = ["a.pem", "b.pem"]`.
@@ -200,6 +205,8 @@ pub struct Config {
     pub tls_client_ca: PathBuf,
     /// Client CRL files; empty when revocation is not checked.
     pub tls_client_crl: Vec<PathBuf>,
+    /// How long a client connection may live before it must reconnect.
+    pub max_connection_age: std::time::Duration,
     /// PKCS#11 module path.
     pub module: PathBuf,
     /// Which token.
@@ -336,6 +343,13 @@ impl Config {
             Some(l) => l.paths().iter().map(|p| abs(p)).collect(),
             None => Vec::new(),
         };
+        let max_connection_age = f.tls.max_connection_age_secs.unwrap_or(3600);
+        if !(1..=604_800).contains(&max_connection_age) {
+            return Err(invalid(
+                "tls.max_connection_age_secs",
+                "must be between 1 and 604800 (a week)",
+            ));
+        }
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -382,6 +396,7 @@ impl Config {
             tls_key: abs(&f.tls.key),
             tls_client_ca: abs(&f.tls.client_ca),
             tls_client_crl,
+            max_connection_age: std::time::Duration::from_secs(max_connection_age),
             module: abs(&f.hsm.module),
             token,
             pin,

@@ -66,6 +66,7 @@ pub struct Prepared {
     module: Module,
     tls: Arc<rustls::ServerConfig>,
     tls_files: api::TlsFiles,
+    max_connection_age: std::time::Duration,
     listener: std::net::TcpListener,
 }
 
@@ -143,6 +144,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         module,
         tls,
         tls_files,
+        max_connection_age: config.max_connection_age,
         listener,
     })
 }
@@ -172,7 +174,14 @@ impl Prepared {
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
         let (tls_tx, tls_rx) = watch::channel(self.tls);
         let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx));
-        let served = api::serve(listener, self.vault, tls_rx, shutdown).await;
+        let served = api::serve(
+            listener,
+            self.vault,
+            tls_rx,
+            self.max_connection_age,
+            shutdown,
+        )
+        .await;
         reloader.abort();
         sweeper.abort();
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must

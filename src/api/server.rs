@@ -33,6 +33,7 @@ pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+    max_connection_age: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
@@ -73,6 +74,9 @@ pub async fn serve(
         // Bounds on what one client can hold open; the HSM pool's queue bounds the rest.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        // A connection is authenticated once, at its handshake: ageing connections out
+        // makes every client pass the current CRLs again now and then.
+        .max_connection_age(max_connection_age)
         .add_service(KeyManagementServiceServer::new(KmsService::new(vault)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
         .await;

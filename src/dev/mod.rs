@@ -163,6 +163,7 @@ impl DevDir {
                     key: "server.key".into(),
                     client_ca: "ca.pem".into(),
                     client_crl: None,
+                    max_connection_age_secs: None,
                 },
                 hsm: HsmSection {
                     module,

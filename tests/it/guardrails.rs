@@ -246,7 +246,8 @@ async fn algorithm_and_same_key_condition_keys_are_set() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_id_principal_means_the_root_in_the_configured_partition() {
     let dir = TestDir::new();
-    dir.prepare().set_top_level("partition = \"aws-us-gov\"");
+    dir.prepare()
+        .edit_config(|c| drop(c.insert("partition".into(), "aws-us-gov".into())));
     let d = Daemon::start(&dir);
     let root = format!("arn:aws-us-gov:iam::{ACCOUNT}:root");
     let mut admin = d.connect_dir(&identity_for(dir.path(), Some(&root))).await;

@@ -47,15 +47,6 @@ impl TestDir {
         self
     }
 
-    /// Puts top-level TOML lines (e.g. `partition = "…"`) before the first table of the
-    /// generated configuration.
-    pub fn set_top_level(&self, toml: &str) {
-        let path = self.dev().config_path();
-        let text = fs::read_to_string(&path).unwrap();
-        let at = text.find("\n[").map_or(text.len(), |i| i + 1);
-        fs::write(path, format!("{}{toml}\n{}", &text[..at], &text[at..])).unwrap();
-    }
-
     /// Appends TOML to the generated configuration.
     pub fn append_config(&self, toml: &str) {
         let path = self.dev().config_path();

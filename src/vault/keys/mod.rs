@@ -1,5 +1,6 @@
-//! Finding keys (key id or key ARN → cached entry), their state checks, and the AES-GCM
-//! IV budget of each material version (docs/DESIGN.md, "IV budget").
+//! Finding keys (key id, key ARN or alias → cached entry), their state checks, and the
+//! one write path that keeps a key's record in memory as the store holds it. The IV
+//! budget of each material version is in `iv_budget`.
 //!
 //! The vault is the only writer of key metadata, so a process-wide cache of key entries
 //! stays coherent; a multi-replica store will need invalidation here.
@@ -7,26 +8,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::SystemTime;
 
-use tracing::info;
+mod iv_budget;
 
 use super::slot::Slot;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{self, Policy, PolicyKind};
 use crate::domain::{
-    AccountId, KeyArn, KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin,
-    Partition, RotationType,
+    AccountId, KeyArn, KeyId, KeyMetadata, KeyRef, KeyRefError, KeySpec, KeyState, KeyUsage,
+    MaterialVersion, Origin, Partition, RotationType,
 };
 use crate::hsm::MaterialRef;
-use crate::store::{KeyRecord, MaterialRecord};
-
-/// GCM invocations reserved in the store at a time: one store write per 65,536
-/// encryptions, and at most that many IVs skipped by a crash.
-const RESERVATION_BLOCK: u64 = 1 << 16;
-
-/// AWS's limit on the KeyId parameter.
-const MAX_KEY_ID_LEN: usize = 2048;
+use crate::store::KeyRecord;
 
 /// A key in memory: its record and its IV budget.
 pub(crate) struct KeyEntry {
@@ -312,17 +305,6 @@ impl KeyEntry {
             ))),
         }
     }
-
-    /// Fast path: one invocation from the current reservation.
-    fn try_take(&self) -> Option<MaterialVersion> {
-        let mut s = self.lock();
-        if s.used < s.reserved {
-            s.used += 1;
-            Some(s.record.current_version)
-        } else {
-            None
-        }
-    }
 }
 
 /// The process-wide cache of key entries.
@@ -360,69 +342,6 @@ impl KeyCache {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(entry.key_id).or_insert_with(|| Arc::new(entry)))
     }
-
-    /// First reservation of a new key's first material.
-    pub(crate) fn first_reservation(&self) -> u64 {
-        RESERVATION_BLOCK.min(self.max_per_material)
-    }
-}
-
-/// How a KeyId parameter names a key.
-enum KeyRef {
-    Id(KeyId),
-    Arn(KeyArn),
-    /// `alias/…` of the caller's account.
-    Alias(String),
-    /// `arn:…:alias/…`: partition, region, account, name.
-    AliasArn(String, String, AccountId, String),
-}
-
-fn parse_key_ref(s: &str) -> Result<KeyRef, KmsError> {
-    if s.is_empty() {
-        return Err(KmsError::validation("KeyId is required"));
-    }
-    if s.chars().count() > MAX_KEY_ID_LEN {
-        return Err(KmsError::validation(format!(
-            "KeyId must be at most {MAX_KEY_ID_LEN} characters"
-        )));
-    }
-    if s.starts_with("alias/") {
-        return Ok(KeyRef::Alias(s.to_owned()));
-    }
-    if s.starts_with("arn:") && s.contains(":alias/") {
-        return parse_alias_arn(s).ok_or_else(|| KmsError::NotFound(format!("Invalid arn: {s:?}")));
-    }
-    if s.starts_with("arn:") {
-        return s
-            .parse()
-            .map(KeyRef::Arn)
-            .map_err(|e| KmsError::NotFound(format!("Invalid arn: {e}")));
-    }
-    s.parse()
-        .map(KeyRef::Id)
-        .map_err(|e| KmsError::NotFound(format!("Invalid keyId: {e}")))
-}
-
-/// `arn:<partition>:kms:<region>:<account>:alias/<name>`.
-fn parse_alias_arn(s: &str) -> Option<KeyRef> {
-    let mut parts = s.splitn(6, ':');
-    let (arn, partition, service, region, account, resource) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if arn != "arn" || service != "kms" || !resource.starts_with("alias/") {
-        return None;
-    }
-    Some(KeyRef::AliasArn(
-        partition.to_owned(),
-        region.to_owned(),
-        account.parse().ok()?,
-        resource.to_owned(),
-    ))
 }
 
 impl Vault {
@@ -531,7 +450,11 @@ impl Vault {
         caller: &Caller,
         key_id: &str,
     ) -> Result<Arc<KeyEntry>, KmsError> {
-        let (id, account) = match parse_key_ref(key_id)? {
+        let key_ref: KeyRef = key_id.parse().map_err(|e| match e {
+            KeyRefError::Empty | KeyRefError::TooLong => KmsError::validation(e.to_string()),
+            _ => KmsError::NotFound(e.to_string()),
+        })?;
+        let (id, account) = match key_ref {
             KeyRef::Id(id) => (id, caller.principal.account().clone()),
             KeyRef::Arn(arn) => {
                 if arn.partition != self.settings.partition || arn.region != self.settings.region {
@@ -543,7 +466,12 @@ impl Vault {
                 let account = caller.principal.account().clone();
                 (self.key_of_alias(&account, &name).await?, account)
             }
-            KeyRef::AliasArn(partition, region, account, name) => {
+            KeyRef::AliasArn {
+                partition,
+                region,
+                account,
+                name,
+            } => {
                 if partition != self.settings.partition.as_str()
                     || region != self.settings.region.as_str()
                 {
@@ -575,108 +503,6 @@ impl Vault {
     /// The ARN of a cached key.
     pub(crate) fn arn_of(&self, key: &KeyEntry) -> KeyArn {
         self.arn(key.account(), key.key_id())
-    }
-
-    /// One GCM invocation of the key's current material. Reserves a new block in the
-    /// store when the reservation is spent, and makes new material (HSM object first,
-    /// then metadata) when the version has had its maximum.
-    pub(crate) async fn take_invocation(
-        &self,
-        key: &KeyEntry,
-    ) -> Result<MaterialVersion, KmsError> {
-        loop {
-            if let Some(v) = key.try_take() {
-                return Ok(v);
-            }
-            let _refill = key.writes.lock().await;
-            if let Some(v) = key.try_take() {
-                return Ok(v);
-            }
-            let (version, reserved) = {
-                let s = key.lock();
-                (s.record.current_version, s.reserved)
-            };
-            let max = self.keys.max_per_material;
-            if reserved < max {
-                let next = reserved.saturating_add(RESERVATION_BLOCK).min(max);
-                let id = key.key_id;
-                self.store_call(move |s| s.reserve_invocations(&id, version, next))
-                    .await?;
-                let mut s = key.lock();
-                s.reserved = next;
-                if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version) {
-                    m.reserved_invocations = next;
-                }
-            } else {
-                self.new_material(key, version, None).await?;
-            }
-        }
-    }
-
-    /// Makes material version `exhausted + 1` the current one: because `exhausted` spent
-    /// its IV budget (`rotation` None), or as a rotation, which may also move the key's
-    /// next automatic rotation (in the same store transaction). Returns the version.
-    pub(crate) async fn new_material(
-        &self,
-        key: &KeyEntry,
-        exhausted: MaterialVersion,
-        rotation: Option<(RotationType, Option<SystemTime>)>,
-    ) -> Result<MaterialVersion, KmsError> {
-        let next = exhausted
-            .0
-            .checked_add(1)
-            .map(MaterialVersion)
-            .ok_or_else(|| {
-                KmsError::LimitExceeded("this key has no material versions left".into())
-            })?;
-        let id = key.key_id;
-        // A request cancelled after the store recorded `next` but before memory did
-        // leaves the store ahead: adopt what it holds (counting its whole reservation as
-        // used) instead of making the material again. Only an unrecorded object is ever
-        // replaced by create_material.
-        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
-            if stored.current_version >= next {
-                let reserved = stored
-                    .current()
-                    .map(|m| m.reserved_invocations)
-                    .unwrap_or(0);
-                let mut s = key.lock();
-                s.record.current_version = stored.current_version;
-                s.record.versions = stored.versions;
-                s.record.rotation = stored.rotation;
-                s.used = reserved;
-                s.reserved = reserved;
-                return Ok(stored.current_version);
-            }
-        }
-        self.hsm.create_material(key.material_ref(next)).await?;
-        let m = MaterialRecord {
-            version: next,
-            created: self.settings.clock.now(),
-            reserved_invocations: self.keys.first_reservation(),
-            rotation: rotation.map(|(t, _)| t),
-        };
-        let stored = m.clone();
-        let next_rotation = rotation.and_then(|(_, n)| n);
-        self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
-            .await?;
-        match rotation {
-            None => {
-                info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material")
-            }
-            Some((t, _)) => {
-                info!(key_id = %id, version = next.0, rotation = t.as_str(), "key rotated: new material")
-            }
-        }
-        let mut s = key.lock();
-        s.record.current_version = next;
-        s.record.versions.push(m);
-        s.used = 0;
-        s.reserved = self.keys.first_reservation();
-        if let (Some(r), Some((_, Some(next)))) = (s.record.rotation.as_mut(), rotation) {
-            r.next = next;
-        }
-        Ok(next)
     }
 }
 

@@ -1,0 +1,141 @@
+//! The AES-GCM IV budget of each material version (docs/DESIGN.md, "IV budget"): every
+//! encryption takes one invocation from a reservation committed in the store first, and
+//! a version that has had its maximum is replaced by new material (HSM object first,
+//! then metadata).
+
+use std::time::SystemTime;
+
+use tracing::info;
+
+use super::{KeyCache, KeyEntry};
+use crate::domain::{MaterialVersion, RotationType};
+use crate::store::MaterialRecord;
+use crate::vault::{KmsError, Vault};
+
+/// GCM invocations reserved in the store at a time: one store write per 65,536
+/// encryptions, and at most that many IVs skipped by a crash.
+const RESERVATION_BLOCK: u64 = 1 << 16;
+
+impl KeyEntry {
+    /// Fast path: one invocation from the current reservation.
+    fn try_take(&self) -> Option<MaterialVersion> {
+        let mut s = self.lock();
+        if s.used < s.reserved {
+            s.used += 1;
+            Some(s.record.current_version)
+        } else {
+            None
+        }
+    }
+}
+
+impl KeyCache {
+    /// First reservation of a new key's first material.
+    pub(crate) fn first_reservation(&self) -> u64 {
+        RESERVATION_BLOCK.min(self.max_per_material)
+    }
+}
+
+impl Vault {
+    /// One GCM invocation of the key's current material. Reserves a new block in the
+    /// store when the reservation is spent, and makes new material (HSM object first,
+    /// then metadata) when the version has had its maximum.
+    pub(crate) async fn take_invocation(
+        &self,
+        key: &KeyEntry,
+    ) -> Result<MaterialVersion, KmsError> {
+        loop {
+            if let Some(v) = key.try_take() {
+                return Ok(v);
+            }
+            let _refill = key.writes.lock().await;
+            if let Some(v) = key.try_take() {
+                return Ok(v);
+            }
+            let (version, reserved) = {
+                let s = key.lock();
+                (s.record.current_version, s.reserved)
+            };
+            let max = self.keys.max_per_material;
+            if reserved < max {
+                let next = reserved.saturating_add(RESERVATION_BLOCK).min(max);
+                let id = key.key_id;
+                self.store_call(move |s| s.reserve_invocations(&id, version, next))
+                    .await?;
+                let mut s = key.lock();
+                s.reserved = next;
+                if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version) {
+                    m.reserved_invocations = next;
+                }
+            } else {
+                self.new_material(key, version, None).await?;
+            }
+        }
+    }
+
+    /// Makes material version `exhausted + 1` the current one: because `exhausted` spent
+    /// its IV budget (`rotation` None), or as a rotation, which may also move the key's
+    /// next automatic rotation (in the same store transaction). Returns the version.
+    pub(crate) async fn new_material(
+        &self,
+        key: &KeyEntry,
+        exhausted: MaterialVersion,
+        rotation: Option<(RotationType, Option<SystemTime>)>,
+    ) -> Result<MaterialVersion, KmsError> {
+        let next = exhausted
+            .0
+            .checked_add(1)
+            .map(MaterialVersion)
+            .ok_or_else(|| {
+                KmsError::LimitExceeded("this key has no material versions left".into())
+            })?;
+        let id = key.key_id;
+        // A request cancelled after the store recorded `next` but before memory did
+        // leaves the store ahead: adopt what it holds (counting its whole reservation as
+        // used) instead of making the material again. Only an unrecorded object is ever
+        // replaced by create_material.
+        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
+            if stored.current_version >= next {
+                let reserved = stored
+                    .current()
+                    .map(|m| m.reserved_invocations)
+                    .unwrap_or(0);
+                let mut s = key.lock();
+                s.record.current_version = stored.current_version;
+                s.record.versions = stored.versions;
+                s.record.rotation = stored.rotation;
+                s.used = reserved;
+                s.reserved = reserved;
+                return Ok(stored.current_version);
+            }
+        }
+        self.hsm.create_material(key.material_ref(next)).await?;
+        let m = MaterialRecord {
+            version: next,
+            created: self.settings.clock.now(),
+            reserved_invocations: self.keys.first_reservation(),
+            rotation: rotation.map(|(t, _)| t),
+        };
+        let stored = m.clone();
+        let next_rotation = rotation.and_then(|(_, n)| n);
+        self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
+            .await?;
+        match rotation {
+            None => {
+                info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material")
+            }
+            Some((t, _)) => {
+                info!(key_id = %id, version = next.0, rotation = t.as_str(), "key rotated: new material")
+            }
+        }
+        let mut s = key.lock();
+        s.record.current_version = next;
+        s.record.versions.push(m);
+        s.used = 0;
+        s.reserved = self.keys.first_reservation();
+        if let (Some(r), Some((_, Some(next)))) = (s.record.rotation.as_mut(), rotation) {
+            r.next = next;
+        }
+        Ok(next)
+    }
+}

@@ -25,6 +25,12 @@ pub(super) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
 }
 
 pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
+    let (key_manager, multi_region) = (m.key_manager().as_str().into(), m.multi_region());
+    let encryption_algorithms = m
+        .encryption_algorithms()
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
     proto::KeyMetadata {
         aws_account_id: m.account.to_string(),
         key_id: m.key_id.to_string(),
@@ -36,10 +42,10 @@ pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
         key_state: m.key_state.as_str().into(),
         deletion_date: m.deletion_date.map(timestamp),
         origin: m.origin.as_str().into(),
-        key_manager: "CUSTOMER".into(),
+        key_manager,
         key_spec: m.key_spec.as_str().into(),
-        encryption_algorithms: vec!["SYMMETRIC_DEFAULT".into()],
-        multi_region: false,
+        encryption_algorithms,
+        multi_region,
     }
 }
 
@@ -56,13 +62,13 @@ pub(super) fn grant_page(page: GrantPage) -> proto::ListGrantsResponse {
     let grants = page
         .grants
         .into_iter()
-        .map(|(g, arn)| proto::GrantListEntry {
-            key_id: arn.to_string(),
+        .map(|g| proto::GrantListEntry {
+            key_id: g.key_arn.to_string(),
             grant_id: g.grant_id,
             name: g.name,
             creation_date: Some(timestamp(g.creation_date)),
-            grantee_principal: g.grantee,
-            retiring_principal: g.retiring.unwrap_or_default(),
+            grantee_principal: g.grantee_principal,
+            retiring_principal: g.retiring_principal.unwrap_or_default(),
             issuing_account: g.issuing_account,
             operations: g.operations,
             constraints: g.constraints.map(|c| proto::GrantConstraints {

@@ -18,10 +18,9 @@ use crate::domain::Plaintext;
 use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
     Caller, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError,
-    ListAliasesInput, ListKeysInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
+    ListAliasesInput, ListGrantsInput, ListKeyPoliciesInput, ListKeysInput,
+    ListRetirableGrantsInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
 };
-
-const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 
 /// The tonic service over a vault.
 pub(super) struct KmsService {
@@ -128,14 +127,6 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-fn algorithm(requested: &str) -> String {
-    if requested.is_empty() {
-        SYMMETRIC_DEFAULT.into()
-    } else {
-        requested.into()
-    }
-}
-
 #[tonic::async_trait]
 impl KeyManagementService for KmsService {
     async fn create_key(
@@ -220,12 +211,11 @@ impl KeyManagementService for KmsService {
                 grant_tokens: mem::take(&mut m.grant_tokens),
                 algorithm: mem::take(&mut m.encryption_algorithm),
             };
-            let alg = algorithm(&input.algorithm);
             let out = self.vault.encrypt(&caller, input).await?;
             Ok(proto::EncryptResponse {
                 ciphertext_blob: out.ciphertext_blob,
                 key_id: out.key_arn.to_string(),
-                encryption_algorithm: alg,
+                encryption_algorithm: out.encryption_algorithm.into(),
             })
         })
         .await
@@ -237,7 +227,6 @@ impl KeyManagementService for KmsService {
     ) -> Result<Response<proto::DecryptResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
         self.handle("Decrypt", &key_id, req, |caller, m| async move {
-            let alg = algorithm(&m.encryption_algorithm);
             let input = DecryptInput {
                 ciphertext_blob: m.ciphertext_blob,
                 context: context("EncryptionContext", m.encryption_context)?,
@@ -248,8 +237,8 @@ impl KeyManagementService for KmsService {
             let out = self.vault.decrypt(&caller, input).await?;
             Ok(proto::DecryptResponse {
                 key_id: out.key_arn.to_string(),
+                encryption_algorithm: out.encryption_algorithm.into(),
                 plaintext: out.plaintext.into_exposed_vec(),
-                encryption_algorithm: alg,
             })
         })
         .await
@@ -314,8 +303,6 @@ impl KeyManagementService for KmsService {
     ) -> Result<Response<proto::ReEncryptResponse>, Status> {
         let key_id = req.get_ref().destination_key_id.clone();
         self.handle("ReEncrypt", &key_id, req, |caller, m| async move {
-            let src_alg = algorithm(&m.source_encryption_algorithm);
-            let dst_alg = algorithm(&m.destination_encryption_algorithm);
             let input = ReEncryptInput {
                 ciphertext_blob: m.ciphertext_blob,
                 source_context: context("SourceEncryptionContext", m.source_encryption_context)?,
@@ -334,8 +321,8 @@ impl KeyManagementService for KmsService {
                 ciphertext_blob: out.ciphertext_blob,
                 source_key_id: out.source_key_arn.to_string(),
                 key_id: out.key_arn.to_string(),
-                source_encryption_algorithm: src_alg,
-                destination_encryption_algorithm: dst_alg,
+                source_encryption_algorithm: out.source_algorithm.into(),
+                destination_encryption_algorithm: out.destination_algorithm.into(),
             })
         })
         .await
@@ -401,14 +388,21 @@ impl KeyManagementService for KmsService {
     ) -> Result<Response<proto::ListKeyPoliciesResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
         self.handle("ListKeyPolicies", &key_id, req, |caller, m| async move {
-            let policy_names = self
+            let page = self
                 .vault
-                .list_key_policies(&caller, &m.key_id, m.limit, &m.marker)
+                .list_key_policies(
+                    &caller,
+                    ListKeyPoliciesInput {
+                        key_id: m.key_id,
+                        limit: m.limit,
+                        marker: m.marker,
+                    },
+                )
                 .await?;
             Ok(proto::ListKeyPoliciesResponse {
-                policy_names,
-                next_marker: String::new(),
-                truncated: false,
+                policy_names: page.policy_names,
+                truncated: page.next_marker.is_some(),
+                next_marker: page.next_marker.unwrap_or_default(),
             })
         })
         .await
@@ -556,11 +550,13 @@ impl KeyManagementService for KmsService {
                 .vault
                 .list_grants(
                     &caller,
-                    &m.key_id,
-                    m.limit,
-                    &m.marker,
-                    &m.grant_id,
-                    &m.grantee_principal,
+                    ListGrantsInput {
+                        key_id: m.key_id,
+                        limit: m.limit,
+                        marker: m.marker,
+                        grant_id: m.grant_id,
+                        grantee_principal: m.grantee_principal,
+                    },
                 )
                 .await?;
             Ok(grant_page(page))
@@ -575,7 +571,14 @@ impl KeyManagementService for KmsService {
         self.handle("ListRetirableGrants", "", req, |caller, m| async move {
             let page = self
                 .vault
-                .list_retirable_grants(&caller, &m.retiring_principal, m.limit, &m.marker)
+                .list_retirable_grants(
+                    &caller,
+                    ListRetirableGrantsInput {
+                        retiring_principal: m.retiring_principal,
+                        limit: m.limit,
+                        marker: m.marker,
+                    },
+                )
                 .await?;
             Ok(grant_page(page))
         })

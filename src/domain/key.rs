@@ -40,6 +40,23 @@ aws_enum!(
     }
 );
 
+impl KeySpec {
+    /// The EncryptionAlgorithms DescribeKey lists for a key of this spec.
+    pub fn encryption_algorithms(self) -> &'static [&'static str] {
+        match self {
+            Self::SymmetricDefault => &["SYMMETRIC_DEFAULT"],
+        }
+    }
+}
+
+aws_enum!(
+    /// Who manages a key. Every p11kms key is its owner's: there are no AWS managed keys.
+    KeyManager {
+        /// The account that created it.
+        Customer = "CUSTOMER"
+    }
+);
+
 aws_enum!(
     /// Where the key material came from.
     Origin {
@@ -109,5 +126,20 @@ impl KeyMetadata {
     /// AWS derives Enabled from the state.
     pub fn enabled(&self) -> bool {
         self.key_state == KeyState::Enabled
+    }
+
+    /// Who manages the key: always its owner (CUSTOMER).
+    pub fn key_manager(&self) -> KeyManager {
+        KeyManager::Customer
+    }
+
+    /// The encryption algorithms the key supports.
+    pub fn encryption_algorithms(&self) -> &'static [&'static str] {
+        self.key_spec.encryption_algorithms()
+    }
+
+    /// Multi-Region keys do not exist here.
+    pub fn multi_region(&self) -> bool {
+        false
     }
 }

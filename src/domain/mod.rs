@@ -9,6 +9,8 @@ mod secret;
 
 pub use context::{encode_pairs, EncryptionContext, MAX_CONTEXT_BYTES};
 pub use ids::{AccountId, KeyArn, KeyId, Partition, Region};
-pub use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType};
+pub use key::{
+    KeyManager, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
 pub use key_ref::{KeyRef, KeyRefError, MAX_KEY_ID_LEN};
 pub use secret::{Pin, Plaintext};

@@ -31,6 +31,8 @@ pub struct DecryptOutput {
     pub key_arn: KeyArn,
     /// The plaintext.
     pub plaintext: Plaintext,
+    /// The algorithm used (the default when the request named none).
+    pub encryption_algorithm: &'static str,
 }
 
 /// Checks CiphertextBlob's length as AWS does (1..6144 bytes).
@@ -51,7 +53,8 @@ impl Vault {
         input: DecryptInput,
     ) -> Result<DecryptOutput, KmsError> {
         self.check_grant_tokens(&input.grant_tokens)?;
-        validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
+        let encryption_algorithm =
+            validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let (key, plaintext) = self
             .open_blob(
                 caller,
@@ -65,6 +68,7 @@ impl Vault {
         Ok(DecryptOutput {
             key_arn: self.arn_of(&key),
             plaintext,
+            encryption_algorithm,
         })
     }
 

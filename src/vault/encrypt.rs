@@ -30,6 +30,8 @@ pub struct EncryptOutput {
     pub ciphertext_blob: Vec<u8>,
     /// The key that encrypted it.
     pub key_arn: KeyArn,
+    /// The algorithm used (the default when the request named none).
+    pub encryption_algorithm: &'static str,
 }
 
 impl Vault {
@@ -45,7 +47,8 @@ impl Vault {
             )));
         }
         self.check_grant_tokens(&input.grant_tokens)?;
-        validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
+        let encryption_algorithm =
+            validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let key = self.resolve(caller, &input.key_id).await?;
         let arn = self.arn_of(&key);
         self.authorize(
@@ -61,6 +64,7 @@ impl Vault {
         Ok(EncryptOutput {
             ciphertext_blob,
             key_arn: arn,
+            encryption_algorithm,
         })
     }
 }

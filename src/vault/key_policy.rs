@@ -31,6 +31,26 @@ pub(crate) fn parse_key_policy(text: &str) -> Result<Policy, KmsError> {
     })
 }
 
+/// ListKeyPolicies parameters.
+#[derive(Debug, Default)]
+pub struct ListKeyPoliciesInput {
+    /// The key (id, ARN, alias name or alias ARN).
+    pub key_id: String,
+    /// Page size, 1..1000; absent for the default.
+    pub limit: Option<i32>,
+    /// NextMarker from the previous page; empty for the first page.
+    pub marker: String,
+}
+
+/// One page of ListKeyPolicies.
+#[derive(Debug)]
+pub struct ListKeyPoliciesOutput {
+    /// The policy names (always `default`).
+    pub policy_names: Vec<String>,
+    /// Marker for the next page, when truncated.
+    pub next_marker: Option<String>,
+}
+
 impl Vault {
     /// Refuses a policy that would not let the caller call PutKeyPolicy afterwards.
     pub(crate) async fn lockout_check(
@@ -102,21 +122,23 @@ impl Vault {
     pub async fn list_key_policies(
         &self,
         caller: &Caller,
-        key_id: &str,
-        limit: Option<i32>,
-        marker: &str,
-    ) -> Result<Vec<String>, KmsError> {
-        if let Some(n) = limit {
+        input: ListKeyPoliciesInput,
+    ) -> Result<ListKeyPoliciesOutput, KmsError> {
+        if let Some(n) = input.limit {
             super::validate::count("Limit", n, 1, 1000)?;
         }
-        if !marker.is_empty() {
+        if !input.marker.is_empty() {
             return Err(KmsError::InvalidMarker(
                 "the marker is not one that ListKeyPolicies returned".into(),
             ));
         }
-        let key = self.resolve(caller, key_id).await?;
+        let key = self.resolve(caller, &input.key_id).await?;
         self.authorize(caller, Authz::key(Action::LIST_KEY_POLICIES, &key))
             .await?;
-        Ok(vec![DEFAULT_POLICY_NAME.to_owned()])
+        // A key has one policy, so there is never a second page.
+        Ok(ListKeyPoliciesOutput {
+            policy_names: vec![DEFAULT_POLICY_NAME.to_owned()],
+            next_marker: None,
+        })
     }
 }

@@ -41,8 +41,11 @@ pub use deletion::ScheduledDeletion;
 pub use encrypt::{EncryptInput, EncryptOutput};
 pub use error::KmsError;
 pub use generate_data_key::{DataKeyInput, DataKeyOutput};
-pub use grants::{CreateGrantInput, GrantPage, MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY};
-pub use key_policy::DEFAULT_POLICY_NAME;
+pub use grants::{
+    CreateGrantInput, GrantEntry, GrantPage, ListGrantsInput, ListRetirableGrantsInput,
+    MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY,
+};
+pub use key_policy::{ListKeyPoliciesInput, ListKeyPoliciesOutput, DEFAULT_POLICY_NAME};
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
 pub use rotation::{Rotation, RotationPage, RotationStatus, MAX_ON_DEMAND_ROTATIONS};

@@ -37,6 +37,10 @@ pub struct ReEncryptOutput {
     pub source_key_arn: KeyArn,
     /// The key that encrypted the new blob.
     pub key_arn: KeyArn,
+    /// The algorithm that decrypted the old blob.
+    pub source_algorithm: &'static str,
+    /// The algorithm that encrypted the new blob.
+    pub destination_algorithm: &'static str,
 }
 
 impl Vault {
@@ -47,8 +51,9 @@ impl Vault {
         input: ReEncryptInput,
     ) -> Result<ReEncryptOutput, KmsError> {
         self.check_grant_tokens(&input.grant_tokens)?;
-        validate::symmetric_algorithm("SourceEncryptionAlgorithm", &input.source_algorithm)?;
-        validate::symmetric_algorithm(
+        let source_algorithm =
+            validate::symmetric_algorithm("SourceEncryptionAlgorithm", &input.source_algorithm)?;
+        let destination_algorithm = validate::symmetric_algorithm(
             "DestinationEncryptionAlgorithm",
             &input.destination_algorithm,
         )?;
@@ -89,6 +94,8 @@ impl Vault {
             ciphertext_blob,
             source_key_arn: self.arn_of(&source),
             key_arn: dest_arn,
+            source_algorithm,
+            destination_algorithm,
         })
     }
 }

@@ -2,6 +2,9 @@
 
 use super::KmsError;
 
+/// The only encryption algorithm of a symmetric key, and the default.
+pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
 /// AWS: at most 10 grant tokens, each 1..8192 characters. Grants themselves come later;
 /// the tokens are accepted and checked for shape now so that clients can send them.
 pub(crate) fn grant_tokens(tokens: &[String]) -> Result<(), KmsError> {
@@ -19,11 +22,11 @@ pub(crate) fn grant_tokens(tokens: &[String]) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// Only SYMMETRIC_DEFAULT applies to symmetric keys. AWS's asymmetric algorithm names are
-/// a key-usage mismatch; anything else is not an algorithm at all.
-pub(crate) fn symmetric_algorithm(field: &str, alg: &str) -> Result<(), KmsError> {
+/// The algorithm of a symmetric key, the default when none is named. AWS's asymmetric
+/// algorithm names are a key-usage mismatch; anything else is not an algorithm at all.
+pub(crate) fn symmetric_algorithm(field: &str, alg: &str) -> Result<&'static str, KmsError> {
     match alg {
-        "" | "SYMMETRIC_DEFAULT" => Ok(()),
+        "" | SYMMETRIC_DEFAULT => Ok(SYMMETRIC_DEFAULT),
         "RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" | "SM2PKE" => {
             Err(KmsError::InvalidKeyUsage(format!(
             "{field} {alg} is not compatible with a symmetric encryption key; use SYMMETRIC_DEFAULT"

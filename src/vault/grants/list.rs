@@ -4,19 +4,87 @@
 use super::token::decode_id;
 use super::Vault;
 use crate::authz::Action;
+use std::time::SystemTime;
+
+use crate::authz::GrantConstraints;
 use crate::domain::KeyArn;
 use crate::identity::Principal;
 use crate::store::GrantRecord;
 use crate::vault::authorize::Authz;
 use crate::vault::{validate, Caller, KmsError};
 
-/// A page of grants with the key ARN of each.
+/// One grant as ListGrants and ListRetirableGrants show it (AWS's GrantListEntry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantEntry {
+    /// 64 hex characters.
+    pub grant_id: String,
+    /// The ARN of the key it is on.
+    pub key_arn: KeyArn,
+    /// Name given at creation ("" when none).
+    pub name: String,
+    /// Grantee principal ARN.
+    pub grantee_principal: String,
+    /// Retiring principal ARN, when one was named.
+    pub retiring_principal: Option<String>,
+    /// Grant operation names.
+    pub operations: Vec<String>,
+    /// Encryption-context constraint.
+    pub constraints: Option<GrantConstraints>,
+    /// Account root ARN of the account that created it.
+    pub issuing_account: String,
+    /// When it was created.
+    pub creation_date: SystemTime,
+}
+
+impl GrantEntry {
+    fn new(g: GrantRecord, key_arn: KeyArn) -> Self {
+        Self {
+            grant_id: g.grant_id,
+            key_arn,
+            name: g.name,
+            grantee_principal: g.grantee,
+            retiring_principal: g.retiring,
+            operations: g.operations,
+            constraints: g.constraints,
+            issuing_account: g.issuing_account,
+            creation_date: g.creation_date,
+        }
+    }
+}
+
+/// A page of grants.
 #[derive(Debug)]
 pub struct GrantPage {
-    /// Grants and their keys' ARNs.
-    pub grants: Vec<(GrantRecord, KeyArn)>,
+    /// The grants, by grant id.
+    pub grants: Vec<GrantEntry>,
     /// Marker for the next page, when truncated.
     pub next_marker: Option<String>,
+}
+
+/// ListGrants parameters.
+#[derive(Debug, Default)]
+pub struct ListGrantsInput {
+    /// The key (id, ARN, alias name or alias ARN).
+    pub key_id: String,
+    /// Page size, 1..100; 50 when absent (as AWS).
+    pub limit: Option<i32>,
+    /// NextMarker from the previous page; empty for the first page.
+    pub marker: String,
+    /// Only this grant; empty for all.
+    pub grant_id: String,
+    /// Only grants to this principal; empty for all.
+    pub grantee_principal: String,
+}
+
+/// ListRetirableGrants parameters.
+#[derive(Debug, Default)]
+pub struct ListRetirableGrantsInput {
+    /// The retiring principal (of the caller's account).
+    pub retiring_principal: String,
+    /// Page size, 1..100; 50 when absent (as AWS).
+    pub limit: Option<i32>,
+    /// NextMarker from the previous page; empty for the first page.
+    pub marker: String,
 }
 
 /// AWS: Limit 1..100, default 50.
@@ -54,14 +122,11 @@ impl Vault {
     pub async fn list_grants(
         &self,
         caller: &Caller,
-        key_id: &str,
-        lim: Option<i32>,
-        mark: &str,
-        grant_id: &str,
-        grantee: &str,
+        input: ListGrantsInput,
     ) -> Result<GrantPage, KmsError> {
-        let limit = limit(lim)?;
-        let after = marker(mark)?.to_owned();
+        let limit = limit(input.limit)?;
+        let after = marker(&input.marker)?.to_owned();
+        let (grant_id, grantee) = (input.grant_id.as_str(), input.grantee_principal.as_str());
         if !grant_id.is_empty() && decode_id(grant_id).is_none() {
             return Err(KmsError::InvalidGrantId(
                 "a grant id is 64 hexadecimal characters".into(),
@@ -72,7 +137,7 @@ impl Vault {
                 .parse::<Principal>()
                 .map_err(|e| KmsError::validation(format!("GranteePrincipal: {e}")))?;
         }
-        let key = self.resolve(caller, key_id).await?;
+        let key = self.resolve(caller, &input.key_id).await?;
         self.authorize(caller, Authz::key(Action::LIST_GRANTS, &key))
             .await?;
         let id = key.key_id();
@@ -87,7 +152,10 @@ impl Vault {
         let (grants, next_marker) = page(matching, limit);
         let arn = self.arn_of(&key);
         Ok(GrantPage {
-            grants: grants.into_iter().map(|g| (g, arn.clone())).collect(),
+            grants: grants
+                .into_iter()
+                .map(|g| GrantEntry::new(g, arn.clone()))
+                .collect(),
             next_marker,
         })
     }
@@ -96,13 +164,12 @@ impl Vault {
     pub async fn list_retirable_grants(
         &self,
         caller: &Caller,
-        retiring: &str,
-        lim: Option<i32>,
-        mark: &str,
+        input: ListRetirableGrantsInput,
     ) -> Result<GrantPage, KmsError> {
-        let limit = limit(lim)?;
-        let after = marker(mark)?.to_owned();
-        let retiring: Principal = retiring
+        let limit = limit(input.limit)?;
+        let after = marker(&input.marker)?.to_owned();
+        let retiring: Principal = input
+            .retiring_principal
             .parse()
             .map_err(|e| KmsError::validation(format!("RetiringPrincipal: {e}")))?;
         if retiring.account() != caller.principal.account() {
@@ -125,7 +192,7 @@ impl Vault {
                 None => continue,
             };
             let arn = self.arn(&account, g.key_id);
-            out.push((g, arn));
+            out.push(GrantEntry::new(g, arn));
         }
         Ok(GrantPage {
             grants: out,

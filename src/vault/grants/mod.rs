@@ -9,7 +9,7 @@ mod token;
 use std::sync::Arc;
 
 pub use create::CreateGrantInput;
-pub use list::GrantPage;
+pub use list::{GrantEntry, GrantPage, ListGrantsInput, ListRetirableGrantsInput};
 pub(crate) use token::TokenKey;
 
 use super::keys::KeyEntry;

@@ -1,4 +1,5 @@
-//! The gRPC handlers: one span per request, wire → domain, one vault call, domain → wire.
+//! The gRPC handlers: wire → domain, one vault call through the request path
+//! (`Vault::run`), domain → wire.
 
 use std::future::Future;
 use std::mem;
@@ -6,9 +7,6 @@ use std::sync::Arc;
 
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
-use tracing::field::Empty;
-use tracing::{debug, debug_span, error, Instrument as _, Span};
-use uuid::Uuid;
 
 use super::convert::{self, context, grant_constraints, grant_page, key_metadata};
 use super::status::to_status;
@@ -19,7 +17,7 @@ use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
     Caller, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError,
     ListAliasesInput, ListGrantsInput, ListKeyPoliciesInput, ListKeysInput,
-    ListRetirableGrantsInput, ReEncryptInput, Vault, DEFAULT_POLICY_NAME,
+    ListRetirableGrantsInput, ReEncryptInput, RequestInfo, Transport, Vault, DEFAULT_POLICY_NAME,
 };
 
 /// The tonic service over a vault.
@@ -32,8 +30,8 @@ impl KmsService {
         Self { vault }
     }
 
-    /// Runs one request inside its span: identifies the caller, runs `f`, records the
-    /// outcome, and turns errors into statuses. Both outcomes carry the request id.
+    /// Runs one request through the vault's request path (`Vault::run`) and turns the
+    /// result into a response or a status; both carry the request id.
     async fn handle<T, R, F, Fut>(
         &self,
         operation: &'static str,
@@ -45,30 +43,20 @@ impl KmsService {
         F: FnOnce(Caller, T) -> Fut,
         Fut: Future<Output = Result<R, KmsError>>,
     {
-        let request_id = Uuid::new_v4().to_string();
-        let span = debug_span!(
-            "request",
-            request_id = %request_id,
+        let presented = Presented::of(&req);
+        let message = req.into_inner();
+        let info = RequestInfo {
             operation,
-            principal = Empty,
-            // Caller-supplied and not yet validated: Debug-quoted (no forged log lines)
-            // and cut to AWS's 2048-character limit.
-            key_id = ?key_id.chars().take(2048).collect::<String>(),
-            decision = Empty,
-            error = Empty,
-        );
-        let result = async {
-            let caller = caller_of(&self.vault, &req)?;
-            Span::current().record("principal", caller.principal.arn());
-            f(caller, req.into_inner()).await
-        }
-        .instrument(span.clone())
-        .await;
-        let rid = MetadataValue::try_from(request_id.as_str()).ok();
+            transport: Transport::Grpc,
+            key_id: key_id.to_owned(),
+        };
+        let (result, outcome) = self
+            .vault
+            .run(info, |v| presented.caller(v), |caller| f(caller, message))
+            .await;
+        let rid = MetadataValue::try_from(outcome.request_id.as_str()).ok();
         match result {
             Ok(r) => {
-                let _g = span.enter();
-                debug!("request succeeded");
                 let mut resp = Response::new(r);
                 if let Some(rid) = rid {
                     resp.metadata_mut().insert(REQUEST_ID_HEADER, rid);
@@ -76,15 +64,6 @@ impl KmsService {
                 Ok(resp)
             }
             Err(e) => {
-                let _g = span.enter();
-                span.record("error", e.name());
-                match &e {
-                    // Faults of ours: an operator must see the whole cause chain.
-                    KmsError::Internal(_) | KmsError::KeyUnavailable(_) => {
-                        error!(error = %ErrorChain(&e), "request failed");
-                    }
-                    _ => debug!(error = %e, "request refused"),
-                }
                 let mut st = to_status(&e);
                 if let Some(rid) = rid {
                     st.metadata_mut().insert(REQUEST_ID_HEADER, rid);
@@ -95,35 +74,41 @@ impl KmsService {
     }
 }
 
-fn caller_of<T>(vault: &Vault, req: &Request<T>) -> Result<Caller, KmsError> {
-    let peer = req.extensions().get::<Arc<Peer>>().ok_or_else(|| {
-        KmsError::UnrecognizedClient("the connection carries no client certificate".into())
-    })?;
-    let principal = peer
-        .principal
-        .clone()
-        .map_err(|e| KmsError::UnrecognizedClient(e.to_string()))?;
-    let on_behalf_of = match req.metadata().get(ON_BEHALF_OF_HEADER) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            KmsError::validation(format!("{ON_BEHALF_OF_HEADER} must be a principal ARN"))
-        })?),
-    };
-    vault.caller(principal, on_behalf_of, Some(peer.addr.ip()))
+/// What the connection and the request's metadata say about the caller.
+struct Presented {
+    peer: Option<Arc<Peer>>,
+    on_behalf_of: Option<Result<String, ()>>,
 }
 
-/// Displays an error and its sources, for the log.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cur = self.0.source();
-        while let Some(e) = cur {
-            write!(f, ": {e}")?;
-            cur = e.source();
+impl Presented {
+    fn of<T>(req: &Request<T>) -> Self {
+        Self {
+            peer: req.extensions().get::<Arc<Peer>>().cloned(),
+            on_behalf_of: req
+                .metadata()
+                .get(ON_BEHALF_OF_HEADER)
+                .map(|v| v.to_str().map(str::to_owned).map_err(|_| ())),
         }
-        Ok(())
+    }
+
+    fn caller(&self, vault: &Vault) -> Result<Caller, KmsError> {
+        let peer = self.peer.as_ref().ok_or_else(|| {
+            KmsError::UnrecognizedClient("the connection carries no client certificate".into())
+        })?;
+        let principal = peer
+            .principal
+            .clone()
+            .map_err(|e| KmsError::UnrecognizedClient(e.to_string()))?;
+        let on_behalf_of = match &self.on_behalf_of {
+            None => None,
+            Some(Ok(v)) => Some(v.as_str()),
+            Some(Err(())) => {
+                return Err(KmsError::validation(format!(
+                    "{ON_BEHALF_OF_HEADER} must be a principal ARN"
+                )))
+            }
+        };
+        vault.caller(principal, on_behalf_of, Some(peer.addr.ip()))
     }
 }
 

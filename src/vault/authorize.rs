@@ -160,6 +160,7 @@ impl Vault {
                 principal: transport,
                 source_ip,
                 via_service: None,
+                trace: Default::default(),
             });
         };
         let service = self
@@ -197,6 +198,7 @@ impl Vault {
             principal,
             source_ip,
             via_service: Some(service.name.clone()),
+            trace: Default::default(),
         })
     }
 
@@ -374,6 +376,7 @@ impl Vault {
             request: &ctx,
         });
         tracing::Span::current().record("decision", tracing::field::debug(decision.decision));
+        caller.trace.record(a.action.0, &ctx.resource, &decision);
         match decision.decision {
             DecisionKind::Allow => Ok(decision),
             DecisionKind::ExplicitDeny | DecisionKind::ImplicitDeny => {

@@ -21,6 +21,7 @@ mod keys;
 mod list_keys;
 mod principal_policy;
 mod re_encrypt;
+mod request;
 mod rotation;
 mod seal;
 mod slot;
@@ -48,6 +49,7 @@ pub use grants::{
 pub use key_policy::{ListKeyPoliciesInput, ListKeyPoliciesOutput, DEFAULT_POLICY_NAME};
 pub use list_keys::{ListKeysInput, ListKeysOutput};
 pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
+pub use request::{Authorization, Outcome, RequestInfo, Transport};
 pub use rotation::{Rotation, RotationPage, RotationStatus, MAX_ON_DEMAND_ROTATIONS};
 pub use tags::{TagPage, MAX_TAGS_PER_KEY};
 
@@ -85,6 +87,8 @@ pub struct Caller {
     pub source_ip: Option<IpAddr>,
     /// The trusted service that relayed the request, when one did (kms:ViaService).
     pub via_service: Option<String>,
+    /// Where the request's authorizations are recorded for its outcome.
+    pub(crate) trace: request::Trace,
 }
 
 /// The operations, with everything they need. Shared as `Arc<Vault>`.

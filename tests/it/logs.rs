@@ -105,3 +105,87 @@ async fn no_secret_reaches_the_log_at_trace_level() {
         assert!(!log.contains(&s), "the {what} appears in the log as {s:?}");
     }
 }
+
+/// One request path: the request id the caller gets back names, in the daemon's log,
+/// the caller, the operation, the decision and the statement that decided it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_request_id_leads_to_the_decision_and_its_statement_in_the_log() {
+    let dir = TestDir::new();
+    let d = Daemon::start_with(&dir, &[("RUST_LOG", "p11kms=debug")]);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    let doc = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": root_of(ACCOUNT)}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "NoEncryptHere", "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*"}]});
+    put_key_policy(&mut c, &key.key_id, doc.to_string())
+        .await
+        .unwrap();
+    let st = c
+        .encrypt(encrypt_req(&key.key_id, b"x", &[]))
+        .await
+        .unwrap_err();
+    let rid = st
+        .metadata()
+        .get("x-amzn-requestid")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ok = c
+        .describe_key(proto::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+            grant_tokens: vec![],
+        })
+        .await
+        .unwrap();
+    let ok_rid = ok
+        .metadata()
+        .get("x-amzn-requestid")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(rid, ok_rid);
+    // Without the terminal colours the log may carry.
+    let log = strip_ansi(&d.log());
+    let refused = log
+        .lines()
+        .find(|l| l.contains(&rid) && l.contains("request refused"))
+        .unwrap_or_else(|| panic!("no line for {rid}:\n{log}"));
+    for part in [
+        "operation=\"Encrypt\"",
+        "transport=\"grpc\"",
+        "ExplicitDeny",
+        "NoEncryptHere",
+        "AccessDeniedException",
+        &root_of(ACCOUNT),
+    ] {
+        assert!(refused.contains(part), "{part} missing: {refused}");
+    }
+    let served = log
+        .lines()
+        .find(|l| l.contains(&ok_rid) && l.contains("request succeeded"))
+        .unwrap_or_else(|| panic!("no line for {ok_rid}:\n{log}"));
+    assert!(
+        served.contains("Allow") && served.contains("Root"),
+        "{served}"
+    );
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ … letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

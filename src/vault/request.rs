@@ -1,0 +1,217 @@
+//! One request path for every transport. A transport authenticates the connection and
+//! translates the wire; everything else about a request happens here, once: the request
+//! id, identifying the caller, the span, running the operation, and one [`Outcome`]
+//! with the facts an audit record, a metric or a log line needs (caller, operation,
+//! resources, decisions with their deciding statements, AWS error name, latency).
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::field::Empty;
+use tracing::{debug, debug_span, error, Instrument as _, Span};
+use uuid::Uuid;
+
+use super::{Caller, KmsError, Vault};
+use crate::authz::{Decision, DecisionKind};
+
+/// How a request reached the vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// gRPC over mTLS.
+    Grpc,
+    /// The daemon's own work (deletion and rotation sweeps).
+    Background,
+}
+
+impl Transport {
+    /// The name records and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Background => "background",
+        }
+    }
+}
+
+/// What a transport knows about a request before the vault runs it.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// The AWS operation name, e.g. `Encrypt`.
+    pub operation: &'static str,
+    /// How it arrived.
+    pub transport: Transport,
+    /// The KeyId parameter as the caller wrote it ("" when the operation has none):
+    /// caller-supplied and unvalidated, so it is only ever shown quoted and cut.
+    pub key_id: String,
+}
+
+/// One authorization made while running a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authorization {
+    /// The action, e.g. `kms:Decrypt`.
+    pub action: &'static str,
+    /// The resource ARN (a key, an alias, a principal) or `*`.
+    pub resource: String,
+    /// Allow, ExplicitDeny or ImplicitDeny.
+    pub decision: DecisionKind,
+    /// The deciding statements or grants, described ("statement Sid \"X\" of the key
+    /// policy", "grant 0a1b…").
+    pub deciding: Vec<String>,
+}
+
+/// What the vault learns while a request runs, shared by the clones of its [`Caller`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Trace(Arc<Mutex<Vec<Authorization>>>);
+
+impl Trace {
+    /// Records one authorization.
+    pub(crate) fn record(&self, action: &'static str, resource: &str, d: &Decision) {
+        let entry = Authorization {
+            action,
+            resource: resource.to_owned(),
+            decision: d.decision,
+            deciding: d.matched.iter().map(|m| m.describe()).collect(),
+        };
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    }
+
+    fn take(&self) -> Vec<Authorization> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The one result of a request, whatever the transport.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// A fresh UUID, sent back to the caller (x-amzn-RequestId).
+    pub request_id: String,
+    /// The AWS operation name.
+    pub operation: &'static str,
+    /// How it arrived.
+    pub transport: Transport,
+    /// The caller's principal ARN, when it could be identified.
+    pub principal: Option<String>,
+    /// The caller's account, when identified.
+    pub account: Option<String>,
+    /// The client's address, when known.
+    pub source_ip: Option<IpAddr>,
+    /// The trusted service that relayed the request, if any.
+    pub via_service: Option<String>,
+    /// The KeyId parameter as given (see [`RequestInfo::key_id`]).
+    pub key_id: String,
+    /// Every authorization made, in order (ReEncrypt and UpdateAlias make several).
+    pub authorizations: Vec<Authorization>,
+    /// The AWS error name and message, when the request failed.
+    pub error: Option<(&'static str, String)>,
+    /// Time from the vault taking the request to its answer.
+    pub latency: Duration,
+}
+
+impl Outcome {
+    /// The decision that settled the request: the last authorization's, or none when
+    /// the request ended before any (bad input, unknown key).
+    pub fn decision(&self) -> Option<DecisionKind> {
+        self.authorizations.last().map(|a| a.decision)
+    }
+}
+
+impl Vault {
+    /// Runs one request: assigns its id, identifies the caller with `identify`, runs
+    /// `op` inside the request's span, and returns the operation's result with the
+    /// request's [`Outcome`]. Every transport goes through here.
+    pub async fn run<R, F, Fut>(
+        &self,
+        info: RequestInfo,
+        identify: impl FnOnce(&Vault) -> Result<Caller, KmsError>,
+        op: F,
+    ) -> (Result<R, KmsError>, Outcome)
+    where
+        F: FnOnce(Caller) -> Fut,
+        Fut: Future<Output = Result<R, KmsError>>,
+    {
+        let started = Instant::now();
+        let request_id = Uuid::new_v4().to_string();
+        let span = debug_span!(
+            "request",
+            request_id = %request_id,
+            operation = info.operation,
+            transport = info.transport.as_str(),
+            principal = Empty,
+            // Caller-supplied and not yet validated: Debug-quoted (no forged log lines)
+            // and cut to AWS's 2048-character limit.
+            key_id = ?info.key_id.chars().take(2048).collect::<String>(),
+            decision = Empty,
+            error = Empty,
+        );
+        let mut outcome = Outcome {
+            request_id,
+            operation: info.operation,
+            transport: info.transport,
+            principal: None,
+            account: None,
+            source_ip: None,
+            via_service: None,
+            key_id: info.key_id,
+            authorizations: Vec::new(),
+            error: None,
+            latency: Duration::ZERO,
+        };
+        let mut trace = None;
+        let result = async {
+            let caller = identify(self)?;
+            Span::current().record("principal", caller.principal.arn());
+            outcome.principal = Some(caller.principal.arn().to_owned());
+            outcome.account = Some(caller.principal.account().to_string());
+            outcome.source_ip = caller.source_ip;
+            outcome.via_service.clone_from(&caller.via_service);
+            trace = Some(caller.trace.clone());
+            op(caller).await
+        }
+        .instrument(span.clone())
+        .await;
+        outcome.authorizations = trace.map(|t| t.take()).unwrap_or_default();
+        outcome.latency = started.elapsed();
+        let _g = span.enter();
+        let deciding = outcome
+            .authorizations
+            .last()
+            .map(|a| a.deciding.join("; "))
+            .unwrap_or_default();
+        match &result {
+            Ok(_) => debug!(
+                latency_us = outcome.latency.as_micros(),
+                deciding, "request succeeded"
+            ),
+            Err(e) => {
+                span.record("error", e.name());
+                outcome.error = Some((e.name(), e.to_string()));
+                match e {
+                    // Faults of ours: an operator must see the whole cause chain.
+                    KmsError::Internal(_) | KmsError::KeyUnavailable(_) => {
+                        error!(error = %ErrorChain(e), "request failed");
+                    }
+                    _ => debug!(error = %e, deciding, "request refused"),
+                }
+            }
+        }
+        (result, outcome)
+    }
+}
+
+/// Displays an error and its sources, for the log.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}

@@ -44,15 +44,15 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Key(KeyCmd),
     /// Encrypt up to 4096 bytes under a KMS key (prints the blob in base64).
-    Encrypt(client_cmds::EncryptArgs),
+    Encrypt(client_cmds::crypto::EncryptArgs),
     /// Decrypt a blob (reads base64 unless --raw-input; writes the plaintext).
-    Decrypt(client_cmds::DecryptArgs),
+    Decrypt(client_cmds::crypto::DecryptArgs),
     /// Get a data key: plaintext and encrypted copy, as JSON.
-    GenerateDataKey(client_cmds::DataKeyArgs),
+    GenerateDataKey(client_cmds::crypto::DataKeyArgs),
     /// Move a blob to another key or context without exposing its plaintext.
-    ReEncrypt(client_cmds::ReEncryptArgs),
+    ReEncrypt(client_cmds::crypto::ReEncryptArgs),
     /// Random bytes from the HSM.
-    Random(client_cmds::RandomArgs),
+    Random(client_cmds::crypto::RandomArgs),
     /// Identity policies, and offline policy evaluation.
     #[command(subcommand)]
     Policy(PolicyCmd),

@@ -39,6 +39,25 @@ pub struct ConfigFile {
     /// Scheduled lifecycle work (key destruction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<LifecycleSection>,
+    /// The audit trail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Directory of the trail's files; `audit` beside the configuration file when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// "batch" (default: one fsync per batch, before its calls answer) or "none"
+    /// (benchmarks only: a crash can lose the last records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    /// A file is closed and the next begun at this size (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
 }
 
 /// `[lifecycle]`
@@ -207,6 +226,8 @@ pub struct Config {
     pub tls_client_crl: Vec<PathBuf>,
     /// How long a client connection may live before it must reconnect.
     pub max_connection_age: std::time::Duration,
+    /// The audit trail.
+    pub audit: crate::audit::AuditSettings,
     /// PKCS#11 module path.
     pub module: PathBuf,
     /// Which token.
@@ -350,6 +371,27 @@ impl Config {
                 "must be between 1 and 604800 (a week)",
             ));
         }
+        let audit_section = f.audit.unwrap_or_default();
+        let audit = crate::audit::AuditSettings {
+            dir: abs(audit_section.dir.as_deref().unwrap_or(Path::new("audit"))),
+            sync: match audit_section.sync.as_deref() {
+                None | Some("batch") => crate::audit::SyncMode::Batch,
+                Some("none") => crate::audit::SyncMode::None,
+                Some(_) => {
+                    return Err(invalid(
+                        "audit.sync",
+                        "must be \"batch\" (durable before each call answers) or \"none\" (benchmarks only)",
+                    ))
+                }
+            },
+            max_file_bytes: match audit_section.max_file_bytes {
+                None => 64 << 20,
+                Some(n) if n >= 4096 => n,
+                Some(_) => {
+                    return Err(invalid("audit.max_file_bytes", "must be at least 4096"))
+                }
+            },
+        };
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -397,6 +439,7 @@ impl Config {
             tls_client_ca: abs(&f.tls.client_ca),
             tls_client_crl,
             max_connection_age: std::time::Duration::from_secs(max_connection_age),
+            audit,
             module: abs(&f.hsm.module),
             token,
             pin,

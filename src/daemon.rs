@@ -119,6 +119,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
+    let trail = crate::audit::AuditTrail::open(config.audit.clone())
+        .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
+    info!(dir = %config.audit.dir.display(), "audit trail open");
+    let vault = vault.with_audit(trail);
     let tls_files = api::TlsFiles {
         cert: config.tls_cert.clone(),
         key: config.tls_key.clone(),

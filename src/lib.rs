@@ -8,6 +8,7 @@
 //! - [`vault`]: the operations, one file each: validate → resolve → authorize → state →
 //!   HSM → store. Owns the KMS error names and the ciphertext blob format.
 //! - [`authz`]: pure authorization decisions.
+//! - [`audit`]: the audit trail (hash-chained JSON lines, group-committed).
 //! - [`hsm`]: the PKCS#11 backend (the only module that knows cryptoki).
 //! - [`store`]: key metadata behind a trait; SQLite.
 //! - [`domain`]: identifiers, key metadata, encryption context, secret containers.
@@ -16,6 +17,7 @@
 //! - [`proto`]: the generated wire types.
 
 pub mod api;
+pub mod audit;
 pub mod authz;
 pub mod client;
 pub mod config;

@@ -13,7 +13,7 @@ use tracing::info;
 
 pub use ca::DevCa;
 
-use crate::config::{ConfigFile, HsmSection, StoreSection, TlsSection};
+use crate::config::{AuditSection, ConfigFile, HsmSection, StoreSection, TlsSection};
 use crate::domain::Pin;
 use crate::hsm::{HsmError, Module};
 use files::{random_secret, write_new, write_private};
@@ -180,6 +180,12 @@ impl DevDir {
                 limits: None,
                 trusted_services: Vec::new(),
                 lifecycle: None,
+                // Written out so that a reader sees where the trail is.
+                audit: Some(AuditSection {
+                    dir: Some("audit".into()),
+                    sync: None,
+                    max_file_bytes: None,
+                }),
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

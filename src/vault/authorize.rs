@@ -138,6 +138,43 @@ impl<'a> Authz<'a> {
     }
 }
 
+/// Records the request parameters an authorization carries, under CloudTrail's names.
+/// Only what a policy may see is here, so nothing secret: encryption contexts, grant
+/// fields, the algorithm, tag keys.
+fn record_parameters(caller: &Caller, a: &Authz<'_>) {
+    if let Some(ec) = a.context {
+        let name = match a.action {
+            Action::RE_ENCRYPT_FROM => "sourceEncryptionContext",
+            Action::RE_ENCRYPT_TO => "destinationEncryptionContext",
+            _ => "encryptionContext",
+        };
+        let pairs: serde_json::Map<String, serde_json::Value> = ec
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        caller.trace.parameter(name, pairs);
+    }
+    for (key, value) in &a.extra {
+        let name = match *key {
+            "kms:GranteePrincipal" => "granteePrincipal",
+            "kms:RetiringPrincipal" => "retiringPrincipal",
+            "kms:EncryptionAlgorithm" => "encryptionAlgorithm",
+            "kms:BypassPolicyLockoutSafetyCheck" => "bypassPolicyLockoutSafetyCheck",
+            _ => continue,
+        };
+        caller.trace.parameter(name, value.clone());
+    }
+    for (key, value) in &a.many {
+        let name = match *key {
+            "kms:GrantOperations" => "operations",
+            "aws:TagKeys" => "tagKeys",
+            _ => continue,
+        };
+        caller.trace.parameter(name, value.values().to_vec());
+    }
+}
+
 impl Vault {
     /// Who the request is from. A trusted service may name the principal it acts for;
     /// the request is then authorized as that principal with kms:ViaService set.
@@ -377,6 +414,7 @@ impl Vault {
         });
         tracing::Span::current().record("decision", tracing::field::debug(decision.decision));
         caller.trace.record(a.action.0, &ctx.resource, &decision);
+        record_parameters(caller, &a);
         match decision.decision {
             DecisionKind::Allow => Ok(decision),
             DecisionKind::ExplicitDeny | DecisionKind::ImplicitDeny => {

@@ -100,6 +100,7 @@ pub struct Vault {
     principals: authorize::PrincipalCache,
     grant_tokens: grants::TokenKey,
     settings: VaultSettings,
+    audit: Option<crate::audit::AuditTrail>,
 }
 
 impl Vault {
@@ -128,7 +129,15 @@ impl Vault {
             grant_tokens: grants::TokenKey::new(&token_secret),
             store,
             settings,
+            audit: None,
         })
+    }
+
+    /// Records every request (and the daemon's own work) in `trail`; without one, the
+    /// vault keeps no audit trail (tests that build a vault directly).
+    pub fn with_audit(mut self, trail: crate::audit::AuditTrail) -> Self {
+        self.audit = Some(trail);
+        self
     }
 
     /// The ARN of a key of ours.

@@ -14,6 +14,7 @@ use tracing::{debug, debug_span, error, Instrument as _, Span};
 use uuid::Uuid;
 
 use super::{Caller, KmsError, Vault};
+use crate::audit::Parameters;
 use crate::authz::{Decision, DecisionKind};
 
 /// How a request reached the vault.
@@ -62,9 +63,10 @@ pub struct Authorization {
     pub deciding: Vec<String>,
 }
 
-/// What the vault learns while a request runs, shared by the clones of its [`Caller`].
+/// What the vault learns while a request runs, shared by the clones of its [`Caller`]:
+/// the authorizations made and the request parameters worth recording.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Trace(Arc<Mutex<Vec<Authorization>>>);
+pub(crate) struct Trace(Arc<Mutex<(Vec<Authorization>, Parameters)>>);
 
 impl Trace {
     /// Records one authorization.
@@ -75,10 +77,23 @@ impl Trace {
             decision: d.decision,
             deciding: d.matched.iter().map(|m| m.describe()).collect(),
         };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(entry);
     }
 
-    fn take(&self) -> Vec<Authorization> {
+    /// Records a request parameter for the audit trail (never a secret).
+    pub(crate) fn parameter(&self, name: &'static str, value: impl Into<serde_json::Value>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .set(name, value);
+    }
+
+    fn take(&self) -> (Vec<Authorization>, Parameters) {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -104,6 +119,8 @@ pub struct Outcome {
     pub key_id: String,
     /// Every authorization made, in order (ReEncrypt and UpdateAlias make several).
     pub authorizations: Vec<Authorization>,
+    /// The resources (key, alias, principal ARNs) the request touched, in order.
+    pub resources: Vec<String>,
     /// The AWS error name and message, when the request failed.
     pub error: Option<(&'static str, String)>,
     /// Time from the vault taking the request to its answer.
@@ -156,6 +173,7 @@ impl Vault {
             via_service: None,
             key_id: info.key_id,
             authorizations: Vec::new(),
+            resources: Vec::new(),
             error: None,
             latency: Duration::ZERO,
         };
@@ -172,7 +190,28 @@ impl Vault {
         }
         .instrument(span.clone())
         .await;
-        outcome.authorizations = trace.map(|t| t.take()).unwrap_or_default();
+        let (authorizations, params) = trace.map(|t| t.take()).unwrap_or_default();
+        outcome.authorizations = authorizations;
+        for a in &outcome.authorizations {
+            if a.resource != "*" && !outcome.resources.contains(&a.resource) {
+                outcome.resources.push(a.resource.clone());
+            }
+        }
+        let mut result = result;
+        if let Err(e) = &result {
+            outcome.error = Some((e.name(), e.to_string()));
+        }
+        // The record is durable before the call answers; a call that cannot be recorded
+        // fails, whatever it did (fail closed: nothing succeeds unaudited).
+        if let Some(trail) = &self.audit {
+            outcome.latency = started.elapsed();
+            if let Err(e) = trail.record(&outcome, &params).await {
+                error!(parent: &span, error = %e, "the request could not be audited; it fails");
+                let e = KmsError::internal(e);
+                outcome.error = Some((e.name(), e.to_string()));
+                result = Err(e);
+            }
+        }
         outcome.latency = started.elapsed();
         let _g = span.enter();
         let deciding = outcome
@@ -187,7 +226,6 @@ impl Vault {
             ),
             Err(e) => {
                 span.record("error", e.name());
-                outcome.error = Some((e.name(), e.to_string()));
                 match e {
                     // Faults of ours: an operator must see the whole cause chain.
                     KmsError::Internal(_) | KmsError::KeyUnavailable(_) => {

@@ -14,6 +14,7 @@
 mod harness;
 
 mod aliases;
+mod audit;
 mod bad_input;
 mod blob_mutations;
 mod cli;

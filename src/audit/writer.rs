@@ -1,0 +1,244 @@
+//! The audit file writer: one thread that takes records from a channel, appends a batch
+//! of them, makes the batch durable with one fsync, and only then acknowledges each
+//! record. Records are hash-chained: each line carries `previousHash`, the SHA-256 of the
+//! line before it (across file rotations and restarts), so that an edited, removed,
+//! inserted or reordered line breaks the chain.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_lc_rs::digest::{digest, SHA256};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+/// How durable a record is when its call answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fsync once per batch, before any call of the batch answers (the default).
+    Batch,
+    /// No fsync: a crash can lose the last records. For benchmarks only.
+    None,
+}
+
+/// Where and how the trail is written.
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// The directory of the trail's files.
+    pub dir: PathBuf,
+    /// Durability per batch.
+    pub sync: SyncMode,
+    /// A file is closed and the next one begun once it is this large.
+    pub max_file_bytes: u64,
+}
+
+/// Why a record could not be written. The caller's request then fails closed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Writing, syncing or opening failed.
+    #[error("the audit trail cannot be written: {0}")]
+    Io(#[from] io::Error),
+    /// The file being written was removed or replaced behind the daemon's back.
+    #[error("the audit file {0} was removed or replaced")]
+    Replaced(PathBuf),
+    /// The writer thread is gone.
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+/// The most records one batch takes; more wait for the next.
+const MAX_BATCH: usize = 4096;
+
+/// Files are named `p11kms-audit-NNNNNN.jsonl`; the highest number is the current one.
+const PREFIX: &str = "p11kms-audit-";
+const SUFFIX: &str = ".jsonl";
+
+/// A record on its way to the file.
+pub(super) struct Job {
+    pub(super) record: Map<String, Value>,
+    pub(super) done: oneshot::Sender<Result<(), AuditError>>,
+}
+
+/// The trail's files in order.
+pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n = name
+                .strip_prefix(PREFIX)?
+                .strip_suffix(SUFFIX)?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    files.sort();
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+fn file_name(n: u64) -> String {
+    format!("{PREFIX}{n:06}{SUFFIX}")
+}
+
+/// The SHA-256 of one line (without its newline), hex.
+pub fn line_hash(line: &[u8]) -> String {
+    digest(&SHA256, line)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The hash of the last line of the trail in `dir`, and the number of the last file.
+fn chain_head(dir: &Path) -> io::Result<(String, u64)> {
+    let files = trail_files(dir)?;
+    for path in files.iter().rev() {
+        // Only regular files hold records (a device standing in for one is read as empty).
+        if !fs::metadata(path)?.is_file() {
+            continue;
+        }
+        let mut last = None;
+        for line in BufReader::new(File::open(path)?).split(b'\n') {
+            let line = line?;
+            if !line.is_empty() {
+                last = Some(line);
+            }
+        }
+        if let Some(l) = last {
+            let n = number(path);
+            return Ok((line_hash(&l), n));
+        }
+    }
+    let n = files.last().map_or(1, |p| number(p));
+    Ok((String::new(), n))
+}
+
+fn number(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The open end of the trail.
+pub(super) struct Writer {
+    settings: AuditSettings,
+    number: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    head: String,
+}
+
+impl Writer {
+    /// Opens the trail in `settings.dir` (made if missing) and continues its chain.
+    pub(super) fn open(settings: AuditSettings) -> io::Result<Self> {
+        fs::create_dir_all(&settings.dir)?;
+        let (head, number) = chain_head(&settings.dir)?;
+        let path = settings.dir.join(file_name(number));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
+        Ok(Self {
+            settings,
+            number,
+            path,
+            file,
+            len,
+            head,
+        })
+    }
+
+    /// Runs until every sender is gone.
+    pub(super) fn run(mut self, jobs: crossbeam_channel::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+            let result = self.append(&batch);
+            for job in batch {
+                let r = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(match e {
+                        AuditError::Io(io) => {
+                            AuditError::Io(io::Error::new(io.kind(), io.to_string()))
+                        }
+                        AuditError::Replaced(p) => AuditError::Replaced(p.clone()),
+                        AuditError::Stopped => AuditError::Stopped,
+                    }),
+                };
+                let _ = job.done.send(r);
+            }
+            if let Err(e) = result {
+                tracing::error!(error = %e, "audit records could not be written; requests fail until it can");
+                // Give a full disk a moment rather than spin on it.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Writes a batch and makes it durable; on failure the file is cut back to where
+    /// the batch began, so that the chain never holds half a batch.
+    fn append(&mut self, batch: &[Job]) -> Result<(), AuditError> {
+        self.check_file()?;
+        if self.len >= self.settings.max_file_bytes && self.len > 0 {
+            self.rotate()?;
+        }
+        let mut buf = Vec::with_capacity(batch.len() * 512);
+        let mut head = self.head.clone();
+        for job in batch {
+            let mut record = job.record.clone();
+            record.insert("previousHash".into(), Value::String(head));
+            let line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+            head = line_hash(&line);
+            buf.extend_from_slice(&line);
+            buf.push(b'\n');
+        }
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| match self.settings.sync {
+                SyncMode::Batch => self.file.sync_data(),
+                SyncMode::None => Ok(()),
+            });
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::End(0));
+            return Err(e.into());
+        }
+        self.len += buf.len() as u64;
+        self.head = head;
+        Ok(())
+    }
+
+    /// The path must still name the file being written: a removed or replaced trail
+    /// is a fault to surface, not a place to keep writing unseen.
+    fn check_file(&self) -> Result<(), AuditError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let on_disk =
+                fs::metadata(&self.path).map_err(|_| AuditError::Replaced(self.path.clone()))?;
+            let open = self.file.metadata()?;
+            if on_disk.ino() != open.ino() || on_disk.dev() != open.dev() {
+                return Err(AuditError::Replaced(self.path.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let number = self.number + 1;
+        let path = self.settings.dir.join(file_name(number));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // The new file's name must be durable before records in it are acknowledged.
+        if self.settings.sync == SyncMode::Batch {
+            File::open(&self.settings.dir)?.sync_all()?;
+        }
+        self.number = number;
+        self.path = path;
+        self.file = file;
+        self.len = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! The audit trail over the wire: one record per call, allowed or denied, with the
+//! fields of a CloudTrail KMS event; a hash chain that a restart continues; no secret in
+//! any record; and no call that succeeds when its record cannot be written.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use p11kms::audit::{line_hash, trail_files};
+use p11kms::client::error_name;
+use p11kms::proto;
+
+use crate::harness::*;
+
+fn audit_dir(dir: &TestDir) -> PathBuf {
+    dir.path().join("audit")
+}
+
+/// Every record of the trail, in order, after checking that each line names the hash
+/// of the line before it.
+fn records(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut previous = String::new();
+    for file in trail_files(dir).unwrap() {
+        let text = std::fs::read(&file).unwrap();
+        for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(v["previousHash"], json!(previous), "chain broken at {v}");
+            previous = line_hash(line);
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn request_id<T>(r: &Result<tonic::Response<T>, tonic::Status>) -> String {
+    let md = match r {
+        Ok(resp) => resp.metadata(),
+        Err(st) => st.metadata(),
+    };
+    md.get("x-amzn-requestid")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn the_record<'a>(all: &'a [Value], rid: &str) -> &'a Value {
+    let found: Vec<&Value> = all.iter().filter(|r| r["requestID"] == rid).collect();
+    assert_eq!(found.len(), 1, "{rid}: {} records", found.len());
+    found[0]
+}
+
+/// Allowed and denied calls each leave exactly one record with the caller, the
+/// operation, the parameters, the resource, the decision and its statement, and the
+/// error; the chain holds across a restart; no plaintext, data key or grant token is in
+/// any record.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_leaves_one_record_and_no_secret() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let mut rids = Vec::new();
+
+    let r = admin.create_key(proto::CreateKeyRequest::default()).await;
+    rids.push(("CreateKey", request_id(&r)));
+    let key = r.unwrap().into_inner().key_metadata.unwrap();
+    let marker = b"AUDIT-PLAINTEXT-MARKER-7c1f".to_vec();
+    let r = admin
+        .encrypt(encrypt_req(&key.key_id, &marker, &[("tenant", "blue")]))
+        .await;
+    let enc_rid = request_id(&r);
+    let blob = r.unwrap().into_inner().ciphertext_blob;
+    let r = admin
+        .decrypt(decrypt_req(&blob, &[("tenant", "blue")]))
+        .await;
+    rids.push(("Decrypt", request_id(&r)));
+    assert_eq!(r.unwrap().into_inner().plaintext, marker);
+    let r = admin
+        .generate_data_key(proto::GenerateDataKeyRequest {
+            key_id: key.key_id.clone(),
+            number_of_bytes: Some(32),
+            ..Default::default()
+        })
+        .await;
+    rids.push(("GenerateDataKey", request_id(&r)));
+    let data_key = r.unwrap().into_inner().plaintext.clone();
+    let r = admin
+        .create_grant(proto::CreateGrantRequest {
+            key_id: key.key_id.clone(),
+            grantee_principal: role(ACCOUNT, "Grantee"),
+            operations: vec!["Decrypt".into()],
+            ..Default::default()
+        })
+        .await;
+    let grant_rid = request_id(&r);
+    let grant_token = r.unwrap().into_inner().grant_token;
+    let r = admin
+        .generate_random(proto::GenerateRandomRequest {
+            number_of_bytes: Some(32),
+        })
+        .await;
+    rids.push(("GenerateRandom", request_id(&r)));
+    let random = r.unwrap().into_inner().plaintext.clone();
+    // A bad request is recorded too.
+    let r = admin.encrypt(encrypt_req(&key.key_id, b"", &[])).await;
+    let bad_rid = request_id(&r);
+    assert_eq!(error_name(&r.unwrap_err()), Some("ValidationException"));
+    // Denied: a role without any policy.
+    let mut app = d.client_as(&role(ACCOUNT, "App")).await;
+    let r = app.encrypt(encrypt_req(&key.key_id, &marker, &[])).await;
+    let denied_rid = request_id(&r);
+    assert_eq!(error_name(&r.unwrap_err()), Some("AccessDeniedException"));
+    d.stop();
+
+    // A restart continues the chain.
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let r = admin.list_keys(proto::ListKeysRequest::default()).await;
+    let after_restart = request_id(&r);
+    r.unwrap();
+    d.stop();
+
+    let all = records(&audit_dir(&dir));
+    for (op, rid) in &rids {
+        let r = the_record(&all, rid);
+        assert_eq!(r["eventName"], *op, "{r}");
+        assert_eq!(r["userIdentity"]["arn"], json!(root_of(ACCOUNT)), "{r}");
+        assert_eq!(r["p11kms"]["transport"], "grpc", "{r}");
+        assert!(r.get("errorCode").is_none(), "{r}");
+    }
+    let enc = the_record(&all, &enc_rid);
+    assert_eq!(enc["eventName"], "Encrypt");
+    assert_eq!(enc["requestParameters"]["keyId"], json!(key.key_id));
+    assert_eq!(
+        enc["requestParameters"]["encryptionContext"],
+        json!({"tenant": "blue"})
+    );
+    assert_eq!(
+        enc["requestParameters"]["encryptionAlgorithm"],
+        "SYMMETRIC_DEFAULT"
+    );
+    assert_eq!(enc["resources"][0]["ARN"], json!(key.arn));
+    assert_eq!(enc["p11kms"]["decision"], "Allow");
+    assert_eq!(enc["sourceIPAddress"], "127.0.0.1");
+    let grant = the_record(&all, &grant_rid);
+    assert_eq!(
+        grant["requestParameters"]["granteePrincipal"],
+        json!(role(ACCOUNT, "Grantee"))
+    );
+    assert_eq!(grant["requestParameters"]["operations"], json!(["Decrypt"]));
+    let bad = the_record(&all, &bad_rid);
+    assert_eq!(bad["errorCode"], "ValidationException");
+    let denied = the_record(&all, &denied_rid);
+    assert_eq!(denied["errorCode"], "AccessDeniedException");
+    assert_eq!(denied["userIdentity"]["arn"], json!(role(ACCOUNT, "App")));
+    assert_eq!(denied["p11kms"]["decision"], "ImplicitDeny");
+    assert!(denied["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("kms:Encrypt"));
+    assert_eq!(the_record(&all, &after_restart)["eventName"], "ListKeys");
+
+    // No secret, in any spelling, anywhere in the trail.
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut trail = String::new();
+    for f in trail_files(&audit_dir(&dir)).unwrap() {
+        trail.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    for secret in [&marker, &data_key, &random] {
+        for spelling in [b64(secret), hex(secret)] {
+            assert!(!trail.contains(&spelling), "a secret is in the trail");
+        }
+    }
+    assert!(!trail.contains("AUDIT-PLAINTEXT-MARKER"));
+    assert!(
+        !trail.contains(&grant_token),
+        "the grant token is in the trail"
+    );
+}
+
+/// A trail that cannot be written (a full disk, stood in for by /dev/full; a file
+/// removed behind the daemon's back) fails every call with KMSInternalException: no
+/// call succeeds unaudited.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_call_succeeds_when_its_record_cannot_be_written() {
+    // A full disk.
+    let dir = TestDir::new();
+    dir.prepare();
+    let audit = audit_dir(&dir);
+    std::fs::create_dir_all(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", audit.join("p11kms-audit-000001.jsonl")).unwrap();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    assert_kms_error(
+        admin.create_key(proto::CreateKeyRequest::default()).await,
+        "KMSInternalException",
+    );
+    assert_kms_error(
+        admin.list_keys(proto::ListKeysRequest::default()).await,
+        "KMSInternalException",
+    );
+    d.stop();
+
+    // A removed file.
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let key = create_key(&mut admin).await;
+    for f in trail_files(&audit_dir(&dir)).unwrap() {
+        std::fs::remove_file(f).unwrap();
+    }
+    let st = assert_kms_error(
+        admin.encrypt(encrypt_req(&key.key_id, b"x", &[])).await,
+        "KMSInternalException",
+    );
+    assert!(
+        !st.message().contains(&dir.path().display().to_string()),
+        "{}",
+        st.message()
+    );
+    assert!(d.log().contains("could not be audited"), "{}", d.log());
+}

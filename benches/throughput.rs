@@ -217,37 +217,19 @@ fn main() -> BoxResult<()> {
     raw_dir.prepare()?;
     let raw = raw_baseline(&raw_dir)?;
 
-    let daemon_tmp = tempfile::tempdir()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(daemon_tmp.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().ok_or("daemon exited")??;
-        if let Some(a) = line.strip_prefix("p11kms listening on ") {
-            break a.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let endpoint = format!("https://{addr}");
-    let identity = Identity::from_dir(&DevDir::at(daemon_tmp.path()).admin_identity())?;
+    // The daemon as deployed (audit trail on, one fsync per batch), and the same daemon
+    // with the trail off, to show what auditing costs.
+    let audited_tmp = tempfile::tempdir()?;
+    let (mut audited, endpoint, identity) = start_daemon(audited_tmp.path(), true)?;
+    let unaudited_tmp = tempfile::tempdir()?;
+    let (mut unaudited, endpoint_off, identity_off) = start_daemon(unaudited_tmp.path(), false)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let daemon = rt.block_on(async {
-        let mut c = connect(&endpoint, &identity).await?;
-        let key = c
-            .create_key(proto::CreateKeyRequest::default())
-            .await?
-            .into_inner()
-            .key_metadata
-            .ok_or("no metadata")?;
+    let (daemon, audit_pairs) = rt.block_on(async {
+        let key = first_key(&endpoint, &identity).await?;
+        let key_off = first_key(&endpoint_off, &identity_off).await?;
         let mut out = Vec::new();
         for (op, name) in [
             (Op::Encrypt, "Encrypt"),
@@ -255,14 +237,24 @@ fn main() -> BoxResult<()> {
             (Op::GenerateDataKey, "GenerateDataKey"),
         ] {
             for conc in [8, 32] {
-                let rate = daemon_load(&endpoint, &identity, &key.key_id, op, conc).await?;
+                let rate = daemon_load(&endpoint, &identity, &key, op, conc).await?;
                 out.push((format!("daemon {name}, mTLS gRPC, {conc} in flight"), rate));
             }
         }
-        Ok::<_, Box<dyn std::error::Error>>(out)
+        // Interleaved, so that a change of machine load hits both sides alike.
+        let mut pairs = Vec::new();
+        for conc in [1, 8, 32] {
+            let off =
+                daemon_load(&endpoint_off, &identity_off, &key_off, Op::Encrypt, conc).await?;
+            let on = daemon_load(&endpoint, &identity, &key, Op::Encrypt, conc).await?;
+            pairs.push((conc, on, off));
+        }
+        Ok::<_, Box<dyn std::error::Error>>((out, pairs))
     })?;
-    let _ = child.kill();
-    let _ = child.wait();
+    for child in [&mut audited, &mut unaudited] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     let best_raw_token = raw.iter().take(2).map(|(_, r)| *r).fold(0.0, f64::max);
     let best_raw_copy = raw.iter().skip(2).map(|(_, r)| *r).fold(0.0, f64::max);
@@ -280,5 +272,62 @@ fn main() -> BoxResult<()> {
             100.0 * rate / best_raw_copy
         );
     }
+    println!(
+        "\n{:<52} {:>12} {:>12} {:>8}",
+        "Encrypt, audit trail on (fsync per batch) vs off", "on calls/s", "off calls/s", "on/off"
+    );
+    for (conc, on, off) in audit_pairs {
+        println!(
+            "{:<52} {on:>12.0} {off:>12.0} {:>7.0}%",
+            format!("  {conc} in flight"),
+            100.0 * on / off
+        );
+    }
     Ok(())
+}
+
+/// Starts `p11kms serve --dev` in `dir`, with the audit trail on or off; returns the
+/// process, its endpoint and the admin identity.
+fn start_daemon(
+    dir: &std::path::Path,
+    audit: bool,
+) -> BoxResult<(std::process::Child, String, Identity)> {
+    let dev = DevDir::at(dir);
+    dev.prepare()?;
+    if !audit {
+        let path = dev.config_path();
+        let text = std::fs::read_to_string(&path)?;
+        std::fs::write(
+            &path,
+            text.replace("[audit]\n", "[audit]\nenabled = false\n"),
+        )?;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("daemon exited")??;
+        if let Some(a) = line.strip_prefix("p11kms listening on ") {
+            break a.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let identity = Identity::from_dir(&dev.admin_identity())?;
+    Ok((child, format!("https://{addr}"), identity))
+}
+
+async fn first_key(endpoint: &str, identity: &Identity) -> BoxResult<String> {
+    let mut c = connect(endpoint, identity).await?;
+    Ok(c.create_key(proto::CreateKeyRequest::default())
+        .await?
+        .into_inner()
+        .key_metadata
+        .ok_or("no metadata")?
+        .key_id)
 }

@@ -58,6 +58,9 @@ pub struct AuditSection {
     /// A file is closed and the next begun at this size (default 64 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_bytes: Option<u64>,
+    /// false turns the trail off: for measuring its cost only, never in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// `[lifecycle]`
@@ -226,8 +229,8 @@ pub struct Config {
     pub tls_client_crl: Vec<PathBuf>,
     /// How long a client connection may live before it must reconnect.
     pub max_connection_age: std::time::Duration,
-    /// The audit trail.
-    pub audit: crate::audit::AuditSettings,
+    /// The audit trail; `None` when turned off (benchmarks only).
+    pub audit: Option<crate::audit::AuditSettings>,
     /// PKCS#11 module path.
     pub module: PathBuf,
     /// Which token.
@@ -439,7 +442,7 @@ impl Config {
             tls_client_ca: abs(&f.tls.client_ca),
             tls_client_crl,
             max_connection_age: std::time::Duration::from_secs(max_connection_age),
-            audit,
+            audit: audit_section.enabled.unwrap_or(true).then_some(audit),
             module: abs(&f.hsm.module),
             token,
             pin,

@@ -119,10 +119,20 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
-    let trail = crate::audit::AuditTrail::open(config.audit.clone())
-        .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
-    info!(dir = %config.audit.dir.display(), "audit trail open");
-    let vault = vault.with_audit(trail);
+    let vault = match &config.audit {
+        Some(audit) => {
+            let trail = crate::audit::AuditTrail::open(audit.clone())
+                .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
+            info!(dir = %audit.dir.display(), "audit trail open");
+            vault.with_audit(trail)
+        }
+        None => {
+            tracing::warn!(
+                "audit.enabled is false: no call is recorded; for measuring the trail's cost only"
+            );
+            vault
+        }
+    };
     let tls_files = api::TlsFiles {
         cert: config.tls_cert.clone(),
         key: config.tls_key.clone(),

@@ -185,6 +185,7 @@ impl DevDir {
                     dir: Some("audit".into()),
                     sync: None,
                     max_file_bytes: None,
+                    enabled: None,
                 }),
             };
             let text =

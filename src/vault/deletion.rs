@@ -115,7 +115,13 @@ impl Vault {
             .await?;
         let mut destroyed = Vec::new();
         for id in due {
-            match self.destroy_key(id, now).await {
+            let arn = self.key(id).await.ok().flatten().map(|k| self.arn_of(&k));
+            let result = self.destroy_key(id, now).await;
+            if let (Some(arn), Ok(true) | Err(_)) = (arn, &result) {
+                self.audit_background("DeleteKey", arn.to_string(), result.as_ref().err())
+                    .await;
+            }
+            match result {
                 Ok(true) => destroyed.push(id),
                 Ok(false) => {}
                 Err(e) => {

@@ -239,6 +239,37 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Records work the daemon did on its own (a scheduled deletion, an automatic
+    /// rotation, new material after a spent IV budget) on `resource`. The work is done
+    /// already, so a record that cannot be written is logged as an error, not undone.
+    pub(crate) async fn audit_background(
+        &self,
+        event: &'static str,
+        resource: String,
+        failure: Option<&KmsError>,
+    ) {
+        let Some(trail) = &self.audit else { return };
+        let outcome = Outcome {
+            request_id: Uuid::new_v4().to_string(),
+            operation: event,
+            transport: Transport::Background,
+            principal: None,
+            account: resource.split(':').nth(4).map(str::to_owned),
+            source_ip: None,
+            via_service: None,
+            key_id: String::new(),
+            authorizations: Vec::new(),
+            resources: vec![resource],
+            error: failure.map(|e| (e.name(), e.to_string())),
+            latency: Duration::ZERO,
+        };
+        if let Err(e) = trail.record(&outcome, &Parameters::default()).await {
+            error!(error = %e, event, "the daemon's own work could not be audited");
+        }
+    }
+}
+
 /// Displays an error and its sources, for the log.
 struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
 

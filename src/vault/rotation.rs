@@ -232,7 +232,15 @@ impl Vault {
             .await?;
         let mut rotated = 0;
         for id in due {
-            match self.rotate_if_due(id, now).await {
+            let result = self.rotate_if_due(id, now).await;
+            if matches!(result, Ok(true) | Err(_)) {
+                if let Some(k) = self.cached_key(id) {
+                    let arn = self.arn_of(&k).to_string();
+                    self.audit_background("RotateKey", arn, result.as_ref().err())
+                        .await;
+                }
+            }
+            match result {
                 Ok(true) => rotated += 1,
                 Ok(false) => {}
                 Err(e) => {

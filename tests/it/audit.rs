@@ -225,3 +225,55 @@ async fn no_call_succeeds_when_its_record_cannot_be_written() {
     );
     assert!(d.log().contains("could not be audited"), "{}", d.log());
 }
+
+/// The daemon's own work is recorded as service events: a scheduled deletion carried
+/// out, an automatic rotation, new material after a spent IV budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemons_own_work_is_recorded() {
+    let dir = TestDir::new();
+    let offset = dir.with_test_clock();
+    dir.append_config("\n[limits]\nmax_encryptions_per_material = 2\n");
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let doomed = create_key(&mut c).await;
+    let rotated = create_key(&mut c).await;
+    let busy = create_key(&mut c).await;
+    c.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+        key_id: doomed.key_id.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .await
+    .unwrap();
+    c.enable_key_rotation(proto::EnableKeyRotationRequest {
+        key_id: rotated.key_id.clone(),
+        rotation_period_in_days: Some(90),
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        encrypt(&mut c, &busy.key_id, b"x", &[]).await;
+    }
+    std::fs::write(&offset, (100 * 86_400).to_string()).unwrap();
+    let service_event = |all: &[Value], name: &str, arn: &str| {
+        all.iter().any(|r| {
+            r["eventName"] == name
+                && r["eventType"] == "AwsServiceEvent"
+                && r["resources"][0]["ARN"] == arn
+                && r.get("errorCode").is_none()
+        })
+    };
+    let trail = audit_dir(&dir);
+    eventually("the sweep's records", || {
+        let all = records(&trail);
+        let done = service_event(&all, "DeleteKey", &doomed.arn)
+            && service_event(&all, "RotateKey", &rotated.arn);
+        async move { done }
+    })
+    .await;
+    let all = records(&trail);
+    assert!(service_event(&all, "RollOverKeyMaterial", &busy.arn));
+    let delete = all.iter().find(|r| r["eventName"] == "DeleteKey").unwrap();
+    assert_eq!(delete["userIdentity"]["type"], "AWSService", "{delete}");
+    assert_eq!(delete["p11kms"]["transport"], "background", "{delete}");
+    d.stop();
+}

@@ -122,7 +122,9 @@ impl Vault {
             .await?;
         match rotation {
             None => {
-                info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material")
+                info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material");
+                self.audit_background("RollOverKeyMaterial", self.arn_of(key).to_string(), None)
+                    .await;
             }
             Some((t, _)) => {
                 info!(key_id = %id, version = next.0, rotation = t.as_str(), "key rotated: new material")

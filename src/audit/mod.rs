@@ -4,6 +4,7 @@
 //! parameters the vault chose to record, never from the wire request.
 
 mod record;
+mod verify;
 mod writer;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub use record::{Parameters, BACKGROUND_PRINCIPAL};
+pub use verify::{verify, Verified, VerifyError};
 pub use writer::{line_hash, trail_files, AuditError, AuditSettings, SyncMode};
 
 use crate::vault::Outcome;

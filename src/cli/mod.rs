@@ -40,6 +40,9 @@ pub(crate) enum Command {
     /// Dev-mode helpers.
     #[command(subcommand)]
     Dev(DevCmd),
+    /// The audit trail: check its hash chain.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Create, describe and list KMS keys.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -256,6 +259,16 @@ pub(crate) enum DevCmd {
     /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AuditCmd {
+    /// Check the hash chain of a trail: every record must follow the one before it.
+    /// Without FILES, the dev daemon's trail (`audit/` in the dev directory).
+    Verify {
+        /// Trail files in order (a directory stands for its trail files).
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -478,6 +491,30 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let objects = dir.token_objects()?;
             println!("{}", serde_json::to_string_pretty(&objects)?);
+            Ok(())
+        }
+        Command::Audit(AuditCmd::Verify { files }) => {
+            let mut paths = Vec::new();
+            let given = if files.is_empty() {
+                vec![p11kms::dev::DevDir::at(dev_root).root().join("audit")]
+            } else {
+                files
+            };
+            for f in given {
+                if f.is_dir() {
+                    paths.extend(p11kms::audit::trail_files(&f)?);
+                } else {
+                    paths.push(f);
+                }
+            }
+            if paths.is_empty() {
+                return Err("no audit trail files found".into());
+            }
+            let v = p11kms::audit::verify(&paths)?;
+            println!(
+                "verified {} records in {} files; the chain is intact (head {})",
+                v.records, v.files, v.head
+            );
             Ok(())
         }
         Command::Policy(PolicyCmd::Eval { file }) => {

@@ -277,3 +277,52 @@ async fn the_daemons_own_work_is_recorded() {
     assert_eq!(delete["p11kms"]["transport"], "background", "{delete}");
     d.stop();
 }
+
+/// `p11kms audit verify` on a real trail: intact after a restart, and an edited, removed
+/// or reordered record is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_finds_each_tampering_in_a_real_trail() {
+    let dir = TestDir::new();
+    for _ in 0..2 {
+        let d = Daemon::start(&dir);
+        let mut c = d.admin().await;
+        let key = create_key(&mut c).await;
+        for i in 0..3 {
+            encrypt(&mut c, &key.key_id, format!("x{i}").as_bytes(), &[]).await;
+        }
+        d.stop();
+    }
+    let out = run_cli(dir.path(), &["audit", "verify"], b"");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("verified 8 records"), "{said}");
+
+    let file = trail_files(&audit_dir(&dir)).unwrap().remove(0);
+    let original = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let tampered = |lines: Vec<String>| {
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let out = run_cli(dir.path(), &["audit", "verify"], b"");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[2] = edited[2].replace("\"Encrypt\"", "\"Decrypt\"");
+    assert!(edited[2] != lines[2]);
+    let err = tampered(edited);
+    assert!(err.contains(":4: record 4"), "{err}");
+    let mut removed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    removed.remove(3);
+    assert!(tampered(removed).contains("record 4"));
+    let mut reordered: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    reordered.swap(1, 2);
+    assert!(tampered(reordered).contains("record 2"));
+    std::fs::write(&file, original).unwrap();
+    assert!(run_cli(dir.path(), &["audit", "verify"], b"")
+        .status
+        .success());
+}

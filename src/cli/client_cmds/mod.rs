@@ -123,6 +123,7 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::Config(cfg) => config::run(c, cfg).await,
             Command::Serve(_)
             | Command::Dev(_)
+            | Command::Audit(_)
             | Command::EncryptFile(_)
             | Command::DecryptFile(_) => Err(NOT_A_CLIENT_COMMAND.into()),
         }

@@ -91,7 +91,8 @@ fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::e
         writeln!(
             out,
             "\ndev mode: everything lives in {root}\n\
-             admin identity (arn:aws:iam::{acct}:root): {admin}\n\n\
+             admin identity (arn:aws:iam::{acct}:root): {admin}\n\
+             audit trail (one JSON line per call): {root}/audit   check it: p11kms audit verify\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\

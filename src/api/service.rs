@@ -49,6 +49,7 @@ impl KmsService {
             operation,
             transport: Transport::Grpc,
             key_id: key_id.to_owned(),
+            source_ip: presented.peer.as_ref().map(|p| p.addr.ip()),
         };
         let (result, outcome) = self
             .vault

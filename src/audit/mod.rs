@@ -7,9 +7,10 @@ mod record;
 mod verify;
 mod writer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use record::{Parameters, BACKGROUND_PRINCIPAL};
 pub use verify::{verify, Verified, VerifyError};
@@ -17,10 +18,15 @@ pub use writer::{line_hash, trail_files, AuditError, AuditSettings, SyncMode};
 
 use crate::vault::Outcome;
 
+/// Records waiting for the writer at most; a caller beyond it waits (backpressure on
+/// a stalled disk instead of unbounded memory).
+const QUEUE: usize = 65_536;
+
 /// A handle on the trail's writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditTrail {
-    jobs: crossbeam_channel::Sender<writer::Job>,
+    jobs: mpsc::Sender<writer::Job>,
+    healthy: Arc<AtomicBool>,
     _thread: Arc<std::thread::JoinHandle<()>>,
 }
 
@@ -31,27 +37,59 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens the trail (continuing its hash chain) and starts its writer thread.
+    /// Opens the trail (repairing a torn last line, continuing its hash chain) and
+    /// starts its writer thread.
     pub fn open(settings: AuditSettings) -> std::io::Result<Self> {
-        let w = writer::Writer::open(settings)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let w = writer::Writer::open(settings, Arc::clone(&healthy))?;
+        let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("p11kms-audit".into())
             .spawn(move || w.run(rx))?;
         Ok(Self {
             jobs: tx,
+            healthy,
             _thread: Arc::new(thread),
         })
     }
 
+    /// False after the last batch failed to be written: calls should fail before they
+    /// do any work, until a record goes through again.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
     /// Writes the record of one request and waits until it is durable.
     pub async fn record(&self, outcome: &Outcome, params: &Parameters) -> Result<(), AuditError> {
+        self.enqueue(outcome, params).await?.await
+    }
+
+    /// Queues the record of one request; the returned future completes when it is
+    /// durable. Once this returns, the record is written whether or not anyone waits.
+    pub async fn enqueue(
+        &self,
+        outcome: &Outcome,
+        params: &Parameters,
+    ) -> Result<impl std::future::Future<Output = Result<(), AuditError>>, AuditError> {
         let (done, wait) = oneshot::channel();
         let job = writer::Job {
             record: record::build(outcome, params),
             done,
         };
-        self.jobs.send(job).map_err(|_| AuditError::Stopped)?;
-        wait.await.map_err(|_| AuditError::Stopped)?
+        self.jobs.send(job).await.map_err(|_| AuditError::Stopped)?;
+        Ok(async move { wait.await.map_err(|_| AuditError::Stopped)? })
+    }
+
+    /// Queues the record of a request that nobody waits for any more (its caller went
+    /// away mid-way), without blocking: for use in `Drop`.
+    pub fn record_detached(&self, outcome: &Outcome, params: &Parameters) {
+        let (done, _) = oneshot::channel();
+        let job = writer::Job {
+            record: record::build(outcome, params),
+            done,
+        };
+        if self.jobs.try_send(job).is_err() {
+            tracing::error!(request_id = %outcome.request_id, "the audit queue is full or stopped; a cancelled request could not be recorded");
+        }
     }
 }

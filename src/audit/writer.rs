@@ -7,11 +7,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// How durable a record is when its call answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,12 @@ pub enum AuditError {
     /// The writer thread is gone.
     #[error("the audit writer has stopped")]
     Stopped,
+    /// The last batch failed; calls are refused until a record goes through again.
+    #[error("the audit trail failed its last write")]
+    Unavailable,
+    /// A failed write could not be undone, so the file holds bytes outside the chain.
+    #[error("the audit file holds a partly written batch that could not be removed")]
+    Poisoned,
 }
 
 /// The most records one batch takes; more wait for the next.
@@ -122,6 +130,48 @@ fn number(path: &Path) -> u64 {
         .unwrap_or(1)
 }
 
+/// Cuts a torn last line (a crash in the middle of a write, never acknowledged) off the
+/// newest file, so that the chain continues from the last whole record.
+fn repair_tail(dir: &Path) -> io::Result<()> {
+    let Some(path) = trail_files(dir)?.pop() else {
+        return Ok(());
+    };
+    if !fs::metadata(&path)?.is_file() {
+        return Ok(());
+    }
+    let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // A record is far smaller than this; look for the last newline in the tail.
+    let tail_len = len.min(1 << 20);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = Vec::with_capacity(usize::try_from(tail_len).unwrap_or(0));
+    io::Read::read_to_end(&mut file, &mut tail)?;
+    if tail.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => len - tail_len + i as u64 + 1,
+        None if tail_len == len => 0,
+        None => {
+            return Err(io::Error::other(
+                "the last line of the audit trail is over 1 MiB",
+            ))
+        }
+    };
+    tracing::warn!(file = %path.display(), cut = len - keep, "the audit trail ended in a torn record (a crash mid-write); it was never acknowledged and is removed");
+    file.set_len(keep)?;
+    file.sync_all()
+}
+
+/// Makes a directory entry durable: a file's name survives a power loss only once its
+/// directory is synced.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 /// The open end of the trail.
 pub(super) struct Writer {
     settings: AuditSettings,
@@ -130,15 +180,24 @@ pub(super) struct Writer {
     file: File,
     len: u64,
     head: String,
+    healthy: Arc<AtomicBool>,
+    poisoned: bool,
 }
 
 impl Writer {
     /// Opens the trail in `settings.dir` (made if missing) and continues its chain.
-    pub(super) fn open(settings: AuditSettings) -> io::Result<Self> {
+    pub(super) fn open(settings: AuditSettings, healthy: Arc<AtomicBool>) -> io::Result<Self> {
         fs::create_dir_all(&settings.dir)?;
+        repair_tail(&settings.dir)?;
         let (head, number) = chain_head(&settings.dir)?;
         let path = settings.dir.join(file_name(number));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if settings.sync == SyncMode::Batch {
+            sync_dir(&settings.dir)?;
+            if let Some(parent) = settings.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let len = file.metadata()?.len();
         Ok(Self {
             settings,
@@ -147,15 +206,23 @@ impl Writer {
             file,
             len,
             head,
+            healthy,
+            poisoned: false,
         })
     }
 
     /// Runs until every sender is gone.
-    pub(super) fn run(mut self, jobs: crossbeam_channel::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+    pub(super) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
             let mut batch = vec![first];
-            batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
             let result = self.append(&batch);
+            self.healthy.store(result.is_ok(), Ordering::Release);
             for job in batch {
                 let r = match &result {
                     Ok(()) => Ok(()),
@@ -165,6 +232,8 @@ impl Writer {
                         }
                         AuditError::Replaced(p) => AuditError::Replaced(p.clone()),
                         AuditError::Stopped => AuditError::Stopped,
+                        AuditError::Poisoned => AuditError::Poisoned,
+                        AuditError::Unavailable => AuditError::Unavailable,
                     }),
                 };
                 let _ = job.done.send(r);
@@ -180,6 +249,9 @@ impl Writer {
     /// Writes a batch and makes it durable; on failure the file is cut back to where
     /// the batch began, so that the chain never holds half a batch.
     fn append(&mut self, batch: &[Job]) -> Result<(), AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
         self.check_file()?;
         if self.len >= self.settings.max_file_bytes && self.len > 0 {
             self.rotate()?;
@@ -202,7 +274,11 @@ impl Writer {
                 SyncMode::None => Ok(()),
             });
         if let Err(e) = written {
-            let _ = self.file.set_len(self.len);
+            // Undo the partial batch; if that fails too, the file holds bytes outside
+            // the chain, and nothing more may be appended to it.
+            if self.file.set_len(self.len).is_err() {
+                self.poisoned = true;
+            }
             let _ = self.file.seek(SeekFrom::End(0));
             return Err(e.into());
         }
@@ -233,7 +309,7 @@ impl Writer {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         // The new file's name must be durable before records in it are acknowledged.
         if self.settings.sync == SyncMode::Batch {
-            File::open(&self.settings.dir)?.sync_all()?;
+            sync_dir(&self.settings.dir)?;
         }
         self.number = number;
         self.path = path;

@@ -116,6 +116,9 @@ impl Vault {
         let account = caller.principal.account().clone();
         let key_id = KeyId::generate();
         let arn = self.arn(&account, key_id);
+        // Named before anything is made, so that the record of a call cancelled part-way
+        // still names the key it may have created.
+        caller.trace.resource(arn.to_string());
         let policy = if input.policy.is_empty() {
             None
         } else {

@@ -14,7 +14,7 @@ use tracing::{debug, debug_span, error, Instrument as _, Span};
 use uuid::Uuid;
 
 use super::{Caller, KmsError, Vault};
-use crate::audit::Parameters;
+use crate::audit::{AuditError, Parameters};
 use crate::authz::{Decision, DecisionKind};
 
 /// How a request reached the vault.
@@ -47,6 +47,9 @@ pub struct RequestInfo {
     /// The KeyId parameter as the caller wrote it ("" when the operation has none):
     /// caller-supplied and unvalidated, so it is only ever shown quoted and cut.
     pub key_id: String,
+    /// The client's address, when the transport knows it (recorded even when the
+    /// caller cannot be identified).
+    pub source_ip: Option<IpAddr>,
 }
 
 /// One authorization made while running a request.
@@ -66,7 +69,10 @@ pub struct Authorization {
 /// What the vault learns while a request runs, shared by the clones of its [`Caller`]:
 /// the authorizations made and the request parameters worth recording.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Trace(Arc<Mutex<(Vec<Authorization>, Parameters)>>);
+pub(crate) struct Trace(Arc<Mutex<Traced>>);
+
+/// Authorizations, parameters, and resources touched outside an authorization.
+type Traced = (Vec<Authorization>, Parameters, Vec<String>);
 
 impl Trace {
     /// Records one authorization.
@@ -84,6 +90,12 @@ impl Trace {
             .push(entry);
     }
 
+    /// Records a resource the request made or touched outside an authorization (the
+    /// key CreateKey makes).
+    pub(crate) fn resource(&self, arn: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).2.push(arn);
+    }
+
     /// Records a request parameter for the audit trail (never a secret).
     pub(crate) fn parameter(&self, name: &'static str, value: impl Into<serde_json::Value>) {
         self.0
@@ -93,7 +105,7 @@ impl Trace {
             .set(name, value);
     }
 
-    fn take(&self) -> (Vec<Authorization>, Parameters) {
+    fn take(&self) -> Traced {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -128,10 +140,76 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn empty() -> Self {
+        Self {
+            request_id: String::new(),
+            operation: "",
+            transport: Transport::Grpc,
+            principal: None,
+            account: None,
+            source_ip: None,
+            via_service: None,
+            key_id: String::new(),
+            authorizations: Vec::new(),
+            resources: Vec::new(),
+            error: None,
+            latency: Duration::ZERO,
+        }
+    }
+
     /// The decision that settled the request: the last authorization's, or none when
     /// the request ended before any (bad input, unknown key).
     pub fn decision(&self) -> Option<DecisionKind> {
         self.authorizations.last().map(|a| a.decision)
+    }
+}
+
+/// A request on its way through `Vault::run`. If it is dropped before its record was
+/// queued (the caller went away: a deadline, a reset), its work may be done already, so
+/// `Drop` still queues a record, marked RequestCanceled.
+struct Pending<'a> {
+    trail: Option<&'a crate::audit::AuditTrail>,
+    outcome: Outcome,
+    trace: Option<Trace>,
+    started: Instant,
+}
+
+impl Pending<'_> {
+    /// Takes what the trace learnt into the outcome; returns the parameters to record.
+    fn settle(&mut self, error: Option<&KmsError>) -> Parameters {
+        let (authorizations, params, made) =
+            self.trace.take().map(|t| t.take()).unwrap_or_default();
+        self.outcome.authorizations = authorizations;
+        let touched = self
+            .outcome
+            .authorizations
+            .iter()
+            .map(|a| a.resource.clone());
+        for r in touched.chain(made) {
+            if r != "*" && !self.outcome.resources.contains(&r) {
+                self.outcome.resources.push(r);
+            }
+        }
+        if let Some(e) = error {
+            self.outcome.error = Some((e.name(), e.to_string()));
+        }
+        params
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let Some(trail) = self.trail.take() else {
+            return;
+        };
+        let params = self.settle(None);
+        self.outcome.error = Some((
+            "RequestCanceled",
+            "the caller went away before the answer; the operation may have been carried out"
+                .into(),
+        ));
+        self.outcome.latency = self.started.elapsed();
+        trail.record_detached(&self.outcome, &params);
     }
 }
 
@@ -163,55 +241,72 @@ impl Vault {
             decision = Empty,
             error = Empty,
         );
-        let mut outcome = Outcome {
-            request_id,
-            operation: info.operation,
-            transport: info.transport,
-            principal: None,
-            account: None,
-            source_ip: None,
-            via_service: None,
-            key_id: info.key_id,
-            authorizations: Vec::new(),
-            resources: Vec::new(),
-            error: None,
-            latency: Duration::ZERO,
+        let mut pending = Pending {
+            trail: self.audit.as_ref(),
+            outcome: Outcome {
+                request_id,
+                operation: info.operation,
+                transport: info.transport,
+                principal: None,
+                account: None,
+                source_ip: info.source_ip,
+                via_service: None,
+                key_id: info.key_id,
+                authorizations: Vec::new(),
+                resources: Vec::new(),
+                error: None,
+                latency: Duration::ZERO,
+            },
+            trace: None,
+            started,
         };
-        let mut trace = None;
-        let result = async {
-            let caller = identify(self)?;
-            Span::current().record("principal", caller.principal.arn());
-            outcome.principal = Some(caller.principal.arn().to_owned());
-            outcome.account = Some(caller.principal.account().to_string());
-            outcome.source_ip = caller.source_ip;
-            outcome.via_service.clone_from(&caller.via_service);
-            trace = Some(caller.trace.clone());
-            op(caller).await
-        }
-        .instrument(span.clone())
-        .await;
-        let (authorizations, params) = trace.map(|t| t.take()).unwrap_or_default();
-        outcome.authorizations = authorizations;
-        for a in &outcome.authorizations {
-            if a.resource != "*" && !outcome.resources.contains(&a.resource) {
-                outcome.resources.push(a.resource.clone());
+        // A trail that failed its last write refuses work before it is done: calls fail
+        // until a record (this call's own) goes through again.
+        let refused = pending
+            .trail
+            .filter(|t| !t.is_healthy())
+            .map(|_| KmsError::internal(AuditError::Unavailable));
+        let result = match refused {
+            Some(e) => Err(e),
+            None => {
+                async {
+                    let caller = identify(self)?;
+                    Span::current().record("principal", caller.principal.arn());
+                    let o = &mut pending.outcome;
+                    o.principal = Some(caller.principal.arn().to_owned());
+                    o.account = Some(caller.principal.account().to_string());
+                    o.source_ip = caller.source_ip;
+                    o.via_service.clone_from(&caller.via_service);
+                    pending.trace = Some(caller.trace.clone());
+                    op(caller).await
+                }
+                .instrument(span.clone())
+                .await
             }
-        }
+        };
+        let params = pending.settle(result.as_ref().err());
         let mut result = result;
-        if let Err(e) = &result {
-            outcome.error = Some((e.name(), e.to_string()));
-        }
         // The record is durable before the call answers; a call that cannot be recorded
         // fails, whatever it did (fail closed: nothing succeeds unaudited).
-        if let Some(trail) = &self.audit {
-            outcome.latency = started.elapsed();
-            if let Err(e) = trail.record(&outcome, &params).await {
+        if let Some(trail) = pending.trail {
+            pending.outcome.latency = started.elapsed();
+            let written = match trail.enqueue(&pending.outcome, &params).await {
+                Ok(durable) => {
+                    // Queued: it is written even if this request is dropped now.
+                    pending.trail = None;
+                    durable.await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 error!(parent: &span, error = %e, "the request could not be audited; it fails");
                 let e = KmsError::internal(e);
-                outcome.error = Some((e.name(), e.to_string()));
+                pending.outcome.error = Some((e.name(), e.to_string()));
                 result = Err(e);
             }
         }
+        pending.trail = None;
+        let mut outcome = std::mem::replace(&mut pending.outcome, Outcome::empty());
         outcome.latency = started.elapsed();
         let _g = span.enter();
         let deciding = outcome

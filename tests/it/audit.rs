@@ -95,6 +95,12 @@ async fn every_call_leaves_one_record_and_no_secret() {
         .await;
     let grant_rid = request_id(&r);
     let grant_token = r.unwrap().into_inner().grant_token;
+    // The grant token travels in a request; it must not reach the trail.
+    let mut with_token = decrypt_req(&blob, &[("tenant", "blue")]);
+    with_token.grant_tokens = vec![grant_token.clone()];
+    let r = admin.decrypt(with_token).await;
+    rids.push(("Decrypt", request_id(&r)));
+    r.unwrap();
     let r = admin
         .generate_random(proto::GenerateRandomRequest {
             number_of_bytes: Some(32),
@@ -122,6 +128,10 @@ async fn every_call_leaves_one_record_and_no_secret() {
     d.stop();
 
     let all = records(&audit_dir(&dir));
+    // Exactly the calls made: CreateKey, Encrypt, Decrypt, GenerateDataKey, CreateGrant,
+    // Decrypt with a grant token, GenerateRandom, a bad Encrypt, a denied Encrypt, and
+    // ListKeys after the restart.
+    assert_eq!(all.len(), 10, "{all:#?}");
     for (op, rid) in &rids {
         let r = the_record(&all, rid);
         assert_eq!(r["eventName"], *op, "{r}");
@@ -197,13 +207,27 @@ async fn no_call_succeeds_when_its_record_cannot_be_written() {
     let d = Daemon::start(&dir);
     let mut admin = d.admin().await;
     assert_kms_error(
-        admin.create_key(proto::CreateKeyRequest::default()).await,
-        "KMSInternalException",
-    );
-    assert_kms_error(
         admin.list_keys(proto::ListKeysRequest::default()).await,
         "KMSInternalException",
     );
+    // Once the trail has failed, work is refused before it is done.
+    for _ in 0..3 {
+        assert_kms_error(
+            admin.create_key(proto::CreateKeyRequest::default()).await,
+            "KMSInternalException",
+        );
+    }
+    d.stop();
+    std::fs::remove_file(audit.join("p11kms-audit-000001.jsonl")).unwrap();
+    let d = Daemon::start(&dir);
+    let mut admin = d.admin().await;
+    let keys = admin
+        .list_keys(proto::ListKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    assert!(keys.is_empty(), "a refused CreateKey made a key: {keys:?}");
     d.stop();
 
     // A removed file.
@@ -325,4 +349,99 @@ async fn audit_verify_finds_each_tampering_in_a_real_trail() {
     assert!(run_cli(dir.path(), &["audit", "verify"], b"")
         .status
         .success());
+}
+
+/// The chain runs across file rotations and survives a crash that tore the last line:
+/// the torn bytes (never acknowledged) are cut at the next start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_runs_across_rotations_and_a_torn_last_line() {
+    let dir = TestDir::new();
+    dir.prepare();
+    dir.edit_config(|c| {
+        c["audit"]
+            .as_table_mut()
+            .unwrap()
+            .insert("max_file_bytes".into(), 4096.into());
+    });
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    for i in 0..30 {
+        encrypt(
+            &mut c,
+            &key.key_id,
+            format!("x{i}").as_bytes(),
+            &[("n", "1")],
+        )
+        .await;
+    }
+    d.crash();
+    let trail = audit_dir(&dir);
+    let files = trail_files(&trail).unwrap();
+    assert!(files.len() > 2, "no rotation: {files:?}");
+    assert_eq!(records(&trail).len(), 31);
+    // A torn record at the end, as a crash mid-write leaves it.
+    let newest = files.last().unwrap();
+    let mut text = std::fs::read(newest).unwrap();
+    text.extend_from_slice(b"{\"eventName\":\"Encr");
+    std::fs::write(newest, text).unwrap();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    encrypt(&mut c, &key.key_id, b"after", &[]).await;
+    d.stop();
+    assert_eq!(records(&trail).len(), 32);
+    let out = run_cli(dir.path(), &["audit", "verify"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A caller that gives up mid-call (a short deadline drops the handler) cannot leave
+/// work done without a record: every key that exists has a CreateKey record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_abandoned_by_its_caller_is_still_recorded() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    // One at a time, with deadlines from 0.5 to 40 ms: CreateKey's own time (the token
+    // object, the store) falls inside that range, so calls end before, during and after
+    // the work.
+    for i in 0..40u64 {
+        let wait = std::time::Duration::from_micros(500 + 1000 * i);
+        let _ = tokio::time::timeout(wait, c.create_key(proto::CreateKeyRequest::default())).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut admin = d.admin().await;
+    let keys = admin
+        .list_keys(proto::ListKeysRequest {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keys;
+    d.stop();
+    let all = records(&audit_dir(&dir));
+    let canceled = all
+        .iter()
+        .filter(|r| r["errorCode"] == "RequestCanceled")
+        .count();
+    // Some calls ended part-way, some finished: both kinds are exercised.
+    assert!(
+        canceled > 0 && !keys.is_empty(),
+        "keys {} canceled {canceled}",
+        keys.len()
+    );
+    for k in &keys {
+        assert!(
+            all.iter()
+                .any(|r| r["eventName"] == "CreateKey"
+                    && r["resources"][0]["ARN"] == k.key_arn.as_str()),
+            "key {} has no CreateKey record",
+            k.key_arn
+        );
+    }
 }

@@ -35,7 +35,7 @@ impl KmsService {
     async fn handle<T, R, F, Fut>(
         &self,
         operation: &'static str,
-        key_id: &str,
+        key_id: String,
         req: Request<T>,
         f: F,
     ) -> Result<Response<R>, Status>
@@ -48,7 +48,7 @@ impl KmsService {
         let info = RequestInfo {
             operation,
             transport: Transport::Grpc,
-            key_id: key_id.to_owned(),
+            key_id,
             source_ip: presented.peer.as_ref().map(|p| p.addr.ip()),
         };
         let (result, outcome) = self
@@ -119,7 +119,7 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::CreateKeyRequest>,
     ) -> Result<Response<proto::CreateKeyResponse>, Status> {
-        self.handle("CreateKey", "", req, |caller, m| async move {
+        self.handle("CreateKey", String::new(), req, |caller, m| async move {
             let input = CreateKeyInput {
                 description: m.description,
                 key_usage: m.key_usage,
@@ -141,7 +141,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DescribeKeyRequest>,
     ) -> Result<Response<proto::DescribeKeyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("DescribeKey", &key_id, req, |caller, m| async move {
+        self.handle("DescribeKey", key_id, req, |caller, m| async move {
             let meta = self
                 .vault
                 .describe_key(&caller, &m.key_id, &m.grant_tokens)
@@ -157,7 +157,7 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
-        self.handle("ListKeys", "", req, |caller, m| async move {
+        self.handle("ListKeys", String::new(), req, |caller, m| async move {
             let out = self
                 .vault
                 .list_keys(
@@ -189,7 +189,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::EncryptRequest>,
     ) -> Result<Response<proto::EncryptResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("Encrypt", &key_id, req, |caller, mut m| async move {
+        self.handle("Encrypt", key_id, req, |caller, mut m| async move {
             let input = EncryptInput {
                 key_id: mem::take(&mut m.key_id),
                 plaintext: Plaintext::new(mem::take(&mut m.plaintext)),
@@ -212,7 +212,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DecryptRequest>,
     ) -> Result<Response<proto::DecryptResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("Decrypt", &key_id, req, |caller, m| async move {
+        self.handle("Decrypt", key_id, req, |caller, m| async move {
             let input = DecryptInput {
                 ciphertext_blob: m.ciphertext_blob,
                 context: context("EncryptionContext", m.encryption_context)?,
@@ -235,7 +235,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::GenerateDataKeyRequest>,
     ) -> Result<Response<proto::GenerateDataKeyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("GenerateDataKey", &key_id, req, |caller, m| async move {
+        self.handle("GenerateDataKey", key_id, req, |caller, m| async move {
             let input = DataKeyInput {
                 key_id: m.key_id,
                 context: context("EncryptionContext", m.encryption_context)?,
@@ -263,7 +263,7 @@ impl KeyManagementService for KmsService {
         let key_id = req.get_ref().key_id.clone();
         self.handle(
             "GenerateDataKeyWithoutPlaintext",
-            &key_id,
+            key_id,
             req,
             |caller, m| async move {
                 let input = DataKeyInput {
@@ -288,7 +288,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ReEncryptRequest>,
     ) -> Result<Response<proto::ReEncryptResponse>, Status> {
         let key_id = req.get_ref().destination_key_id.clone();
-        self.handle("ReEncrypt", &key_id, req, |caller, m| async move {
+        self.handle("ReEncrypt", key_id, req, |caller, m| async move {
             let input = ReEncryptInput {
                 ciphertext_blob: m.ciphertext_blob,
                 source_context: context("SourceEncryptionContext", m.source_encryption_context)?,
@@ -318,15 +318,20 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::GenerateRandomRequest>,
     ) -> Result<Response<proto::GenerateRandomResponse>, Status> {
-        self.handle("GenerateRandom", "", req, |caller, m| async move {
-            let bytes = self
-                .vault
-                .generate_random(&caller, m.number_of_bytes)
-                .await?;
-            Ok(proto::GenerateRandomResponse {
-                plaintext: bytes.into_exposed_vec(),
-            })
-        })
+        self.handle(
+            "GenerateRandom",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let bytes = self
+                    .vault
+                    .generate_random(&caller, m.number_of_bytes)
+                    .await?;
+                Ok(proto::GenerateRandomResponse {
+                    plaintext: bytes.into_exposed_vec(),
+                })
+            },
+        )
         .await
     }
 
@@ -335,7 +340,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::GetKeyPolicyRequest>,
     ) -> Result<Response<proto::GetKeyPolicyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("GetKeyPolicy", &key_id, req, |caller, m| async move {
+        self.handle("GetKeyPolicy", key_id, req, |caller, m| async move {
             let policy = self
                 .vault
                 .get_key_policy(&caller, &m.key_id, &m.policy_name)
@@ -353,7 +358,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::PutKeyPolicyRequest>,
     ) -> Result<Response<proto::PutKeyPolicyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("PutKeyPolicy", &key_id, req, |caller, m| async move {
+        self.handle("PutKeyPolicy", key_id, req, |caller, m| async move {
             self.vault
                 .put_key_policy(
                     &caller,
@@ -373,7 +378,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ListKeyPoliciesRequest>,
     ) -> Result<Response<proto::ListKeyPoliciesResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("ListKeyPolicies", &key_id, req, |caller, m| async move {
+        self.handle("ListKeyPolicies", key_id, req, |caller, m| async move {
             let page = self
                 .vault
                 .list_key_policies(
@@ -398,12 +403,22 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::PutPrincipalPolicyRequest>,
     ) -> Result<Response<proto::PutPrincipalPolicyResponse>, Status> {
-        self.handle("PutPrincipalPolicy", "", req, |caller, m| async move {
-            self.vault
-                .put_principal_policy(&caller, &m.principal_arn, &m.policy_name, m.policy_document)
-                .await?;
-            Ok(proto::PutPrincipalPolicyResponse {})
-        })
+        self.handle(
+            "PutPrincipalPolicy",
+            String::new(),
+            req,
+            |caller, m| async move {
+                self.vault
+                    .put_principal_policy(
+                        &caller,
+                        &m.principal_arn,
+                        &m.policy_name,
+                        m.policy_document,
+                    )
+                    .await?;
+                Ok(proto::PutPrincipalPolicyResponse {})
+            },
+        )
         .await
     }
 
@@ -411,17 +426,22 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::GetPrincipalPolicyRequest>,
     ) -> Result<Response<proto::GetPrincipalPolicyResponse>, Status> {
-        self.handle("GetPrincipalPolicy", "", req, |caller, m| async move {
-            let doc = self
-                .vault
-                .get_principal_policy(&caller, &m.principal_arn, &m.policy_name)
-                .await?;
-            Ok(proto::GetPrincipalPolicyResponse {
-                principal_arn: m.principal_arn,
-                policy_name: m.policy_name,
-                policy_document: doc,
-            })
-        })
+        self.handle(
+            "GetPrincipalPolicy",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let doc = self
+                    .vault
+                    .get_principal_policy(&caller, &m.principal_arn, &m.policy_name)
+                    .await?;
+                Ok(proto::GetPrincipalPolicyResponse {
+                    principal_arn: m.principal_arn,
+                    policy_name: m.policy_name,
+                    policy_document: doc,
+                })
+            },
+        )
         .await
     }
 
@@ -429,13 +449,18 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::ListPrincipalPoliciesRequest>,
     ) -> Result<Response<proto::ListPrincipalPoliciesResponse>, Status> {
-        self.handle("ListPrincipalPolicies", "", req, |caller, m| async move {
-            let policy_names = self
-                .vault
-                .list_principal_policies(&caller, &m.principal_arn)
-                .await?;
-            Ok(proto::ListPrincipalPoliciesResponse { policy_names })
-        })
+        self.handle(
+            "ListPrincipalPolicies",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let policy_names = self
+                    .vault
+                    .list_principal_policies(&caller, &m.principal_arn)
+                    .await?;
+                Ok(proto::ListPrincipalPoliciesResponse { policy_names })
+            },
+        )
         .await
     }
 
@@ -443,12 +468,17 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::DeletePrincipalPolicyRequest>,
     ) -> Result<Response<proto::DeletePrincipalPolicyResponse>, Status> {
-        self.handle("DeletePrincipalPolicy", "", req, |caller, m| async move {
-            self.vault
-                .delete_principal_policy(&caller, &m.principal_arn, &m.policy_name)
-                .await?;
-            Ok(proto::DeletePrincipalPolicyResponse {})
-        })
+        self.handle(
+            "DeletePrincipalPolicy",
+            String::new(),
+            req,
+            |caller, m| async move {
+                self.vault
+                    .delete_principal_policy(&caller, &m.principal_arn, &m.policy_name)
+                    .await?;
+                Ok(proto::DeletePrincipalPolicyResponse {})
+            },
+        )
         .await
     }
 
@@ -456,7 +486,7 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::TagPrincipalRequest>,
     ) -> Result<Response<proto::TagPrincipalResponse>, Status> {
-        self.handle("TagPrincipal", "", req, |caller, m| async move {
+        self.handle("TagPrincipal", String::new(), req, |caller, m| async move {
             let tags = m
                 .tags
                 .into_iter()
@@ -474,12 +504,17 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::UntagPrincipalRequest>,
     ) -> Result<Response<proto::UntagPrincipalResponse>, Status> {
-        self.handle("UntagPrincipal", "", req, |caller, m| async move {
-            self.vault
-                .untag_principal(&caller, &m.principal_arn, m.tag_keys)
-                .await?;
-            Ok(proto::UntagPrincipalResponse {})
-        })
+        self.handle(
+            "UntagPrincipal",
+            String::new(),
+            req,
+            |caller, m| async move {
+                self.vault
+                    .untag_principal(&caller, &m.principal_arn, m.tag_keys)
+                    .await?;
+                Ok(proto::UntagPrincipalResponse {})
+            },
+        )
         .await
     }
 
@@ -487,18 +522,23 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::ListPrincipalTagsRequest>,
     ) -> Result<Response<proto::ListPrincipalTagsResponse>, Status> {
-        self.handle("ListPrincipalTags", "", req, |caller, m| async move {
-            let tags = self
-                .vault
-                .list_principal_tags(&caller, &m.principal_arn)
-                .await?;
-            Ok(proto::ListPrincipalTagsResponse {
-                tags: tags
-                    .into_iter()
-                    .map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value })
-                    .collect(),
-            })
-        })
+        self.handle(
+            "ListPrincipalTags",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let tags = self
+                    .vault
+                    .list_principal_tags(&caller, &m.principal_arn)
+                    .await?;
+                Ok(proto::ListPrincipalTagsResponse {
+                    tags: tags
+                        .into_iter()
+                        .map(|(tag_key, tag_value)| proto::Tag { tag_key, tag_value })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 
@@ -507,7 +547,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::CreateGrantRequest>,
     ) -> Result<Response<proto::CreateGrantResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("CreateGrant", &key_id, req, |caller, m| async move {
+        self.handle("CreateGrant", key_id, req, |caller, m| async move {
             let input = CreateGrantInput {
                 key_id: m.key_id,
                 grantee_principal: m.grantee_principal,
@@ -531,7 +571,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ListGrantsRequest>,
     ) -> Result<Response<proto::ListGrantsResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("ListGrants", &key_id, req, |caller, m| async move {
+        self.handle("ListGrants", key_id, req, |caller, m| async move {
             let page = self
                 .vault
                 .list_grants(
@@ -554,20 +594,25 @@ impl KeyManagementService for KmsService {
         &self,
         req: Request<proto::ListRetirableGrantsRequest>,
     ) -> Result<Response<proto::ListGrantsResponse>, Status> {
-        self.handle("ListRetirableGrants", "", req, |caller, m| async move {
-            let page = self
-                .vault
-                .list_retirable_grants(
-                    &caller,
-                    ListRetirableGrantsInput {
-                        retiring_principal: m.retiring_principal,
-                        limit: m.limit,
-                        marker: m.marker,
-                    },
-                )
-                .await?;
-            Ok(grant_page(page))
-        })
+        self.handle(
+            "ListRetirableGrants",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let page = self
+                    .vault
+                    .list_retirable_grants(
+                        &caller,
+                        ListRetirableGrantsInput {
+                            retiring_principal: m.retiring_principal,
+                            limit: m.limit,
+                            marker: m.marker,
+                        },
+                    )
+                    .await?;
+                Ok(grant_page(page))
+            },
+        )
         .await
     }
 
@@ -576,7 +621,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::RetireGrantRequest>,
     ) -> Result<Response<proto::RetireGrantResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("RetireGrant", &key_id, req, |caller, m| async move {
+        self.handle("RetireGrant", key_id, req, |caller, m| async move {
             self.vault
                 .retire_grant(&caller, &m.grant_token, &m.key_id, &m.grant_id)
                 .await?;
@@ -590,7 +635,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::RevokeGrantRequest>,
     ) -> Result<Response<proto::RevokeGrantResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("RevokeGrant", &key_id, req, |caller, m| async move {
+        self.handle("RevokeGrant", key_id, req, |caller, m| async move {
             self.vault
                 .revoke_grant(&caller, &m.key_id, &m.grant_id)
                 .await?;
@@ -604,7 +649,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::EnableKeyRequest>,
     ) -> Result<Response<proto::EnableKeyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("EnableKey", &key_id, req, |caller, m| async move {
+        self.handle("EnableKey", key_id, req, |caller, m| async move {
             self.vault.set_enabled(&caller, &m.key_id, true).await?;
             Ok(proto::EnableKeyResponse {})
         })
@@ -618,7 +663,7 @@ impl KeyManagementService for KmsService {
         let key_id = req.get_ref().key_id.clone();
         self.handle(
             "UpdateKeyDescription",
-            &key_id,
+            key_id,
             req,
             |caller, m| async move {
                 self.vault
@@ -635,23 +680,18 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ScheduleKeyDeletionRequest>,
     ) -> Result<Response<proto::ScheduleKeyDeletionResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle(
-            "ScheduleKeyDeletion",
-            &key_id,
-            req,
-            |caller, m| async move {
-                let out = self
-                    .vault
-                    .schedule_key_deletion(&caller, &m.key_id, m.pending_window_in_days)
-                    .await?;
-                Ok(proto::ScheduleKeyDeletionResponse {
-                    key_id: out.key_arn.to_string(),
-                    deletion_date: Some(convert::timestamp(out.deletion_date)),
-                    key_state: out.key_state.as_str().to_owned(),
-                    pending_window_in_days: out.pending_window_in_days,
-                })
-            },
-        )
+        self.handle("ScheduleKeyDeletion", key_id, req, |caller, m| async move {
+            let out = self
+                .vault
+                .schedule_key_deletion(&caller, &m.key_id, m.pending_window_in_days)
+                .await?;
+            Ok(proto::ScheduleKeyDeletionResponse {
+                key_id: out.key_arn.to_string(),
+                deletion_date: Some(convert::timestamp(out.deletion_date)),
+                key_state: out.key_state.as_str().to_owned(),
+                pending_window_in_days: out.pending_window_in_days,
+            })
+        })
         .await
     }
 
@@ -660,7 +700,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::CancelKeyDeletionRequest>,
     ) -> Result<Response<proto::CancelKeyDeletionResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("CancelKeyDeletion", &key_id, req, |caller, m| async move {
+        self.handle("CancelKeyDeletion", key_id, req, |caller, m| async move {
             let arn = self.vault.cancel_key_deletion(&caller, &m.key_id).await?;
             Ok(proto::CancelKeyDeletionResponse {
                 key_id: arn.to_string(),
@@ -674,7 +714,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::EnableKeyRotationRequest>,
     ) -> Result<Response<proto::EnableKeyRotationResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("EnableKeyRotation", &key_id, req, |caller, m| async move {
+        self.handle("EnableKeyRotation", key_id, req, |caller, m| async move {
             self.vault
                 .enable_key_rotation(&caller, &m.key_id, m.rotation_period_in_days)
                 .await?;
@@ -688,7 +728,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DisableKeyRotationRequest>,
     ) -> Result<Response<proto::DisableKeyRotationResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("DisableKeyRotation", &key_id, req, |caller, m| async move {
+        self.handle("DisableKeyRotation", key_id, req, |caller, m| async move {
             self.vault.disable_key_rotation(&caller, &m.key_id).await?;
             Ok(proto::DisableKeyRotationResponse {})
         })
@@ -702,7 +742,7 @@ impl KeyManagementService for KmsService {
         let key_id = req.get_ref().key_id.clone();
         self.handle(
             "GetKeyRotationStatus",
-            &key_id,
+            key_id,
             req,
             |caller, m| async move {
                 let st = self.vault.key_rotation_status(&caller, &m.key_id).await?;
@@ -722,7 +762,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::RotateKeyOnDemandRequest>,
     ) -> Result<Response<proto::RotateKeyOnDemandResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("RotateKeyOnDemand", &key_id, req, |caller, m| async move {
+        self.handle("RotateKeyOnDemand", key_id, req, |caller, m| async move {
             let arn = self.vault.rotate_key_on_demand(&caller, &m.key_id).await?;
             Ok(proto::RotateKeyOnDemandResponse {
                 key_id: arn.to_string(),
@@ -736,7 +776,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ListKeyRotationsRequest>,
     ) -> Result<Response<proto::ListKeyRotationsResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("ListKeyRotations", &key_id, req, |caller, m| async move {
+        self.handle("ListKeyRotations", key_id, req, |caller, m| async move {
             let page = self
                 .vault
                 .list_key_rotations(&caller, &m.key_id, m.limit, &m.marker)
@@ -764,7 +804,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::TagResourceRequest>,
     ) -> Result<Response<proto::TagResourceResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("TagResource", &key_id, req, |caller, m| async move {
+        self.handle("TagResource", key_id, req, |caller, m| async move {
             let tags = m
                 .tags
                 .into_iter()
@@ -781,7 +821,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::UntagResourceRequest>,
     ) -> Result<Response<proto::UntagResourceResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("UntagResource", &key_id, req, |caller, m| async move {
+        self.handle("UntagResource", key_id, req, |caller, m| async move {
             self.vault
                 .untag_resource(&caller, &m.key_id, m.tag_keys)
                 .await?;
@@ -795,7 +835,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ListResourceTagsRequest>,
     ) -> Result<Response<proto::ListResourceTagsResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("ListResourceTags", &key_id, req, |caller, m| async move {
+        self.handle("ListResourceTags", key_id, req, |caller, m| async move {
             let page = self
                 .vault
                 .list_resource_tags(&caller, &m.key_id, m.limit, &m.marker)
@@ -818,7 +858,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::CreateAliasRequest>,
     ) -> Result<Response<proto::CreateAliasResponse>, Status> {
         let key_id = req.get_ref().target_key_id.clone();
-        self.handle("CreateAlias", &key_id, req, |caller, m| async move {
+        self.handle("CreateAlias", key_id, req, |caller, m| async move {
             self.vault
                 .create_alias(&caller, &m.alias_name, &m.target_key_id)
                 .await?;
@@ -832,7 +872,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::UpdateAliasRequest>,
     ) -> Result<Response<proto::UpdateAliasResponse>, Status> {
         let key_id = req.get_ref().target_key_id.clone();
-        self.handle("UpdateAlias", &key_id, req, |caller, m| async move {
+        self.handle("UpdateAlias", key_id, req, |caller, m| async move {
             self.vault
                 .update_alias(&caller, &m.alias_name, &m.target_key_id)
                 .await?;
@@ -846,7 +886,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DeleteAliasRequest>,
     ) -> Result<Response<proto::DeleteAliasResponse>, Status> {
         let name = req.get_ref().alias_name.clone();
-        self.handle("DeleteAlias", &name, req, |caller, m| async move {
+        self.handle("DeleteAlias", name, req, |caller, m| async move {
             self.vault.delete_alias(&caller, &m.alias_name).await?;
             Ok(proto::DeleteAliasResponse {})
         })
@@ -858,7 +898,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::ListAliasesRequest>,
     ) -> Result<Response<proto::ListAliasesResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("ListAliases", &key_id, req, |caller, m| async move {
+        self.handle("ListAliases", key_id, req, |caller, m| async move {
             let out = self
                 .vault
                 .list_aliases(
@@ -884,7 +924,7 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DisableKeyRequest>,
     ) -> Result<Response<proto::DisableKeyResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("DisableKey", &key_id, req, |caller, m| async move {
+        self.handle("DisableKey", key_id, req, |caller, m| async move {
             self.vault.set_enabled(&caller, &m.key_id, false).await?;
             Ok(proto::DisableKeyResponse {})
         })

@@ -25,16 +25,6 @@ impl Parameters {
     }
 }
 
-fn identity_type(arn: &str) -> &'static str {
-    if arn.ends_with(":root") {
-        "Root"
-    } else if arn.contains(":user/") {
-        "IAMUser"
-    } else {
-        "AssumedRole"
-    }
-}
-
 /// Builds the record (without `previousHash`, which the writer adds).
 pub(super) fn build(o: &Outcome, params: &Parameters) -> Map<String, Value> {
     let now = time::OffsetDateTime::now_utc();
@@ -68,7 +58,7 @@ pub(super) fn build(o: &Outcome, params: &Parameters) -> Map<String, Value> {
         (_, Transport::Background) => {
             json!({"type": "AWSService", "invokedBy": BACKGROUND_PRINCIPAL})
         }
-        (Some(arn), _) => json!({"type": identity_type(arn), "arn": arn, "accountId": o.account}),
+        (Some(arn), _) => json!({"type": o.principal_type, "arn": arn, "accountId": o.account}),
         (None, _) => json!({"type": "Unknown"}),
     };
     let event_type = match o.transport {

@@ -36,11 +36,11 @@ pub struct AuditSettings {
 }
 
 /// Why a record could not be written. The caller's request then fails closed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AuditError {
     /// Writing, syncing or opening failed.
     #[error("the audit trail cannot be written: {0}")]
-    Io(#[from] io::Error),
+    Io(#[source] Arc<io::Error>),
     /// The file being written was removed or replaced behind the daemon's back.
     #[error("the audit file {0} was removed or replaced")]
     Replaced(PathBuf),
@@ -53,6 +53,12 @@ pub enum AuditError {
     /// A failed write could not be undone, so the file holds bytes outside the chain.
     #[error("the audit file holds a partly written batch that could not be removed")]
     Poisoned,
+}
+
+impl From<io::Error> for AuditError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(Arc::new(e))
+    }
 }
 
 /// The most records one batch takes; more wait for the next.
@@ -224,19 +230,8 @@ impl Writer {
             let result = self.append(&batch);
             self.healthy.store(result.is_ok(), Ordering::Release);
             for job in batch {
-                let r = match &result {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(match e {
-                        AuditError::Io(io) => {
-                            AuditError::Io(io::Error::new(io.kind(), io.to_string()))
-                        }
-                        AuditError::Replaced(p) => AuditError::Replaced(p.clone()),
-                        AuditError::Stopped => AuditError::Stopped,
-                        AuditError::Poisoned => AuditError::Poisoned,
-                        AuditError::Unavailable => AuditError::Unavailable,
-                    }),
-                };
-                let _ = job.done.send(r);
+                // Each call of the batch gets the batch's outcome.
+                let _ = job.done.send(result.clone());
             }
             if let Err(e) = result {
                 tracing::error!(error = %e, "audit records could not be written; requests fail until it can");

@@ -3,7 +3,7 @@
 //! 2. The key policy is the root of trust. A statement naming the caller directly allows
 //!    a caller of the key's account; a statement naming the caller's account delegates
 //!    to the caller's identity policies, which must then allow too.
-//! 3. Cross-account: only the actions of [`CROSS_ACCOUNT_ACTIONS`] are possible on a key
+//! 3. Cross-account: only the actions of [`CROSS_ACCOUNT_ACTIONS`](super::CROSS_ACCOUNT_ACTIONS) are possible on a key
 //!    of another account; for those, the key policy must allow the caller (directly or
 //!    by account) AND an identity policy in the caller's account must allow.
 //! 4. A grant for the caller, the operation and a matching context allows, whatever the
@@ -16,8 +16,6 @@ use serde::Serialize;
 
 use super::context::RequestContext;
 use super::cross_account::allowed_across_accounts;
-#[cfg(doc)]
-use super::cross_account::CROSS_ACCOUNT_ACTIONS;
 use super::evaluate::{applies, PrincipalMatch};
 use super::grants::Grant;
 use super::model::{Effect, Policy};

@@ -44,6 +44,15 @@ impl Principal {
     pub fn kind(&self) -> &PrincipalKind {
         &self.kind
     }
+
+    /// The `userIdentity.type` CloudTrail gives this kind of caller.
+    pub fn identity_type(&self) -> &'static str {
+        match self.kind {
+            PrincipalKind::Root => "Root",
+            PrincipalKind::User(_) => "IAMUser",
+            PrincipalKind::Role(_) => "AssumedRole",
+        }
+    }
 }
 
 impl fmt::Display for Principal {

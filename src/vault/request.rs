@@ -121,6 +121,8 @@ pub struct Outcome {
     pub transport: Transport,
     /// The caller's principal ARN, when it could be identified.
     pub principal: Option<String>,
+    /// Its CloudTrail identity type (Root, IAMUser, AssumedRole), when identified.
+    pub principal_type: Option<&'static str>,
     /// The caller's account, when identified.
     pub account: Option<String>,
     /// The client's address, when known.
@@ -146,6 +148,7 @@ impl Outcome {
             operation: "",
             transport: Transport::Grpc,
             principal: None,
+            principal_type: None,
             account: None,
             source_ip: None,
             via_service: None,
@@ -248,6 +251,7 @@ impl Vault {
                 operation: info.operation,
                 transport: info.transport,
                 principal: None,
+                principal_type: None,
                 account: None,
                 source_ip: info.source_ip,
                 via_service: None,
@@ -274,6 +278,7 @@ impl Vault {
                     Span::current().record("principal", caller.principal.arn());
                     let o = &mut pending.outcome;
                     o.principal = Some(caller.principal.arn().to_owned());
+                    o.principal_type = Some(caller.principal.identity_type());
                     o.account = Some(caller.principal.account().to_string());
                     o.source_ip = caller.source_ip;
                     o.via_service.clone_from(&caller.via_service);
@@ -350,6 +355,7 @@ impl Vault {
             operation: event,
             transport: Transport::Background,
             principal: None,
+            principal_type: None,
             account: resource.split(':').nth(4).map(str::to_owned),
             source_ip: None,
             via_service: None,

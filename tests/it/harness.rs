@@ -265,6 +265,34 @@ pub fn role(account: &str, name: &str) -> String {
     format!("arn:aws:iam::{account}:role/{name}")
 }
 
+/// The request id a call's answer carries, success or failure.
+pub fn request_id<T>(r: &Result<tonic::Response<T>, tonic::Status>) -> String {
+    let md = match r {
+        Ok(resp) => resp.metadata(),
+        Err(st) => st.metadata(),
+    };
+    md.get("x-amzn-requestid")
+        .expect("every answer carries a request id")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The key ids the caller's account lists (first page, up to 1000).
+pub async fn list_key_ids(c: &mut KmsClient) -> Vec<String> {
+    c.list_keys(proto::ListKeysRequest {
+        limit: Some(1000),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .keys
+    .into_iter()
+    .map(|k| k.key_id)
+    .collect()
+}
+
 /// Asserts that a call failed with the AWS error `name`.
 #[track_caller]
 pub fn assert_kms_error<T: std::fmt::Debug>(

@@ -2,10 +2,11 @@
 //! handshake, SIGHUP re-reads the CRLs for new connections, a bad CRL at reload keeps the
 //! previous one in force, and a bad CRL at start-up is an error naming the field.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use p11kms::client::{connect, error_name, ClientError, Identity};
+use p11kms::dev::DevCa;
 
 use crate::harness::*;
 
@@ -106,17 +107,25 @@ fn set_client_crl(dir: &TestDir, value: toml::Value) {
     });
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn revoked_certificates_are_refused_from_the_next_reload_on() {
+/// A prepared dev directory whose `tls.client_crl` (given as `value`) names
+/// `clients-crl.pem`, a CRL that revokes nothing yet; with the dev CA, the identities
+/// of roles A and B, and the CRL's path.
+fn with_empty_crl(value: toml::Value) -> (TestDir, DevCa, PathBuf, PathBuf, PathBuf) {
     let dir = TestDir::new();
     dir.prepare();
     let ca = dir.dev().ca().unwrap();
     let a = identity_for(dir.path(), Some(&role(ACCOUNT, "A")));
     let b = identity_for(dir.path(), Some(&role(ACCOUNT, "B")));
-    // Relative to the configuration file, like the other TLS paths; the list form.
     let crl = dir.path().join("clients-crl.pem");
     ca.write_crl(&[], &crl).unwrap();
-    set_client_crl(&dir, toml::Value::Array(vec!["clients-crl.pem".into()]));
+    set_client_crl(&dir, value);
+    (dir, ca, a, b, crl)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_certificates_are_refused_from_the_next_reload_on() {
+    // Relative to the configuration file, like the other TLS paths; the list form.
+    let (dir, ca, a, b, crl) = with_empty_crl(toml::Value::Array(vec!["clients-crl.pem".into()]));
 
     // (1) A CRL that revokes nothing: everyone is served.
     let d = Daemon::start(&dir);
@@ -201,14 +210,7 @@ async fn revoked_certificates_are_refused_from_the_next_reload_on() {
 /// handshake meets the current CRL. Other clients reconnect and carry on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_opened_before_revocation_ends_within_its_maximum_age() {
-    let dir = TestDir::new();
-    dir.prepare();
-    let ca = dir.dev().ca().unwrap();
-    let a = identity_for(dir.path(), Some(&role(ACCOUNT, "A")));
-    let b = identity_for(dir.path(), Some(&role(ACCOUNT, "B")));
-    let crl = dir.path().join("clients-crl.pem");
-    ca.write_crl(&[], &crl).unwrap();
-    set_client_crl(&dir, "clients-crl.pem".into());
+    let (dir, ca, a, b, crl) = with_empty_crl("clients-crl.pem".into());
     dir.edit_config(|c| {
         c["tls"]
             .as_table_mut()

@@ -215,7 +215,13 @@ fn main() -> BoxResult<()> {
     let raw_dir_tmp = tempfile::tempdir()?;
     let raw_dir = DevDir::at(raw_dir_tmp.path());
     raw_dir.prepare()?;
-    let raw = raw_baseline(&raw_dir)?;
+    // BENCH_ONLY=audit measures the audit trail's cost alone (for profiling it).
+    let audit_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "audit");
+    let raw = if audit_only {
+        Vec::new()
+    } else {
+        raw_baseline(&raw_dir)?
+    };
 
     // The daemon as deployed (audit trail on, one fsync per batch), and the same daemon
     // with the trail off, to show what auditing costs.
@@ -231,11 +237,16 @@ fn main() -> BoxResult<()> {
         let key = first_key(&endpoint, &identity).await?;
         let key_off = first_key(&endpoint_off, &identity_off).await?;
         let mut out = Vec::new();
-        for (op, name) in [
-            (Op::Encrypt, "Encrypt"),
-            (Op::Decrypt, "Decrypt"),
-            (Op::GenerateDataKey, "GenerateDataKey"),
-        ] {
+        let ops: &[(Op, &str)] = if audit_only {
+            &[]
+        } else {
+            &[
+                (Op::Encrypt, "Encrypt"),
+                (Op::Decrypt, "Decrypt"),
+                (Op::GenerateDataKey, "GenerateDataKey"),
+            ]
+        };
+        for &(op, name) in ops {
             for conc in [8, 32] {
                 let rate = daemon_load(&endpoint, &identity, &key, op, conc).await?;
                 out.push((format!("daemon {name}, mTLS gRPC, {conc} in flight"), rate));
@@ -243,7 +254,7 @@ fn main() -> BoxResult<()> {
         }
         // Interleaved, so that a change of machine load hits both sides alike.
         let mut pairs = Vec::new();
-        for conc in [1, 8, 32] {
+        for conc in [1, 8, 32, 64] {
             let off =
                 daemon_load(&endpoint_off, &identity_off, &key_off, Op::Encrypt, conc).await?;
             let on = daemon_load(&endpoint, &identity, &key, Op::Encrypt, conc).await?;

@@ -2,16 +2,25 @@
 //! userIdentity, sourceIPAddress, requestParameters, resources, errorCode and
 //! errorMessage, with p11kms's additions under `p11kms` (transport, decision and
 //! deciding statements, via-service, latency).
+//!
+//! A record is serialized on the caller's task, borrowing from its `Outcome`: the
+//! writer thread, which every call waits on, only prepends the chain link and hashes.
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
-use crate::vault::{Outcome, Transport};
+use crate::authz::DecisionKind;
+use crate::vault::{Authorization, Outcome, Transport};
 
 /// The principal named in the records of the daemon's own work.
 pub const BACKGROUND_PRINCIPAL: &str = "p11kms";
+
+/// Caller-supplied key ids are cut to AWS's limit before they are recorded.
+const MAX_KEY_ID_CHARS: usize = 2048;
 
 /// Request parameters that may be recorded. Only names and values that are not secret:
 /// no plaintext, data key, grant token or PIN ever gets here.
@@ -25,85 +34,182 @@ impl Parameters {
     }
 }
 
-/// Builds the record (without `previousHash`, which the writer adds).
-pub(super) fn build(o: &Outcome, params: &Parameters) -> Map<String, Value> {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    event_version: &'static str,
+    event_time: String,
+    event_source: &'static str,
+    event_name: &'static str,
+    event_type: &'static str,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    user_identity: UserIdentity<'a>,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: Option<String>,
+    request_parameters: RequestParameters<'a>,
+    resources: Vec<Resource<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    p11kms: Additions<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UserIdentity<'a> {
+    Service {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(rename = "invokedBy")]
+        invoked_by: &'static str,
+    },
+    Principal {
+        #[serde(rename = "type")]
+        kind: Option<&'static str>,
+        arn: &'a str,
+        #[serde(rename = "accountId")]
+        account_id: Option<&'a str>,
+    },
+    Unknown {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+/// `keyId` first, then the parameters the operation chose to record.
+struct RequestParameters<'a> {
+    key_id: &'a str,
+    params: &'a Parameters,
+}
+
+impl Serialize for RequestParameters<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if !self.key_id.is_empty() {
+            let cut = match self.key_id.char_indices().nth(MAX_KEY_ID_CHARS) {
+                Some((i, _)) => self.key_id.get(..i).unwrap_or_default(),
+                None => self.key_id,
+            };
+            map.serialize_entry("keyId", cut)?;
+        }
+        for (k, v) in &self.params.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Additions<'a> {
+    transport: &'static str,
+    decision: Option<DecisionKind>,
+    deciding_statements: &'a [String],
+    authorizations: Vec<AuthorizationRecord<'a>>,
+    via_service: Option<&'a str>,
+    latency_micros: u64,
+}
+
+#[derive(Serialize)]
+struct AuthorizationRecord<'a> {
+    action: &'static str,
+    resource: &'a str,
+    decision: DecisionKind,
+    deciding: &'a [String],
+}
+
+impl<'a> From<&'a Authorization> for AuthorizationRecord<'a> {
+    fn from(a: &'a Authorization) -> Self {
+        Self {
+            action: a.action,
+            resource: &a.resource,
+            decision: a.decision,
+            deciding: &a.deciding,
+        }
+    }
+}
+
+fn resource(arn: &str) -> Resource<'_> {
+    let account_id = arn.split(':').nth(4).unwrap_or_default();
+    let kind = if arn.contains(":kms:") && arn.contains(":alias/") {
+        "AWS::KMS::Alias"
+    } else if arn.contains(":kms:") {
+        "AWS::KMS::Key"
+    } else {
+        "AWS::IAM::Principal"
+    };
+    Resource {
+        arn,
+        account_id,
+        kind,
+    }
+}
+
+/// Serializes the record as one JSON object (without `previousHash`, which the writer
+/// puts first).
+pub(super) fn build(o: &Outcome, params: &Parameters) -> Vec<u8> {
     let now = time::OffsetDateTime::now_utc();
-    let time = now
+    let event_time = now
         .replace_nanosecond(0)
         .unwrap_or(now)
         .format(&Rfc3339)
         .unwrap_or_default();
-    let mut request_parameters = Map::new();
-    if !o.key_id.is_empty() {
-        // Caller-supplied: cut to AWS's limit.
-        let key_id: String = o.key_id.chars().take(2048).collect();
-        request_parameters.insert("keyId".into(), Value::String(key_id));
-    }
-    for (k, v) in &params.0 {
-        request_parameters.insert((*k).into(), v.clone());
-    }
-    let mut resources: Vec<Value> = Vec::new();
-    for arn in &o.resources {
-        let account = arn.split(':').nth(4).unwrap_or_default();
-        let kind = if arn.contains(":kms:") && arn.contains(":alias/") {
-            "AWS::KMS::Alias"
-        } else if arn.contains(":kms:") {
-            "AWS::KMS::Key"
-        } else {
-            "AWS::IAM::Principal"
-        };
-        resources.push(json!({"ARN": arn, "accountId": account, "type": kind}));
-    }
-    let user = match (&o.principal, o.transport) {
-        (_, Transport::Background) => {
-            json!({"type": "AWSService", "invokedBy": BACKGROUND_PRINCIPAL})
-        }
-        (Some(arn), _) => json!({"type": o.principal_type, "arn": arn, "accountId": o.account}),
-        (None, _) => json!({"type": "Unknown"}),
+    let user_identity = match (&o.principal, o.transport) {
+        (_, Transport::Background) => UserIdentity::Service {
+            kind: "AWSService",
+            invoked_by: BACKGROUND_PRINCIPAL,
+        },
+        (Some(arn), _) => UserIdentity::Principal {
+            kind: o.principal_type,
+            arn,
+            account_id: o.account.as_deref(),
+        },
+        (None, _) => UserIdentity::Unknown { kind: "Unknown" },
     };
-    let event_type = match o.transport {
-        Transport::Background => "AwsServiceEvent",
-        _ => "AwsApiCall",
+    let record = Record {
+        event_version: "1.08",
+        event_time,
+        event_source: "kms.amazonaws.com",
+        event_name: o.operation,
+        event_type: match o.transport {
+            Transport::Background => "AwsServiceEvent",
+            _ => "AwsApiCall",
+        },
+        request_id: &o.request_id,
+        user_identity,
+        source_ip_address: o.source_ip.map(|ip| ip.to_canonical().to_string()),
+        request_parameters: RequestParameters {
+            key_id: &o.key_id,
+            params,
+        },
+        resources: o.resources.iter().map(|arn| resource(arn)).collect(),
+        error_code: o.error.as_ref().map(|(code, _)| *code),
+        error_message: o.error.as_ref().map(|(_, message)| message.as_str()),
+        p11kms: Additions {
+            transport: o.transport.as_str(),
+            decision: o.decision(),
+            deciding_statements: o
+                .authorizations
+                .last()
+                .map_or(&[][..], |a| a.deciding.as_slice()),
+            authorizations: o.authorizations.iter().map(Into::into).collect(),
+            via_service: o.via_service.as_deref(),
+            latency_micros: u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX),
+        },
     };
-    let authorizations: Vec<Value> = o
-        .authorizations
-        .iter()
-        .map(|a| {
-            json!({"action": a.action, "resource": a.resource,
-                   "decision": format!("{:?}", a.decision), "deciding": a.deciding})
-        })
-        .collect();
-    let mut r = Map::new();
-    r.insert("eventVersion".into(), json!("1.08"));
-    r.insert("eventTime".into(), json!(time));
-    r.insert("eventSource".into(), json!("kms.amazonaws.com"));
-    r.insert("eventName".into(), json!(o.operation));
-    r.insert("eventType".into(), json!(event_type));
-    r.insert("requestID".into(), json!(o.request_id));
-    r.insert("userIdentity".into(), user);
-    r.insert(
-        "sourceIPAddress".into(),
-        json!(o.source_ip.map(|ip| ip.to_canonical().to_string())),
-    );
-    r.insert(
-        "requestParameters".into(),
-        Value::Object(request_parameters),
-    );
-    r.insert("resources".into(), Value::Array(resources));
-    if let Some((code, message)) = &o.error {
-        r.insert("errorCode".into(), json!(code));
-        r.insert("errorMessage".into(), json!(message));
-    }
-    r.insert(
-        "p11kms".into(),
-        json!({
-            "transport": o.transport.as_str(),
-            "decision": o.decision().map(|d| format!("{d:?}")),
-            "decidingStatements": o.authorizations.last().map(|a| a.deciding.clone()).unwrap_or_default(),
-            "authorizations": authorizations,
-            "viaService": o.via_service,
-            "latencyMicros": u64::try_from(o.latency.as_micros()).unwrap_or(u64::MAX),
-        }),
-    );
-    r
+    // Serializing borrowed strings and plain values into a Vec cannot fail; an empty
+    // object would still be a valid (if useless) record.
+    serde_json::to_vec(&record).unwrap_or_else(|_| b"{}".to_vec())
 }

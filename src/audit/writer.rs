@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest::{digest, SHA256};
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 /// How durable a record is when its call answers.
@@ -70,7 +69,8 @@ const SUFFIX: &str = ".jsonl";
 
 /// A record on its way to the file.
 pub(super) struct Job {
-    pub(super) record: Map<String, Value>,
+    /// The record as a JSON object, without `previousHash`.
+    pub(super) record: Vec<u8>,
     pub(super) done: oneshot::Sender<Result<(), AuditError>>,
 }
 
@@ -98,11 +98,33 @@ fn file_name(n: u64) -> String {
 
 /// The SHA-256 of one line (without its newline), hex.
 pub fn line_hash(line: &[u8]) -> String {
-    digest(&SHA256, line)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut out = String::with_capacity(64);
+    for b in digest(&SHA256, line).as_ref() {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    out
+}
+
+/// Appends one chained line to `buf`: `previousHash` first, then the record's own
+/// fields, so that the writer never re-serializes a record. Returns the line's hash.
+fn chain_line(buf: &mut Vec<u8>, previous: &str, record: &[u8]) -> String {
+    let start = buf.len();
+    buf.extend_from_slice(br#"{"previousHash":""#);
+    buf.extend_from_slice(previous.as_bytes());
+    buf.push(b'"');
+    // The record is a JSON object: `{}` or `{"field":…}`.
+    match record.strip_prefix(b"{") {
+        Some(rest) if rest != b"}" => {
+            buf.push(b',');
+            buf.extend_from_slice(rest);
+        }
+        _ => buf.push(b'}'),
+    }
+    let hash = line_hash(buf.get(start..).unwrap_or_default());
+    buf.push(b'\n');
+    hash
 }
 
 /// The hash of the last line of the trail in `dir`, and the number of the last file.
@@ -254,12 +276,7 @@ impl Writer {
         let mut buf = Vec::with_capacity(batch.len() * 512);
         let mut head = self.head.clone();
         for job in batch {
-            let mut record = job.record.clone();
-            record.insert("previousHash".into(), Value::String(head));
-            let line = serde_json::to_vec(&record).map_err(io::Error::other)?;
-            head = line_hash(&line);
-            buf.extend_from_slice(&line);
-            buf.push(b'\n');
+            head = chain_line(&mut buf, &head, &job.record);
         }
         let written = self
             .file
@@ -311,5 +328,37 @@ impl Writer {
         self.file = file;
         self.len = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chained_line_is_the_record_with_the_link_first_and_hashes_as_written() {
+        for record in [&b"{}"[..], br#"{"eventName":"Encrypt","n":[1,{"a":"}"}]}"#] {
+            let mut buf = b"earlier\n".to_vec();
+            let hash = chain_line(&mut buf, "ab12", record);
+            let line = buf.strip_prefix(b"earlier\n").unwrap();
+            let line = line.strip_suffix(b"\n").unwrap();
+            assert_eq!(hash, line_hash(line));
+            let mut parsed: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(line).unwrap();
+            assert_eq!(parsed.remove("previousHash").unwrap(), "ab12");
+            let original: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(record).unwrap();
+            assert_eq!(parsed, original);
+            assert!(line.starts_with(br#"{"previousHash":"ab12""#));
+        }
+    }
+
+    #[test]
+    fn line_hash_is_lowercase_hex_sha256() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            line_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

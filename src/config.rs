@@ -24,6 +24,9 @@ pub struct ConfigFile {
     /// ARN partition; "aws" when absent, so that AWS policies work as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// Seconds calls in flight get to finish after SIGTERM (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout_secs: Option<u64>,
     /// Server TLS material.
     pub tls: TlsSection,
     /// The PKCS#11 token.
@@ -229,6 +232,8 @@ pub struct Config {
     pub tls_client_crl: Vec<PathBuf>,
     /// How long a client connection may live before it must reconnect.
     pub max_connection_age: std::time::Duration,
+    /// How long calls in flight may run on after a shutdown signal.
+    pub shutdown_timeout: std::time::Duration,
     /// The audit trail; `None` when turned off (benchmarks only).
     pub audit: Option<crate::audit::AuditSettings>,
     /// PKCS#11 module path.
@@ -374,6 +379,13 @@ impl Config {
                 "must be between 1 and 604800 (a week)",
             ));
         }
+        let shutdown_timeout = f.shutdown_timeout_secs.unwrap_or(30);
+        if shutdown_timeout > 3600 {
+            return Err(invalid(
+                "shutdown_timeout_secs",
+                "must be at most 3600 (an hour)",
+            ));
+        }
         let audit_section = f.audit.unwrap_or_default();
         let audit = crate::audit::AuditSettings {
             dir: abs(audit_section.dir.as_deref().unwrap_or(Path::new("audit"))),
@@ -442,6 +454,7 @@ impl Config {
             tls_client_ca: abs(&f.tls.client_ca),
             tls_client_crl,
             max_connection_age: std::time::Duration::from_secs(max_connection_age),
+            shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
             audit: audit_section.enabled.unwrap_or(true).then_some(audit),
             module: abs(&f.hsm.module),
             token,

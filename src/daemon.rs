@@ -61,6 +61,8 @@ pub enum DaemonError {
 /// A daemon ready to serve: the HSM is logged in, the store open, the port bound.
 pub struct Prepared {
     vault: Arc<Vault>,
+    audit: Option<crate::audit::AuditTrail>,
+    shutdown_timeout: std::time::Duration,
     sweep_interval: std::time::Duration,
     pool: HsmPool,
     module: Module,
@@ -119,18 +121,18 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
-    let vault = match &config.audit {
+    let (vault, audit) = match &config.audit {
         Some(audit) => {
             let trail = crate::audit::AuditTrail::open(audit.clone())
                 .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
             info!(dir = %audit.dir.display(), "audit trail open");
-            vault.with_audit(trail)
+            (vault.with_audit(trail.clone()), Some(trail))
         }
         None => {
             tracing::warn!(
                 "audit.enabled is false: no call is recorded; for measuring the trail's cost only"
             );
-            vault
+            (vault, None)
         }
     };
     let tls_files = api::TlsFiles {
@@ -153,6 +155,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         .map_err(at("listen"))?;
     Ok(Prepared {
         vault: Arc::new(vault),
+        audit,
+        shutdown_timeout: config.shutdown_timeout,
         sweep_interval: config.sweep_interval,
         pool: pool_handle,
         module,
@@ -169,15 +173,18 @@ impl Prepared {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown` completes. Each signal `reload` receives re-reads the TLS
-    /// files (certificate, key, client CA, CRLs) for new connections. The caller
-    /// registers `reload` before announcing readiness, because a SIGHUP that arrives
-    /// before the handler exists kills the process. Must run inside a Tokio runtime.
+    /// Serves until `shutdown` completes, then stops accepting and gives the calls in
+    /// flight the configured `shutdown_timeout_secs` to finish. Each signal `reload`
+    /// receives re-reads the TLS files (certificate, key, client CA, CRLs) for new
+    /// connections. The caller registers `reload` before announcing readiness, because a
+    /// SIGHUP that arrives before the handler exists kills the process. Must run inside a
+    /// Tokio runtime; the caller then shuts the runtime down (cancelling any call still
+    /// running, which records itself as RequestCanceled) and calls [`Stopped::close`].
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()>,
         reload: Signal,
-    ) -> Result<(), DaemonError> {
+    ) -> Result<Stopped, DaemonError> {
         let addr = self.local_addr();
         let listener = tokio::net::TcpListener::from_std(self.listener).map_err(|source| {
             DaemonError::Bind {
@@ -192,21 +199,55 @@ impl Prepared {
             listener,
             self.vault,
             tls_rx,
-            self.max_connection_age,
+            api::Lifetimes {
+                max_connection_age: self.max_connection_age,
+                shutdown_timeout: self.shutdown_timeout,
+            },
             shutdown,
         )
         .await;
         reloader.abort();
         sweeper.abort();
+        let stopped = Stopped {
+            audit: self.audit,
+            pool: self.pool,
+            module: self.module,
+        };
+        match served {
+            Ok(()) => Ok(stopped),
+            Err(e) => {
+                stopped.close();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// A daemon that no longer serves, with what must be closed in order.
+#[must_use = "close() flushes the audit trail and logs out of the token"]
+pub struct Stopped {
+    audit: Option<crate::audit::AuditTrail>,
+    pool: HsmPool,
+    module: Module,
+}
+
+impl Stopped {
+    /// Closes the audit trail (every queued record written, the final checkpoint
+    /// signed), then the HSM: the trail needs the token to sign its last checkpoint.
+    /// Blocking; call it outside the runtime, after the runtime is shut down, so that
+    /// calls cancelled by that shutdown have queued their records first.
+    pub fn close(self) {
+        if let Some(trail) = &self.audit {
+            trail.close();
+            info!("audit trail closed");
+        }
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
         // not be torn down by process exit while its sessions are still open.
         self.pool.shutdown();
         if let Err(e) = self.module.finalize() {
             tracing::warn!(error = %e, "C_Finalize failed");
         }
-        served?;
         info!("stopped");
-        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ mod service;
 mod status;
 mod tls;
 
-pub use server::serve;
+pub use server::{serve, Lifetimes};
 pub use status::{code_of, to_status, ERROR_TYPE_HEADER};
 pub use tls::{Peer, TlsConn, TlsError, TlsFiles};
 

@@ -1,7 +1,7 @@
-//! The one entry point for the daemon and the tests: `serve(listener, vault, tls,
-//! shutdown)`. Accepts TCP, runs TLS handshakes off the accept loop, and hands finished
-//! connections to tonic. The TLS configuration is read per connection from a watch
-//! channel, so that a reload (new CRLs) applies to new connections without a restart.
+//! The daemon's gRPC entry point: `serve(listener, vault, tls, lifetimes, shutdown)`.
+//! Accepts TCP, runs TLS handshakes off the accept loop, and hands finished connections
+//! to tonic. The TLS configuration is read per connection from a watch channel, so that
+//! a reload (new CRLs) applies to new connections without a restart.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::service::KmsService;
 use super::tls::TlsConn;
@@ -26,24 +26,44 @@ const MAX_HANDSHAKES: usize = 512;
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the gRPC API on `listener` until `shutdown` completes; in-flight requests
-/// finish first. Each new connection uses the TLS configuration `tls` holds at its
-/// accept; connections already open keep the one they started with.
+/// How long connections and, at shutdown, calls in flight may live.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    /// A connection is closed (gracefully) after this long.
+    pub max_connection_age: Duration,
+    /// At shutdown, calls in flight have this long to finish.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` completes. Then the listener is
+/// closed at once (new connections are refused), every connection is told to go away,
+/// and the calls in flight get `lifetimes.shutdown_timeout` to finish; calls still
+/// running after it are left for the runtime's shutdown to cancel. Each new connection
+/// uses the TLS configuration `tls` holds at its accept; connections already open keep
+/// the one they started with.
 pub async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
-    max_connection_age: Duration,
+    lifetimes: Lifetimes,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
     let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let (stopping_tx, mut stopping) = watch::channel(false);
+    let mut accept_stopping = stopping.clone();
     let accept_loop = tokio::spawn(async move {
         loop {
             let Ok(permit) = std::sync::Arc::clone(&handshakes).acquire_owned().await else {
                 break;
             };
-            let (tcp, addr) = match listener.accept().await {
+            let accepted = tokio::select! {
+                // The listener is dropped with this task: the port refuses connections
+                // from the moment shutdown begins.
+                _ = accept_stopping.changed() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, addr) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -70,16 +90,39 @@ pub async fn serve(
             });
         }
     });
-    let result = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         // Bounds on what one client can hold open; the HSM pool's queue bounds the rest.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         // A connection is authenticated once, at its handshake: ageing connections out
         // makes every client pass the current CRLs again now and then.
-        .max_connection_age(max_connection_age)
+        .max_connection_age(lifetimes.max_connection_age)
         .add_service(KeyManagementServiceServer::new(KmsService::new(vault)))
-        .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
+            let _ = stopping.changed().await;
+        });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = shutdown => {
+            info!("shutting down: no new connections; calls in flight may finish");
+            let _ = stopping_tx.send(true);
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(lifetimes.shutdown_timeout, &mut server).await {
+                Ok(result) => {
+                    info!(waited_ms = started.elapsed().as_millis(), "calls in flight finished");
+                    result
+                }
+                Err(_) => {
+                    warn!(
+                        timeout_secs = lifetimes.shutdown_timeout.as_secs(),
+                        "calls still in flight at the shutdown deadline are cancelled"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
     accept_loop.abort();
     result
 }

@@ -8,7 +8,7 @@ mod verify;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,9 +25,15 @@ const QUEUE: usize = 65_536;
 /// A handle on the trail's writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditTrail {
-    jobs: mpsc::Sender<writer::Job>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The only sender: taking it (at `close`) ends the writer once the records
+    /// already queued are written.
+    jobs: RwLock<Option<mpsc::Sender<writer::Job>>>,
     healthy: Arc<AtomicBool>,
-    _thread: Arc<std::thread::JoinHandle<()>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -47,16 +53,52 @@ impl AuditTrail {
             .name("p11kms-audit".into())
             .spawn(move || w.run(rx))?;
         Ok(Self {
-            jobs: tx,
-            healthy,
-            _thread: Arc::new(thread),
+            inner: Arc::new(Inner {
+                jobs: RwLock::new(Some(tx)),
+                healthy,
+                thread: Mutex::new(Some(thread)),
+            }),
         })
+    }
+
+    /// Stops taking records, waits until every record already queued is written, and
+    /// stops the writer. Blocking: call it last at shutdown, outside the runtime (or on
+    /// its blocking pool). Later records fail with [`AuditError::Stopped`].
+    pub fn close(&self) {
+        drop(
+            self.inner
+                .jobs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the audit writer thread panicked");
+            }
+        }
+    }
+
+    /// The sender, unless the trail is closed.
+    fn sender(&self) -> Result<mpsc::Sender<writer::Job>, AuditError> {
+        self.inner
+            .jobs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(AuditError::Stopped)
     }
 
     /// False after the last batch failed to be written: calls should fail before they
     /// do any work, until a record goes through again.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire)
+        self.inner.healthy.load(Ordering::Acquire)
     }
 
     /// Writes the record of one request and waits until it is durable.
@@ -76,7 +118,10 @@ impl AuditTrail {
             record: record::build(outcome, params),
             done,
         };
-        self.jobs.send(job).await.map_err(|_| AuditError::Stopped)?;
+        self.sender()?
+            .send(job)
+            .await
+            .map_err(|_| AuditError::Stopped)?;
         Ok(async move { wait.await.map_err(|_| AuditError::Stopped)? })
     }
 
@@ -88,7 +133,11 @@ impl AuditTrail {
             record: record::build(outcome, params),
             done,
         };
-        if self.jobs.try_send(job).is_err() {
+        if self
+            .sender()
+            .and_then(|tx| tx.try_send(job).map_err(|_| AuditError::Stopped))
+            .is_err()
+        {
             tracing::error!(request_id = %outcome.request_id, "the audit queue is full or stopped; a cancelled request could not be recorded");
         }
     }

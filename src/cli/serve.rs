@@ -65,20 +65,24 @@ pub(crate) fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let stopped = rt.block_on(async {
         // Signal handlers first: a supervisor may send SIGTERM or SIGHUP as soon as it
         // reads the ready line, and that must be a graceful stop or a reload, not the
         // default kill.
         let shutdown = shutdown_signal()?;
         let reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         announce(addr, dev.as_ref())?;
-        prepared.serve(shutdown, reload).await?;
-        if let Some(dir) = &dev {
-            // A stopped daemon leaves no address for the CLI to try.
-            let _ = std::fs::remove_file(dir.endpoint_file());
-        }
-        Ok(())
-    })
+        Ok::<_, Box<dyn std::error::Error>>(prepared.serve(shutdown, reload).await?)
+    })?;
+    if let Some(dir) = &dev {
+        // A stopped daemon leaves no address for the CLI to try.
+        let _ = std::fs::remove_file(dir.endpoint_file());
+    }
+    // Calls still running past the shutdown deadline are cancelled here; each queues
+    // its RequestCanceled record as it is dropped, before the trail is closed.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    stopped.close();
+    Ok(())
 }
 
 /// Prints the ready line (which tests and supervisors wait for) and, in dev mode, how to

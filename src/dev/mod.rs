@@ -158,6 +158,7 @@ impl DevDir {
                 account: DEV_ACCOUNT.into(),
                 region: "us-east-1".into(),
                 partition: None,
+                shutdown_timeout_secs: None,
                 tls: TlsSection {
                     cert: "server.pem".into(),
                     key: "server.key".into(),

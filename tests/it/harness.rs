@@ -202,12 +202,24 @@ impl Daemon {
         assert!(status.success(), "kill -HUP failed");
     }
 
-    /// SIGTERM and wait: a graceful stop.
-    pub fn stop(mut self) -> String {
-        let _ = Command::new("kill")
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
-            .status();
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(self) -> String {
+        self.terminate();
+        self.wait_exit()
+    }
+
+    /// Waits for the daemon to exit (after a SIGTERM) and asserts it exited cleanly.
+    pub fn wait_exit(mut self) -> String {
         // A daemon that does not stop fails the test instead of hanging it.
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -267,15 +279,16 @@ pub fn role(account: &str, name: &str) -> String {
 
 /// The request id a call's answer carries, success or failure.
 pub fn request_id<T>(r: &Result<tonic::Response<T>, tonic::Status>) -> String {
+    try_request_id(r).expect("every answer carries a request id")
+}
+
+/// The request id, if the daemon answered at all (a transport failure carries none).
+pub fn try_request_id<T>(r: &Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
     let md = match r {
         Ok(resp) => resp.metadata(),
         Err(st) => st.metadata(),
     };
-    md.get("x-amzn-requestid")
-        .expect("every answer carries a request id")
-        .to_str()
-        .unwrap()
-        .to_owned()
+    Some(md.get("x-amzn-requestid")?.to_str().ok()?.to_owned())
 }
 
 /// The key ids the caller's account lists (first page, up to 1000).

@@ -35,5 +35,6 @@ mod policy_eval;
 mod races;
 mod restart;
 mod revocation;
+mod shutdown;
 mod tags;
 mod token;

@@ -1,0 +1,186 @@
+//! Graceful shutdown over the wire: on SIGTERM the daemon stops accepting, lets the
+//! calls in flight finish (or, past its deadline, cancels them), closes the audit trail
+//! last, and exits cleanly; no call that answered success lacks its record.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use p11kms::audit::{trail_files, verify};
+use p11kms::client::error_name;
+
+use crate::harness::*;
+
+/// One Encrypt as the client saw it.
+struct Call {
+    started: Instant,
+    ended: Instant,
+    request_id: Option<String>,
+    /// None when it succeeded; else the AWS error name or the gRPC code.
+    error: Option<String>,
+}
+
+/// `tasks` callers send Encrypt back to back until their first failure (the daemon has
+/// gone).
+async fn load(d: &Daemon, key_id: &str, tasks: usize) -> Vec<tokio::task::JoinHandle<Vec<Call>>> {
+    let mut handles = Vec::new();
+    let mut client = None;
+    for i in 0..tasks {
+        // A few connections, each carrying several callers' streams.
+        if i % 8 == 0 {
+            client = Some(d.admin().await);
+        }
+        let Some(mut c) = client.clone() else {
+            unreachable!()
+        };
+        let key_id = key_id.to_owned();
+        handles.push(tokio::spawn(async move {
+            let mut calls = Vec::new();
+            loop {
+                let started = Instant::now();
+                let r = c.encrypt(encrypt_req(&key_id, b"shutdown", &[])).await;
+                let ended = Instant::now();
+                let request_id = try_request_id(&r);
+                let error = r.as_ref().err().map(|s| {
+                    error_name(s).map_or_else(|| format!("{:?}", s.code()), str::to_owned)
+                });
+                let failed = error.is_some();
+                calls.push(Call {
+                    started,
+                    ended,
+                    request_id,
+                    error,
+                });
+                if failed {
+                    return calls;
+                }
+            }
+        }));
+    }
+    handles
+}
+
+/// The Encrypt records of the trail, after `p11kms::audit::verify` checked its chain.
+fn encrypt_records(dir: &TestDir) -> Vec<Value> {
+    let files = trail_files(&dir.path().join("audit")).unwrap();
+    verify(&files).unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v["eventName"] == "Encrypt" {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+/// SIGTERM under load: calls in flight at the signal finish with success, the daemon
+/// exits 0 after closing the trail, and the trail holds exactly the calls that answered
+/// success (none lost, none recorded for a call that was refused at the door).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_calls_in_flight_finish_and_closes_the_trail_last() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let key = create_key(&mut d.admin().await).await;
+    let tasks = load(&d, &key.key_id, 24).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let signalled = Instant::now();
+    d.terminate();
+    let log = tokio::task::spawn_blocking(move || d.wait_exit())
+        .await
+        .unwrap();
+    let exited = Instant::now();
+    let mut calls = Vec::new();
+    for t in tasks {
+        calls.extend(t.await.unwrap());
+    }
+
+    let ok: Vec<&Call> = calls.iter().filter(|c| c.error.is_none()).collect();
+    assert!(ok.len() > 100, "only {} calls succeeded", ok.len());
+    let straddling = ok
+        .iter()
+        .filter(|c| c.started < signalled && c.ended > signalled)
+        .count();
+    assert!(
+        straddling > 0,
+        "no call in flight at the signal finished with success"
+    );
+    // Whoever was refused was refused by the transport, never by a failing vault.
+    for c in calls.iter().filter_map(|c| c.error.as_deref()) {
+        assert!(
+            !c.starts_with("KMS") && !c.contains("Exception"),
+            "a call failed in the vault during shutdown: {c}"
+        );
+    }
+    assert!(exited - signalled < Duration::from_secs(20), "slow stop");
+    assert!(log.contains("calls in flight finished"), "{log}");
+    let closed = log.find("audit trail closed").expect("trail not closed");
+    let finished = log.find("calls in flight finished").unwrap();
+    assert!(
+        finished < closed,
+        "the trail closed before calls finished:\n{log}"
+    );
+
+    let recorded: HashSet<String> = encrypt_records(&dir)
+        .iter()
+        .map(|r| {
+            assert!(r.get("errorCode").is_none(), "{r}");
+            r["requestID"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let answered: HashSet<String> = ok.iter().map(|c| c.request_id.clone().unwrap()).collect();
+    assert_eq!(answered.len(), ok.len());
+    assert_eq!(
+        recorded, answered,
+        "the trail and the successful answers differ"
+    );
+}
+
+/// Past the deadline (here 0 s) calls still in flight are cancelled: each leaves a
+/// RequestCanceled record or its own, the daemon still exits 0 at once, and every call
+/// that answered success is in the trail.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_past_the_shutdown_deadline_are_cancelled_and_recorded() {
+    let dir = TestDir::new();
+    dir.prepare();
+    dir.edit_config(|t| {
+        t.insert("shutdown_timeout_secs".into(), 0.into());
+    });
+    let d = Daemon::start(&dir);
+    let key = create_key(&mut d.admin().await).await;
+    let tasks = load(&d, &key.key_id, 64).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let signalled = Instant::now();
+    d.terminate();
+    let log = tokio::task::spawn_blocking(move || d.wait_exit())
+        .await
+        .unwrap();
+    assert!(signalled.elapsed() < Duration::from_secs(15), "slow stop");
+    let mut calls = Vec::new();
+    for t in tasks {
+        calls.extend(t.await.unwrap());
+    }
+    assert!(log.contains("shutdown deadline"), "{log}");
+    assert!(log.contains("audit trail closed"), "{log}");
+
+    let records = encrypt_records(&dir);
+    for c in calls.iter().filter(|c| c.error.is_none()) {
+        let found: Vec<&Value> = records
+            .iter()
+            .filter(|r| Some(r["requestID"].as_str().unwrap()) == c.request_id.as_deref())
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}: {found:?}", c.request_id);
+        assert!(found[0].get("errorCode").is_none(), "{}", found[0]);
+    }
+    // Any record with an error is a cancellation, never a vault failure.
+    for r in &records {
+        if let Some(code) = r.get("errorCode") {
+            assert_eq!(code, "RequestCanceled", "{r}");
+        }
+    }
+}

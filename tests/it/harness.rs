@@ -82,6 +82,16 @@ impl TestDir {
     }
 }
 
+impl Drop for TestDir {
+    /// Every trail a test leaves is searched for secrets, so that the whole suite's
+    /// records are (see `secrets_scan`).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            crate::secrets_scan::scan(self.path());
+        }
+    }
+}
+
 /// A running daemon process.
 pub struct Daemon {
     child: Child,
@@ -343,6 +353,7 @@ pub fn encrypt_req(
     r.key_id = key_id.to_owned();
     r.plaintext = plaintext.to_vec();
     r.encryption_context = ctx(context);
+    crate::secrets_scan::sent_plaintext(plaintext);
     r
 }
 

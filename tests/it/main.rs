@@ -12,6 +12,7 @@
 )]
 
 mod harness;
+mod secrets_scan;
 
 mod aliases;
 mod audit;

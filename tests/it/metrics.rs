@@ -51,10 +51,16 @@ impl Scrape {
 
 /// Scrapes `url` with Python's prometheus_client parser (blocking).
 fn scrape(url: &str) -> Scrape {
+    scrape_with(url, &[])
+}
+
+/// Same, with more arguments for the script (a CA file for https).
+fn scrape_with(url: &str, args: &[&std::path::Path]) -> Scrape {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/prom_scrape.py");
     let out = Command::new(python_bin())
         .arg(script)
         .arg(url)
+        .args(args)
         .output()
         .expect("a Python with prometheus-client (scripts/python-deps.sh)");
     assert!(
@@ -318,6 +324,39 @@ async fn counters_move_by_exactly_the_calls_made_under_load() {
             );
         }
     }
+}
+
+/// With `tls_cert` and `tls_key` the listener speaks HTTPS: Python checks the server's
+/// certificate against the CA and scrapes; plain HTTP on that port gets no answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metrics_listener_serves_tls_when_configured() {
+    let dir = TestDir::new();
+    dir.prepare();
+    dir.edit_config(|t| {
+        let m = t["metrics"].as_table_mut().unwrap();
+        m.insert("tls_cert".into(), "server.pem".into());
+        m.insert("tls_key".into(), "server.key".into());
+    });
+    let d = Daemon::start(&dir);
+    let url = d.metrics_url().to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let mut c = d.admin().await;
+    create_key(&mut c).await;
+    let ca = dir.path().join("ca.pem");
+    let s = tokio::task::spawn_blocking(move || scrape_with(&url, &[&ca]))
+        .await
+        .unwrap();
+    assert_eq!(requests(&s, "CreateKey", "ok"), 1.0);
+    let plain = d.metrics_url().replacen("https://", "http://", 1);
+    let refused = Command::new(python_bin())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/prom_scrape.py"
+        ))
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "plain HTTP was answered");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,6 +45,37 @@ pub struct ConfigFile {
     /// The audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSection>,
+    /// The metrics and health listener; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` listener; 127.0.0.1:7879 when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Certificate chain (PEM) to serve it over TLS; give `tls_key` with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The default metrics address: localhost, next to the API's default port.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7879";
+
+/// Where and how the metrics listener serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS files; plain HTTP when `None`.
+    pub tls: Option<crate::metrics::MetricsTls>,
 }
 
 /// `[audit]`
@@ -254,6 +285,8 @@ pub struct Config {
     pub sweep_interval: std::time::Duration,
     /// Testing only: the clock's offset file.
     pub clock_offset_file: Option<PathBuf>,
+    /// The metrics and health listener; `None` when off.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Why a configuration was refused.
@@ -407,6 +440,35 @@ impl Config {
                 }
             },
         };
+        let metrics = match f.metrics {
+            None => None,
+            Some(m) => Some(MetricsConfig {
+                listen: m
+                    .listen
+                    .as_deref()
+                    .unwrap_or(DEFAULT_METRICS_LISTEN)
+                    .parse()
+                    .map_err(|e| {
+                        invalid(
+                            "metrics.listen",
+                            format!("{e}; write an address such as {DEFAULT_METRICS_LISTEN}"),
+                        )
+                    })?,
+                tls: match (m.tls_cert, m.tls_key) {
+                    (None, None) => None,
+                    (Some(cert), Some(key)) => Some(crate::metrics::MetricsTls {
+                        cert: abs(&cert),
+                        key: abs(&key),
+                    }),
+                    _ => {
+                        return Err(invalid(
+                            "metrics.tls_cert",
+                            "give both metrics.tls_cert and metrics.tls_key, or neither",
+                        ))
+                    }
+                },
+            }),
+        };
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -434,6 +496,7 @@ impl Config {
             });
         }
         Ok(Self {
+            metrics,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),
             clock_offset_file: lifecycle.clock_offset_file.as_deref().map(abs),
@@ -527,11 +590,42 @@ sqlite = "p11kms.db"
                 "limits.max_encryptions_per_material",
             ),
             (GOOD.replace("[store]\nsqlite = \"p11kms.db\"", ""), "store"),
+            (
+                format!("{GOOD}\n[metrics]\nlisten = \"localhost:1\"\n"),
+                "metrics.listen",
+            ),
+            (
+                format!("{GOOD}\n[metrics]\ntls_cert = \"m.pem\"\n"),
+                "metrics.tls_cert",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_configured_and_default_to_localhost() {
+        assert_eq!(parse(GOOD).unwrap().metrics, None);
+        let on = parse(&format!("{GOOD}\n[metrics]\n"))
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!(on.listen, DEFAULT_METRICS_LISTEN.parse().unwrap());
+        assert_eq!(on.tls, None);
+        let tls = parse(&format!(
+            "{GOOD}\n[metrics]\nlisten = \"0.0.0.0:9100\"\ntls_cert = \"m.pem\"\ntls_key = \"m.key\"\n"
+        ))
+        .unwrap()
+        .metrics
+        .unwrap();
+        assert_eq!(tls.listen.port(), 9100);
+        assert_eq!(
+            tls.tls.unwrap().key,
+            Path::new("/etc/p11kms/m.key"),
+            "relative to the file"
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use tracing::info;
 
 use crate::api;
 use crate::config::{Config, ConfigError};
-use crate::hsm::{HsmError, HsmPool, Module};
+use crate::hsm::{HsmError, HsmPool, Module, PoolConfig};
+use crate::metrics::Metrics;
 use crate::store::{SqliteStore, StoreError};
 use crate::vault::{OffsetFileClock, SystemClock, Vault, VaultSettings};
 
@@ -44,6 +45,9 @@ pub enum DaemonError {
     /// The server failed.
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    /// The metrics listener's TLS material.
+    #[error(transparent)]
+    MetricsTls(#[from] crate::metrics::HttpError),
     /// The vault could not be built.
     #[error("cannot set up the vault")]
     Vault(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -70,6 +74,14 @@ pub struct Prepared {
     tls_files: api::TlsFiles,
     max_connection_age: std::time::Duration,
     listener: std::net::TcpListener,
+    metrics: Metrics,
+    metrics_listener: Option<MetricsListener>,
+}
+
+/// The bound metrics listener and its TLS configuration, if any.
+struct MetricsListener {
+    listener: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Names the configuration field behind a start-up failure.
@@ -95,7 +107,13 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let slot = module.find_slot(&config.token).map_err(at(token_field))?;
     module.probe_mechanisms(slot).map_err(at("hsm.module"))?;
     module.check_login(slot, &pin).map_err(at(pin_field))?;
-    let pool = HsmPool::start(&module, slot, pin, &config.pool).map_err(at("hsm.sessions"))?;
+    // One registry for the whole daemon, handed to each part that records into it.
+    let metrics = Metrics::new();
+    let pool_config = PoolConfig {
+        metrics: metrics.clone(),
+        ..config.pool.clone()
+    };
+    let pool = HsmPool::start(&module, slot, pin, &pool_config).map_err(at("hsm.sessions"))?;
     let pool_handle = pool.clone();
     info!(sessions = pool.size(), token = %config.token, "HSM pool started");
     let store = SqliteStore::open(&config.sqlite).map_err(at("store.sqlite"))?;
@@ -120,10 +138,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             },
         },
     )
-    .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
+    .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?
+    .with_metrics(metrics.clone());
     let (vault, audit) = match &config.audit {
         Some(audit) => {
-            let trail = crate::audit::AuditTrail::open(audit.clone())
+            let trail = crate::audit::AuditTrail::open(audit.clone(), &metrics)
                 .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
             info!(dir = %audit.dir.display(), "audit trail open");
             (vault.with_audit(trail.clone()), Some(trail))
@@ -153,7 +172,30 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         .set_nonblocking(true)
         .map_err(bind)
         .map_err(at("listen"))?;
+    let metrics_listener = match &config.metrics {
+        None => None,
+        Some(m) => {
+            let tls = match &m.tls {
+                Some(files) => Some(files.server_config().map_err(at("metrics.tls_cert"))?),
+                None => None,
+            };
+            let bind = |source| DaemonError::Bind {
+                addr: m.listen,
+                source,
+            };
+            let listener = std::net::TcpListener::bind(m.listen)
+                .map_err(bind)
+                .map_err(at("metrics.listen"))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(bind)
+                .map_err(at("metrics.listen"))?;
+            Some(MetricsListener { listener, tls })
+        }
+    };
     Ok(Prepared {
+        metrics,
+        metrics_listener,
         vault: Arc::new(vault),
         audit,
         shutdown_timeout: config.shutdown_timeout,
@@ -171,6 +213,12 @@ impl Prepared {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// The metrics listener's bound address and whether it speaks TLS, when it is on.
+    pub fn metrics_addr(&self) -> Option<(SocketAddr, bool)> {
+        let m = self.metrics_listener.as_ref()?;
+        Some((m.listener.local_addr().ok()?, m.tls.is_some()))
     }
 
     /// Serves until `shutdown` completes, then stops accepting and gives the calls in
@@ -193,6 +241,34 @@ impl Prepared {
             }
         })?;
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
+        let metrics_server = match self.metrics_listener {
+            Some(m) => {
+                let metrics_addr = m.listener.local_addr().ok();
+                let listener = tokio::net::TcpListener::from_std(m.listener).map_err(|source| {
+                    DaemonError::Bind {
+                        addr: metrics_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                        source,
+                    }
+                })?;
+                let (vault, metrics) = (Arc::clone(&self.vault), self.metrics.clone());
+                Some(tokio::spawn(async move {
+                    // Runs until aborted when the API stops; a scraper's idle connection
+                    // must not hold up shutdown, and there is nothing to flush.
+                    let served = crate::metrics::serve(
+                        listener,
+                        m.tls,
+                        metrics,
+                        vault,
+                        std::future::pending(),
+                    )
+                    .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                }))
+            }
+            None => None,
+        };
         let (tls_tx, tls_rx) = watch::channel(self.tls);
         let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx));
         let served = api::serve(
@@ -208,6 +284,9 @@ impl Prepared {
         .await;
         reloader.abort();
         sweeper.abort();
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
         let stopped = Stopped {
             audit: self.audit,
             pool: self.pool,

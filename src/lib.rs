@@ -11,6 +11,8 @@
 //! - [`audit`]: the audit trail (hash-chained JSON lines, group-committed).
 //! - [`hsm`]: the PKCS#11 backend (the only module that knows cryptoki).
 //! - [`store`]: key metadata behind a trait; SQLite.
+//! - [`metrics`]: the Prometheus registry every layer records into, and the listener for
+//!   `/metrics`, `/healthz` and `/readyz`.
 //! - [`domain`]: identifiers, key metadata, encryption context, secret containers.
 //! - [`client`]: connecting to the daemon; the CLI and tests use it.
 //! - [`config`], [`daemon`], [`dev`]: configuration, start-up, and zero-config dev mode.
@@ -26,6 +28,7 @@ pub mod dev;
 pub mod domain;
 pub mod hsm;
 pub mod identity;
+pub mod metrics;
 pub mod proto;
 pub mod store;
 pub mod vault;

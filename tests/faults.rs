@@ -138,6 +138,9 @@ impl Store for FaultyStore {
     ) -> Result<(), StoreError> {
         self.inner.reserve_invocations(id, v, r)
     }
+    fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError> {
+        self.inner.heartbeat(now)
+    }
 }
 
 impl PolicyStore for FaultyStore {

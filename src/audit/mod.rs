@@ -16,6 +16,7 @@ pub use record::{Parameters, BACKGROUND_PRINCIPAL};
 pub use verify::{verify, Verified, VerifyError};
 pub use writer::{line_hash, trail_files, AuditError, AuditSettings, SyncMode};
 
+use crate::metrics::Metrics;
 use crate::vault::Outcome;
 
 /// Records waiting for the writer at most; a caller beyond it waits (backpressure on
@@ -34,6 +35,7 @@ struct Inner {
     jobs: RwLock<Option<mpsc::Sender<writer::Job>>>,
     healthy: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    dir: Arc<std::path::Path>,
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -44,11 +46,24 @@ impl std::fmt::Debug for AuditTrail {
 
 impl AuditTrail {
     /// Opens the trail (repairing a torn last line, continuing its hash chain) and
-    /// starts its writer thread.
-    pub fn open(settings: AuditSettings) -> std::io::Result<Self> {
+    /// starts its writer thread, which records batch sizes, fsync times and records
+    /// written in `metrics`.
+    pub fn open(settings: AuditSettings, metrics: &Metrics) -> std::io::Result<Self> {
         let healthy = Arc::new(AtomicBool::new(true));
-        let w = writer::Writer::open(settings, Arc::clone(&healthy))?;
+        let dir: Arc<std::path::Path> = Arc::from(settings.dir.as_path());
+        let w = writer::Writer::open(settings, Arc::clone(&healthy), metrics.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        // A weak handle: the gauge must not keep the writer thread alive.
+        let weak = tx.downgrade();
+        metrics.sample(
+            "p11kms_audit_queue_depth",
+            "Audit records waiting for the writer thread",
+            move || {
+                weak.upgrade().map_or(0, |tx| {
+                    i64::try_from(tx.max_capacity().saturating_sub(tx.capacity())).unwrap_or(0)
+                })
+            },
+        );
         let thread = std::thread::Builder::new()
             .name("p11kms-audit".into())
             .spawn(move || w.run(rx))?;
@@ -56,6 +71,7 @@ impl AuditTrail {
             inner: Arc::new(Inner {
                 jobs: RwLock::new(Some(tx)),
                 healthy,
+                dir,
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -93,6 +109,29 @@ impl AuditTrail {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(AuditError::Stopped)
+    }
+
+    /// For the readiness probe: Err naming the fault when the last batch failed, or the
+    /// trail's newest file is missing or not a regular file (removed, or replaced by
+    /// something that is not a file). Writes nothing: a probe record would lengthen the
+    /// trail with noise.
+    pub fn probe(&self) -> Result<(), String> {
+        if !self.is_healthy() {
+            return Err("the last batch of records could not be written".into());
+        }
+        let files = trail_files(&self.inner.dir)
+            .map_err(|e| format!("cannot read the trail directory: {e}"))?;
+        let Some(newest) = files.last() else {
+            return Err("the trail's file is missing".into());
+        };
+        match std::fs::metadata(newest) {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(format!(
+                "{} is not a regular file",
+                newest.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            Err(e) => Err(format!("cannot read the trail's file: {e}")),
+        }
     }
 
     /// False after the last batch failed to be written: calls should fail before they

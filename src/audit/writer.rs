@@ -14,6 +14,8 @@ use std::time::Duration;
 use aws_lc_rs::digest::{digest, SHA256};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metrics;
+
 /// How durable a record is when its call answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -210,11 +212,16 @@ pub(super) struct Writer {
     head: String,
     healthy: Arc<AtomicBool>,
     poisoned: bool,
+    metrics: Metrics,
 }
 
 impl Writer {
     /// Opens the trail in `settings.dir` (made if missing) and continues its chain.
-    pub(super) fn open(settings: AuditSettings, healthy: Arc<AtomicBool>) -> io::Result<Self> {
+    pub(super) fn open(
+        settings: AuditSettings,
+        healthy: Arc<AtomicBool>,
+        metrics: Metrics,
+    ) -> io::Result<Self> {
         fs::create_dir_all(&settings.dir)?;
         repair_tail(&settings.dir)?;
         let (head, number) = chain_head(&settings.dir)?;
@@ -236,6 +243,7 @@ impl Writer {
             head,
             healthy,
             poisoned: false,
+            metrics,
         })
     }
 
@@ -249,7 +257,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.metrics.audit_batch(batch.len());
             let result = self.append(&batch);
+            self.metrics.audit_written(batch.len(), result.is_ok());
             self.healthy.store(result.is_ok(), Ordering::Release);
             for job in batch {
                 // Each call of the batch gets the batch's outcome.
@@ -282,7 +292,12 @@ impl Writer {
             .file
             .write_all(&buf)
             .and_then(|()| match self.settings.sync {
-                SyncMode::Batch => self.file.sync_data(),
+                SyncMode::Batch => {
+                    let started = std::time::Instant::now();
+                    let synced = self.file.sync_data();
+                    self.metrics.audit_fsync(started.elapsed());
+                    synced
+                }
                 SyncMode::None => Ok(()),
             });
         if let Err(e) = written {

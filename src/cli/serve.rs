@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use p11kms::config::Config;
+use p11kms::config::{Config, MetricsConfig};
 use p11kms::daemon;
 use p11kms::dev::DevDir;
 
@@ -23,15 +23,42 @@ pub(crate) struct ServeArgs {
     /// Listen address, overriding the configuration (port 0 picks a free port).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the metrics and health listener (/metrics, /healthz, /readyz),
+    /// overriding `[metrics] listen`; turns the listener on when the configuration has
+    /// no `[metrics]` table. Port 0 picks a free port.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Log lines as human-readable text, or as one JSON object per line with the
+    /// request's span fields (request_id, operation, principal, …).
+    #[arg(long, value_enum, env = "P11KMS_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
-fn init_logging() {
-    // Logs go to stderr so that stdout carries only the ready line and the dev hints.
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    // Logs go to stderr so that stdout carries only the ready lines and the dev hints.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // The current span's fields (request_id first of all) go into every line logged
+        // inside a request, so a log search by request id finds all of them.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// `data_dir` is the global --data-dir: the dev directory, in dev mode.
@@ -39,7 +66,7 @@ pub(crate) fn run(
     args: ServeArgs,
     data_dir: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    init_logging();
+    init_logging(args.log_format);
     let (mut config, dev) = if args.dev {
         let dir = DevDir::at(data_dir.unwrap_or_else(DevDir::default_root));
         dir.prepare()?;
@@ -58,10 +85,24 @@ pub(crate) fn run(
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(listen) = args.metrics_listen {
+        let tls = config.metrics.take().and_then(|m| m.tls);
+        config.metrics = Some(MetricsConfig { listen, tls });
+    } else if dev.is_some() && config.metrics.is_none() {
+        // A dev directory made before metrics existed: dev mode always serves them.
+        config.metrics = Some(MetricsConfig {
+            listen: p11kms::dev::DEV_METRICS_LISTEN.parse()?,
+            tls: None,
+        });
+    }
     let prepared = daemon::prepare(&config)?;
     let addr = prepared
         .local_addr()
         .ok_or("the listener has no local address")?;
+    let metrics_url = prepared.metrics_addr().map(|(a, tls)| {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://{a}/metrics")
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -71,7 +112,7 @@ pub(crate) fn run(
         // default kill.
         let shutdown = shutdown_signal()?;
         let reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        announce(addr, dev.as_ref())?;
+        announce(addr, metrics_url.as_deref(), dev.as_ref())?;
         Ok::<_, Box<dyn std::error::Error>>(prepared.serve(shutdown, reload).await?)
     })?;
     if let Some(dir) = &dev {
@@ -85,10 +126,17 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Prints the ready line (which tests and supervisors wait for) and, in dev mode, how to
-/// call the daemon.
-fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::error::Error>> {
+/// Prints the metrics line, then the ready line (which tests and supervisors wait for:
+/// once it is out, both listeners are bound) and, in dev mode, how to call the daemon.
+fn announce(
+    addr: SocketAddr,
+    metrics_url: Option<&str>,
+    dev: Option<&DevDir>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
+    if let Some(url) = metrics_url {
+        writeln!(out, "p11kms metrics on {url}")?;
+    }
     writeln!(out, "p11kms listening on {addr}")?;
     if let Some(dir) = dev {
         dir.write_endpoint(addr)?;
@@ -96,7 +144,8 @@ fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::e
             out,
             "\ndev mode: everything lives in {root}\n\
              admin identity (arn:aws:iam::{acct}:root): {admin}\n\
-             audit trail (one JSON line per call): {root}/audit   check it: p11kms audit verify\n\n\
+             audit trail (one JSON line per call): {root}/audit   check it: p11kms audit verify\n\
+             metrics: {metrics}   (health: /healthz, /readyz)\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\
@@ -109,6 +158,7 @@ fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::e
             root = dir.root().display(),
             acct = p11kms::dev::DEV_ACCOUNT,
             admin = dir.admin_identity().display(),
+            metrics = metrics_url.unwrap_or("off"),
         )?;
     }
     out.flush()?;

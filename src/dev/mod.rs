@@ -13,7 +13,9 @@ use tracing::info;
 
 pub use ca::DevCa;
 
-use crate::config::{AuditSection, ConfigFile, HsmSection, StoreSection, TlsSection};
+use crate::config::{
+    AuditSection, ConfigFile, HsmSection, MetricsSection, StoreSection, TlsSection,
+};
 use crate::domain::Pin;
 use crate::hsm::{HsmError, Module};
 use files::{random_secret, write_new, write_private};
@@ -22,6 +24,8 @@ use files::{random_secret, write_new, write_private};
 pub const DEV_TOKEN_LABEL: &str = "p11kms-dev";
 /// The dev daemon's default address.
 pub const DEV_LISTEN: &str = "127.0.0.1:7878";
+/// The dev daemon's default metrics and health address (localhost only).
+pub const DEV_METRICS_LISTEN: &str = crate::config::DEFAULT_METRICS_LISTEN;
 /// The dev account (AWS's documentation example account).
 pub const DEV_ACCOUNT: &str = "111122223333";
 
@@ -187,6 +191,11 @@ impl DevDir {
                     sync: None,
                     max_file_bytes: None,
                     enabled: None,
+                }),
+                metrics: Some(MetricsSection {
+                    listen: Some(DEV_METRICS_LISTEN.into()),
+                    tls_cert: None,
+                    tls_key: None,
                 }),
             };
             let text =

@@ -12,6 +12,18 @@ use tracing::{warn, Instrument as _, Span};
 use super::session::WorkerSession;
 use super::{HsmError, MaterialRef, Module};
 use crate::domain::{Pin, Plaintext};
+use crate::metrics::Metrics;
+
+/// What a job does, for the call-latency metric: (operation, mechanism).
+type CallKind = (&'static str, &'static str);
+const GCM_ENCRYPT: CallKind = ("encrypt", "CKM_AES_GCM");
+const GCM_DECRYPT: CallKind = ("decrypt", "CKM_AES_GCM");
+// C_GenerateRandom then C_Encrypt with CKM_AES_GCM, in one job.
+const DATA_KEY: CallKind = ("generate_data_key", "CKM_AES_GCM");
+const RANDOM: CallKind = ("generate_random", "none");
+const KEY_GEN: CallKind = ("create_material", "CKM_AES_KEY_GEN");
+const DESTROY: CallKind = ("destroy_material", "none");
+const PROBE: CallKind = ("probe", "none");
 
 type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
 
@@ -24,6 +36,8 @@ pub struct PoolConfig {
     pub queue_per_session: usize,
     /// Use session-object copies of token keys (faster on SoftHSM2).
     pub copy_keys: bool,
+    /// Where call latencies, queue depth, session reopens and re-logins are recorded.
+    pub metrics: Metrics,
 }
 
 impl Default for PoolConfig {
@@ -32,6 +46,7 @@ impl Default for PoolConfig {
             sessions: 4,
             queue_per_session: 64,
             copy_keys: true,
+            metrics: Metrics::default(),
         }
     }
 }
@@ -48,6 +63,7 @@ pub struct HsmPool {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     // Each worker's own job channel (see `destroy_material_everywhere`).
     controls: Arc<Vec<crossbeam_channel::Sender<Job>>>,
+    metrics: Metrics,
 }
 
 impl HsmPool {
@@ -70,8 +86,13 @@ impl HsmPool {
                 let (ctl_tx, ctl) = crossbeam_channel::unbounded::<Job>();
                 controls.push(ctl_tx);
                 let stop = Arc::clone(&stopping);
-                let mut ws =
-                    WorkerSession::new(module.ctx().clone(), slot, pin.clone(), cfg.copy_keys);
+                let mut ws = WorkerSession::new(
+                    module.ctx().clone(),
+                    slot,
+                    pin.clone(),
+                    cfg.copy_keys,
+                    cfg.metrics.clone(),
+                );
                 thread::Builder::new()
                     .name(format!("hsm-{i}"))
                     .spawn(move || {
@@ -102,13 +123,32 @@ impl HsmPool {
                     .map_err(HsmError::Thread)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let total_permits = sessions * cfg.queue_per_session.max(1);
+        let permits = Arc::new(Semaphore::new(total_permits));
+        // Read at each scrape from what the channel and semaphore already know; a
+        // receiver (not a sender) so that the gauge never keeps the workers alive.
+        cfg.metrics.sample(
+            "p11kms_hsm_queue_depth",
+            "HSM jobs waiting for a free worker",
+            move || i64::try_from(rx.len()).unwrap_or(i64::MAX),
+        );
+        let held = Arc::clone(&permits);
+        cfg.metrics.sample(
+            "p11kms_hsm_calls_in_flight",
+            "HSM jobs queued or running (at most hsm.sessions x 64)",
+            move || {
+                i64::try_from(total_permits.saturating_sub(held.available_permits()))
+                    .unwrap_or(i64::MAX)
+            },
+        );
         Ok(Self {
             jobs: tx,
-            permits: Arc::new(Semaphore::new(sessions * cfg.queue_per_session.max(1))),
+            permits,
             size: workers.len(),
             workers: Arc::new(std::sync::Mutex::new(workers)),
             stopping,
             controls: Arc::new(controls),
+            metrics: cfg.metrics.clone(),
         })
     }
 
@@ -133,7 +173,12 @@ impl HsmPool {
 
     /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
     /// `op` once more; a stale cached handle is forgotten and retried the same way.
-    async fn run<T, F>(&self, material: Option<MaterialRef>, op: F) -> Result<T, HsmError>
+    async fn run<T, F>(
+        &self,
+        kind: CallKind,
+        material: Option<MaterialRef>,
+        op: F,
+    ) -> Result<T, HsmError>
     where
         T: Send + 'static,
         F: Fn(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
@@ -144,13 +189,16 @@ impl HsmPool {
             .map_err(|_| HsmError::PoolStopped)?;
         let (tx, rx) = oneshot::channel();
         let span = Span::current();
+        let metrics = self.metrics.clone();
         let job: Job = Box::new(move |ws| {
             let _permit = permit;
             let _g = span.enter();
+            let started = std::time::Instant::now();
             let mut res = op(ws);
             if let Err(e) = &res {
                 if e.is_session_lost() {
                     warn!(error = %e, "PKCS#11 session lost; reopening and retrying once");
+                    metrics.hsm_session_reopened();
                     ws.reset();
                     res = op(ws);
                 } else if e.is_stale_handle() {
@@ -160,6 +208,7 @@ impl HsmPool {
                     }
                 }
             }
+            metrics.hsm_call(kind.0, kind.1, started.elapsed());
             let _ = tx.send(res);
         });
         self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
@@ -176,7 +225,7 @@ impl HsmPool {
         aad: Vec<u8>,
         plaintext: Plaintext,
     ) -> Result<Vec<u8>, HsmError> {
-        self.run(Some(m), move |ws| {
+        self.run(GCM_ENCRYPT, Some(m), move |ws| {
             ws.encrypt(&m, &iv, &aad, plaintext.expose())
         })
         .await
@@ -190,7 +239,7 @@ impl HsmPool {
         aad: Vec<u8>,
         ciphertext_and_tag: Vec<u8>,
     ) -> Result<Plaintext, HsmError> {
-        self.run(Some(m), move |ws| {
+        self.run(GCM_DECRYPT, Some(m), move |ws| {
             ws.decrypt(&m, &iv, &aad, &ciphertext_and_tag)
         })
         .await
@@ -208,7 +257,7 @@ impl HsmPool {
         // The data key is drawn once: a retry after a lost session encrypts the same key
         // under the same IV, never a second key under a reused IV.
         let drawn: std::sync::OnceLock<Plaintext> = std::sync::OnceLock::new();
-        self.run(Some(m), move |ws| {
+        self.run(DATA_KEY, Some(m), move |ws| {
             let key = match drawn.get() {
                 Some(k) => k.clone(),
                 None => {
@@ -223,14 +272,21 @@ impl HsmPool {
         .await
     }
 
+    /// Checks that a worker has a usable, logged-in session (C_GetSessionInfo, opening
+    /// and logging in first if needed): the readiness probe's look at the token.
+    pub async fn probe(&self) -> Result<(), HsmError> {
+        self.run(PROBE, None, |ws| ws.check()).await
+    }
+
     /// Random bytes from the token.
     pub async fn generate_random(&self, len: usize) -> Result<Plaintext, HsmError> {
-        self.run(None, move |ws| ws.random(len)).await
+        self.run(RANDOM, None, move |ws| ws.random(len)).await
     }
 
     /// Destroys a material's token object (best effort after a failed CreateKey).
     pub async fn destroy_material(&self, m: MaterialRef) -> Result<(), HsmError> {
-        self.run(Some(m), move |ws| ws.destroy_key(&m)).await
+        self.run(DESTROY, Some(m), move |ws| ws.destroy_key(&m))
+            .await
     }
 
     /// Destroys a material's token object, and first its session copies in every
@@ -256,7 +312,7 @@ impl HsmPool {
 
     /// Generates new key material as a token object.
     pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
-        self.run(None, move |ws| {
+        self.run(KEY_GEN, None, move |ws| {
             // SoftHSM2 answers CKR_GENERAL_ERROR now and then when a token object is made
             // while other sessions read the token (its file store re-indexes). Making
             // material is idempotent (orphans are cleared first), so try again briefly.

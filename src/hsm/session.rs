@@ -13,6 +13,7 @@ use cryptoki::types::Ulong;
 use super::module::login;
 use super::{HsmError, MaterialRef};
 use crate::domain::{Pin, Plaintext};
+use crate::metrics::Metrics;
 
 /// Session copies kept per worker before the cache is emptied and rebuilt.
 const MAX_CACHED_KEYS: usize = 1024;
@@ -44,6 +45,9 @@ pub(crate) struct WorkerSession {
     session: Option<Session>,
     keys: HashMap<MaterialRef, CachedKey>,
     copy_keys: bool,
+    metrics: Metrics,
+    /// Whether a session was ever opened: a later login is a re-login.
+    opened_before: bool,
 }
 
 impl WorkerSession {
@@ -52,6 +56,7 @@ impl WorkerSession {
         slot: Slot,
         pin: Pin,
         copy_keys: bool,
+        metrics: Metrics,
     ) -> Self {
         Self {
             ctx,
@@ -60,6 +65,8 @@ impl WorkerSession {
             session: None,
             keys: HashMap::new(),
             copy_keys,
+            metrics,
+            opened_before: false,
         }
     }
 
@@ -70,10 +77,23 @@ impl WorkerSession {
                 .ctx
                 .open_rw_session(self.slot)
                 .map_err(HsmError::from_call)?;
+            if self.opened_before {
+                self.metrics.hsm_relogin();
+            }
             login(&s, &self.pin)?;
+            self.opened_before = true;
             self.session = Some(s);
         }
         self.session.as_ref().ok_or(HsmError::PoolStopped)
+    }
+
+    /// A cheap real call on the session (C_GetSessionInfo): fails when the token or the
+    /// session is gone.
+    pub(crate) fn check(&mut self) -> Result<(), HsmError> {
+        self.session()?
+            .get_session_info()
+            .map(|_| ())
+            .map_err(HsmError::from_call)
     }
 
     /// Forgets the session and every cached handle. Session copies die with the session.

@@ -114,6 +114,9 @@ pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
         version: MaterialVersion,
         reserved: u64,
     ) -> Result<(), StoreError>;
+    /// A real write that changes nothing else (the readiness probe): fails when the
+    /// store cannot take writes (locked, read-only, full).
+    fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError>;
 }
 
 /// Policies and principal tags: the authorization data.

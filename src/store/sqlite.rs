@@ -102,6 +102,11 @@ const MIGRATIONS: &[&str] = &[
         tag_value TEXT NOT NULL,
         PRIMARY KEY (key_id, tag_key)
      ) WITHOUT ROWID;",
+    // 8: one row rewritten by the readiness probe, to prove the database takes writes.
+    "CREATE TABLE heartbeat (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms INTEGER NOT NULL
+     );",
 ];
 
 /// The SQLite implementation of [`Store`].
@@ -564,6 +569,15 @@ impl Store for SqliteStore {
         if n == 0 {
             return Err(StoreError::Missing("key material"));
         }
+        Ok(())
+    }
+
+    fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO heartbeat (id, at_ms) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+            params![to_ms(now)],
+        )?;
         Ok(())
     }
 }

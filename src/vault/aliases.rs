@@ -178,7 +178,9 @@ impl Vault {
         account: &AccountId,
         name: &str,
     ) -> Result<KeyId, KmsError> {
-        let ticket = match self.aliases.get(account, name) {
+        let cached = self.aliases.get(account, name);
+        self.metrics.cache_lookup("alias", cached.is_ok());
+        let ticket = match cached {
             Ok(id) => return Ok(id),
             Err(t) => t,
         };

@@ -241,7 +241,9 @@ impl Vault {
 
     /// The caller's identity policies and tags, from the cache or the store.
     pub(crate) async fn principal_data(&self, arn: &str) -> Result<Arc<PrincipalData>, KmsError> {
-        let ticket = match self.principals.get(arn) {
+        let cached = self.principals.get(arn);
+        self.metrics.cache_lookup("principal", cached.is_ok());
+        let ticket = match cached {
             Ok(d) => return Ok(d),
             Err(t) => t,
         };

@@ -15,6 +15,7 @@ mod error;
 mod generate_data_key;
 mod generate_random;
 mod grants;
+mod health;
 mod key_policy;
 mod key_state;
 mod keys;
@@ -101,6 +102,7 @@ pub struct Vault {
     grant_tokens: grants::TokenKey,
     settings: VaultSettings,
     audit: Option<crate::audit::AuditTrail>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Vault {
@@ -130,7 +132,15 @@ impl Vault {
             store,
             settings,
             audit: None,
+            metrics: crate::metrics::Metrics::default(),
         })
+    }
+
+    /// Records requests, store calls, cache lookups and IV reservations in `metrics`
+    /// (the daemon's registry); without it they go to a registry nobody reads.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Records every request (and the daemon's own work) in `trail`; without one, the
@@ -157,6 +167,9 @@ impl Vault {
         F: FnOnce(&dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
-        Ok(tokio::task::spawn_blocking(move || f(store.as_ref())).await??)
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || f(store.as_ref())).await;
+        self.metrics.store_call(started.elapsed());
+        Ok(out??)
     }
 }

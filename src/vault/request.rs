@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
-use tracing::{debug, debug_span, error, Instrument as _, Span};
+use tracing::{debug, error, info_span, Instrument as _, Span};
 use uuid::Uuid;
 
 use super::{Caller, KmsError, Vault};
@@ -172,6 +172,8 @@ impl Outcome {
 /// `Drop` still queues a record, marked RequestCanceled.
 struct Pending<'a> {
     trail: Option<&'a crate::audit::AuditTrail>,
+    /// Taken when the request is counted, so that `Drop` counts only abandoned ones.
+    metrics: Option<&'a crate::metrics::Metrics>,
     outcome: Outcome,
     trace: Option<Trace>,
     started: Instant,
@@ -202,6 +204,15 @@ impl Pending<'_> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
+        if let Some(m) = self.metrics.take() {
+            let o = &self.outcome;
+            m.request(
+                o.operation,
+                o.transport.as_str(),
+                "RequestCanceled",
+                self.started.elapsed(),
+            );
+        }
         let Some(trail) = self.trail.take() else {
             return;
         };
@@ -232,7 +243,9 @@ impl Vault {
     {
         let started = Instant::now();
         let request_id = Uuid::new_v4().to_string();
-        let span = debug_span!(
+        // At info level, so that its fields (the request id above all) are on every line
+        // logged inside the request at the default filter, JSON logs included.
+        let span = info_span!(
             "request",
             request_id = %request_id,
             operation = info.operation,
@@ -246,6 +259,7 @@ impl Vault {
         );
         let mut pending = Pending {
             trail: self.audit.as_ref(),
+            metrics: Some(&self.metrics),
             outcome: Outcome {
                 request_id,
                 operation: info.operation,
@@ -311,8 +325,17 @@ impl Vault {
             }
         }
         pending.trail = None;
+        pending.metrics = None;
         let mut outcome = std::mem::replace(&mut pending.outcome, Outcome::empty());
         outcome.latency = started.elapsed();
+        // Counted here, once per request whatever the transport; the labels are static
+        // names (operation, transport, AWS error name), never caller input.
+        self.metrics.request(
+            outcome.operation,
+            outcome.transport.as_str(),
+            outcome.error.as_ref().map_or("ok", |(name, _)| name),
+            outcome.latency,
+        );
         let _g = span.enter();
         let deciding = outcome
             .authorizations

@@ -5,7 +5,6 @@
 //! `p11kms encrypt-file` / `decrypt-file`, in both suites.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use p11kms::dev::DevDir;
@@ -15,19 +14,6 @@ use crate::harness::*;
 /// Empty, one byte, and several 4096-byte frames with a partial last one (Python writes
 /// 4096-byte frames here).
 const SIZES: [usize; 3] = [0, 1, 10_000];
-
-/// The Python with the SDK and grpcio: P11KMS_PYTHON (scripts/test.sh sets it), else the
-/// virtualenv scripts/python-deps.sh makes, else python3.
-fn python_bin() -> String {
-    let venv = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/interop-venv/bin/python"
-    );
-    std::env::var("P11KMS_PYTHON")
-        .ok()
-        .or_else(|| Path::new(venv).exists().then(|| venv.to_owned()))
-        .unwrap_or_else(|| "python3".into())
-}
 
 /// Runs the Python script as the dev admin against `d`.
 fn python(d: &Daemon, dir: &TestDir, args: &[&str], input: &[u8]) -> Output {

@@ -98,22 +98,28 @@ pub struct Daemon {
     pub addr: SocketAddr,
     pub dir: PathBuf,
     log: PathBuf,
+    metrics_url: Option<String>,
 }
 
-/// Waits for the ready line on stdout, or returns what the daemon said on stderr.
-fn wait_ready(child: &mut Child, log: &Path) -> Result<SocketAddr, String> {
+/// Waits for the ready line on stdout, or returns what the daemon said on stderr. The
+/// metrics line, when there is one, comes before it.
+fn wait_ready(child: &mut Child, log: &Path) -> Result<(SocketAddr, Option<String>), String> {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut metrics = None;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("p11kms metrics on ") {
+                metrics = Some(url.trim().to_owned());
+            }
             if let Some(addr) = line.strip_prefix("p11kms listening on ") {
-                let _ = tx.send(addr.trim().to_owned());
+                let _ = tx.send((addr.trim().to_owned(), metrics.take()));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(addr) => Ok(addr.parse().unwrap()),
+        Ok((addr, metrics)) => Ok((addr.parse().unwrap(), metrics)),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -137,7 +143,8 @@ impl Daemon {
     /// 127.0.0.1 on the bound port.
     pub fn start_listening(dir: &TestDir, listen: &str, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
-        cmd.args(["serve", "--dev", "--listen", listen, "--data-dir"])
+        cmd.args(["serve", "--dev", "--listen", listen])
+            .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path());
         Self::spawn(cmd, dir.path(), env)
             .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
@@ -146,8 +153,15 @@ impl Daemon {
     /// `p11kms serve --config FILE`; Err holds the daemon's stderr.
     pub fn start_config(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        // Dev configurations name a fixed metrics port; tests run side by side.
+        if fs::read_to_string(config)
+            .unwrap_or_default()
+            .contains("[metrics]")
+        {
+            cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--config").arg(config);
         Self::spawn(cmd, dir, env)
     }
 
@@ -165,13 +179,21 @@ impl Daemon {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let addr = wait_ready(&mut child, &log)?;
+        let (addr, metrics_url) = wait_ready(&mut child, &log)?;
         Ok(Self {
             child,
             addr,
             dir: dir.to_owned(),
             log,
+            metrics_url,
         })
+    }
+
+    /// The metrics URL the daemon printed (`http://127.0.0.1:PORT/metrics`).
+    pub fn metrics_url(&self) -> &str {
+        self.metrics_url
+            .as_deref()
+            .expect("the daemon printed no metrics line")
     }
 
     pub fn endpoint(&self) -> String {
@@ -503,4 +525,18 @@ impl TestDir {
         ));
         offset
     }
+}
+
+/// The Python with the interop packages (AWS Encryption SDK, grpcio, prometheus-client):
+/// P11KMS_PYTHON (scripts/test.sh sets it), else the virtualenv scripts/python-deps.sh
+/// makes, else python3.
+pub fn python_bin() -> String {
+    let venv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/interop-venv/bin/python"
+    );
+    std::env::var("P11KMS_PYTHON")
+        .ok()
+        .or_else(|| Path::new(venv).exists().then(|| venv.to_owned()))
+        .unwrap_or_else(|| "python3".into())
 }

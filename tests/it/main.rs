@@ -31,6 +31,7 @@ mod identity;
 mod iv_budget;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod policies;
 mod policy_eval;
 mod races;

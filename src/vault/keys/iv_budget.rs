@@ -62,6 +62,7 @@ impl Vault {
                 let id = key.key_id;
                 self.store_call(move |s| s.reserve_invocations(&id, version, next))
                     .await?;
+                self.metrics.iv_reservation();
                 let mut s = key.lock();
                 s.reserved = next;
                 if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version) {
@@ -122,6 +123,7 @@ impl Vault {
             .await?;
         match rotation {
             None => {
+                self.metrics.material_rollover();
                 info!(key_id = %id, version = next.0, "IV budget of the key material spent; made new material");
                 self.audit_background("RollOverKeyMaterial", self.arn_of(key).to_string(), None)
                     .await;

@@ -357,7 +357,9 @@ impl Vault {
         T: Send + Sync + 'static,
         L: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     {
-        let ticket = match key.slots(|s| pick(s).get()) {
+        let cached = key.slots(|s| pick(s).get());
+        self.metrics.cache_lookup("key_extras", cached.is_ok());
+        let ticket = match cached {
             Ok(v) => return Ok(v),
             Err(t) => t,
         };
@@ -386,6 +388,7 @@ impl Vault {
         let guard = Arc::clone(&key.writes).lock_owned().await;
         let (entry, store) = (Arc::clone(key), Arc::clone(&self.store));
         let partition = self.settings.partition.clone();
+        let started = std::time::Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let _one_at_a_time = guard;
             let out = write(store.as_ref());
@@ -394,7 +397,9 @@ impl Vault {
             let _ = entry.read_back(store.as_ref(), &partition);
             out
         });
-        Ok(task.await??)
+        let out = task.await;
+        self.metrics.store_call(started.elapsed());
+        Ok(out??)
     }
 
     /// Reads a stale entry's record again (see `write_key`).
@@ -420,7 +425,9 @@ impl Vault {
 
     /// The cached entry of a key, loading it from the store on a miss.
     pub(crate) async fn key(&self, id: KeyId) -> Result<Option<Arc<KeyEntry>>, KmsError> {
-        if let Some(e) = self.keys.get(&id) {
+        let cached = self.keys.get(&id);
+        self.metrics.cache_lookup("key", cached.is_some());
+        if let Some(e) = cached {
             self.refresh_if_stale(&e).await?;
             return Ok(Some(e));
         }

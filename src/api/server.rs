@@ -97,7 +97,9 @@ pub async fn serve(
         // A connection is authenticated once, at its handshake: ageing connections out
         // makes every client pass the current CRLs again now and then.
         .max_connection_age(lifetimes.max_connection_age)
-        .add_service(KeyManagementServiceServer::new(KmsService::new(vault)))
+        .add_service(KeyManagementServiceServer::new(KmsService::new(
+            Arc::clone(&vault),
+        )))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
             let _ = stopping.changed().await;
         });
@@ -106,6 +108,7 @@ pub async fn serve(
         result = &mut server => result,
         () = shutdown => {
             info!("shutting down: no new connections; calls in flight may finish");
+            vault.begin_draining();
             let _ = stopping_tx.send(true);
             let started = std::time::Instant::now();
             match tokio::time::timeout(lifetimes.shutdown_timeout, &mut server).await {

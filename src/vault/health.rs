@@ -41,6 +41,14 @@ impl Readiness for Vault {
             }
         });
         let (token, store, audit) = tokio::join!(token, store, audit);
-        vec![token, store, audit]
+        let serving = Check {
+            part: "server",
+            result: if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+                Err("shutting down: calls in flight are finishing".into())
+            } else {
+                Ok(())
+            },
+        };
+        vec![serving, token, store, audit]
     }
 }

@@ -103,6 +103,8 @@ pub struct Vault {
     settings: VaultSettings,
     audit: Option<crate::audit::AuditTrail>,
     metrics: crate::metrics::Metrics,
+    /// Set when shutdown begins: `/readyz` then sends traffic elsewhere.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Vault {
@@ -133,6 +135,7 @@ impl Vault {
             settings,
             audit: None,
             metrics: crate::metrics::Metrics::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -148,6 +151,13 @@ impl Vault {
     pub fn with_audit(mut self, trail: crate::audit::AuditTrail) -> Self {
         self.audit = Some(trail);
         self
+    }
+
+    /// Marks the vault as shutting down: calls in flight still finish, but readiness
+    /// fails so that load balancers stop sending new ones.
+    pub fn begin_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The ARN of a key of ours.

@@ -184,3 +184,74 @@ async fn calls_past_the_shutdown_deadline_are_cancelled_and_recorded() {
         }
     }
 }
+
+/// `/readyz` of a daemon, or None once nothing answers.
+fn readyz(metrics_url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let hostport = metrics_url.strip_prefix("http://")?.split('/').next()?;
+    let mut s = std::net::TcpStream::connect(hostport).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET /readyz HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split(' ').nth(1)?.parse().ok()?;
+    Some((status, resp.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// While calls in flight finish, `/readyz` says the server is shutting down (so that a
+/// load balancer sends new calls elsewhere), and every one of those calls succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_fails_while_calls_in_flight_finish() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let url = d.metrics_url().to_owned();
+    let probe = url.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || readyz(&probe))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("server: ok"), "{body}");
+
+    // Key generation is the slowest call there is: many of them keep the drain busy.
+    let admin = d.admin().await;
+    let creates: Vec<_> = (0..150)
+        .map(|_| {
+            let mut c = admin.clone();
+            tokio::spawn(async move {
+                c.create_key(p11kms::proto::CreateKeyRequest::default())
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    d.terminate();
+    let seen = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        while let Some(answer) = readyz(&url) {
+            seen.push(answer);
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let log = tokio::task::spawn_blocking(move || d.wait_exit())
+        .await
+        .unwrap();
+    let mut ok = 0;
+    for c in creates {
+        if c.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|(s, b)| *s == 503 && b.contains("server: failed: shutting down")),
+        "readiness never said the server is shutting down: {seen:?}\n{log}"
+    );
+    assert!(ok > 0, "no CreateKey in flight finished");
+}

@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
+use crate::audit::{AuditCloser, CheckpointSigner, SignError};
 use crate::config::{Config, ConfigError};
-use crate::hsm::{HsmError, HsmPool, Module};
+use crate::hsm::{EcSigner, HsmError, HsmPool, Module, SigningKeyName};
 use crate::store::{SqliteStore, StoreError};
 use crate::vault::{OffsetFileClock, SystemClock, Vault, VaultSettings};
 
@@ -58,8 +59,36 @@ pub enum DaemonError {
     },
 }
 
+/// CKA_ID of the audit checkpoint key pair (both halves). Unlike a material's 20-byte
+/// id, it can never be a key id.
+pub const CHECKPOINT_KEY_ID: &[u8] = b"p11kms-audit-checkpoint-v1";
+/// CKA_LABEL of the audit checkpoint key pair.
+pub const CHECKPOINT_KEY_LABEL: &str = "p11kms/audit-checkpoint";
+
+/// How long a stopping daemon waits for the audit writer's final checkpoint.
+const AUDIT_CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The audit writer's signer: the checkpoint key in the token, on a session of its own.
+struct HsmCheckpointSigner(EcSigner);
+
+impl CheckpointSigner for HsmCheckpointSigner {
+    fn public_point(&self) -> Vec<u8> {
+        self.0.public_point().to_vec()
+    }
+
+    fn sign(&mut self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+        let digest: &[u8; 32] = digest
+            .as_ref()
+            .try_into()
+            .map_err(|_| "SHA-256 gave other than 32 bytes")?;
+        Ok(self.0.sign_digest(digest)?)
+    }
+}
+
 /// A daemon ready to serve: the HSM is logged in, the store open, the port bound.
 pub struct Prepared {
+    audit: Option<AuditCloser>,
     vault: Arc<Vault>,
     sweep_interval: std::time::Duration,
     pool: HsmPool,
@@ -93,7 +122,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let slot = module.find_slot(&config.token).map_err(at(token_field))?;
     module.probe_mechanisms(slot).map_err(at("hsm.module"))?;
     module.check_login(slot, &pin).map_err(at(pin_field))?;
-    let pool = HsmPool::start(&module, slot, pin, &config.pool).map_err(at("hsm.sessions"))?;
+    let pool =
+        HsmPool::start(&module, slot, pin.clone(), &config.pool).map_err(at("hsm.sessions"))?;
     let pool_handle = pool.clone();
     info!(sessions = pool.size(), token = %config.token, "HSM pool started");
     let store = SqliteStore::open(&config.sqlite).map_err(at("store.sqlite"))?;
@@ -119,18 +149,36 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         },
     )
     .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?;
-    let vault = match &config.audit {
+    let (vault, audit) = match &config.audit {
         Some(audit) => {
-            let trail = crate::audit::AuditTrail::open(audit.clone())
-                .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
-            info!(dir = %audit.dir.display(), "audit trail open");
-            vault.with_audit(trail)
+            let signer = EcSigner::ensure(
+                &module,
+                slot,
+                pin,
+                SigningKeyName {
+                    id: CHECKPOINT_KEY_ID.to_vec(),
+                    label: CHECKPOINT_KEY_LABEL.into(),
+                },
+            )
+            .map_err(at("hsm.module"))?;
+            let trail = crate::audit::AuditTrail::open(
+                audit.clone(),
+                Box::new(HsmCheckpointSigner(signer)),
+            )
+            .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
+            info!(
+                dir = %audit.dir.display(),
+                checkpoint_public_key = %audit.checkpoint.public_key_file.display(),
+                "audit trail open"
+            );
+            let closer = trail.closer();
+            (vault.with_audit(trail), Some(closer))
         }
         None => {
             tracing::warn!(
                 "audit.enabled is false: no call is recorded; for measuring the trail's cost only"
             );
-            vault
+            (vault, None)
         }
     };
     let tls_files = api::TlsFiles {
@@ -152,6 +200,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         .map_err(bind)
         .map_err(at("listen"))?;
     Ok(Prepared {
+        audit,
         vault: Arc::new(vault),
         sweep_interval: config.sweep_interval,
         pool: pool_handle,
@@ -198,11 +247,24 @@ impl Prepared {
         .await;
         reloader.abort();
         sweeper.abort();
+        // The sweeper's hold on the vault (and so on the trail) ends when it is dropped.
+        let _ = sweeper.await;
+        // The last call is recorded; the writer signs the final checkpoint once the vault
+        // is gone, on its own session, which must close before C_Finalize.
+        let mut finalize = true;
+        if let Some(closer) = self.audit {
+            if !closer.closed(AUDIT_CLOSE_LIMIT).await {
+                tracing::error!("the audit writer did not finish in time: the trail has no final checkpoint, and the PKCS#11 module is left to process exit");
+                finalize = false;
+            }
+        }
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
         // not be torn down by process exit while its sessions are still open.
         self.pool.shutdown();
-        if let Err(e) = self.module.finalize() {
-            tracing::warn!(error = %e, "C_Finalize failed");
+        if finalize {
+            if let Err(e) = self.module.finalize() {
+                tracing::warn!(error = %e, "C_Finalize failed");
+            }
         }
         served?;
         info!("stopped");

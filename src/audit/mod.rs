@@ -3,6 +3,8 @@
 //! key, grant token or PIN: a record is built from the request's `Outcome` and the
 //! parameters the vault chose to record, never from the wire request.
 
+mod checkpoint;
+mod query;
 mod record;
 mod verify;
 mod writer;
@@ -12,9 +14,17 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use checkpoint::{
+    signed_parts, CheckpointError, CheckpointPublicKey, CheckpointSettings, CheckpointSigner,
+    SignError, CHECKPOINT_EVENT_TYPE, FORMAT as CHECKPOINT_FORMAT,
+    PUBLIC_KEY_FILE as CHECKPOINT_PUBLIC_KEY_FILE,
+};
+pub use query::{read_trail, Filter};
 pub use record::{Parameters, BACKGROUND_PRINCIPAL};
-pub use verify::{verify, Verified, VerifyError};
-pub use writer::{line_hash, trail_files, AuditError, AuditSettings, SyncMode};
+pub use verify::{check_end, verify, Recovery, Verified, VerifyError};
+pub use writer::{
+    line_hash, trail_files, trail_is_being_written, AuditError, AuditSettings, SyncMode,
+};
 
 use crate::vault::Outcome;
 
@@ -27,7 +37,45 @@ const QUEUE: usize = 65_536;
 pub struct AuditTrail {
     jobs: mpsc::Sender<writer::Job>,
     healthy: Arc<AtomicBool>,
-    _thread: Arc<std::thread::JoinHandle<()>>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+/// Waits for the writer thread to finish: after the last [`AuditTrail`] clone is gone,
+/// it writes the final checkpoint and exits. Holds no sender, so it does not keep the
+/// trail open.
+#[derive(Debug)]
+pub struct AuditCloser {
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl AuditCloser {
+    /// Waits up to `limit` for the writer to finish. False when it has not (a sender is
+    /// still alive somewhere): the trail then has no final checkpoint yet.
+    pub async fn closed(self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let finished = {
+                let mut slot = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+                match slot.as_ref() {
+                    None => true,
+                    Some(h) if h.is_finished() => {
+                        if let Some(h) = slot.take() {
+                            let _ = h.join();
+                        }
+                        true
+                    }
+                    Some(_) => false,
+                }
+            };
+            if finished {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditTrail {
@@ -37,11 +85,15 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens the trail (repairing a torn last line, continuing its hash chain) and
-    /// starts its writer thread.
-    pub fn open(settings: AuditSettings) -> std::io::Result<Self> {
+    /// Opens the trail (repairing a torn last line, continuing its hash chain), writes or
+    /// checks the checkpoint public key file, and starts its writer thread, which signs
+    /// checkpoints with `signer`.
+    pub fn open(
+        settings: AuditSettings,
+        signer: Box<dyn CheckpointSigner>,
+    ) -> std::io::Result<Self> {
         let healthy = Arc::new(AtomicBool::new(true));
-        let w = writer::Writer::open(settings, Arc::clone(&healthy))?;
+        let w = writer::Writer::open(settings, Arc::clone(&healthy), signer)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("p11kms-audit".into())
@@ -49,8 +101,15 @@ impl AuditTrail {
         Ok(Self {
             jobs: tx,
             healthy,
-            _thread: Arc::new(thread),
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
+    }
+
+    /// A handle to wait for the writer's end (see [`AuditCloser`]).
+    pub fn closer(&self) -> AuditCloser {
+        AuditCloser {
+            thread: Arc::clone(&self.thread),
+        }
     }
 
     /// False after the last batch failed to be written: calls should fail before they

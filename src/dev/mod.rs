@@ -186,6 +186,9 @@ impl DevDir {
                     sync: None,
                     max_file_bytes: None,
                     enabled: None,
+                    checkpoint_records: None,
+                    checkpoint_secs: None,
+                    checkpoint_public_key: None,
                 }),
             };
             let text =

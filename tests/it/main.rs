@@ -15,6 +15,7 @@ mod harness;
 
 mod aliases;
 mod audit;
+mod audit_checkpoint;
 mod bad_input;
 mod blob_mutations;
 mod cli;

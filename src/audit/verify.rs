@@ -79,7 +79,7 @@ pub enum VerifyError {
         why: String,
     },
     /// The trail ends in lines that no checkpoint signs, and no daemon is writing it.
-    #[error("the trail does not end in the final checkpoint of a clean stop: {unsigned} records after {} are not signed; the daemon crashed, or the trail was cut (records removed from its end)", match .last_checkpoint { Some(n) => format!("the checkpoint at record {n}"), None => "its start".to_owned() })]
+    #[error("the trail does not end in the final checkpoint of a clean stop: {unsigned} records after {} are not signed; the daemon crashed, or the trail was cut (records removed from its end)", match .last_checkpoint { Some(n) => format!("the checkpoint at record {n}"), None => "the start of the trail".to_owned() })]
     Unsigned {
         /// Lines after the last checkpoint.
         unsigned: u64,

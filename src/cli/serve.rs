@@ -92,7 +92,8 @@ fn announce(addr: SocketAddr, dev: Option<&DevDir>) -> Result<(), Box<dyn std::e
             out,
             "\ndev mode: everything lives in {root}\n\
              admin identity (arn:aws:iam::{acct}:root): {admin}\n\
-             audit trail (one JSON line per call): {root}/audit   check it: p11kms audit verify\n\n\
+             audit trail (one JSON line per call): {root}/audit   read it: p11kms audit tail   check it: p11kms audit verify\n\
+             audit checkpoints signed in the token; public key: {root}/audit/audit-checkpoint.pub.pem\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\

@@ -410,3 +410,34 @@ async fn audit_tail_and_query_filter_exactly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_leaves_an_unsigned_tail_that_the_next_start_signs_late() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    d.crash();
+    // No daemon holds the trail and no checkpoint covers its record.
+    let (ok, said) = verify_cli(dir.path(), &[]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("1 records after the start of the trail are not signed"),
+        "{said}"
+    );
+    let d = Daemon::start(&dir);
+    encrypt(&mut d.admin().await, &key.key_id, b"x", &[]).await;
+    d.stop();
+    let reasons: Vec<String> = lines(&audit_dir(&dir))
+        .iter()
+        .map(|l| l["checkpoint"]["reason"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(reasons, ["-", "recovery", "-", "shutdown"]);
+    let (ok, said) = verify_cli(dir.path(), &[]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("the checkpoint at record 2 was written at a start after an unclean stop")
+            && said.contains("the 1 records before it were signed late"),
+        "{said}"
+    );
+}

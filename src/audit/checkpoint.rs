@@ -335,7 +335,12 @@ pub(super) fn scan(files: &[PathBuf]) -> io::Result<TrailState> {
                 continue;
             }
             let unsigned = after + (lines.len() - 1 - i) as u64;
-            let c: Line = serde_json::from_slice(line).map_err(io::Error::other)?;
+            let c: Line = serde_json::from_slice(line).map_err(|e| {
+                io::Error::other(format!(
+                    "the last checkpoint in {} cannot be read ({e}); run `p11kms audit verify` on the trail",
+                    path.display()
+                ))
+            })?;
             return Ok(TrailState {
                 lines: c.checkpoint.records + 1 + unsigned,
                 sequence: c.checkpoint.sequence,
@@ -373,8 +378,11 @@ impl Checkpointer {
         settings: &CheckpointSettings,
         state: TrailState,
     ) -> Result<Self, CheckpointError> {
-        let key = CheckpointPublicKey::from_point(&signer.public_point())
-            .ok_or(CheckpointError::BadSignature)?;
+        let key = CheckpointPublicKey::from_point(&signer.public_point()).ok_or_else(|| {
+            CheckpointError::Sign(
+                "the signer's public key is not an uncompressed P-256 point".into(),
+            )
+        })?;
         install_public_key(&settings.public_key_file, &key)?;
         Ok(Self {
             signer,

@@ -335,13 +335,21 @@ impl Writer {
     /// Signs the chain head and appends the checkpoint line. A failure is logged and
     /// retried later: calls go on, but the operator must look.
     fn checkpoint(&mut self, reason: Reason) {
+        let started = std::time::Instant::now();
         let written = self
             .checkpoints
             .line(&self.head, reason)
             .map_err(|e| e.to_string())
             .and_then(|line| self.append_line(&line).map_err(|e| e.to_string()));
         match written {
-            Ok(()) => self.checkpoints.written(reason),
+            Ok(()) => {
+                self.checkpoints.written(reason);
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "audit checkpoint signed and written"
+                );
+            }
             Err(error) => {
                 tracing::error!(%error, reason = reason.as_str(), "the audit checkpoint could not be written; the trail's last records stay unsigned until one is");
                 self.checkpoints.failed();

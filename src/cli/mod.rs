@@ -259,7 +259,7 @@ pub(crate) enum DevCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
+    /// List the key objects (secret and private keys) in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
 }

@@ -220,14 +220,14 @@ impl DevDir {
         Ok(())
     }
 
-    /// The token's secret-key objects, read directly over PKCS#11. SOFTHSM2_CONF must
+    /// The token's secret-key and private-key objects, read directly over PKCS#11. SOFTHSM2_CONF must
     /// already point at [`Self::softhsm_conf`].
     pub fn token_objects(&self) -> Result<Vec<crate::hsm::TokenObject>, DevError> {
         let config = crate::config::Config::load(&self.config_path())?;
         let pin = config.pin.read()?;
         let module = Module::load(&config.module)?;
         let slot = module.find_slot(&config.token)?;
-        Ok(module.secret_key_objects(slot, &pin)?)
+        Ok(module.key_objects(slot, &pin)?)
     }
 
     /// Records the address the dev daemon listens on, for the CLI to find.

@@ -95,6 +95,17 @@ pub struct AuditSection {
     /// false turns the trail off: for measuring its cost only, never in production.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// A signed checkpoint after at most this many records (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_records: Option<u64>,
+    /// A signed checkpoint at most this many seconds after the first record it covers
+    /// (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_secs: Option<u64>,
+    /// Where the checkpoint public key (PEM) is written; `audit-checkpoint.pub.pem` in
+    /// `dir` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_public_key: Option<PathBuf>,
 }
 
 /// `[lifecycle]`
@@ -420,8 +431,35 @@ impl Config {
             ));
         }
         let audit_section = f.audit.unwrap_or_default();
+        let audit_dir = abs(audit_section.dir.as_deref().unwrap_or(Path::new("audit")));
         let audit = crate::audit::AuditSettings {
-            dir: abs(audit_section.dir.as_deref().unwrap_or(Path::new("audit"))),
+            checkpoint: crate::audit::CheckpointSettings {
+                every_records: match audit_section.checkpoint_records {
+                    None => 10_000,
+                    Some(n) if (1..=1_000_000).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "audit.checkpoint_records",
+                            "must be between 1 and 1000000",
+                        ))
+                    }
+                },
+                every: std::time::Duration::from_secs(match audit_section.checkpoint_secs {
+                    None => 60,
+                    Some(n) if (1..=86_400).contains(&n) => n,
+                    Some(_) => {
+                        return Err(invalid(
+                            "audit.checkpoint_secs",
+                            "must be between 1 and 86400 (a day)",
+                        ))
+                    }
+                }),
+                public_key_file: match &audit_section.checkpoint_public_key {
+                    Some(p) => abs(p),
+                    None => audit_dir.join(crate::audit::CHECKPOINT_PUBLIC_KEY_FILE),
+                },
+            },
+            dir: audit_dir,
             sync: match audit_section.sync.as_deref() {
                 None | Some("batch") => crate::audit::SyncMode::Batch,
                 Some("none") => crate::audit::SyncMode::None,

@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::api;
+use crate::audit::{CheckpointSigner, SignError};
 use crate::config::{Config, ConfigError};
-use crate::hsm::{HsmError, HsmPool, Module, PoolConfig};
+use crate::hsm::{EcSigner, HsmError, HsmPool, Module, PoolConfig, SigningKeyName};
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, StoreError};
 use crate::vault::{OffsetFileClock, SystemClock, Vault, VaultSettings};
@@ -60,6 +61,30 @@ pub enum DaemonError {
         #[source]
         source: Box<DaemonError>,
     },
+}
+
+/// CKA_ID of the audit checkpoint key pair (both halves). Unlike a material's 20-byte
+/// id, it can never be a key id.
+pub const CHECKPOINT_KEY_ID: &[u8] = b"p11kms-audit-checkpoint-v1";
+/// CKA_LABEL of the audit checkpoint key pair.
+pub const CHECKPOINT_KEY_LABEL: &str = "p11kms/audit-checkpoint";
+
+/// The audit writer's signer: the checkpoint key in the token, on a session of its own.
+struct HsmCheckpointSigner(EcSigner);
+
+impl CheckpointSigner for HsmCheckpointSigner {
+    fn public_point(&self) -> Vec<u8> {
+        self.0.public_point().to_vec()
+    }
+
+    fn sign(&mut self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
+        let digest: &[u8; 32] = digest
+            .as_ref()
+            .try_into()
+            .map_err(|_| "SHA-256 gave other than 32 bytes")?;
+        Ok(self.0.sign_digest(digest)?)
+    }
 }
 
 /// A daemon ready to serve: the HSM is logged in, the store open, the port bound.
@@ -113,7 +138,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         metrics: metrics.clone(),
         ..config.pool.clone()
     };
-    let pool = HsmPool::start(&module, slot, pin, &pool_config).map_err(at("hsm.sessions"))?;
+    let pool =
+        HsmPool::start(&module, slot, pin.clone(), &pool_config).map_err(at("hsm.sessions"))?;
     let pool_handle = pool.clone();
     info!(sessions = pool.size(), token = %config.token, "HSM pool started");
     let store = SqliteStore::open(&config.sqlite).map_err(at("store.sqlite"))?;
@@ -142,9 +168,27 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     .with_metrics(metrics.clone());
     let (vault, audit) = match &config.audit {
         Some(audit) => {
-            let trail = crate::audit::AuditTrail::open(audit.clone(), &metrics)
-                .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
-            info!(dir = %audit.dir.display(), "audit trail open");
+            let signer = EcSigner::ensure(
+                &module,
+                slot,
+                pin,
+                SigningKeyName {
+                    id: CHECKPOINT_KEY_ID.to_vec(),
+                    label: CHECKPOINT_KEY_LABEL.into(),
+                },
+            )
+            .map_err(at("hsm.module"))?;
+            let trail = crate::audit::AuditTrail::open(
+                audit.clone(),
+                Box::new(HsmCheckpointSigner(signer)),
+                &metrics,
+            )
+            .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
+            info!(
+                dir = %audit.dir.display(),
+                checkpoint_public_key = %audit.checkpoint.public_key_file.display(),
+                "audit trail open"
+            );
             (vault.with_audit(trail.clone()), Some(trail))
         }
         None => {
@@ -302,6 +346,10 @@ impl Prepared {
     }
 }
 
+/// How long a stopping daemon waits for the audit writer's last records and final
+/// checkpoint.
+const AUDIT_CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A daemon that no longer serves, with what must be closed in order.
 #[must_use = "close() flushes the audit trail and logs out of the token"]
 pub struct Stopped {
@@ -316,15 +364,24 @@ impl Stopped {
     /// Blocking; call it outside the runtime, after the runtime is shut down, so that
     /// calls cancelled by that shutdown have queued their records first.
     pub fn close(self) {
+        let mut finalize = true;
         if let Some(trail) = &self.audit {
-            trail.close();
-            info!("audit trail closed");
+            if trail.close(AUDIT_CLOSE_LIMIT) {
+                info!("audit trail closed");
+            } else {
+                // Its own PKCS#11 session may still be in use: C_Finalize under it is
+                // undefined behaviour in some modules, so leave the module to exit.
+                tracing::error!("the audit writer did not finish in time: the trail has no final checkpoint, and the PKCS#11 module is left to process exit");
+                finalize = false;
+            }
         }
         // Workers first (their sessions close), then C_Finalize: a PKCS#11 module must
         // not be torn down by process exit while its sessions are still open.
         self.pool.shutdown();
-        if let Err(e) = self.module.finalize() {
-            tracing::warn!(error = %e, "C_Finalize failed");
+        if finalize {
+            if let Err(e) = self.module.finalize() {
+                tracing::warn!(error = %e, "C_Finalize failed");
+            }
         }
         info!("stopped");
     }

@@ -311,7 +311,7 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     let objects_of = |key_id: &str| -> Vec<String> {
         let hex = key_id.replace('-', "");
         let mut ids: Vec<String> = module
-            .secret_key_objects(slot, &pin)
+            .key_objects(slot, &pin)
             .unwrap()
             .into_iter()
             .map(|o| o.id)
@@ -323,13 +323,13 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
 
     // CreateKey whose metadata write fails: an error, and no material left behind.
     mode.store(FAIL_INSERT, Ordering::SeqCst);
-    let before = module.secret_key_objects(slot, &pin).unwrap().len();
+    let before = module.key_objects(slot, &pin).unwrap().len();
     assert!(matches!(
         vault.create_key(&caller, CreateKeyInput::default()).await,
         Err(KmsError::Internal(_))
     ));
     assert_eq!(
-        module.secret_key_objects(slot, &pin).unwrap().len(),
+        module.key_objects(slot, &pin).unwrap().len(),
         before,
         "the orphan was removed"
     );

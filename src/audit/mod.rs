@@ -3,6 +3,8 @@
 //! key, grant token or PIN: a record is built from the request's `Outcome` and the
 //! parameters the vault chose to record, never from the wire request.
 
+mod checkpoint;
+mod query;
 mod record;
 mod verify;
 mod writer;
@@ -12,9 +14,17 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use checkpoint::{
+    signed_parts, CheckpointError, CheckpointPublicKey, CheckpointSettings, CheckpointSigner,
+    SignError, CHECKPOINT_EVENT_TYPE, FORMAT as CHECKPOINT_FORMAT,
+    PUBLIC_KEY_FILE as CHECKPOINT_PUBLIC_KEY_FILE,
+};
+pub use query::{read_trail, Filter};
 pub use record::{Parameters, BACKGROUND_PRINCIPAL};
-pub use verify::{verify, Verified, VerifyError};
-pub use writer::{line_hash, trail_files, AuditError, AuditSettings, SyncMode};
+pub use verify::{check_end, verify, Recovery, Verified, VerifyError};
+pub use writer::{
+    line_hash, trail_files, trail_is_being_written, AuditError, AuditSettings, SyncMode,
+};
 
 use crate::metrics::Metrics;
 use crate::vault::Outcome;
@@ -45,13 +55,18 @@ impl std::fmt::Debug for AuditTrail {
 }
 
 impl AuditTrail {
-    /// Opens the trail (repairing a torn last line, continuing its hash chain) and
-    /// starts its writer thread, which records batch sizes, fsync times and records
+    /// Opens the trail (repairing a torn last line, continuing its hash chain), writes or
+    /// checks the checkpoint public key file, and starts its writer thread, which signs
+    /// checkpoints with `signer` and records batch sizes, fsync times and records
     /// written in `metrics`.
-    pub fn open(settings: AuditSettings, metrics: &Metrics) -> std::io::Result<Self> {
+    pub fn open(
+        settings: AuditSettings,
+        signer: Box<dyn CheckpointSigner>,
+        metrics: &Metrics,
+    ) -> std::io::Result<Self> {
         let healthy = Arc::new(AtomicBool::new(true));
         let dir: Arc<std::path::Path> = Arc::from(settings.dir.as_path());
-        let w = writer::Writer::open(settings, Arc::clone(&healthy), metrics.clone())?;
+        let w = writer::Writer::open(settings, Arc::clone(&healthy), metrics.clone(), signer)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         // A weak handle: the gauge must not keep the writer thread alive.
         let weak = tx.downgrade();
@@ -77,10 +92,12 @@ impl AuditTrail {
         })
     }
 
-    /// Stops taking records, waits until every record already queued is written, and
-    /// stops the writer. Blocking: call it last at shutdown, outside the runtime (or on
-    /// its blocking pool). Later records fail with [`AuditError::Stopped`].
-    pub fn close(&self) {
+    /// Stops taking records and waits, up to `limit`, until every record already queued
+    /// is written and the final checkpoint signed, and the writer has stopped. False when
+    /// it has not finished in time (a hanging disk or token): the trail then has no
+    /// final checkpoint. Blocking: call it last at shutdown, outside the runtime. Later
+    /// records fail with [`AuditError::Stopped`].
+    pub fn close(&self, limit: std::time::Duration) -> bool {
         drop(
             self.inner
                 .jobs
@@ -88,15 +105,23 @@ impl AuditTrail {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let thread = self
+        let deadline = std::time::Instant::now() + limit;
+        let mut slot = self
             .inner
             .thread
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                tracing::error!("the audit writer thread panicked");
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match slot.as_ref() {
+                None => return true,
+                Some(t) if t.is_finished() => {
+                    if slot.take().is_some_and(|t| t.join().is_err()) {
+                        tracing::error!("the audit writer thread panicked");
+                    }
+                    return true;
+                }
+                Some(_) if std::time::Instant::now() >= deadline => return false,
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
             }
         }
     }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use aws_lc_rs::digest::{digest, SHA256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{self, CheckpointSettings, CheckpointSigner, Checkpointer, Reason};
 use crate::metrics::Metrics;
 
 /// How durable a record is when its call answers.
@@ -34,6 +35,8 @@ pub struct AuditSettings {
     pub sync: SyncMode,
     /// A file is closed and the next one begun once it is this large.
     pub max_file_bytes: u64,
+    /// When checkpoints are signed, and where their public key goes.
+    pub checkpoint: CheckpointSettings,
 }
 
 /// Why a record could not be written. The caller's request then fails closed.
@@ -68,6 +71,9 @@ const MAX_BATCH: usize = 4096;
 /// Files are named `p11kms-audit-NNNNNN.jsonl`; the highest number is the current one.
 const PREFIX: &str = "p11kms-audit-";
 const SUFFIX: &str = ".jsonl";
+/// Held (flock) by the writer for its whole life: one daemon per trail, and a verifier
+/// can tell a trail still being written from one that was cut.
+pub(super) const LOCK_FILE: &str = "p11kms-audit.lock";
 
 /// A record on its way to the file.
 pub(super) struct Job {
@@ -196,6 +202,33 @@ fn repair_tail(dir: &Path) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Takes the trail's lock, or says which directory another daemon is writing.
+fn lock_trail(dir: &Path) -> io::Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::other(format!(
+            "another process (a p11kms daemon?) is writing the audit trail in {}",
+            dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// True when a daemon holds the trail's lock in `dir`: it is writing the trail now, so
+/// records after its last checkpoint are expected.
+pub fn trail_is_being_written(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+}
+
 /// Makes a directory entry durable: a file's name survives a power loss only once its
 /// directory is synced.
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -213,6 +246,8 @@ pub(super) struct Writer {
     healthy: Arc<AtomicBool>,
     poisoned: bool,
     metrics: Metrics,
+    checkpoints: Checkpointer,
+    _lock: File,
 }
 
 impl Writer {
@@ -221,8 +256,10 @@ impl Writer {
         settings: AuditSettings,
         healthy: Arc<AtomicBool>,
         metrics: Metrics,
+        signer: Box<dyn CheckpointSigner>,
     ) -> io::Result<Self> {
         fs::create_dir_all(&settings.dir)?;
+        let lock = lock_trail(&settings.dir)?;
         repair_tail(&settings.dir)?;
         let (head, number) = chain_head(&settings.dir)?;
         let path = settings.dir.join(file_name(number));
@@ -234,6 +271,9 @@ impl Writer {
             }
         }
         let len = file.metadata()?.len();
+        let state = checkpoint::scan(&trail_files(&settings.dir)?)?;
+        let checkpoints =
+            Checkpointer::new(signer, &settings.checkpoint, state).map_err(io::Error::other)?;
         Ok(Self {
             settings,
             number,
@@ -244,12 +284,22 @@ impl Writer {
             healthy,
             poisoned: false,
             metrics,
+            checkpoints,
+            _lock: lock,
         })
     }
 
     /// Runs until every sender is gone.
     pub(super) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(first) = jobs.blocking_recv() {
+        if self.checkpoints.needs_recovery() && self.checkpoints.has_lines() {
+            tracing::warn!("the audit trail does not end in the final checkpoint of a clean stop (a crash, or the trail was cut while the daemon was stopped); its last records are signed now, late, by a recovery checkpoint");
+            self.checkpoint(Reason::Recovery);
+        }
+        // A timer for interval checkpoints while no record arrives.
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build();
+        while let Some(first) = self.next_job(&mut jobs, timer.as_ref().ok()) {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
@@ -260,6 +310,9 @@ impl Writer {
             self.metrics.audit_batch(batch.len());
             let result = self.append(&batch);
             self.metrics.audit_written(batch.len(), result.is_ok());
+            if result.is_ok() {
+                self.checkpoints.appended(batch.len() as u64);
+            }
             self.healthy.store(result.is_ok(), Ordering::Release);
             for job in batch {
                 // Each call of the batch gets the batch's outcome.
@@ -269,8 +322,96 @@ impl Writer {
                 tracing::error!(error = %e, "audit records could not be written; requests fail until it can");
                 // Give a full disk a moment rather than spin on it.
                 std::thread::sleep(Duration::from_millis(10));
+            } else if let Some(reason) = self.checkpoints.due() {
+                // After the batch has answered its calls: a checkpoint never delays one.
+                self.checkpoint(reason);
             }
         }
+        // Every sender is gone: the daemon is stopping. The trail ends here, signed.
+        if self.checkpoints.has_lines() {
+            self.checkpoint(Reason::Shutdown);
+        }
+    }
+
+    /// The next record, writing an interval checkpoint whenever one falls due while
+    /// the queue is empty. Without a timer (the runtime could not be built) a checkpoint
+    /// waits for the next record.
+    fn next_job(
+        &mut self,
+        jobs: &mut mpsc::Receiver<Job>,
+        timer: Option<&tokio::runtime::Runtime>,
+    ) -> Option<Job> {
+        loop {
+            let (Some(at), Some(rt)) = (self.checkpoints.deadline(), timer) else {
+                return jobs.blocking_recv();
+            };
+            let at = tokio::time::Instant::from_std(at);
+            // The timer must be made inside the runtime, hence the async block.
+            match rt.block_on(async { tokio::time::timeout_at(at, jobs.recv()).await }) {
+                Ok(job) => return job,
+                Err(_) => {
+                    if let Some(reason) = self.checkpoints.due() {
+                        self.checkpoint(reason);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Signs the chain head and appends the checkpoint line. A failure is logged and
+    /// retried later: calls go on, but the operator must look.
+    fn checkpoint(&mut self, reason: Reason) {
+        let started = std::time::Instant::now();
+        let written = self
+            .checkpoints
+            .line(&self.head, reason)
+            .map_err(|e| e.to_string())
+            .and_then(|line| self.append_line(&line).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => {
+                self.checkpoints.written(reason);
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "audit checkpoint signed and written"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, reason = reason.as_str(), "the audit checkpoint could not be written; the trail's last records stay unsigned until one is");
+                self.checkpoints.failed();
+            }
+        }
+    }
+
+    /// Appends one line (a checkpoint) and makes it durable, like a batch of one.
+    fn append_line(&mut self, line: &[u8]) -> Result<(), AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
+        self.check_file()?;
+        if self.len >= self.settings.max_file_bytes && self.len > 0 {
+            self.rotate()?;
+        }
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| match self.settings.sync {
+                SyncMode::Batch => self.file.sync_data(),
+                SyncMode::None => Ok(()),
+            });
+        if let Err(e) = written {
+            if self.file.set_len(self.len).is_err() {
+                self.poisoned = true;
+            }
+            let _ = self.file.seek(SeekFrom::End(0));
+            return Err(e.into());
+        }
+        self.len += buf.len() as u64;
+        self.head = line_hash(line);
+        Ok(())
     }
 
     /// Writes a batch and makes it durable; on failure the file is cut back to where

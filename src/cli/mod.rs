@@ -1,5 +1,6 @@
 //! The command line: `p11kms serve` runs the daemon; every other command is a client.
 
+mod audit;
 mod client_cmds;
 mod files;
 mod io;
@@ -8,6 +9,8 @@ mod serve;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use audit::AuditCmd;
 
 /// p11kms: AWS-KMS-style key management with master keys in a PKCS#11 HSM.
 #[derive(Parser, Debug)]
@@ -40,7 +43,7 @@ pub(crate) enum Command {
     /// Dev-mode helpers.
     #[command(subcommand)]
     Dev(DevCmd),
-    /// The audit trail: check its hash chain.
+    /// The audit trail, read offline: verify its chain and checkpoints, tail it, query it.
     #[command(subcommand)]
     Audit(AuditCmd),
     /// Create, describe and list KMS keys.
@@ -256,19 +259,9 @@ pub(crate) enum DevCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// List the secret-key objects in the dev token, read directly over PKCS#11, as JSON
+    /// List the key objects (secret and private keys) in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
-}
-
-#[derive(Subcommand, Debug)]
-pub(crate) enum AuditCmd {
-    /// Check the hash chain of a trail: every record must follow the one before it.
-    /// Without FILES, the dev daemon's trail (`audit/` in the dev directory).
-    Verify {
-        /// Trail files in order (a directory stands for its trail files).
-        files: Vec<PathBuf>,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -493,30 +486,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&objects)?);
             Ok(())
         }
-        Command::Audit(AuditCmd::Verify { files }) => {
-            let mut paths = Vec::new();
-            let given = if files.is_empty() {
-                vec![p11kms::dev::DevDir::at(dev_root).root().join("audit")]
-            } else {
-                files
-            };
-            for f in given {
-                if f.is_dir() {
-                    paths.extend(p11kms::audit::trail_files(&f)?);
-                } else {
-                    paths.push(f);
-                }
-            }
-            if paths.is_empty() {
-                return Err("no audit trail files found".into());
-            }
-            let v = p11kms::audit::verify(&paths)?;
-            println!(
-                "verified {} records in {} files; the chain is intact (head {})",
-                v.records, v.files, v.head
-            );
-            Ok(())
-        }
+        Command::Audit(cmd) => audit::run(cmd, &dev_root),
         Command::Policy(PolicyCmd::Eval { file }) => {
             let text = io::read_input(&file)?;
             let malformed = |e: p11kms::authz::case::CaseError| {

@@ -144,7 +144,8 @@ fn announce(
             out,
             "\ndev mode: everything lives in {root}\n\
              admin identity (arn:aws:iam::{acct}:root): {admin}\n\
-             audit trail (one JSON line per call): {root}/audit   check it: p11kms audit verify\n\
+             audit trail (one JSON line per call): {root}/audit   read it: p11kms audit tail   check it: p11kms audit verify\n\
+             audit checkpoints signed in the token; public key: {root}/audit/audit-checkpoint.pub.pem\n\
              metrics: {metrics}   (health: /healthz, /readyz)\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\

@@ -191,6 +191,9 @@ impl DevDir {
                     sync: None,
                     max_file_bytes: None,
                     enabled: None,
+                    checkpoint_records: None,
+                    checkpoint_secs: None,
+                    checkpoint_public_key: None,
                 }),
                 metrics: Some(MetricsSection {
                     listen: Some(DEV_METRICS_LISTEN.into()),
@@ -227,14 +230,14 @@ impl DevDir {
         Ok(())
     }
 
-    /// The token's secret-key objects, read directly over PKCS#11. SOFTHSM2_CONF must
+    /// The token's secret-key and private-key objects, read directly over PKCS#11. SOFTHSM2_CONF must
     /// already point at [`Self::softhsm_conf`].
     pub fn token_objects(&self) -> Result<Vec<crate::hsm::TokenObject>, DevError> {
         let config = crate::config::Config::load(&self.config_path())?;
         let pin = config.pin.read()?;
         let module = Module::load(&config.module)?;
         let slot = module.find_slot(&config.token)?;
-        Ok(module.secret_key_objects(slot, &pin)?)
+        Ok(module.key_objects(slot, &pin)?)
     }
 
     /// Records the address the dev daemon listens on, for the CLI to find.

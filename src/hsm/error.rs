@@ -51,6 +51,15 @@ pub enum HsmError {
     /// Every worker thread has exited (shutdown).
     #[error("the HSM worker pool has stopped")]
     PoolStopped,
+    /// The token lacks a mechanism that audit checkpoints need.
+    #[error("the PKCS#11 token does not offer {0}, which p11kms needs to sign audit checkpoints")]
+    MissingSigningMechanism(&'static str),
+    /// Only one half of a signing key pair is in the token.
+    #[error("the token holds only one half of the key pair {0}; find out what removed the other before starting again")]
+    HalfKeyPair(String),
+    /// The token returned a public key that is not an uncompressed P-256 point.
+    #[error("the token's checkpoint public key is not an uncompressed P-256 point")]
+    BadPublicKey,
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 call failed")]
     Pkcs11(#[source] CkError),

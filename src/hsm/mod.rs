@@ -6,10 +6,12 @@ mod error;
 mod module;
 mod pool;
 mod session;
+mod signing;
 
 pub use error::HsmError;
 pub use module::{Module, TokenObject, TokenSelector};
 pub use pool::{HsmPool, PoolConfig};
+pub use signing::{EcSigner, SigningKeyName};
 
 use crate::domain::{KeyId, MaterialVersion};
 

@@ -168,9 +168,11 @@ pub(crate) fn login(s: &cryptoki::session::Session, pin: &Pin) -> Result<(), Hsm
     }
 }
 
-/// A secret-key object as the token reports it, for inventories and tests.
+/// A key object as the token reports it, for inventories and tests.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenObject {
+    /// `secret-key` (KMS key material) or `private-key` (the audit checkpoint key).
+    pub class: &'static str,
     /// CKA_LABEL.
     pub label: String,
     /// CKA_ID, hex.
@@ -186,19 +188,24 @@ pub struct TokenObject {
 }
 
 impl Module {
-    /// Every secret-key token object, read directly from the token (no daemon).
-    pub fn secret_key_objects(&self, slot: Slot, pin: &Pin) -> Result<Vec<TokenObject>, HsmError> {
+    /// Every secret-key and private-key token object, read directly from the token (no
+    /// daemon). Public keys are left out: they are meant to be read.
+    pub fn key_objects(&self, slot: Slot, pin: &Pin) -> Result<Vec<TokenObject>, HsmError> {
         use cryptoki::object::{Attribute, AttributeType, ObjectClass};
         let s = self.ctx.open_ro_session(slot).map_err(HsmError::Pkcs11)?;
         login(&s, pin)?;
-        let handles = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-            ])
-            .map_err(HsmError::Pkcs11)?;
+        let mut handles = Vec::new();
+        for (class, name) in [
+            (ObjectClass::SECRET_KEY, "secret-key"),
+            (ObjectClass::PRIVATE_KEY, "private-key"),
+        ] {
+            let found = s
+                .find_objects(&[Attribute::Class(class), Attribute::Token(true)])
+                .map_err(HsmError::Pkcs11)?;
+            handles.extend(found.into_iter().map(|h| (h, name)));
+        }
         let mut out = Vec::new();
-        for h in handles {
+        for (h, class) in handles {
             let attrs = s
                 .get_attributes(
                     h,
@@ -213,6 +220,7 @@ impl Module {
                 )
                 .map_err(HsmError::Pkcs11)?;
             let mut o = TokenObject {
+                class,
                 label: String::new(),
                 id: String::new(),
                 token: false,

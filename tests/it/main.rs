@@ -16,6 +16,7 @@ mod secrets_scan;
 
 mod aliases;
 mod audit;
+mod audit_checkpoint;
 mod bad_input;
 mod blob_mutations;
 mod cli;

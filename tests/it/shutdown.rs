@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use p11kms::audit::{trail_files, verify};
+use p11kms::audit::{check_end, trail_files, verify, CheckpointPublicKey};
 use p11kms::client::error_name;
 
 use crate::harness::*;
@@ -61,10 +61,15 @@ async fn load(d: &Daemon, key_id: &str, tasks: usize) -> Vec<tokio::task::JoinHa
     handles
 }
 
-/// The Encrypt records of the trail, after `p11kms::audit::verify` checked its chain.
+/// The Encrypt records of the trail, after `p11kms::audit::verify` checked its chain and
+/// checkpoints with the token's key, and that it ends in the final checkpoint of a
+/// clean stop.
 fn encrypt_records(dir: &TestDir) -> Vec<Value> {
-    let files = trail_files(&dir.path().join("audit")).unwrap();
-    verify(&files).unwrap();
+    let audit = dir.path().join("audit");
+    let files = trail_files(&audit).unwrap();
+    let key = CheckpointPublicKey::read(&audit.join("audit-checkpoint.pub.pem")).unwrap();
+    let verified = verify(&files, Some(&key)).unwrap();
+    check_end(&verified, false).unwrap();
     let mut out = Vec::new();
     for f in files {
         for line in std::fs::read_to_string(f).unwrap().lines() {

@@ -254,7 +254,12 @@ fn main() -> BoxResult<()> {
         }
         // Interleaved, so that a change of machine load hits both sides alike.
         let mut pairs = Vec::new();
-        for conc in [1, 8, 32, 64] {
+        // BENCH_CONC=64 (or "8,32") limits the pairs to those calls in flight.
+        let concs: Vec<usize> = std::env::var("BENCH_CONC")
+            .ok()
+            .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 8, 32, 64]);
+        for conc in concs {
             let off =
                 daemon_load(&endpoint_off, &identity_off, &key_off, Op::Encrypt, conc).await?;
             let on = daemon_load(&endpoint, &identity, &key, Op::Encrypt, conc).await?;
@@ -305,14 +310,16 @@ fn start_daemon(
 ) -> BoxResult<(std::process::Child, String, Identity)> {
     let dev = DevDir::at(dir);
     dev.prepare()?;
-    if !audit {
-        let path = dev.config_path();
-        let text = std::fs::read_to_string(&path)?;
-        std::fs::write(
-            &path,
-            text.replace("[audit]\n", "[audit]\nenabled = false\n"),
-        )?;
-    }
+    // BENCH_AUDIT_SYNC=none shows what the trail costs without its fsync.
+    let sync = std::env::var("BENCH_AUDIT_SYNC").unwrap_or_else(|_| "batch".into());
+    let setting = if audit {
+        format!("[audit]\nsync = {sync:?}\n")
+    } else {
+        "[audit]\nenabled = false\n".to_owned()
+    };
+    let path = dev.config_path();
+    let text = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, text.replace("[audit]\n", &setting))?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])

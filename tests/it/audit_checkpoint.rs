@@ -282,7 +282,10 @@ fn rechain(lines: &[String]) -> Vec<String> {
         .map(|l| {
             // Only the link's value changes: the rest of the line keeps its bytes.
             let v: Value = serde_json::from_str(l).unwrap();
-            let old = format!(r#""previousHash":"{}""#, v["previousHash"].as_str().unwrap());
+            let old = format!(
+                r#""previousHash":"{}""#,
+                v["previousHash"].as_str().unwrap()
+            );
             assert!(l.contains(&old), "{l}");
             let out = l.replacen(&old, &format!(r#""previousHash":"{head}""#), 1);
             head = line_hash(out.as_bytes());

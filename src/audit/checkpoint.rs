@@ -577,4 +577,4 @@ pub fn signed_parts(line: &[u8]) -> Option<(String, Vec<u8>)> {
 
 #[cfg(test)]
 #[path = "checkpoint_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -9,10 +9,11 @@ use serde_json::Value;
 use super::*;
 use crate::audit::verify::{check_end, verify, VerifyError};
 
-struct SoftSigner(EcdsaKeyPair);
+/// A checkpoint key in memory, for tests of the trail without a token.
+pub(in crate::audit) struct SoftSigner(EcdsaKeyPair);
 
 impl SoftSigner {
-    fn new() -> Self {
+    pub(in crate::audit) fn new() -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap())

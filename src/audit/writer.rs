@@ -9,10 +9,9 @@ use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lc_rs::digest::{digest, SHA256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::checkpoint::{self, CheckpointSettings, CheckpointSigner, Checkpointer, Reason};
 use crate::metrics::Metrics;
@@ -66,7 +65,7 @@ impl From<io::Error> for AuditError {
 }
 
 /// The most records one batch takes; more wait for the next.
-const MAX_BATCH: usize = 4096;
+pub(super) const MAX_BATCH: usize = 4096;
 
 /// Files are named `p11kms-audit-NNNNNN.jsonl`; the highest number is the current one.
 const PREFIX: &str = "p11kms-audit-";
@@ -79,7 +78,14 @@ pub(super) const LOCK_FILE: &str = "p11kms-audit.lock";
 pub(super) struct Job {
     /// The record as a JSON object, without `previousHash`.
     pub(super) record: Vec<u8>,
-    pub(super) done: oneshot::Sender<Result<(), AuditError>>,
+    /// Where its caller waits; None when nobody does (a cancelled call, or the leader's
+    /// own record, whose result the leader keeps).
+    pub(super) done: Option<oneshot::Sender<Result<(), AuditError>>>,
+    /// The record of the caller who writes it (the leader), which learns its result
+    /// from the batch it is in rather than from `done`.
+    pub(super) leader: bool,
+    /// Its place in the bounded queue, given back once it is written.
+    pub(super) _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The trail's files in order.
@@ -289,72 +295,48 @@ impl Writer {
         })
     }
 
-    /// Runs until every sender is gone.
-    pub(super) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+    /// Signs, late, the records a crash left after the last checkpoint.
+    pub(super) fn recover(&mut self) {
         if self.checkpoints.needs_recovery() && self.checkpoints.has_lines() {
             tracing::warn!("the audit trail does not end in the final checkpoint of a clean stop (a crash, or the trail was cut while the daemon was stopped); its last records are signed now, late, by a recovery checkpoint");
             self.checkpoint(Reason::Recovery);
         }
-        // A timer for interval checkpoints while no record arrives.
-        let timer = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build();
-        while let Some(first) = self.next_job(&mut jobs, timer.as_ref().ok()) {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.metrics.audit_batch(batch.len());
-            let result = self.append(&batch);
-            self.metrics.audit_written(batch.len(), result.is_ok());
-            if result.is_ok() {
+    }
+
+    /// Writes one batch and makes it durable. A checkpoint that falls due is written
+    /// by the caller after the batch's calls are answered ([`Self::checkpoint_if_due`]).
+    pub(super) fn write_batch(&mut self, batch: &[Job]) -> Result<(), AuditError> {
+        self.metrics.audit_batch(batch.len());
+        let result = self.append(batch);
+        self.metrics.audit_written(batch.len(), result.is_ok());
+        self.healthy.store(result.is_ok(), Ordering::Release);
+        match &result {
+            Ok(()) => {
                 self.checkpoints.appended(batch.len() as u64);
             }
-            self.healthy.store(result.is_ok(), Ordering::Release);
-            for job in batch {
-                // Each call of the batch gets the batch's outcome.
-                let _ = job.done.send(result.clone());
-            }
-            if let Err(e) = result {
-                tracing::error!(error = %e, "audit records could not be written; requests fail until it can");
-                // Give a full disk a moment rather than spin on it.
-                std::thread::sleep(Duration::from_millis(10));
-            } else if let Some(reason) = self.checkpoints.due() {
-                // After the batch has answered its calls: a checkpoint never delays one.
-                self.checkpoint(reason);
+            Err(e) => {
+                tracing::error!(error = %e, "audit records could not be written; requests fail until they can");
             }
         }
-        // Every sender is gone: the daemon is stopping. The trail ends here, signed.
-        if self.checkpoints.has_lines() {
-            self.checkpoint(Reason::Shutdown);
+        result
+    }
+
+    /// Writes a checkpoint if one is due (records counted, or the interval passed).
+    pub(super) fn checkpoint_if_due(&mut self) {
+        if let Some(reason) = self.checkpoints.due() {
+            self.checkpoint(reason);
         }
     }
 
-    /// The next record, writing an interval checkpoint whenever one falls due while
-    /// the queue is empty. Without a timer (the runtime could not be built) a checkpoint
-    /// waits for the next record.
-    fn next_job(
-        &mut self,
-        jobs: &mut mpsc::Receiver<Job>,
-        timer: Option<&tokio::runtime::Runtime>,
-    ) -> Option<Job> {
-        loop {
-            let (Some(at), Some(rt)) = (self.checkpoints.deadline(), timer) else {
-                return jobs.blocking_recv();
-            };
-            let at = tokio::time::Instant::from_std(at);
-            // The timer must be made inside the runtime, hence the async block.
-            match rt.block_on(async { tokio::time::timeout_at(at, jobs.recv()).await }) {
-                Ok(job) => return job,
-                Err(_) => {
-                    if let Some(reason) = self.checkpoints.due() {
-                        self.checkpoint(reason);
-                    }
-                }
-            }
+    /// When the next interval checkpoint falls due, if records wait for one.
+    pub(super) fn deadline(&self) -> Option<std::time::Instant> {
+        self.checkpoints.deadline()
+    }
+
+    /// The trail ends here, signed: the daemon is stopping.
+    pub(super) fn finish(&mut self) {
+        if self.checkpoints.has_lines() {
+            self.checkpoint(Reason::Shutdown);
         }
     }
 

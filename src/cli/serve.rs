@@ -103,7 +103,12 @@ pub(crate) fn run(
         let scheme = if tls { "https" } else { "http" };
         format!("{scheme}://{a}/metrics")
     });
+    // One worker more than the cores: the caller that writes an audit batch blocks its
+    // worker for the write and fsync (see audit::AuditTrail), and the other calls must
+    // keep every core busy meanwhile.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores + 1)
         .enable_all()
         .build()?;
     let stopped = rt.block_on(async {

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use p11kms::authz::{decide, parse_value, AuthzInput, NamedPolicy, PolicyKind, RequestContext};
+use p11kms::{decide, parse_policy, AuthzInput, NamedPolicy, PolicyKind, RequestContext};
 use serde_json::json;
 
 fn main() {
@@ -28,15 +28,15 @@ fn main() {
     }
     statements.push(json!({"Sid": "DenyEveryoneElse", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
         "Condition": {"ArnNotLike": {"aws:PrincipalArn": ["arn:aws:iam::111122223333:role/Service*", "arn:aws:iam::111122223333:root"]}}}));
-    let key_policy = parse_value(
+    let key_policy = parse_policy(
         &json!({"Version": "2012-10-17", "Statement": statements}),
         PolicyKind::Key,
     )
     .unwrap();
-    let id1 = parse_value(&json!({"Version": "2012-10-17", "Statement": [
+    let id1 = parse_policy(&json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "arn:aws:kms:*:111122223333:key/*",
          "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "${aws:PrincipalTag/tenant}"}}}]}), PolicyKind::Identity).unwrap();
-    let id2 = parse_value(&json!({"Statement": [{"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*"}]}), PolicyKind::Identity).unwrap();
+    let id2 = parse_policy(&json!({"Statement": [{"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*"}]}), PolicyKind::Identity).unwrap();
     let named = [
         NamedPolicy {
             name: "a",

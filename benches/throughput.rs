@@ -21,8 +21,8 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::{AuthPin, Ulong};
 use p11kms::client::{connect, Identity};
-use p11kms::dev::DevDir;
 use p11kms::proto;
+use p11kms::DevDir;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -88,7 +88,7 @@ fn raw_encrypt(
 fn raw_baseline(dir: &DevDir) -> BoxResult<Vec<(String, f64)>> {
     // Single-threaded at this point: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
-    let module = p11kms::dev::softhsm_module()?;
+    let module = p11kms::softhsm_module()?;
     dir.init_token_if_missing(&module)?;
     let ctx = Pkcs11::new(&module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
@@ -97,7 +97,7 @@ fn raw_baseline(dir: &DevDir) -> BoxResult<Vec<(String, f64)>> {
         .into_iter()
         .find(|s| {
             ctx.get_token_info(*s)
-                .map(|t| t.label().trim_end() == p11kms::dev::DEV_TOKEN_LABEL)
+                .map(|t| t.label().trim_end() == p11kms::DEV_TOKEN_LABEL)
                 .unwrap_or(false)
         })
         .ok_or("no dev token")?;

@@ -67,7 +67,7 @@ pub struct MetricsSection {
 }
 
 /// The default metrics address: localhost, next to the API's default port.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7879";
+pub(crate) const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7879";
 
 /// Where and how the metrics listener serves.
 #[derive(Clone, Debug, PartialEq, Eq)]

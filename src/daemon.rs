@@ -65,9 +65,9 @@ pub enum DaemonError {
 
 /// CKA_ID of the audit checkpoint key pair (both halves). Unlike a material's 20-byte
 /// id, it can never be a key id.
-pub const CHECKPOINT_KEY_ID: &[u8] = b"p11kms-audit-checkpoint-v1";
+pub(crate) const CHECKPOINT_KEY_ID: &[u8] = b"p11kms-audit-checkpoint-v1";
 /// CKA_LABEL of the audit checkpoint key pair.
-pub const CHECKPOINT_KEY_LABEL: &str = "p11kms/audit-checkpoint";
+pub(crate) const CHECKPOINT_KEY_LABEL: &str = "p11kms/audit-checkpoint";
 
 /// The audit writer's signer: the checkpoint key in the token, on a session of its own.
 struct HsmCheckpointSigner(EcSigner);

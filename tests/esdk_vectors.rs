@@ -11,7 +11,7 @@ use p11kms::client::envelope::{
     decrypt, BoxFuture, DecryptOptions, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials,
     EnvelopeError, Keyring,
 };
-use p11kms::domain::Plaintext;
+use p11kms::Plaintext;
 
 /// A keyring that knows the one data key of a vector.
 struct Static(Vec<u8>);

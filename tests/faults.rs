@@ -13,15 +13,11 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use p11kms::dev::DevDir;
-use p11kms::domain::{AccountId, KeyId, MaterialVersion, Pin, Plaintext};
-use p11kms::hsm::{HsmPool, Module, PoolConfig, TokenSelector};
-use p11kms::store::{
-    AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
-    SqliteStore, Store, StoreError,
-};
-use p11kms::vault::{
-    Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings,
+use p11kms::{
+    AccountId, AliasRecord, AliasStore, Clock, CreateKeyInput, DecryptInput, DevDir, EncryptInput,
+    GrantRecord, GrantStore, HsmModule, HsmPool, KeyId, KeyRecord, KmsError, MaterialRecord,
+    MaterialVersion, Pin, Plaintext, PolicyStore, PoolConfig, SqliteStore, Store, StoreError,
+    TokenSelector, Vault, VaultSettings,
 };
 
 const OK: u8 = 0;
@@ -123,7 +119,7 @@ impl Store for FaultyStore {
     fn set_rotation(
         &self,
         id: &KeyId,
-        r: Option<p11kms::store::RotationSchedule>,
+        r: Option<p11kms::RotationSchedule>,
     ) -> Result<(), StoreError> {
         self.inner.set_rotation(id, r)
     }
@@ -267,11 +263,11 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     dev.prepare().unwrap();
     // This test binary runs this one test: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dev.softhsm_conf());
-    let module_path = p11kms::dev::softhsm_module().unwrap();
+    let module_path = p11kms::softhsm_module().unwrap();
     dev.init_token_if_missing(&module_path).unwrap();
-    let module = Module::load(&module_path).unwrap();
+    let module = HsmModule::load(&module_path).unwrap();
     let slot = module
-        .find_slot(&TokenSelector::Label(p11kms::dev::DEV_TOKEN_LABEL.into()))
+        .find_slot(&TokenSelector::Label(p11kms::DEV_TOKEN_LABEL.into()))
         .unwrap();
     let pin = Pin::new(
         std::fs::read_to_string(tmp.path().join("user.pin"))

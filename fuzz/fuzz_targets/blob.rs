@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = p11kms::vault::blob::parse(data);
+    let _ = p11kms::parse_blob(data);
 });

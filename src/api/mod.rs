@@ -7,13 +7,13 @@ mod service;
 mod status;
 mod tls;
 
-pub use server::{serve, Lifetimes};
-pub use status::{code_of, to_status, ERROR_TYPE_HEADER};
-pub use tls::{Peer, TlsConn, TlsError, TlsFiles};
+pub(crate) use server::{serve, Lifetimes};
+pub(crate) use status::ERROR_TYPE_HEADER;
+pub(crate) use tls::{TlsError, TlsFiles};
 
 /// Metadata key carrying the request id, as AWS's x-amzn-RequestId header does.
-pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 
 /// Metadata key with which a trusted service names the principal it calls for; the
 /// request is then authorized as that principal, with kms:ViaService set.
-pub const ON_BEHALF_OF_HEADER: &str = "x-p11kms-on-behalf-of";
+pub(crate) const ON_BEHALF_OF_HEADER: &str = "x-p11kms-on-behalf-of";

@@ -28,7 +28,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long connections and, at shutdown, calls in flight may live.
 #[derive(Clone, Copy, Debug)]
-pub struct Lifetimes {
+pub(crate) struct Lifetimes {
     /// A connection is closed (gracefully) after this long.
     pub max_connection_age: Duration,
     /// At shutdown, calls in flight have this long to finish.
@@ -41,7 +41,7 @@ pub struct Lifetimes {
 /// running after it are left for the runtime's shutdown to cancel. Each new connection
 /// uses the TLS configuration `tls` holds at its accept; connections already open keep
 /// the one they started with.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,

@@ -8,10 +8,10 @@ use tonic::{Code, Status};
 use crate::vault::KmsError;
 
 /// Metadata key holding the AWS error name.
-pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+pub(crate) const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 
 /// The gRPC code for each KMS error.
-pub fn code_of(e: &KmsError) -> Code {
+pub(crate) fn code_of(e: &KmsError) -> Code {
     match e {
         // AWS answers all of these with HTTP 400: the request itself must change.
         KmsError::Validation(_)
@@ -39,7 +39,7 @@ pub fn code_of(e: &KmsError) -> Code {
 }
 
 /// The status a client receives.
-pub fn to_status(e: &KmsError) -> Status {
+pub(crate) fn to_status(e: &KmsError) -> Status {
     let mut st = Status::new(code_of(e), format!("{}: {}", e.name(), e));
     st.metadata_mut()
         .insert(ERROR_TYPE_HEADER, MetadataValue::from_static(e.name()));

@@ -71,7 +71,7 @@ fn pem_err(
 /// The files the server's rustls configuration is built from. Kept after start-up so
 /// that a reload (SIGHUP) rebuilds the configuration from the same paths.
 #[derive(Clone, Debug)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// Server certificate chain (PEM).
     pub cert: PathBuf,
     /// Server private key (PEM).
@@ -84,7 +84,7 @@ pub struct TlsFiles {
 
 impl TlsFiles {
     /// Reads every file and builds the server's rustls configuration.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let (cert, key, client_ca) = (&self.cert, &self.key, &self.client_ca);
         let chain = CertificateDer::pem_file_iter(cert)
             .map_err(pem_err("the server certificate", cert))?
@@ -182,7 +182,7 @@ fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 
 /// What the transport knows about a connection: where it came from and who it is.
 #[derive(Clone, Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Remote address.
     pub addr: SocketAddr,
     /// The principal, or why the certificate names none.
@@ -190,14 +190,14 @@ pub struct Peer {
 }
 
 /// An accepted mTLS connection, carrying its [`Peer`] into every request's extensions.
-pub struct TlsConn {
+pub(crate) struct TlsConn {
     inner: TlsStream<TcpStream>,
     peer: Arc<Peer>,
 }
 
 impl TlsConn {
     /// Wraps a finished handshake.
-    pub fn new(inner: TlsStream<TcpStream>, addr: SocketAddr) -> Self {
+    pub(crate) fn new(inner: TlsStream<TcpStream>, addr: SocketAddr) -> Self {
         let principal = inner
             .get_ref()
             .1

@@ -33,13 +33,13 @@ use time::format_description::well_known::Rfc3339;
 use super::writer::line_hash;
 
 /// `eventType` of a checkpoint line (CloudTrail's style: `AwsApiCall`, `AwsServiceEvent`).
-pub const CHECKPOINT_EVENT_TYPE: &str = "P11kmsCheckpoint";
+pub(crate) const CHECKPOINT_EVENT_TYPE: &str = "P11kmsCheckpoint";
 /// `eventName` of a checkpoint line.
 pub(super) const CHECKPOINT_EVENT_NAME: &str = "Checkpoint";
 /// The public key's file name in the audit directory, unless configured otherwise.
 pub const PUBLIC_KEY_FILE: &str = "audit-checkpoint.pub.pem";
 /// The layout of the signed text (see the module documentation).
-pub const FORMAT: &str = "p11kms-audit-checkpoint/1";
+pub(crate) const FORMAT: &str = "p11kms-audit-checkpoint/1";
 /// `signatureAlgorithm`, in AWS KMS's spelling.
 const ALGORITHM: &str = "ECDSA_SHA_256";
 
@@ -51,7 +51,7 @@ const SPKI_P256_PREFIX: [u8; 26] = [
 ];
 
 /// A boxed error from a signer, whatever its layer.
-pub type SignError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type SignError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Signs checkpoints. The daemon implements it with a key in the HSM; the writer thread
 /// owns it and calls it synchronously, never on the request path.

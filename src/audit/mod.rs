@@ -11,14 +11,12 @@ mod verify;
 mod writer;
 
 pub use checkpoint::{
-    signed_parts, CheckpointError, CheckpointPublicKey, CheckpointSettings, CheckpointSigner,
-    SignError, CHECKPOINT_EVENT_TYPE, FORMAT as CHECKPOINT_FORMAT,
-    PUBLIC_KEY_FILE as CHECKPOINT_PUBLIC_KEY_FILE,
+    signed_parts, CheckpointPublicKey, PUBLIC_KEY_FILE as CHECKPOINT_PUBLIC_KEY_FILE,
 };
+pub(crate) use checkpoint::{CheckpointSettings, CheckpointSigner, SignError};
 pub use query::{read_trail, Filter};
-pub use record::{Parameters, BACKGROUND_PRINCIPAL};
-pub use trail::AuditTrail;
-pub use verify::{check_end, verify, Recovery, Verified, VerifyError};
-pub use writer::{
-    line_hash, trail_files, trail_is_being_written, AuditError, AuditSettings, SyncMode,
-};
+pub(crate) use record::Parameters;
+pub(crate) use trail::AuditTrail;
+pub use verify::{check_end, verify};
+pub use writer::{line_hash, trail_files, trail_is_being_written};
+pub(crate) use writer::{AuditError, AuditSettings, SyncMode};

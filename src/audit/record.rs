@@ -17,7 +17,7 @@ use crate::authz::DecisionKind;
 use crate::vault::{Authorization, Outcome, Transport};
 
 /// The principal named in the records of the daemon's own work.
-pub const BACKGROUND_PRINCIPAL: &str = "p11kms";
+pub(crate) const BACKGROUND_PRINCIPAL: &str = "p11kms";
 
 /// Caller-supplied key ids are cut to AWS's limit before they are recorded.
 const MAX_KEY_ID_CHARS: usize = 2048;

@@ -437,7 +437,7 @@ mod tests {
                 tasks.push(tokio::spawn(async move {
                     for i in 0..EACH {
                         let n = t * EACH + i;
-                        if n % 10 == 0 {
+                        if n.is_multiple_of(10) {
                             trail.record_detached(&outcome(n), &Parameters::default());
                         } else {
                             trail.record(&outcome(n), &Parameters::default()).await?;

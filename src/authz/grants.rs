@@ -40,7 +40,7 @@ pub struct Grant {
 
 /// Grant operations whose requests carry an encryption context: the only ones a
 /// constraint applies to (AWS: DescribeKey, RetireGrant and CreateGrant ignore it).
-pub const OPERATIONS_WITH_CONTEXT: &[&str] = &[
+pub(crate) const OPERATIONS_WITH_CONTEXT: &[&str] = &[
     "Encrypt",
     "Decrypt",
     "GenerateDataKey",

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 /// Parses JSON text, failing on the first object with a duplicate key; the error names
 /// the key and where it is.
-pub fn from_str_strict(text: &str) -> Result<Value, serde_json::Error> {
+pub(crate) fn from_str_strict(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str::<Strict>(text).map(|s| s.0)
 }
 

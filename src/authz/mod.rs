@@ -3,7 +3,7 @@
 //! statement against a [`RequestContext`]) → `decide` (all statements and grants → a
 //! [`Decision`]). Knows nothing of I/O, gRPC or PKCS#11.
 
-pub mod case;
+pub(crate) mod case;
 mod condition;
 mod context;
 mod cross_account;
@@ -11,7 +11,7 @@ mod decide;
 mod evaluate;
 mod grants;
 mod json;
-pub mod model;
+pub(crate) mod model;
 mod parse;
 mod pattern;
 mod variables;
@@ -19,116 +19,117 @@ mod variables;
 #[cfg(test)]
 mod tests;
 
-pub use context::{ContextValue, RequestContext};
+pub(crate) use context::ContextValue;
+pub use context::RequestContext;
 pub use cross_account::{allowed_across_accounts, CROSS_ACCOUNT_ACTIONS};
-pub use decide::{decide, AuthzInput, Decision, DecisionKind, Matched, NamedPolicy, Source};
-pub use grants::{Grant, GrantConstraints, OPERATIONS_WITH_CONTEXT};
-pub use json::from_str_strict;
-pub use model::Policy;
-pub use parse::{
-    parse_policy, parse_stored_policy, parse_value, PolicyError, PolicyKind, MAX_POLICY_BYTES,
-};
+pub use decide::{decide, AuthzInput, NamedPolicy};
+pub(crate) use decide::{Decision, DecisionKind, Source};
+pub(crate) use grants::{Grant, GrantConstraints};
+pub(crate) use json::from_str_strict;
+pub(crate) use model::Policy;
+pub(crate) use parse::{parse_policy, parse_stored_policy, PolicyError};
+pub use parse::{parse_value, PolicyKind};
 
 /// An AWS KMS action name such as `kms:Encrypt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Action(pub &'static str);
+pub(crate) struct Action(pub &'static str);
 
 impl Action {
     /// kms:CreateKey
-    pub const CREATE_KEY: Self = Self("kms:CreateKey");
+    pub(crate) const CREATE_KEY: Self = Self("kms:CreateKey");
     /// kms:DescribeKey
-    pub const DESCRIBE_KEY: Self = Self("kms:DescribeKey");
+    pub(crate) const DESCRIBE_KEY: Self = Self("kms:DescribeKey");
     /// kms:ListKeys
-    pub const LIST_KEYS: Self = Self("kms:ListKeys");
+    pub(crate) const LIST_KEYS: Self = Self("kms:ListKeys");
     /// kms:Encrypt
-    pub const ENCRYPT: Self = Self("kms:Encrypt");
+    pub(crate) const ENCRYPT: Self = Self("kms:Encrypt");
     /// kms:Decrypt
-    pub const DECRYPT: Self = Self("kms:Decrypt");
+    pub(crate) const DECRYPT: Self = Self("kms:Decrypt");
     /// kms:GenerateDataKey
-    pub const GENERATE_DATA_KEY: Self = Self("kms:GenerateDataKey");
+    pub(crate) const GENERATE_DATA_KEY: Self = Self("kms:GenerateDataKey");
     /// kms:GenerateDataKeyWithoutPlaintext
-    pub const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: Self =
+    pub(crate) const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: Self =
         Self("kms:GenerateDataKeyWithoutPlaintext");
     /// kms:ReEncryptFrom
-    pub const RE_ENCRYPT_FROM: Self = Self("kms:ReEncryptFrom");
+    pub(crate) const RE_ENCRYPT_FROM: Self = Self("kms:ReEncryptFrom");
     /// kms:ReEncryptTo
-    pub const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
+    pub(crate) const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
     /// kms:GenerateRandom
-    pub const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
+    pub(crate) const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
     /// kms:EnableKey
-    pub const ENABLE_KEY: Self = Self("kms:EnableKey");
+    pub(crate) const ENABLE_KEY: Self = Self("kms:EnableKey");
     /// kms:DisableKey
-    pub const DISABLE_KEY: Self = Self("kms:DisableKey");
+    pub(crate) const DISABLE_KEY: Self = Self("kms:DisableKey");
     /// kms:EnableKeyRotation
-    pub const ENABLE_KEY_ROTATION: Self = Self("kms:EnableKeyRotation");
+    pub(crate) const ENABLE_KEY_ROTATION: Self = Self("kms:EnableKeyRotation");
     /// kms:DisableKeyRotation
-    pub const DISABLE_KEY_ROTATION: Self = Self("kms:DisableKeyRotation");
+    pub(crate) const DISABLE_KEY_ROTATION: Self = Self("kms:DisableKeyRotation");
     /// kms:GetKeyRotationStatus
-    pub const GET_KEY_ROTATION_STATUS: Self = Self("kms:GetKeyRotationStatus");
+    pub(crate) const GET_KEY_ROTATION_STATUS: Self = Self("kms:GetKeyRotationStatus");
     /// kms:RotateKeyOnDemand
-    pub const ROTATE_KEY_ON_DEMAND: Self = Self("kms:RotateKeyOnDemand");
+    pub(crate) const ROTATE_KEY_ON_DEMAND: Self = Self("kms:RotateKeyOnDemand");
     /// kms:ListKeyRotations
-    pub const LIST_KEY_ROTATIONS: Self = Self("kms:ListKeyRotations");
+    pub(crate) const LIST_KEY_ROTATIONS: Self = Self("kms:ListKeyRotations");
     /// kms:TagResource
-    pub const TAG_RESOURCE: Self = Self("kms:TagResource");
+    pub(crate) const TAG_RESOURCE: Self = Self("kms:TagResource");
     /// kms:UntagResource
-    pub const UNTAG_RESOURCE: Self = Self("kms:UntagResource");
+    pub(crate) const UNTAG_RESOURCE: Self = Self("kms:UntagResource");
     /// kms:ListResourceTags
-    pub const LIST_RESOURCE_TAGS: Self = Self("kms:ListResourceTags");
+    pub(crate) const LIST_RESOURCE_TAGS: Self = Self("kms:ListResourceTags");
     /// kms:ScheduleKeyDeletion
-    pub const SCHEDULE_KEY_DELETION: Self = Self("kms:ScheduleKeyDeletion");
+    pub(crate) const SCHEDULE_KEY_DELETION: Self = Self("kms:ScheduleKeyDeletion");
     /// kms:CancelKeyDeletion
-    pub const CANCEL_KEY_DELETION: Self = Self("kms:CancelKeyDeletion");
+    pub(crate) const CANCEL_KEY_DELETION: Self = Self("kms:CancelKeyDeletion");
     /// kms:UpdateKeyDescription
-    pub const UPDATE_KEY_DESCRIPTION: Self = Self("kms:UpdateKeyDescription");
+    pub(crate) const UPDATE_KEY_DESCRIPTION: Self = Self("kms:UpdateKeyDescription");
     /// kms:CreateAlias (on the alias and on the key).
-    pub const CREATE_ALIAS: Self = Self("kms:CreateAlias");
+    pub(crate) const CREATE_ALIAS: Self = Self("kms:CreateAlias");
     /// kms:UpdateAlias (on the alias, the old key and the new key).
-    pub const UPDATE_ALIAS: Self = Self("kms:UpdateAlias");
+    pub(crate) const UPDATE_ALIAS: Self = Self("kms:UpdateAlias");
     /// kms:DeleteAlias (on the alias and on the key).
-    pub const DELETE_ALIAS: Self = Self("kms:DeleteAlias");
+    pub(crate) const DELETE_ALIAS: Self = Self("kms:DeleteAlias");
     /// kms:ListAliases.
-    pub const LIST_ALIASES: Self = Self("kms:ListAliases");
+    pub(crate) const LIST_ALIASES: Self = Self("kms:ListAliases");
     /// kms:CreateGrant
-    pub const CREATE_GRANT: Self = Self("kms:CreateGrant");
+    pub(crate) const CREATE_GRANT: Self = Self("kms:CreateGrant");
     /// kms:ListGrants
-    pub const LIST_GRANTS: Self = Self("kms:ListGrants");
+    pub(crate) const LIST_GRANTS: Self = Self("kms:ListGrants");
     /// kms:ListRetirableGrants
-    pub const LIST_RETIRABLE_GRANTS: Self = Self("kms:ListRetirableGrants");
+    pub(crate) const LIST_RETIRABLE_GRANTS: Self = Self("kms:ListRetirableGrants");
     /// kms:RevokeGrant
-    pub const REVOKE_GRANT: Self = Self("kms:RevokeGrant");
+    pub(crate) const REVOKE_GRANT: Self = Self("kms:RevokeGrant");
     /// kms:GetKeyPolicy
-    pub const GET_KEY_POLICY: Self = Self("kms:GetKeyPolicy");
+    pub(crate) const GET_KEY_POLICY: Self = Self("kms:GetKeyPolicy");
     /// kms:PutKeyPolicy
-    pub const PUT_KEY_POLICY: Self = Self("kms:PutKeyPolicy");
+    pub(crate) const PUT_KEY_POLICY: Self = Self("kms:PutKeyPolicy");
     /// kms:ListKeyPolicies
-    pub const LIST_KEY_POLICIES: Self = Self("kms:ListKeyPolicies");
+    pub(crate) const LIST_KEY_POLICIES: Self = Self("kms:ListKeyPolicies");
     /// iam:PutRolePolicy
-    pub const IAM_PUT_ROLE_POLICY: Self = Self("iam:PutRolePolicy");
+    pub(crate) const IAM_PUT_ROLE_POLICY: Self = Self("iam:PutRolePolicy");
     /// iam:GetRolePolicy
-    pub const IAM_GET_ROLE_POLICY: Self = Self("iam:GetRolePolicy");
+    pub(crate) const IAM_GET_ROLE_POLICY: Self = Self("iam:GetRolePolicy");
     /// iam:ListRolePolicies
-    pub const IAM_LIST_ROLE_POLICIES: Self = Self("iam:ListRolePolicies");
+    pub(crate) const IAM_LIST_ROLE_POLICIES: Self = Self("iam:ListRolePolicies");
     /// iam:DeleteRolePolicy
-    pub const IAM_DELETE_ROLE_POLICY: Self = Self("iam:DeleteRolePolicy");
+    pub(crate) const IAM_DELETE_ROLE_POLICY: Self = Self("iam:DeleteRolePolicy");
     /// iam:TagRole
-    pub const IAM_TAG_ROLE: Self = Self("iam:TagRole");
+    pub(crate) const IAM_TAG_ROLE: Self = Self("iam:TagRole");
     /// iam:UntagRole
-    pub const IAM_UNTAG_ROLE: Self = Self("iam:UntagRole");
+    pub(crate) const IAM_UNTAG_ROLE: Self = Self("iam:UntagRole");
     /// iam:ListRoleTags
-    pub const IAM_LIST_ROLE_TAGS: Self = Self("iam:ListRoleTags");
+    pub(crate) const IAM_LIST_ROLE_TAGS: Self = Self("iam:ListRoleTags");
     /// iam:PutUserPolicy
-    pub const IAM_PUT_USER_POLICY: Self = Self("iam:PutUserPolicy");
+    pub(crate) const IAM_PUT_USER_POLICY: Self = Self("iam:PutUserPolicy");
     /// iam:GetUserPolicy
-    pub const IAM_GET_USER_POLICY: Self = Self("iam:GetUserPolicy");
+    pub(crate) const IAM_GET_USER_POLICY: Self = Self("iam:GetUserPolicy");
     /// iam:ListUserPolicies
-    pub const IAM_LIST_USER_POLICIES: Self = Self("iam:ListUserPolicies");
+    pub(crate) const IAM_LIST_USER_POLICIES: Self = Self("iam:ListUserPolicies");
     /// iam:DeleteUserPolicy
-    pub const IAM_DELETE_USER_POLICY: Self = Self("iam:DeleteUserPolicy");
+    pub(crate) const IAM_DELETE_USER_POLICY: Self = Self("iam:DeleteUserPolicy");
     /// iam:TagUser
-    pub const IAM_TAG_USER: Self = Self("iam:TagUser");
+    pub(crate) const IAM_TAG_USER: Self = Self("iam:TagUser");
     /// iam:UntagUser
-    pub const IAM_UNTAG_USER: Self = Self("iam:UntagUser");
+    pub(crate) const IAM_UNTAG_USER: Self = Self("iam:UntagUser");
     /// iam:ListUserTags
-    pub const IAM_LIST_USER_TAGS: Self = Self("iam:ListUserTags");
+    pub(crate) const IAM_LIST_USER_TAGS: Self = Self("iam:ListUserTags");
 }

@@ -9,7 +9,7 @@ use super::model::{
 };
 
 /// AWS: a key policy is at most 32 KiB.
-pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_POLICY_BYTES: usize = 32 * 1024;
 
 /// Which kind of document: key policies name principals, identity policies must not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ fn malformed(location: impl Into<String>, reason: impl Into<String>) -> PolicyEr
 }
 
 /// Parses a policy document from text.
-pub fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
+pub(crate) fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::TooLarge);
     }
@@ -61,7 +61,7 @@ pub fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError>
 /// principal matches nobody), so that its key or principal is not locked out by an
 /// upgrade and can be repaired; the second value says what a new write would refuse,
 /// for the log.
-pub fn parse_stored_policy(
+pub(crate) fn parse_stored_policy(
     text: &str,
     kind: PolicyKind,
 ) -> Result<(Policy, Option<PolicyError>), PolicyError> {

@@ -10,7 +10,10 @@ use clap::{Args, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use p11kms::audit::{self, CheckpointPublicKey, Filter};
+use p11kms::{
+    check_trail_end, read_trail, trail_files, trail_is_being_written, verify_trail,
+    CheckpointPublicKey, TrailFilter, CHECKPOINT_PUBLIC_KEY_FILE,
+};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCmd {
@@ -79,8 +82,8 @@ fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 }
 
 impl FilterArgs {
-    fn filter(self) -> Filter {
-        Filter {
+    fn filter(self) -> TrailFilter {
+        TrailFilter {
             principal: self.principal,
             key_id: self.key_id,
             operation: self.operation,
@@ -103,7 +106,7 @@ struct Trail {
 fn trail(given: Vec<PathBuf>, dev_root: &Path) -> Result<Trail, Box<dyn std::error::Error>> {
     let dev = given.is_empty();
     let given = if dev {
-        vec![p11kms::dev::DevDir::at(dev_root).root().join("audit")]
+        vec![p11kms::DevDir::at(dev_root).root().join("audit")]
     } else {
         given
     };
@@ -111,7 +114,7 @@ fn trail(given: Vec<PathBuf>, dev_root: &Path) -> Result<Trail, Box<dyn std::err
     let mut dir = None;
     for f in given {
         if f.is_dir() {
-            files.extend(audit::trail_files(&f)?);
+            files.extend(trail_files(&f)?);
             dir = Some(f);
         } else {
             dir = f.parent().map(Path::to_path_buf);
@@ -133,7 +136,7 @@ pub(crate) fn run(cmd: AuditCmd, dev_root: &Path) -> CliResult {
             let filter = filter.filter();
             let mut out = std::io::stdout().lock();
             let mut failed = None;
-            audit::read_trail(&trail.files, |line, record| {
+            read_trail(&trail.files, |line, record| {
                 if failed.is_none() && filter.matches(record) {
                     failed = print(&mut out, line).err();
                 }
@@ -164,7 +167,7 @@ fn verify(public_key: Option<PathBuf>, files: Vec<PathBuf>, dev_root: &Path) -> 
                 trail
                     .dir
                     .as_ref()
-                    .map(|d| d.join(audit::CHECKPOINT_PUBLIC_KEY_FILE))
+                    .map(|d| d.join(CHECKPOINT_PUBLIC_KEY_FILE))
             })
             .flatten()
     });
@@ -172,12 +175,9 @@ fn verify(public_key: Option<PathBuf>, files: Vec<PathBuf>, dev_root: &Path) -> 
         .as_deref()
         .map(CheckpointPublicKey::read)
         .transpose()?;
-    let v = audit::verify(&trail.files, key.as_ref())?;
-    let live = trail
-        .dir
-        .as_deref()
-        .is_some_and(audit::trail_is_being_written);
-    audit::check_end(&v, live)?;
+    let v = verify_trail(&trail.files, key.as_ref())?;
+    let live = trail.dir.as_deref().is_some_and(trail_is_being_written);
+    check_trail_end(&v, live)?;
     let mut err = std::io::stderr().lock();
     for r in &v.recoveries {
         writeln!(err, "warning: the checkpoint at record {} was written at a start after an unclean stop (a crash, or a trail cut while no daemon ran): the {} records before it were signed late", r.record, r.signed_late)?;
@@ -217,13 +217,13 @@ fn verify(public_key: Option<PathBuf>, files: Vec<PathBuf>, dev_root: &Path) -> 
 }
 
 /// The last `n` matching records, then (with `follow`) new ones as they come.
-fn tail(trail: Trail, n: usize, follow: bool, filter: &Filter) -> CliResult {
+fn tail(trail: Trail, n: usize, follow: bool, filter: &TrailFilter) -> CliResult {
     let mut out = std::io::stdout().lock();
     // Newest file first, until n records match: an old, large trail is not read whole.
     let mut last: VecDeque<Vec<u8>> = VecDeque::with_capacity(n);
     for file in trail.files.iter().rev() {
         let mut matched = Vec::new();
-        audit::read_trail(std::slice::from_ref(file), |line, record| {
+        read_trail(std::slice::from_ref(file), |line, record| {
             if filter.matches(record) {
                 matched.push(line.to_vec());
             }
@@ -253,7 +253,7 @@ fn tail(trail: Trail, n: usize, follow: bool, filter: &Filter) -> CliResult {
         // Listed before the read: once a newer file exists, the writer has finished with
         // this one, so reading it to its end leaves nothing behind.
         let newer = match &trail.dir {
-            Some(dir) => audit::trail_files(dir)?
+            Some(dir) => trail_files(dir)?
                 .into_iter()
                 .find(|f| f.file_name() > path.file_name()),
             None => None,

@@ -462,11 +462,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .conn
         .data_dir
         .clone()
-        .unwrap_or_else(p11kms::dev::DevDir::default_root);
+        .unwrap_or_else(p11kms::DevDir::default_root);
     match cli.command {
         Command::Serve(a) => serve::run(a, cli.conn.data_dir),
         Command::Dev(DevCmd::IssueCert { principal, out }) => {
-            let dir = p11kms::dev::DevDir::at(dev_root);
+            let dir = p11kms::DevDir::at(dev_root);
             dir.ca()?.issue_client(Some(&principal), &out)?;
             println!(
                 "wrote {}/{{cert,key,ca}}.pem for {principal}",
@@ -479,7 +479,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Dev(DevCmd::TokenObjects) => {
-            let dir = p11kms::dev::DevDir::at(dev_root);
+            let dir = p11kms::DevDir::at(dev_root);
             // Single-threaded here: nothing else reads the environment yet.
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let objects = dir.token_objects()?;
@@ -489,13 +489,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Audit(cmd) => audit::run(cmd, &dev_root),
         Command::Policy(PolicyCmd::Eval { file }) => {
             let text = io::read_input(&file)?;
-            let malformed = |e: p11kms::authz::case::CaseError| {
-                format!("MalformedPolicyDocumentException: {e}")
-            };
+            let malformed = |e: p11kms::CaseError| format!("MalformedPolicyDocumentException: {e}");
             let text = String::from_utf8(text.to_vec())
                 .map_err(|_| "MalformedPolicyDocumentException: the case is not UTF-8")?;
-            let case = p11kms::authz::case::parse_case(&text).map_err(malformed)?;
-            let decision = p11kms::authz::case::eval_case(&case).map_err(malformed)?;
+            let case = p11kms::parse_case(&text).map_err(malformed)?;
+            let decision = p11kms::eval_case(&case).map_err(malformed)?;
             println!("{}", serde_json::to_string_pretty(&decision)?);
             Ok(())
         }

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use p11kms::config::{Config, MetricsConfig};
-use p11kms::daemon;
-use p11kms::dev::DevDir;
+use p11kms::{prepare_daemon, Config, DevDir, MetricsConfig};
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -91,11 +89,11 @@ pub(crate) fn run(
     } else if dev.is_some() && config.metrics.is_none() {
         // A dev directory made before metrics existed: dev mode always serves them.
         config.metrics = Some(MetricsConfig {
-            listen: p11kms::dev::DEV_METRICS_LISTEN.parse()?,
+            listen: p11kms::DEV_METRICS_LISTEN.parse()?,
             tls: None,
         });
     }
-    let prepared = daemon::prepare(&config)?;
+    let prepared = prepare_daemon(&config)?;
     let addr = prepared
         .local_addr()
         .ok_or("the listener has no local address")?;
@@ -162,7 +160,7 @@ fn announce(
              \x20   | p11kms policy put --principal arn:aws:iam::{acct}:role/App --name all-kms --file -\n\
              \x20 p11kms --identity ./app-id key list\n",
             root = dir.root().display(),
-            acct = p11kms::dev::DEV_ACCOUNT,
+            acct = p11kms::DEV_ACCOUNT,
             admin = dir.admin_identity().display(),
             metrics = metrics_url.unwrap_or("off"),
         )?;

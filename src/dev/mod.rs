@@ -23,7 +23,7 @@ use files::{random_secret, write_new, write_private};
 /// Label of the dev token.
 pub const DEV_TOKEN_LABEL: &str = "p11kms-dev";
 /// The dev daemon's default address.
-pub const DEV_LISTEN: &str = "127.0.0.1:7878";
+pub(crate) const DEV_LISTEN: &str = "127.0.0.1:7878";
 /// The dev daemon's default metrics and health address (localhost only).
 pub const DEV_METRICS_LISTEN: &str = crate::config::DEFAULT_METRICS_LISTEN;
 /// The dev account (AWS's documentation example account).

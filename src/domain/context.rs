@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 /// Upper bound on the canonical encoding of a context. AWS publishes no number; 8 KiB
 /// leaves room for every context we have seen while keeping a request's AAD small.
-pub const MAX_CONTEXT_BYTES: usize = 8192;
+pub(crate) const MAX_CONTEXT_BYTES: usize = 8192;
 
 /// Non-secret key/value pairs bound to a ciphertext. Order-independent: the pairs are
 /// kept sorted by key bytes.
@@ -56,7 +56,7 @@ impl EncryptionContext {
 
 /// The canonical encoding of any sorted pairs (the AWS Encryption SDK serializes its
 /// message context the same way): None when the count or a length does not fit a u16.
-pub fn encode_pairs(pairs: &BTreeMap<String, String>) -> Option<Vec<u8>> {
+pub(crate) fn encode_pairs(pairs: &BTreeMap<String, String>) -> Option<Vec<u8>> {
     let len = |n: usize| u16::try_from(n).ok().map(u16::to_be_bytes);
     let total = 2 + pairs
         .iter()

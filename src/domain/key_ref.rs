@@ -7,11 +7,11 @@ use std::str::FromStr;
 use super::ids::{AccountId, KeyArn, KeyId};
 
 /// AWS's limit on the KeyId parameter, in characters.
-pub const MAX_KEY_ID_LEN: usize = 2048;
+pub(crate) const MAX_KEY_ID_LEN: usize = 2048;
 
 /// A parsed `KeyId` parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyRef {
+pub(crate) enum KeyRef {
     /// A bare key id: a key of the caller's account.
     Id(KeyId),
     /// A key ARN.
@@ -34,7 +34,7 @@ pub enum KeyRef {
 /// Why a `KeyId` parameter names no key. AWS answers the first two with
 /// ValidationException and the others with NotFoundException.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum KeyRefError {
+pub(crate) enum KeyRefError {
     /// Empty.
     #[error("KeyId is required")]
     Empty,

@@ -7,10 +7,10 @@ mod key;
 mod key_ref;
 mod secret;
 
-pub use context::{encode_pairs, EncryptionContext, MAX_CONTEXT_BYTES};
-pub use ids::{AccountId, KeyArn, KeyId, Partition, Region};
-pub use key::{
-    KeyManager, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
-};
-pub use key_ref::{KeyRef, KeyRefError, MAX_KEY_ID_LEN};
+pub(crate) use context::{encode_pairs, EncryptionContext};
+pub use ids::{AccountId, KeyId};
+pub(crate) use ids::{KeyArn, Partition, Region};
+pub use key::MaterialVersion;
+pub(crate) use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, Origin, RotationType};
+pub(crate) use key_ref::{KeyRef, KeyRefError};
 pub use secret::{Pin, Plaintext};

@@ -8,10 +8,11 @@ mod pool;
 mod session;
 mod signing;
 
-pub use error::HsmError;
-pub use module::{Module, TokenObject, TokenSelector};
+pub(crate) use error::HsmError;
+pub(crate) use module::TokenObject;
+pub use module::{Module, TokenSelector};
 pub use pool::{HsmPool, PoolConfig};
-pub use signing::{EcSigner, SigningKeyName};
+pub(crate) use signing::{EcSigner, SigningKeyName};
 
 use crate::domain::{KeyId, MaterialVersion};
 

@@ -17,7 +17,7 @@ const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0
 
 /// Which key: its CKA_ID (the daemon's look-up) and CKA_LABEL (for people).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SigningKeyName {
+pub(crate) struct SigningKeyName {
     /// CKA_ID of both halves of the pair.
     pub id: Vec<u8>,
     /// CKA_LABEL of both halves.
@@ -25,7 +25,7 @@ pub struct SigningKeyName {
 }
 
 /// A P-256 key pair in the token and a logged-in session to sign with.
-pub struct EcSigner {
+pub(crate) struct EcSigner {
     ctx: cryptoki::context::Pkcs11,
     slot: Slot,
     pin: Pin,
@@ -46,7 +46,7 @@ impl std::fmt::Debug for EcSigner {
 impl EcSigner {
     /// Finds the key pair named `name` in the token, or generates it (CKA_TOKEN,
     /// CKA_SENSITIVE, not extractable, sign only) when there is none.
-    pub fn ensure(
+    pub(crate) fn ensure(
         module: &Module,
         slot: Slot,
         pin: Pin,
@@ -83,7 +83,7 @@ impl EcSigner {
     }
 
     /// The public key as an uncompressed SEC1 point (0x04 || X || Y, 65 bytes).
-    pub fn public_point(&self) -> &[u8] {
+    pub(crate) fn public_point(&self) -> &[u8] {
         &self.public_point
     }
 
@@ -91,7 +91,7 @@ impl EcSigner {
     /// (64 bytes). The digest is computed by the caller: plain CKM_ECDSA is offered by
     /// every EC token, CKM_ECDSA_SHA256 not by all. A lost session is reopened and the
     /// signature tried once more.
-    pub fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+    pub(crate) fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
         match self.try_sign(digest) {
             Err(e) if e.is_session_lost() || e.is_stale_handle() => {
                 tracing::warn!(error = %e, "the checkpoint signer's session was lost; reopening and retrying once");

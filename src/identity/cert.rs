@@ -6,7 +6,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::{IdentityError, Principal};
 
 /// The principal named by the certificate's single `arn:` URI SAN.
-pub fn principal_from_cert(der: &[u8]) -> Result<Principal, IdentityError> {
+pub(crate) fn principal_from_cert(der: &[u8]) -> Result<Principal, IdentityError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::BadCertificate)?;
     let san = cert
         .subject_alternative_name()

@@ -4,8 +4,8 @@
 mod cert;
 mod principal;
 
-pub use cert::principal_from_cert;
-pub use principal::{Principal, PrincipalKind};
+pub(crate) use cert::principal_from_cert;
+pub(crate) use principal::{Principal, PrincipalKind};
 
 /// Why a caller has no usable identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

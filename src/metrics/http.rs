@@ -94,7 +94,7 @@ impl<H> Clone for AppState<H> {
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (with TLS when `tls` is
 /// given) until `shutdown` completes.
-pub async fn serve<H: Readiness>(
+pub(crate) async fn serve<H: Readiness>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     metrics: Metrics,

@@ -9,14 +9,14 @@
 mod http;
 mod registry;
 
-pub use http::{serve, HttpError, MetricsTls};
-pub use registry::Metrics;
+pub(crate) use http::{serve, HttpError, MetricsTls};
+pub(crate) use registry::Metrics;
 
 use std::future::Future;
 
 /// One part of the daemon that `/readyz` checks, and what it found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     /// The part: `token`, `store` or `audit`.
     pub part: &'static str,
     /// `Err` with the reason when the part cannot do its work.
@@ -24,7 +24,7 @@ pub struct Check {
 }
 
 /// Whatever can say whether the daemon is ready to serve (the vault).
-pub trait Readiness: Send + Sync + 'static {
+pub(crate) trait Readiness: Send + Sync + 'static {
     /// Checks every part, each with real work (a PKCS#11 call, a store write, the audit
     /// file), and reports them all, failing or not.
     fn check(&self) -> impl Future<Output = Vec<Check>> + Send;

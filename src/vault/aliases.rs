@@ -19,9 +19,9 @@ use crate::domain::{AccountId, KeyId};
 use crate::store::{AliasRecord, StoreError};
 
 /// The longest alias name, `alias/` included.
-pub const MAX_ALIAS_NAME_LEN: usize = 256;
+pub(crate) const MAX_ALIAS_NAME_LEN: usize = 256;
 /// AWS's quota of aliases per key.
-pub const MAX_ALIASES_PER_KEY: usize = 50;
+pub(crate) const MAX_ALIASES_PER_KEY: usize = 50;
 const PREFIX: &str = "alias/";
 const RESERVED: &str = "alias/aws/";
 

@@ -18,17 +18,18 @@ use crate::domain::{KeyId, MaterialVersion};
 
 const MAGIC: &[u8; 3] = b"p11";
 /// The only format version written and read today.
-pub const FORMAT_V1: u8 = 1;
+pub(crate) const FORMAT_V1: u8 = 1;
 /// Bytes before the IV.
-pub const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 24;
 /// AES-GCM IV length (96 bits, the length NIST SP 800-38D recommends).
-pub const IV_LEN: usize = 12;
+pub(crate) const IV_LEN: usize = 12;
 /// AES-GCM tag length (128 bits).
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Header + IV + tag: the size of a blob beyond its ciphertext.
-pub const OVERHEAD: usize = HEADER_LEN + IV_LEN + TAG_LEN;
+#[cfg(test)]
+const OVERHEAD: usize = HEADER_LEN + IV_LEN + TAG_LEN;
 /// AWS KMS accepts CiphertextBlob values of up to 6144 bytes.
-pub const MAX_BLOB_LEN: usize = 6144;
+pub(crate) const MAX_BLOB_LEN: usize = 6144;
 
 /// A parsed blob. Borrowing: it points into the caller's bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub enum BlobError {
 }
 
 /// The header for a new blob.
-pub fn header(key_id: &KeyId, version: MaterialVersion) -> [u8; HEADER_LEN] {
+pub(crate) fn header(key_id: &KeyId, version: MaterialVersion) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     let (magic, rest) = h.split_at_mut(3);
     magic.copy_from_slice(MAGIC);
@@ -79,7 +80,7 @@ pub fn header(key_id: &KeyId, version: MaterialVersion) -> [u8; HEADER_LEN] {
 }
 
 /// Assembles header, IV and the HSM's ciphertext||tag into one blob.
-pub fn assemble(
+pub(crate) fn assemble(
     header: &[u8; HEADER_LEN],
     iv: &[u8; IV_LEN],
     ciphertext_and_tag: &[u8],

@@ -13,7 +13,7 @@ pub trait Clock: Debug + Send + Sync {
 
 /// The system clock.
 #[derive(Debug, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
@@ -25,13 +25,13 @@ impl Clock for SystemClock {
 /// call; a missing, empty or unreadable file means no offset. For tests of scheduled
 /// deletion (`lifecycle.clock_offset_file`); a production configuration leaves it out.
 #[derive(Debug)]
-pub struct OffsetFileClock {
+pub(crate) struct OffsetFileClock {
     path: PathBuf,
 }
 
 impl OffsetFileClock {
     /// A clock that reads its offset from `path`.
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Self { path }
     }
 }

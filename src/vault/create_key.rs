@@ -13,7 +13,7 @@ use crate::domain::{KeyId, KeyMetadata, KeySpec, KeyState, KeyUsage, MaterialVer
 use crate::store::{KeyRecord, MaterialRecord};
 
 /// AWS's default quota of KMS keys per account and Region.
-pub const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
+pub(crate) const MAX_KEYS_PER_ACCOUNT: usize = 100_000;
 
 /// AWS: Description is at most 8192 characters.
 pub(crate) const MAX_DESCRIPTION: usize = 8192;

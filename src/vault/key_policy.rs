@@ -8,7 +8,7 @@ use super::{Caller, KmsError, Vault};
 use crate::authz::{self, Action, Policy, PolicyError, PolicyKind};
 
 /// The only key policy name, as in AWS.
-pub const DEFAULT_POLICY_NAME: &str = "default";
+pub(crate) const DEFAULT_POLICY_NAME: &str = "default";
 
 fn policy_name(name: &str) -> Result<(), KmsError> {
     match name {

@@ -4,7 +4,7 @@
 
 mod aliases;
 mod authorize;
-pub mod blob;
+pub(crate) mod blob;
 mod clock;
 mod create_key;
 mod decrypt;
@@ -32,27 +32,20 @@ mod validate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use aliases::{
-    AliasEntry, ListAliasesInput, ListAliasesOutput, MAX_ALIASES_PER_KEY, MAX_ALIAS_NAME_LEN,
-};
-pub use authorize::TrustedService;
-pub use clock::{Clock, OffsetFileClock, SystemClock};
-pub use create_key::{CreateKeyInput, MAX_KEYS_PER_ACCOUNT};
-pub use decrypt::{DecryptInput, DecryptOutput};
-pub use deletion::ScheduledDeletion;
-pub use encrypt::{EncryptInput, EncryptOutput};
+pub(crate) use aliases::{AliasEntry, ListAliasesInput};
+pub(crate) use authorize::TrustedService;
+pub use clock::Clock;
+pub(crate) use clock::{OffsetFileClock, SystemClock};
+pub use create_key::CreateKeyInput;
+pub use decrypt::DecryptInput;
+pub use encrypt::EncryptInput;
 pub use error::KmsError;
-pub use generate_data_key::{DataKeyInput, DataKeyOutput};
-pub use grants::{
-    CreateGrantInput, GrantEntry, GrantPage, ListGrantsInput, ListRetirableGrantsInput,
-    MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY,
-};
-pub use key_policy::{ListKeyPoliciesInput, ListKeyPoliciesOutput, DEFAULT_POLICY_NAME};
-pub use list_keys::{ListKeysInput, ListKeysOutput};
-pub use re_encrypt::{ReEncryptInput, ReEncryptOutput};
-pub use request::{Authorization, Outcome, RequestInfo, Transport};
-pub use rotation::{Rotation, RotationPage, RotationStatus, MAX_ON_DEMAND_ROTATIONS};
-pub use tags::{TagPage, MAX_TAGS_PER_KEY};
+pub(crate) use generate_data_key::DataKeyInput;
+pub(crate) use grants::{CreateGrantInput, GrantPage, ListGrantsInput, ListRetirableGrantsInput};
+pub(crate) use key_policy::{ListKeyPoliciesInput, DEFAULT_POLICY_NAME};
+pub(crate) use list_keys::ListKeysInput;
+pub(crate) use re_encrypt::ReEncryptInput;
+pub(crate) use request::{Authorization, Outcome, RequestInfo, Transport};
 
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;
@@ -61,7 +54,7 @@ use crate::store::Store;
 use keys::KeyCache;
 
 /// NIST SP 800-38D's bound on AES-GCM invocations with random IVs under one key.
-pub const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
+pub(crate) const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 
 /// Settings the vault needs from the configuration.
 #[derive(Clone, Debug)]
@@ -71,7 +64,7 @@ pub struct VaultSettings {
     /// Region in key ARNs.
     pub region: Region,
     /// GCM encryptions allowed per key-material version before new material is made.
-    /// At most [`GCM_RANDOM_IV_LIMIT`]; lowered only by tests.
+    /// At most `GCM_RANDOM_IV_LIMIT` (2^32); lowered only by tests.
     pub max_encryptions_per_material: u64,
     /// Services that may call on behalf of other principals (kms:ViaService).
     pub trusted_services: Vec<TrustedService>,

@@ -230,7 +230,7 @@ impl Drop for Pending<'_> {
 impl Vault {
     /// Runs one request: assigns its id, identifies the caller with `identify`, runs
     /// `op` inside the request's span, and returns the operation's result with the
-    /// request's [`Outcome`]. Every transport goes through here.
+    /// request's `Outcome`. Every transport goes through here.
     pub async fn run<R, F, Fut>(
         &self,
         info: RequestInfo,

@@ -19,7 +19,7 @@ const MIN_PERIOD_DAYS: i32 = 90;
 const MAX_PERIOD_DAYS: i32 = 2560;
 const DEFAULT_PERIOD_DAYS: i32 = 365;
 /// AWS's (non-adjustable) quota of on-demand rotations per key.
-pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+pub(crate) const MAX_ON_DEMAND_ROTATIONS: usize = 25;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// What GetKeyRotationStatus answers.

@@ -10,7 +10,7 @@ use super::{Caller, KmsError, Vault};
 use crate::authz::{Action, ContextValue};
 
 /// AWS's quota of tags per key.
-pub const MAX_TAGS_PER_KEY: usize = 50;
+pub(crate) const MAX_TAGS_PER_KEY: usize = 50;
 
 /// AWS's tag rules: a key of 1..128 and a value of 0..256 characters, letters (any
 /// script), digits, white space and `_ . : / = + - @`; keys starting with `aws:` are

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use p11kms::audit::{line_hash, trail_files};
 use p11kms::client::error_name;
 use p11kms::proto;
+use p11kms::{trail_files, trail_line_hash};
 
 use crate::harness::*;
 
@@ -34,7 +34,7 @@ pub fn lines(dir: &Path) -> Vec<Value> {
         for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let v: Value = serde_json::from_slice(line).unwrap();
             assert_eq!(v["previousHash"], json!(previous), "chain broken at {v}");
-            previous = line_hash(line);
+            previous = trail_line_hash(line);
             out.push(v);
         }
     }

@@ -12,8 +12,8 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SI
 use base64::Engine as _;
 use serde_json::Value;
 
-use p11kms::audit::{line_hash, signed_parts, trail_files, CheckpointPublicKey};
 use p11kms::proto;
+use p11kms::{checkpoint_signed_parts, trail_files, trail_line_hash, CheckpointPublicKey};
 
 use crate::audit::{audit_dir, lines, records};
 use crate::harness::*;
@@ -84,7 +84,7 @@ async fn a_clean_stop_ends_the_trail_in_a_checkpoint_that_openssl_verifies() {
         .unwrap();
     assert!(st.success(), "openssl cannot read the public key");
     let (_, text) = file_lines(&dir);
-    let (data, der) = signed_parts(text.last().unwrap().as_bytes()).unwrap();
+    let (data, der) = checkpoint_signed_parts(text.last().unwrap().as_bytes()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("data"), &data).unwrap();
     std::fs::write(tmp.path().join("sig.der"), &der).unwrap();
@@ -207,7 +207,7 @@ async fn audit_verify_names_a_cut_tail_another_key_and_a_forged_signature() {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
     let other = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref()).unwrap();
-    let (text, _) = signed_parts(good[5].as_bytes()).unwrap();
+    let (text, _) = checkpoint_signed_parts(good[5].as_bytes()).unwrap();
     let sig = other.sign(&rng, text.as_bytes()).unwrap();
     let mut cp: Value = serde_json::from_str(&good[5]).unwrap();
     cp["checkpoint"]["signature"] = base64::engine::general_purpose::STANDARD
@@ -288,7 +288,7 @@ fn rechain(lines: &[String]) -> Vec<String> {
             );
             assert!(l.contains(&old), "{l}");
             let out = l.replacen(&old, &format!(r#""previousHash":"{head}""#), 1);
-            head = line_hash(out.as_bytes());
+            head = trail_line_hash(out.as_bytes());
             out
         })
         .collect()

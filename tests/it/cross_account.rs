@@ -10,9 +10,9 @@ use std::fmt::Debug;
 use serde_json::json;
 use tonic::{Response, Status};
 
-use p11kms::authz::{allowed_across_accounts, CROSS_ACCOUNT_ACTIONS};
 use p11kms::client::KmsClient;
 use p11kms::proto;
+use p11kms::{allowed_across_accounts, CROSS_ACCOUNT_ACTIONS};
 
 use crate::harness::*;
 

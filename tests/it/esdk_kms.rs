@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use p11kms::dev::DevDir;
+use p11kms::DevDir;
 
 use crate::harness::*;
 

@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use p11kms::client::{connect, error_name, Identity, KmsClient};
-use p11kms::dev::DevDir;
 use p11kms::proto;
+use p11kms::DevDir;
 use tempfile::TempDir;
 
 pub const ACCOUNT: &str = "111122223333";

@@ -407,7 +407,7 @@ async fn readiness_names_the_part_that_cannot_work() {
     .await;
 
     // The trail's file is removed: the audit part is named.
-    for f in p11kms::audit::trail_files(&dir.path().join("audit")).unwrap() {
+    for f in p11kms::trail_files(&dir.path().join("audit")).unwrap() {
         std::fs::remove_file(f).unwrap();
     }
     let (status, body) = get(&url, "/readyz").await;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use p11kms::client::{connect, error_name, ClientError, Identity};
-use p11kms::dev::DevCa;
+use p11kms::DevCa;
 
 use crate::harness::*;
 

@@ -69,7 +69,7 @@ fn check_fields(v: &Value, line: &str) {
 
 /// Panics if any record under `data_dir/audit` holds a secret.
 pub fn scan(data_dir: &Path) {
-    let Ok(files) = p11kms::audit::trail_files(&data_dir.join("audit")) else {
+    let Ok(files) = p11kms::trail_files(&data_dir.join("audit")) else {
         return;
     };
     let pins: Vec<Vec<u8>> = ["user.pin", "so.pin"]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use p11kms::audit::{check_end, trail_files, verify, CheckpointPublicKey};
 use p11kms::client::error_name;
+use p11kms::{check_trail_end, trail_files, verify_trail, CheckpointPublicKey};
 
 use crate::harness::*;
 
@@ -61,15 +61,15 @@ async fn load(d: &Daemon, key_id: &str, tasks: usize) -> Vec<tokio::task::JoinHa
     handles
 }
 
-/// The Encrypt records of the trail, after `p11kms::audit::verify` checked its chain and
+/// The Encrypt records of the trail, after `p11kms::verify_trail` checked its chain and
 /// checkpoints with the token's key, and that it ends in the final checkpoint of a
 /// clean stop.
 fn encrypt_records(dir: &TestDir) -> Vec<Value> {
     let audit = dir.path().join("audit");
     let files = trail_files(&audit).unwrap();
     let key = CheckpointPublicKey::read(&audit.join("audit-checkpoint.pub.pem")).unwrap();
-    let verified = verify(&files, Some(&key)).unwrap();
-    check_end(&verified, false).unwrap();
+    let verified = verify_trail(&files, Some(&key)).unwrap();
+    check_trail_end(&verified, false).unwrap();
     let mut out = Vec::new();
     for f in files {
         for line in std::fs::read_to_string(f).unwrap().lines() {

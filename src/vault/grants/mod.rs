@@ -8,8 +8,8 @@ mod token;
 
 use std::sync::Arc;
 
-pub use create::CreateGrantInput;
-pub use list::{GrantEntry, GrantPage, ListGrantsInput, ListRetirableGrantsInput};
+pub(crate) use create::CreateGrantInput;
+pub(crate) use list::{GrantPage, ListGrantsInput, ListRetirableGrantsInput};
 pub(crate) use token::TokenKey;
 
 use super::keys::KeyEntry;
@@ -18,9 +18,9 @@ use crate::authz::{Grant, GrantConstraints};
 use crate::store::GrantRecord;
 
 /// AWS: grants on one KMS key.
-pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+pub(crate) const MAX_GRANTS_PER_KEY: usize = 50_000;
 /// AWS: grants for one grantee principal on one KMS key.
-pub const MAX_GRANTS_PER_GRANTEE: usize = 500;
+pub(crate) const MAX_GRANTS_PER_GRANTEE: usize = 500;
 
 fn to_authz(g: &GrantRecord) -> Grant {
     Grant {

@@ -3,7 +3,17 @@
 //! SoftHSM2 token, then the daemon's Encrypt, Decrypt and GenerateDataKey over mTLS gRPC
 //! with a load generator on the same box. Prints figures and ratios; asserts nothing.
 //!
-//! Run: `cargo bench --bench throughput` (BENCH_SECS=3 by default).
+//! Last, Encrypt on the daemon as deployed (audit trail on, `sync = "batch"`) against the
+//! same daemon with the trail off, at 1, 8, 32 and 64 calls in flight, each side
+//! BENCH_ROUNDS times in alternating order, medians compared.
+//!
+//! Run: `cargo bench --bench throughput`. Settings (environment):
+//! - `BENCH_SECS` (default 3): seconds per measurement;
+//! - `BENCH_ONLY=audit`: only the audit comparison;
+//! - `BENCH_CONC=8,64`: the calls in flight of the audit comparison;
+//! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
+//! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons
+//!   without a trail: an A/A run that shows the machine's noise).
 
 // A benchmark fails loudly by design.
 #![allow(clippy::indexing_slicing, clippy::panic)]

@@ -446,3 +446,30 @@ async fn a_crash_leaves_an_unsigned_tail_that_the_next_start_signs_late() {
         "{said}"
     );
 }
+
+/// A second daemon on the same trail is refused at start-up, naming the trail, and the
+/// first one goes on serving and recording.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_cannot_write_the_same_trail() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    create_key(&mut c).await;
+    let config = dir.path().join("second.toml");
+    let text = std::fs::read_to_string(dir.dev().config_path()).unwrap();
+    // Its own free metrics port, so that only the trail can stand in its way.
+    let text = text.replace("127.0.0.1:7879", "127.0.0.1:0");
+    std::fs::write(&config, text).unwrap();
+    let softhsm = dir.dev().softhsm_conf().display().to_string();
+    let err = Daemon::start_config(&config, dir.path(), &[("SOFTHSM2_CONF", &softhsm)])
+        .err()
+        .expect("a second daemon started on the same trail");
+    assert!(
+        err.contains("audit.dir") && err.contains("another process"),
+        "{err}"
+    );
+    create_key(&mut c).await;
+    d.stop();
+    let (ok, said) = verify_cli(dir.path(), &[]);
+    assert!(ok, "{said}");
+}

@@ -367,53 +367,36 @@ impl Writer {
 
     /// Appends one line (a checkpoint) and makes it durable, like a batch of one.
     fn append_line(&mut self, line: &[u8]) -> Result<(), AuditError> {
-        if self.poisoned {
-            return Err(AuditError::Poisoned);
-        }
-        self.check_file()?;
-        if self.len >= self.settings.max_file_bytes && self.len > 0 {
-            self.rotate()?;
-        }
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        let written = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| match self.settings.sync {
-                SyncMode::Batch => self.file.sync_data(),
-                SyncMode::None => Ok(()),
-            });
-        if let Err(e) = written {
-            if self.file.set_len(self.len).is_err() {
-                self.poisoned = true;
-            }
-            let _ = self.file.seek(SeekFrom::End(0));
-            return Err(e.into());
-        }
-        self.len += buf.len() as u64;
-        self.head = line_hash(line);
-        Ok(())
+        self.write_durably(&buf, line_hash(line))
     }
 
-    /// Writes a batch and makes it durable; on failure the file is cut back to where
-    /// the batch began, so that the chain never holds half a batch.
+    /// Writes a batch and makes it durable.
     fn append(&mut self, batch: &[Job]) -> Result<(), AuditError> {
-        if self.poisoned {
-            return Err(AuditError::Poisoned);
-        }
-        self.check_file()?;
-        if self.len >= self.settings.max_file_bytes && self.len > 0 {
-            self.rotate()?;
-        }
-        let mut buf = Vec::with_capacity(batch.len() * 512);
+        let mut buf = Vec::with_capacity(batch.len() * 1024);
         let mut head = self.head.clone();
         for job in batch {
             head = chain_line(&mut buf, &head, &job.record);
         }
+        self.write_durably(&buf, head)
+    }
+
+    /// Appends `lines` (whole, chained lines ending in `new_head`'s line) and makes them
+    /// durable; on failure the file is cut back to where they began, so that the chain
+    /// never holds half a batch.
+    fn write_durably(&mut self, lines: &[u8], new_head: String) -> Result<(), AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned);
+        }
+        self.check_file()?;
+        if self.len >= self.settings.max_file_bytes && self.len > 0 {
+            self.rotate()?;
+        }
         let written = self
             .file
-            .write_all(&buf)
+            .write_all(lines)
             .and_then(|()| match self.settings.sync {
                 SyncMode::Batch => {
                     let started = std::time::Instant::now();
@@ -424,7 +407,7 @@ impl Writer {
                 SyncMode::None => Ok(()),
             });
         if let Err(e) = written {
-            // Undo the partial batch; if that fails too, the file holds bytes outside
+            // Undo the partial write; if that fails too, the file holds bytes outside
             // the chain, and nothing more may be appended to it.
             if self.file.set_len(self.len).is_err() {
                 self.poisoned = true;
@@ -432,8 +415,8 @@ impl Writer {
             let _ = self.file.seek(SeekFrom::End(0));
             return Err(e.into());
         }
-        self.len += buf.len() as u64;
-        self.head = head;
+        self.len += lines.len() as u64;
+        self.head = new_head;
         Ok(())
     }
 

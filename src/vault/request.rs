@@ -90,6 +90,28 @@ impl Trace {
             .push(entry);
     }
 
+    /// Records an authorization decided by a rule of the operation rather than by a
+    /// policy (RetireGrant by the grant's retiring principal), described in `why`.
+    pub(crate) fn record_rule(
+        &self,
+        action: &'static str,
+        resource: &str,
+        decision: crate::authz::DecisionKind,
+        why: String,
+    ) {
+        let entry = Authorization {
+            action,
+            resource: resource.to_owned(),
+            decision,
+            deciding: vec![why],
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push(entry);
+    }
+
     /// Records a resource the request made or touched outside an authorization (the
     /// key CreateKey makes).
     pub(crate) fn resource(&self, arn: String) {

@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use serde_json::json;
 use tonic::{Response, Status};
 
-use p11kms::client::KmsClient;
+use p11kms::client::{error_name, KmsClient};
 use p11kms::proto;
 use p11kms::{allowed_across_accounts, CROSS_ACCOUNT_ACTIONS};
 
@@ -96,9 +96,13 @@ fn rpc_of<T>() -> &'static str {
     name.strip_suffix("Response").unwrap()
 }
 
-/// The RPCs a test called, each checked against its list and the table.
+/// The RPCs a test called, each checked against its list and the table, and each
+/// call's request id, RPC and error name, to find in the audit trail.
 #[derive(Default)]
-struct Walk(BTreeSet<&'static str>);
+struct Walk(
+    BTreeSet<&'static str>,
+    Vec<(String, &'static str, Option<String>)>,
+);
 
 impl Walk {
     /// Records the RPC of `T`, which must be in `list`; the table must say `open`.
@@ -113,9 +117,61 @@ impl Walk {
         rpc
     }
 
+    /// Notes the call for [`Walk::recorded`].
+    fn noted<T>(&mut self, rpc: &'static str, r: &Result<Response<T>, Status>) {
+        let error = r
+            .as_ref()
+            .err()
+            .and_then(|s| error_name(s))
+            .map(str::to_owned);
+        self.1.push((request_id(r), rpc, error));
+    }
+
+    /// Each call left exactly one record in the trail, naming its operation, the
+    /// partner as caller, the key, and the error the caller saw.
+    fn recorded(&self, data_dir: &std::path::Path, partner: &str) {
+        let mut records = std::collections::HashMap::new();
+        for f in p11kms::trail_files(&data_dir.join("audit")).unwrap() {
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(rid) = v["requestID"].as_str() {
+                    assert!(
+                        records.insert(rid.to_owned(), v.clone()).is_none(),
+                        "two records for {rid}"
+                    );
+                }
+            }
+        }
+        assert!(!self.1.is_empty());
+        for (rid, rpc, error) in &self.1 {
+            let r = records
+                .get(rid)
+                .unwrap_or_else(|| panic!("{rpc} {rid}: no record"));
+            assert_eq!(r["eventName"], *rpc, "{r}");
+            assert_eq!(r["userIdentity"]["arn"], partner, "{r}");
+            assert_eq!(r["errorCode"].as_str(), error.as_deref(), "{rpc}: {r}");
+            let decision = r["p11kms"]["decision"].as_str();
+            match error.as_deref() {
+                None => {
+                    assert_eq!(decision, Some("Allow"), "{rpc}: {r}");
+                    let resources = r["resources"].as_array().unwrap();
+                    assert!(
+                        resources.iter().any(|x| x["type"] == "AWS::KMS::Key"),
+                        "{rpc}: no key among the resources: {r}"
+                    );
+                }
+                Some("AccessDeniedException") => {
+                    assert_eq!(decision, Some("ImplicitDeny"), "{rpc}: {r}")
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     #[track_caller]
     fn used<T>(&mut self, r: Result<Response<T>, Status>) -> T {
         let rpc = self.call::<T>(USED, true);
+        self.noted(rpc, &r);
         match r {
             Ok(r) => r.into_inner(),
             Err(e) => panic!("{rpc} across accounts failed: {e:?}"),
@@ -127,6 +183,7 @@ impl Walk {
     #[track_caller]
     fn refused<T: Debug>(&mut self, r: Result<Response<T>, Status>) {
         let rpc = self.call::<T>(REFUSED, false);
+        self.noted(rpc, &r);
         let st = assert_kms_error(r, "AccessDeniedException");
         let why = format!("kms:{rpc} is not available across accounts");
         assert!(st.message().contains(&why), "{rpc}: {}", st.message());
@@ -135,6 +192,7 @@ impl Walk {
     #[track_caller]
     fn not_its_account<T: Debug>(&mut self, r: Result<Response<T>, Status>, arn: &str) {
         let rpc = self.call::<T>(NOT_ITS_ACCOUNT, false);
+        self.noted(rpc, &r);
         let st = assert_kms_error(r, "NotFoundException");
         assert!(st.message().contains(arn), "{rpc}: {}", st.message());
     }
@@ -272,6 +330,7 @@ async fn a_partner_account_trusted_by_the_key_policy_uses_the_key_and_its_grants
     let status = w.used(p.get_key_rotation_status(keyed(arn)).await);
     assert!(!status.key_rotation_enabled);
     w.covered(USED);
+    w.recorded(s._dir.path(), &role(OTHER_ACCOUNT, "Partner"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,6 +374,7 @@ async fn a_partner_account_cannot_manage_the_key_whatever_the_policies_allow() {
     w.refused(p.untag_resource(r).await);
     w.refused(p.list_resource_tags(keyed(arn)).await);
     w.covered(REFUSED);
+    w.recorded(s._dir.path(), &role(OTHER_ACCOUNT, "Partner"));
 
     // The owner finds the key as it left it.
     let o = &mut s.owner;

@@ -5,6 +5,7 @@
 use super::token::decode_id;
 use super::Vault;
 use crate::authz::Action;
+use crate::authz::DecisionKind;
 use crate::store::GrantRecord;
 use crate::vault::authorize::Authz;
 use crate::vault::{Caller, KmsError};
@@ -69,10 +70,35 @@ impl Vault {
             ));
         };
         let who = caller.principal.arn();
-        let allowed = g.retiring.as_deref() == Some(who)
-            || (g.grantee == who && g.operations.iter().any(|o| o == "RetireGrant"))
-            || g.issuing_account == who;
-        if !allowed {
+        let why = if g.retiring.as_deref() == Some(who) {
+            Some("the grant's retiring principal")
+        } else if g.grantee == who && g.operations.iter().any(|o| o == "RetireGrant") {
+            Some("the grant's grantee, with RetireGrant")
+        } else if g.issuing_account == who {
+            Some("the account that created the grant")
+        } else {
+            None
+        };
+        // The trail names the key and why the caller may (or may not) retire the grant.
+        let resource = match self.key(g.key_id).await? {
+            Some(k) => self.arn(k.account(), g.key_id).to_string(),
+            None => "*".to_owned(),
+        };
+        caller.trace.record_rule(
+            "kms:RetireGrant",
+            &resource,
+            if why.is_some() {
+                DecisionKind::Allow
+            } else {
+                DecisionKind::ImplicitDeny
+            },
+            format!(
+                "grant {}: {}",
+                g.grant_id,
+                why.unwrap_or("the caller is none of its retiring principal, grantee with RetireGrant, or creating account")
+            ),
+        );
+        if why.is_none() {
             return Err(KmsError::AccessDenied(format!(
                 "User: {who} is not authorized to perform: kms:RetireGrant on grant {} because it is neither the grant's retiring principal, nor its grantee with RetireGrant, nor the account that created it",
                 g.grant_id

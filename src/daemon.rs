@@ -183,7 +183,17 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 Box::new(HsmCheckpointSigner(signer)),
                 &metrics,
             )
-            .map_err(|e| at("audit.dir")(DaemonError::Vault(Box::new(e))))?;
+            .map_err(|e| {
+                // A fault of the public key file is that field's, not the directory's.
+                let field = match e
+                    .get_ref()
+                    .map(|inner| inner.is::<crate::audit::CheckpointError>())
+                {
+                    Some(true) => "audit.checkpoint_public_key",
+                    _ => "audit.dir",
+                };
+                at(field)(DaemonError::Vault(Box::new(e)))
+            })?;
             info!(
                 dir = %audit.dir.display(),
                 checkpoint_public_key = %audit.checkpoint.public_key_file.display(),

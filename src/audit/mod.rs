@@ -13,7 +13,7 @@ mod writer;
 pub use checkpoint::{
     signed_parts, CheckpointPublicKey, PUBLIC_KEY_FILE as CHECKPOINT_PUBLIC_KEY_FILE,
 };
-pub(crate) use checkpoint::{CheckpointSettings, CheckpointSigner, SignError};
+pub(crate) use checkpoint::{CheckpointError, CheckpointSettings, CheckpointSigner, SignError};
 pub use query::{read_trail, Filter};
 pub(crate) use record::Parameters;
 pub(crate) use trail::AuditTrail;

@@ -473,3 +473,38 @@ async fn a_second_daemon_cannot_write_the_same_trail() {
     let (ok, said) = verify_cli(dir.path(), &[]);
     assert!(ok, "{said}");
 }
+
+/// A checkpoint public key file that names another key stops the start, naming the
+/// field (the trail it signed must stay verifiable, so it is never overwritten).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_key_file_of_another_key_stops_the_start_naming_the_field() {
+    let dir = TestDir::new();
+    Daemon::start(&dir).stop();
+    let pem = audit_dir(&dir).join("audit-checkpoint.pub.pem");
+    let other = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("openssl ecparam -name prime256v1 -genkey -noout | openssl ec -pubout 2>/dev/null")
+        .output()
+        .unwrap();
+    assert!(other.status.success());
+    std::fs::write(&pem, &other.stdout).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_p11kms"));
+    let out = cmd
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("P11KMS_DEV_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("audit.checkpoint_public_key") && err.contains("different public key"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&pem).unwrap(),
+        other.stdout,
+        "the file was changed"
+    );
+}

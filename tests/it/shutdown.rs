@@ -82,27 +82,33 @@ fn encrypt_records(dir: &TestDir) -> Vec<Value> {
     out
 }
 
+/// Loads `d` with `callers` Encrypt loops for half a second, sends SIGTERM, and waits
+/// for the daemon to exit. Returns every call the callers made, the daemon's log, when
+/// the signal was sent and how long the stop took.
+async fn terminate_under_load(d: Daemon, callers: usize) -> (Vec<Call>, String, Instant, Duration) {
+    let key = create_key(&mut d.admin().await).await;
+    let tasks = load(&d, &key.key_id, callers).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    d.terminate();
+    let log = tokio::task::spawn_blocking(move || d.wait_exit())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    let mut calls = Vec::new();
+    for t in tasks {
+        calls.extend(t.await.unwrap());
+    }
+    (calls, log, signalled, took)
+}
+
 /// SIGTERM under load: calls in flight at the signal finish with success, the daemon
 /// exits 0 after closing the trail, and the trail holds exactly the calls that answered
 /// success (none lost, none recorded for a call that was refused at the door).
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_calls_in_flight_finish_and_closes_the_trail_last() {
     let dir = TestDir::new();
-    let d = Daemon::start(&dir);
-    let key = create_key(&mut d.admin().await).await;
-    let tasks = load(&d, &key.key_id, 24).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let signalled = Instant::now();
-    d.terminate();
-    let log = tokio::task::spawn_blocking(move || d.wait_exit())
-        .await
-        .unwrap();
-    let exited = Instant::now();
-    let mut calls = Vec::new();
-    for t in tasks {
-        calls.extend(t.await.unwrap());
-    }
+    let (calls, log, signalled, took) = terminate_under_load(Daemon::start(&dir), 24).await;
 
     let ok: Vec<&Call> = calls.iter().filter(|c| c.error.is_none()).collect();
     assert!(ok.len() > 100, "only {} calls succeeded", ok.len());
@@ -121,7 +127,7 @@ async fn sigterm_lets_calls_in_flight_finish_and_closes_the_trail_last() {
             "a call failed in the vault during shutdown: {c}"
         );
     }
-    assert!(exited - signalled < Duration::from_secs(20), "slow stop");
+    assert!(took < Duration::from_secs(20), "slow stop");
     assert!(log.contains("calls in flight finished"), "{log}");
     let closed = log.find("audit trail closed").expect("trail not closed");
     let finished = log.find("calls in flight finished").unwrap();
@@ -155,21 +161,8 @@ async fn calls_past_the_shutdown_deadline_are_cancelled_and_recorded() {
     dir.edit_config(|t| {
         t.insert("shutdown_timeout_secs".into(), 0.into());
     });
-    let d = Daemon::start(&dir);
-    let key = create_key(&mut d.admin().await).await;
-    let tasks = load(&d, &key.key_id, 64).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let signalled = Instant::now();
-    d.terminate();
-    let log = tokio::task::spawn_blocking(move || d.wait_exit())
-        .await
-        .unwrap();
-    assert!(signalled.elapsed() < Duration::from_secs(15), "slow stop");
-    let mut calls = Vec::new();
-    for t in tasks {
-        calls.extend(t.await.unwrap());
-    }
+    let (calls, log, _, took) = terminate_under_load(Daemon::start(&dir), 64).await;
+    assert!(took < Duration::from_secs(15), "slow stop");
     assert!(log.contains("shutdown deadline"), "{log}");
     assert!(log.contains("audit trail closed"), "{log}");
 

@@ -142,9 +142,16 @@ impl Daemon {
     /// `p11kms serve --dev` on `listen` (e.g. `[::]:0`). The client still connects to
     /// 127.0.0.1 on the bound port.
     pub fn start_listening(dir: &TestDir, listen: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_args(dir, listen, &[], env)
+    }
+
+    /// `p11kms serve --dev` on `listen`, with more `args` for `serve`.
+    pub fn start_args(dir: &TestDir, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
         cmd.args(["serve", "--dev", "--listen", listen])
-            .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--data-dir")
             .arg(dir.path());
         Self::spawn(cmd, dir.path(), env)
             .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))

@@ -427,12 +427,22 @@ async fn readiness_names_the_part_that_cannot_work() {
     assert!(d.log().contains("not ready"), "{}", d.log());
 }
 
-/// `--log-format json` (here through its environment variable): every line is a JSON
-/// object, and a line logged inside a request carries that request's id.
+/// `--log-format json`, given as the flag or its environment variable: every line is a
+/// JSON object, and a line logged inside a request carries that request's id.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_carry_the_request_id() {
-    let dir = TestDir::new();
-    let d = Daemon::start_with(&dir, &[("P11KMS_LOG_FORMAT", "json")]);
+    let by_env = TestDir::new();
+    check_json_log(Daemon::start_with(
+        &by_env,
+        &[("P11KMS_LOG_FORMAT", "json")],
+    ))
+    .await;
+    let by_flag = TestDir::new();
+    let d = Daemon::start_args(&by_flag, "127.0.0.1:0", &["--log-format", "json"], &[]);
+    check_json_log(d).await;
+}
+
+async fn check_json_log(d: Daemon) {
     let mut c = d.admin().await;
     let created = c.create_key(proto::CreateKeyRequest::default()).await;
     let created_rid = request_id(&created);

@@ -117,6 +117,22 @@ fn at<E: Into<DaemonError>>(field: &'static str) -> impl FnOnce(E) -> DaemonErro
     }
 }
 
+/// Binds `addr` for a runtime listener (non-blocking); an error names the address.
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, DaemonError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| DaemonError::Bind { addr, source })?;
+    Ok(listener)
+}
+
+/// Hands a listener bound by [`bind`] to the runtime.
+fn to_tokio(listener: std::net::TcpListener) -> Result<tokio::net::TcpListener, DaemonError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    tokio::net::TcpListener::from_std(listener).map_err(|source| DaemonError::Bind { addr, source })
+}
+
 /// Does every start-up step that can fail. Blocking; call before serving.
 pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let pin_field = match config.pin {
@@ -215,17 +231,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         client_crl: config.tls_client_crl.clone(),
     };
     let tls = tls_files.server_config().map_err(|e| at(e.field())(e))?;
-    let bind = |source| DaemonError::Bind {
-        addr: config.listen,
-        source,
-    };
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(bind)
-        .map_err(at("listen"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(bind)
-        .map_err(at("listen"))?;
+    let listener = bind(config.listen).map_err(at("listen"))?;
     let metrics_listener = match &config.metrics {
         None => None,
         Some(m) => {
@@ -233,17 +239,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 Some(files) => Some(files.server_config().map_err(at("metrics.tls_cert"))?),
                 None => None,
             };
-            let bind = |source| DaemonError::Bind {
-                addr: m.listen,
-                source,
-            };
-            let listener = std::net::TcpListener::bind(m.listen)
-                .map_err(bind)
-                .map_err(at("metrics.listen"))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(bind)
-                .map_err(at("metrics.listen"))?;
+            let listener = bind(m.listen).map_err(at("metrics.listen"))?;
             Some(MetricsListener { listener, tls })
         }
     };
@@ -287,23 +283,11 @@ impl Prepared {
         shutdown: impl Future<Output = ()>,
         reload: Signal,
     ) -> Result<Stopped, DaemonError> {
-        let addr = self.local_addr();
-        let listener = tokio::net::TcpListener::from_std(self.listener).map_err(|source| {
-            DaemonError::Bind {
-                addr: addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                source,
-            }
-        })?;
+        let listener = to_tokio(self.listener)?;
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
         let metrics_server = match self.metrics_listener {
             Some(m) => {
-                let metrics_addr = m.listener.local_addr().ok();
-                let listener = tokio::net::TcpListener::from_std(m.listener).map_err(|source| {
-                    DaemonError::Bind {
-                        addr: metrics_addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                        source,
-                    }
-                })?;
+                let listener = to_tokio(m.listener)?;
                 let (vault, metrics) = (Arc::clone(&self.vault), self.metrics.clone());
                 Some(tokio::spawn(async move {
                     // Runs until aborted when the API stops; a scraper's idle connection

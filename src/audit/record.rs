@@ -19,9 +19,6 @@ use crate::vault::{Authorization, Outcome, Transport};
 /// The principal named in the records of the daemon's own work.
 pub(crate) const BACKGROUND_PRINCIPAL: &str = "p11kms";
 
-/// Caller-supplied key ids are cut to AWS's limit before they are recorded.
-const MAX_KEY_ID_CHARS: usize = 2048;
-
 /// Request parameters that may be recorded. Only names and values that are not secret:
 /// no plaintext, data key, grant token or PIN ever gets here.
 #[derive(Clone, Debug, Default)]
@@ -88,11 +85,8 @@ impl Serialize for RequestParameters<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         if !self.key_id.is_empty() {
-            let cut = match self.key_id.char_indices().nth(MAX_KEY_ID_CHARS) {
-                Some((i, _)) => self.key_id.get(..i).unwrap_or_default(),
-                None => self.key_id,
-            };
-            map.serialize_entry("keyId", cut)?;
+            // Already cut to AWS's limit by the request path.
+            map.serialize_entry("keyId", self.key_id)?;
         }
         for (k, v) in &self.params.0 {
             map.serialize_entry(k, v)?;

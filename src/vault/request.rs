@@ -66,6 +66,9 @@ pub struct Authorization {
     pub deciding: Vec<String>,
 }
 
+/// The longest KeyId AWS accepts; a longer one is cut before it is logged or recorded.
+pub(crate) const MAX_KEY_ID_CHARS: usize = 2048;
+
 /// What the vault learns while a request runs, shared by the clones of its [`Caller`]:
 /// the authorizations made and the request parameters worth recording.
 #[derive(Clone, Debug, Default)]
@@ -151,7 +154,8 @@ pub struct Outcome {
     pub source_ip: Option<IpAddr>,
     /// The trusted service that relayed the request, if any.
     pub via_service: Option<String>,
-    /// The KeyId parameter as given (see [`RequestInfo::key_id`]).
+    /// The KeyId parameter as given (see [`RequestInfo::key_id`]), cut to AWS's limit of
+    /// 2048 characters.
     pub key_id: String,
     /// Every authorization made, in order (ReEncrypt and UpdateAlias make several).
     pub authorizations: Vec<Authorization>,
@@ -255,7 +259,7 @@ impl Vault {
     /// request's `Outcome`. Every transport goes through here.
     pub async fn run<R, F, Fut>(
         &self,
-        info: RequestInfo,
+        mut info: RequestInfo,
         identify: impl FnOnce(&Vault) -> Result<Caller, KmsError>,
         op: F,
     ) -> (Result<R, KmsError>, Outcome)
@@ -265,6 +269,10 @@ impl Vault {
     {
         let started = Instant::now();
         let request_id = Uuid::new_v4().to_string();
+        // Cut once, here, for the span, the outcome and the audit record alike.
+        if let Some((end, _)) = info.key_id.char_indices().nth(MAX_KEY_ID_CHARS) {
+            info.key_id.truncate(end);
+        }
         // At info level, so that its fields (the request id above all) are on every line
         // logged inside the request at the default filter, JSON logs included.
         let span = info_span!(
@@ -273,9 +281,8 @@ impl Vault {
             operation = info.operation,
             transport = info.transport.as_str(),
             principal = Empty,
-            // Caller-supplied and not yet validated: Debug-quoted (no forged log lines)
-            // and cut to AWS's 2048-character limit.
-            key_id = ?info.key_id.chars().take(2048).collect::<String>(),
+            // Caller-supplied and not yet validated: Debug-quoted (no forged log lines).
+            key_id = ?info.key_id,
             decision = Empty,
             error = Empty,
         );

@@ -429,3 +429,33 @@ async fn a_call_abandoned_by_its_caller_is_still_recorded() {
         );
     }
 }
+
+/// A KeyId longer than AWS's 2048 characters is cut, once, to that length in the record
+/// and in the log line of its request.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overlong_key_id_is_cut_in_the_record_and_the_log() {
+    let dir = TestDir::new();
+    let d = Daemon::start_with(&dir, &[("RUST_LOG", "debug")]);
+    let mut c = d.admin().await;
+    let long = "k".repeat(5000);
+    let r = c
+        .describe_key(proto::DescribeKeyRequest {
+            key_id: long.clone(),
+            ..Default::default()
+        })
+        .await;
+    let rid = request_id(&r);
+    assert!(r.is_err());
+    let all = records(&audit_dir(&dir));
+    let rec = the_record(&all, &rid);
+    assert_eq!(rec["requestParameters"]["keyId"], json!("k".repeat(2048)));
+    let log = d.stop();
+    assert!(
+        log.contains(&"k".repeat(2048)),
+        "the cut KeyId is not in the log"
+    );
+    assert!(
+        !log.contains(&"k".repeat(2049)),
+        "an uncut KeyId is in the log"
+    );
+}

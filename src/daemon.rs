@@ -236,7 +236,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         None => None,
         Some(m) => {
             let tls = match &m.tls {
-                Some(files) => Some(files.server_config().map_err(at("metrics.tls_cert"))?),
+                Some(files) => Some(files.server_config().map_err(|e| at(e.field())(e))?),
                 None => None,
             };
             let listener = bind(m.listen).map_err(at("metrics.listen"))?;

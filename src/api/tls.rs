@@ -68,6 +68,20 @@ fn pem_err(
     move |source| TlsError::Pem { what, path, source }
 }
 
+/// Reads a server's certificate chain (leaf first) and private key from PEM files: the
+/// API listener's and the metrics listener's.
+pub(crate) fn read_chain_and_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_err("the server certificate", cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_err("the server certificate", cert))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("the server key", key))?;
+    Ok((chain, key))
+}
+
 /// The files the server's rustls configuration is built from. Kept after start-up so
 /// that a reload (SIGHUP) rebuilds the configuration from the same paths.
 #[derive(Clone, Debug)]
@@ -85,12 +99,8 @@ pub(crate) struct TlsFiles {
 impl TlsFiles {
     /// Reads every file and builds the server's rustls configuration.
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let (cert, key, client_ca) = (&self.cert, &self.key, &self.client_ca);
-        let chain = CertificateDer::pem_file_iter(cert)
-            .map_err(pem_err("the server certificate", cert))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pem_err("the server certificate", cert))?;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err("the server key", key))?;
+        let client_ca = &self.client_ca;
+        let (chain, key) = read_chain_and_key(&self.cert, &self.key)?;
         let mut roots = RootCertStore::empty();
         for ca in
             CertificateDer::pem_file_iter(client_ca).map_err(pem_err("the client CA", client_ca))?

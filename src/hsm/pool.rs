@@ -135,7 +135,7 @@ impl HsmPool {
         let held = Arc::clone(&permits);
         cfg.metrics.sample(
             "p11kms_hsm_calls_in_flight",
-            "HSM jobs queued or running (at most hsm.sessions x 64)",
+            "HSM jobs queued or running (bounded by the sessions times the queue per session)",
             move || {
                 i64::try_from(total_permits.saturating_sub(held.available_permits()))
                     .unwrap_or(i64::MAX)

@@ -15,8 +15,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -25,6 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use super::registry::CONTENT_TYPE;
 use super::{Metrics, Readiness};
 
+/// TLS handshakes in progress at once on the metrics port.
+const MAX_HANDSHAKES: usize = 64;
 /// A scraper has this long to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,40 +40,33 @@ pub struct MetricsTls {
 /// Why the metrics listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// A PEM file could not be read.
-    #[error("cannot read {what} from {}", path.display())]
-    Pem {
-        /// Certificate or key.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: rustls_pki_types::pem::Error,
-    },
-    /// rustls refused the material.
-    #[error("invalid TLS material for the metrics listener")]
-    Rustls(#[from] rustls::Error),
+    /// A PEM file could not be read, or rustls refused the material.
+    #[error("the metrics listener's TLS files")]
+    Tls(#[from] crate::api::TlsError),
+}
+
+impl HttpError {
+    /// The configuration field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Tls(crate::api::TlsError::Pem { what, .. }) if what.contains("key") => {
+                "metrics.tls_key"
+            }
+            Self::Tls(_) => "metrics.tls_cert",
+        }
+    }
 }
 
 impl MetricsTls {
     /// Reads the files into a server configuration (TLS 1.2 and 1.3, no client
     /// certificates: Prometheus scrapers seldom have one).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, HttpError> {
-        let pem = |what, path: &PathBuf| {
-            let path = path.clone();
-            move |source| HttpError::Pem { what, path, source }
-        };
-        let chain = CertificateDer::pem_file_iter(&self.cert)
-            .map_err(pem("the certificate", &self.cert))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(pem("the certificate", &self.cert))?;
-        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(pem("the key", &self.key))?;
+        let (chain, key) = crate::api::read_chain_and_key(&self.cert, &self.key)?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+            .map_err(crate::api::TlsError::from)?;
         Ok(Arc::new(cfg))
     }
 }
@@ -189,7 +182,13 @@ async fn accept_tls(
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    // Like the API's accept loop: a bounded number of handshakes at once, so that
+    // clients that never finish one cannot pile up tasks on an unauthenticated port.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
+            return;
+        };
         let (tcp, addr) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -201,6 +200,7 @@ async fn accept_tls(
         };
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
                     let _ = tx.send((tls, addr)).await;

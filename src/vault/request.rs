@@ -80,12 +80,15 @@ type Traced = (Vec<Authorization>, Parameters, Vec<String>);
 impl Trace {
     /// Records one authorization.
     pub(crate) fn record(&self, action: &'static str, resource: &str, d: &Decision) {
-        let entry = Authorization {
+        self.push(Authorization {
             action,
             resource: resource.to_owned(),
             decision: d.decision,
             deciding: d.matched.iter().map(|m| m.describe()).collect(),
-        };
+        });
+    }
+
+    fn push(&self, entry: Authorization) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -102,17 +105,12 @@ impl Trace {
         decision: crate::authz::DecisionKind,
         why: String,
     ) {
-        let entry = Authorization {
+        self.push(Authorization {
             action,
             resource: resource.to_owned(),
             decision,
             deciding: vec![why],
-        };
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .push(entry);
+        });
     }
 
     /// Records a resource the request made or touched outside an authorization (the
@@ -366,11 +364,16 @@ impl Vault {
             outcome.latency,
         );
         let _g = span.enter();
-        let deciding = outcome
-            .authorizations
-            .last()
-            .map(|a| a.deciding.join("; "))
-            .unwrap_or_default();
+        // Only the debug lines below show it: not joined when they are off.
+        let deciding = if tracing::enabled!(tracing::Level::DEBUG) {
+            outcome
+                .authorizations
+                .last()
+                .map(|a| a.deciding.join("; "))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         match &result {
             Ok(_) => debug!(
                 latency_us = outcome.latency.as_micros(),

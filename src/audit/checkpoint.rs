@@ -430,11 +430,6 @@ impl Checkpointer {
         Some(self.not_before.map_or(at, |t| t.max(at)))
     }
 
-    /// True when the trail holds any line to sign.
-    pub(super) fn has_lines(&self) -> bool {
-        self.state.lines > 0
-    }
-
     /// The signed checkpoint line (without its newline) that follows `head`.
     pub(super) fn line(&mut self, head: &str, reason: Reason) -> Result<Vec<u8>, CheckpointError> {
         let now = time::OffsetDateTime::now_utc();

@@ -303,7 +303,8 @@ impl AuditTrail {
                 let n = q.pending.len().min(writer::MAX_BATCH);
                 q.pending.drain(..n).collect::<Vec<_>>()
             };
-            let result = match lock(&self.inner.writer).as_mut() {
+            let mut writer = lock(&self.inner.writer);
+            let result = match writer.as_mut() {
                 Some(w) => w.write_batch(&batch),
                 None => Err(AuditError::Stopped),
             };
@@ -313,10 +314,8 @@ impl AuditTrail {
             let written = result.is_ok();
             answer(batch, &result);
             // After the batch's calls are answered: a checkpoint never delays them.
-            if written {
-                if let Some(w) = lock(&self.inner.writer).as_mut() {
-                    w.checkpoint_if_due();
-                }
+            if let Some(w) = writer.as_mut().filter(|_| written) {
+                w.checkpoint_if_due();
             }
         }
         own.unwrap_or(Err(AuditError::Stopped))

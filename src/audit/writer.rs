@@ -235,6 +235,12 @@ pub fn trail_is_being_written(dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
 }
 
+/// A file's device and inode.
+fn identity(m: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
 /// Makes a directory entry durable: a file's name survives a power loss only once its
 /// directory is synced.
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -251,6 +257,8 @@ pub(super) struct Writer {
     head: String,
     healthy: Arc<AtomicBool>,
     poisoned: bool,
+    /// Device and inode of the open file, to tell when its path names another.
+    identity: (u64, u64),
     metrics: Metrics,
     checkpoints: Checkpointer,
     _lock: File,
@@ -276,7 +284,8 @@ impl Writer {
                 sync_dir(parent)?;
             }
         }
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let (len, opened) = (meta.len(), identity(&meta));
         let state = checkpoint::scan(&trail_files(&settings.dir)?)?;
         let checkpoints =
             Checkpointer::new(signer, &settings.checkpoint, state).map_err(io::Error::other)?;
@@ -289,6 +298,7 @@ impl Writer {
             head,
             healthy,
             poisoned: false,
+            identity: opened,
             metrics,
             checkpoints,
             _lock: lock,
@@ -297,7 +307,7 @@ impl Writer {
 
     /// Signs, late, the records a crash left after the last checkpoint.
     pub(super) fn recover(&mut self) {
-        if self.checkpoints.needs_recovery() && self.checkpoints.has_lines() {
+        if self.checkpoints.needs_recovery() {
             tracing::warn!("the audit trail does not end in the final checkpoint of a clean stop (a crash, or the trail was cut while the daemon was stopped); its last records are signed now, late, by a recovery checkpoint");
             self.checkpoint(Reason::Recovery);
         }
@@ -335,7 +345,9 @@ impl Writer {
 
     /// The trail ends here, signed: the daemon is stopping.
     pub(super) fn finish(&mut self) {
-        if self.checkpoints.has_lines() {
+        // A trail that already ends in a final checkpoint (nothing recorded since the
+        // last clean stop, or an empty one) needs no other.
+        if self.checkpoints.needs_recovery() {
             self.checkpoint(Reason::Shutdown);
         }
     }
@@ -422,16 +434,12 @@ impl Writer {
 
     /// The path must still name the file being written: a removed or replaced trail
     /// is a fault to surface, not a place to keep writing unseen.
+    /// One stat per batch: the open file's identity is taken once, at open and rotation.
     fn check_file(&self) -> Result<(), AuditError> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let on_disk =
-                fs::metadata(&self.path).map_err(|_| AuditError::Replaced(self.path.clone()))?;
-            let open = self.file.metadata()?;
-            if on_disk.ino() != open.ino() || on_disk.dev() != open.dev() {
-                return Err(AuditError::Replaced(self.path.clone()));
-            }
+        let on_disk =
+            fs::metadata(&self.path).map_err(|_| AuditError::Replaced(self.path.clone()))?;
+        if identity(&on_disk) != self.identity {
+            return Err(AuditError::Replaced(self.path.clone()));
         }
         Ok(())
     }
@@ -446,6 +454,7 @@ impl Writer {
         }
         self.number = number;
         self.path = path;
+        self.identity = identity(&file.metadata()?);
         self.file = file;
         self.len = 0;
         Ok(())

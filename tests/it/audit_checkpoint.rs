@@ -508,3 +508,19 @@ async fn a_public_key_file_of_another_key_stops_the_start_naming_the_field() {
         "the file was changed"
     );
 }
+
+/// A daemon that records nothing between two clean stops adds no checkpoint (and no
+/// signature in the token): the trail already ends in a final one, and still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_restart_adds_no_checkpoint() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    create_key(&mut d.admin().await).await;
+    d.stop();
+    let (_, before) = file_lines(&dir);
+    Daemon::start(&dir).stop();
+    let (_, after) = file_lines(&dir);
+    assert_eq!(before, after);
+    let (ok, said) = verify_cli(dir.path(), &[]);
+    assert!(ok, "{said}");
+}

@@ -5,6 +5,10 @@
 //! Encrypted data key: provider id "p11kms", provider info = the key ARN the daemon
 //! answered with, ciphertext = the daemon's ciphertext blob. The message's whole
 //! encryption context goes with every call, so key policies and grants see it.
+//!
+//! On decrypt it also reads the encrypted data keys of the AWS Encryption SDK's AWS KMS
+//! keyring (provider id "aws-kms", the same three fields): a message another SDK wrote
+//! through p11kms's AWS JSON listener holds p11kms ciphertext blobs under that id.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +23,9 @@ use crate::proto;
 
 /// The provider id of p11kms encrypted data keys.
 pub const PROVIDER_ID: &str = "p11kms";
+
+/// The provider id the AWS Encryption SDKs' AWS KMS keyrings write.
+const AWS_KMS_PROVIDER_ID: &str = "aws-kms";
 
 /// A keyring over p11kms keys.
 #[derive(Clone)]
@@ -213,7 +220,10 @@ impl Keyring for KmsKeyring {
                 return Ok(materials);
             }
             let mut failures = Vec::new();
-            for edk in edks.iter().filter(|e| e.provider_id == PROVIDER_ID) {
+            let ours = |e: &&EncryptedDataKey| {
+                e.provider_id == PROVIDER_ID || e.provider_id == AWS_KMS_PROVIDER_ID
+            };
+            for edk in edks.iter().filter(ours) {
                 let Ok(arn) = std::str::from_utf8(&edk.provider_info) else {
                     continue;
                 };

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".p11kms.v1.DecryptResponse",
             ".p11kms.v1.GenerateDataKeyResponse",
             ".p11kms.v1.GenerateRandomResponse",
+            ".p11kms.v1.AccessKey",
         ])
         .compile_protos(&["proto/p11kms/v1/kms.proto"], &["proto"])?;
     Ok(())

@@ -148,6 +148,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let slot = module.find_slot(&config.token).map_err(at(token_field))?;
     module.probe_mechanisms(slot).map_err(at("hsm.module"))?;
     module.check_login(slot, &pin).map_err(at(pin_field))?;
+    module
+        .ensure_secret_seal_key(slot, &pin)
+        .map_err(at("hsm.module"))?;
     // One registry for the whole daemon, handed to each part that records into it.
     let metrics = Metrics::new();
     let pool_config = PoolConfig {

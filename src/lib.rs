@@ -79,14 +79,17 @@ pub use domain::{Pin, Plaintext};
 
 // The vault embedded without the gRPC layer, over any `Store` and a real token:
 // tests/faults.rs drives it over a fault-injecting store. Only what that test needs.
-pub use domain::{AccountId, KeyId, MaterialVersion};
+pub use domain::{
+    AccessKeyId, AccessKeyStatus, AccountId, KeyId, MaterialVersion, SecretAccessKey,
+};
 pub use hsm::{HsmPool, Module as HsmModule, PoolConfig, TokenSelector};
 pub use store::{
-    AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PolicyStore,
-    RotationSchedule, SqliteStore, Store, StoreError,
+    AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord,
+    MaterialRecord, PolicyStore, RotationSchedule, SqliteStore, Store, StoreError,
 };
 pub use vault::{
-    Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError, Vault, VaultSettings,
+    AccessKey, AccessKeyMetadata, Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError,
+    Vault, VaultSettings,
 };
 
 // The ciphertext blob parser, for the fuzz target (fuzz/fuzz_targets/blob.rs).

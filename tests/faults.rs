@@ -447,3 +447,21 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     assert!(objects_of(&key).is_empty());
     assert!(restarted.destroy_due_keys().await.unwrap().is_empty());
 }
+
+impl p11kms::AccessKeyStore for FaultyStore {
+    fn insert_access_key(&self, k: &p11kms::AccessKeyRecord, max: usize) -> Result<(), StoreError> {
+        self.inner.insert_access_key(k, max)
+    }
+    fn access_key(
+        &self,
+        id: &p11kms::AccessKeyId,
+    ) -> Result<Option<p11kms::AccessKeyRecord>, StoreError> {
+        self.inner.access_key(id)
+    }
+    fn access_keys(&self, principal: &str) -> Result<Vec<p11kms::AccessKeyRecord>, StoreError> {
+        self.inner.access_keys(principal)
+    }
+    fn delete_access_key(&self, id: &p11kms::AccessKeyId) -> Result<bool, StoreError> {
+        self.inner.delete_access_key(id)
+    }
+}

@@ -102,3 +102,19 @@ pub(super) fn alias_entry(a: crate::vault::AliasEntry) -> proto::AliasListEntry 
         last_updated_date: Some(timestamp(a.last_updated_date)),
     }
 }
+
+/// An access key as IAM shows it; the secret only when there is one (CreateAccessKey).
+pub(super) fn access_key(
+    m: crate::vault::AccessKeyMetadata,
+    secret: Option<&crate::domain::SecretAccessKey>,
+) -> proto::AccessKey {
+    proto::AccessKey {
+        user_name: m.user_name.unwrap_or_default(),
+        access_key_id: m.access_key_id.to_string(),
+        status: m.status.as_str().into(),
+        // Copied straight into the message, whose Drop wipes it.
+        secret_access_key: secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+        create_date: Some(timestamp(m.create_date)),
+        principal_arn: m.principal_arn,
+    }
+}

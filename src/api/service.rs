@@ -15,9 +15,10 @@ use super::{ON_BEHALF_OF_HEADER, REQUEST_ID_HEADER};
 use crate::domain::Plaintext;
 use crate::proto::{self, key_management_service_server::KeyManagementService};
 use crate::vault::{
-    Caller, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput, EncryptInput, KmsError,
-    ListAliasesInput, ListGrantsInput, ListKeyPoliciesInput, ListKeysInput,
-    ListRetirableGrantsInput, ReEncryptInput, RequestInfo, Transport, Vault, DEFAULT_POLICY_NAME,
+    Caller, CreateAccessKeyInput, CreateGrantInput, CreateKeyInput, DataKeyInput, DecryptInput,
+    DeleteAccessKeyInput, EncryptInput, KmsError, ListAccessKeysInput, ListAliasesInput,
+    ListGrantsInput, ListKeyPoliciesInput, ListKeysInput, ListRetirableGrantsInput, ReEncryptInput,
+    RequestInfo, Transport, Vault, DEFAULT_POLICY_NAME,
 };
 
 /// The tonic service over a vault.
@@ -928,6 +929,70 @@ impl KeyManagementService for KmsService {
             self.vault.set_enabled(&caller, &m.key_id, false).await?;
             Ok(proto::DisableKeyResponse {})
         })
+        .await
+    }
+
+    async fn create_access_key(
+        &self,
+        req: Request<proto::CreateAccessKeyRequest>,
+    ) -> Result<Response<proto::CreateAccessKeyResponse>, Status> {
+        self.handle(
+            "CreateAccessKey",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let input = CreateAccessKeyInput {
+                    principal: m.principal_arn,
+                };
+                let key = self.vault.create_access_key(&caller, input).await?;
+                Ok(proto::CreateAccessKeyResponse {
+                    access_key: Some(convert::access_key(key.metadata, Some(&key.secret))),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_access_keys(
+        &self,
+        req: Request<proto::ListAccessKeysRequest>,
+    ) -> Result<Response<proto::ListAccessKeysResponse>, Status> {
+        self.handle(
+            "ListAccessKeys",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let input = ListAccessKeysInput {
+                    principal: (!m.principal_arn.is_empty()).then_some(m.principal_arn),
+                };
+                let keys = self.vault.list_access_keys(&caller, input).await?;
+                Ok(proto::ListAccessKeysResponse {
+                    access_key_metadata: keys
+                        .into_iter()
+                        .map(|k| convert::access_key(k, None))
+                        .collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn delete_access_key(
+        &self,
+        req: Request<proto::DeleteAccessKeyRequest>,
+    ) -> Result<Response<proto::DeleteAccessKeyResponse>, Status> {
+        self.handle(
+            "DeleteAccessKey",
+            String::new(),
+            req,
+            |caller, m| async move {
+                let input = DeleteAccessKeyInput {
+                    access_key_id: m.access_key_id,
+                };
+                self.vault.delete_access_key(&caller, input).await?;
+                Ok(proto::DeleteAccessKeyResponse {})
+            },
+        )
         .await
     }
 }

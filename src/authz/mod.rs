@@ -132,4 +132,10 @@ impl Action {
     pub(crate) const IAM_UNTAG_USER: Self = Self("iam:UntagUser");
     /// iam:ListUserTags
     pub(crate) const IAM_LIST_USER_TAGS: Self = Self("iam:ListUserTags");
+    /// iam:CreateAccessKey
+    pub(crate) const IAM_CREATE_ACCESS_KEY: Self = Self("iam:CreateAccessKey");
+    /// iam:ListAccessKeys
+    pub(crate) const IAM_LIST_ACCESS_KEYS: Self = Self("iam:ListAccessKeys");
+    /// iam:DeleteAccessKey
+    pub(crate) const IAM_DELETE_ACCESS_KEY: Self = Self("iam:DeleteAccessKey");
 }

@@ -77,6 +77,9 @@ pub(crate) enum Command {
     /// Key tags (aws:ResourceTag/<key> in policies).
     #[command(subcommand)]
     Tag(TagCmd),
+    /// Access keys (SigV4 credentials) for the AWS JSON listener.
+    #[command(subcommand)]
+    Credentials(CredentialsCmd),
     /// Envelope-encrypt a file or stream (AWS Encryption SDK message format); only the
     /// data key meets the daemon.
     EncryptFile(files::EncryptFileArgs),
@@ -259,9 +262,39 @@ pub(crate) enum DevCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Mint an access key for any principal of any account straight into the dev token
+    /// and store (works while the daemon runs); prints it as `credentials create` does.
+    IssueCredentials {
+        /// Principal ARN, e.g. arn:aws:iam::111122223333:user/Alice.
+        #[arg(long)]
+        principal: String,
+    },
     /// List the key objects (secret and private keys) in the dev token, read directly over PKCS#11, as JSON
     /// (label, CKA_ID and the security attributes). Works while the daemon runs.
     TokenObjects,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CredentialsCmd {
+    /// Create an access key for a principal; prints it as `aws iam create-access-key`
+    /// does (the only time the secret is shown). At most two per principal.
+    Create {
+        /// Principal ARN, e.g. arn:aws:iam::111122223333:user/Alice.
+        #[arg(long)]
+        principal: String,
+    },
+    /// List a principal's access keys (yours without --principal), without secrets.
+    List {
+        /// Principal ARN.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Delete an access key; it stops working at once.
+    Delete {
+        /// The access key id (AKIA…).
+        #[arg(long)]
+        access_key_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -476,6 +509,15 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "use it with: p11kms --identity {} …  (or P11KMS_IDENTITY)",
                 out.display()
             );
+            Ok(())
+        }
+        Command::Dev(DevCmd::IssueCredentials { principal }) => {
+            let dir = p11kms::DevDir::at(dev_root);
+            // Single-threaded here: nothing else reads the environment yet.
+            std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
+            let key = dir.issue_credentials(&principal)?;
+            let out = client_cmds::credentials::issued_json(&key);
+            println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
         Command::Dev(DevCmd::TokenObjects) => {

@@ -4,6 +4,7 @@
 //! everything. The only place (with softhsm/) that knows SoftHSM2.
 
 mod ca;
+mod credentials;
 mod files;
 
 use std::net::SocketAddr;
@@ -66,6 +67,20 @@ pub enum DevError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The metadata store.
+    #[error("cannot open the dev metadata store")]
+    Store(#[source] crate::store::StoreError),
+    /// The vault could not be set up over the dev token and store.
+    #[error("cannot set up the vault")]
+    Vault(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The vault refused, named as the daemon would name it.
+    #[error("{name}")]
+    Kms {
+        /// The AWS error name.
+        name: &'static str,
+        /// The refusal.
+        source: crate::vault::KmsError,
     },
     /// No dev directory yet.
     #[error("no dev CA in {0}; start `p11kms serve --dev` once first")]

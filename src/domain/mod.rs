@@ -1,12 +1,15 @@
 //! Domain types shared by every layer below the transport: identifiers, key metadata,
 //! encryption context and secret byte containers. Nothing here does I/O.
 
+mod access_key;
 mod context;
 mod ids;
 mod key;
 mod key_ref;
 mod secret;
 
+pub(crate) use access_key::RandomFailed;
+pub use access_key::{AccessKeyId, AccessKeyStatus, SecretAccessKey};
 pub(crate) use context::{encode_pairs, EncryptionContext};
 pub use ids::{AccountId, KeyId};
 pub(crate) use ids::{KeyArn, Partition, Region};

@@ -60,6 +60,9 @@ pub enum HsmError {
     /// The token returned a public key that is not an uncompressed P-256 point.
     #[error("the token's checkpoint public key is not an uncompressed P-256 point")]
     BadPublicKey,
+    /// The secret-sealing key is not in the token (removed while the daemon ran).
+    #[error("the secret-sealing key is missing from the token")]
+    SealKeyMissing,
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 call failed")]
     Pkcs11(#[source] CkError),

@@ -5,6 +5,7 @@
 mod error;
 mod module;
 mod pool;
+mod secret_seal;
 mod session;
 mod signing;
 

@@ -115,6 +115,14 @@ impl Module {
         Ok(())
     }
 
+    /// Finds the key that seals the daemon's secrets (secret access keys), making it on
+    /// first start, on a throw-away session: a token that cannot make it stops start-up.
+    pub fn ensure_secret_seal_key(&self, slot: Slot, pin: &Pin) -> Result<(), HsmError> {
+        let s = self.ctx.open_rw_session(slot).map_err(HsmError::Pkcs11)?;
+        login(&s, pin)?;
+        super::secret_seal::ensure(&s).map(drop)
+    }
+
     /// True when a token with this label exists.
     pub fn has_token(&self, label: &str) -> Result<bool, HsmError> {
         match self.find_slot(&TokenSelector::Label(label.to_owned())) {

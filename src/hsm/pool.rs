@@ -24,6 +24,8 @@ const RANDOM: CallKind = ("generate_random", "none");
 const KEY_GEN: CallKind = ("create_material", "CKM_AES_KEY_GEN");
 const DESTROY: CallKind = ("destroy_material", "none");
 const PROBE: CallKind = ("probe", "none");
+const SEAL_SECRET: CallKind = ("seal_secret", "CKM_AES_GCM");
+const OPEN_SECRET: CallKind = ("open_secret", "CKM_AES_GCM");
 
 type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
 
@@ -241,6 +243,46 @@ impl HsmPool {
     ) -> Result<Plaintext, HsmError> {
         self.run(GCM_DECRYPT, Some(m), move |ws| {
             ws.decrypt(&m, &iv, &aad, &ciphertext_and_tag)
+        })
+        .await
+    }
+
+    /// Seals one of the daemon's secrets with AES-256-GCM under the secret-sealing key
+    /// (made at start-up by `Module::ensure_secret_seal_key`); returns ciphertext || tag.
+    pub async fn seal_secret(
+        &self,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        plaintext: Plaintext,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(SEAL_SECRET, None, move |ws| {
+            match ws.seal_secret(&iv, &aad, plaintext.expose()) {
+                Err(e) if e.is_stale_handle() => {
+                    ws.forget_seal_key();
+                    ws.seal_secret(&iv, &aad, plaintext.expose())
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// Opens a secret sealed by [`Self::seal_secret`]; TagMismatch when the sealed bytes
+    /// or the AAD are not the ones sealed.
+    pub async fn open_secret(
+        &self,
+        iv: [u8; 12],
+        aad: Vec<u8>,
+        ciphertext_and_tag: Vec<u8>,
+    ) -> Result<Plaintext, HsmError> {
+        self.run(OPEN_SECRET, None, move |ws| {
+            match ws.open_secret(&iv, &aad, &ciphertext_and_tag) {
+                Err(e) if e.is_stale_handle() => {
+                    ws.forget_seal_key();
+                    ws.open_secret(&iv, &aad, &ciphertext_and_tag)
+                }
+                other => other,
+            }
         })
         .await
     }

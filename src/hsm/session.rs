@@ -48,6 +48,8 @@ pub(crate) struct WorkerSession {
     metrics: Metrics,
     /// Whether a session was ever opened: a later login is a re-login.
     opened_before: bool,
+    /// The secret-sealing key's handle, once found.
+    seal_key: Option<ObjectHandle>,
 }
 
 impl WorkerSession {
@@ -67,6 +69,7 @@ impl WorkerSession {
             copy_keys,
             metrics,
             opened_before: false,
+            seal_key: None,
         }
     }
 
@@ -99,7 +102,47 @@ impl WorkerSession {
     /// Forgets the session and every cached handle. Session copies die with the session.
     pub(crate) fn reset(&mut self) {
         self.keys.clear();
+        self.seal_key = None;
         self.session = None;
+    }
+
+    /// Forgets the secret-sealing key's handle (it went stale).
+    pub(crate) fn forget_seal_key(&mut self) {
+        self.seal_key = None;
+    }
+
+    /// The secret-sealing key's handle: cached, else found by its CKA_ID. Never made
+    /// here: start-up makes it, so a missing key is an error, not a new key that would
+    /// leave every sealed secret unreadable.
+    fn seal_key(&mut self) -> Result<ObjectHandle, HsmError> {
+        if let Some(h) = self.seal_key {
+            return Ok(h);
+        }
+        let h = super::secret_seal::find(self.session()?)?.ok_or(HsmError::SealKeyMissing)?;
+        self.seal_key = Some(h);
+        Ok(h)
+    }
+
+    /// AES-256-GCM under the secret-sealing key. Returns ciphertext || tag.
+    pub(crate) fn seal_secret(
+        &mut self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let key = self.seal_key()?;
+        gcm_encrypt(self.session()?, key, iv, aad, plaintext)
+    }
+
+    /// Opens ciphertext || tag sealed by [`Self::seal_secret`].
+    pub(crate) fn open_secret(
+        &mut self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Plaintext, HsmError> {
+        let key = self.seal_key()?;
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
     }
 
     /// The handle to use for this material: a cached one, else the token object found by
@@ -188,12 +231,7 @@ impl WorkerSession {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
         let key = self.key(m)?;
-        let s = self.session()?;
-        let mut iv = *iv;
-        let params =
-            GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
-        s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
-            .map_err(HsmError::from_call)
+        gcm_encrypt(self.session()?, key, iv, aad, plaintext)
     }
 
     /// AES-256-GCM decryption in the token of ciphertext || tag.
@@ -205,13 +243,7 @@ impl WorkerSession {
         ciphertext_and_tag: &[u8],
     ) -> Result<Plaintext, HsmError> {
         let key = self.key(m)?;
-        let s = self.session()?;
-        let mut iv = iv.to_vec();
-        let params =
-            GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
-        s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
-            .map(Plaintext::new)
-            .map_err(HsmError::from_decrypt)
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
     }
 
     /// C_GenerateRandom, into a zeroizing buffer from the first byte.
@@ -256,6 +288,35 @@ impl WorkerSession {
             .map_err(HsmError::from_call)?;
         Ok(())
     }
+}
+
+/// C_Encrypt with CKM_AES_GCM and a 128-bit tag. Returns ciphertext || tag.
+fn gcm_encrypt(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &[u8; 12],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    let mut iv = *iv;
+    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
+    s.encrypt(&Mechanism::AesGcm(params), key, plaintext)
+        .map_err(HsmError::from_call)
+}
+
+/// C_Decrypt with CKM_AES_GCM of ciphertext || tag; a failed tag is TagMismatch.
+fn gcm_decrypt(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &[u8],
+    aad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<Plaintext, HsmError> {
+    let mut iv = iv.to_vec();
+    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
+    s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
+        .map(Plaintext::new)
+        .map_err(HsmError::from_decrypt)
 }
 
 /// Destroys every token object with the material's CKA_ID. An object the module lists

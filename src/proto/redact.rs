@@ -6,7 +6,7 @@ use std::fmt;
 use zeroize::Zeroize;
 
 use super::generated::{
-    DecryptResponse, EncryptRequest, GenerateDataKeyResponse, GenerateRandomResponse,
+    AccessKey, DecryptResponse, EncryptRequest, GenerateDataKeyResponse, GenerateRandomResponse,
 };
 
 impl fmt::Debug for EncryptRequest {
@@ -64,6 +64,28 @@ impl fmt::Debug for GenerateRandomResponse {
     }
 }
 
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("UserName", &self.user_name)
+            .field("AccessKeyId", &self.access_key_id)
+            .field("Status", &self.status)
+            .field(
+                "SecretAccessKey",
+                &format_args!("<{} characters redacted>", self.secret_access_key.len()),
+            )
+            .field("CreateDate", &self.create_date)
+            .field("PrincipalArn", &self.principal_arn)
+            .finish()
+    }
+}
+
+impl Drop for AccessKey {
+    fn drop(&mut self) {
+        self.secret_access_key.zeroize();
+    }
+}
+
 macro_rules! wipe_on_drop {
     ($($t:ty),+) => {$(
         impl Drop for $t {
@@ -105,6 +127,11 @@ mod tests {
                 }
             ),
         ];
+        let mut k = AccessKey::default();
+        k.secret_access_key = "TOP-SECRET-MARKER".into();
+        let shown_key = format!("{k:?}");
+        assert!(!shown_key.contains("TOP-SECRET"), "{shown_key}");
+        assert!(shown_key.contains("17 characters redacted"), "{shown_key}");
         for s in shown {
             assert!(!s.contains("TOP-SECRET"), "{s}");
             assert!(!s.contains("84, 79, 80"), "{s}"); // "TOP" as a byte list

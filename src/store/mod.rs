@@ -6,10 +6,12 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-pub use record::{AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule};
+pub use record::{
+    AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule,
+};
 pub use sqlite::SqliteStore;
 
-use crate::domain::{AccountId, KeyId, MaterialVersion};
+use crate::domain::{AccessKeyId, AccountId, KeyId, MaterialVersion};
 
 /// A failure of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,9 @@ pub enum StoreError {
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off
 /// the async runtime.
-pub trait Store: PolicyStore + GrantStore + AliasStore + Send + Sync + 'static {
+pub trait Store:
+    PolicyStore + GrantStore + AliasStore + AccessKeyStore + Send + Sync + 'static
+{
     /// Inserts a new key with its first material version.
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError>;
     /// One key with all its material versions.
@@ -211,4 +215,22 @@ pub trait GrantStore {
     ) -> Result<Vec<GrantRecord>, StoreError>;
     /// A named daemon secret, made by `make` the first time it is asked for.
     fn secret(&self, name: &str, make: &dyn Fn() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
+}
+
+/// Access keys: the credentials of the AWS JSON listener's SigV4 authentication.
+pub trait AccessKeyStore {
+    /// Adds an access key unless its principal has `max_per_principal` already
+    /// (LimitExceeded; counted in the same transaction, so concurrent calls cannot both
+    /// pass); AlreadyExists when the id is taken.
+    fn insert_access_key(
+        &self,
+        k: &AccessKeyRecord,
+        max_per_principal: usize,
+    ) -> Result<(), StoreError>;
+    /// One access key.
+    fn access_key(&self, id: &AccessKeyId) -> Result<Option<AccessKeyRecord>, StoreError>;
+    /// A principal's access keys, oldest first.
+    fn access_keys(&self, principal: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
+    /// Deletes one; false when there was none.
+    fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool, StoreError>;
 }

@@ -4,7 +4,8 @@ use std::time::SystemTime;
 
 use crate::authz::GrantConstraints;
 use crate::domain::{
-    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+    AccessKeyId, AccessKeyStatus, AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion,
+    Origin, RotationType,
 };
 
 /// A key as stored.
@@ -106,4 +107,22 @@ pub struct AliasRecord {
     pub created: SystemTime,
     /// When it was last pointed at a key.
     pub updated: SystemTime,
+}
+
+/// An access key as stored: who it belongs to, and its secret sealed under the HSM's
+/// secret-sealing key (never the secret itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    /// The access key id.
+    pub access_key_id: AccessKeyId,
+    /// The principal ARN it authenticates as.
+    pub principal: String,
+    /// The principal's account.
+    pub account: AccountId,
+    /// Active.
+    pub status: AccessKeyStatus,
+    /// Creation time (millisecond precision once stored).
+    pub created: SystemTime,
+    /// The secret access key sealed by the vault (format byte, IV, AES-GCM output).
+    pub sealed_secret: Vec<u8>,
 }

@@ -2,6 +2,8 @@
 //! serialises them anyway), WAL journal, synchronous=FULL so that a key whose ciphertexts
 //! a client already holds survives a power cut.
 
+mod access_keys;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -107,6 +109,16 @@ const MIGRATIONS: &[&str] = &[
         id    INTEGER PRIMARY KEY CHECK (id = 1),
         at_ms INTEGER NOT NULL
      );",
+    // 9: access keys for SigV4, their secrets sealed under a key in the HSM.
+    "CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        principal     TEXT NOT NULL,
+        account       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        created_ms    INTEGER NOT NULL,
+        sealed_secret BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX access_keys_by_principal ON access_keys(principal, created_ms);",
 ];
 
 /// The SQLite implementation of [`Store`].

@@ -3,10 +3,12 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError,
+    AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule, Store,
+    StoreError,
 };
 use crate::domain::{
-    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+    AccessKeyId, AccessKeyStatus, AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion,
+    Origin, RotationType,
 };
 
 fn record(account: &str) -> KeyRecord {
@@ -57,6 +59,7 @@ pub(super) fn run(store: &dyn Store) {
     descriptions(store);
     key_tags(store);
     deletion(store);
+    access_keys(store);
     store.heartbeat(std::time::SystemTime::now()).unwrap();
     store.heartbeat(std::time::SystemTime::now()).unwrap();
 }
@@ -494,4 +497,45 @@ fn materials_add_and_reserve(store: &dyn Store) {
         store.add_material(&KeyId::generate(), &got.versions[0], None),
         Err(StoreError::Sqlite(_)) | Err(StoreError::Missing(_))
     ));
+}
+
+fn access_key(principal: &str, sealed: &[u8]) -> AccessKeyRecord {
+    AccessKeyRecord {
+        access_key_id: AccessKeyId::generate().unwrap(),
+        principal: principal.into(),
+        account: "111122223333".parse().unwrap(),
+        status: AccessKeyStatus::Active,
+        created: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        sealed_secret: sealed.to_vec(),
+    }
+}
+
+fn access_keys(store: &dyn Store) {
+    let p = "arn:aws:iam::111122223333:user/Alice";
+    let a = access_key(p, b"sealed-a");
+    let mut b = access_key(p, b"sealed-b");
+    b.created += Duration::from_millis(1);
+    store.insert_access_key(&a, 2).unwrap();
+    assert!(matches!(
+        store.insert_access_key(&a, 2),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    store.insert_access_key(&b, 2).unwrap();
+    // The limit is per principal, checked in the insert's own transaction.
+    assert!(matches!(
+        store.insert_access_key(&access_key(p, b"c"), 2),
+        Err(StoreError::LimitExceeded(_))
+    ));
+    let other = access_key("arn:aws:iam::111122223333:user/Bob", b"sealed-o");
+    store.insert_access_key(&other, 2).unwrap();
+    assert_eq!(store.access_key(&a.access_key_id).unwrap(), Some(a.clone()));
+    assert_eq!(store.access_keys(p).unwrap(), vec![a.clone(), b.clone()]);
+    assert!(store.delete_access_key(&a.access_key_id).unwrap());
+    assert!(!store.delete_access_key(&a.access_key_id).unwrap());
+    assert_eq!(store.access_key(&a.access_key_id).unwrap(), None);
+    assert_eq!(store.access_keys(p).unwrap(), vec![b]);
+    assert_eq!(
+        store.access_keys(&other.principal).unwrap(),
+        vec![other.clone()]
+    );
 }

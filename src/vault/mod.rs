@@ -7,6 +7,7 @@ mod authorize;
 pub(crate) mod blob;
 mod clock;
 mod create_key;
+mod credentials;
 mod decrypt;
 mod deletion;
 mod describe_key;
@@ -37,6 +38,10 @@ pub(crate) use authorize::TrustedService;
 pub use clock::Clock;
 pub(crate) use clock::{OffsetFileClock, SystemClock};
 pub use create_key::CreateKeyInput;
+#[allow(unused_imports, reason = "for the SigV4 verifier")]
+pub(crate) use credentials::AccessKeySecret;
+pub use credentials::{AccessKey, AccessKeyMetadata};
+pub(crate) use credentials::{CreateAccessKeyInput, DeleteAccessKeyInput, ListAccessKeysInput};
 pub use decrypt::DecryptInput;
 pub use encrypt::EncryptInput;
 pub use error::KmsError;
@@ -93,6 +98,8 @@ pub struct Vault {
     aliases: aliases::AliasCache,
     principals: authorize::PrincipalCache,
     grant_tokens: grants::TokenKey,
+    /// Opened secret access keys (SigV4 look-ups).
+    access_keys: credentials::SecretCache,
     settings: VaultSettings,
     audit: Option<crate::audit::AuditTrail>,
     metrics: crate::metrics::Metrics,
@@ -124,6 +131,7 @@ impl Vault {
             aliases: aliases::AliasCache::default(),
             principals: authorize::PrincipalCache::default(),
             grant_tokens: grants::TokenKey::new(&token_secret),
+            access_keys: credentials::SecretCache::default(),
             store,
             settings,
             audit: None,

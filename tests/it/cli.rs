@@ -408,3 +408,82 @@ async fn each_service_renders_only_its_own_encrypted_config() {
         .to_string_lossy()
         .contains("p11kms-tmp")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_managed_and_minted_from_the_cli() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let p = dir.path();
+    let alice = "arn:aws:iam::111122223333:user/Alice";
+    let created: serde_json::Value = serde_json::from_str(&ok(&cli(
+        p,
+        &["credentials", "create", "--principal", alice],
+        b"",
+    )))
+    .unwrap();
+    let k = &created["AccessKey"];
+    let id = k["AccessKeyId"].as_str().unwrap().to_owned();
+    let secret = k["SecretAccessKey"].as_str().unwrap().to_owned();
+    crate::secrets_scan::issued_secret(&secret);
+    assert_eq!(k["UserName"], "Alice");
+    assert_eq!(k["Status"], "Active");
+    assert_eq!(secret.len(), 40);
+    assert!(k["CreateDate"].as_str().unwrap().ends_with('Z'));
+
+    // Minted offline into the same token and store, for any account; the running
+    // daemon sees it on its next look-up.
+    let bob = "arn:aws:iam::444455556666:user/Bob";
+    let minted: serde_json::Value = serde_json::from_str(&ok(&cli(
+        p,
+        &["dev", "issue-credentials", "--principal", bob],
+        b"",
+    )))
+    .unwrap();
+    let m = &minted["AccessKey"];
+    crate::secrets_scan::issued_secret(m["SecretAccessKey"].as_str().unwrap());
+    assert_eq!(m["UserName"], "Bob");
+    assert_eq!(m["SecretAccessKey"].as_str().unwrap().len(), 40);
+    assert!(m["CreateDate"].as_str().unwrap().ends_with('Z'));
+    let bob_root = issue_cert(p, "arn:aws:iam::444455556666:root", "bob-root");
+    let listed: serde_json::Value = serde_json::from_str(&ok(&cli_as(
+        p,
+        &bob_root,
+        &["credentials", "list", "--principal", bob],
+        b"",
+    )))
+    .unwrap();
+    assert_eq!(
+        listed["AccessKeyMetadata"][0]["AccessKeyId"],
+        m["AccessKeyId"]
+    );
+
+    let listed: serde_json::Value = serde_json::from_str(&ok(&cli(
+        p,
+        &["credentials", "list", "--principal", alice],
+        b"",
+    )))
+    .unwrap();
+    let items = listed["AccessKeyMetadata"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["AccessKeyId"], id.as_str());
+    assert!(items[0].get("SecretAccessKey").is_none());
+    ok(&cli(
+        p,
+        &["credentials", "delete", "--access-key-id", &id],
+        b"",
+    ));
+    fails_with(
+        &cli(p, &["credentials", "delete", "--access-key-id", &id], b""),
+        "NotFoundException",
+    );
+    fails_with(
+        &cli(
+            p,
+            &["dev", "issue-credentials", "--principal", "nobody"],
+            b"",
+        ),
+        "nobody",
+    );
+    let log = d.stop();
+    assert!(!log.contains(&secret));
+}

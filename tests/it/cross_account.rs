@@ -54,7 +54,9 @@ fn rpcs_that_take_a_key() -> BTreeSet<String> {
         let body = text.split(&format!("message {msg} {{")).nth(1).unwrap();
         body.split('}').next().unwrap().lines().any(|l| {
             let field = l.split('=').next().unwrap().split_whitespace().last();
-            !l.trim().starts_with("//") && field.is_some_and(|f| f.ends_with("KeyId"))
+            // An AccessKeyId names an access key (SigV4 credentials), not a KMS key.
+            !l.trim().starts_with("//")
+                && field.is_some_and(|f| f.ends_with("KeyId") && f != "AccessKeyId")
         })
     };
     text.lines()

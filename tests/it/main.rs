@@ -22,6 +22,7 @@ mod blob_mutations;
 mod cli;
 mod concurrency;
 mod config;
+mod credentials;
 mod cross_account;
 mod crypto;
 mod envelope;

@@ -25,6 +25,7 @@ const RECORDED: &[&str] = &[
     "bypassPolicyLockoutSafetyCheck",
     "operations",
     "tagKeys",
+    "accessKeyId",
 ];
 
 /// Field names no record may have, at any depth (compared without case).
@@ -45,6 +46,11 @@ pub fn sent_plaintext(p: &[u8]) {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(p.to_vec());
     }
+}
+
+/// Remembers a secret access key the daemon issued, to look for it in every record.
+pub fn issued_secret(secret: &str) {
+    sent_plaintext(secret.as_bytes());
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -4,6 +4,7 @@
 
 mod aliases;
 mod config;
+pub(crate) mod credentials;
 pub(crate) mod crypto;
 mod grants;
 mod keys;
@@ -121,6 +122,7 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::Principal(p) => policies::principal(c, p).await,
             Command::Grant(g) => grants::run(c, g).await,
             Command::Config(cfg) => config::run(c, cfg).await,
+            Command::Credentials(k) => credentials::run(c, k).await,
             Command::Serve(_)
             | Command::Dev(_)
             | Command::Audit(_)

@@ -1,0 +1,82 @@
+//! The look-up the SigV4 verifier makes: an access key id to its principal and secret.
+//! Not a request of its own (no `Vault::run`, no record): it runs inside the request
+//! that presents the key.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use super::super::{KmsError, Vault};
+use super::cache::Entry;
+use crate::identity::Principal;
+
+/// An access key's principal and its secret in clear, for verifying a signature.
+/// Debug shows the principal only.
+#[derive(Clone)]
+#[allow(
+    dead_code,
+    reason = "the SigV4 verifier reads it; until it lands only tests do"
+)]
+pub(crate) struct AccessKeySecret {
+    /// Whom the key authenticates.
+    pub(crate) principal: Principal,
+    /// The secret access key.
+    pub(crate) secret: Zeroizing<String>,
+}
+
+impl fmt::Debug for AccessKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKeySecret")
+            .field("principal", &self.principal.arn())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Vault {
+    /// The principal and secret of an access key, `None` for an unknown (or malformed)
+    /// id. From the cache when it was opened before; otherwise read from the store and
+    /// opened in the HSM, once.
+    #[allow(
+        dead_code,
+        reason = "the SigV4 verifier calls it; until it lands only tests do"
+    )]
+    pub(crate) async fn access_key_secret(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<AccessKeySecret>, KmsError> {
+        let Ok(id) = access_key_id.parse::<crate::domain::AccessKeyId>() else {
+            return Ok(None);
+        };
+        let ticket = match self.access_keys.get(&id) {
+            Ok(e) => {
+                return Ok(Some(AccessKeySecret {
+                    principal: e.principal.clone(),
+                    secret: e.secret.clone(),
+                }))
+            }
+            Err(t) => t,
+        };
+        let look = id.clone();
+        let Some(record) = self.store_call(move |s| s.access_key(&look)).await? else {
+            return Ok(None);
+        };
+        let principal = record
+            .principal
+            .parse::<Principal>()
+            .map_err(KmsError::internal)?;
+        let secret = self
+            .open_access_secret(&id, principal.arn(), &record.sealed_secret)
+            .await?
+            .into_zeroizing();
+        self.access_keys.fill(
+            ticket,
+            id,
+            Entry {
+                principal: principal.clone(),
+                secret: secret.clone(),
+            },
+        );
+        Ok(Some(AccessKeySecret { principal, secret }))
+    }
+}

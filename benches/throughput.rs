@@ -359,7 +359,8 @@ fn start_daemon(
     std::fs::write(&path, text.replace("[audit]\n", &setting))?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--aws-api-listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -48,6 +48,29 @@ pub struct ConfigFile {
     /// The metrics and health listener; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSection>,
+    /// The AWS KMS protocol listener (AWS JSON 1.1 over HTTPS); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_api: Option<AwsApiSection>,
+}
+
+/// `[aws_api]`
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsApiSection {
+    /// Address of the AWS JSON listener; 127.0.0.1:7880 when absent. It serves the
+    /// daemon's own certificate (`[tls]`); client certificates are optional there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// The default AWS JSON address: localhost, after the API's and the metrics' ports.
+pub(crate) const DEFAULT_AWS_API_LISTEN: &str = "127.0.0.1:7880";
+
+/// Where the AWS JSON listener serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsApiConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
 }
 
 /// `[metrics]`
@@ -298,6 +321,8 @@ pub struct Config {
     pub clock_offset_file: Option<PathBuf>,
     /// The metrics and health listener; `None` when off.
     pub metrics: Option<MetricsConfig>,
+    /// The AWS JSON listener; `None` when off.
+    pub aws_api: Option<AwsApiConfig>,
 }
 
 /// Why a configuration was refused.
@@ -507,6 +532,22 @@ impl Config {
                 },
             }),
         };
+        let aws_api = match f.aws_api {
+            None => None,
+            Some(a) => Some(AwsApiConfig {
+                listen: a
+                    .listen
+                    .as_deref()
+                    .unwrap_or(DEFAULT_AWS_API_LISTEN)
+                    .parse()
+                    .map_err(|e| {
+                        invalid(
+                            "aws_api.listen",
+                            format!("{e}; write an address such as {DEFAULT_AWS_API_LISTEN}"),
+                        )
+                    })?,
+            }),
+        };
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -535,6 +576,7 @@ impl Config {
         }
         Ok(Self {
             metrics,
+            aws_api,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),
             clock_offset_file: lifecycle.clock_offset_file.as_deref().map(abs),
@@ -636,11 +678,25 @@ sqlite = "p11kms.db"
                 format!("{GOOD}\n[metrics]\ntls_cert = \"m.pem\"\n"),
                 "metrics.tls_cert",
             ),
+            (
+                format!("{GOOD}\n[aws_api]\nlisten = \"localhost:1\"\n"),
+                "aws_api.listen",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn aws_api_is_off_unless_configured_and_defaults_to_localhost() {
+        assert_eq!(parse(GOOD).unwrap().aws_api, None);
+        let on = parse(&format!("{GOOD}\n[aws_api]\n"))
+            .unwrap()
+            .aws_api
+            .unwrap();
+        assert_eq!(on.listen, DEFAULT_AWS_API_LISTEN.parse().unwrap());
     }
 
     #[test]

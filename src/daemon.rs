@@ -101,6 +101,13 @@ pub struct Prepared {
     listener: std::net::TcpListener,
     metrics: Metrics,
     metrics_listener: Option<MetricsListener>,
+    aws_listener: Option<AwsListener>,
+}
+
+/// The bound AWS JSON listener and its TLS configuration.
+struct AwsListener {
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
 }
 
 /// The bound metrics listener and its TLS configuration, if any.
@@ -246,9 +253,17 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             Some(MetricsListener { listener, tls })
         }
     };
+    let aws_listener = match &config.aws_api {
+        None => None,
+        Some(a) => Some(AwsListener {
+            tls: tls_files.aws_api_config().map_err(|e| at(e.field())(e))?,
+            listener: bind(a.listen).map_err(at("aws_api.listen"))?,
+        }),
+    };
     Ok(Prepared {
         metrics,
         metrics_listener,
+        aws_listener,
         vault: Arc::new(vault),
         audit,
         shutdown_timeout: config.shutdown_timeout,
@@ -272,6 +287,11 @@ impl Prepared {
     pub fn metrics_addr(&self) -> Option<(SocketAddr, bool)> {
         let m = self.metrics_listener.as_ref()?;
         Some((m.listener.local_addr().ok()?, m.tls.is_some()))
+    }
+
+    /// The AWS JSON listener's bound address, when it is on.
+    pub fn aws_api_addr(&self) -> Option<SocketAddr> {
+        self.aws_listener.as_ref()?.listener.local_addr().ok()
     }
 
     /// Serves until `shutdown` completes, then stops accepting and gives the calls in
@@ -311,7 +331,26 @@ impl Prepared {
             None => None,
         };
         let (tls_tx, tls_rx) = watch::channel(self.tls);
-        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx));
+        // One shutdown for both API listeners: the gRPC server's future fans it out.
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (aws_server, aws_tls_tx) = match self.aws_listener {
+            Some(a) => {
+                let listener = to_tokio(a.listener)?;
+                let (tx, rx) = watch::channel(a.tls);
+                let served = crate::aws_json::serve(
+                    listener,
+                    Arc::clone(&self.vault),
+                    rx,
+                    self.shutdown_timeout,
+                    async move {
+                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                    },
+                );
+                (Some(tokio::spawn(served)), Some(tx))
+            }
+            None => (None, None),
+        };
+        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx, aws_tls_tx));
         let served = api::serve(
             listener,
             self.vault,
@@ -320,9 +359,18 @@ impl Prepared {
                 max_connection_age: self.max_connection_age,
                 shutdown_timeout: self.shutdown_timeout,
             },
-            shutdown,
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            },
         )
         .await;
+        // Both listeners drain at once, each within shutdown_timeout.
+        if let Some(aws) = aws_server {
+            if let Err(e) = aws.await {
+                tracing::error!(error = %e, "the AWS JSON listener failed");
+            }
+        }
         reloader.abort();
         sweeper.abort();
         if let Some(m) = metrics_server {
@@ -391,13 +439,19 @@ async fn reload_tls(
     files: api::TlsFiles,
     mut reload: Signal,
     tx: watch::Sender<Arc<rustls::ServerConfig>>,
+    aws_tx: Option<watch::Sender<Arc<rustls::ServerConfig>>>,
 ) {
     while reload.recv().await.is_some() {
         // A few small local files, read on a runtime thread: a reload is rare and takes
-        // well under a millisecond, not worth a blocking-pool hop.
-        match files.server_config() {
-            Ok(cfg) => {
+        // well under a millisecond, not worth a blocking-pool hop. The AWS JSON
+        // listener's configuration is read from the same files; both or neither change.
+        let aws = aws_tx.as_ref().map(|_| files.aws_api_config()).transpose();
+        match files.server_config().and_then(|cfg| Ok((cfg, aws?))) {
+            Ok((cfg, aws)) => {
                 tx.send_replace(cfg);
+                if let (Some(aws_tx), Some(aws)) = (&aws_tx, aws) {
+                    aws_tx.send_replace(aws);
+                }
                 info!(
                     crl_files = files.client_crl.len(),
                     "TLS configuration reloaded; new connections use it"

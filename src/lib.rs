@@ -5,6 +5,8 @@
 //! One request flows down and its answer back up (each module is a directory or file
 //! under `src/`):
 //! - `api`: gRPC over mTLS (tonic + rustls). Wire ↔ domain types, errors → statuses.
+//! - `aws_json`: AWS KMS's own protocol (AWS JSON 1.1 over HTTPS, hyper) in front of
+//!   the same request path, for the AWS SDKs and CLI.
 //! - `identity`: the caller's principal ARN from the client certificate.
 //! - `vault`: the operations, one file each: validate → resolve → authorize → state →
 //!   HSM → store. Owns the KMS error names and the ciphertext blob format.
@@ -32,6 +34,7 @@
 mod api;
 mod audit;
 mod authz;
+mod aws_json;
 pub mod client;
 mod config;
 mod daemon;
@@ -51,12 +54,15 @@ mod vault;
 // are renamed where their name alone would not say what they belong to at the root.
 
 // Starting the daemon (`p11kms serve`): configuration and the two-step start-up.
-pub use config::{Config, MetricsConfig};
+pub use config::{AwsApiConfig, Config, MetricsConfig};
 pub use daemon::prepare as prepare_daemon;
 
 // Zero-configuration dev mode: its directory, dev CA and SoftHSM2 token (the CLI, tests,
 // benches).
-pub use dev::{softhsm_module, DevCa, DevDir, DEV_ACCOUNT, DEV_METRICS_LISTEN, DEV_TOKEN_LABEL};
+pub use dev::{
+    softhsm_module, DevCa, DevDir, DEV_ACCOUNT, DEV_AWS_API_LISTEN, DEV_METRICS_LISTEN,
+    DEV_TOKEN_LABEL,
+};
 
 // Reading and verifying the audit trail (`p11kms audit`, tests).
 pub use audit::{

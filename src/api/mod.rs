@@ -9,7 +9,7 @@ mod tls;
 
 pub(crate) use server::{serve, Lifetimes};
 pub(crate) use status::ERROR_TYPE_HEADER;
-pub(crate) use tls::{read_chain_and_key, TlsError, TlsFiles};
+pub(crate) use tls::{read_chain_and_key, Peer, TlsError, TlsFiles};
 
 /// Metadata key carrying the request id, as AWS's x-amzn-RequestId header does.
 pub(crate) const REQUEST_ID_HEADER: &str = "x-amzn-requestid";

@@ -54,7 +54,9 @@ impl KmsService {
         };
         let (result, outcome) = self
             .vault
-            .run(info, |v| presented.caller(v), |caller| f(caller, message))
+            .run(info, async { presented.caller(&self.vault) }, |caller| {
+                f(caller, message)
+            })
             .await;
         let rid = MetadataValue::try_from(outcome.request_id.as_str()).ok();
         match result {

@@ -27,7 +27,14 @@ pub(crate) fn code_of(e: &KmsError) -> Code {
         KmsError::AlreadyExists(_) => Code::AlreadyExists,
         KmsError::NotFound(_) => Code::NotFound,
         KmsError::AccessDenied(_) => Code::PermissionDenied,
-        KmsError::UnrecognizedClient(_) => Code::Unauthenticated,
+        KmsError::UnrecognizedClient(_)
+        | KmsError::MissingAuthenticationToken(_)
+        | KmsError::IncompleteSignature(_)
+        | KmsError::InvalidSignature(_) => Code::Unauthenticated,
+        // The AWS JSON transport's own errors; gRPC never makes them, but the map is
+        // total so that a new variant is a compile error here.
+        KmsError::UnknownOperation(_) => Code::Unimplemented,
+        KmsError::Serialization(_) => Code::InvalidArgument,
         // The request is fine but the key's state forbids it.
         KmsError::Disabled(_) | KmsError::KmsInvalidState(_) => Code::FailedPrecondition,
         KmsError::LimitExceeded(_) => Code::ResourceExhausted,
@@ -82,6 +89,31 @@ mod tests {
                 KmsError::UnrecognizedClient("x".into()),
                 Code::Unauthenticated,
                 "UnrecognizedClientException",
+            ),
+            (
+                KmsError::MissingAuthenticationToken("x".into()),
+                Code::Unauthenticated,
+                "MissingAuthenticationToken",
+            ),
+            (
+                KmsError::IncompleteSignature("x".into()),
+                Code::Unauthenticated,
+                "IncompleteSignature",
+            ),
+            (
+                KmsError::InvalidSignature("x".into()),
+                Code::Unauthenticated,
+                "InvalidSignatureException",
+            ),
+            (
+                KmsError::UnknownOperation("x".into()),
+                Code::Unimplemented,
+                "UnknownOperationException",
+            ),
+            (
+                KmsError::Serialization("x".into()),
+                Code::InvalidArgument,
+                "SerializationException",
             ),
             (
                 KmsError::Disabled("x".into()),

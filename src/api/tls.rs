@@ -96,9 +96,31 @@ pub(crate) struct TlsFiles {
     pub client_crl: Vec<PathBuf>,
 }
 
+/// Whether a listener built from [`TlsFiles`] requires a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientCerts {
+    /// The gRPC API: the certificate is the caller's identity.
+    Required,
+    /// The AWS JSON API: SigV4 authenticates; a certificate, when sent, must still
+    /// chain to the client CA and not be revoked.
+    Optional,
+}
+
 impl TlsFiles {
-    /// Reads every file and builds the server's rustls configuration.
+    /// Reads every file and builds the gRPC server's rustls configuration.
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.build(ClientCerts::Required)
+    }
+
+    /// The AWS JSON listener's configuration: the same certificate, client CA and
+    /// CRLs, but a client certificate is optional, TLS 1.2 is offered beside 1.3 (AWS
+    /// KMS accepts it, and older SDKs and Java runtimes need it), and ALPN offers
+    /// HTTP/2 and HTTP/1.1 (the AWS CLI and boto3 speak only HTTP/1.1).
+    pub(crate) fn aws_api_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        self.build(ClientCerts::Optional)
+    }
+
+    fn build(&self, client_certs: ClientCerts) -> Result<Arc<ServerConfig>, TlsError> {
         let client_ca = &self.client_ca;
         let (chain, key) = read_chain_and_key(&self.cert, &self.key)?;
         let mut roots = RootCertStore::empty();
@@ -144,13 +166,24 @@ impl TlsFiles {
         // handshake is refused. nextUpdate is not enforced, so a stale CRL file keeps
         // its revocations rather than locking every client out.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .with_crls(crls)
-            .build()?;
+            .with_crls(crls);
+        let (verifier, versions, alpn): (_, &[_], _) = match client_certs {
+            ClientCerts::Required => (
+                verifier.build()?,
+                &[&rustls::version::TLS13],
+                vec![b"h2".to_vec()],
+            ),
+            ClientCerts::Optional => (
+                verifier.allow_unauthenticated().build()?,
+                &[&rustls::version::TLS13, &rustls::version::TLS12],
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ),
+        };
         let mut cfg = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_protocol_versions(versions)?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)?;
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        cfg.alpn_protocols = alpn;
         Ok(Arc::new(cfg))
     }
 }
@@ -199,6 +232,21 @@ pub(crate) struct Peer {
     pub principal: Result<Principal, IdentityError>,
 }
 
+impl Peer {
+    /// The peer of a finished handshake: its address and the principal its client
+    /// certificate names (`NoCertificate` when it sent none).
+    pub(crate) fn of(tls: &TlsStream<TcpStream>, addr: SocketAddr) -> Self {
+        let principal = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or(IdentityError::NoCertificate)
+            .and_then(|leaf| principal_from_cert(leaf));
+        Self { addr, principal }
+    }
+}
+
 /// An accepted mTLS connection, carrying its [`Peer`] into every request's extensions.
 pub(crate) struct TlsConn {
     inner: TlsStream<TcpStream>,
@@ -208,17 +256,8 @@ pub(crate) struct TlsConn {
 impl TlsConn {
     /// Wraps a finished handshake.
     pub(crate) fn new(inner: TlsStream<TcpStream>, addr: SocketAddr) -> Self {
-        let principal = inner
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .ok_or(IdentityError::NoCertificate)
-            .and_then(|leaf| principal_from_cert(leaf));
-        Self {
-            inner,
-            peer: Arc::new(Peer { addr, principal }),
-        }
+        let peer = Arc::new(Peer::of(&inner, addr));
+        Self { inner, peer }
     }
 }
 

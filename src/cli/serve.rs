@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use p11kms::{prepare_daemon, Config, DevDir, MetricsConfig};
+use p11kms::{prepare_daemon, AwsApiConfig, Config, DevDir, MetricsConfig};
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -26,6 +26,11 @@ pub(crate) struct ServeArgs {
     /// no `[metrics]` table. Port 0 picks a free port.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Address of the AWS JSON listener (the AWS CLI and SDKs), overriding
+    /// `[aws_api] listen`; turns the listener on when the configuration has no
+    /// `[aws_api]` table. Port 0 picks a free port.
+    #[arg(long)]
+    aws_api_listen: Option<SocketAddr>,
     /// Log lines as human-readable text, or as one JSON object per line with the
     /// request's span fields (request_id, operation, principal, …).
     #[arg(long, value_enum, env = "P11KMS_LOG_FORMAT", default_value_t = LogFormat::Text)]
@@ -93,7 +98,16 @@ pub(crate) fn run(
             tls: None,
         });
     }
+    if let Some(listen) = args.aws_api_listen {
+        config.aws_api = Some(AwsApiConfig { listen });
+    } else if dev.is_some() && config.aws_api.is_none() {
+        // A dev directory made before the AWS JSON listener existed.
+        config.aws_api = Some(AwsApiConfig {
+            listen: p11kms::DEV_AWS_API_LISTEN.parse()?,
+        });
+    }
     let prepared = prepare_daemon(&config)?;
+    let aws_api_url = prepared.aws_api_addr().map(|a| format!("https://{a}"));
     let addr = prepared
         .local_addr()
         .ok_or("the listener has no local address")?;
@@ -115,7 +129,12 @@ pub(crate) fn run(
         // default kill.
         let shutdown = shutdown_signal()?;
         let reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        announce(addr, metrics_url.as_deref(), dev.as_ref())?;
+        announce(
+            addr,
+            metrics_url.as_deref(),
+            aws_api_url.as_deref(),
+            dev.as_ref(),
+        )?;
         Ok::<_, Box<dyn std::error::Error>>(prepared.serve(shutdown, reload).await?)
     })?;
     if let Some(dir) = &dev {
@@ -129,16 +148,21 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// Prints the metrics line, then the ready line (which tests and supervisors wait for:
-/// once it is out, both listeners are bound) and, in dev mode, how to call the daemon.
+/// Prints the metrics and AWS JSON lines, then the ready line (which tests and
+/// supervisors wait for: once it is out, every listener is bound) and, in dev mode, how
+/// to call the daemon.
 fn announce(
     addr: SocketAddr,
     metrics_url: Option<&str>,
+    aws_api_url: Option<&str>,
     dev: Option<&DevDir>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     if let Some(url) = metrics_url {
         writeln!(out, "p11kms metrics on {url}")?;
+    }
+    if let Some(url) = aws_api_url {
+        writeln!(out, "p11kms AWS API on {url}")?;
     }
     writeln!(out, "p11kms listening on {addr}")?;
     if let Some(dir) = dev {
@@ -149,7 +173,8 @@ fn announce(
              admin identity (arn:aws:iam::{acct}:root): {admin}\n\
              audit trail (one JSON line per call): {root}/audit   read it: p11kms audit tail   check it: p11kms audit verify\n\
              audit checkpoints signed in the token; public key: {root}/audit/audit-checkpoint.pub.pem\n\
-             metrics: {metrics}   (health: /healthz, /readyz)\n\n\
+             metrics: {metrics}   (health: /healthz, /readyz)\n\
+             AWS KMS API (AWS JSON 1.1; SigV4 credentials not yet available): {aws_api}\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\
@@ -163,6 +188,7 @@ fn announce(
             acct = p11kms::DEV_ACCOUNT,
             admin = dir.admin_identity().display(),
             metrics = metrics_url.unwrap_or("off"),
+            aws_api = aws_api_url.unwrap_or("off"),
         )?;
     }
     out.flush()?;

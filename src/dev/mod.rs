@@ -15,7 +15,7 @@ use tracing::info;
 pub use ca::DevCa;
 
 use crate::config::{
-    AuditSection, ConfigFile, HsmSection, MetricsSection, StoreSection, TlsSection,
+    AuditSection, AwsApiSection, ConfigFile, HsmSection, MetricsSection, StoreSection, TlsSection,
 };
 use crate::domain::Pin;
 use crate::hsm::{HsmError, Module};
@@ -27,6 +27,8 @@ pub const DEV_TOKEN_LABEL: &str = "p11kms-dev";
 pub(crate) const DEV_LISTEN: &str = "127.0.0.1:7878";
 /// The dev daemon's default metrics and health address (localhost only).
 pub const DEV_METRICS_LISTEN: &str = crate::config::DEFAULT_METRICS_LISTEN;
+/// The dev daemon's default AWS JSON (AWS SDK and CLI) address (localhost only).
+pub const DEV_AWS_API_LISTEN: &str = crate::config::DEFAULT_AWS_API_LISTEN;
 /// The dev account (AWS's documentation example account).
 pub const DEV_ACCOUNT: &str = "111122223333";
 
@@ -214,6 +216,9 @@ impl DevDir {
                     listen: Some(DEV_METRICS_LISTEN.into()),
                     tls_cert: None,
                     tls_key: None,
+                }),
+                aws_api: Some(AwsApiSection {
+                    listen: Some(DEV_AWS_API_LISTEN.into()),
                 }),
             };
             let text =

@@ -63,6 +63,21 @@ pub enum KmsError {
     /// A valid AWS request that p11kms does not support (yet).
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// The request carries no credentials at all (no Authorization header).
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    /// The request's signature is malformed or leaves out a required part.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The signature does not match, or its date is outside the allowed window.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The request names an operation the service does not have.
+    #[error("{0}")]
+    UnknownOperation(String),
+    /// The request body is not JSON, or a member has the wrong type.
+    #[error("{0}")]
+    Serialization(String),
     /// The HSM holding the key cannot be used right now; retrying may succeed.
     #[error("the HSM holding this key is not available; retry later")]
     KeyUnavailable(#[source] HsmError),
@@ -93,6 +108,11 @@ impl KmsError {
             Self::InvalidAliasName(_) => "InvalidAliasNameException",
             Self::Tag(_) => "TagException",
             Self::UnsupportedOperation(_) => "UnsupportedOperationException",
+            Self::MissingAuthenticationToken(_) => "MissingAuthenticationToken",
+            Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::InvalidSignature(_) => "InvalidSignatureException",
+            Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::Serialization(_) => "SerializationException",
             Self::KeyUnavailable(_) => "KeyUnavailableException",
             Self::Internal(_) => "KMSInternalException",
         }

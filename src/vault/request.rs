@@ -23,6 +23,8 @@ use crate::authz::{Decision, DecisionKind};
 pub enum Transport {
     /// gRPC over mTLS.
     Grpc,
+    /// AWS KMS's own protocol (AWS JSON 1.1 over HTTPS), as the AWS SDKs speak it.
+    Json,
     /// The daemon's own work (deletion and rotation sweeps).
     Background,
 }
@@ -32,6 +34,7 @@ impl Transport {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
+            Self::Json => "json",
             Self::Background => "background",
         }
     }
@@ -252,13 +255,18 @@ impl Drop for Pending<'_> {
 }
 
 impl Vault {
-    /// Runs one request: assigns its id, identifies the caller with `identify`, runs
-    /// `op` inside the request's span, and returns the operation's result with the
+    /// Runs one request: assigns its id, identifies the caller by awaiting `identify`,
+    /// runs `op` inside the request's span, and returns the operation's result with the
     /// request's `Outcome`. Every transport goes through here.
+    ///
+    /// `identify` is a future, not a closure, so that a transport may authenticate
+    /// asynchronously (SigV4 looks up and unseals a secret); it is first polled inside
+    /// the span, after the audit trail's health check, so a failed authentication is
+    /// counted, logged and audited like any other failed call.
     pub async fn run<R, F, Fut>(
         &self,
         mut info: RequestInfo,
-        identify: impl FnOnce(&Vault) -> Result<Caller, KmsError>,
+        identify: impl Future<Output = Result<Caller, KmsError>>,
         op: F,
     ) -> (Result<R, KmsError>, Outcome)
     where
@@ -315,7 +323,7 @@ impl Vault {
             Some(e) => Err(e),
             None => {
                 async {
-                    let caller = identify(self)?;
+                    let caller = identify.await?;
                     Span::current().record("principal", caller.principal.arn());
                     let o = &mut pending.outcome;
                     o.principal = Some(caller.principal.arn().to_owned());

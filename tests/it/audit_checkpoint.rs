@@ -491,7 +491,8 @@ async fn a_public_key_file_of_another_key_stops_the_start_naming_the_field() {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_p11kms"));
     let out = cmd
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .args(["--aws-api-listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env_remove("P11KMS_DEV_DIR")
         .output()

@@ -99,27 +99,42 @@ pub struct Daemon {
     pub dir: PathBuf,
     log: PathBuf,
     metrics_url: Option<String>,
+    aws_api_url: Option<String>,
+}
+
+/// What a daemon printed before its ready line.
+struct Ready {
+    addr: SocketAddr,
+    metrics: Option<String>,
+    aws_api: Option<String>,
 }
 
 /// Waits for the ready line on stdout, or returns what the daemon said on stderr. The
-/// metrics line, when there is one, comes before it.
-fn wait_ready(child: &mut Child, log: &Path) -> Result<(SocketAddr, Option<String>), String> {
+/// metrics and AWS API lines, when there are any, come before it.
+fn wait_ready(child: &mut Child, log: &Path) -> Result<Ready, String> {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut metrics = None;
+        let (mut metrics, mut aws_api) = (None, None);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("p11kms metrics on ") {
                 metrics = Some(url.trim().to_owned());
             }
+            if let Some(url) = line.strip_prefix("p11kms AWS API on ") {
+                aws_api = Some(url.trim().to_owned());
+            }
             if let Some(addr) = line.strip_prefix("p11kms listening on ") {
-                let _ = tx.send((addr.trim().to_owned(), metrics.take()));
+                let _ = tx.send((addr.trim().to_owned(), metrics.take(), aws_api.take()));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok((addr, metrics)) => Ok((addr.parse().unwrap(), metrics)),
+        Ok((addr, metrics, aws_api)) => Ok(Ready {
+            addr: addr.parse().unwrap(),
+            metrics,
+            aws_api,
+        }),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -150,6 +165,7 @@ impl Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
         cmd.args(["serve", "--dev", "--listen", listen])
             .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(["--aws-api-listen", "127.0.0.1:0"])
             .args(args)
             .arg("--data-dir")
             .arg(dir.path());
@@ -167,6 +183,13 @@ impl Daemon {
             .contains("[metrics]")
         {
             cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        // Likewise the AWS JSON port.
+        if fs::read_to_string(config)
+            .unwrap_or_default()
+            .contains("[aws_api]")
+        {
+            cmd.args(["--aws-api-listen", "127.0.0.1:0"]);
         }
         cmd.arg("--config").arg(config);
         Self::spawn(cmd, dir, env)
@@ -186,13 +209,14 @@ impl Daemon {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let (addr, metrics_url) = wait_ready(&mut child, &log)?;
+        let ready = wait_ready(&mut child, &log)?;
         Ok(Self {
             child,
-            addr,
+            addr: ready.addr,
             dir: dir.to_owned(),
             log,
-            metrics_url,
+            metrics_url: ready.metrics,
+            aws_api_url: ready.aws_api,
         })
     }
 
@@ -201,6 +225,15 @@ impl Daemon {
         self.metrics_url
             .as_deref()
             .expect("the daemon printed no metrics line")
+    }
+
+    /// The AWS JSON listener's address the daemon printed.
+    pub fn aws_api_addr(&self) -> SocketAddr {
+        let url = self
+            .aws_api_url
+            .as_deref()
+            .expect("the daemon printed no AWS API line");
+        url.trim_start_matches("https://").parse().unwrap()
     }
 
     pub fn endpoint(&self) -> String {

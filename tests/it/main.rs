@@ -17,6 +17,7 @@ mod secrets_scan;
 mod aliases;
 mod audit;
 mod audit_checkpoint;
+mod aws_json;
 mod bad_input;
 mod blob_mutations;
 mod cli;

@@ -1,0 +1,102 @@
+//! One HTTP request: the envelope, then the operation through the vault's request path
+//! (`Vault::run`) exactly as a gRPC call goes, with `Transport::Json`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::http::request::Parts;
+use hyper::{Request, Response};
+
+use super::calls::Call;
+use super::envelope::{self, Body};
+use super::operation::{Operation, Visit};
+use super::{auth, errors};
+use crate::api::Peer;
+use crate::vault::{KmsError, RequestInfo, Transport, Vault};
+
+/// Answers one request. Never fails: every refusal is an AWS error answer.
+pub(super) async fn handle(
+    vault: Arc<Vault>,
+    peer: Arc<Peer>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let op = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
+        Ok(op) => op,
+        // Not an API call (no operation): answered, logged at debug, not audited.
+        Err(r) => return refused(&r),
+    };
+    let body = match envelope::read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return refused(&r),
+    };
+    // For auth: the connection's address and client certificate, if one was sent.
+    parts.extensions.insert(Arc::clone(&peer));
+    op.visit(Run {
+        vault: &vault,
+        peer: &peer,
+        parts: &parts,
+        body: &body,
+        op,
+    })
+    .await
+}
+
+fn refused(r: &envelope::Rejected) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    tracing::debug!(request_id, rejected = ?r, "AWS JSON request refused before any operation");
+    r.response(&request_id)
+}
+
+/// One operation's run, with what the request brought.
+struct Run<'a> {
+    vault: &'a Arc<Vault>,
+    peer: &'a Peer,
+    parts: &'a Parts,
+    body: &'a [u8],
+    op: Operation,
+}
+
+impl<'a> Visit for Run<'a> {
+    type Out = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+    fn visit<R: Call>(self) -> Self::Out {
+        Box::pin(run::<R>(self))
+    }
+}
+
+async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
+    let vault = ctx.vault;
+    // A body that does not decode fails in `identify`, before authentication, so the
+    // caller learns of its SerializationException whether or not it signed; the call
+    // is still recorded (operation known, caller not).
+    let (shape, early) = match envelope::decode::<R>(ctx.body) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
+    let info = RequestInfo {
+        operation: ctx.op.name(),
+        transport: Transport::Json,
+        key_id: shape.as_ref().map(R::key_id).unwrap_or_default(),
+        source_ip: Some(ctx.peer.addr.ip()),
+    };
+    let identify = async {
+        match early {
+            Some(e) => Err(e),
+            None => auth::caller(vault, ctx.parts, ctx.body).await,
+        }
+    };
+    let (result, outcome) = vault
+        .run(info, identify, |caller| async move {
+            // `identify` failed if there was no shape, so `op` never runs without one.
+            let shape = shape.ok_or_else(|| KmsError::Internal("no request shape".into()))?;
+            let input = shape.validate()?;
+            R::run(Arc::clone(vault), caller, input).await
+        })
+        .await;
+    match result {
+        Ok(out) => envelope::ok(&out, &outcome.request_id),
+        Err(e) => errors::kms_error(&e, &outcome.request_id),
+    }
+}

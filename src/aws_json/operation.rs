@@ -1,0 +1,150 @@
+//! The operation table: `X-Amz-Target: TrentService.<Name>` → the request shape that
+//! implements it. AWS KMS's operations keep their names; p11kms's own (principal
+//! policies and tags) are named as their gRPC RPCs.
+
+use super::calls::Call;
+use super::shapes::*;
+
+/// The X-Amz-Target prefix of every KMS operation.
+pub(super) const TARGET_PREFIX: &str = "TrentService.";
+
+macro_rules! operations {
+    ($($name:ident => $shape:ty,)*) => {
+        /// An operation this listener serves.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(super) enum Operation {
+            $(
+                #[doc = concat!("`TrentService.", stringify!($name), "`")]
+                $name,
+            )*
+        }
+
+        impl Operation {
+            /// Every operation, in the table's order.
+            pub(super) const ALL: &'static [Operation] = &[$(Operation::$name),*];
+
+            /// The AWS operation name (the audit record's eventName).
+            pub(super) fn name(self) -> &'static str {
+                match self {
+                    $(Operation::$name => stringify!($name),)*
+                }
+            }
+
+            /// The operation a target header value names, if any.
+            pub(super) fn from_target(target: &str) -> Option<Operation> {
+                let name = target.strip_prefix(TARGET_PREFIX)?;
+                Self::ALL.iter().copied().find(|op| op.name() == name)
+            }
+
+            /// Calls `v` with this operation's request shape: the one place that
+            /// goes from an operation to its types.
+            pub(super) fn visit<V: Visit>(self, v: V) -> V::Out {
+                match self {
+                    $(Operation::$name => v.visit::<$shape>(),)*
+                }
+            }
+        }
+    };
+}
+
+/// Something done with an operation's request shape (running it, checking a body).
+pub(super) trait Visit {
+    /// What it gives.
+    type Out;
+    /// Does it with `R`.
+    fn visit<R: Call>(self) -> Self::Out;
+}
+
+/// Decodes and validates a body as an operation's request without running it: what
+/// the property tests drive.
+#[cfg(test)]
+pub(super) struct Check<'a>(pub &'a [u8]);
+
+#[cfg(test)]
+impl Visit for Check<'_> {
+    type Out = Result<(), crate::vault::KmsError>;
+    fn visit<R: Call>(self) -> Self::Out {
+        super::envelope::decode::<R>(self.0)?.validate().map(drop)
+    }
+}
+
+operations! {
+    CreateKey => CreateKeyRequest,
+    DescribeKey => DescribeKeyRequest,
+    ListKeys => ListKeysRequest,
+    Encrypt => EncryptRequest,
+    Decrypt => DecryptRequest,
+    GenerateDataKey => GenerateDataKeyRequest,
+    GenerateDataKeyWithoutPlaintext => GenerateDataKeyWithoutPlaintextRequest,
+    ReEncrypt => ReEncryptRequest,
+    GenerateRandom => GenerateRandomRequest,
+    GetKeyPolicy => GetKeyPolicyRequest,
+    PutKeyPolicy => PutKeyPolicyRequest,
+    ListKeyPolicies => ListKeyPoliciesRequest,
+    PutPrincipalPolicy => PutPrincipalPolicyRequest,
+    GetPrincipalPolicy => PrincipalPolicyRequest,
+    ListPrincipalPolicies => PrincipalRequest,
+    DeletePrincipalPolicy => DeletePrincipalPolicyRequest,
+    TagPrincipal => TagPrincipalRequest,
+    UntagPrincipal => UntagPrincipalRequest,
+    ListPrincipalTags => ListPrincipalTagsRequest,
+    EnableKey => EnableKeyRequest,
+    DisableKey => DisableKeyRequest,
+    UpdateKeyDescription => UpdateKeyDescriptionRequest,
+    ScheduleKeyDeletion => ScheduleKeyDeletionRequest,
+    CancelKeyDeletion => CancelKeyDeletionRequest,
+    EnableKeyRotation => EnableKeyRotationRequest,
+    DisableKeyRotation => DisableKeyRotationRequest,
+    GetKeyRotationStatus => GetKeyRotationStatusRequest,
+    RotateKeyOnDemand => RotateKeyOnDemandRequest,
+    ListKeyRotations => ListKeyRotationsRequest,
+    TagResource => TagResourceRequest,
+    UntagResource => UntagResourceRequest,
+    ListResourceTags => ListResourceTagsRequest,
+    CreateGrant => CreateGrantRequest,
+    ListGrants => ListGrantsRequest,
+    ListRetirableGrants => ListRetirableGrantsRequest,
+    RetireGrant => RetireGrantRequest,
+    RevokeGrant => RevokeGrantRequest,
+    CreateAlias => CreateAliasRequest,
+    UpdateAlias => UpdateAliasRequest,
+    DeleteAlias => DeleteAliasRequest,
+    ListAliases => ListAliasesRequest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_grpc_rpc_has_an_operation_of_the_same_name() {
+        let proto = include_str!("../../proto/p11kms/v1/kms.proto");
+        let rpcs: Vec<&str> = proto
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .collect();
+        assert_eq!(rpcs.len(), Operation::ALL.len());
+        for rpc in rpcs {
+            let op = Operation::from_target(&format!("TrentService.{rpc}"));
+            assert_eq!(op.map(Operation::name), Some(rpc));
+        }
+    }
+
+    #[test]
+    fn targets_need_the_service_prefix_and_the_exact_name() {
+        assert_eq!(
+            Operation::from_target("TrentService.Encrypt"),
+            Some(Operation::Encrypt)
+        );
+        for bad in [
+            "Encrypt",
+            "TrentService.encrypt",
+            "TrentService.",
+            "KMS.Encrypt",
+            "",
+        ] {
+            assert_eq!(Operation::from_target(bad), None, "{bad}");
+        }
+    }
+}

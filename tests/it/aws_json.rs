@@ -1,0 +1,208 @@
+//! The AWS JSON listener over its real transport (HTTPS, HTTP/1.1 and HTTP/2, hyper's
+//! own client): the answers a caller gets before it can be authenticated, with AWS's
+//! status, `__type` and `x-amzn-ErrorType`; and that such calls are audited.
+//! (Signed round trips with boto3 and the AWS CLI come with SigV4.)
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Http {
+    One,
+    Two,
+}
+
+/// One answer: status, the two AWS headers, and the JSON body.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    error_type: Option<String>,
+    request_id: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+}
+
+/// POSTs `body` to the daemon's AWS JSON port with `headers`, over a fresh TLS
+/// connection speaking `http` (no client certificate).
+async fn post(d: &Daemon, http: Http, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![match http {
+        Http::One => b"http/1.1".to_vec(),
+        Http::Two => b"h2".to_vec(),
+    }];
+    let tcp = tokio::net::TcpStream::connect(d.aws_api_addr())
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let mut req = Request::post(format!("https://localhost:{}/", d.aws_api_addr().port()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let (resp, conn) = match http {
+        Http::One => {
+            assert_eq!(negotiated.as_deref(), Some(&b"http/1.1"[..]));
+            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            let conn = tokio::spawn(conn);
+            (tx.send_request(req).await.unwrap(), conn)
+        }
+        Http::Two => {
+            assert_eq!(negotiated.as_deref(), Some(&b"h2"[..]));
+            let (mut tx, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            let conn = tokio::spawn(conn);
+            (tx.send_request(req).await.unwrap(), conn)
+        }
+    };
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (status, error_type, request_id, content_type) = (
+        resp.status(),
+        header("x-amzn-ErrorType"),
+        header("x-amzn-RequestId"),
+        header("content-type"),
+    );
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // Closes the connection, as a client does after an error: one refused before its
+    // body was read (413) would otherwise keep sending it.
+    conn.abort();
+    Answer {
+        status,
+        error_type,
+        request_id,
+        content_type,
+        body,
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/x-amz-json-1.1");
+
+fn target(op: &str) -> (&'static str, String) {
+    ("x-amz-target", format!("TrentService.{op}"))
+}
+
+/// Asserts an AWS error answer.
+fn assert_aws_error(a: &Answer, status: u16, name: &str) {
+    assert_eq!(a.status.as_u16(), status, "{a:?}");
+    assert_eq!(a.error_type.as_deref(), Some(name), "{a:?}");
+    assert_eq!(a.body["__type"], name, "{a:?}");
+    assert!(
+        a.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{a:?}"
+    );
+    assert_eq!(
+        a.content_type.as_deref(),
+        Some("application/x-amz-json-1.1")
+    );
+    assert!(
+        a.request_id.as_deref().is_some_and(|r| r.len() == 36),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let describe = target("DescribeKey");
+    let describe = (describe.0, describe.1.as_str());
+    let body = json!({"KeyId": "alias/none"}).to_string().into_bytes();
+    for http in [Http::One, Http::Two] {
+        // No Authorization header at all.
+        let a = post(&d, http, &[JSON, describe], body.clone()).await;
+        assert_aws_error(&a, 403, "MissingAuthenticationToken");
+        // A signature the (placeholder) verifier cannot accept.
+        let auth = ("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00");
+        let a = post(&d, http, &[JSON, describe, auth], body.clone()).await;
+        assert_aws_error(&a, 400, "UnrecognizedClientException");
+        // No such operation, and no target at all.
+        let nope = target("NoSuchOperation");
+        let a = post(&d, http, &[JSON, (nope.0, nope.1.as_str())], b"{}".to_vec()).await;
+        assert_aws_error(&a, 400, "UnknownOperationException");
+        let a = post(&d, http, &[JSON], b"{}".to_vec()).await;
+        assert_aws_error(&a, 400, "UnknownOperationException");
+        // Not JSON, and a member of the wrong type: before authentication.
+        let a = post(&d, http, &[JSON, describe], b"{\"KeyId\": ".to_vec()).await;
+        assert_aws_error(&a, 400, "SerializationException");
+        let a = post(&d, http, &[JSON, describe], b"{\"KeyId\": 12345}".to_vec()).await;
+        assert_aws_error(&a, 400, "SerializationException");
+        assert!(!a.body["message"].as_str().unwrap().contains("12345"));
+        // The wrong content type.
+        let plain = ("content-type", "application/json");
+        let a = post(&d, http, &[plain, describe], body.clone()).await;
+        assert_aws_error(&a, 415, "UnsupportedMediaTypeException");
+        // A body over the limit (512 KiB), declared or streamed.
+        let big = format!("{{\"KeyId\": \"{}\"}}", "a".repeat(600 * 1024)).into_bytes();
+        let a = post(&d, http, &[JSON, describe], big).await;
+        assert_aws_error(&a, 413, "RequestEntityTooLargeException");
+    }
+    // Let the aborted client connections close before `stop` blocks this runtime:
+    // the daemon's graceful stop waits (up to shutdown_timeout) for open connections.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    d.stop();
+}
+
+#[tokio::test]
+async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let enc = target("Encrypt");
+    let a = post(
+        &d,
+        Http::One,
+        &[JSON, (enc.0, enc.1.as_str())],
+        json!({"KeyId": "alias/app", "Plaintext": "aGk="})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_aws_error(&a, 403, "MissingAuthenticationToken");
+    let rid = a.request_id.unwrap();
+    // Durable before the answer: no waiting.
+    let mut records = Vec::new();
+    p11kms::read_trail(
+        &p11kms::trail_files(&dir.path().join("audit")).unwrap(),
+        |_, v| records.push(v.clone()),
+    )
+    .unwrap();
+    let r = records
+        .iter()
+        .find(|r| r["requestID"] == rid.as_str())
+        .unwrap_or_else(|| panic!("no record {rid} in {records:?}"));
+    assert_eq!(r["eventName"], "Encrypt");
+    assert_eq!(r["errorCode"], "MissingAuthenticationToken");
+    assert_eq!(r["p11kms"]["transport"], "json");
+    assert_eq!(r["requestParameters"]["keyId"], "alias/app");
+    assert_eq!(r["sourceIPAddress"], "127.0.0.1");
+    d.stop();
+}

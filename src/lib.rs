@@ -43,9 +43,7 @@ mod domain;
 mod hsm;
 mod identity;
 mod metrics;
-// Used by the AWS JSON listener (being built on its own branch).
 pub mod proto;
-#[allow(dead_code, unused_imports)]
 mod sigv4;
 mod store;
 mod vault;

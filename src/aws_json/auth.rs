@@ -1,23 +1,53 @@
-//! Who is calling: SigV4 authentication. PLACEHOLDER until the SigV4 verifier lands
-//! (`src/sigv4/`): every request is refused, with the names AWS uses, so the listener
-//! can be tested end to end without credentials.
+//! Who is calling: AWS Signature Version 4 over the request, checked against the
+//! secret of the access key it names (see `crate::sigv4` and the vault's access keys).
 
 use hyper::http::request::Parts;
+use std::sync::Arc;
 
+use crate::api::Peer;
+use crate::sigv4::{payload_hash, Expect, Presented, SigV4Error};
 use crate::vault::{Caller, KmsError, Vault};
 
-/// The caller of a request with these head `parts` (the connection's `Arc<api::Peer>`
-/// is in `parts.extensions`) and this `body` (for the payload hash). Runs inside
+/// The signing name of AWS KMS.
+const SERVICE: &str = "kms";
+
+/// The caller of a request with these head `parts` (the connection's `Arc<Peer>` is in
+/// `parts.extensions`) and this `body` (for the payload hash). Runs inside
 /// `Vault::run`, so a refusal is audited like any failed call.
+///
+/// Order: the header's form, scope and date first (no secret needed, nothing looked
+/// up), then the access key, then the signature. A key id nobody issued is
+/// UnrecognizedClientException, as in AWS.
 pub(super) async fn caller(vault: &Vault, parts: &Parts, body: &[u8]) -> Result<Caller, KmsError> {
-    let _ = (vault, body);
-    if parts.headers.contains_key(hyper::header::AUTHORIZATION) {
-        Err(KmsError::UnrecognizedClient(
-            "The security token included in the request is invalid.".into(),
-        ))
-    } else {
-        Err(KmsError::MissingAuthenticationToken(
-            "Missing Authentication Token".into(),
-        ))
+    let expect = Expect {
+        region: vault.region().as_str(),
+        service: SERVICE,
+        now: vault.now(),
+    };
+    let presented = Presented::parse(parts, &expect).map_err(refused)?;
+    // Temporary credentials come from STS, which p11kms does not have: a session token
+    // is one this service never issued.
+    if presented.has_session_token() {
+        return Err(refused(SigV4Error::unrecognized()));
+    }
+    let key = vault
+        .access_key_secret(presented.access_key_id())
+        .await?
+        .ok_or_else(|| refused(SigV4Error::unrecognized()))?;
+    presented
+        .verify(&key.secret, &payload_hash(body))
+        .map_err(refused)?;
+    let source_ip = parts.extensions.get::<Arc<Peer>>().map(|p| p.addr.ip());
+    vault.caller(key.principal.clone(), None, source_ip)
+}
+
+/// The vault error of a refused signature, with AWS's name and message.
+fn refused(e: SigV4Error) -> KmsError {
+    let message = e.to_string();
+    match e {
+        SigV4Error::Missing(_) => KmsError::MissingAuthenticationToken(message),
+        SigV4Error::Incomplete(_) => KmsError::IncompleteSignature(message),
+        SigV4Error::Invalid(_) => KmsError::InvalidSignature(message),
+        SigV4Error::Unrecognized(_) => KmsError::UnrecognizedClient(message),
     }
 }

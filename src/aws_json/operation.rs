@@ -1,6 +1,6 @@
 //! The operation table: `X-Amz-Target: TrentService.<Name>` → the request shape that
 //! implements it. AWS KMS's operations keep their names; p11kms's own (principal
-//! policies and tags) are named as their gRPC RPCs.
+//! policies and tags, access keys) are named as their gRPC RPCs.
 
 use super::calls::Call;
 use super::shapes::*;
@@ -110,6 +110,9 @@ operations! {
     UpdateAlias => UpdateAliasRequest,
     DeleteAlias => DeleteAliasRequest,
     ListAliases => ListAliasesRequest,
+    CreateAccessKey => CreateAccessKeyRequest,
+    ListAccessKeys => ListAccessKeysRequest,
+    DeleteAccessKey => DeleteAccessKeyRequest,
 }
 
 #[cfg(test)]

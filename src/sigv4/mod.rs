@@ -53,7 +53,9 @@ pub(crate) enum SigV4Error {
 }
 
 impl SigV4Error {
-    /// The AWS error name the client sees.
+    /// The AWS error name the client sees (the JSON listener maps each variant to the
+    /// vault's error of that name).
+    #[cfg(test)]
     pub(crate) fn aws_name(&self) -> &'static str {
         match self {
             Self::Missing(_) => "MissingAuthenticationToken",

@@ -161,6 +161,16 @@ impl Vault {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The region this daemon serves: the one SigV4 signatures must be scoped to.
+    pub(crate) fn region(&self) -> &Region {
+        &self.settings.region
+    }
+
+    /// The vault's clock (the system clock, moved by tests), for signature dates.
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.settings.clock.now()
+    }
+
     /// The ARN of a key of ours.
     fn arn(&self, account: &AccountId, key_id: KeyId) -> KeyArn {
         KeyArn {

@@ -4,6 +4,7 @@
 //! caller is authenticated, as AWS orders its checks.
 
 mod aliases;
+mod credentials;
 mod crypto;
 mod grants;
 mod keys;

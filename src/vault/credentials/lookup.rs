@@ -13,10 +13,6 @@ use crate::identity::Principal;
 /// An access key's principal and its secret in clear, for verifying a signature.
 /// Debug shows the principal only.
 #[derive(Clone)]
-#[allow(
-    dead_code,
-    reason = "the SigV4 verifier reads it; until it lands only tests do"
-)]
 pub(crate) struct AccessKeySecret {
     /// Whom the key authenticates.
     pub(crate) principal: Principal,
@@ -37,10 +33,6 @@ impl Vault {
     /// The principal and secret of an access key, `None` for an unknown (or malformed)
     /// id. From the cache when it was opened before; otherwise read from the store and
     /// opened in the HSM, once.
-    #[allow(
-        dead_code,
-        reason = "the SigV4 verifier calls it; until it lands only tests do"
-    )]
     pub(crate) async fn access_key_secret(
         &self,
         access_key_id: &str,

@@ -18,6 +18,7 @@ mod aliases;
 mod audit;
 mod audit_checkpoint;
 mod aws_json;
+mod aws_sdk;
 mod bad_input;
 mod blob_mutations;
 mod cli;

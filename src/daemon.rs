@@ -294,6 +294,31 @@ impl Prepared {
         self.aws_listener.as_ref()?.listener.local_addr().ok()
     }
 
+    /// Dev mode: the admin's access key for the AWS environment file. `kept` (the key
+    /// the file held) is returned as it is while it still authenticates as `principal`;
+    /// otherwise (first start, or the key was deleted) a new one is issued.
+    pub async fn dev_access_key(
+        &self,
+        principal: &str,
+        kept: Option<crate::dev::DevAccessKey>,
+    ) -> Result<crate::dev::DevAccessKey, DaemonError> {
+        let failed = |e: crate::vault::KmsError| DaemonError::Vault(Box::new(e));
+        if let Some(k) = kept {
+            let known = self.vault.access_key_secret(&k.id).await.map_err(failed)?;
+            if known.is_some_and(|s| s.principal.arn() == principal && s.secret == k.secret) {
+                return Ok(k);
+            }
+        }
+        let target: crate::identity::Principal = principal
+            .parse()
+            .map_err(|e| DaemonError::Vault(Box::new(e)))?;
+        let made = self.vault.issue_access_key(&target).await.map_err(failed)?;
+        Ok(crate::dev::DevAccessKey {
+            id: made.metadata.access_key_id.to_string(),
+            secret: made.secret.into_zeroizing(),
+        })
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and gives the calls in
     /// flight the configured `shutdown_timeout_secs` to finish. Each signal `reload`
     /// receives re-reads the TLS files (certificate, key, client CA, CRLs) for new

@@ -58,8 +58,8 @@ pub use daemon::prepare as prepare_daemon;
 // Zero-configuration dev mode: its directory, dev CA and SoftHSM2 token (the CLI, tests,
 // benches).
 pub use dev::{
-    softhsm_module, DevCa, DevDir, DEV_ACCOUNT, DEV_AWS_API_LISTEN, DEV_METRICS_LISTEN,
-    DEV_TOKEN_LABEL,
+    softhsm_module, DevAccessKey, DevCa, DevDir, DEV_ACCOUNT, DEV_AWS_API_LISTEN,
+    DEV_METRICS_LISTEN, DEV_TOKEN_LABEL,
 };
 
 // Reading and verifying the audit trail (`p11kms audit`, tests).

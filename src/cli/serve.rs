@@ -129,11 +129,21 @@ pub(crate) fn run(
         // default kill.
         let shutdown = shutdown_signal()?;
         let reload = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        // Dev mode: the admin's AWS environment, for the AWS CLI and SDKs.
+        let aws_env = match (&dev, prepared.aws_api_addr()) {
+            (Some(dir), Some(aws_addr)) => {
+                let admin = format!("arn:aws:iam::{}:root", p11kms::DEV_ACCOUNT);
+                let key = prepared.dev_access_key(&admin, dir.aws_env_key()).await?;
+                Some(dir.write_aws_env(aws_addr, &key)?)
+            }
+            _ => None,
+        };
         announce(
             addr,
             metrics_url.as_deref(),
             aws_api_url.as_deref(),
             dev.as_ref(),
+            aws_env.as_deref().map(String::as_str),
         )?;
         Ok::<_, Box<dyn std::error::Error>>(prepared.serve(shutdown, reload).await?)
     })?;
@@ -156,6 +166,7 @@ fn announce(
     metrics_url: Option<&str>,
     aws_api_url: Option<&str>,
     dev: Option<&DevDir>,
+    aws_env: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     if let Some(url) = metrics_url {
@@ -174,7 +185,7 @@ fn announce(
              audit trail (one JSON line per call): {root}/audit   read it: p11kms audit tail   check it: p11kms audit verify\n\
              audit checkpoints signed in the token; public key: {root}/audit/audit-checkpoint.pub.pem\n\
              metrics: {metrics}   (health: /healthz, /readyz)\n\
-             AWS KMS API (AWS JSON 1.1; SigV4 credentials not yet available): {aws_api}\n\n\
+             AWS KMS API (AWS JSON 1.1, SigV4): {aws_api}   CA bundle: {root}/ca.pem\n\n\
              In another terminal:\n\
              \x20 p11kms key create --description demo\n\
              \x20 echo -n 'my secret' | p11kms encrypt --key-id <KeyId> > secret.b64\n\
@@ -190,6 +201,16 @@ fn announce(
             metrics = metrics_url.unwrap_or("off"),
             aws_api = aws_api_url.unwrap_or("off"),
         )?;
+        if let Some(env) = aws_env {
+            writeln!(
+                out,
+                "The AWS CLI and SDKs, as the admin (these lines are also in {file}):\n\
+                 {env}\
+                 \x20 aws kms list-keys\n\
+                 \x20 aws kms encrypt --key-id <KeyId> --plaintext fileb://secret.txt\n",
+                file = dir.aws_env_file().display(),
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

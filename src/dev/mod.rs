@@ -3,6 +3,7 @@
 //! admin client identity, and a p11kms.toml that points at all of it. Restarting reuses
 //! everything. The only place (with softhsm/) that knows SoftHSM2.
 
+mod aws_env;
 mod ca;
 mod credentials;
 mod files;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
+pub use aws_env::DevAccessKey;
 pub use ca::DevCa;
 
 use crate::config::{

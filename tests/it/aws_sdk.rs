@@ -407,3 +407,60 @@ async fn the_encryption_sdk_kms_keyring_round_trips_and_decrypt_file_reads_its_m
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&out).unwrap() == data, "decrypt-file differs");
 }
+
+/// The `export NAME=value` lines of the dev directory's aws-env.sh.
+fn dev_env(dir: &TestDir) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(dir.path().join("aws-env.sh")).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_mode_writes_a_ready_aws_environment_that_survives_a_restart() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let env = dev_env(&dir);
+    assert_eq!(
+        env["AWS_ENDPOINT_URL_KMS"],
+        format!("https://{}", d.aws_api_addr())
+    );
+    assert_eq!(
+        env["AWS_CA_BUNDLE"],
+        dir.path().join("ca.pem").to_str().unwrap()
+    );
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("aws-env.sh"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "aws-env.sh holds a secret: {mode:o}");
+    let admin = Creds {
+        id: env["AWS_ACCESS_KEY_ID"].clone(),
+        secret: env["AWS_SECRET_ACCESS_KEY"].clone(),
+    };
+    crate::secrets_scan::issued_secret(&admin.secret);
+    // The admin: the dev account's root, allowed everything.
+    let (status, _, made) = call(&d, &admin, "CreateKey", json!({}));
+    assert_eq!(status, 200, "{made}");
+    assert!(made["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:kms:us-east-1:111122223333:key/"));
+
+    // A restart keeps the key and rewrites the file with the new address.
+    drop(d);
+    let d = Daemon::start(&dir);
+    let again = dev_env(&dir);
+    assert_eq!(again["AWS_ACCESS_KEY_ID"], admin.id);
+    assert_eq!(
+        again["AWS_ENDPOINT_URL_KMS"],
+        format!("https://{}", d.aws_api_addr())
+    );
+    let (status, _, keys) = call(&d, &admin, "ListKeys", json!({}));
+    assert_eq!(status, 200, "{keys}");
+    assert_eq!(keys["Keys"].as_array().unwrap().len(), 1);
+}

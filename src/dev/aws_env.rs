@@ -1,0 +1,83 @@
+//! The dev admin's AWS environment: `export NAME=value` lines that point the AWS CLI,
+//! boto3 and the AWS SDKs at the dev daemon's AWS JSON listener, with the admin's access
+//! key. Written to `aws-env.sh` in the dev directory (mode 0600: it holds the secret)
+//! at every start, with the address of that start; the access key is kept across
+//! starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use super::files::write_private;
+use super::{io_err, DevDir, DevError};
+
+/// The region the dev configuration names.
+const DEV_REGION: &str = "us-east-1";
+
+/// An access key id and its secret, as the dev admin's environment holds them.
+pub struct DevAccessKey {
+    /// The access key id.
+    pub id: String,
+    /// The secret access key (wiped on drop).
+    pub secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for DevAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevAccessKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl DevDir {
+    /// `aws-env.sh`: the admin's AWS environment.
+    pub fn aws_env_file(&self) -> PathBuf {
+        self.root.join("aws-env.sh")
+    }
+
+    /// The access key the environment file holds, if there is one.
+    pub fn aws_env_key(&self) -> Option<DevAccessKey> {
+        let text = Zeroizing::new(std::fs::read_to_string(self.aws_env_file()).ok()?);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(str::to_owned)
+        };
+        Some(DevAccessKey {
+            id: value("AWS_ACCESS_KEY_ID")?,
+            secret: Zeroizing::new(value("AWS_SECRET_ACCESS_KEY")?),
+        })
+    }
+
+    /// The export lines for the listener at `addr` and the admin's `key`, written to
+    /// [`Self::aws_env_file`] and returned for printing.
+    pub fn write_aws_env(
+        &self,
+        addr: SocketAddr,
+        key: &DevAccessKey,
+    ) -> Result<Zeroizing<String>, DevError> {
+        let lines = Zeroizing::new(format!(
+            "export AWS_ENDPOINT_URL_KMS=https://{addr}\n\
+             export AWS_CA_BUNDLE={ca}\n\
+             export AWS_ACCESS_KEY_ID={id}\n\
+             export AWS_SECRET_ACCESS_KEY={secret}\n\
+             export AWS_REGION={DEV_REGION}\n\
+             export AWS_DEFAULT_REGION={DEV_REGION}\n",
+            ca = self.root.join("ca.pem").display(),
+            id = key.id,
+            secret = key.secret.as_str(),
+        ));
+        let path = self.aws_env_file();
+        write_private(&path, lines.as_bytes())?;
+        // write_private keeps a file's mode; make sure an older one is private too.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(&path))?;
+        }
+        Ok(lines)
+    }
+}

@@ -3,13 +3,18 @@
 //! SoftHSM2 token, then the daemon's Encrypt, Decrypt and GenerateDataKey over mTLS gRPC
 //! with a load generator on the same box. Prints figures and ratios; asserts nothing.
 //!
+//! Then Encrypt over the AWS JSON protocol (SigV4-signed, HTTP/2, TLS; the load
+//! generator signs every request as an AWS SDK does) against gRPC on the same daemon, at 8
+//! and 32 calls in flight, each side BENCH_ROUNDS times in alternating order, medians
+//! compared.
+//!
 //! Last, Encrypt on the daemon as deployed (audit trail on, `sync = "batch"`) against the
 //! same daemon with the trail off, at 1, 8, 32 and 64 calls in flight, each side
 //! BENCH_ROUNDS times in alternating order, medians compared.
 //!
 //! Run: `cargo bench --bench throughput`. Settings (environment):
 //! - `BENCH_SECS` (default 3): seconds per measurement;
-//! - `BENCH_ONLY=audit`: only the audit comparison;
+//! - `BENCH_ONLY=audit`: only the audit comparison; `BENCH_ONLY=json`: only JSON vs gRPC;
 //! - `BENCH_CONC=8,64`: the calls in flight of the audit comparison;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons
@@ -33,6 +38,9 @@ use cryptoki::types::{AuthPin, Ulong};
 use p11kms::client::{connect, Identity};
 use p11kms::proto;
 use p11kms::DevDir;
+
+#[path = "throughput/json_load.rs"]
+mod json_load;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -225,9 +233,12 @@ fn main() -> BoxResult<()> {
     let raw_dir_tmp = tempfile::tempdir()?;
     let raw_dir = DevDir::at(raw_dir_tmp.path());
     raw_dir.prepare()?;
-    // BENCH_ONLY=audit measures the audit trail's cost alone (for profiling it).
-    let audit_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "audit");
-    let raw = if audit_only {
+    // BENCH_ONLY=audit measures the audit trail's cost alone (for profiling it), and
+    // BENCH_ONLY=json the AWS JSON protocol's against gRPC.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let audit_only = only.as_deref() == Some("audit");
+    let json_only = only.as_deref() == Some("json");
+    let raw = if only.is_some() {
         Vec::new()
     } else {
         raw_baseline(&raw_dir)?
@@ -236,18 +247,18 @@ fn main() -> BoxResult<()> {
     // The daemon as deployed (audit trail on, one fsync per batch), and the same daemon
     // with the trail off, to show what auditing costs.
     let audited_tmp = tempfile::tempdir()?;
-    let (mut audited, endpoint, identity) = start_daemon(audited_tmp.path(), true)?;
+    let (mut audited, endpoint, identity, aws_api) = start_daemon(audited_tmp.path(), true)?;
     let unaudited_tmp = tempfile::tempdir()?;
-    let (mut unaudited, endpoint_off, identity_off) = start_daemon(unaudited_tmp.path(), false)?;
+    let (mut unaudited, endpoint_off, identity_off, _) = start_daemon(unaudited_tmp.path(), false)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (daemon, audit_pairs) = rt.block_on(async {
+    let (daemon, json_pairs, audit_pairs) = rt.block_on(async {
         let key = first_key(&endpoint, &identity).await?;
         let key_off = first_key(&endpoint_off, &identity_off).await?;
         let mut out = Vec::new();
-        let ops: &[(Op, &str)] = if audit_only {
+        let ops: &[(Op, &str)] = if only.is_some() {
             &[]
         } else {
             &[
@@ -262,6 +273,36 @@ fn main() -> BoxResult<()> {
                 out.push((format!("daemon {name}, mTLS gRPC, {conc} in flight"), rate));
             }
         }
+        // Machine noise on two shared cores is about ±10% between two equal runs, so
+        // each side of a comparison runs BENCH_ROUNDS times (default 3), in alternating
+        // order, and the medians are compared.
+        let rounds: usize = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(3);
+        // Encrypt over gRPC and over the AWS JSON protocol (SigV4, HTTP/2), on the daemon
+        // as deployed.
+        let mut json_pairs = Vec::new();
+        if !audit_only {
+            for conc in [8, 32] {
+                let (mut grpc, mut json) = (Vec::new(), Vec::new());
+                for round in 0..rounds.max(1) {
+                    for side in 0..2 {
+                        if (round + side) % 2 == 0 {
+                            grpc.push(
+                                daemon_load(&endpoint, &identity, &key, Op::Encrypt, conc).await?,
+                            );
+                        } else {
+                            json.push(
+                                json_load::encrypt_load(aws_api, audited_tmp.path(), &key, conc)
+                                    .await?,
+                            );
+                        }
+                    }
+                }
+                json_pairs.push((conc, median(&mut json), median(&mut grpc)));
+            }
+        }
         // Interleaved, so that a change of machine load hits both sides alike.
         let mut pairs = Vec::new();
         // BENCH_CONC=64 (or "8,32") limits the pairs to those calls in flight.
@@ -269,14 +310,7 @@ fn main() -> BoxResult<()> {
             .ok()
             .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
             .unwrap_or_else(|| vec![1, 8, 32, 64]);
-        // Machine noise on two shared cores is about ±10% between two equal runs, so
-        // each side runs BENCH_ROUNDS times (default 3), in alternating order, and the
-        // medians are compared.
-        let rounds: usize = std::env::var("BENCH_ROUNDS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(3);
-        for conc in concs {
+        for conc in concs.into_iter().filter(|_| !json_only) {
             let (mut ons, mut offs) = (Vec::new(), Vec::new());
             for round in 0..rounds.max(1) {
                 let mut measure_off = true;
@@ -294,7 +328,7 @@ fn main() -> BoxResult<()> {
             }
             pairs.push((conc, median(&mut ons), median(&mut offs)));
         }
-        Ok::<_, Box<dyn std::error::Error>>((out, pairs))
+        Ok::<_, Box<dyn std::error::Error>>((out, json_pairs, pairs))
     })?;
     for child in [&mut audited, &mut unaudited] {
         let _ = child.kill();
@@ -316,6 +350,25 @@ fn main() -> BoxResult<()> {
             100.0 * rate / best_raw_token,
             100.0 * rate / best_raw_copy
         );
+    }
+    if !json_pairs.is_empty() {
+        println!(
+            "\n{:<52} {:>12} {:>12} {:>8}",
+            "Encrypt, AWS JSON (SigV4, HTTP/2) vs gRPC, medians",
+            "JSON calls/s",
+            "gRPC calls/s",
+            "JSON/gRPC"
+        );
+        for (conc, json, grpc) in json_pairs {
+            println!(
+                "{:<52} {json:>12.0} {grpc:>12.0} {:>7.0}%",
+                format!("  {conc} in flight"),
+                100.0 * json / grpc
+            );
+        }
+    }
+    if audit_pairs.is_empty() {
+        return Ok(());
     }
     println!(
         "\n{:<52} {:>12} {:>12} {:>8}",
@@ -344,7 +397,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn start_daemon(
     dir: &std::path::Path,
     audit: bool,
-) -> BoxResult<(std::process::Child, String, Identity)> {
+) -> BoxResult<(std::process::Child, String, Identity, std::net::SocketAddr)> {
     let dev = DevDir::at(dir);
     dev.prepare()?;
     // BENCH_AUDIT_SYNC=none shows what the trail costs without its fsync.
@@ -368,15 +421,20 @@ fn start_daemon(
         .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let mut aws_api = None;
     let addr = loop {
         let line = lines.next().ok_or("daemon exited")??;
+        if let Some(a) = line.strip_prefix("p11kms AWS API on https://") {
+            aws_api = Some(a.trim().parse()?);
+        }
         if let Some(a) = line.strip_prefix("p11kms listening on ") {
             break a.trim().to_owned();
         }
     };
     std::thread::spawn(move || for _ in lines {});
     let identity = Identity::from_dir(&dev.admin_identity())?;
-    Ok((child, format!("https://{addr}"), identity))
+    let aws_api = aws_api.ok_or("the daemon printed no AWS API line")?;
+    Ok((child, format!("https://{addr}"), identity, aws_api))
 }
 
 async fn first_key(endpoint: &str, identity: &Identity) -> BoxResult<String> {

@@ -2,6 +2,9 @@
 //! request signed with SigV4 as an AWS SDK signs it (the signing key derived once per
 //! run, as SDKs cache it; the canonical request and HMAC per request).
 
+// A benchmark fails loudly by design.
+#![allow(clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The AWS JSON listener over its real transport (HTTPS, HTTP/1.1 and HTTP/2, hyper's
 //! own client): the answers a caller gets before it can be authenticated, with AWS's
 //! status, `__type` and `x-amzn-ErrorType`; and that such calls are audited.
-//! (Signed round trips with boto3 and the AWS CLI come with SigV4.)
+//! (Signed round trips with boto3, the AWS CLI and the ESDK are in aws_sdk.rs.)
 
 use std::sync::Arc;
 
@@ -141,9 +141,32 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
         // No Authorization header at all.
         let a = post(&d, http, &[JSON, describe], body.clone()).await;
         assert_aws_error(&a, 403, "MissingAuthenticationToken");
-        // A signature the (placeholder) verifier cannot accept.
+        // A signature that is not 64 hex digits.
         let auth = ("authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=00");
         let a = post(&d, http, &[JSON, describe, auth], body.clone()).await;
+        assert_aws_error(&a, 400, "IncompleteSignature");
+        // A whole signature of today by an access key nobody issued.
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let header = format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAAAAAAAAAAAAAAAAA/{}/us-east-1/kms/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature={}",
+            &stamp[..8],
+            "0".repeat(64)
+        );
+        let (auth, date) = (
+            ("authorization", header.as_str()),
+            ("x-amz-date", stamp.as_str()),
+        );
+        let a = post(&d, http, &[JSON, describe, auth, date], body.clone()).await;
         assert_aws_error(&a, 400, "UnrecognizedClientException");
         // No such operation, and no target at all.
         let nope = target("NoSuchOperation");

@@ -61,6 +61,10 @@ pub struct AwsApiSection {
     /// daemon's own certificate (`[tls]`); client certificates are optional there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Require a client certificate from `tls.client_ca` (mutual TLS) before SigV4;
+    /// false when absent (a certificate is then verified if sent, and not needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_client_certificate: Option<bool>,
 }
 
 /// The default AWS JSON address: localhost, after the API's and the metrics' ports.
@@ -71,6 +75,8 @@ pub(crate) const DEFAULT_AWS_API_LISTEN: &str = "127.0.0.1:7880";
 pub struct AwsApiConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Mutual TLS: a client certificate from `tls.client_ca` is required.
+    pub require_client_certificate: bool,
 }
 
 /// `[metrics]`
@@ -546,6 +552,7 @@ impl Config {
                             format!("{e}; write an address such as {DEFAULT_AWS_API_LISTEN}"),
                         )
                     })?,
+                require_client_certificate: a.require_client_certificate.unwrap_or(false),
             }),
         };
         let mut trusted_services = Vec::new();

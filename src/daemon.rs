@@ -108,6 +108,8 @@ pub struct Prepared {
 struct AwsListener {
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    /// `[aws_api] require_client_certificate`, for reloads.
+    require_client_cert: bool,
 }
 
 /// The bound metrics listener and its TLS configuration, if any.
@@ -256,8 +258,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let aws_listener = match &config.aws_api {
         None => None,
         Some(a) => Some(AwsListener {
-            tls: tls_files.aws_api_config().map_err(|e| at(e.field())(e))?,
+            tls: tls_files
+                .aws_api_config(a.require_client_certificate)
+                .map_err(|e| at(e.field())(e))?,
             listener: bind(a.listen).map_err(at("aws_api.listen"))?,
+            require_client_cert: a.require_client_certificate,
         }),
     };
     Ok(Prepared {
@@ -371,7 +376,10 @@ impl Prepared {
                         let _ = stop_rx.wait_for(|stop| *stop).await;
                     },
                 );
-                (Some(tokio::spawn(served)), Some(tx))
+                (
+                    Some(tokio::spawn(served)),
+                    Some((tx, a.require_client_cert)),
+                )
             }
             None => (None, None),
         };
@@ -464,17 +472,20 @@ async fn reload_tls(
     files: api::TlsFiles,
     mut reload: Signal,
     tx: watch::Sender<Arc<rustls::ServerConfig>>,
-    aws_tx: Option<watch::Sender<Arc<rustls::ServerConfig>>>,
+    aws_tx: Option<(watch::Sender<Arc<rustls::ServerConfig>>, bool)>,
 ) {
     while reload.recv().await.is_some() {
         // A few small local files, read on a runtime thread: a reload is rare and takes
         // well under a millisecond, not worth a blocking-pool hop. The AWS JSON
         // listener's configuration is read from the same files; both or neither change.
-        let aws = aws_tx.as_ref().map(|_| files.aws_api_config()).transpose();
+        let aws = aws_tx
+            .as_ref()
+            .map(|(_, required)| files.aws_api_config(*required))
+            .transpose();
         match files.server_config().and_then(|cfg| Ok((cfg, aws?))) {
             Ok((cfg, aws)) => {
                 tx.send_replace(cfg);
-                if let (Some(aws_tx), Some(aws)) = (&aws_tx, aws) {
+                if let (Some((aws_tx, _)), Some(aws)) = (&aws_tx, aws) {
                     aws_tx.send_replace(aws);
                 }
                 info!(

@@ -106,21 +106,45 @@ enum ClientCerts {
     Optional,
 }
 
+/// Which listener a configuration is for: its TLS versions and ALPN protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocols {
+    /// gRPC: TLS 1.3 and HTTP/2 only.
+    Grpc,
+    /// AWS JSON: TLS 1.2 too, and HTTP/1.1 beside HTTP/2, as the AWS tools need.
+    AwsApi,
+}
+
 impl TlsFiles {
     /// Reads every file and builds the gRPC server's rustls configuration.
     pub(crate) fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        self.build(ClientCerts::Required)
+        self.build(ClientCerts::Required, Protocols::Grpc)
     }
 
     /// The AWS JSON listener's configuration: the same certificate, client CA and
     /// CRLs, but a client certificate is optional, TLS 1.2 is offered beside 1.3 (AWS
     /// KMS accepts it, and older SDKs and Java runtimes need it), and ALPN offers
-    /// HTTP/2 and HTTP/1.1 (the AWS CLI and boto3 speak only HTTP/1.1).
-    pub(crate) fn aws_api_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        self.build(ClientCerts::Optional)
+    /// HTTP/2 and HTTP/1.1 (the AWS CLI and boto3 speak only HTTP/1.1). With
+    /// `require_client_cert` (`[aws_api] require_client_certificate`), a client without
+    /// a certificate from `tls.client_ca` cannot connect at all: mutual TLS in front of
+    /// SigV4.
+    pub(crate) fn aws_api_config(
+        &self,
+        require_client_cert: bool,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let certs = if require_client_cert {
+            ClientCerts::Required
+        } else {
+            ClientCerts::Optional
+        };
+        self.build(certs, Protocols::AwsApi)
     }
 
-    fn build(&self, client_certs: ClientCerts) -> Result<Arc<ServerConfig>, TlsError> {
+    fn build(
+        &self,
+        client_certs: ClientCerts,
+        protocols: Protocols,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let client_ca = &self.client_ca;
         let (chain, key) = read_chain_and_key(&self.cert, &self.key)?;
         let mut roots = RootCertStore::empty();
@@ -167,14 +191,13 @@ impl TlsFiles {
         // its revocations rather than locking every client out.
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(&provider))
             .with_crls(crls);
-        let (verifier, versions, alpn): (_, &[_], _) = match client_certs {
-            ClientCerts::Required => (
-                verifier.build()?,
-                &[&rustls::version::TLS13],
-                vec![b"h2".to_vec()],
-            ),
-            ClientCerts::Optional => (
-                verifier.allow_unauthenticated().build()?,
+        let verifier = match client_certs {
+            ClientCerts::Required => verifier.build()?,
+            ClientCerts::Optional => verifier.allow_unauthenticated().build()?,
+        };
+        let (versions, alpn): (&[_], _) = match protocols {
+            Protocols::Grpc => (&[&rustls::version::TLS13], vec![b"h2".to_vec()]),
+            Protocols::AwsApi => (
                 &[&rustls::version::TLS13, &rustls::version::TLS12],
                 vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             ),

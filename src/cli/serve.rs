@@ -99,11 +99,20 @@ pub(crate) fn run(
         });
     }
     if let Some(listen) = args.aws_api_listen {
-        config.aws_api = Some(AwsApiConfig { listen });
+        // Only the address changes; the rest of an [aws_api] table stands.
+        let require_client_certificate = config
+            .aws_api
+            .as_ref()
+            .is_some_and(|a| a.require_client_certificate);
+        config.aws_api = Some(AwsApiConfig {
+            listen,
+            require_client_certificate,
+        });
     } else if dev.is_some() && config.aws_api.is_none() {
         // A dev directory made before the AWS JSON listener existed.
         config.aws_api = Some(AwsApiConfig {
             listen: p11kms::DEV_AWS_API_LISTEN.parse()?,
+            require_client_certificate: false,
         });
     }
     let prepared = prepare_daemon(&config)?;

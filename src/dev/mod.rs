@@ -221,6 +221,7 @@ impl DevDir {
                 }),
                 aws_api: Some(AwsApiSection {
                     listen: Some(DEV_AWS_API_LISTEN.into()),
+                    require_client_certificate: None,
                 }),
             };
             let text =

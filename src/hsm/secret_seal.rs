@@ -4,10 +4,10 @@
 //! CKA_ID, which can never be a material's 20-byte id.
 
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
-use cryptoki::types::Ulong;
 
+use super::session::aes_key_template;
 use super::HsmError;
 
 /// CKA_ID of the secret-sealing key.
@@ -38,24 +38,7 @@ pub(crate) fn ensure(s: &Session) -> Result<ObjectHandle, HsmError> {
         label = SEAL_KEY_LABEL,
         "generating the secret-sealing key in the token"
     );
-    let template = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::ValueLen(Ulong::from(32u64)),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Wrap(false),
-        Attribute::Unwrap(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        Attribute::Id(SEAL_KEY_ID.to_vec()),
-        Attribute::Label(SEAL_KEY_LABEL.as_bytes().to_vec()),
-    ];
+    let template = aes_key_template(SEAL_KEY_ID.to_vec(), SEAL_KEY_LABEL.as_bytes().to_vec());
     let mut attempt = 0u32;
     loop {
         match s

@@ -266,24 +266,7 @@ impl WorkerSession {
         self.forget(m);
         let s = self.session()?;
         destroy_all(s, m, true)?;
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::ValueLen(Ulong::from(32u64)),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Sign(false),
-            Attribute::Verify(false),
-            Attribute::Derive(false),
-            Attribute::Id(m.cka_id()),
-            Attribute::Label(m.label().into_bytes()),
-        ];
+        let template = aes_key_template(m.cka_id(), m.label().into_bytes());
         s.generate_key(&Mechanism::AesKeyGen, &template)
             .map_err(HsmError::from_call)?;
         Ok(())
@@ -291,6 +274,30 @@ impl WorkerSession {
 }
 
 /// C_Encrypt with CKM_AES_GCM and a 128-bit tag. Returns ciphertext || tag.
+/// The template of every AES-256 key p11kms makes in the token (key material and the
+/// secret-sealing key): a private, sensitive, non-extractable token object that can
+/// encrypt and decrypt and nothing else.
+pub(super) fn aes_key_template(id: Vec<u8>, label: Vec<u8>) -> [Attribute; 16] {
+    [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(Ulong::from(32u64)),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::Id(id),
+        Attribute::Label(label),
+    ]
+}
+
 fn gcm_encrypt(
     s: &Session,
     key: ObjectHandle,

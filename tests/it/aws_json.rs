@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
@@ -34,6 +35,25 @@ struct Answer {
 /// POSTs `body` to the daemon's AWS JSON port with `headers`, over a fresh TLS
 /// connection speaking `http` (no client certificate).
 async fn post(d: &Daemon, http: Http, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    post_body(d, http, headers, Full::new(Bytes::from(body)).boxed()).await
+}
+
+/// A body that sends its first kilobyte and then never ends: with a Content-Length over
+/// the limit, the server must answer from the header alone (a client still writing the
+/// body of a refused request could otherwise see its connection reset first).
+fn endless_body() -> BoxBody<Bytes, std::convert::Infallible> {
+    use tokio_stream::StreamExt as _;
+    let first = tokio_stream::iter([Ok(hyper::body::Frame::data(Bytes::from(vec![b'a'; 1024])))]);
+    http_body_util::StreamBody::new(first.chain(tokio_stream::pending())).boxed()
+}
+
+/// POSTs `body` (any body) like [`post`].
+async fn post_body(
+    d: &Daemon,
+    http: Http,
+    headers: &[(&str, &str)],
+    body: BoxBody<Bytes, std::convert::Infallible>,
+) -> Answer {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
@@ -60,7 +80,7 @@ async fn post(d: &Daemon, http: Http, headers: &[(&str, &str)], body: Vec<u8>) -
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let req = req.body(body).unwrap();
     let (resp, conn) = match http {
         Http::One => {
             assert_eq!(negotiated.as_deref(), Some(&b"http/1.1"[..]));
@@ -184,9 +204,10 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
         let plain = ("content-type", "application/json");
         let a = post(&d, http, &[plain, describe], body.clone()).await;
         assert_aws_error(&a, 415, "UnsupportedMediaTypeException");
-        // A body over the limit (512 KiB), declared or streamed.
-        let big = format!("{{\"KeyId\": \"{}\"}}", "a".repeat(600 * 1024)).into_bytes();
-        let a = post(&d, http, &[JSON, describe], big).await;
+        // A body over the limit (512 KiB): refused from its declared length, before the
+        // client has sent it.
+        let declared = ("content-length", "614400");
+        let a = post_body(&d, http, &[JSON, describe, declared], endless_body()).await;
         assert_aws_error(&a, 413, "RequestEntityTooLargeException");
     }
     // Let the aborted client connections close before `stop` blocks this runtime:

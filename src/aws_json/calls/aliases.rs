@@ -68,9 +68,7 @@ impl Call for DeleteAliasRequest {
     }
 
     fn validate(self) -> Result<String, KmsError> {
-        let mut r = Required::default();
-        let alias = r.need("aliasName", self.alias_name);
-        r.check()?;
+        let alias = Required::one("aliasName", self.alias_name)?;
         Ok(alias)
     }
 

@@ -26,9 +26,7 @@ impl Call for CreateAccessKeyRequest {
     type Output = CreateAccessKeyResponse;
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let principal = r.need("principalArn", self.principal_arn);
-        r.check()?;
+        let principal = Required::one("principalArn", self.principal_arn)?;
         Ok(CreateAccessKeyInput { principal })
     }
 
@@ -71,9 +69,7 @@ impl Call for DeleteAccessKeyRequest {
     type Output = Empty;
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let access_key_id = r.need("accessKeyId", self.access_key_id);
-        r.check()?;
+        let access_key_id = Required::one("accessKeyId", self.access_key_id)?;
         Ok(DeleteAccessKeyInput { access_key_id })
     }
 

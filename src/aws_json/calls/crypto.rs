@@ -88,9 +88,7 @@ impl Call for DecryptRequest {
 fn data_key_input(req: GenerateDataKeyRequest) -> Result<DataKeyInput, KmsError> {
     no_dry_run(req.dry_run)?;
     refuse("Recipient", &req.recipient)?;
-    let mut r = Required::default();
-    let key_id = r.need("keyId", req.key_id);
-    r.check()?;
+    let key_id = Required::one("keyId", req.key_id)?;
     Ok(DataKeyInput {
         key_id,
         context: context("EncryptionContext", req.encryption_context)?,

@@ -102,9 +102,7 @@ impl Call for ListGrantsRequest {
 
     fn validate(self) -> Result<ListGrantsInput, KmsError> {
         refuse("GranteeServicePrincipal", &self.grantee_service_principal)?;
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok(ListGrantsInput {
             key_id,
             limit: self.limit,
@@ -129,9 +127,7 @@ impl Call for ListRetirableGrantsRequest {
 
     fn validate(self) -> Result<ListRetirableGrantsInput, KmsError> {
         refuse("RetiringServicePrincipal", &self.retiring_service_principal)?;
-        let mut r = Required::default();
-        let retiring_principal = r.need("retiringPrincipal", self.retiring_principal);
-        r.check()?;
+        let retiring_principal = Required::one("retiringPrincipal", self.retiring_principal)?;
         Ok(ListRetirableGrantsInput {
             retiring_principal,
             limit: self.limit,

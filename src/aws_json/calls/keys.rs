@@ -89,9 +89,7 @@ impl Call for DescribeKeyRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok((key_id, self.grant_tokens.unwrap_or_default()))
     }
 
@@ -151,9 +149,7 @@ macro_rules! key_id_call {
             }
 
             fn validate(self) -> Result<String, KmsError> {
-                let mut r = Required::default();
-                let key_id = r.need("keyId", self.key_id);
-                r.check()?;
+                let key_id = Required::one("keyId", self.key_id)?;
                 Ok(key_id)
             }
 
@@ -256,9 +252,7 @@ impl Call for ScheduleKeyDeletionRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok((key_id, self.pending_window_in_days))
     }
 
@@ -286,9 +280,7 @@ impl Call for EnableKeyRotationRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok((key_id, self.rotation_period_in_days))
     }
 
@@ -311,9 +303,7 @@ impl Call for ListKeyRotationsRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok((key_id, self.limit, self.marker.unwrap_or_default()))
     }
 

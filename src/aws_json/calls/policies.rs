@@ -15,9 +15,7 @@ impl Call for GetKeyPolicyRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         // PolicyName is optional since 2024 and means "default".
         let name = self
             .policy_name
@@ -79,9 +77,7 @@ impl Call for ListKeyPoliciesRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok(ListKeyPoliciesInput {
             key_id,
             limit: self.limit,
@@ -179,9 +175,7 @@ impl Call for DeletePrincipalPolicyRequest {
 
 /// PrincipalArn, required.
 pub(super) fn principal(req: PrincipalRequest) -> Result<String, KmsError> {
-    let mut r = Required::default();
-    let arn = r.need("principalArn", req.principal_arn);
-    r.check()?;
+    let arn = Required::one("principalArn", req.principal_arn)?;
     Ok(arn)
 }
 

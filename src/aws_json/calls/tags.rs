@@ -89,9 +89,7 @@ impl Call for ListResourceTagsRequest {
     }
 
     fn validate(self) -> Result<Self::Input, KmsError> {
-        let mut r = Required::default();
-        let key_id = r.need("keyId", self.key_id);
-        r.check()?;
+        let key_id = Required::one("keyId", self.key_id)?;
         Ok((key_id, self.limit, self.marker.unwrap_or_default()))
     }
 

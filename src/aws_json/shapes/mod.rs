@@ -106,6 +106,13 @@ impl Required {
         })
     }
 
+    /// The one required member of a request, or AWS's message for it.
+    pub(super) fn one<T: Default>(member: &'static str, v: Option<T>) -> Result<T, KmsError> {
+        let mut r = Self::default();
+        let v = r.need(member, v);
+        r.check().map(|()| v)
+    }
+
     /// Ok when nothing was missing.
     pub(super) fn check(self) -> Result<(), KmsError> {
         let n = self.0.len();

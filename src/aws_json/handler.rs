@@ -68,30 +68,34 @@ impl<'a> Visit for Run<'a> {
 
 async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
     let vault = ctx.vault;
-    // A body that does not decode fails in `identify`, before authentication, so the
-    // caller learns of its SerializationException whether or not it signed; the call
-    // is still recorded (operation known, caller not).
-    let (shape, early) = match envelope::decode::<R>(ctx.body) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
+    // Authentication first, as AWS orders it: the body of a request whose signature
+    // fails is never decoded, and nothing its sender wrote (a KeyId of any length)
+    // goes into the audit record of the refusal, only the operation and source.
+    let authenticated = auth::caller(vault, ctx.parts, ctx.body).await;
+    let (shape, key_id) = match &authenticated {
+        Ok(_) => match envelope::decode::<R>(ctx.body) {
+            Ok(s) => {
+                let key_id = s.key_id();
+                (Ok(s), key_id)
+            }
+            Err(e) => (Err(e), String::new()),
+        },
+        Err(_) => (
+            Err(KmsError::Internal("the body was not decoded".into())),
+            String::new(),
+        ),
     };
     let info = RequestInfo {
         operation: ctx.op.name(),
         transport: Transport::Json,
-        key_id: shape.as_ref().map(R::key_id).unwrap_or_default(),
+        key_id,
         source_ip: Some(ctx.peer.addr.ip()),
     };
-    let identify = async {
-        match early {
-            Some(e) => Err(e),
-            None => auth::caller(vault, ctx.parts, ctx.body).await,
-        }
-    };
     let (result, outcome) = vault
-        .run(info, identify, |caller| async move {
-            // `identify` failed if there was no shape, so `op` never runs without one.
-            let shape = shape.ok_or_else(|| KmsError::Internal("no request shape".into()))?;
-            let input = shape.validate()?;
+        .run(info, async { authenticated }, |caller| async move {
+            // A signed body that does not decode is the caller's SerializationException,
+            // recorded under its principal.
+            let input = shape?.validate()?;
             R::run(Arc::clone(vault), caller, input).await
         })
         .await;

@@ -84,7 +84,10 @@ impl<'r> Authorization<'r> {
             return Err(SigV4Error::unrecognized());
         }
         let signed_headers: Vec<&str> = signed.split(';').collect();
+        // Sorted and each name once, as SigV4 builds it: a name listed many times would
+        // make the canonical request copy its value as often (work for no signature).
         if signed_headers.len() > MAX_SIGNED_HEADERS
+            || signed_headers.windows(2).any(|w| w.first() >= w.get(1))
             || signed_headers.iter().any(|h| {
                 h.is_empty()
                     || !h
@@ -93,7 +96,7 @@ impl<'r> Authorization<'r> {
             })
         {
             return Err(SigV4Error::Incomplete(format!(
-                "SignedHeaders must be lowercase header names separated by ';', got '{}'",
+                "SignedHeaders must be distinct lowercase header names, sorted, separated by ';', got '{}'",
                 printable(signed)
             )));
         }

@@ -28,6 +28,20 @@ pub(crate) use canonical::payload_hash;
 /// How far the request's date may be from the server's clock, either way (AWS: 5 min).
 pub(crate) const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// Headers that must be signed when the request carries them: the date, the operation
+/// and the body's type (lowercase name, name as shown in the message).
+const MUST_SIGN: &[(&str, &str)] = &[
+    ("x-amz-date", "X-Amz-Date"),
+    ("x-amz-target", "X-Amz-Target"),
+    ("content-type", "Content-Type"),
+    ("x-amz-content-sha256", "X-Amz-Content-Sha256"),
+    ("x-amz-security-token", "X-Amz-Security-Token"),
+];
+
+/// The most bytes of signed header values a canonical request may hold: far above what
+/// an SDK signs (a few hundred), far below what a hostile header list could cost.
+const MAX_SIGNED_BYTES: usize = 16 * 1024;
+
 /// The one signing algorithm of SigV4 with HMAC.
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -115,12 +129,14 @@ impl<'r> Presented<'r> {
                 "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
             ));
         }
-        if parts.headers.contains_key("x-amz-date")
-            && auth.signed_headers.iter().all(|h| *h != "x-amz-date")
-        {
-            return Err(SigV4Error::Incomplete(
-                "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.".into(),
-            ));
+        // The headers that choose what the request does must be signed, or a captured
+        // request could be replayed as another operation (the SDKs sign them all).
+        for (name, shown) in MUST_SIGN {
+            if parts.headers.contains_key(*name) && auth.signed_headers.iter().all(|h| h != name) {
+                return Err(SigV4Error::Incomplete(format!(
+                    "'{shown}' must be a 'SignedHeader' in the AWS Authorization."
+                )));
+            }
         }
         check_skew(timestamp, signed_at, expect.now)?;
         Ok(Self {
@@ -163,6 +179,11 @@ impl<'r> Presented<'r> {
         }
         let request = canonical::request(self.parts, &self.auth.signed_headers, body_sha256)
             .ok_or_else(mismatch)?;
+        if request.len() > MAX_SIGNED_BYTES {
+            return Err(SigV4Error::Incomplete(
+                "The signed headers are too large.".into(),
+            ));
+        }
         let to_sign = format!(
             "{ALGORITHM}\n{}\n{}\n{}",
             self.timestamp,

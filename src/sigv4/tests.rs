@@ -137,7 +137,7 @@ fn wrong_secret_tampered_body_or_signed_header_is_invalid_signature() {
         check(&p, at(0), BODY).unwrap_err().aws_name(),
         "InvalidSignatureException"
     );
-    // A declared body hash that is not the body's.
+    // A declared body hash that is not the body's (and, unsigned, not allowed at all).
     let mut p = encrypt_request(AUTH);
     p.headers.insert(
         "x-amz-content-sha256",
@@ -145,7 +145,7 @@ fn wrong_secret_tampered_body_or_signed_header_is_invalid_signature() {
     );
     assert_eq!(
         check(&p, at(0), BODY).unwrap_err().aws_name(),
-        "InvalidSignatureException"
+        "IncompleteSignature"
     );
 }
 
@@ -163,6 +163,17 @@ fn a_date_outside_five_minutes_is_refused_either_way() {
         e.to_string().starts_with("Signature not yet current"),
         "{e}"
     );
+}
+
+#[test]
+fn signed_header_values_are_bounded() {
+    // One signed header far larger than any SDK sends.
+    let mut p =
+        encrypt_request(&AUTH.replace("x-amz-target, Signature", "x-amz-target;x-big, Signature"));
+    p.headers
+        .insert("x-big", "a".repeat(20_000).parse().unwrap());
+    let e = check(&p, at(0), BODY).unwrap_err();
+    assert_eq!(e.aws_name(), "IncompleteSignature", "{e}");
 }
 
 #[test]
@@ -206,6 +217,13 @@ fn missing_or_malformed_authorization() {
         "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/kms/aws4_request, Credential=AKID/20261130/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=106c3876e1a85d63f4b851cfbc10f9ba64bb167cc0fcd965283c2c312f5a762f",
         "AWS4-HMAC-SHA256",
         "",
+        // The operation and the body's type left unsigned: the request could be
+        // replayed as another operation.
+        "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/kms/aws4_request, SignedHeaders=host;x-amz-date, Signature=106c3876e1a85d63f4b851cfbc10f9ba64bb167cc0fcd965283c2c312f5a762f",
+        "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=106c3876e1a85d63f4b851cfbc10f9ba64bb167cc0fcd965283c2c312f5a762f",
+        // Unsorted, or a name twice.
+        "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/kms/aws4_request, SignedHeaders=host;content-type;x-amz-date;x-amz-target, Signature=106c3876e1a85d63f4b851cfbc10f9ba64bb167cc0fcd965283c2c312f5a762f",
+        "AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/kms/aws4_request, SignedHeaders=content-type;host;host;x-amz-date;x-amz-target, Signature=106c3876e1a85d63f4b851cfbc10f9ba64bb167cc0fcd965283c2c312f5a762f",
     ] {
         let e = Presented::parse(&encrypt_request(bad), &expect(at(0))).unwrap_err();
         assert_eq!(e.aws_name(), "IncompleteSignature", "{bad:?}: {e}");

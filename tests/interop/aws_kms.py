@@ -334,6 +334,11 @@ def sigv4():
     target = "TrentService.GenerateRandom"
     ok = raw_call(target, {"NumberOfBytes": 8})
     check(ok[0] == 200 and len(base64.b64decode(json.loads(ok[2])["Plaintext"])) == 8, f"{ok}")
+    # A signed body that is not JSON, or has a member of the wrong type.
+    expect_raw("SerializationException", *raw_call(target, b'{"NumberOfBytes": '))
+    status, headers, body = raw_call(target, b'{"NumberOfBytes": "lots-of-bytes"}')
+    expect_raw("SerializationException", status, headers, body)
+    check(b"lots-of-bytes" not in body, f"the value is echoed: {body!r}")
     expect_raw("InvalidSignatureException", *raw_call(target, {"NumberOfBytes": 8},
                                                       secret="wrong" * 8))
     expect_raw("InvalidSignatureException", *raw_call(target, {"NumberOfBytes": 8},

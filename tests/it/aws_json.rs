@@ -178,7 +178,7 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
         );
         let header = format!(
             "AWS4-HMAC-SHA256 Credential=AKIAAAAAAAAAAAAAAAAA/{}/us-east-1/kms/aws4_request, \
-             SignedHeaders=host;x-amz-date, Signature={}",
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
             &stamp[..8],
             "0".repeat(64)
         );
@@ -194,12 +194,10 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
         assert_aws_error(&a, 400, "UnknownOperationException");
         let a = post(&d, http, &[JSON], b"{}".to_vec()).await;
         assert_aws_error(&a, 400, "UnknownOperationException");
-        // Not JSON, and a member of the wrong type: before authentication.
+        // Not JSON, unsigned: authentication comes first, as in AWS (a signed body that
+        // does not decode is SerializationException: tests/interop/aws_kms.py sigv4).
         let a = post(&d, http, &[JSON, describe], b"{\"KeyId\": ".to_vec()).await;
-        assert_aws_error(&a, 400, "SerializationException");
-        let a = post(&d, http, &[JSON, describe], b"{\"KeyId\": 12345}".to_vec()).await;
-        assert_aws_error(&a, 400, "SerializationException");
-        assert!(!a.body["message"].as_str().unwrap().contains("12345"));
+        assert_aws_error(&a, 403, "MissingAuthenticationToken");
         // The wrong content type.
         let plain = ("content-type", "application/json");
         let a = post(&d, http, &[plain, describe], body.clone()).await;
@@ -217,7 +215,8 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
 }
 
 #[tokio::test]
-async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport() {
+async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport_and_none_of_their_body(
+) {
     let dir = TestDir::new();
     let d = Daemon::start(&dir);
     let enc = target("Encrypt");
@@ -246,7 +245,14 @@ async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport(
     assert_eq!(r["eventName"], "Encrypt");
     assert_eq!(r["errorCode"], "MissingAuthenticationToken");
     assert_eq!(r["p11kms"]["transport"], "json");
-    assert_eq!(r["requestParameters"]["keyId"], "alias/app");
+    // Nothing the unauthenticated sender wrote is recorded: the body is not decoded.
+    assert!(
+        r["requestParameters"]["keyId"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{r}"
+    );
     assert_eq!(r["sourceIPAddress"], "127.0.0.1");
     d.stop();
 }

@@ -47,7 +47,7 @@ impl Signer {
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(str::to_owned)
+                .map(|v| v.trim_matches('\'').to_owned())
                 .ok_or(format!("aws-env.sh has no {name}"))
         };
         let (id, secret) = (value("AWS_ACCESS_KEY_ID")?, value("AWS_SECRET_ACCESS_KEY")?);

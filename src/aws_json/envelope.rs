@@ -43,7 +43,13 @@ pub(super) enum Rejected {
     MediaType,
     /// The body is over [`MAX_BODY`].
     TooLarge,
+    /// The body did not arrive within [`BODY_READ_TIMEOUT`].
+    TooSlow,
 }
+
+/// A client has this long to send a request's body: a body held back cannot keep its
+/// buffer (up to [`MAX_BODY`]) for ever.
+pub(super) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Rejected {
     /// The answer, under a request id made for it (no request record exists).
@@ -61,6 +67,12 @@ impl Rejected {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLargeException",
                 &format!("the request body is larger than {MAX_BODY} bytes"),
+                request_id,
+            ),
+            Self::TooSlow => errors::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                "the request body did not arrive in time",
                 request_id,
             ),
         }
@@ -111,9 +123,10 @@ pub(super) fn route(
     Ok(op)
 }
 
-/// Reads the body, at most [`MAX_BODY`] bytes of it.
+/// Reads the body, at most [`MAX_BODY`] bytes of it, within [`BODY_READ_TIMEOUT`].
 pub(super) async fn read_body(body: Incoming) -> Result<Wiped, Rejected> {
-    match Limited::new(body, MAX_BODY).collect().await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    match read.await.map_err(|_| Rejected::TooSlow)? {
         Ok(c) => Ok(Wiped(c.to_bytes())),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Rejected::TooLarge),
         Err(_) => Err(Rejected::Kms(KmsError::Serialization(

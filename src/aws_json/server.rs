@@ -1,14 +1,17 @@
 //! The AWS JSON listener: accepts TCP, runs TLS handshakes off the accept loop (bounded
-//! in number and time, as the gRPC loop does), and serves HTTP/1.1 and HTTP/2 on each
-//! connection with hyper-util's auto builder, on the daemon's runtime.
+//! in number and time, as the gRPC loop does), and serves HTTP/1.1 or HTTP/2 on each
+//! connection as its TLS handshake chose (ALPN), on the daemon's runtime. Open
+//! connections are bounded in number, and an idle or silent one is closed: anyone who
+//! can reach the port, signed or not, must not be able to hold its resources.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -28,6 +31,72 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// An HTTP/1.1 client has this long to send a request's head once it starts one, so
 /// that a silent connection cannot hold a task for ever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections open at once; more wait to be accepted. Each holds a file descriptor and
+/// a task; an unauthenticated client must not exhaust either for the gRPC port too.
+const MAX_CONNECTIONS: usize = 4096;
+/// HTTP/2: a ping this often, and the connection closed if its answer takes longer
+/// than [`KEEP_ALIVE_TIMEOUT`] (a vanished peer).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in flight for this long is closed, whether it never
+/// sent one (hyper's head timer starts only at a request's first byte) or sent its last
+/// long ago. The AWS SDKs reopen a closed keep-alive connection on their next call.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a connection is doing, for the idle check.
+struct Activity {
+    started: Instant,
+    /// Milliseconds after `started` when a request last began or ended.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has had no request in flight for [`IDLE_TIMEOUT`].
+    async fn idle(&self) {
+        loop {
+            tokio::time::sleep(IDLE_TIMEOUT / 4).await;
+            let since = self
+                .started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+            if self.in_flight.load(Ordering::Relaxed) == 0 && since >= IDLE_TIMEOUT {
+                return;
+            }
+        }
+    }
+}
+
+/// One request in flight on a connection, counted until it is answered or dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.touch();
+        Self(Arc::clone(a))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Serves the AWS JSON API on `listener` until `shutdown` completes. Then the listener
 /// is closed at once, every connection is told to finish (HTTP/2 GOAWAY, HTTP/1.1
@@ -42,16 +111,18 @@ pub(crate) async fn serve(
     shutdown_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    // The head's timer runs from the moment the connection waits for a request, so a
+    // connection that never sends one (or stays idle between requests) is closed too.
+    h1.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
-    let builder = Arc::new(builder);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+    let builders = Arc::new((h1, h2));
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::pin!(shutdown);
@@ -59,12 +130,15 @@ pub(crate) async fn serve(
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = async {
+                // A connection's permit is taken before it is accepted and held until
+                // it closes; the handshake's only until its handshake ends.
+                let open = Arc::clone(&connections).acquire_owned().await;
                 let permit = Arc::clone(&handshakes).acquire_owned().await;
-                (permit, listener.accept().await)
+                (open.and_then(|o| permit.map(|p| (o, p))), listener.accept().await)
             } => accepted,
         };
-        let (permit, (tcp, addr)) = match accepted {
-            (Ok(permit), Ok(c)) => (permit, c),
+        let ((open, permit), (tcp, addr)) = match accepted {
+            (Ok(permits), Ok(c)) => (permits, c),
             (Err(_), _) => break,
             (_, Err(e)) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -76,8 +150,11 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, builder, watcher) =
-            (Arc::clone(&vault), Arc::clone(&builder), graceful.watcher());
+        let (vault, builders, watcher) = (
+            Arc::clone(&vault),
+            Arc::clone(&builders),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -87,16 +164,39 @@ pub(crate) async fn serve(
             };
             drop(permit);
             let peer = Arc::new(Peer::of(&tls, addr));
+            let activity = Arc::new(Activity::new());
+            let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
                 let (vault, peer) = (Arc::clone(&vault), Arc::clone(&peer));
-                async move { Ok::<_, Infallible>(handle(vault, peer, req).await) }
+                let in_flight = InFlight::begin(&counted);
+                async move {
+                    let answer = handle(vault, peer, req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(answer)
+                }
             });
-            let conn = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                debug!(%addr, error = %e, "AWS JSON connection ended with an error");
+            // The protocol the handshake agreed on: no sniffing of the first bytes,
+            // which would wait without a limit for a client that sends none.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls);
+            let served = async {
+                if h2 {
+                    watcher
+                        .watch(builders.1.serve_connection(io, service))
+                        .await
+                } else {
+                    watcher
+                        .watch(builders.0.serve_connection(io, service))
+                        .await
+                }
+            };
+            tokio::select! {
+                ended = served => if let Err(e) = ended {
+                    debug!(%addr, error = %e, "AWS JSON connection ended with an error");
+                },
+                () = activity.idle() => debug!(%addr, "AWS JSON connection closed: idle"),
             }
+            drop(open);
         });
     }
     // The port refuses connections from the moment shutdown begins.

@@ -44,7 +44,7 @@ impl DevDir {
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(str::to_owned)
+                .map(unquote)
         };
         Some(DevAccessKey {
             id: value("AWS_ACCESS_KEY_ID")?,
@@ -59,25 +59,63 @@ impl DevDir {
         addr: SocketAddr,
         key: &DevAccessKey,
     ) -> Result<Zeroizing<String>, DevError> {
+        // Each value single-quoted for the shell: a dev directory's path may hold
+        // spaces or `$(…)`, which must not run when the file is sourced.
         let lines = Zeroizing::new(format!(
-            "export AWS_ENDPOINT_URL_KMS=https://{addr}\n\
-             export AWS_CA_BUNDLE={ca}\n\
-             export AWS_ACCESS_KEY_ID={id}\n\
-             export AWS_SECRET_ACCESS_KEY={secret}\n\
+            "export AWS_ENDPOINT_URL_KMS={}\n\
+             export AWS_CA_BUNDLE={}\n\
+             export AWS_ACCESS_KEY_ID={}\n\
+             export AWS_SECRET_ACCESS_KEY={}\n\
              export AWS_REGION={DEV_REGION}\n\
              export AWS_DEFAULT_REGION={DEV_REGION}\n",
-            ca = self.root.join("ca.pem").display(),
-            id = key.id,
-            secret = key.secret.as_str(),
+            quote(&format!("https://{addr}")),
+            quote(&self.root.join("ca.pem").display().to_string()),
+            quote(&key.id),
+            Zeroizing::new(quote(&key.secret)).as_str(),
         ));
         let path = self.aws_env_file();
-        write_private(&path, lines.as_bytes())?;
-        // write_private keeps a file's mode; make sure an older one is private too.
-        {
+        // write_private keeps an existing file's mode: make an older file private
+        // before the secret goes into it.
+        if path.exists() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .map_err(io_err(&path))?;
         }
+        write_private(&path, lines.as_bytes())?;
         Ok(lines)
+    }
+}
+
+/// `'…'` for the shell, a `'` inside written as `'\''`.
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
+/// The value [`quote`] wrote (or an unquoted one, as older files hold).
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(inner) => inner.replace(r"'\''", "'"),
+        None => v.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_read_back_and_run_nothing() {
+        for v in [
+            "plain",
+            "with space",
+            "$(touch /tmp/x)",
+            "it's",
+            "a'b'c",
+            "",
+        ] {
+            assert_eq!(unquote(&quote(v)), v);
+            let q = quote(v);
+            assert!(q.starts_with('\'') && q.ends_with('\''), "{q}");
+        }
     }
 }

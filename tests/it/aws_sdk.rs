@@ -414,7 +414,8 @@ fn dev_env(dir: &TestDir) -> std::collections::HashMap<String, String> {
     text.lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        // Single-quoted for the shell (the values here hold no quote of their own).
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
         .collect()
 }
 

@@ -28,7 +28,18 @@ fn rejected_name(r: Result<Operation, Rejected>) -> &'static str {
         Err(Rejected::Kms(e)) => e.name(),
         Err(Rejected::MediaType) => "UnsupportedMediaTypeException",
         Err(Rejected::TooLarge) => "RequestEntityTooLargeException",
+        Err(Rejected::TooSlow) => "RequestTimeoutException",
     }
+}
+
+#[test]
+fn a_body_held_back_is_answered_408() {
+    let r = Rejected::TooSlow.response("rid");
+    assert_eq!(r.status().as_u16(), 408);
+    assert_eq!(
+        r.headers().get("x-amzn-ErrorType").map(|v| v.as_bytes()),
+        Some(&b"RequestTimeoutException"[..])
+    );
 }
 
 #[test]

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{digest, SHA256};
 use tokio::sync::oneshot;
 
 use super::checkpoint::{self, CheckpointSettings, CheckpointSigner, Checkpointer, Reason};
@@ -112,13 +111,7 @@ fn file_name(n: u64) -> String {
 
 /// The SHA-256 of one line (without its newline), hex.
 pub fn line_hash(line: &[u8]) -> String {
-    let mut out = String::with_capacity(64);
-    for b in digest(&SHA256, line).as_ref() {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-        }
-    }
-    out
+    crate::domain::sha256_hex(line)
 }
 
 /// Appends one chained line to `buf`: `previousHash` first, then the record's own

@@ -5,7 +5,8 @@ use hyper::http::request::Parts;
 use std::sync::Arc;
 
 use crate::api::Peer;
-use crate::sigv4::{payload_hash, Expect, Presented, SigV4Error};
+use crate::domain::sha256_hex;
+use crate::sigv4::{Expect, Presented, SigV4Error};
 use crate::vault::{Caller, KmsError, Vault};
 
 /// The signing name of AWS KMS.
@@ -35,7 +36,7 @@ pub(super) async fn caller(vault: &Vault, parts: &Parts, body: &[u8]) -> Result<
         .await?
         .ok_or_else(|| refused(SigV4Error::unrecognized()))?;
     presented
-        .verify(&key.secret, &payload_hash(body))
+        .verify(&key.secret, &sha256_hex(body))
         .map_err(refused)?;
     let source_ip = parts.extensions.get::<Arc<Peer>>().map(|p| p.addr.ip());
     vault.caller(key.principal.clone(), None, source_ip)

@@ -3,6 +3,7 @@
 
 mod access_key;
 mod context;
+mod digest;
 mod ids;
 mod key;
 mod key_ref;
@@ -11,6 +12,7 @@ mod secret;
 pub(crate) use access_key::RandomFailed;
 pub use access_key::{AccessKeyId, AccessKeyStatus, SecretAccessKey};
 pub(crate) use context::{encode_pairs, EncryptionContext};
+pub(crate) use digest::sha256_hex;
 pub use ids::{AccountId, KeyId};
 pub(crate) use ids::{KeyArn, Partition, Region};
 pub use key::MaterialVersion;

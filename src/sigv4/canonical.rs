@@ -3,22 +3,7 @@
 
 use std::fmt::Write as _;
 
-use aws_lc_rs::digest::{digest, SHA256};
 use axum::http::request::Parts;
-
-/// Lowercase hex.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
-/// The SHA-256 of a request body, lowercase hex: the canonical request's last line.
-pub(crate) fn payload_hash(body: &[u8]) -> String {
-    hex(digest(&SHA256, body).as_ref())
-}
 
 /// The canonical request, or None when a header the signature names is not in the
 /// request (it cannot have been signed as sent).

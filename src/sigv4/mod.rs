@@ -22,8 +22,8 @@ use aws_lc_rs::hmac;
 use axum::http::request::Parts;
 use time::OffsetDateTime;
 
+use crate::domain::sha256_hex;
 use authorization::Authorization;
-pub(crate) use canonical::payload_hash;
 
 /// How far the request's date may be from the server's clock, either way (AWS: 5 min).
 pub(crate) const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -157,7 +157,7 @@ impl<'r> Presented<'r> {
     }
 
     /// Checks the signature against `secret`, over the request as received with a body
-    /// whose SHA-256 (lowercase hex) is `body_sha256`.
+    /// whose SHA-256 (lowercase hex, `domain::sha256_hex`) is `body_sha256`.
     pub(crate) fn verify(&self, secret: &str, body_sha256: &str) -> Result<(), SigV4Error> {
         let mismatch = || {
             SigV4Error::Invalid(
@@ -188,9 +188,7 @@ impl<'r> Presented<'r> {
             "{ALGORITHM}\n{}\n{}\n{}",
             self.timestamp,
             self.auth.scope(),
-            canonical::hex(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, request.as_bytes()).as_ref()
-            ),
+            sha256_hex(request.as_bytes()),
         );
         let key = signing_key(secret, &self.auth);
         // Constant time: the comparison reveals nothing about the expected signature.

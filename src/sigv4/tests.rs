@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::http::Request;
 
 use super::*;
+use crate::domain::sha256_hex;
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const BODY: &[u8] = br#"{"KeyId":"alias/demo","Plaintext":"aGVsbG8="}"#;
@@ -57,7 +58,7 @@ fn encrypt_request(auth: &str) -> Parts {
 fn check(p: &Parts, now: SystemTime, body: &[u8]) -> Result<(), SigV4Error> {
     let presented = Presented::parse(p, &expect(now))?;
     assert_eq!(presented.access_key_id(), "AKIAIOSFODNN7EXAMPLE");
-    presented.verify(SECRET, &payload_hash(body))
+    presented.verify(SECRET, &sha256_hex(body))
 }
 
 #[test]
@@ -111,7 +112,7 @@ fn wrong_secret_tampered_body_or_signed_header_is_invalid_signature() {
     let presented = Presented::parse(&p, &expect(at(0))).unwrap();
     let wrong = presented.verify(
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEZ",
-        &payload_hash(BODY),
+        &sha256_hex(BODY),
     );
     assert_eq!(wrong.unwrap_err().aws_name(), "InvalidSignatureException");
     let tampered = check(
@@ -141,7 +142,7 @@ fn wrong_secret_tampered_body_or_signed_header_is_invalid_signature() {
     let mut p = encrypt_request(AUTH);
     p.headers.insert(
         "x-amz-content-sha256",
-        payload_hash(b"other").parse().unwrap(),
+        sha256_hex(b"other").parse().unwrap(),
     );
     assert_eq!(
         check(&p, at(0), BODY).unwrap_err().aws_name(),
@@ -259,7 +260,7 @@ proptest::proptest! {
         }
         let p = b.header("host", "h").body(()).unwrap().into_parts().0;
         if let Ok(presented) = Presented::parse(&p, &expect(at(0))) {
-            let _ = presented.verify(SECRET, &payload_hash(b""));
+            let _ = presented.verify(SECRET, &sha256_hex(b""));
         }
     }
 
@@ -274,7 +275,7 @@ proptest::proptest! {
         let header = format!("AWS4-HMAC-SHA256 Credential={key}/{day}/us-east-1/kms/aws4_request, SignedHeaders={signed}, Signature={sig}");
         let p = encrypt_request(&header);
         if let Ok(presented) = Presented::parse(&p, &expect(at(0))) {
-            let _ = presented.verify(SECRET, &payload_hash(b""));
+            let _ = presented.verify(SECRET, &sha256_hex(b""));
         }
     }
 }

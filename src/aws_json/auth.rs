@@ -1,10 +1,10 @@
 //! Who is calling: AWS Signature Version 4 over the request, checked against the
 //! secret of the access key it names (see `crate::sigv4` and the vault's access keys).
 
-use hyper::http::request::Parts;
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use crate::api::Peer;
+use hyper::http::request::Parts;
+
 use crate::domain::sha256_hex;
 use crate::sigv4::{Expect, Presented, SigV4Error};
 use crate::vault::{Caller, KmsError, Vault};
@@ -12,14 +12,19 @@ use crate::vault::{Caller, KmsError, Vault};
 /// The signing name of AWS KMS.
 const SERVICE: &str = "kms";
 
-/// The caller of a request with these head `parts` (the connection's `Arc<Peer>` is in
-/// `parts.extensions`) and this `body` (for the payload hash). Runs inside
-/// `Vault::run`, so a refusal is audited like any failed call.
+/// The caller of a request with these head `parts` and this `body` (for the payload
+/// hash), sent from `source_ip`. Its refusal is recorded by the `Vault::run` it is
+/// handed to, like any failed call.
 ///
 /// Order: the header's form, scope and date first (no secret needed, nothing looked
 /// up), then the access key, then the signature. A key id nobody issued is
 /// UnrecognizedClientException, as in AWS.
-pub(super) async fn caller(vault: &Vault, parts: &Parts, body: &[u8]) -> Result<Caller, KmsError> {
+pub(super) async fn caller(
+    vault: &Vault,
+    parts: &Parts,
+    body: &[u8],
+    source_ip: IpAddr,
+) -> Result<Caller, KmsError> {
     let expect = Expect {
         region: vault.region().as_str(),
         service: SERVICE,
@@ -38,8 +43,7 @@ pub(super) async fn caller(vault: &Vault, parts: &Parts, body: &[u8]) -> Result<
     presented
         .verify(&key.secret, &sha256_hex(body))
         .map_err(refused)?;
-    let source_ip = parts.extensions.get::<Arc<Peer>>().map(|p| p.addr.ip());
-    vault.caller(key.principal.clone(), None, source_ip)
+    vault.caller(key.principal.clone(), None, Some(source_ip))
 }
 
 /// The vault error of a refused signature, with AWS's name and message.

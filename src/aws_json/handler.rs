@@ -22,7 +22,7 @@ pub(super) async fn handle(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let op = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
         Ok(op) => op,
         // Not an API call (no operation): answered, logged at debug, not audited.
@@ -32,8 +32,6 @@ pub(super) async fn handle(
         Ok(b) => b,
         Err(r) => return refused(&r),
     };
-    // For auth: the connection's address and client certificate, if one was sent.
-    parts.extensions.insert(Arc::clone(&peer));
     op.visit(Run {
         vault: &vault,
         peer: &peer,
@@ -71,7 +69,8 @@ async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
     // Authentication first, as AWS orders it: the body of a request whose signature
     // fails is never decoded, and nothing its sender wrote (a KeyId of any length)
     // goes into the audit record of the refusal, only the operation and source.
-    let authenticated = auth::caller(vault, ctx.parts, ctx.body).await;
+    let source_ip = ctx.peer.addr.ip();
+    let authenticated = auth::caller(vault, ctx.parts, ctx.body, source_ip).await;
     let (shape, key_id) = match &authenticated {
         Ok(_) => match envelope::decode::<R>(ctx.body) {
             Ok(s) => {
@@ -89,7 +88,7 @@ async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
         operation: ctx.op.name(),
         transport: Transport::Json,
         key_id,
-        source_ip: Some(ctx.peer.addr.ip()),
+        source_ip: Some(source_ip),
     };
     let (result, outcome) = vault
         .run(info, async { authenticated }, |caller| async move {

@@ -47,6 +47,33 @@ fn endless_body() -> BoxBody<Bytes, std::convert::Infallible> {
     http_body_util::StreamBody::new(first.chain(tokio_stream::pending())).boxed()
 }
 
+/// A TLS client that trusts the daemon's CA, offers `alpn`, and presents the client
+/// identity in `identity` (cert.pem, key.pem), or none.
+fn client_tls(d: &Daemon, identity: Option<&std::path::Path>, alpn: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(dir) => {
+            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    cfg
+}
+
 /// POSTs `body` (any body) like [`post`].
 async fn post_body(
     d: &Daemon,
@@ -54,20 +81,11 @@ async fn post_body(
     headers: &[(&str, &str)],
     body: BoxBody<Bytes, std::convert::Infallible>,
 ) -> Answer {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![match http {
-        Http::One => b"http/1.1".to_vec(),
-        Http::Two => b"h2".to_vec(),
-    }];
+    let alpn: &[u8] = match http {
+        Http::One => b"http/1.1",
+        Http::Two => b"h2",
+    };
+    let cfg = client_tls(d, None, alpn);
     let tcp = tokio::net::TcpStream::connect(d.aws_api_addr())
         .await
         .unwrap();
@@ -261,28 +279,7 @@ async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport_
 /// client identity in `identity` (cert.pem, key.pem), or none. Ok(status) when the
 /// server answered; Err when the handshake or the request failed at the TLS layer.
 async fn with_client_cert(d: &Daemon, identity: Option<&std::path::Path>) -> Result<u16, String> {
-    use rustls_pki_types::PrivateKeyDer;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut cfg = match identity {
-        None => builder.with_no_client_auth(),
-        Some(dir) => {
-            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = client_tls(d, identity, b"http/1.1");
     let tcp = tokio::net::TcpStream::connect(d.aws_api_addr())
         .await
         .unwrap();

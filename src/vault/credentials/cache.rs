@@ -5,24 +5,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use zeroize::Zeroizing;
-
+use super::lookup::AccessKeySecret;
 use crate::domain::AccessKeyId;
-use crate::identity::Principal;
 
 /// Secrets kept at most; past that the cache is emptied and refilled by use (a full
 /// cache means keys are being probed, and the working set refills cheaply).
 const MAX_ENTRIES: usize = 10_000;
 
-/// One opened secret and whose it is.
-pub(super) struct Entry {
-    pub(super) principal: Principal,
-    pub(super) secret: Zeroizing<String>,
-}
-
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<AccessKeyId, Arc<Entry>>,
+    entries: HashMap<AccessKeyId, Arc<AccessKeySecret>>,
     generation: u64,
 }
 
@@ -39,8 +31,8 @@ impl SecretCache {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached entry, or the ticket for loading it.
-    pub(super) fn get(&self, id: &AccessKeyId) -> Result<Arc<Entry>, Ticket> {
+    /// The cached secret (shared, not copied), or the ticket for loading it.
+    pub(super) fn get(&self, id: &AccessKeyId) -> Result<Arc<AccessKeySecret>, Ticket> {
         let inner = self.inner();
         inner
             .entries
@@ -55,7 +47,7 @@ impl SecretCache {
     }
 
     /// Stores an opened secret, unless a delete came after the look-up began.
-    pub(super) fn fill(&self, ticket: Ticket, id: AccessKeyId, entry: Entry) {
+    pub(super) fn fill(&self, ticket: Ticket, id: AccessKeyId, entry: Arc<AccessKeySecret>) {
         let mut inner = self.inner();
         if ticket.0 != inner.generation {
             return;
@@ -63,7 +55,7 @@ impl SecretCache {
         if inner.entries.len() >= MAX_ENTRIES {
             inner.entries.clear();
         }
-        inner.entries.insert(id, Arc::new(entry));
+        inner.entries.insert(id, entry);
     }
 
     /// A delete: drops the entry and turns away look-ups already under way.
@@ -78,11 +70,11 @@ impl SecretCache {
 mod tests {
     use super::*;
 
-    fn entry() -> Entry {
-        Entry {
+    fn entry() -> Arc<AccessKeySecret> {
+        Arc::new(AccessKeySecret {
             principal: "arn:aws:iam::111122223333:user/A".parse().unwrap(),
-            secret: Zeroizing::new("s".repeat(40)),
-        }
+            secret: zeroize::Zeroizing::new("s".repeat(40)),
+        })
     }
 
     #[test]

@@ -3,16 +3,16 @@
 //! that presents the key.
 
 use std::fmt;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 use super::super::{KmsError, Vault};
-use super::cache::Entry;
 use crate::identity::Principal;
 
-/// An access key's principal and its secret in clear, for verifying a signature.
-/// Debug shows the principal only.
-#[derive(Clone)]
+/// An access key's principal and its secret in clear, for verifying a signature: the
+/// cache's own entry, shared rather than copied per request. Debug shows the principal
+/// only.
 pub(crate) struct AccessKeySecret {
     /// Whom the key authenticates.
     pub(crate) principal: Principal,
@@ -36,17 +36,12 @@ impl Vault {
     pub(crate) async fn access_key_secret(
         &self,
         access_key_id: &str,
-    ) -> Result<Option<AccessKeySecret>, KmsError> {
+    ) -> Result<Option<Arc<AccessKeySecret>>, KmsError> {
         let Ok(id) = access_key_id.parse::<crate::domain::AccessKeyId>() else {
             return Ok(None);
         };
         let ticket = match self.access_keys.get(&id) {
-            Ok(e) => {
-                return Ok(Some(AccessKeySecret {
-                    principal: e.principal.clone(),
-                    secret: e.secret.clone(),
-                }))
-            }
+            Ok(known) => return Ok(Some(known)),
             Err(t) => t,
         };
         let look = id.clone();
@@ -61,14 +56,8 @@ impl Vault {
             .open_access_secret(&id, principal.arn(), &record.sealed_secret)
             .await?
             .into_zeroizing();
-        self.access_keys.fill(
-            ticket,
-            id,
-            Entry {
-                principal: principal.clone(),
-                secret: secret.clone(),
-            },
-        );
-        Ok(Some(AccessKeySecret { principal, secret }))
+        let opened = Arc::new(AccessKeySecret { principal, secret });
+        self.access_keys.fill(ticket, id, Arc::clone(&opened));
+        Ok(Some(opened))
     }
 }

@@ -187,10 +187,10 @@ impl Vault {
         self.access_keys.fill(
             ticket,
             id.clone(),
-            cache::Entry {
+            std::sync::Arc::new(AccessKeySecret {
                 principal: target.clone(),
                 secret: secret.clone().into_zeroizing(),
-            },
+            }),
         );
         tracing::info!(principal = %target, access_key_id = %id, "access key created");
         Ok(AccessKey { metadata, secret })

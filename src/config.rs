@@ -217,9 +217,13 @@ pub struct HsmSection {
     /// File holding the user PIN (give this or `pin_env`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_file: Option<PathBuf>,
-    /// PKCS#11 sessions (worker threads); 4 when absent.
+    /// PKCS#11 sessions on worker threads, for slow and long calls; 64 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
+    /// PKCS#11 sessions for short calls run inline while the token answers fast; one per
+    /// core when absent, 0 to send every call to the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_sessions: Option<usize>,
     /// Use session copies of token keys (faster on SoftHSM2); true when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_keys: Option<bool>,
@@ -414,9 +418,16 @@ impl Config {
                 ))
             }
         };
-        let sessions = f.hsm.sessions.unwrap_or(4);
+        let sessions = f.hsm.sessions.unwrap_or(crate::hsm::DEFAULT_SESSIONS);
         if !(1..=256).contains(&sessions) {
             return Err(invalid("hsm.sessions", "must be between 1 and 256"));
+        }
+        let inline_sessions = f
+            .hsm
+            .inline_sessions
+            .unwrap_or_else(crate::hsm::default_inline_sessions);
+        if inline_sessions > 256 {
+            return Err(invalid("hsm.inline_sessions", "must be between 0 and 256"));
         }
         let max = f
             .limits
@@ -611,6 +622,7 @@ impl Config {
             pin,
             pool: PoolConfig {
                 sessions,
+                inline_sessions,
                 copy_keys: f.hsm.copy_keys.unwrap_or(true),
                 ..PoolConfig::default()
             },

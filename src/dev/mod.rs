@@ -196,6 +196,7 @@ impl DevDir {
                     pin_env: None,
                     pin_file: Some("user.pin".into()),
                     sessions: None,
+                    inline_sessions: None,
                     copy_keys: None,
                 },
                 store: StoreSection {

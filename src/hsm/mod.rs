@@ -3,6 +3,7 @@
 //! bytes, never key bytes. Knows nothing of policies or the wire.
 
 mod error;
+mod inline;
 mod module;
 mod pool;
 mod secret_seal;
@@ -12,6 +13,7 @@ mod signing;
 pub(crate) use error::HsmError;
 pub(crate) use module::TokenObject;
 pub use module::{Module, TokenSelector};
+pub(crate) use pool::{default_inline_sessions, DEFAULT_SESSIONS};
 pub use pool::{HsmPool, PoolConfig};
 pub(crate) use signing::{EcSigner, SigningKeyName};
 

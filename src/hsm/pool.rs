@@ -1,39 +1,70 @@
-//! A fixed pool of HSM worker threads, each owning one logged-in session, fed through a
-//! channel. PKCS#11 calls block, so they never run on the async runtime; a dedicated
-//! thread per session also avoids a spawn_blocking hop per request.
+//! The HSM's sessions: a fixed pool of worker threads, each owning one logged-in
+//! session, fed through a channel, and a small set of inline sessions for short calls
+//! while the token answers fast (see `inline`). A call that may block for long (a slow
+//! token, making or destroying objects, opening a session) runs on a worker, never on
+//! the async runtime; a dedicated thread per session also avoids a spawn_blocking hop.
 
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use cryptoki::slot::Slot;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use tracing::{warn, Instrument as _, Span};
+use tracing::{debug, warn, Instrument as _, Span};
 
+use super::inline::{Inline, Lease};
 use super::session::WorkerSession;
 use super::{HsmError, MaterialRef, Module};
 use crate::domain::{Pin, Plaintext};
 use crate::metrics::Metrics;
 
-/// What a job does, for the call-latency metric: (operation, mechanism).
-type CallKind = (&'static str, &'static str);
-const GCM_ENCRYPT: CallKind = ("encrypt", "CKM_AES_GCM");
-const GCM_DECRYPT: CallKind = ("decrypt", "CKM_AES_GCM");
+/// What a job does: its names for the call-latency metric, and whether it is one short
+/// call that may run inline (see `inline`). Making or destroying objects, probing and
+/// (re)opening sessions always run on a worker.
+#[derive(Clone, Copy)]
+struct CallKind {
+    operation: &'static str,
+    mechanism: &'static str,
+    short: bool,
+}
+
+const fn kind(operation: &'static str, mechanism: &'static str, short: bool) -> CallKind {
+    CallKind {
+        operation,
+        mechanism,
+        short,
+    }
+}
+
+const GCM_ENCRYPT: CallKind = kind("encrypt", "CKM_AES_GCM", true);
+const GCM_DECRYPT: CallKind = kind("decrypt", "CKM_AES_GCM", true);
 // C_GenerateRandom then C_Encrypt with CKM_AES_GCM, in one job.
-const DATA_KEY: CallKind = ("generate_data_key", "CKM_AES_GCM");
-const RANDOM: CallKind = ("generate_random", "none");
-const KEY_GEN: CallKind = ("create_material", "CKM_AES_KEY_GEN");
-const DESTROY: CallKind = ("destroy_material", "none");
-const PROBE: CallKind = ("probe", "none");
-const SEAL_SECRET: CallKind = ("seal_secret", "CKM_AES_GCM");
-const OPEN_SECRET: CallKind = ("open_secret", "CKM_AES_GCM");
+const DATA_KEY: CallKind = kind("generate_data_key", "CKM_AES_GCM", true);
+const RANDOM: CallKind = kind("generate_random", "none", true);
+const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
+const DESTROY: CallKind = kind("destroy_material", "none", false);
+const PROBE: CallKind = kind("probe", "none", false);
+const SEAL_SECRET: CallKind = kind("seal_secret", "CKM_AES_GCM", true);
+const OPEN_SECRET: CallKind = kind("open_secret", "CKM_AES_GCM", true);
+
+/// How often sessions of the inline set that are missing (a lost token) are tried again.
+const REOPEN_EVERY: Duration = Duration::from_millis(200);
+
+/// How long `destroy_material_everywhere` waits for a busy session to hand back its copy.
+const FORGET_WAIT: Duration = Duration::from_secs(5);
 
 type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
 
 /// Pool sizing and behaviour.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// Worker threads, one PKCS#11 session each.
+    /// Worker threads, one PKCS#11 session each: they run the calls of a slow token
+    /// and every long call, so they bound the calls a slow token has in flight.
     pub sessions: usize,
+    /// Sessions for short calls run on the caller's own thread while the token answers
+    /// fast (see `inline`); 0 sends every call to the workers. Keep it below the
+    /// runtime's threads.
+    pub inline_sessions: usize,
     /// Requests queued per worker before callers wait.
     pub queue_per_session: usize,
     /// Use session-object copies of token keys (faster on SoftHSM2).
@@ -45,13 +76,28 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
-            sessions: 4,
+            sessions: DEFAULT_SESSIONS,
+            inline_sessions: default_inline_sessions(),
             queue_per_session: 64,
             copy_keys: true,
             metrics: Metrics::default(),
         }
     }
 }
+
+/// Worker threads when the configuration sets none: enough for 64 calls in flight to a
+/// token that answers in milliseconds. Idle workers cost a parked thread each; a worker
+/// opens its session on its first call.
+pub(crate) const DEFAULT_SESSIONS: usize = 64;
+
+/// One inline session per core: the runtime has a thread more than the cores (see
+/// `cli::serve`), so one runtime thread stays free of HSM calls.
+pub(crate) fn default_inline_sessions() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Makes a worker's session (not yet opened).
+type SessionFactory = Arc<dyn Fn() -> WorkerSession + Send + Sync>;
 
 /// Handle to the worker pool. Cheap to clone; the workers stop when the last clone is
 /// dropped.
@@ -66,6 +112,9 @@ pub struct HsmPool {
     // Each worker's own job channel (see `destroy_material_everywhere`).
     controls: Arc<Vec<crossbeam_channel::Sender<Job>>>,
     metrics: Metrics,
+    /// Sessions for short calls on the caller's thread.
+    inline: Arc<Inline>,
+    factory: SessionFactory,
 }
 
 impl HsmPool {
@@ -81,6 +130,17 @@ impl HsmPool {
         let sessions = cfg.sessions.max(1);
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut controls = Vec::with_capacity(sessions);
+        let factory: SessionFactory = {
+            let (ctx, pin, copy_keys, metrics) = (
+                module.ctx().clone(),
+                pin,
+                cfg.copy_keys,
+                cfg.metrics.clone(),
+            );
+            Arc::new(move || {
+                WorkerSession::new(ctx.clone(), slot, pin.clone(), copy_keys, metrics.clone())
+            })
+        };
         let workers = (0..sessions)
             .map(|i| {
                 let rx = rx.clone();
@@ -88,13 +148,7 @@ impl HsmPool {
                 let (ctl_tx, ctl) = crossbeam_channel::unbounded::<Job>();
                 controls.push(ctl_tx);
                 let stop = Arc::clone(&stopping);
-                let mut ws = WorkerSession::new(
-                    module.ctx().clone(),
-                    slot,
-                    pin.clone(),
-                    cfg.copy_keys,
-                    cfg.metrics.clone(),
-                );
+                let mut ws = factory();
                 thread::Builder::new()
                     .name(format!("hsm-{i}"))
                     .spawn(move || {
@@ -143,7 +197,7 @@ impl HsmPool {
                     .unwrap_or(i64::MAX)
             },
         );
-        Ok(Self {
+        let pool = Self {
             jobs: tx,
             permits,
             size: workers.len(),
@@ -151,7 +205,100 @@ impl HsmPool {
             stopping,
             controls: Arc::new(controls),
             metrics: cfg.metrics.clone(),
-        })
+            inline: Arc::new(Inline::new(cfg.inline_sessions)),
+            factory,
+        };
+        let sampled = Arc::clone(&pool.inline);
+        cfg.metrics.sample(
+            "p11kms_hsm_token_latency_microseconds",
+            "Running mean latency of short HSM calls; above 100 they leave the request threads for the workers",
+            move || i64::try_from(sampled.latency().as_micros()).unwrap_or(i64::MAX),
+        );
+        // The inline sessions open on the workers, in the background.
+        pool.reopen_inline();
+        Ok(pool)
+    }
+
+    /// Opens the inline sessions that are missing (at start, after a loss), each on a
+    /// worker, at most once every `REOPEN_EVERY`.
+    fn reopen_inline(&self) {
+        for index in self.inline.take_missing(REOPEN_EVERY) {
+            let inline = Arc::clone(&self.inline);
+            let factory = Arc::clone(&self.factory);
+            let job: Job = Box::new(move |_| {
+                let mut ws = factory();
+                match ws.check() {
+                    Ok(()) => inline.add(index, ws),
+                    Err(e) => {
+                        debug!(error = %e, "an inline PKCS#11 session could not be opened; trying again later");
+                        inline.mark_missing(index);
+                    }
+                }
+            });
+            if self.jobs.send(job).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hands an inline session whose token call failed badly to a worker, which closes
+    /// it (that may block) and lets it be reopened.
+    fn retire_inline(&self, (index, ws): (usize, Option<WorkerSession>)) {
+        let inline = Arc::clone(&self.inline);
+        let job: Job = Box::new(move |_| {
+            drop(ws);
+            inline.mark_missing(index);
+        });
+        let _ = self.jobs.send(job);
+    }
+
+    /// Runs a short call on an inline session, on this thread. None when the session
+    /// was lost or the call panicked: the session is retired, and the caller runs the
+    /// call on a worker instead.
+    fn run_inline<T, F>(
+        &self,
+        kind: CallKind,
+        material: Option<MaterialRef>,
+        mut lease: Lease<'_>,
+        op: &F,
+    ) -> Option<Result<T, HsmError>>
+    where
+        F: Fn(&mut WorkerSession) -> Result<T, HsmError>,
+    {
+        let started = Instant::now();
+        let caught = {
+            let ws = lease.session()?;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let res = op(ws);
+                match (&res, &material) {
+                    (Err(e), Some(m)) if e.is_stale_handle() => {
+                        ws.forget(m);
+                        op(ws)
+                    }
+                    _ => res,
+                }
+            }))
+        };
+        match caught {
+            Ok(Err(e)) if e.is_session_lost() => {
+                warn!(error = %e, "PKCS#11 session lost; reopening it and running the call on a worker");
+                self.metrics.hsm_session_reopened();
+                self.retire_inline(lease.take());
+                None
+            }
+            Ok(res) => {
+                let took = started.elapsed();
+                self.inline.observe(took);
+                self.metrics.hsm_call(kind.operation, kind.mechanism, took);
+                self.metrics.hsm_inline_call();
+                Some(res)
+            }
+            Err(_) => {
+                tracing::error!("an HSM call panicked; its session is reopened");
+                self.retire_inline(lease.take());
+                None
+            }
+        }
     }
 
     /// Number of worker threads that started.
@@ -171,6 +318,8 @@ impl HsmPool {
         for h in handles {
             let _ = h.join();
         }
+        // Last, once no worker can hand back a reopened session.
+        self.inline.close_all();
     }
 
     /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
@@ -185,6 +334,16 @@ impl HsmPool {
         T: Send + 'static,
         F: Fn(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     {
+        if kind.short && self.inline.token_is_fast() {
+            match self.inline.checkout() {
+                Some(lease) => {
+                    if let Some(res) = self.run_inline(kind, material, lease, &op) {
+                        return res;
+                    }
+                }
+                None => self.reopen_inline(),
+            }
+        }
         let permit: OwnedSemaphorePermit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -192,10 +351,13 @@ impl HsmPool {
         let (tx, rx) = oneshot::channel();
         let span = Span::current();
         let metrics = self.metrics.clone();
+        let inline = Arc::clone(&self.inline);
         let job: Job = Box::new(move |ws| {
             let _permit = permit;
             let _g = span.enter();
-            let started = std::time::Instant::now();
+            // A call that opens the session first says nothing of the token's speed.
+            let measured = kind.short && ws.is_open();
+            let started = Instant::now();
             let mut res = op(ws);
             if let Err(e) = &res {
                 if e.is_session_lost() {
@@ -210,7 +372,11 @@ impl HsmPool {
                     }
                 }
             }
-            metrics.hsm_call(kind.0, kind.1, started.elapsed());
+            let took = started.elapsed();
+            if measured {
+                inline.observe(took);
+            }
+            metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
         self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
@@ -348,6 +514,15 @@ impl HsmPool {
         }
         for rx in acks {
             rx.await.map_err(|_| HsmError::PoolStopped)?;
+        }
+        // The inline sessions: idle ones forget at once, busy ones when handed back.
+        let epoch = self.inline.forget_everywhere(m);
+        let deadline = Instant::now() + FORGET_WAIT;
+        while !self.inline.caught_up(epoch) {
+            if Instant::now() > deadline {
+                return Err(HsmError::PoolStopped);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         self.destroy_material(m).await
     }

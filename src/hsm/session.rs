@@ -153,7 +153,7 @@ impl WorkerSession {
             return Ok(k.handle);
         }
         if self.keys.len() >= MAX_CACHED_KEYS {
-            self.evict_all();
+            self.forget_all();
         }
         let copy_keys = self.copy_keys;
         let s = self.session()?;
@@ -197,7 +197,13 @@ impl WorkerSession {
         Ok(cached.handle)
     }
 
-    fn evict_all(&mut self) {
+    /// Whether the session is open (a call on it needs no C_OpenSession or C_Login).
+    pub(crate) fn is_open(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Forgets every cached handle, destroying the session copies.
+    pub(crate) fn forget_all(&mut self) {
         if let Some(s) = &self.session {
             for k in self.keys.values().filter(|k| k.is_copy) {
                 let _ = s.destroy_object(k.handle);

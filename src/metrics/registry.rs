@@ -53,6 +53,7 @@ struct Inner {
     hsm_seconds: Histograms<Labels2>,
     hsm_reopens: Counter,
     hsm_relogins: Counter,
+    hsm_inline: Counter,
     store_seconds: Histogram,
     cache: Family<Labels2, Counter>,
     // Series whose labels are known in advance, resolved once: a family lookup hashes
@@ -117,6 +118,12 @@ impl Metrics {
             "p11kms_hsm_relogins",
             "C_Login calls on a worker that had been logged in before (after a lost session)",
             hsm_relogins.clone(),
+        );
+        let hsm_inline = Counter::default();
+        r.register(
+            "p11kms_hsm_inline_calls",
+            "Short HSM calls run on the requesting thread instead of a worker (while the token answers fast)",
+            hsm_inline.clone(),
         );
         let store_seconds = fast_buckets();
         r.register(
@@ -191,6 +198,7 @@ impl Metrics {
             hsm_seconds,
             hsm_reopens,
             hsm_relogins,
+            hsm_inline,
             store_seconds,
             cache,
             audit_batch,
@@ -245,7 +253,7 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// One job on an HSM worker.
+    /// One HSM call, on a worker or inline.
     pub fn hsm_call(&self, operation: &'static str, mechanism: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
         match self
@@ -261,6 +269,11 @@ impl Metrics {
                 .get_or_create(&[("operation", operation), ("mechanism", mechanism)])
                 .observe(secs),
         }
+    }
+
+    /// A short HSM call ran inline.
+    pub fn hsm_inline_call(&self) {
+        self.0.hsm_inline.inc();
     }
 
     /// A worker dropped its lost session and opens a new one.

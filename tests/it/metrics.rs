@@ -284,9 +284,18 @@ async fn counters_move_by_exactly_the_calls_made_under_load() {
         ),
         1.0
     );
+    // SoftHSM2 answers in microseconds: short calls run inline (not all of them on a
+    // loaded machine, where a call preempted midway looks slow for a moment).
+    let inline = delta(|s| s.value("p11kms_hsm_inline_calls_total", &[]));
+    assert!(
+        inline > 0.0 && inline <= 2.0 * calls,
+        "inline calls: {inline} of {}",
+        2.0 * calls
+    );
     for gauge in [
         "p11kms_hsm_queue_depth",
         "p11kms_hsm_calls_in_flight",
+        "p11kms_hsm_token_latency_microseconds",
         "p11kms_audit_queue_depth",
     ] {
         assert_eq!(after.types[gauge], "gauge", "{gauge}");

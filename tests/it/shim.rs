@@ -149,19 +149,20 @@ async fn a_failing_c_encrypt_makes_the_key_unavailable_until_it_recovers() {
     assert_eq!(dir.objects_of(&key), 1);
 
     control.set("fail C_Encrypt CKR_DEVICE_ERROR\n").unwrap();
-    // CKR_DEVICE_ERROR counts as a lost session: the pool reopens it and retries once,
-    // fails again, and the caller is told the key is unavailable (retryable), not that
-    // the service broke.
+    // CKR_DEVICE_ERROR counts as a lost session: the pool reopens it and retries, fails
+    // again, and the caller is told the key is unavailable (retryable), not that the
+    // service broke. (How many attempts is the pool's business; at least the retry.)
     let r = c.encrypt(encrypt_req(&key, PLAINTEXT, CONTEXT)).await;
     assert_kms_error(r, "KeyUnavailableException");
-    assert_eq!(injected(&d, "C_Encrypt", "0x30"), 2, "{}", d.log());
+    let failed = injected(&d, "C_Encrypt", "0x30");
+    assert!(failed >= 2, "{failed} failed calls:\n{}", d.log());
     // Only C_Encrypt fails: decryption goes on.
     assert_eq!(decrypt(&mut c, &before, CONTEXT).await, PLAINTEXT);
 
     control.clear().unwrap();
     let after = encrypt(&mut c, &key, PLAINTEXT, CONTEXT).await;
     assert_eq!(decrypt(&mut c, &after, CONTEXT).await, PLAINTEXT);
-    assert_eq!(injected(&d, "C_Encrypt", "0x30"), 2);
+    assert_eq!(injected(&d, "C_Encrypt", "0x30"), failed);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,8 +174,7 @@ async fn a_lost_session_is_reopened_and_the_call_retried() {
     let blob = encrypt(&mut c, &key, PLAINTEXT, CONTEXT).await;
     assert_eq!(injected(&d, "C_Encrypt", "0xb3"), 1, "{}", d.log());
     assert!(
-        d.log()
-            .contains("PKCS#11 session lost; reopening and retrying once"),
+        d.log().contains("PKCS#11 session lost; reopening"),
         "{}",
         d.log()
     );

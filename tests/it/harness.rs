@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use p11kms::client::{connect, error_name, Identity, KmsClient};
 use p11kms::proto;
 use p11kms::DevDir;
 use tempfile::TempDir;
+
+use crate::p11shim::{Control, Shim};
 
 pub const ACCOUNT: &str = "111122223333";
 pub const OTHER_ACCOUNT: &str = "444455556666";
@@ -23,12 +26,39 @@ static LOG_SEQ: AtomicUsize = AtomicUsize::new(0);
 /// daemon restarts.
 pub struct TestDir {
     tmp: TempDir,
+    /// Set by `use_shim`: every daemon on this directory reaches its token through it.
+    shim: OnceLock<Shim>,
 }
 
 impl TestDir {
     pub fn new() -> Self {
         Self {
             tmp: tempfile::tempdir().unwrap(),
+            shim: OnceLock::new(),
+        }
+    }
+
+    /// Puts the PKCS#11 shim (tests/shim) between this directory's daemons and SoftHSM2,
+    /// with `delay_us` added to each cryptographic call: prepares the dev files and
+    /// points `[hsm] module` at the shim. Every daemon `Daemon::start*` starts on this
+    /// directory from now on (and `token_objects`) loads it. Returns the control file,
+    /// absent until the test writes rules into it.
+    pub fn use_shim(&self, delay_us: u64) -> Control {
+        self.prepare();
+        let shim = Shim::new()
+            .unwrap()
+            .delay_us(delay_us)
+            .control_file(self.path().join("p11shim.control"));
+        shim.install(&self.dev().config_path()).unwrap();
+        let control = shim.control().unwrap();
+        assert!(self.shim.set(shim).is_ok(), "use_shim called twice");
+        control
+    }
+
+    /// The environment a process working on this directory's token needs.
+    fn token_env(&self, cmd: &mut Command) {
+        if let Some(shim) = self.shim.get() {
+            shim.apply(cmd);
         }
     }
 
@@ -67,12 +97,12 @@ impl TestDir {
     /// The token's secret-key objects, read directly over PKCS#11 by `p11kms dev
     /// token-objects` (a separate process, so it has its own SOFTHSM2_CONF).
     pub fn token_objects(&self) -> Vec<serde_json::Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_p11kms"))
-            .arg("--data-dir")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
+        cmd.arg("--data-dir")
             .arg(self.path())
-            .args(["dev", "token-objects"])
-            .output()
-            .unwrap();
+            .args(["dev", "token-objects"]);
+        self.token_env(&mut cmd);
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -169,6 +199,7 @@ impl Daemon {
             .args(args)
             .arg("--data-dir")
             .arg(dir.path());
+        dir.token_env(&mut cmd);
         Self::spawn(cmd, dir.path(), env)
             .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
     }

@@ -12,6 +12,9 @@
 )]
 
 mod harness;
+// Shared with the benches, hence outside tests/it.
+#[path = "../shim/p11shim.rs"]
+mod p11shim;
 mod secrets_scan;
 
 mod aliases;
@@ -41,6 +44,7 @@ mod policy_eval;
 mod races;
 mod restart;
 mod revocation;
+mod shim;
 mod shutdown;
 mod tags;
 mod token;

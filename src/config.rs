@@ -323,6 +323,9 @@ pub struct Config {
     pub sqlite: PathBuf,
     /// IV budget per material version.
     pub max_encryptions_per_material: u64,
+    /// Serve the benchmark's echo in place of the API on both listeners (`p11kms serve
+    /// --bench-echo`): the transport's ceiling. Never read from a configuration file.
+    pub bench_echo: bool,
     /// Services trusted to call on behalf of others.
     pub trusted_services: Vec<TrustedService>,
     /// How often due key deletions run.
@@ -628,6 +631,7 @@ impl Config {
             },
             sqlite: abs(&f.store.sqlite),
             max_encryptions_per_material: max,
+            bench_echo: false,
         })
     }
 }

@@ -92,6 +92,7 @@ pub struct Prepared {
     vault: Arc<Vault>,
     audit: Option<crate::audit::AuditTrail>,
     shutdown_timeout: std::time::Duration,
+    bench_echo: bool,
     sweep_interval: std::time::Duration,
     pool: HsmPool,
     module: Module,
@@ -272,6 +273,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         vault: Arc::new(vault),
         audit,
         shutdown_timeout: config.shutdown_timeout,
+        bench_echo: config.bench_echo,
         sweep_interval: config.sweep_interval,
         pool: pool_handle,
         module,
@@ -372,6 +374,7 @@ impl Prepared {
                     Arc::clone(&self.vault),
                     rx,
                     self.shutdown_timeout,
+                    self.bench_echo,
                     async move {
                         let _ = stop_rx.wait_for(|stop| *stop).await;
                     },
@@ -392,6 +395,7 @@ impl Prepared {
                 max_connection_age: self.max_connection_age,
                 shutdown_timeout: self.shutdown_timeout,
             },
+            self.bench_echo,
             async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);

@@ -1,15 +1,14 @@
-//! The load generator for the AWS JSON listener: Encrypt over HTTP/2 and TLS, each
-//! request signed with SigV4 as an AWS SDK signs it (the signing key derived once per
-//! run, as SDKs cache it; the canonical request and HMAC per request).
+//! The AWS JSON side of the load: calls over HTTP/2 and TLS, each request signed with
+//! SigV4 as an AWS SDK signs it (the signing key derived once per run, as SDKs cache
+//! it; the canonical request and HMAC per request), four connections shared by the
+//! tasks.
 
 // A benchmark fails loudly by design.
 #![allow(clippy::expect_used)]
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::hmac;
@@ -19,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-use super::BoxResult;
+use super::load::{drive, Stats};
+use super::{BoxResult, Op};
 
 /// The dev admin's access key, from the dev directory's aws-env.sh.
 pub(crate) struct Signer {
@@ -125,61 +125,109 @@ async fn connect(addr: std::net::SocketAddr, ca: &Path) -> BoxResult<H2> {
     Ok(tx)
 }
 
-/// Encrypts of 32 bytes per second under `key_id` over the AWS JSON listener at `addr`
-/// with `concurrency` calls in flight over 4 HTTP/2 connections (as the gRPC load).
-pub(crate) async fn encrypt_load(
-    addr: std::net::SocketAddr,
-    dir: &Path,
-    key_id: &str,
-    concurrency: usize,
-) -> BoxResult<f64> {
-    let signer = Arc::new(Signer::from_dev_dir(dir)?);
-    let mut conns = Vec::new();
-    for _ in 0..4 {
-        conns.push(connect(addr, &dir.join("ca.pem")).await?);
+/// Four HTTP/2 connections to one daemon's AWS JSON listener, the dev admin's signer,
+/// a key and a ciphertext under it.
+#[derive(Clone)]
+pub(crate) struct Json {
+    conns: Arc<Vec<H2>>,
+    signer: Arc<Signer>,
+    host: Arc<str>,
+    key: Arc<str>,
+    blob_b64: Arc<str>,
+}
+
+impl Json {
+    pub(crate) async fn connect(
+        addr: std::net::SocketAddr,
+        dir: &Path,
+        key: &str,
+    ) -> BoxResult<Self> {
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            conns.push(connect(addr, &dir.join("ca.pem")).await?);
+        }
+        let mut me = Self {
+            conns: Arc::new(conns),
+            signer: Arc::new(Signer::from_dev_dir(dir)?),
+            host: format!("localhost:{}", addr.port()).into(),
+            key: key.into(),
+            blob_b64: "".into(),
+        };
+        let answer = me.send(0, Op::Encrypt).await;
+        // The echo answers with the request, which has no CiphertextBlob.
+        if let Some(blob) = serde_json::from_slice::<serde_json::Value>(&answer)?
+            .get("CiphertextBlob")
+            .and_then(|b| b.as_str())
+        {
+            me.blob_b64 = blob.into();
+        }
+        Ok(me)
     }
-    let host = format!("localhost:{}", addr.port());
-    let body = Bytes::from(format!(
-        r#"{{"KeyId":"{key_id}","Plaintext":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}}"#
-    ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..concurrency {
-        let mut tx = conns[i % conns.len()].clone();
-        let (signer, host, body, stop, count) = (
-            Arc::clone(&signer),
-            host.clone(),
-            body.clone(),
-            Arc::clone(&stop),
-            Arc::clone(&count),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let mut req = hyper::Request::post(format!("https://{host}/"));
-                for (k, v) in signer.sign(&host, "TrentService.Encrypt", &body) {
-                    req = req.header(k, v);
-                }
-                let req = req.body(Full::new(body.clone())).expect("a request");
-                let resp = tx.send_request(req).await.expect("an answer");
-                let status = resp.status();
-                let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
-                assert!(
-                    status.is_success(),
-                    "JSON Encrypt failed during the benchmark: {status} {}",
-                    String::from_utf8_lossy(&bytes)
-                );
-                n += 1;
+
+    /// `op` from `concurrency` tasks (see [`drive`]).
+    pub(crate) async fn load(
+        &self,
+        op: Op,
+        concurrency: usize,
+        pace: Option<f64>,
+        secs: std::time::Duration,
+    ) -> Stats {
+        let me = self.clone();
+        drive(concurrency, pace, secs, move |i| {
+            let me = me.clone();
+            async move {
+                me.send(i, op).await;
             }
-            count.fetch_add(n, Ordering::Relaxed);
-        }));
+        })
+        .await
     }
-    let t = Instant::now();
-    tokio::time::sleep(super::secs()).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await?;
+
+    fn request(&self, op: Op) -> (&'static str, String) {
+        let (key, blob) = (&self.key, &self.blob_b64);
+        match op {
+            Op::Encrypt => (
+                "TrentService.Encrypt",
+                format!(
+                    r#"{{"KeyId":"{key}","Plaintext":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}}"#
+                ),
+            ),
+            Op::Decrypt => (
+                "TrentService.Decrypt",
+                format!(r#"{{"CiphertextBlob":"{blob}"}}"#),
+            ),
+            Op::GenerateDataKey => (
+                "TrentService.GenerateDataKey",
+                format!(r#"{{"KeyId":"{key}","KeySpec":"AES_256"}}"#),
+            ),
+            Op::ReEncrypt => (
+                "TrentService.ReEncrypt",
+                format!(r#"{{"CiphertextBlob":"{blob}","DestinationKeyId":"{key}"}}"#),
+            ),
+            Op::DescribeKey => (
+                "TrentService.DescribeKey",
+                format!(r#"{{"KeyId":"{key}"}}"#),
+            ),
+        }
     }
-    Ok(count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64())
+
+    /// One signed call; panics unless it succeeds. Returns the answer's body.
+    async fn send(&self, i: usize, op: Op) -> Bytes {
+        let mut tx = self.conns[i % self.conns.len()].clone();
+        let (target, body) = self.request(op);
+        let body = Bytes::from(body);
+        let mut req = hyper::Request::post(format!("https://{}/", self.host));
+        for (k, v) in self.signer.sign(&self.host, target, &body) {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(body)).expect("a request");
+        let resp = tx.send_request(req).await.expect("an answer");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+        assert!(
+            status.is_success(),
+            "JSON {op:?} failed during the benchmark: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes
+    }
 }

@@ -2,6 +2,7 @@
 //! method per request, and maps errors to gRPC statuses. No policy logic, no HSM calls.
 
 mod convert;
+mod echo;
 mod server;
 mod service;
 mod status;

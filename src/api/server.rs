@@ -35,7 +35,8 @@ pub(crate) struct Lifetimes {
     pub shutdown_timeout: Duration,
 }
 
-/// Serves the gRPC API on `listener` until `shutdown` completes. Then the listener is
+/// Serves the gRPC API on `listener` until `shutdown` completes (with `echo`, the
+/// benchmark's echo service in its place: see `echo`). Then the listener is
 /// closed at once (new connections are refused), every connection is told to go away,
 /// and the calls in flight get `lifetimes.shutdown_timeout` to finish; calls still
 /// running after it are left for the runtime's shutdown to cancel. Each new connection
@@ -46,6 +47,7 @@ pub(crate) async fn serve(
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     lifetimes: Lifetimes,
+    echo: bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
@@ -90,19 +92,23 @@ pub(crate) async fn serve(
             });
         }
     });
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         // Bounds on what one client can hold open; the HSM pool's queue bounds the rest.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         // A connection is authenticated once, at its handshake: ageing connections out
         // makes every client pass the current CRLs again now and then.
-        .max_connection_age(lifetimes.max_connection_age)
-        .add_service(KeyManagementServiceServer::new(KmsService::new(
+        .max_connection_age(lifetimes.max_connection_age);
+    let router = if echo {
+        builder.add_service(super::echo::Echo)
+    } else {
+        builder.add_service(KeyManagementServiceServer::new(KmsService::new(
             Arc::clone(&vault),
         )))
-        .serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
-            let _ = stopping.changed().await;
-        });
+    };
+    let server = router.serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
+        let _ = stopping.changed().await;
+    });
     tokio::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,

@@ -103,3 +103,13 @@ async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
         Err(e) => errors::kms_error(&e, &outcome.request_id),
     }
 }
+
+/// The benchmark's echo (`p11kms serve --bench-echo`): the request's body, read under
+/// the same limits, answered as a success with no vault, SigV4 or HSM behind it.
+pub(super) async fn echo(req: Request<Incoming>) -> Response<Body> {
+    let body = match envelope::read_body(req.into_body()).await {
+        Ok(b) => hyper::body::Bytes::copy_from_slice(&b),
+        Err(_) => hyper::body::Bytes::new(),
+    };
+    envelope::response(hyper::StatusCode::OK, body, "echo")
+}

@@ -103,12 +103,14 @@ impl Drop for InFlight {
 /// `Connection: close` after the request in flight), and the requests in flight get
 /// `shutdown_timeout` to answer; what still runs after that is left for the runtime's
 /// shutdown to cancel. Each new connection uses the TLS configuration `tls` holds at
-/// its accept (a SIGHUP reload applies to new connections).
+/// its accept (a SIGHUP reload applies to new connections). With `echo`, every request
+/// is answered with its own body, for the throughput benchmark's transport ceiling.
 pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     shutdown_timeout: Duration,
+    echo: bool,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut h1 = http1::Builder::new();
@@ -170,7 +172,11 @@ pub(crate) async fn serve(
                 let (vault, peer) = (Arc::clone(&vault), Arc::clone(&peer));
                 let in_flight = InFlight::begin(&counted);
                 async move {
-                    let answer = handle(vault, peer, req).await;
+                    let answer = if echo {
+                        super::handler::echo(req).await
+                    } else {
+                        handle(vault, peer, req).await
+                    };
                     drop(in_flight);
                     Ok::<_, Infallible>(answer)
                 }

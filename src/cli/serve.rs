@@ -35,6 +35,10 @@ pub(crate) struct ServeArgs {
     /// request's span fields (request_id, operation, principal, …).
     #[arg(long, value_enum, env = "P11KMS_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// For `cargo bench --bench throughput` only: answer every call with its own request
+    /// on both API listeners, to measure the transport's ceiling.
+    #[arg(long, hide = true)]
+    bench_echo: bool,
 }
 
 /// How log lines are written.
@@ -85,6 +89,7 @@ pub(crate) fn run(
             .ok_or("give --config FILE for a production daemon, or --dev for dev mode")?;
         (Config::load(&path)?, None)
     };
+    config.bench_echo = args.bench_echo;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -335,3 +335,38 @@ async fn client_certificates_are_optional_and_verified_or_required_when_configur
     assert_eq!(with_client_cert(&d, Some(&admin)).await, Ok(403));
     assert!(with_client_cert(&d, Some(&foreign)).await.is_err());
 }
+
+/// `serve --bench-echo` (the throughput benchmark's transport ceiling) answers each call
+/// with its own request on both listeners, and nothing reaches the vault: no key, no
+/// audit record.
+#[tokio::test]
+async fn the_bench_echo_answers_each_call_with_its_request() {
+    let dir = TestDir::new();
+    let d = Daemon::start_args(&dir, "127.0.0.1:0", &["--bench-echo"], &[]);
+    // gRPC: the request's fields come back as the answer's (EncryptRequest's KeyId and
+    // Plaintext are EncryptResponse's CiphertextBlob and KeyId on the wire).
+    let mut c = d.admin().await;
+    let answer = c
+        .encrypt(encrypt_req("not-a-key", b"echo me", &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.ciphertext_blob, b"not-a-key");
+    assert_eq!(answer.key_id, "echo me");
+    // AWS JSON: the body comes back, unsigned and whatever it says.
+    for http in [Http::One, Http::Two] {
+        let a = post(&d, http, &[], br#"{"Echo":[1,2,3]}"#.to_vec()).await;
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.body, json!({"Echo": [1, 2, 3]}));
+    }
+    let trail = std::fs::read_dir(dir.path().join("audit"))
+        .map(|files| {
+            files
+                .filter_map(Result::ok)
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".jsonl"))
+                .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    assert!(!trail.contains("\"eventName\":\"Encrypt\""), "{trail}");
+}

@@ -1,0 +1,104 @@
+//! The gRPC side of the load: the daemon's own client (tonic, mTLS), four HTTP/2
+//! connections shared by the tasks, one call per operation with a 32-byte plaintext.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use p11kms::client::{connect, Identity, KmsClient};
+use p11kms::proto;
+
+use super::load::{drive, Stats};
+use super::{BoxResult, Op};
+
+/// Four connections to one daemon, a key and a ciphertext under it.
+#[derive(Clone)]
+pub(crate) struct Grpc {
+    clients: Arc<Vec<KmsClient>>,
+    key: Arc<str>,
+    blob: Arc<Vec<u8>>,
+}
+
+impl Grpc {
+    pub(crate) async fn connect(endpoint: &str, identity: &Identity, key: &str) -> BoxResult<Self> {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect(endpoint, identity).await?);
+        }
+        let mut c = clients[0].clone();
+        let blob = c
+            .encrypt(encrypt_request(key.to_owned()))
+            .await?
+            .into_inner()
+            .ciphertext_blob;
+        Ok(Self {
+            clients: Arc::new(clients),
+            key: key.into(),
+            blob: Arc::new(blob),
+        })
+    }
+
+    /// `op` from `concurrency` tasks (see [`drive`]).
+    pub(crate) async fn load(
+        &self,
+        op: Op,
+        concurrency: usize,
+        pace: Option<f64>,
+        secs: Duration,
+    ) -> Stats {
+        let me = self.clone();
+        drive(concurrency, pace, secs, move |i| {
+            let me = me.clone();
+            async move { me.call(op, i).await }
+        })
+        .await
+    }
+
+    async fn call(&self, op: Op, i: usize) {
+        let mut c = self.clients[i % self.clients.len()].clone();
+        let key = self.key.to_string();
+        let ok = match op {
+            Op::Encrypt => c.encrypt(encrypt_request(key)).await.map(drop),
+            Op::Decrypt => c
+                .decrypt(proto::DecryptRequest {
+                    ciphertext_blob: self.blob.to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Op::GenerateDataKey => c
+                .generate_data_key(proto::GenerateDataKeyRequest {
+                    key_id: key,
+                    key_spec: "AES_256".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Op::ReEncrypt => c
+                .re_encrypt(proto::ReEncryptRequest {
+                    ciphertext_blob: self.blob.to_vec(),
+                    destination_key_id: key,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Op::DescribeKey => c
+                .describe_key(proto::DescribeKeyRequest {
+                    key_id: key,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+        };
+        if let Err(e) = ok {
+            panic!("gRPC {op:?} failed during the benchmark: {e}");
+        }
+    }
+}
+
+/// An Encrypt of 32 bytes (the message type zeroizes on drop, so it is built by field).
+fn encrypt_request(key_id: String) -> proto::EncryptRequest {
+    let mut r = proto::EncryptRequest::default();
+    r.key_id = key_id;
+    r.plaintext = vec![7u8; 32];
+    r
+}

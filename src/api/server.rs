@@ -102,9 +102,10 @@ pub(crate) async fn serve(
     let router = if echo {
         builder.add_service(super::echo::Echo)
     } else {
-        builder.add_service(KeyManagementServiceServer::new(KmsService::new(
-            Arc::clone(&vault),
-        )))
+        builder.add_service(
+            KeyManagementServiceServer::new(KmsService::new(Arc::clone(&vault)))
+                .max_decoding_message_size(super::MAX_MESSAGE_BYTES),
+        )
     };
     let server = router.serve_with_incoming_shutdown(ReceiverStream::new(rx), async move {
         let _ = stopping.changed().await;

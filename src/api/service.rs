@@ -23,7 +23,7 @@ use crate::vault::{
 
 /// The tonic service over a vault.
 pub(super) struct KmsService {
-    vault: Arc<Vault>,
+    pub(super) vault: Arc<Vault>,
 }
 
 impl KmsService {
@@ -58,34 +58,84 @@ impl KmsService {
                 f(caller, message)
             })
             .await;
-        let rid = MetadataValue::try_from(outcome.request_id.as_str()).ok();
-        match result {
-            Ok(r) => {
-                let mut resp = Response::new(r);
-                if let Some(rid) = rid {
-                    resp.metadata_mut().insert(REQUEST_ID_HEADER, rid);
-                }
-                Ok(resp)
+        answer(result, &outcome.request_id)
+    }
+
+    /// Encrypt, from the wire request to the wire answer (also each BatchEncrypt item).
+    pub(super) async fn encrypt_one(
+        &self,
+        caller: Caller,
+        mut m: proto::EncryptRequest,
+    ) -> Result<proto::EncryptResponse, KmsError> {
+        let input = EncryptInput {
+            key_id: mem::take(&mut m.key_id),
+            plaintext: Plaintext::new(mem::take(&mut m.plaintext)),
+            context: context("EncryptionContext", mem::take(&mut m.encryption_context))?,
+            grant_tokens: mem::take(&mut m.grant_tokens),
+            algorithm: mem::take(&mut m.encryption_algorithm),
+        };
+        let out = self.vault.encrypt(&caller, input).await?;
+        Ok(proto::EncryptResponse {
+            ciphertext_blob: out.ciphertext_blob,
+            key_id: out.key_arn.to_string(),
+            encryption_algorithm: out.encryption_algorithm.into(),
+        })
+    }
+
+    /// Decrypt, from the wire request to the wire answer (also each BatchDecrypt item).
+    pub(super) async fn decrypt_one(
+        &self,
+        caller: Caller,
+        m: proto::DecryptRequest,
+    ) -> Result<proto::DecryptResponse, KmsError> {
+        let input = DecryptInput {
+            ciphertext_blob: m.ciphertext_blob,
+            context: context("EncryptionContext", m.encryption_context)?,
+            grant_tokens: m.grant_tokens,
+            key_id: m.key_id,
+            algorithm: m.encryption_algorithm,
+        };
+        let out = self.vault.decrypt(&caller, input).await?;
+        Ok(proto::DecryptResponse {
+            key_id: out.key_arn.to_string(),
+            encryption_algorithm: out.encryption_algorithm.into(),
+            plaintext: out.plaintext.into_exposed_vec(),
+        })
+    }
+}
+
+/// A result as the response or the status, both carrying the request id.
+pub(super) fn answer<R>(
+    result: Result<R, KmsError>,
+    request_id: &str,
+) -> Result<Response<R>, Status> {
+    let rid = MetadataValue::try_from(request_id).ok();
+    match result {
+        Ok(r) => {
+            let mut resp = Response::new(r);
+            if let Some(rid) = rid {
+                resp.metadata_mut().insert(REQUEST_ID_HEADER, rid);
             }
-            Err(e) => {
-                let mut st = to_status(&e);
-                if let Some(rid) = rid {
-                    st.metadata_mut().insert(REQUEST_ID_HEADER, rid);
-                }
-                Err(st)
+            Ok(resp)
+        }
+        Err(e) => {
+            let mut st = to_status(&e);
+            if let Some(rid) = rid {
+                st.metadata_mut().insert(REQUEST_ID_HEADER, rid);
             }
+            Err(st)
         }
     }
 }
 
 /// What the connection and the request's metadata say about the caller.
-struct Presented {
-    peer: Option<Arc<Peer>>,
+pub(super) struct Presented {
+    pub(super) peer: Option<Arc<Peer>>,
     on_behalf_of: Option<Result<String, ()>>,
 }
 
 impl Presented {
-    fn of<T>(req: &Request<T>) -> Self {
+    pub(super) fn of<T>(req: &Request<T>) -> Self {
         Self {
             peer: req.extensions().get::<Arc<Peer>>().cloned(),
             on_behalf_of: req
@@ -95,7 +145,7 @@ impl Presented {
         }
     }
 
-    fn caller(&self, vault: &Vault) -> Result<Caller, KmsError> {
+    pub(super) fn caller(&self, vault: &Vault) -> Result<Caller, KmsError> {
         let peer = self.peer.as_ref().ok_or_else(|| {
             KmsError::UnrecognizedClient("the connection carries no client certificate".into())
         })?;
@@ -192,20 +242,8 @@ impl KeyManagementService for KmsService {
         req: Request<proto::EncryptRequest>,
     ) -> Result<Response<proto::EncryptResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("Encrypt", key_id, req, |caller, mut m| async move {
-            let input = EncryptInput {
-                key_id: mem::take(&mut m.key_id),
-                plaintext: Plaintext::new(mem::take(&mut m.plaintext)),
-                context: context("EncryptionContext", mem::take(&mut m.encryption_context))?,
-                grant_tokens: mem::take(&mut m.grant_tokens),
-                algorithm: mem::take(&mut m.encryption_algorithm),
-            };
-            let out = self.vault.encrypt(&caller, input).await?;
-            Ok(proto::EncryptResponse {
-                ciphertext_blob: out.ciphertext_blob,
-                key_id: out.key_arn.to_string(),
-                encryption_algorithm: out.encryption_algorithm.into(),
-            })
+        self.handle("Encrypt", key_id, req, |caller, m| {
+            self.encrypt_one(caller, m)
         })
         .await
     }
@@ -215,22 +253,24 @@ impl KeyManagementService for KmsService {
         req: Request<proto::DecryptRequest>,
     ) -> Result<Response<proto::DecryptResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("Decrypt", key_id, req, |caller, m| async move {
-            let input = DecryptInput {
-                ciphertext_blob: m.ciphertext_blob,
-                context: context("EncryptionContext", m.encryption_context)?,
-                grant_tokens: m.grant_tokens,
-                key_id: m.key_id,
-                algorithm: m.encryption_algorithm,
-            };
-            let out = self.vault.decrypt(&caller, input).await?;
-            Ok(proto::DecryptResponse {
-                key_id: out.key_arn.to_string(),
-                encryption_algorithm: out.encryption_algorithm.into(),
-                plaintext: out.plaintext.into_exposed_vec(),
-            })
+        self.handle("Decrypt", key_id, req, |caller, m| {
+            self.decrypt_one(caller, m)
         })
         .await
+    }
+
+    async fn batch_encrypt(
+        &self,
+        req: Request<proto::BatchEncryptRequest>,
+    ) -> Result<Response<proto::BatchEncryptResponse>, Status> {
+        self.serve_batch_encrypt(req).await
+    }
+
+    async fn batch_decrypt(
+        &self,
+        req: Request<proto::BatchDecryptRequest>,
+    ) -> Result<Response<proto::BatchDecryptResponse>, Status> {
+        self.serve_batch_decrypt(req).await
     }
 
     async fn generate_data_key(

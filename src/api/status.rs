@@ -53,6 +53,15 @@ pub(crate) fn to_status(e: &KmsError) -> Status {
     st
 }
 
+/// One failed item of a batch call: the name and message a single call's status would
+/// carry (the message without the name in front).
+pub(crate) fn item_error(e: &KmsError) -> crate::proto::BatchItemError {
+    crate::proto::BatchItemError {
+        error_code: e.name().to_owned(),
+        error_message: e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

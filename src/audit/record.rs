@@ -1,7 +1,8 @@
 //! One audit record, CloudTrail's KMS event shape: eventTime, eventName, requestID,
 //! userIdentity, sourceIPAddress, requestParameters, resources, errorCode and
-//! errorMessage, with p11kms's additions under `p11kms` (transport, decision and
-//! deciding statements, via-service, latency).
+//! errorMessage, additionalEventData (the batch call an item belongs to), with
+//! p11kms's additions under `p11kms` (transport, decision and deciding statements,
+//! via-service, latency).
 //!
 //! A record is serialized on the caller's task, borrowing from its `Outcome`: the
 //! writer thread, which every call waits on, only prepends the chain link and hashes.
@@ -50,7 +51,19 @@ struct Record<'a> {
     error_code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    additional_event_data: Option<AdditionalEventData<'a>>,
     p11kms: Additions<'a>,
+}
+
+/// CloudTrail's place for facts about an event beyond its parameters: here, the batch
+/// call (BatchEncrypt, BatchDecrypt) an item's request belongs to, so that a reader can
+/// join an item's record to the batch's own record.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdditionalEventData<'a> {
+    batch_request_id: &'a str,
+    batch_item_index: usize,
 }
 
 #[derive(Serialize)]
@@ -191,6 +204,10 @@ pub(super) fn build(o: &Outcome, params: &Parameters) -> Vec<u8> {
         resources: o.resources.iter().map(|arn| resource(arn)).collect(),
         error_code: o.error.as_ref().map(|(code, _)| *code),
         error_message: o.error.as_ref().map(|(_, message)| message.as_str()),
+        additional_event_data: o.batch.as_ref().map(|b| AdditionalEventData {
+            batch_request_id: &b.request_id,
+            batch_item_index: b.index,
+        }),
         p11kms: Additions {
             transport: o.transport.as_str(),
             decision: o.decision(),

@@ -16,7 +16,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::checkpoint::CheckpointSigner;
 use super::writer::{self, trail_files, AuditError, AuditSettings, Job};
@@ -202,45 +202,82 @@ impl AuditTrail {
 
     /// Writes the record of one request and waits until it is durable.
     pub async fn record(&self, outcome: &Outcome, params: &Parameters) -> Result<(), AuditError> {
-        self.enqueue(outcome, params).await?.await
+        self.enqueue(&[(outcome, params)]).await?.wait().await
     }
 
-    /// Queues the record of one request; the returned future completes when it is
-    /// durable. Once this returns, the record is written whether or not anyone waits.
-    /// When nobody is writing, the caller writes, here, before this returns.
-    pub async fn enqueue(
-        &self,
-        outcome: &Outcome,
-        params: &Parameters,
-    ) -> Result<impl std::future::Future<Output = Result<(), AuditError>>, AuditError> {
+    /// Queues the records of a group of requests (one request, or a batch call and its
+    /// items) together, in order; [`Durable::wait`] completes when all are durable.
+    /// Queued together, a group goes into one batch, so it costs one write and one
+    /// fsync however many records it holds. Once this returns, the records are written
+    /// whether or not anyone waits. When nobody is writing, the caller writes, here,
+    /// before this returns.
+    pub async fn enqueue(&self, group: &[(&Outcome, &Parameters)]) -> Result<Durable, AuditError> {
+        if group.is_empty() {
+            return Ok(Durable {
+                led: None,
+                waits: Vec::new(),
+            });
+        }
+        // A group is one request, or a batch call and its items (at most 1001): far
+        // below the queue's size, so the room it asks for always comes.
+        let n = u32::try_from(group.len()).map_err(|_| AuditError::Stopped)?;
+        // Room for the whole group at once: groups taking room one record at a time
+        // could each hold part of the queue and wait for each other.
         let permit = Arc::clone(&self.inner.permits)
-            .acquire_owned()
+            .acquire_many_owned(n)
             .await
             .map_err(|_| AuditError::Stopped)?;
-        let (done, wait) = oneshot::channel();
-        let record = record::build(outcome, params);
-        let led = match self.submit(record, Some(done), permit)? {
-            true => Some(self.write(Holder::Caller)),
+        let mut room = Some(permit);
+        let mut jobs = Vec::with_capacity(group.len());
+        let mut waits = Vec::with_capacity(group.len());
+        for (i, (outcome, params)) in group.iter().enumerate() {
+            // Each record gives its own place back as it is written; the last takes
+            // what remains.
+            let own = if i + 1 == group.len() {
+                room.take()
+            } else {
+                room.as_mut().and_then(|p| p.split(1))
+            };
+            let (done, wait) = oneshot::channel();
+            waits.push(wait);
+            jobs.push(Job {
+                record: record::build(outcome, params),
+                done: Some(done),
+                leader: false,
+                _permit: own,
+            });
+        }
+        let led = match self.submit(jobs)? {
+            true => {
+                // The last record is the writer's own: it learns the result from its
+                // batch, not from a channel.
+                waits.pop();
+                Some(self.write(Holder::Caller))
+            }
             false => None,
         };
-        Ok(async move {
-            match led {
-                Some(result) => result,
-                None => wait.await.map_err(|_| AuditError::Stopped)?,
-            }
-        })
+        Ok(Durable { led, waits })
     }
 
     /// Queues the record of a request that nobody waits for any more (its caller went
     /// away mid-way), without waiting for room: for use in `Drop`. If nobody is
-    /// writing, it is written now.
-    pub fn record_detached(&self, outcome: &Outcome, params: &Parameters) {
+    /// writing, it is written now, or, with `by_background`, by the background thread:
+    /// the items of a cancelled batch are dropped one after another, and each would
+    /// otherwise take the pen for a write and fsync of its own record alone.
+    pub fn record_detached(&self, outcome: &Outcome, params: &Parameters, by_background: bool) {
         let rid = &outcome.request_id;
         let Ok(permit) = Arc::clone(&self.inner.permits).try_acquire_owned() else {
             tracing::error!(request_id = %rid, "the audit queue is full; a cancelled request could not be recorded");
             return;
         };
-        match self.submit(record::build(outcome, params), None, permit) {
+        let job = Job {
+            record: record::build(outcome, params),
+            done: None,
+            leader: false,
+            _permit: Some(permit),
+        };
+        match self.submit(vec![job]) {
+            Ok(true) if by_background && self.hand_over() => {}
             Ok(true) => {
                 if let Err(e) = self.write(Holder::Caller) {
                     tracing::error!(request_id = %rid, error = %e, "a cancelled request could not be recorded");
@@ -253,25 +290,32 @@ impl AuditTrail {
         }
     }
 
-    /// Queues a record. True when the caller takes the pen (nobody was writing): its
-    /// record is then marked as the writer's own, and `done` is not needed.
-    fn submit(
-        &self,
-        record: Vec<u8>,
-        done: Option<oneshot::Sender<Result<(), AuditError>>>,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<bool, AuditError> {
+    /// Passes the pen, which the caller holds, to the background thread; false when it
+    /// has stopped (the caller must write).
+    fn hand_over(&self) -> bool {
+        let q = lock(&self.inner.queue);
+        !q.background_gone
+            && lock(&self.inner.wake)
+                .as_ref()
+                .is_some_and(|w| w.send(Wake::Write).is_ok())
+    }
+
+    /// Queues records, in order. True when the caller takes the pen (nobody was
+    /// writing): its last record is then marked as the writer's own, and that record's
+    /// `done` is not needed.
+    fn submit(&self, mut jobs: Vec<Job>) -> Result<bool, AuditError> {
         let mut q = lock(&self.inner.queue);
         if q.closed {
             return Err(AuditError::Stopped);
         }
         let leads = !std::mem::replace(&mut q.writing, true);
-        q.pending.push(Job {
-            record,
-            done: if leads { None } else { done },
-            leader: leads,
-            _permit: Some(permit),
-        });
+        if leads {
+            if let Some(last) = jobs.last_mut() {
+                last.leader = true;
+                last.done = None;
+            }
+        }
+        q.pending.append(&mut jobs);
         Ok(leads)
     }
 
@@ -319,6 +363,28 @@ impl AuditTrail {
             }
         }
         own.unwrap_or(Err(AuditError::Stopped))
+    }
+}
+
+/// A queued group of records (see [`AuditTrail::enqueue`]).
+pub struct Durable {
+    /// The result of the batch the caller wrote itself, when it took the pen.
+    led: Option<Result<(), AuditError>>,
+    /// Where the writers of the other records answer.
+    waits: Vec<oneshot::Receiver<Result<(), AuditError>>>,
+}
+
+impl Durable {
+    /// Completes when every record of the group is durable; the first failure
+    /// otherwise.
+    pub async fn wait(self) -> Result<(), AuditError> {
+        if let Some(led) = self.led {
+            led?;
+        }
+        for w in self.waits {
+            w.await.map_err(|_| AuditError::Stopped)??;
+        }
+        Ok(())
     }
 }
 
@@ -402,6 +468,7 @@ mod tests {
             resources: Vec::new(),
             error: None,
             latency: Duration::ZERO,
+            batch: None,
         }
     }
 
@@ -437,7 +504,11 @@ mod tests {
                     for i in 0..EACH {
                         let n = t * EACH + i;
                         if n.is_multiple_of(10) {
-                            trail.record_detached(&outcome(n), &Parameters::default());
+                            trail.record_detached(
+                                &outcome(n),
+                                &Parameters::default(),
+                                n.is_multiple_of(20),
+                            );
                         } else {
                             trail.record(&outcome(n), &Parameters::default()).await?;
                         }
@@ -471,6 +542,77 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), TASKS * EACH);
+    }
+
+    /// Groups (a batch call and its items) queued while single records keep coming:
+    /// each group's records are written together, in order, one after another in the
+    /// trail, and each group's caller hears Ok once all of them are durable.
+    #[test]
+    fn a_group_is_written_in_order_and_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = AuditSettings {
+            dir: dir.path().to_owned(),
+            sync: SyncMode::None,
+            max_file_bytes: 16 * 1024 * 1024,
+            checkpoint: CheckpointSettings {
+                every_records: 100_000,
+                every: Duration::from_secs(3600),
+                public_key_file: dir.path().join("key.pem"),
+            },
+        };
+        let trail =
+            AuditTrail::open(settings, Box::new(SoftSigner::new()), &Metrics::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(3)
+            .build()
+            .unwrap();
+        const GROUPS: usize = 20;
+        const SIZE: usize = 101;
+        rt.block_on(async {
+            let singles = {
+                let trail = trail.clone();
+                tokio::spawn(async move {
+                    for n in 0..500 {
+                        trail
+                            .record(&outcome(1_000_000 + n), &Parameters::default())
+                            .await
+                            .unwrap();
+                    }
+                })
+            };
+            let mut groups = Vec::new();
+            for g in 0..GROUPS {
+                let trail = trail.clone();
+                groups.push(tokio::spawn(async move {
+                    let outcomes: Vec<Outcome> = (0..SIZE).map(|i| outcome(g * SIZE + i)).collect();
+                    let params = Parameters::default();
+                    let group: Vec<_> = outcomes.iter().map(|o| (o, &params)).collect();
+                    trail.enqueue(&group).await.unwrap().wait().await.unwrap();
+                }));
+            }
+            for t in groups {
+                t.await.unwrap();
+            }
+            singles.await.unwrap();
+        });
+        drop(rt);
+        assert!(trail.close(Duration::from_secs(10)));
+        let mut ids = Vec::new();
+        for f in trail_files(dir.path()).unwrap() {
+            for line in std::fs::read_to_string(f).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(rid) = v["requestID"].as_str() {
+                    ids.push(rid.trim_start_matches("req-").parse::<usize>().unwrap());
+                }
+            }
+        }
+        assert_eq!(ids.len(), GROUPS * SIZE + 500);
+        for g in 0..GROUPS {
+            let start = ids.iter().position(|n| *n == g * SIZE).unwrap();
+            let written: Vec<usize> = ids[start..start + SIZE].to_vec();
+            let expected: Vec<usize> = (g * SIZE..(g + 1) * SIZE).collect();
+            assert_eq!(written, expected, "group {g} is not whole and in order");
+        }
     }
 
     fn futures_record_after_close(trail: &AuditTrail) -> Result<(), AuditError> {

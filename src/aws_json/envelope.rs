@@ -2,12 +2,15 @@
 //! and `Content-Type: application/x-amz-json-1.1`, a bounded body, JSON decoding into
 //! an operation's shape; and the envelope of every answer (content type, request id).
 
+use std::sync::Arc;
+
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::errors;
@@ -31,8 +34,21 @@ pub(super) const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
 /// 384 characters (113 KiB): about 353 KiB. The cryptographic calls are far smaller
 /// (a 6144-byte blob is 8 KiB of base64, a 4096-byte plaintext 5.4 KiB). 512 KiB keeps
 /// a margin over all of these and bounds what one unauthenticated stream can make the
-/// daemon hold.
+/// daemon hold. The batch calls may send more: [`MAX_BATCH_BODY`].
 pub(super) const MAX_BODY: usize = 512 * 1024;
+
+/// The largest body of a batch call (BatchEncrypt, BatchDecrypt), 8 MiB. 1000 items of
+/// 4096-byte plaintexts (5,464 characters of base64 each) under a key ARN with a short
+/// context are about 5.7 MB; 1000 blobs of such plaintexts to decrypt about the same.
+/// A batch whose items carry long contexts, grant tokens or 6144-byte blobs may not fit
+/// and must be split. Bodies over [`MAX_BODY`] also need room in the listener's
+/// [`BodyBudget`], so that 4096 unauthenticated connections cannot make the daemon hold
+/// 8 MiB each.
+pub(super) const MAX_BATCH_BODY: usize = 8 * 1024 * 1024;
+
+/// What all bodies over [`MAX_BODY`] held at once may add up to: 64 MiB, eight full
+/// batch bodies. A body that finds no room waits for it, within [`BODY_READ_TIMEOUT`].
+const LARGE_BODY_BUDGET_KIB: usize = 64 * 1024;
 
 /// Why a request was refused before it reached an operation.
 #[derive(Debug)]
@@ -41,8 +57,8 @@ pub(super) enum Rejected {
     Kms(KmsError),
     /// The content type is not AWS JSON 1.1.
     MediaType,
-    /// The body is over [`MAX_BODY`].
-    TooLarge,
+    /// The body is over the operation's limit (the number).
+    TooLarge(usize),
     /// The body did not arrive within [`BODY_READ_TIMEOUT`].
     TooSlow,
 }
@@ -63,10 +79,10 @@ impl Rejected {
                 "the Content-Type must be application/x-amz-json-1.1",
                 request_id,
             ),
-            Self::TooLarge => errors::error(
+            Self::TooLarge(limit) => errors::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLargeException",
-                &format!("the request body is larger than {MAX_BODY} bytes"),
+                &format!("the request body is larger than {limit} bytes"),
                 request_id,
             ),
             Self::TooSlow => errors::error(
@@ -113,42 +129,93 @@ pub(super) fn route(
     if !json {
         return Err(Rejected::MediaType);
     }
-    if let Some(len) = headers.get(CONTENT_LENGTH) {
-        // A declared length over the limit is refused before a byte is read.
-        let len = len.to_str().ok().and_then(|l| l.parse::<u64>().ok());
-        if len.is_none_or(|l| l > MAX_BODY as u64) {
-            return Err(Rejected::TooLarge);
-        }
-    }
+    body_limit(op, headers)?;
     Ok(op)
 }
 
-/// Reads the body, at most [`MAX_BODY`] bytes of it, within [`BODY_READ_TIMEOUT`].
-pub(super) async fn read_body(body: Incoming) -> Result<Wiped, Rejected> {
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
-    match read.await.map_err(|_| Rejected::TooSlow)? {
-        Ok(c) => Ok(Wiped(c.to_bytes())),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Rejected::TooLarge),
-        Err(_) => Err(Rejected::Kms(KmsError::Serialization(
+/// The most bytes `op`'s body may have: its limit, or less when the request declares
+/// a length. A declared length over the limit is refused before a byte is read.
+pub(super) fn body_limit(op: Operation, headers: &HeaderMap) -> Result<usize, Rejected> {
+    let limit = op.max_body();
+    match headers.get(CONTENT_LENGTH) {
+        None => Ok(limit),
+        Some(len) => len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l <= limit)
+            .ok_or(Rejected::TooLarge(limit)),
+    }
+}
+
+/// Room for bodies over [`MAX_BODY`], shared by every connection of one listener.
+#[derive(Clone)]
+pub(super) struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    /// The listener's budget (see `LARGE_BODY_BUDGET_KIB`).
+    pub(super) fn new() -> Self {
+        Self(Arc::new(Semaphore::new(LARGE_BODY_BUDGET_KIB)))
+    }
+
+    /// Room for a body of up to `limit` bytes, waiting for it when others hold it;
+    /// none needed up to [`MAX_BODY`] (those are bounded by the number of connections).
+    async fn room(&self, limit: usize) -> Option<OwnedSemaphorePermit> {
+        if limit <= MAX_BODY {
+            return None;
+        }
+        // At most the whole budget, so it always fits in u32; the semaphore is never
+        // closed, so the acquire never fails.
+        let kib = u32::try_from(limit.div_ceil(1024).min(LARGE_BODY_BUDGET_KIB)).ok()?;
+        Arc::clone(&self.0).acquire_many_owned(kib).await.ok()
+    }
+}
+
+/// Reads the body, at most `limit` bytes of it (see [`body_limit`]), within
+/// [`BODY_READ_TIMEOUT`], after taking room for it in `budget`.
+pub(super) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    budget: &BodyBudget,
+) -> Result<Wiped, Rejected> {
+    let read = async {
+        let room = budget.room(limit).await;
+        (Limited::new(body, limit).collect().await, room)
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| Rejected::TooSlow)?
+    {
+        (Ok(c), room) => Ok(Wiped {
+            bytes: c.to_bytes(),
+            _room: room,
+        }),
+        (Err(e), _) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Rejected::TooLarge(limit))
+        }
+        (Err(_), _) => Err(Rejected::Kms(KmsError::Serialization(
             "the request body could not be read".into(),
         ))),
     }
 }
 
 /// A request body, wiped when dropped if nothing else holds it: it may carry a
-/// plaintext (Encrypt) as base64.
-pub(super) struct Wiped(Bytes);
+/// plaintext (Encrypt) as base64. A large body holds its room in the budget as long.
+pub(super) struct Wiped {
+    bytes: Bytes,
+    _room: Option<OwnedSemaphorePermit>,
+}
 
 impl std::ops::Deref for Wiped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
 impl Drop for Wiped {
     fn drop(&mut self) {
-        if let Ok(mut b) = std::mem::take(&mut self.0).try_into_mut() {
+        if let Ok(mut b) = std::mem::take(&mut self.bytes).try_into_mut() {
             b.as_mut().zeroize();
         }
     }
@@ -174,14 +241,39 @@ pub(super) fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, KmsError> {
 }
 
 /// A successful answer. The body may hold a plaintext or data key as base64, so it is
-/// written into a zeroizing buffer, wiped when hyper drops the body. 8 KiB holds every
-/// answer that carries a secret (the largest, Decrypt of 4096 bytes, is 5.5 KiB of
-/// base64), so such a buffer never grows and leaves no unwiped copy behind.
+/// written into a [`WipingBuf`], wiped when hyper drops the body. Its first 8 KiB hold
+/// every single call's answer (the largest, Decrypt of 4096 bytes, is 5.5 KiB of
+/// base64); a batch's answer makes it grow.
 pub(super) fn ok<T: Serialize>(out: &T, request_id: &str) -> Response<Body> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
-    match serde_json::to_writer(&mut *buf, out) {
-        Ok(()) => response(StatusCode::OK, Bytes::from_owner(buf), request_id),
+    let mut buf = WipingBuf(Zeroizing::new(Vec::with_capacity(8192)));
+    match serde_json::to_writer(&mut buf, out) {
+        Ok(()) => response(StatusCode::OK, Bytes::from_owner(buf.0), request_id),
         Err(e) => errors::kms_error(&KmsError::internal(e), request_id),
+    }
+}
+
+/// A buffer that grows without leaving an unwiped copy behind: a `Vec` that grows
+/// frees its old bytes as they are, so this one moves into a buffer twice the size
+/// and wipes the old one itself.
+struct WipingBuf(Zeroizing<Vec<u8>>);
+
+impl std::io::Write for WipingBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let need = self.0.len().saturating_add(bytes.len());
+        if need > self.0.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                need.max(self.0.capacity().saturating_mul(2)),
+            ));
+            bigger.extend_from_slice(&self.0);
+            // The old buffer is wiped, spare capacity included, as it drops.
+            self.0 = bigger;
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

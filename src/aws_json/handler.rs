@@ -9,26 +9,30 @@ use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Request, Response};
 
-use super::calls::Call;
-use super::envelope::{self, Body};
+use super::calls::Serve;
+use super::envelope::{self, Body, BodyBudget};
 use super::operation::{Operation, Visit};
 use super::{auth, errors};
 use crate::api::Peer;
 use crate::vault::{KmsError, RequestInfo, Transport, Vault};
 
 /// Answers one request. Never fails: every refusal is an AWS error answer.
+/// Bodies over the usual limit (batch calls) take room in `budget` while they are held.
 pub(super) async fn handle(
     vault: Arc<Vault>,
     peer: Arc<Peer>,
+    budget: BodyBudget,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let op = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
-        Ok(op) => op,
+    let routed = envelope::route(&parts.method, parts.uri.path(), &parts.headers)
+        .and_then(|op| Ok((op, envelope::body_limit(op, &parts.headers)?)));
+    let (op, limit) = match routed {
+        Ok(routed) => routed,
         // Not an API call (no operation): answered, logged at debug, not audited.
         Err(r) => return refused(&r),
     };
-    let body = match envelope::read_body(body).await {
+    let body = match envelope::read_body(body, limit, &budget).await {
         Ok(b) => b,
         Err(r) => return refused(&r),
     };
@@ -59,12 +63,12 @@ struct Run<'a> {
 
 impl<'a> Visit for Run<'a> {
     type Out = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
-    fn visit<R: Call>(self) -> Self::Out {
+    fn visit<R: Serve>(self) -> Self::Out {
         Box::pin(run::<R>(self))
     }
 }
 
-async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
+async fn run<R: Serve>(ctx: Run<'_>) -> Response<Body> {
     let vault = ctx.vault;
     // Authentication first, as AWS orders it: the body of a request whose signature
     // fails is never decoded, and nothing its sender wrote (a KeyId of any length)
@@ -90,14 +94,7 @@ async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
         key_id,
         source_ip: Some(source_ip),
     };
-    let (result, outcome) = vault
-        .run(info, async { authenticated }, |caller| async move {
-            // A signed body that does not decode is the caller's SerializationException,
-            // recorded under its principal.
-            let input = shape?.validate()?;
-            R::run(Arc::clone(vault), caller, input).await
-        })
-        .await;
+    let (result, outcome) = R::serve(vault, info, authenticated, shape).await;
     match result {
         Ok(out) => envelope::ok(&out, &outcome.request_id),
         Err(e) => errors::kms_error(&e, &outcome.request_id),
@@ -106,8 +103,9 @@ async fn run<R: Call>(ctx: Run<'_>) -> Response<Body> {
 
 /// The benchmark's echo (`p11kms serve --bench-echo`): the request's body, read under
 /// the same limits, answered as a success with no vault, SigV4 or HSM behind it.
-pub(super) async fn echo(req: Request<Incoming>) -> Response<Body> {
-    let body = match envelope::read_body(req.into_body()).await {
+pub(super) async fn echo(req: Request<Incoming>, budget: &BodyBudget) -> Response<Body> {
+    let limit = envelope::MAX_BODY;
+    let body = match envelope::read_body(req.into_body(), limit, budget).await {
         Ok(b) => hyper::body::Bytes::copy_from_slice(&b),
         Err(_) => hyper::body::Bytes::new(),
     };

@@ -1,8 +1,8 @@
 //! The operation table: `X-Amz-Target: TrentService.<Name>` → the request shape that
 //! implements it. AWS KMS's operations keep their names; p11kms's own (principal
-//! policies and tags, access keys) are named as their gRPC RPCs.
+//! policies and tags, access keys, the batch calls) are named as their gRPC RPCs.
 
-use super::calls::Call;
+use super::calls::Serve;
 use super::shapes::*;
 
 /// The X-Amz-Target prefix of every KMS operation.
@@ -30,6 +30,17 @@ macro_rules! operations {
                 }
             }
 
+            /// The most bytes a request body of this operation may have: the batch
+            /// calls carry up to 1000 items, everything else far less.
+            pub(super) fn max_body(self) -> usize {
+                match self {
+                    Operation::BatchEncrypt | Operation::BatchDecrypt => {
+                        super::envelope::MAX_BATCH_BODY
+                    }
+                    _ => super::envelope::MAX_BODY,
+                }
+            }
+
             /// The operation a target header value names, if any.
             pub(super) fn from_target(target: &str) -> Option<Operation> {
                 let name = target.strip_prefix(TARGET_PREFIX)?;
@@ -52,7 +63,7 @@ pub(super) trait Visit {
     /// What it gives.
     type Out;
     /// Does it with `R`.
-    fn visit<R: Call>(self) -> Self::Out;
+    fn visit<R: Serve>(self) -> Self::Out;
 }
 
 /// Decodes and validates a body as an operation's request without running it: what
@@ -63,8 +74,8 @@ pub(super) struct Check<'a>(pub &'a [u8]);
 #[cfg(test)]
 impl Visit for Check<'_> {
     type Out = Result<(), crate::vault::KmsError>;
-    fn visit<R: Call>(self) -> Self::Out {
-        super::envelope::decode::<R>(self.0)?.validate().map(drop)
+    fn visit<R: Serve>(self) -> Self::Out {
+        super::envelope::decode::<R>(self.0)?.check()
     }
 }
 
@@ -78,6 +89,8 @@ operations! {
     GenerateDataKeyWithoutPlaintext => GenerateDataKeyWithoutPlaintextRequest,
     ReEncrypt => ReEncryptRequest,
     GenerateRandom => GenerateRandomRequest,
+    BatchEncrypt => BatchEncryptRequest,
+    BatchDecrypt => BatchDecryptRequest,
     GetKeyPolicy => GetKeyPolicyRequest,
     PutKeyPolicy => PutKeyPolicyRequest,
     ListKeyPolicies => ListKeyPoliciesRequest,

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::envelope::BodyBudget;
 use super::handler::handle;
 use crate::api::Peer;
 use crate::vault::Vault;
@@ -127,6 +128,7 @@ pub(crate) async fn serve(
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let budget = BodyBudget::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -152,10 +154,11 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, builders, watcher) = (
+        let (vault, builders, watcher, budget) = (
             Arc::clone(&vault),
             Arc::clone(&builders),
             graceful.watcher(),
+            budget.clone(),
         );
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -169,13 +172,13 @@ pub(crate) async fn serve(
             let activity = Arc::new(Activity::new());
             let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
-                let (vault, peer) = (Arc::clone(&vault), Arc::clone(&peer));
+                let (vault, peer, budget) = (Arc::clone(&vault), Arc::clone(&peer), budget.clone());
                 let in_flight = InFlight::begin(&counted);
                 async move {
                     let answer = if echo {
-                        super::handler::echo(req).await
+                        super::handler::echo(req, &budget).await
                     } else {
-                        handle(vault, peer, req).await
+                        handle(vault, peer, budget, req).await
                     };
                     drop(in_flight);
                     Ok::<_, Infallible>(answer)

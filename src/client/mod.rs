@@ -13,6 +13,13 @@ use zeroize::Zeroizing;
 use crate::api::ERROR_TYPE_HEADER;
 use crate::proto::key_management_service_client::KeyManagementServiceClient;
 
+/// The most items the daemon takes in one BatchEncrypt or BatchDecrypt call.
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// The largest gRPC message the daemon takes, and the largest answer [`connect`]'s
+/// client accepts (8 MiB): a batch call must fit in it.
+pub const MAX_MESSAGE_BYTES: usize = crate::api::MAX_MESSAGE_BYTES;
+
 /// The gRPC client over an mTLS channel. Cheap to clone: clones share the connection.
 pub type KmsClient = KeyManagementServiceClient<Channel>;
 
@@ -85,7 +92,7 @@ pub async fn connect(endpoint: &str, identity: &Identity) -> Result<KmsClient, C
         .connect()
         .await
         .map_err(err)?;
-    Ok(KeyManagementServiceClient::new(channel))
+    Ok(KeyManagementServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 /// Connects the way the CLI does: `endpoint` and `identity` when given, otherwise the

@@ -127,6 +127,23 @@ mod tests {
                 }
             ),
         ];
+        // The batch messages hold the same messages, so they show them redacted too.
+        let batch_in = super::super::generated::BatchEncryptRequest {
+            items: vec![e.clone()],
+        };
+        let batch_out = super::super::generated::BatchDecryptResponse {
+            results: vec![super::super::generated::BatchDecryptResult {
+                outcome: Some(
+                    super::super::generated::batch_decrypt_result::Outcome::Response(d.clone()),
+                ),
+            }],
+        };
+        let shown_batches = [format!("{batch_in:?}"), format!("{batch_out:?}")];
+        for s in shown_batches {
+            assert!(!s.contains("TOP-SECRET"), "{s}");
+            assert!(!s.contains("84, 79, 80"), "{s}");
+            assert!(s.contains("17 bytes redacted"), "{s}");
+        }
         let mut k = AccessKey::default();
         k.secret_access_key = "TOP-SECRET-MARKER".into();
         let shown_key = format!("{k:?}");

@@ -4,6 +4,7 @@
 
 mod aliases;
 mod authorize;
+mod batch;
 pub(crate) mod blob;
 mod clock;
 mod create_key;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 pub(crate) use aliases::{AliasEntry, ListAliasesInput};
 pub(crate) use authorize::TrustedService;
+pub(crate) use batch::Batch;
 pub use clock::Clock;
 pub(crate) use clock::{OffsetFileClock, SystemClock};
 pub use create_key::CreateKeyInput;

@@ -136,6 +136,15 @@ impl Trace {
     }
 }
 
+/// Where an item's request sits in its batch call (BatchEncrypt, BatchDecrypt).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRef {
+    /// The batch call's own request id.
+    pub request_id: String,
+    /// The item's place in the batch, from 0.
+    pub index: usize,
+}
+
 /// The one result of a request, whatever the transport.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -166,6 +175,8 @@ pub struct Outcome {
     pub error: Option<(&'static str, String)>,
     /// Time from the vault taking the request to its answer.
     pub latency: Duration,
+    /// The batch call this request is an item of, if any.
+    pub batch: Option<BatchRef>,
 }
 
 impl Outcome {
@@ -184,6 +195,7 @@ impl Outcome {
             resources: Vec::new(),
             error: None,
             latency: Duration::ZERO,
+            batch: None,
         }
     }
 
@@ -194,38 +206,43 @@ impl Outcome {
     }
 }
 
-/// A request on its way through `Vault::run`. If it is dropped before its record was
-/// queued (the caller went away: a deadline, a reset), its work may be done already, so
-/// `Drop` still queues a record, marked RequestCanceled.
+/// A request on its way through the request path. If it is dropped before its record
+/// was queued (the caller went away: a deadline, a reset), its work may be done
+/// already, so `Drop` still queues a record, marked RequestCanceled.
 struct Pending<'a> {
     trail: Option<&'a crate::audit::AuditTrail>,
     /// Taken when the request is counted, so that `Drop` counts only abandoned ones.
     metrics: Option<&'a crate::metrics::Metrics>,
     outcome: Outcome,
     trace: Option<Trace>,
+    /// The request parameters to record, once settled.
+    params: Parameters,
     started: Instant,
 }
 
 impl Pending<'_> {
-    /// Takes what the trace learnt into the outcome; returns the parameters to record.
-    fn settle(&mut self, error: Option<&KmsError>) -> Parameters {
-        let (authorizations, params, made) =
-            self.trace.take().map(|t| t.take()).unwrap_or_default();
-        self.outcome.authorizations = authorizations;
-        let touched = self
-            .outcome
-            .authorizations
-            .iter()
-            .map(|a| a.resource.clone());
-        for r in touched.chain(made) {
-            if r != "*" && !self.outcome.resources.contains(&r) {
-                self.outcome.resources.push(r);
+    /// Takes what the trace learnt into the outcome and the parameters to record, and
+    /// the error. Once: a request settled and then dropped (an item waiting for the
+    /// rest of its batch) keeps what it learnt in its cancelled record.
+    fn settle(&mut self, error: Option<&KmsError>) {
+        if let Some(trace) = self.trace.take() {
+            let (authorizations, params, made) = trace.take();
+            self.outcome.authorizations = authorizations;
+            self.params = params;
+            let touched = self
+                .outcome
+                .authorizations
+                .iter()
+                .map(|a| a.resource.clone());
+            for r in touched.chain(made) {
+                if r != "*" && !self.outcome.resources.contains(&r) {
+                    self.outcome.resources.push(r);
+                }
             }
         }
         if let Some(e) = error {
             self.outcome.error = Some((e.name(), e.to_string()));
         }
-        params
     }
 }
 
@@ -243,29 +260,88 @@ impl Drop for Pending<'_> {
         let Some(trail) = self.trail.take() else {
             return;
         };
-        let params = self.settle(None);
+        self.settle(None);
         self.outcome.error = Some((
             "RequestCanceled",
             "the caller went away before the answer; the operation may have been carried out"
                 .into(),
         ));
         self.outcome.latency = self.started.elapsed();
-        trail.record_detached(&self.outcome, &params);
+        // A batch's items are dropped together: the background thread writes them.
+        trail.record_detached(&self.outcome, &self.params, self.outcome.batch.is_some());
+    }
+}
+
+/// One request on the request path, in the steps every request takes: opened
+/// ([`Vault::begin`]: id, span, pending outcome), executed (`execute`: the trail's
+/// health, the caller, the operation), settled (`settle`: the trace into the outcome),
+/// recorded with the others of its group ([`Vault::record_group`]) and finished
+/// ([`Vault::finish`]: a record failure, the metric, the log line). `Vault::run` takes a
+/// request through them alone; a batch call takes its items through them together.
+pub(super) struct Ongoing<'a> {
+    pending: Pending<'a>,
+    span: Span,
+}
+
+impl Ongoing<'_> {
+    /// The request's id.
+    pub(super) fn request_id(&self) -> &str {
+        &self.pending.outcome.request_id
+    }
+
+    /// Identifies the caller by awaiting `identify` and runs `op`, inside the span.
+    ///
+    /// `identify` is a future, not a closure, so that a transport may authenticate
+    /// asynchronously (SigV4 looks up and unseals a secret); it is first polled inside
+    /// the span, after the audit trail's health check, so a failed authentication is
+    /// counted, logged and audited like any other failed call.
+    pub(super) async fn execute<R, F, Fut>(
+        &mut self,
+        identify: impl Future<Output = Result<Caller, KmsError>>,
+        op: F,
+    ) -> Result<R, KmsError>
+    where
+        F: FnOnce(Caller) -> Fut,
+        Fut: Future<Output = Result<R, KmsError>>,
+    {
+        let pending = &mut self.pending;
+        // A trail that failed its last write refuses work before it is done: calls fail
+        // until a record (this call's own) goes through again.
+        if pending.trail.is_some_and(|t| !t.is_healthy()) {
+            return Err(KmsError::internal(AuditError::Unavailable));
+        }
+        async {
+            let caller = identify.await?;
+            Span::current().record("principal", caller.principal.arn());
+            let o = &mut pending.outcome;
+            o.principal = Some(caller.principal.arn().to_owned());
+            o.principal_type = Some(caller.principal.identity_type());
+            o.account = Some(caller.principal.account().to_string());
+            o.source_ip = caller.source_ip;
+            o.via_service.clone_from(&caller.via_service);
+            pending.trace = Some(caller.trace.clone());
+            op(caller).await
+        }
+        .instrument(self.span.clone())
+        .await
+    }
+
+    /// Takes what the request learnt, and its error, into its outcome, ready to be
+    /// recorded.
+    pub(super) fn settle(&mut self, error: Option<&KmsError>) {
+        self.pending.settle(error);
+        self.pending.outcome.latency = self.pending.started.elapsed();
     }
 }
 
 impl Vault {
     /// Runs one request: assigns its id, identifies the caller by awaiting `identify`,
     /// runs `op` inside the request's span, and returns the operation's result with the
-    /// request's `Outcome`. Every transport goes through here.
-    ///
-    /// `identify` is a future, not a closure, so that a transport may authenticate
-    /// asynchronously (SigV4 looks up and unseals a secret); it is first polled inside
-    /// the span, after the audit trail's health check, so a failed authentication is
-    /// counted, logged and audited like any other failed call.
+    /// request's `Outcome`. Every transport goes through here (a batch call through
+    /// `run_batch`, which takes each item through the same steps).
     pub async fn run<R, F, Fut>(
         &self,
-        mut info: RequestInfo,
+        info: RequestInfo,
         identify: impl Future<Output = Result<Caller, KmsError>>,
         op: F,
     ) -> (Result<R, KmsError>, Outcome)
@@ -273,6 +349,17 @@ impl Vault {
         F: FnOnce(Caller) -> Fut,
         Fut: Future<Output = Result<R, KmsError>>,
     {
+        let mut req = self.begin(info, None);
+        let result = req.execute(identify, op).await;
+        req.settle(result.as_ref().err());
+        let recorded = self.record_group(&mut [&mut req]).await;
+        self.finish(req, result, &recorded)
+    }
+
+    /// Opens a request: its id, its span (a child of the current one: a batch item's
+    /// span is inside its batch's) and its pending outcome, which records the request
+    /// as cancelled if it is dropped before its record is queued.
+    pub(super) fn begin(&self, mut info: RequestInfo, batch: Option<BatchRef>) -> Ongoing<'_> {
         let started = Instant::now();
         let request_id = Uuid::new_v4().to_string();
         // Cut once, here, for the span, the outcome and the audit record alike.
@@ -292,77 +379,80 @@ impl Vault {
             decision = Empty,
             error = Empty,
         );
-        let mut pending = Pending {
-            trail: self.audit.as_ref(),
-            metrics: Some(&self.metrics),
-            outcome: Outcome {
-                request_id,
-                operation: info.operation,
-                transport: info.transport,
-                principal: None,
-                principal_type: None,
-                account: None,
-                source_ip: info.source_ip,
-                via_service: None,
-                key_id: info.key_id,
-                authorizations: Vec::new(),
-                resources: Vec::new(),
-                error: None,
-                latency: Duration::ZERO,
+        Ongoing {
+            pending: Pending {
+                trail: self.audit.as_ref(),
+                metrics: Some(&self.metrics),
+                outcome: Outcome {
+                    request_id,
+                    operation: info.operation,
+                    transport: info.transport,
+                    principal: None,
+                    principal_type: None,
+                    account: None,
+                    source_ip: info.source_ip,
+                    via_service: None,
+                    key_id: info.key_id,
+                    authorizations: Vec::new(),
+                    resources: Vec::new(),
+                    error: None,
+                    latency: Duration::ZERO,
+                    batch,
+                },
+                trace: None,
+                params: Parameters::default(),
+                started,
             },
-            trace: None,
-            started,
+            span,
+        }
+    }
+
+    /// Writes the records of settled requests as one group, in order, and waits until
+    /// they are durable: queued together they share one write and one fsync. The
+    /// records are durable before the calls answer; Err when they could not be
+    /// written, and then every request of the group fails (`finish`).
+    pub(super) async fn record_group(
+        &self,
+        group: &mut [&mut Ongoing<'_>],
+    ) -> Result<(), AuditError> {
+        let Some(trail) = self.audit.as_ref() else {
+            return Ok(());
         };
-        // A trail that failed its last write refuses work before it is done: calls fail
-        // until a record (this call's own) goes through again.
-        let refused = pending
-            .trail
-            .filter(|t| !t.is_healthy())
-            .map(|_| KmsError::internal(AuditError::Unavailable));
-        let result = match refused {
-            Some(e) => Err(e),
-            None => {
-                async {
-                    let caller = identify.await?;
-                    Span::current().record("principal", caller.principal.arn());
-                    let o = &mut pending.outcome;
-                    o.principal = Some(caller.principal.arn().to_owned());
-                    o.principal_type = Some(caller.principal.identity_type());
-                    o.account = Some(caller.principal.account().to_string());
-                    o.source_ip = caller.source_ip;
-                    o.via_service.clone_from(&caller.via_service);
-                    pending.trace = Some(caller.trace.clone());
-                    op(caller).await
-                }
-                .instrument(span.clone())
-                .await
-            }
+        let queued = {
+            let records: Vec<_> = group
+                .iter()
+                .map(|r| (&r.pending.outcome, &r.pending.params))
+                .collect();
+            trail.enqueue(&records).await
         };
-        let params = pending.settle(result.as_ref().err());
-        let mut result = result;
-        // The record is durable before the call answers; a call that cannot be recorded
-        // fails, whatever it did (fail closed: nothing succeeds unaudited).
-        if let Some(trail) = pending.trail {
-            pending.outcome.latency = started.elapsed();
-            let written = match trail.enqueue(&pending.outcome, &params).await {
-                Ok(durable) => {
-                    // Queued: it is written even if this request is dropped now.
-                    pending.trail = None;
-                    durable.await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                error!(parent: &span, error = %e, "the request could not be audited; it fails");
-                let e = KmsError::internal(e);
-                pending.outcome.error = Some((e.name(), e.to_string()));
-                result = Err(e);
-            }
+        let durable = queued?;
+        // Queued: they are written even if these requests are dropped now.
+        for r in group.iter_mut() {
+            r.pending.trail = None;
+        }
+        durable.wait().await
+    }
+
+    /// Ends a recorded request: a call that could not be recorded fails, whatever it
+    /// did (fail closed: nothing succeeds unaudited); then the metric and the log line.
+    pub(super) fn finish<R>(
+        &self,
+        mut req: Ongoing<'_>,
+        mut result: Result<R, KmsError>,
+        recorded: &Result<(), AuditError>,
+    ) -> (Result<R, KmsError>, Outcome) {
+        let span = req.span.clone();
+        let pending = &mut req.pending;
+        if let Err(e) = recorded {
+            error!(parent: &span, error = %e, "the request could not be audited; it fails");
+            let e = KmsError::internal(e.clone());
+            pending.outcome.error = Some((e.name(), e.to_string()));
+            result = Err(e);
         }
         pending.trail = None;
         pending.metrics = None;
         let mut outcome = std::mem::replace(&mut pending.outcome, Outcome::empty());
-        outcome.latency = started.elapsed();
+        outcome.latency = pending.started.elapsed();
         // Counted here, once per request whatever the transport; the labels are static
         // names (operation, transport, AWS error name), never caller input.
         self.metrics.request(
@@ -427,6 +517,7 @@ impl Vault {
             resources: vec![resource],
             error: failure.map(|e| (e.name(), e.to_string())),
             latency: Duration::ZERO,
+            batch: None,
         };
         if let Err(e) = trail.record(&outcome, &Parameters::default()).await {
             error!(error = %e, event, "the daemon's own work could not be audited");

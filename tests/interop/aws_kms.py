@@ -8,7 +8,8 @@ Subcommands:
   roundtrip                 every KMS operation botocore knows, with paginators
   errors                    server errors parsed into botocore's exception classes
   cli                       the AWS CLI: files, paging flags, exit statuses
-  call TARGET JSON          one raw signed call (p11kms-only operations); prints the body
+  call TARGET JSON|-        one raw signed call (p11kms-only operations), the body given or
+                            on stdin (-); prints the status, error type and body
   sigv4                     tampered and badly signed requests
   encrypt KEY / decrypt     Plaintext on stdin, CiphertextBlob (base64) on stdout, and back
   expect-denied KEY         Encrypt under KEY is AccessDeniedException
@@ -415,7 +416,8 @@ def main():
     elif cmd == "cli":
         cli(args[0])
     elif cmd == "call":
-        status, headers, body = raw_call(args[0], args[1].encode())
+        body = sys.stdin.buffer.read() if args[1] == "-" else args[1].encode()
+        status, headers, body = raw_call(args[0], body)
         print(json.dumps({"status": status, "type": headers.get("x-amzn-errortype"),
                           "body": json.loads(body) if body else None}))
     elif cmd == "sigv4":

@@ -275,6 +275,52 @@ async fn refused_calls_of_a_known_operation_are_audited_with_the_json_transport_
     d.stop();
 }
 
+/// The batch calls may send bodies over the single calls' 512 KiB, up to 8 MiB: a
+/// 600 KiB BatchEncrypt body is read (and then refused for its missing signature, as
+/// any unsigned call), a body of that length for Encrypt is 413, and a batch body
+/// declared over 8 MiB is 413 before it is sent.
+#[tokio::test]
+async fn batch_calls_take_larger_bodies_than_single_calls() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let item = json!({"KeyId": "alias/app", "Plaintext": "A".repeat(5464)});
+    let body = json!({"Items": vec![item; 120]}).to_string().into_bytes();
+    assert!(body.len() > 600 * 1024, "{}", body.len());
+    for http in [Http::One, Http::Two] {
+        let batch = target("BatchEncrypt");
+        let a = post(&d, http, &[JSON, (batch.0, batch.1.as_str())], body.clone()).await;
+        assert_aws_error(&a, 403, "MissingAuthenticationToken");
+        // Refused from the declared length (the body is not sent: a client still
+        // writing it could see its connection closed first).
+        let single = target("Encrypt");
+        let length = body.len().to_string();
+        let declared = ("content-length", length.as_str());
+        let a = post_body(
+            &d,
+            http,
+            &[JSON, (single.0, single.1.as_str()), declared],
+            endless_body(),
+        )
+        .await;
+        assert_aws_error(&a, 413, "RequestEntityTooLargeException");
+        let declared = ("content-length", "8388609");
+        let a = post_body(
+            &d,
+            http,
+            &[JSON, (batch.0, batch.1.as_str()), declared],
+            endless_body(),
+        )
+        .await;
+        assert_aws_error(&a, 413, "RequestEntityTooLargeException");
+        assert!(
+            a.body["message"].as_str().unwrap().contains("8388608"),
+            "{a:?}"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    d.stop();
+}
+
 /// One HTTP/1.1 request (DescribeKey, unsigned) over a TLS connection that presents the
 /// client identity in `identity` (cert.pem, key.pem), or none. Ok(status) when the
 /// server answered; Err when the handshake or the request failed at the TLS layer.

@@ -26,6 +26,7 @@ const RECORDED: &[&str] = &[
     "operations",
     "tagKeys",
     "accessKeyId",
+    "itemCount",
 ];
 
 /// Field names no record may have, at any depth (compared without case).

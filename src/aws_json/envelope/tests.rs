@@ -27,7 +27,7 @@ fn rejected_name(r: Result<Operation, Rejected>) -> &'static str {
         Ok(_) => "ok",
         Err(Rejected::Kms(e)) => e.name(),
         Err(Rejected::MediaType) => "UnsupportedMediaTypeException",
-        Err(Rejected::TooLarge) => "RequestEntityTooLargeException",
+        Err(Rejected::TooLarge(_)) => "RequestEntityTooLargeException",
         Err(Rejected::TooSlow) => "RequestTimeoutException",
     }
 }
@@ -112,6 +112,27 @@ fn envelope_faults_get_aws_names() {
     );
     h.insert(CONTENT_LENGTH, HeaderValue::from(MAX_BODY));
     assert_eq!(rejected_name(route(&Method::POST, "/", &h)), "ok");
+    // The batch calls take more, up to their own limit.
+    let mut h = headers("TrentService.BatchEncrypt", json);
+    h.insert(CONTENT_LENGTH, HeaderValue::from(MAX_BODY + 1));
+    assert_eq!(rejected_name(route(&Method::POST, "/", &h)), "ok");
+    h.insert(CONTENT_LENGTH, HeaderValue::from(MAX_BATCH_BODY));
+    assert_eq!(
+        body_limit(Operation::BatchEncrypt, &h).ok(),
+        Some(MAX_BATCH_BODY)
+    );
+    h.insert(CONTENT_LENGTH, HeaderValue::from(MAX_BATCH_BODY + 1));
+    assert_eq!(
+        rejected_name(route(&Method::POST, "/", &h)),
+        "RequestEntityTooLargeException"
+    );
+    // Without a declared length, a body may have up to the operation's limit.
+    let h = headers("TrentService.BatchDecrypt", json);
+    assert_eq!(
+        body_limit(Operation::BatchDecrypt, &h).ok(),
+        Some(MAX_BATCH_BODY)
+    );
+    assert_eq!(body_limit(Operation::Decrypt, &h).ok(), Some(MAX_BODY));
 }
 
 #[test]
@@ -397,4 +418,36 @@ proptest! {
             let _ = route(&Method::POST, "/", &h);
         }
     }
+}
+
+#[tokio::test]
+async fn large_bodies_share_a_budget_and_small_ones_need_none() {
+    let budget = BodyBudget::new();
+    assert!(budget.room(MAX_BODY).await.is_none());
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(budget.room(MAX_BATCH_BODY).await.unwrap());
+    }
+    let ninth = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        budget.room(MAX_BATCH_BODY),
+    )
+    .await;
+    assert!(ninth.is_err(), "the budget holds eight full batch bodies");
+    assert!(
+        budget.room(MAX_BODY).await.is_none(),
+        "small bodies never wait"
+    );
+    held.pop();
+    assert!(budget.room(MAX_BODY + 1).await.is_some());
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_its_first_buffer_is_whole() {
+    use http_body_util::BodyExt as _;
+    let big = json!({"Results": vec!["p".repeat(1000); 100]});
+    let r = ok(&big, "rid");
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(bytes.len() > 100_000);
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), big);
 }

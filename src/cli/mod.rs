@@ -49,9 +49,11 @@ pub(crate) enum Command {
     /// Create, describe and list KMS keys.
     #[command(subcommand)]
     Key(KeyCmd),
-    /// Encrypt up to 4096 bytes under a KMS key (prints the blob in base64).
+    /// Encrypt up to 4096 bytes under a KMS key (prints the blob in base64); with
+    /// --batch, many items given as JSON lines.
     Encrypt(client_cmds::crypto::EncryptArgs),
-    /// Decrypt a blob (reads base64 unless --raw-input; writes the plaintext).
+    /// Decrypt a blob (reads base64 unless --raw-input; writes the plaintext); with
+    /// --batch, many items given as JSON lines.
     Decrypt(client_cmds::crypto::DecryptArgs),
     /// Get a data key: plaintext and encrypted copy, as JSON.
     GenerateDataKey(client_cmds::crypto::DataKeyArgs),

@@ -1,7 +1,8 @@
-//! The batch calls over gRPC (BatchEncrypt, BatchDecrypt, beyond AWS): each item
-//! answered, authorized and audited on its own, in order; a call with no items or more
-//! than 1000 refused as a whole; the batch's records written together, in one audit
-//! write. (The AWS JSON protocol's batch calls are in aws_sdk.rs.)
+//! The batch calls over gRPC and the CLI (BatchEncrypt, BatchDecrypt, beyond AWS): each
+//! item answered, authorized and audited on its own, in order; a call with no items or
+//! more than 1000 refused as a whole; the batch's records written together, in one
+//! audit write; `encrypt --batch` and `decrypt --batch` round trips that split past
+//! 1000 items. (The AWS JSON protocol's batch calls are in aws_sdk.rs.)
 
 use std::io::{Read, Write};
 
@@ -453,4 +454,100 @@ async fn an_abandoned_batch_leaves_a_record_for_each_item_begun() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `encrypt --batch` and `decrypt --batch` take JSON lines (from a file here, or
+/// stdin) and print one result line per item, in order, even for lines that are not
+/// items; 2,501 items go in three calls; a failed item makes the exit status 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_batches_json_lines_past_a_thousand() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let key = create_key(&mut d.admin().await).await;
+    let plaintext = |i: usize| format!("cli-batch-plaintext-{i:05}");
+    let mut lines = String::new();
+    for i in 0..2500 {
+        if i % 250 == 0 {
+            crate::secrets_scan::sent_plaintext(plaintext(i).as_bytes());
+        }
+        let line = json!({"KeyId": key.key_id, "Plaintext": b64(plaintext(i).as_bytes()),
+            "EncryptionContext": {"n": i.to_string()}});
+        lines.push_str(&format!("{line}\n"));
+        if i == 10 {
+            lines.push_str("this line is not JSON\n\n");
+        }
+        if i == 20 {
+            lines.push_str(&format!(
+                "{}\n",
+                json!({"KeyId": "alias/nowhere", "Plaintext": b64(b"x")})
+            ));
+        }
+    }
+    let input = dir.path().join("items.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    let o = run_cli(
+        dir.path(),
+        &["encrypt", "--batch", input.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        !o.status.success(),
+        "two lines fail, so the exit status is 1"
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("2 of 2502 items failed"), "{stderr}");
+    let out: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 2502);
+    assert_eq!(out[11]["ErrorCode"], "SerializationException");
+    assert!(out[11]["ErrorMessage"]
+        .as_str()
+        .unwrap()
+        .starts_with("line 12: "));
+    assert_eq!(out[22]["ErrorCode"], "NotFoundException");
+    let blobs: Vec<&Value> = out
+        .iter()
+        .filter(|r| r.get("ErrorCode").is_none())
+        .collect();
+    assert_eq!(blobs.len(), 2500);
+    assert!(blobs.iter().all(|r| r["KeyId"] == json!(key.arn)));
+
+    // Back, through stdin this time (small enough not to fill the pipes).
+    let mut back = String::new();
+    for (i, r) in blobs.iter().enumerate().take(300) {
+        let line = json!({"CiphertextBlob": r["CiphertextBlob"],
+            "EncryptionContext": {"n": i.to_string()}});
+        back.push_str(&format!("{line}\n"));
+    }
+    let o = run_cli(dir.path(), &["decrypt", "--batch", "-"], back.as_bytes());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 300);
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r["Plaintext"], json!(b64(plaintext(i).as_bytes())), "{i}");
+        assert_eq!(r["KeyId"], json!(key.arn));
+    }
+    d.stop();
+
+    // 2,501 items read (2,502 lines less the one that is not JSON) went in calls of
+    // 1000, 1000 and 501; 300 in one.
+    let counts: Vec<i64> = records(&audit_dir(&dir))
+        .iter()
+        .filter(|r| {
+            r["eventName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Batch"))
+        })
+        .map(|r| r["requestParameters"]["itemCount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![1000, 1000, 501, 300]);
 }

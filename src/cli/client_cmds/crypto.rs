@@ -15,8 +15,13 @@ use crate::cli::io::{decode_b64, parse_pair, read_input, write_output, B64};
 #[derive(Args, Debug)]
 pub(crate) struct EncryptArgs {
     /// Key id or key ARN.
-    #[arg(long)]
-    key_id: String,
+    #[arg(long, required_unless_present = "batch")]
+    key_id: Option<String>,
+    /// Encrypt many items instead: JSON lines from FILE or - (stdin), one item per line
+    /// with Encrypt's members ({"KeyId":…,"Plaintext":BASE64,"EncryptionContext":{…}}),
+    /// one JSON result line per item on stdout, in order. Exits 1 if any item failed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_id", "input", "output", "raw", "context"])]
+    batch: Option<PathBuf>,
     /// Plaintext file, or - for stdin.
     #[arg(long = "in", default_value = "-")]
     input: PathBuf,
@@ -33,6 +38,11 @@ pub(crate) struct EncryptArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct DecryptArgs {
+    /// Decrypt many items instead: JSON lines from FILE or - (stdin), one item per line
+    /// with Decrypt's members ({"CiphertextBlob":BASE64,"EncryptionContext":{…}}), one
+    /// JSON result line per item on stdout, in order. Exits 1 if any item failed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "output", "raw_input", "base64", "key_id", "context"])]
+    batch: Option<PathBuf>,
     /// Blob file (base64 unless --raw-input), or - for stdin.
     #[arg(long = "in", default_value = "-")]
     input: PathBuf,
@@ -111,9 +121,12 @@ fn read_blob(path: &Path, raw: bool) -> Result<Vec<u8>, Box<dyn std::error::Erro
 }
 
 pub(super) async fn encrypt(c: &mut KmsClient, a: EncryptArgs) -> CliResult {
+    if let Some(path) = &a.batch {
+        return super::batch::encrypt(c, path).await;
+    }
     let plaintext = read_input(&a.input)?;
     let req = proto::EncryptRequest {
-        key_id: a.key_id,
+        key_id: a.key_id.unwrap_or_default(),
         plaintext: plaintext.to_vec(),
         encryption_context: ctx(a.context),
         grant_tokens: vec![],
@@ -130,6 +143,9 @@ pub(super) async fn encrypt(c: &mut KmsClient, a: EncryptArgs) -> CliResult {
 }
 
 pub(super) async fn decrypt(c: &mut KmsClient, a: DecryptArgs) -> CliResult {
+    if let Some(path) = &a.batch {
+        return super::batch::decrypt(c, path).await;
+    }
     let blob = read_blob(&a.input, a.raw_input)?;
     let req = proto::DecryptRequest {
         ciphertext_blob: blob,

@@ -3,6 +3,7 @@
 //! One module per command group; this one holds what they share and the dispatcher.
 
 mod aliases;
+mod batch;
 mod config;
 pub(crate) mod credentials;
 pub(crate) mod crypto;

@@ -75,7 +75,12 @@ enum Op {
     GenerateDataKey,
     ReEncrypt,
     DescribeKey,
+    /// BatchEncrypt of [`BATCH`] items.
+    BatchEncrypt,
 }
+
+/// Items per BatchEncrypt.
+const BATCH: usize = 100;
 
 const OPS: [Op; 4] = [Op::Encrypt, Op::Decrypt, Op::GenerateDataKey, Op::ReEncrypt];
 
@@ -366,6 +371,21 @@ fn main() -> BoxResult<()> {
             }
         }
 
+        if wanted("batch") {
+            for c in [1, 8] {
+                let one = match single.get(&(Op::Encrypt, "grpc", c)) {
+                    Some(r) => *r,
+                    None => grpc.load(Op::Encrypt, c, None, secs).await.rate,
+                };
+                let s = grpc.load(Op::BatchEncrypt, c, None, secs).await;
+                let items = Stats { rate: s.rate * BATCH as f64, ..s };
+                report.push(
+                    Row::new("batch", format!("BatchEncrypt of {BATCH}, gRPC, {c} in flight (items/s; latency per call)"), items)
+                        .ratio("of single Encrypt calls", items.rate / one),
+                );
+            }
+        }
+
         if wanted("slow") {
             slow_token(&mut report, secs).await?;
         }
@@ -443,20 +463,39 @@ async fn slow_token(report: &mut Report, secs: Duration) -> BoxResult<()> {
         .unwrap_or(2000);
     let shim = p11shim::library()?;
     let target = p11kms::softhsm_module()?;
-    let d = Daemon::start(&Launch {
-        audit: true,
+    let launch = |audit| Launch {
+        audit,
         module: Some((
-            shim,
+            shim.clone(),
             vec![
                 ("P11SHIM_TARGET".into(), target.display().to_string()),
                 ("P11SHIM_DELAY_US".into(), delay_us.to_string()),
             ],
         )),
         ..Launch::default()
-    })?;
+    };
+    let delay = Duration::from_micros(delay_us);
+    // The trail off too: a durable record adds its fsync to each call's time, which
+    // the token's delay does not account for.
+    let untrailed = Daemon::start(&launch(false))?;
+    let key = untrailed.key(false).await?;
+    let g = untrailed.grpc(&key).await?;
+    for c in [8, 32, 64] {
+        let s = g.load(Op::Encrypt, c, None, secs).await;
+        let limit = c as f64 / delay.as_secs_f64();
+        report.push(
+            Row::new(
+                "slow",
+                format!("Encrypt, gRPC, {c} in flight, token +{delay_us} µs/call, audit off"),
+                s,
+            )
+            .ratio("of in-flight ÷ delay", s.rate / limit),
+        );
+    }
+    drop(untrailed);
+    let d = Daemon::start(&launch(true))?;
     let key = d.key(false).await?;
     let g = d.grpc(&key).await?;
-    let delay = Duration::from_micros(delay_us);
     for c in [8, 32, 64] {
         let s = g.load(Op::Encrypt, c, None, secs).await;
         let limit = c as f64 / delay.as_secs_f64();

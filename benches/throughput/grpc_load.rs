@@ -81,6 +81,22 @@ impl Grpc {
                 })
                 .await
                 .map(drop),
+            Op::BatchEncrypt => {
+                let items = (0..super::BATCH)
+                    .map(|_| encrypt_request(key.clone()))
+                    .collect();
+                let answer = c.batch_encrypt(proto::BatchEncryptRequest { items }).await;
+                if let Ok(a) = &answer {
+                    let failed = a.get_ref().results.iter().filter(|r| {
+                        !matches!(
+                            r.outcome,
+                            Some(proto::batch_encrypt_result::Outcome::Response(_))
+                        )
+                    });
+                    assert_eq!(failed.count(), 0, "a batch item failed");
+                }
+                answer.map(drop)
+            }
             Op::DescribeKey => c
                 .describe_key(proto::DescribeKeyRequest {
                     key_id: key,

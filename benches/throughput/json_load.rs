@@ -207,6 +207,16 @@ impl Json {
                 "TrentService.DescribeKey",
                 format!(r#"{{"KeyId":"{key}"}}"#),
             ),
+            Op::BatchEncrypt => {
+                let item = format!(
+                    r#"{{"KeyId":"{key}","Plaintext":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}}"#
+                );
+                let items = vec![item; super::BATCH].join(",");
+                (
+                    "TrentService.BatchEncrypt",
+                    format!(r#"{{"Items":[{items}]}}"#),
+                )
+            }
         }
     }
 

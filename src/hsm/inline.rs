@@ -3,9 +3,9 @@
 //! (a futex wake-up each way, and on a small machine a context switch), so while the
 //! token's measured latency stays low, a short call takes an idle session from this set
 //! and runs on the async runtime's own thread. A slow token (a network HSM answering in
-//! milliseconds) would stall the runtime that way, so as soon as the measured latency
-//! rises above [`INLINE_MAX_LATENCY`] calls go to the worker pool again, and they come
-//! back when it falls.
+//! milliseconds) would stall the runtime that way, so as soon as answers take longer
+//! than [`INLINE_MAX_LATENCY`] (three of the last four) calls go to the worker pool
+//! again, and they come back after a run of fast answers (see `Verdict`).
 //!
 //! The set holds fewer sessions than the runtime has threads, so that even while every
 //! inline session is in a call, one runtime thread is free for work that needs no HSM
@@ -15,7 +15,7 @@
 //! session can take as long as the token likes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,35 @@ pub(super) struct Inline {
     /// When the missing sessions may next be (re)opened, in ms since `born`.
     next_fill_ms: AtomicU64,
     born: Instant,
-    /// Exponentially weighted mean latency of short calls, in nanoseconds.
+    /// Exponentially weighted mean latency of short calls, in nanoseconds (shown as a
+    /// metric).
     latency_ns: AtomicU64,
+    /// Which way short calls go, from the latest answers: see [`Verdict`].
+    verdict: AtomicU32,
+}
+
+/// The choice between inline and the workers, from the recent answers: the low 16 bits
+/// say which of the last 16 short calls were slow (over [`INLINE_MAX_LATENCY`]), bit
+/// [`Verdict::SLOW`] whether calls go to the workers. Calls leave the request threads
+/// when three of the last four answers were slow, and come back after sixteen fast ones
+/// in a row. A call preempted midway on a busy machine looks slow, but three in four
+/// are not preempted; a token answering in milliseconds is slow every time. A token
+/// whose answers vary goes to the workers and stays there.
+struct Verdict;
+
+impl Verdict {
+    const SLOW: u32 = 1 << 16;
+    const HISTORY: u32 = 0xFFFF;
+
+    fn next(state: u32, slow_answer: bool) -> u32 {
+        let history = ((state << 1) | u32::from(slow_answer)) & Self::HISTORY;
+        let slow_mode = if state & Self::SLOW == 0 {
+            (history & 0xF).count_ones() >= 3
+        } else {
+            history != 0
+        };
+        history | if slow_mode { Self::SLOW } else { 0 }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,12 +97,13 @@ impl Inline {
             next_fill_ms: AtomicU64::new(0),
             born: Instant::now(),
             latency_ns: AtomicU64::new(0),
+            verdict: AtomicU32::new(0),
         }
     }
 
     /// Whether short calls should run inline: the token has been answering fast.
     pub(super) fn token_is_fast(&self) -> bool {
-        self.latency_ns.load(Ordering::Relaxed) < nanos(INLINE_MAX_LATENCY)
+        self.verdict.load(Ordering::Relaxed) & Verdict::SLOW == 0
     }
 
     /// The running mean latency of short calls.
@@ -83,17 +111,20 @@ impl Inline {
         Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed))
     }
 
-    /// Adds one short call's latency (inline or on the pool) to the running mean, with a
-    /// weight of 1/8 and each sample capped at four times the limit: a call preempted
-    /// midway on a busy machine moves the mean by at most half the limit, while a token
-    /// that answers in milliseconds crosses it within three calls. About twenty fast
-    /// answers bring the mean back down.
+    /// Adds one short call's latency (inline or on a worker) to the verdict, and to the
+    /// running mean shown as a metric (weight 1/8).
     pub(super) fn observe(&self, took: Duration) {
-        let sample = nanos(took).min(4 * nanos(INLINE_MAX_LATENCY));
+        let sample = nanos(took);
+        let slow = took > INLINE_MAX_LATENCY;
+        let _ = self
+            .verdict
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(Verdict::next(v, slow))
+            });
         let _ = self
             .latency_ns
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                Some(old - old / 8 + sample / 8)
+                Some(old - old / 8 + sample.min(u64::MAX / 8) / 8)
             });
     }
 
@@ -259,9 +290,15 @@ mod tests {
             inline.observe(Duration::from_micros(7));
         }
         assert!(inline.token_is_fast());
-        // One preempted call does not move the calls off the runtime.
-        inline.observe(Duration::from_millis(50));
-        assert!(inline.token_is_fast(), "{:?}", inline.latency());
+        // Preempted calls now and then (even two in a row) do not move calls off the
+        // request threads.
+        for _ in 0..50 {
+            inline.observe(Duration::from_millis(50));
+            inline.observe(Duration::from_millis(50));
+            inline.observe(Duration::from_micros(7));
+            inline.observe(Duration::from_micros(7));
+            assert!(inline.token_is_fast());
+        }
         // A token answering in 2 ms does, within three calls.
         let mut calls = 0;
         while inline.token_is_fast() {
@@ -269,13 +306,16 @@ mod tests {
             calls += 1;
         }
         assert!(calls <= 3, "{calls} slow calls ran inline");
-        // And when it answers fast again, calls come back.
-        let mut fast = 0;
-        while !inline.token_is_fast() {
+        // One fast answer among slow ones changes nothing.
+        inline.observe(Duration::from_micros(7));
+        inline.observe(Duration::from_millis(2));
+        assert!(!inline.token_is_fast());
+        // Sixteen fast answers in a row bring calls back.
+        for i in 0..16 {
+            assert!(!inline.token_is_fast(), "back after {i} fast answers");
             inline.observe(Duration::from_micros(7));
-            fast += 1;
-            assert!(fast < 100, "never came back: {:?}", inline.latency());
         }
+        assert!(inline.token_is_fast());
     }
 
     #[test]

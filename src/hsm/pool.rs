@@ -211,7 +211,7 @@ impl HsmPool {
         let sampled = Arc::clone(&pool.inline);
         cfg.metrics.sample(
             "p11kms_hsm_token_latency_microseconds",
-            "Running mean latency of short HSM calls; above 100 they leave the request threads for the workers",
+            "Running mean latency of short HSM calls (weight 1/8); the inline-or-worker choice follows the last answers (see docs)",
             move || i64::try_from(sampled.latency().as_micros()).unwrap_or(i64::MAX),
         );
         // The inline sessions open on the workers, in the background.

@@ -10,11 +10,12 @@
 )]
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
 use p11kms::client::envelope::{
-    decrypt, encrypt, DecryptOptions, EncryptOptions, RawAesKeyring, Suite, PUBLIC_KEY_FIELD,
+    decrypt, encrypt, DecryptOptions, EncryptOptions, EncryptionRequest, Encryptor,
+    MaterialsManager, MessageHeader, RawAesKeyring, Suite, PUBLIC_KEY_FIELD,
 };
 
 fn python(args: &[&str], input: &[u8]) -> Vec<u8> {
@@ -76,6 +77,57 @@ fn messages_written_here_decrypt_with_the_official_sdk() {
     }
 }
 
+/// The generic `io::Write` path (`Encryptor::new`), in writes smaller than a frame
+/// (collected and sealed in the encryptor's buffer) and larger (sealed straight from
+/// the caller's slice), not only the in-memory path `encrypt` takes.
+#[test]
+fn messages_written_through_io_write_decrypt_with_the_official_sdk() {
+    let ctx: BTreeMap<String, String> = [("purpose".to_string(), "interop".to_string())]
+        .into_iter()
+        .collect();
+    let pt: Vec<u8> = (0..1000).map(|i| (i * 13 % 256) as u8).collect();
+    for suite in [Suite::Committing, Suite::CommittingSigned] {
+        for write in [7usize, 200] {
+            let m = block_on(keyring().encryption_materials(EncryptionRequest {
+                context: &ctx,
+                suite,
+                plaintext_length: None,
+            }))
+            .unwrap();
+            let mut enc = Encryptor::new(Vec::new(), m, 64).unwrap();
+            for c in pt.chunks(write) {
+                enc.write_all(c).unwrap();
+            }
+            let msg = enc.finish().unwrap();
+            assert_eq!(
+                python(&["decrypt"], &msg),
+                pt,
+                "{suite:?} writes of {write}"
+            );
+        }
+    }
+}
+
+/// Reads `msg` through the streaming `Decryptor` over a reader buffer of `reader_buf`
+/// bytes, in reads of `read` bytes.
+fn read_streaming(msg: &[u8], reader_buf: usize, read: usize) -> Vec<u8> {
+    let head = MessageHeader::read(
+        BufReader::with_capacity(reader_buf, msg),
+        &DecryptOptions::default(),
+    )
+    .unwrap();
+    let dm = block_on(keyring().decryption_materials(head.request())).unwrap();
+    let mut dec = head.into_decryptor(dm).unwrap();
+    let mut out = Vec::new();
+    let mut piece = vec![0u8; read];
+    loop {
+        match dec.read(&mut piece).unwrap() {
+            0 => return out,
+            n => out.extend_from_slice(&piece[..n]),
+        }
+    }
+}
+
 #[test]
 fn messages_from_the_official_sdk_decrypt_here() {
     for signed in [false, true] {
@@ -90,6 +142,15 @@ fn messages_from_the_official_sdk_decrypt_here() {
             let (out, ctx) =
                 block_on(decrypt(&msg, &keyring(), &DecryptOptions::default())).unwrap();
             assert_eq!(out.expose(), &pt[..], "signed {signed} size {size}");
+            // And through `io::Read`: reads smaller and larger than the SDK's 128-byte
+            // frames, from reader buffers that do and do not hold whole frames.
+            for (reader_buf, read) in [(50, 7), (50, 300), (4096, 7), (4096, 300)] {
+                assert_eq!(
+                    read_streaming(&msg, reader_buf, read),
+                    pt,
+                    "signed {signed} size {size} reader {reader_buf} reads {read}"
+                );
+            }
             assert_eq!(ctx.get("purpose").map(String::as_str), Some("interop"));
             assert_eq!(ctx.get("app").map(String::as_str), Some("p11kms"));
             assert_eq!(ctx.contains_key(PUBLIC_KEY_FIELD), signed);

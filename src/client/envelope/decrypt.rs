@@ -12,9 +12,9 @@ use std::io::{self, BufRead, Read};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use aws_lc_rs::digest;
-use zeroize::Zeroizing;
 
 use super::body::{frame_aad, next_seq, single_block_aad, FINAL_MARK};
+use super::frame_buf::FrameBuf;
 use super::header::{Header, TAG};
 use super::signature::{new_hash, VerificationKey};
 use super::{DecryptOptions, DecryptionMaterials, DecryptionRequest, EnvelopeError};
@@ -118,7 +118,7 @@ impl<R: BufRead> MessageHeader<R> {
             frame,
             context: self.header.context,
             seq: 1,
-            buf: Zeroizing::new(Vec::new()),
+            buf: FrameBuf::with_capacity(0),
             ready: 0..0,
             state: State::Frames,
             verifier,
@@ -143,8 +143,9 @@ pub struct Decryptor<R: BufRead> {
     frame: usize,
     context: BTreeMap<String, String>,
     seq: u32,
-    /// The current frame: ciphertext while reading, then plaintext. Wiped on drop.
-    buf: Zeroizing<Vec<u8>>,
+    /// The current frame's plaintext, and its ciphertext while it is read when the
+    /// reader's buffer does not hold it whole. Wiped on drop.
+    buf: FrameBuf,
     /// The plaintext in `buf` not yet handed out.
     ready: std::ops::Range<usize>,
     state: State,
@@ -171,24 +172,6 @@ impl<R: BufRead> Decryptor<R> {
         Ok(b)
     }
 
-    /// Appends exactly `n` bytes from the reader to `out`, into the signature hash too.
-    fn fill(&mut self, n: usize, out: &mut Vec<u8>) -> Result<(), EnvelopeError> {
-        let start = out.len();
-        // Grows with the bytes that arrive, so a huge frame length in a forged header
-        // cannot make us allocate what the input does not hold.
-        let got = (&mut self.reader)
-            .take(n as u64)
-            .read_to_end(out)
-            .map_err(EnvelopeError::from_read)?;
-        if got != n {
-            return Err(EnvelopeError::Truncated);
-        }
-        if let Some((_, hash)) = &mut self.verifier {
-            hash.update(out.get(start..).unwrap_or_default());
-        }
-        Ok(())
-    }
-
     fn u32(&mut self) -> Result<u32, EnvelopeError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
@@ -210,7 +193,7 @@ impl<R: BufRead> Decryptor<R> {
             .open_in_place(
                 Nonce::assume_unique_for_key(iv),
                 Aad::from(aad),
-                &mut self.buf,
+                self.buf.upto(len + TAG),
             )
             .map_err(|_| EnvelopeError::BadFrame(1))?;
         self.ready = 0..len;
@@ -242,13 +225,17 @@ impl<R: BufRead> Decryptor<R> {
         Ok((iv, len, is_final))
     }
 
-    /// Reads a frame's ciphertext and tag into `buf`.
+    /// Reads a frame's ciphertext and tag into `buf` (growing it with the bytes that
+    /// arrive, since `len` may come from a forged header), into the signature hash too.
     fn read_frame_body(&mut self, len: usize) -> Result<(), EnvelopeError> {
-        let mut buf = std::mem::take(&mut *self.buf);
-        buf.clear();
-        let filled = self.fill(len + TAG, &mut buf);
-        *self.buf = buf;
-        filled
+        let body = self
+            .buf
+            .read_exact_from(&mut self.reader, len + TAG)
+            .map_err(EnvelopeError::from_read)?;
+        if let Some((_, hash)) = &mut self.verifier {
+            hash.update(body);
+        }
+        Ok(())
     }
 
     /// After a frame authenticated: the next sequence number, or the end checks.
@@ -262,79 +249,77 @@ impl<R: BufRead> Decryptor<R> {
         Ok(())
     }
 
-    /// Reads, authenticates and decrypts the next frame in place, into `buf`.
+    /// Reads, authenticates and decrypts the next frame into `buf`.
     fn next_frame(&mut self) -> Result<(), EnvelopeError> {
         let (iv, len, is_final) = self.read_frame_head()?;
-        self.open_body_in_buf(iv, len, is_final)
+        self.open_body(iv, len, is_final, None)?;
+        self.ready = 0..len;
+        Ok(())
     }
 
-    /// The body of the frame whose head was just read: into `buf`, authenticated and
-    /// decrypted there, ready to hand out.
-    fn open_body_in_buf(
+    /// Like `next_frame`, but a regular frame is decrypted straight into `out`; returns
+    /// the bytes placed in `out`. The final frame always goes through `buf`, so that it
+    /// is held back until the end checks pass.
+    fn next_frame_into(&mut self, out: &mut [u8]) -> Result<usize, EnvelopeError> {
+        let (iv, len, is_final) = self.read_frame_head()?;
+        let Some(dst) = out.get_mut(..len).filter(|_| !is_final) else {
+            self.open_body(iv, len, is_final, None)?;
+            self.ready = 0..len;
+            return Ok(0);
+        };
+        self.open_body(iv, len, is_final, Some(dst))?;
+        Ok(len)
+    }
+
+    /// Authenticates and decrypts the body of the frame whose head was just read into
+    /// `dst`, or into `buf` if none is given. Straight from the reader's buffer when
+    /// that holds the whole frame (one pass over the bytes, no copy), else after
+    /// reading the frame into `buf`.
+    fn open_body(
         &mut self,
         iv: [u8; 12],
         len: usize,
         is_final: bool,
+        mut dst: Option<&mut [u8]>,
     ) -> Result<(), EnvelopeError> {
         let seq = self.seq;
-        self.read_frame_body(len)?;
-        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
-        self.key
-            .open_in_place(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(aad),
-                &mut self.buf,
-            )
-            .map_err(|_| EnvelopeError::BadFrame(seq))?;
-        self.ready = 0..len;
-        self.advance(is_final)
-    }
-
-    /// Like `next_frame`, but a regular frame is decrypted straight into `out`, from
-    /// the reader's own buffer when it holds the whole frame (no copy at all), else via
-    /// `buf`; returns the bytes placed in `out`. The final frame always goes through
-    /// `buf`, so that it is held back until the end checks pass.
-    fn next_frame_into(&mut self, out: &mut [u8]) -> Result<usize, EnvelopeError> {
-        let seq = self.seq;
-        let (iv, len, is_final) = self.read_frame_head()?;
-        let Some(dst) = out.get_mut(..len).filter(|_| !is_final) else {
-            self.open_body_in_buf(iv, len, is_final)?;
-            return Ok(0);
-        };
-        let aad = frame_aad(&self.message_id, is_final, seq, len as u64);
+        let aad = Aad::from(frame_aad(&self.message_id, is_final, seq, len as u64));
+        let nonce = Nonce::assume_unique_for_key(iv);
         let avail = self.reader.fill_buf().map_err(EnvelopeError::from_read)?;
         let opened = if let Some(frame) = avail.get(..len + TAG) {
             if let Some((_, hash)) = &mut self.verifier {
                 hash.update(frame);
             }
             let (ct, tag) = frame.split_at(len);
-            let r = self.key.open_separate_gather(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(aad),
-                ct,
-                tag,
-                dst,
-            );
+            let out = match dst.as_deref_mut() {
+                Some(d) => d,
+                // Room for the tag too, so that a later frame read whole into `buf`
+                // (when the reader's buffer holds only part of it) fits as it is.
+                None => self.buf.upto(len + TAG).get_mut(..len).unwrap_or_default(),
+            };
+            let r = self.key.open_separate_gather(nonce, aad, ct, tag, out);
             self.reader.consume(len + TAG);
             r
         } else {
             self.read_frame_body(len)?;
-            let (ct, tag) = self.buf.split_at(len);
-            self.key.open_separate_gather(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(aad),
-                ct,
-                tag,
-                dst,
-            )
+            let frame = self.buf.upto(len + TAG);
+            match dst.as_deref_mut() {
+                Some(d) => {
+                    let (ct, tag) = frame.split_at(len);
+                    self.key.open_separate_gather(nonce, aad, ct, tag, d)
+                }
+                None => self.key.open_in_place(nonce, aad, frame).map(|_| ()),
+            }
         };
         if opened.is_err() {
-            // The output may hold unauthenticated plaintext: wipe it.
-            dst.iter_mut().for_each(|b| *b = 0);
+            // The caller's buffer may hold unauthenticated plaintext: wipe it (`buf` is
+            // wiped by `read` on any error).
+            if let Some(d) = dst {
+                d.iter_mut().for_each(|b| *b = 0);
+            }
             return Err(EnvelopeError::BadFrame(seq));
         }
-        self.advance(false)?;
-        Ok(len)
+        self.advance(is_final)
     }
 
     /// After the final frame: the signature (signed suite), then the end of input.
@@ -371,7 +356,7 @@ impl<R: BufRead> Read for Decryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.ready.is_empty() {
-                let src = self.buf.get(self.ready.clone()).unwrap_or_default();
+                let src = self.buf.get(self.ready.clone());
                 let n = src.len().min(out.len());
                 let (dst, _) = out.split_at_mut(n);
                 dst.copy_from_slice(src.get(..n).unwrap_or_default());
@@ -398,7 +383,7 @@ impl<R: BufRead> Read for Decryptor<R> {
                 Err(e) => {
                     // Nothing of a damaged frame is handed out.
                     self.ready = 0..0;
-                    self.buf.iter_mut().for_each(|b| *b = 0);
+                    self.buf.wipe();
                     self.state = State::Failed(e.clone());
                     return Err(e.into());
                 }

@@ -4,15 +4,29 @@ use std::io::{self, Write};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use aws_lc_rs::digest;
-use zeroize::Zeroizing;
 
 use super::body::{frame_aad, frame_iv, next_seq, FINAL_MARK};
+use super::frame_buf::FrameBuf;
 use super::header::{Header, TAG};
 use super::signature::{new_hash, SigningKey};
 use super::{EncryptionMaterials, EnvelopeError};
 
+/// Bytes before a frame's body in the frame buffer: the final frame's head (mark,
+/// sequence number, IV, length). A regular frame's head (sequence number, IV) ends at
+/// the same place, so a frame of either kind leaves the buffer as one slice.
+const HEAD: usize = 4 + 4 + 12 + 4;
+/// A regular frame's head: sequence number and IV.
+const REGULAR_HEAD: usize = 4 + 12;
+
 /// Encrypts everything written to it into one message on `W`. Call [`finish`] at the
 /// end: a message that is not finished has no final frame, and no reader accepts it.
+///
+/// Each frame is built in one buffer the encryptor owns (head, body, tag) and goes to
+/// `W` in one `write_all`. A write that holds more than a frame is sealed from the
+/// caller's slice straight into that buffer, without copying the plaintext; shorter
+/// writes are copied into the buffer's body and sealed there in place. The other copy is
+/// the one `W` makes of each frame, which `io::Write` cannot avoid (it is handed a
+/// slice); [`Encryptor::appending_to`] avoids it for a `Vec`.
 ///
 /// [`finish`]: Encryptor::finish
 pub struct Encryptor<W: Write> {
@@ -20,10 +34,11 @@ pub struct Encryptor<W: Write> {
     key: LessSafeKey,
     message_id: [u8; 32],
     frame: usize,
-    /// Plaintext waiting for a full frame (or for the end); wiped on drop.
-    pending: Zeroizing<Vec<u8>>,
-    /// Ciphertext of a frame sealed straight from the caller's buffer (one copy fewer).
-    sealed: Vec<u8>,
+    /// The frame being built: `HEAD` bytes of head, then the body, then the tag. The
+    /// body holds plaintext until it is sealed in place; wiped on drop.
+    buf: FrameBuf,
+    /// Plaintext bytes waiting at the start of the body.
+    pending: usize,
     /// Set when the output is a Vec: frames are then sealed straight into it.
     direct: Option<fn(&mut W) -> &mut Vec<u8>>,
     seq: u32,
@@ -88,6 +103,15 @@ fn start(materials: EncryptionMaterials, frame_length: u32) -> Result<Start, Env
     })
 }
 
+/// Copies `bytes` into `buf` at `at`; returns where they end.
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) -> usize {
+    let end = at + bytes.len();
+    if let Some(dst) = buf.get_mut(at..end) {
+        dst.copy_from_slice(bytes);
+    }
+    end
+}
+
 /// Encrypts a whole plaintext in memory, appending the message to `out`.
 pub fn encrypt_to_vec(
     materials: EncryptionMaterials,
@@ -127,14 +151,18 @@ impl<W: Write> Encryptor<W> {
         frame_length: u32,
     ) -> Result<Self, EnvelopeError> {
         let s = start(materials, frame_length)?;
+        let size = s
+            .frame
+            .checked_add(HEAD + TAG)
+            .ok_or(EnvelopeError::Malformed("frame length"))?;
         let mut this = Self {
             out,
             key: s.key,
             message_id: s.message_id,
             frame: s.frame,
-            // The whole frame up front: growing would leave plaintext copies behind.
-            pending: Zeroizing::new(Vec::with_capacity(s.frame)),
-            sealed: Vec::new(),
+            // Room for a whole frame from the start, so the buffer never moves.
+            buf: FrameBuf::with_capacity(size),
+            pending: 0,
             direct: None,
             seq: 1,
             signer: s.signing_key.map(|k| (k, new_hash())),
@@ -154,41 +182,61 @@ impl<W: Write> Encryptor<W> {
         Ok(())
     }
 
-    /// Seals the pending plaintext as frame `seq`, final or not.
-    fn seal(&mut self, is_final: bool) -> Result<(), EnvelopeError> {
-        let len = self.pending.len();
-        let iv = frame_iv(self.seq);
-        let aad = frame_aad(&self.message_id, is_final, self.seq, len as u64);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(iv),
-                Aad::from(aad),
-                &mut self.pending,
-            )
-            .map_err(|_| EnvelopeError::Crypto)?;
-        let mut head = Vec::with_capacity(24);
+    /// Completes the frame whose body (`len` bytes of ciphertext) is in `buf`: its head
+    /// before the body, `tag` after it; then writes it out in one piece and moves on to
+    /// the next sequence number.
+    fn send_frame(
+        &mut self,
+        is_final: bool,
+        len: usize,
+        iv: &[u8; 12],
+        tag: &[u8],
+    ) -> Result<(), EnvelopeError> {
+        let n = u32::try_from(len).map_err(|_| EnvelopeError::Malformed("frame length"))?;
+        let seq = self.seq.to_be_bytes();
+        let begin = if is_final { 0 } else { HEAD - REGULAR_HEAD };
+        let end = HEAD + len + TAG;
+        let buf = self.buf.upto(end);
+        let mut at = begin;
         if is_final {
-            head.extend_from_slice(&FINAL_MARK.to_be_bytes());
+            at = put(buf, at, &FINAL_MARK.to_be_bytes());
         }
-        head.extend_from_slice(&self.seq.to_be_bytes());
-        head.extend_from_slice(&iv);
+        at = put(buf, at, &seq);
+        at = put(buf, at, iv);
         if is_final {
-            let n = u32::try_from(len).map_err(|_| EnvelopeError::Malformed("frame length"))?;
-            head.extend_from_slice(&n.to_be_bytes());
+            put(buf, at, &n.to_be_bytes());
         }
-        let sealed = std::mem::take(&mut *self.pending);
-        let io = |e: io::Error| EnvelopeError::Io(e.to_string());
-        self.emit(&head).map_err(io)?;
-        self.emit(&sealed).map_err(io)?;
-        self.emit(tag.as_ref()).map_err(io)?;
-        // Reuse the allocation: it now holds ciphertext only.
-        *self.pending = sealed;
-        self.pending.clear();
+        put(buf, HEAD + len, tag);
+        let frame = buf.get(begin..).unwrap_or_default();
+        self.out
+            .write_all(frame)
+            .map_err(|e| EnvelopeError::Io(e.to_string()))?;
+        if let Some((_, hash)) = &mut self.signer {
+            hash.update(frame);
+        }
         if !is_final {
             self.seq = next_seq(self.seq).ok_or(EnvelopeError::Malformed("too many frames"))?;
         }
         Ok(())
+    }
+
+    /// Seals the pending plaintext in place as frame `seq`, final or not, and sends it.
+    fn seal(&mut self, is_final: bool) -> Result<(), EnvelopeError> {
+        let len = self.pending;
+        let iv = frame_iv(self.seq);
+        let aad = frame_aad(&self.message_id, is_final, self.seq, len as u64);
+        let body = self
+            .buf
+            .upto(HEAD + len)
+            .get_mut(HEAD..)
+            .unwrap_or_default();
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(aad), body)
+            .map_err(|_| EnvelopeError::Crypto)?;
+        // The body holds ciphertext now, whatever happens to the write.
+        self.pending = 0;
+        self.send_frame(is_final, len, &iv, tag.as_ref())
     }
 
     /// Seals a full regular frame straight from `chunk` (when nothing is pending and
@@ -224,31 +272,23 @@ impl<W: Write> Encryptor<W> {
             self.seq = next_seq(self.seq).ok_or(EnvelopeError::Malformed("too many frames"))?;
             return Ok(());
         }
-        self.sealed.resize(len, 0);
+        let body = self
+            .buf
+            .upto(HEAD + len)
+            .get_mut(HEAD..)
+            .unwrap_or_default();
         let mut tag = [0u8; TAG];
         self.key
             .seal_out_of_place_scatter(
                 Nonce::assume_unique_for_key(iv),
                 Aad::from(aad),
                 chunk,
-                &mut self.sealed,
+                body,
                 &[],
                 &mut tag,
             )
             .map_err(|_| EnvelopeError::Crypto)?;
-        let mut head = [0u8; 16];
-        head[..4].copy_from_slice(&self.seq.to_be_bytes());
-        head[4..].copy_from_slice(&iv);
-        let sealed = std::mem::take(&mut self.sealed);
-        let io = |e: io::Error| EnvelopeError::Io(e.to_string());
-        let written = self
-            .emit(&head)
-            .and_then(|()| self.emit(&sealed))
-            .and_then(|()| self.emit(&tag));
-        self.sealed = sealed;
-        written.map_err(io)?;
-        self.seq = next_seq(self.seq).ok_or(EnvelopeError::Malformed("too many frames"))?;
-        Ok(())
+        self.send_frame(false, len, &iv, &tag)
     }
 
     /// Seals the final frame, writes the signature (signed suite), flushes, and returns
@@ -282,25 +322,27 @@ impl<W: Write> Write for Encryptor<W> {
         while !data.is_empty() {
             // A full frame is sealed only once more data arrives: until then it may be
             // the final frame.
-            if self.pending.is_empty() && data.len() > self.frame {
+            let step = if self.pending == 0 && data.len() > self.frame {
                 let (chunk, rest) = data.split_at(self.frame);
-                if let Err(e) = self.seal_direct(chunk) {
-                    self.broken = true;
-                    return Err(e.into());
-                }
                 data = rest;
-                continue;
-            }
-            if self.pending.len() == self.frame {
-                if let Err(e) = self.seal(false) {
-                    self.broken = true;
-                    return Err(e.into());
+                self.seal_direct(chunk)
+            } else if self.pending == self.frame {
+                self.seal(false)
+            } else {
+                let n = (self.frame - self.pending).min(data.len());
+                let (now, rest) = data.split_at(n);
+                let at = HEAD + self.pending;
+                self.pending += n;
+                data = rest;
+                if let Some(dst) = self.buf.upto(at + n).get_mut(at..) {
+                    dst.copy_from_slice(now);
                 }
+                Ok(())
+            };
+            if let Err(e) = step {
+                self.broken = true;
+                return Err(e.into());
             }
-            let n = (self.frame - self.pending.len()).min(data.len());
-            let (now, rest) = data.split_at(n);
-            self.pending.extend_from_slice(now);
-            data = rest;
         }
         Ok(total)
     }

@@ -15,6 +15,7 @@ mod caching;
 mod decrypt;
 mod encrypt;
 mod error;
+mod frame_buf;
 mod header;
 mod keyring;
 mod materials;
@@ -158,7 +159,9 @@ where
         })
         .await?;
     let mut reader = SyncIoBridge::new(reader);
-    // Ciphertext: buffered, so a frame is not three small writes.
+    // Ciphertext: buffered, so that small frames (4 KiB by default) cross the bridge
+    // to the async writer 64 KiB at a time; a frame as large as the buffer passes
+    // straight through it.
     let writer = std::io::BufWriter::with_capacity(1 << 16, SyncIoBridge::new(writer));
     let frame = options.frame_length;
     let writer = blocking(move || {

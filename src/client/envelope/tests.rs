@@ -511,3 +511,98 @@ proptest! {
         prop_assert!(dec(&msg).is_err());
     }
 }
+
+/// A writer that takes at most `max` bytes per call, as pipes and sockets may.
+struct ShortWriter {
+    out: Vec<u8>,
+    max: usize,
+}
+
+impl Write for ShortWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(self.max);
+        self.out.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encrypts through `io::Write` in writes of the given sizes (cycled; 0 is an empty
+/// write) into a writer that takes at most `sink_max` bytes per call.
+fn enc_written(pt: &[u8], suite: Suite, frame: u32, writes: &[usize], sink_max: usize) -> Vec<u8> {
+    let m = now(keyring().encryption_materials(EncryptionRequest {
+        context: &ctx(),
+        suite,
+        plaintext_length: None,
+    }))
+    .unwrap();
+    let sink = ShortWriter {
+        out: Vec::new(),
+        max: sink_max,
+    };
+    let mut e = Encryptor::new(sink, m, frame).unwrap();
+    let mut rest = pt;
+    for n in writes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (now, later) = rest.split_at((*n).min(rest.len()));
+        e.write_all(now).unwrap();
+        rest = later;
+    }
+    e.finish().unwrap().out
+}
+
+/// Decrypts through `io::Read` over a reader buffer of `reader_buf` bytes, in reads of
+/// the given sizes (cycled).
+fn dec_read(msg: &[u8], reader_buf: usize, reads: &[usize]) -> Vec<u8> {
+    let input = std::io::BufReader::with_capacity(reader_buf, msg);
+    let head = MessageHeader::read(input, &DecryptOptions::default()).unwrap();
+    let dm = now(keyring().decryption_materials(head.request())).unwrap();
+    let mut d = head.into_decryptor(dm).unwrap();
+    let mut out = Vec::new();
+    for n in reads.iter().cycle() {
+        let mut piece = vec![0u8; *n];
+        match d.read(&mut piece).unwrap() {
+            0 => return out,
+            got => out.extend_from_slice(&piece[..got]),
+        }
+    }
+    unreachable!("reads cycle until the end of the message")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A message written through `io::Write`, however the writes fall, is one the
+    /// in-memory path decrypts; a message from the in-memory path reads back through
+    /// `io::Read`, however the reads fall and whether or not the reader's buffer holds
+    /// whole frames; and each path reads the other's messages the same way.
+    #[test]
+    fn the_io_write_and_vec_paths_read_each_others_messages(
+        len in 0usize..1500,
+        frame in 1u32..260,
+        signed in any::<bool>(),
+        writes in proptest::collection::vec(0usize..600, 1..6),
+        sink_max in 1usize..5000,
+        reads in proptest::collection::vec(1usize..600, 1..6),
+        reader_buf in 1usize..1200,
+    ) {
+        let suite = if signed { Suite::CommittingSigned } else { Suite::Committing };
+        let pt: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+        let written = enc_written(&pt, suite, frame, &writes, sink_max);
+        let in_memory = enc(&pt, suite, frame);
+        if !signed {
+            // Same frames, same length (a DER signature's length varies by a byte or two).
+            prop_assert_eq!(written.len(), in_memory.len());
+        }
+        for msg in [&written, &in_memory] {
+            let (got, _) = dec(msg).unwrap();
+            prop_assert_eq!(got.expose(), &pt[..]);
+            prop_assert_eq!(dec_read(msg, reader_buf, &reads), pt.clone());
+        }
+    }
+}

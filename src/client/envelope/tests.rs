@@ -574,6 +574,54 @@ fn dec_read(msg: &[u8], reader_buf: usize, reads: &[usize]) -> Vec<u8> {
     unreachable!("reads cycle until the end of the message")
 }
 
+/// Counts the writes it is handed.
+struct CountingWriter {
+    out: Vec<u8>,
+    writes: usize,
+}
+
+impl Write for CountingWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        self.out.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn each_frame_reaches_the_writer_in_one_write() {
+    // 10 regular frames and a final one of 36 bytes, written in one go and in pieces
+    // shorter than a frame: one write for the header, one per frame, one for the
+    // signature.
+    let pt = vec![5u8; 64 * 10 + 36];
+    for suite in SUITES {
+        for piece in [pt.len(), 64 * 3 + 1, 10] {
+            let m = now(keyring().encryption_materials(EncryptionRequest {
+                context: &ctx(),
+                suite,
+                plaintext_length: None,
+            }))
+            .unwrap();
+            let sink = CountingWriter {
+                out: Vec::new(),
+                writes: 0,
+            };
+            let mut e = Encryptor::new(sink, m, 64).unwrap();
+            for c in pt.chunks(piece) {
+                e.write_all(c).unwrap();
+            }
+            let sink = e.finish().unwrap();
+            let footer = usize::from(suite.is_signed());
+            assert_eq!(sink.writes, 1 + 11 + footer, "{suite:?} pieces of {piece}");
+            assert_eq!(dec(&sink.out).unwrap().0.expose(), &pt[..]);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 

@@ -15,7 +15,7 @@
 //! session can take as long as the token likes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,8 @@ pub(super) struct Inline {
     latency_ns: AtomicU64,
     /// Which way short calls go, from the latest answers: see [`Verdict`].
     verdict: AtomicU32,
+    /// Set at shutdown: sessions handed back or reopened later are closed, not kept.
+    closed: AtomicBool,
 }
 
 /// The choice between inline and the workers, from the recent answers: the low 16 bits
@@ -98,6 +100,7 @@ impl Inline {
             born: Instant::now(),
             latency_ns: AtomicU64::new(0),
             verdict: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -171,18 +174,28 @@ impl Inline {
         seen.store(now, Ordering::Release);
     }
 
-    /// Returns a session to the idle set.
+    /// Returns a session to the idle set. It catches up under the set's lock, so that a
+    /// `forget_everywhere` running meanwhile either sees it idle or has its epoch seen
+    /// here. After `close_all` the session is closed instead.
     fn checkin(&self, index: usize, mut ws: WorkerSession) {
+        let mut idle = lock(&self.idle);
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         self.catch_up(index, &mut ws);
-        lock(&self.idle).push((index, ws));
+        idle.push((index, ws));
     }
 
-    /// Adds a freshly opened (or repaired) session.
+    /// Adds a freshly opened (or repaired) session; it holds no copies yet.
     pub(super) fn add(&self, index: usize, ws: WorkerSession) {
+        let mut idle = lock(&self.idle);
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(seen) = self.seen.get(index) {
             seen.store(self.epoch.load(Ordering::Acquire), Ordering::Release);
         }
-        lock(&self.idle).push((index, ws));
+        idle.push((index, ws));
     }
 
     /// Marks a session as gone (its copies died with it) until it is reopened.
@@ -233,7 +246,11 @@ impl Inline {
 
     /// Closes every idle session (shutdown, before the module is finalized).
     pub(super) fn close_all(&self) {
-        let closed = std::mem::take(&mut *lock(&self.idle));
+        let closed = {
+            let mut idle = lock(&self.idle);
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *idle)
+        };
         for (index, _) in &closed {
             if let Some(seen) = self.seen.get(*index) {
                 seen.store(HOLDS_NOTHING, Ordering::Release);

@@ -33,7 +33,9 @@
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons of
 //!   the audit comparison without a trail: an A/A run that shows the machine's noise);
-//! - `BENCH_SLOW_US` (default 2000): the slow token's delay per call.
+//! - `BENCH_SLOW_US` (default 2000): the slow token's delay per call;
+//! - `BENCH_HSM="inline_sessions = 0; sessions = 4"`: more `[hsm]` settings for every
+//!   daemon of the run.
 
 // A benchmark fails loudly by design.
 #![allow(clippy::indexing_slicing, clippy::panic, clippy::expect_used)]
@@ -152,6 +154,10 @@ impl Daemon {
         };
         let path = dev.config_path();
         let mut text = std::fs::read_to_string(&path)?.replace("[audit]\n", &setting);
+        // BENCH_HSM: more `[hsm]` settings, e.g. "inline_sessions = 0" (";" between).
+        if let Ok(extra) = std::env::var("BENCH_HSM") {
+            text = text.replace("[hsm]\n", &format!("[hsm]\n{}\n", extra.replace(';', "\n")));
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
         if let Some((module, env)) = &launch.module {
             let line = text

@@ -54,21 +54,6 @@ fn with_algorithm(mut r: proto::EncryptRequest, alg: &str) -> proto::EncryptRequ
     r
 }
 
-/// An Encrypt item like `encrypt_req`'s, its plaintext not given to the secrets scan:
-/// the scan of every record for each of a thousand plaintexts would take longer than
-/// the test (the few registered ones stand for the rest).
-fn unscanned_item(
-    key_id: &str,
-    plaintext: &[u8],
-    context: &[(&str, &str)],
-) -> proto::EncryptRequest {
-    let mut r = proto::EncryptRequest::default();
-    r.key_id = key_id.to_owned();
-    r.plaintext = plaintext.to_vec();
-    r.encryption_context = ctx(context);
-    r
-}
-
 /// A 4096-byte plaintext that names its index, so that results out of order show.
 fn numbered(i: usize) -> Vec<u8> {
     let mut p = format!("batch-item-{i:05}-").into_bytes();
@@ -198,7 +183,7 @@ async fn a_thousand_items_round_trip_with_one_audit_write_each_way() {
     }
     let items = plaintexts
         .iter()
-        .map(|p| unscanned_item(&key.key_id, p, &[("batch", "big")]))
+        .map(|p| encrypt_req_unscanned(&key.key_id, p, &[("batch", "big")]))
         .collect();
 
     let before = tokio::task::block_in_place(|| metrics_text(&d));
@@ -408,7 +393,7 @@ async fn an_abandoned_batch_leaves_a_record_for_each_item_begun() {
     let mut c = d.admin().await;
     let key = create_key(&mut c).await;
     let items: Vec<proto::EncryptRequest> = (0..1000)
-        .map(|_| unscanned_item(&key.key_id, b"abandoned", &[]))
+        .map(|_| encrypt_req_unscanned(&key.key_id, b"abandoned", &[]))
         .collect();
     // Deadlines from before the first item to after the last.
     for ms in [5u64, 20, 50, 100, 150, 250, 400, 3000] {

@@ -69,6 +69,9 @@ use report::{Report, Row};
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// The figure each row gives of the daemon's CPU use.
+const CPU_PER_CALL: &str = "µs daemon CPU per call";
+
 /// The calls measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
@@ -245,6 +248,39 @@ impl Daemon {
             .sum()
     }
 
+    /// CPU seconds (user and system, every thread) the daemon has used so far.
+    fn cpu_seconds(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else {
+            return f64::NAN;
+        };
+        // After the command name (in parentheses, maybe with spaces) come the fields from
+        // the third (state) on; utime and stime are the 14th and 15th, in clock ticks
+        // (100 per second on Linux).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<f64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => (user + system) / 100.0,
+            _ => f64::NAN,
+        }
+    }
+
+    /// Runs one measurement and returns, with its figures, the daemon's CPU time per
+    /// call in µs (warm-up calls counted at the measured rate).
+    async fn measured(
+        &self,
+        load: impl std::future::Future<Output = Stats>,
+        secs: Duration,
+    ) -> (Stats, f64) {
+        let before = self.cpu_seconds();
+        let s = load.await;
+        let calls = s.rate * (secs + load::WARM_UP).as_secs_f64();
+        (s, 1e6 * (self.cpu_seconds() - before) / calls)
+    }
+
     /// Short HSM calls run inline so far, and all HSM calls.
     fn hsm_calls(&self) -> (f64, f64) {
         (
@@ -302,16 +338,18 @@ fn main() -> BoxResult<()> {
             let key = d.key(true).await?;
             let (g, j) = (d.grpc(&key).await?, d.json(&key).await?);
             for c in in_flight() {
-                let s = g.load(Op::Encrypt, c, None, secs).await;
+                let (s, cpu) = d.measured(g.load(Op::Encrypt, c, None, secs), secs).await;
                 echo.insert(("grpc", c), s.rate);
-                report.push(Row::new("echo", format!("echo, gRPC, {c} in flight"), s));
-                let s = j.load(Op::Encrypt, c, None, secs).await;
+                report.push(
+                    Row::new("echo", format!("echo, gRPC, {c} in flight"), s)
+                        .figure(CPU_PER_CALL, cpu),
+                );
+                let (s, cpu) = d.measured(j.load(Op::Encrypt, c, None, secs), secs).await;
                 echo.insert(("json", c), s.rate);
-                report.push(Row::new(
-                    "echo",
-                    format!("echo, AWS JSON, {c} in flight"),
-                    s,
-                ));
+                report.push(
+                    Row::new("echo", format!("echo, AWS JSON, {c} in flight"), s)
+                        .figure(CPU_PER_CALL, cpu),
+                );
             }
         }
 
@@ -327,10 +365,10 @@ fn main() -> BoxResult<()> {
                 for c in in_flight() {
                     for transport in ["grpc", "json"] {
                         let (inline0, calls0) = deployed.hsm_calls();
-                        let s = if transport == "grpc" {
-                            grpc.load(op, c, None, secs).await
+                        let (s, cpu) = if transport == "grpc" {
+                            deployed.measured(grpc.load(op, c, None, secs), secs).await
                         } else {
-                            json.load(op, c, None, secs).await
+                            deployed.measured(json.load(op, c, None, secs), secs).await
                         };
                         let (inline1, calls1) = deployed.hsm_calls();
                         single.insert((op, transport, c), s.rate);
@@ -342,7 +380,7 @@ fn main() -> BoxResult<()> {
                                 "AWS JSON"
                             }
                         );
-                        let mut row = Row::new("ops", name, s);
+                        let mut row = Row::new("ops", name, s).figure(CPU_PER_CALL, cpu);
                         if let Some(e) = echo.get(&(transport, c)) {
                             row = row.ratio("of echo", s.rate / e);
                         }
@@ -413,7 +451,7 @@ fn main() -> BoxResult<()> {
 /// the medians are compared.
 async fn audit_comparison(
     report: &mut Report,
-    _deployed: &Daemon,
+    deployed: &Daemon,
     audited: &Grpc,
     secs: Duration,
 ) -> BoxResult<()> {
@@ -426,15 +464,36 @@ async fn audit_comparison(
     let unaudited = off.grpc(&key_off).await?;
     for c in in_flight() {
         let (mut ons, mut offs) = (Vec::new(), Vec::new());
+        let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
+        let trail = |d: &Daemon| {
+            [
+                "p11kms_audit_batch_size_sum",
+                "p11kms_audit_batch_size_count",
+                "p11kms_audit_fsync_duration_seconds_sum",
+                "p11kms_audit_fsync_duration_seconds_count",
+            ]
+            .map(|m| d.metric(m))
+        };
+        let before = trail(deployed);
         for round in 0..rounds.max(1) {
             for side in 0..2 {
                 if (round + side) % 2 == 0 {
-                    offs.push(unaudited.load(Op::Encrypt, c, None, secs).await.rate);
+                    let (s, cpu) = off
+                        .measured(unaudited.load(Op::Encrypt, c, None, secs), secs)
+                        .await;
+                    offs.push(s.rate);
+                    cpu_off.push(cpu);
                 } else {
-                    ons.push(audited.load(Op::Encrypt, c, None, secs).await.rate);
+                    let (s, cpu) = deployed
+                        .measured(audited.load(Op::Encrypt, c, None, secs), secs)
+                        .await;
+                    ons.push(s.rate);
+                    cpu_on.push(cpu);
                 }
             }
         }
+        let after = trail(deployed);
+        let d = |i: usize| after[i] - before[i];
         let (on, off) = (median(&mut ons), median(&mut offs));
         report.push(
             Row::new(
@@ -445,16 +504,22 @@ async fn audit_comparison(
                     ..Stats::default()
                 },
             )
-            .ratio("of audit off", on / off),
+            .ratio("of audit off", on / off)
+            .figure(CPU_PER_CALL, median(&mut cpu_on))
+            .figure("records per fsync", d(0) / d(1))
+            .figure("µs per fsync", 1e6 * d(2) / d(3)),
         );
-        report.push(Row::new(
-            "audit",
-            format!("Encrypt, gRPC, {c} in flight, audit off (median of {rounds})"),
-            Stats {
-                rate: off,
-                ..Stats::default()
-            },
-        ));
+        report.push(
+            Row::new(
+                "audit",
+                format!("Encrypt, gRPC, {c} in flight, audit off (median of {rounds})"),
+                Stats {
+                    rate: off,
+                    ..Stats::default()
+                },
+            )
+            .figure(CPU_PER_CALL, median(&mut cpu_off)),
+        );
     }
     Ok(())
 }

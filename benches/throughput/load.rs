@@ -19,7 +19,7 @@ pub(crate) struct Stats {
 }
 
 /// Calls made before the clock starts: connections warm, caches filled.
-const WARM_UP: Duration = Duration::from_millis(300);
+pub(crate) const WARM_UP: Duration = Duration::from_millis(300);
 
 /// Runs `call(task)` from `concurrency` tasks for `secs`. With `pace`, the tasks
 /// together start at most `pace` calls per second (each its share, on a timer).

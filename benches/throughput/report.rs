@@ -11,6 +11,8 @@ pub(crate) struct Row {
     name: String,
     stats: Stats,
     ratios: Vec<(&'static str, f64)>,
+    /// Other measured quantities, e.g. (12.5, "µs daemon CPU per call").
+    figures: Vec<(&'static str, f64)>,
 }
 
 impl Row {
@@ -20,7 +22,16 @@ impl Row {
             name: name.into(),
             stats,
             ratios: Vec::new(),
+            figures: Vec::new(),
         }
+    }
+
+    /// Adds "`value` `what`", e.g. 41.0 "µs daemon CPU per call".
+    pub(crate) fn figure(mut self, what: &'static str, value: f64) -> Self {
+        if value.is_finite() {
+            self.figures.push((what, value));
+        }
+        self
     }
 
     /// Adds "`value` `what`", e.g. 0.7 "of echo".
@@ -67,6 +78,7 @@ impl Report {
                 .ratios
                 .iter()
                 .map(|(what, v)| format!("{:.0}% {what}", 100.0 * v))
+                .chain(r.figures.iter().map(|(what, v)| format!("{v:.1} {what}")))
                 .collect();
             println!(
                 "{:<64} {:>10.0} {} {}  {}",
@@ -97,6 +109,11 @@ impl Report {
                     .iter()
                     .map(|(what, v)| ((*what).to_owned(), (*v).into()))
                     .collect();
+                let figures: serde_json::Map<String, serde_json::Value> = r
+                    .figures
+                    .iter()
+                    .map(|(what, v)| ((*what).to_owned(), (*v).into()))
+                    .collect();
                 serde_json::json!({
                     "section": r.section,
                     "name": r.name,
@@ -104,6 +121,7 @@ impl Report {
                     "p50_us": r.stats.p50_us,
                     "p99_us": r.stats.p99_us,
                     "ratios": ratios,
+                    "figures": figures,
                 })
             })
             .collect();

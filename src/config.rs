@@ -227,6 +227,14 @@ pub struct HsmSection {
     /// Use session copies of token keys (faster on SoftHSM2); true when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_keys: Option<bool>,
+    /// The longest an HSM call may take, queueing included, in milliseconds; 5000 when
+    /// absent. A call still running then fails its request and its worker is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
+    /// How often the token is checked to be the one p11kms's keys were made in, in
+    /// milliseconds; 1000 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_ms: Option<u64>,
 }
 
 /// `[store]`
@@ -432,6 +440,24 @@ impl Config {
         if inline_sessions > 256 {
             return Err(invalid("hsm.inline_sessions", "must be between 0 and 256"));
         }
+        let ms = |v: Option<u64>, default: std::time::Duration, field: &'static str| match v {
+            None => Ok(default),
+            Some(ms @ 10..=600_000) => Ok(std::time::Duration::from_millis(ms)),
+            Some(_) => Err(invalid(
+                field,
+                "must be between 10 and 600000 (milliseconds)",
+            )),
+        };
+        let call_timeout = ms(
+            f.hsm.call_timeout_ms,
+            crate::hsm::DEFAULT_CALL_TIMEOUT,
+            "hsm.call_timeout_ms",
+        )?;
+        let health_check = ms(
+            f.hsm.health_check_ms,
+            crate::hsm::DEFAULT_HEALTH_CHECK,
+            "hsm.health_check_ms",
+        )?;
         let max = f
             .limits
             .and_then(|l| l.max_encryptions_per_material)
@@ -627,6 +653,8 @@ impl Config {
                 sessions,
                 inline_sessions,
                 copy_keys: f.hsm.copy_keys.unwrap_or(true),
+                call_timeout,
+                health_check,
                 ..PoolConfig::default()
             },
             sqlite: abs(&f.store.sqlite),

@@ -165,6 +165,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
     let metrics = Metrics::new();
     let pool_config = PoolConfig {
         metrics: metrics.clone(),
+        token: Some(config.token.clone()),
         ..config.pool.clone()
     };
     let pool =
@@ -199,7 +200,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         Some(audit) => {
             let signer = EcSigner::ensure(
                 &module,
-                slot,
+                pool_handle.health(),
                 pin,
                 SigningKeyName {
                     id: CHECKPOINT_KEY_ID.to_vec(),

@@ -198,6 +198,8 @@ impl DevDir {
                     sessions: None,
                     inline_sessions: None,
                     copy_keys: None,
+                    call_timeout_ms: None,
+                    health_check_ms: None,
                 },
                 store: StoreSection {
                     sqlite: "p11kms.db".into(),

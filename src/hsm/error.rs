@@ -63,6 +63,12 @@ pub enum HsmError {
     /// The secret-sealing key is not in the token (removed while the daemon ran).
     #[error("the secret-sealing key is missing from the token")]
     SealKeyMissing,
+    /// The token is marked down (see `health`): the call was not tried.
+    #[error("the HSM is unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not return within the configured deadline (`hsm.call_timeout_ms`).
+    #[error("the HSM call did not return within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 call failed")]
     Pkcs11(#[source] CkError),
@@ -100,6 +106,44 @@ impl HsmError {
     /// True when reopening the session may cure it.
     pub(crate) fn is_session_lost(&self) -> bool {
         matches!(self, Self::SessionLost(_))
+    }
+
+    /// A fault of the token rather than of the request: counted towards marking the
+    /// token down when it outlives the call's own retry.
+    pub(crate) fn is_device_fault(&self) -> bool {
+        match self {
+            Self::SessionLost(_) | Self::Timeout(_) | Self::Login(_) => true,
+            Self::Pkcs11(e) => matches!(
+                rv(e),
+                Some(
+                    RvError::DeviceError
+                        | RvError::DeviceMemory
+                        | RvError::GeneralError
+                        | RvError::FunctionFailed
+                        | RvError::HostMemory
+                )
+            ),
+            _ => false,
+        }
+    }
+
+    /// A fault that only a re-initialisation of the module cures: the token or the
+    /// module's own state is gone.
+    pub(crate) fn needs_reinit(&self) -> bool {
+        let e = match self {
+            Self::SessionLost(e) | Self::Pkcs11(e) | Self::Login(e) => e,
+            _ => return false,
+        };
+        matches!(
+            rv(e),
+            Some(
+                RvError::DeviceRemoved
+                    | RvError::TokenNotPresent
+                    | RvError::TokenNotRecognized
+                    | RvError::CryptokiNotInitialized
+                    | RvError::SlotIdInvalid
+            )
+        )
     }
 
     /// CKR_GENERAL_ERROR outside a decryption.

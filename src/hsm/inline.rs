@@ -56,6 +56,9 @@ pub(super) struct Inline {
     verdict: AtomicU32,
     /// Set at shutdown: sessions handed back or reopened later are closed, not kept.
     closed: AtomicBool,
+    /// Per session index: when its current call began, in ms since `born` plus one; 0
+    /// while it is not lent out. The supervisor looks for calls that hang.
+    busy_since: Box<[AtomicU64]>,
 }
 
 /// The choice between inline and the workers, from the recent answers: the low 16 bits
@@ -101,6 +104,35 @@ impl Inline {
             latency_ns: AtomicU64::new(0),
             verdict: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            busy_since: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How long the longest call now running on an inline session has been running.
+    pub(super) fn longest_call(&self) -> Option<Duration> {
+        let now = self.now_ms();
+        self.busy_since
+            .iter()
+            .map(|b| b.load(Ordering::Acquire))
+            .filter(|&b| b != 0)
+            .map(|b| Duration::from_millis(now.saturating_sub(b - 1)))
+            .max()
+    }
+
+    /// Sends short calls to the workers until sixteen answers in a row are fast again:
+    /// a call hangs on an inline session, and a runtime thread must not be the next.
+    pub(super) fn force_slow(&self) {
+        self.verdict
+            .store(Verdict::SLOW | Verdict::HISTORY, Ordering::Relaxed);
+    }
+
+    fn set_busy(&self, index: usize, busy: bool) {
+        if let Some(b) = self.busy_since.get(index) {
+            b.store(if busy { self.now_ms() + 1 } else { 0 }, Ordering::Release);
         }
     }
 
@@ -135,6 +167,7 @@ impl Inline {
     /// or missing.
     pub(super) fn checkout(&self) -> Option<Lease<'_>> {
         let (index, mut ws) = lock(&self.idle).pop()?;
+        self.set_busy(index, true);
         self.catch_up(index, &mut ws);
         Some(Lease {
             inline: self,
@@ -178,6 +211,7 @@ impl Inline {
     /// `forget_everywhere` running meanwhile either sees it idle or has its epoch seen
     /// here. After `close_all` the session is closed instead.
     fn checkin(&self, index: usize, mut ws: WorkerSession) {
+        self.set_busy(index, false);
         let mut idle = lock(&self.idle);
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -283,6 +317,7 @@ impl Lease<'_> {
 
     /// Takes the session out of the set, for repair on a pool worker.
     pub(super) fn take(mut self) -> (usize, Option<WorkerSession>) {
+        self.inline.set_busy(self.index, false);
         (self.index, self.ws.take())
     }
 }

@@ -3,17 +3,21 @@
 //! bytes, never key bytes. Knows nothing of policies or the wire.
 
 mod error;
+mod health;
 mod inline;
 mod module;
 mod pool;
 mod secret_seal;
 mod session;
 mod signing;
+mod supervisor;
 
 pub(crate) use error::HsmError;
 pub(crate) use module::TokenObject;
 pub use module::{Module, TokenSelector};
-pub(crate) use pool::{default_inline_sessions, DEFAULT_SESSIONS};
+pub(crate) use pool::{
+    default_inline_sessions, DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_CHECK, DEFAULT_SESSIONS,
+};
 pub use pool::{HsmPool, PoolConfig};
 pub(crate) use signing::{EcSigner, SigningKeyName};
 

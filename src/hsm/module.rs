@@ -57,24 +57,7 @@ impl Module {
 
     /// The slot holding the selected, initialised token.
     pub fn find_slot(&self, sel: &TokenSelector) -> Result<Slot, HsmError> {
-        let slots = self
-            .ctx
-            .get_slots_with_initialized_token()
-            .map_err(HsmError::Pkcs11)?;
-        for slot in slots {
-            let hit = match sel {
-                TokenSelector::Slot(id) => slot.id() == *id,
-                TokenSelector::Label(want) => self
-                    .ctx
-                    .get_token_info(slot)
-                    .map(|t| t.label().trim_end() == want)
-                    .unwrap_or(false),
-            };
-            if hit {
-                return Ok(slot);
-            }
-        }
-        Err(HsmError::TokenNotFound(sel.to_string()))
+        find_slot(&self.ctx, sel)
     }
 
     /// Refuses a token that cannot do what every key needs: AES key generation and
@@ -162,6 +145,26 @@ impl Module {
     pub fn finalize(self) -> Result<(), HsmError> {
         self.ctx.finalize().map_err(HsmError::Pkcs11)
     }
+}
+
+/// The slot holding the selected, initialised token.
+pub(crate) fn find_slot(ctx: &Pkcs11, sel: &TokenSelector) -> Result<Slot, HsmError> {
+    let slots = ctx
+        .get_slots_with_initialized_token()
+        .map_err(HsmError::Pkcs11)?;
+    for slot in slots {
+        let hit = match sel {
+            TokenSelector::Slot(id) => slot.id() == *id,
+            TokenSelector::Label(want) => ctx
+                .get_token_info(slot)
+                .map(|t| t.label().trim_end() == want)
+                .unwrap_or(false),
+        };
+        if hit {
+            return Ok(slot);
+        }
+    }
+    Err(HsmError::TokenNotFound(sel.to_string()))
 }
 
 /// C_Login as the user. CKR_USER_ALREADY_LOGGED_IN is success: login state is shared by

@@ -4,7 +4,8 @@
 //! token, making or destroying objects, opening a session) runs on a worker, never on
 //! the async runtime; a dedicated thread per session also avoids a spawn_blocking hop.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -12,9 +13,11 @@ use cryptoki::slot::Slot;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn, Instrument as _, Span};
 
+use super::health::Health;
 use super::inline::{Inline, Lease};
 use super::session::WorkerSession;
-use super::{HsmError, MaterialRef, Module};
+use super::supervisor::{self, Supervisor};
+use super::{HsmError, MaterialRef, Module, TokenSelector};
 use crate::domain::{Pin, Plaintext};
 use crate::metrics::Metrics;
 
@@ -53,7 +56,7 @@ const REOPEN_EVERY: Duration = Duration::from_millis(200);
 /// How long `destroy_material_everywhere` waits for a busy session to hand back its copy.
 const FORGET_WAIT: Duration = Duration::from_secs(5);
 
-type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
 
 /// Pool sizing and behaviour.
 #[derive(Clone, Debug)]
@@ -71,6 +74,15 @@ pub struct PoolConfig {
     pub copy_keys: bool,
     /// Where call latencies, queue depth, session reopens and re-logins are recorded.
     pub metrics: Metrics,
+    /// The longest a call may take, queueing included: a call still running then fails
+    /// its request, and a worker stuck in it is replaced (see `supervisor`).
+    pub call_timeout: Duration,
+    /// How often the supervisor checks that the token is still the one p11kms made its
+    /// keys in, while it is up.
+    pub health_check: Duration,
+    /// How to find the token again after the module is re-initialised (its slot may
+    /// change); None keeps the slot.
+    pub token: Option<TokenSelector>,
 }
 
 impl Default for PoolConfig {
@@ -81,9 +93,19 @@ impl Default for PoolConfig {
             queue_per_session: 64,
             copy_keys: true,
             metrics: Metrics::default(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            health_check: DEFAULT_HEALTH_CHECK,
+            token: None,
         }
     }
 }
+
+/// `hsm.call_timeout_ms` when the configuration sets none: far above any answer of a
+/// working token, network HSMs included, so that only a call that hangs reaches it.
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `hsm.health_check_ms` when the configuration sets none.
+pub(crate) const DEFAULT_HEALTH_CHECK: Duration = Duration::from_secs(1);
 
 /// Worker threads when the configuration sets none: enough for 64 calls in flight to a
 /// token that answers in milliseconds. Idle workers cost a parked thread each; a worker
@@ -97,7 +119,133 @@ pub(crate) fn default_inline_sessions() -> usize {
 }
 
 /// Makes a worker's session (not yet opened).
-type SessionFactory = Arc<dyn Fn() -> WorkerSession + Send + Sync>;
+pub(super) type SessionFactory = Arc<dyn Fn() -> WorkerSession + Send + Sync>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the supervisor sees of one worker.
+#[derive(Default)]
+struct WorkerState {
+    /// When its current job began, in ms since the pool started plus one; 0 when idle.
+    busy_since: AtomicU64,
+    /// Replaced after a hang: it exits once its call returns.
+    abandoned: AtomicBool,
+}
+
+/// One worker thread's place in the pool.
+struct WorkerSlot {
+    handle: thread::JoinHandle<()>,
+    /// Its own channel, for jobs that must run on this very worker.
+    control: crossbeam_channel::Sender<Job>,
+    state: Arc<WorkerState>,
+}
+
+/// The worker threads, and how to start more (a replacement for one that hangs).
+pub(super) struct Workers {
+    rx: crossbeam_channel::Receiver<Job>,
+    slots: Mutex<Vec<WorkerSlot>>,
+    stopping: AtomicBool,
+    factory: SessionFactory,
+    health: Arc<Health>,
+    born: Instant,
+    started: AtomicUsize,
+}
+
+impl Workers {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Starts one worker thread with a session of its own (opened on its first call).
+    fn spawn(self: &Arc<Self>) -> Result<WorkerSlot, HsmError> {
+        let rx = self.rx.clone();
+        let (control, ctl) = crossbeam_channel::unbounded::<Job>();
+        let state = Arc::new(WorkerState::default());
+        let (me, mine) = (Arc::downgrade(self), Arc::clone(&state));
+        let mut ws = (self.factory)();
+        let health = Arc::clone(&self.health);
+        let n = self.started.fetch_add(1, Ordering::Relaxed);
+        let handle = thread::Builder::new()
+            .name(format!("hsm-{n}"))
+            .spawn(move || {
+                loop {
+                    let job = crossbeam_channel::select! {
+                        recv(ctl) -> j => j,
+                        recv(rx) -> j => j,
+                    };
+                    let Ok(job) = job else { break };
+                    let Some(workers) = me.upgrade() else { break };
+                    mine.busy_since
+                        .store(workers.now_ms() + 1, Ordering::Release);
+                    {
+                        let _g = health.enter();
+                        // A panicking job must not take its worker (and the session it
+                        // owns) down with it; its caller sees the pool error instead.
+                        let caught =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws)));
+                        if caught.is_err() {
+                            tracing::error!("an HSM job panicked; resetting the worker's session");
+                            ws.reset();
+                        }
+                    }
+                    mine.busy_since.store(0, Ordering::Release);
+                    if workers.stopping.load(Ordering::SeqCst)
+                        || mine.abandoned.load(Ordering::Acquire)
+                    {
+                        break;
+                    }
+                }
+                // Leaving the loop drops the session: C_CloseSession.
+            })
+            .map_err(HsmError::Thread)?;
+        Ok(WorkerSlot {
+            handle,
+            control,
+            state,
+        })
+    }
+
+    /// Each worker's own channel.
+    fn controls(&self) -> Vec<crossbeam_channel::Sender<Job>> {
+        lock(&self.slots)
+            .iter()
+            .map(|w| w.control.clone())
+            .collect()
+    }
+
+    /// Replaces every worker whose job has run longer than `limit` with a new worker:
+    /// the old thread is left to its call and exits when (if) it returns. Returns how
+    /// many were replaced.
+    pub(super) fn replace_hung(self: &Arc<Self>, limit: Duration) -> usize {
+        if self.stopping.load(Ordering::SeqCst) {
+            return 0;
+        }
+        let now = self.now_ms();
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let mut slots = lock(&self.slots);
+        let mut replaced = 0;
+        for slot in slots.iter_mut() {
+            let since = slot.state.busy_since.load(Ordering::Acquire);
+            if since == 0 || now.saturating_sub(since - 1) <= limit_ms {
+                continue;
+            }
+            match self.spawn() {
+                Ok(fresh) => {
+                    slot.state.abandoned.store(true, Ordering::Release);
+                    // The hung thread is not joined: it may never come back.
+                    drop(std::mem::replace(slot, fresh));
+                    replaced += 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a hung HSM worker could not be replaced");
+                }
+            }
+        }
+        replaced
+    }
+}
 
 /// Handle to the worker pool. Cheap to clone; the workers stop when the last clone is
 /// dropped.
@@ -106,20 +254,21 @@ pub struct HsmPool {
     jobs: crossbeam_channel::Sender<Job>,
     // Bounds queued work so that a burst waits asynchronously instead of piling up.
     permits: Arc<Semaphore>,
-    workers: Arc<std::sync::Mutex<Vec<thread::JoinHandle<()>>>>,
+    workers: Arc<Workers>,
     size: usize,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    // Each worker's own job channel (see `destroy_material_everywhere`).
-    controls: Arc<Vec<crossbeam_channel::Sender<Job>>>,
     metrics: Metrics,
     /// Sessions for short calls on the caller's thread.
     inline: Arc<Inline>,
     factory: SessionFactory,
+    health: Arc<Health>,
+    call_timeout: Duration,
+    supervisor: Arc<Mutex<Option<Supervisor>>>,
 }
 
 impl HsmPool {
-    /// Starts the workers on an already checked slot. Each opens its session lazily.
-    /// Fails when the operating system refuses a worker thread.
+    /// Starts the workers on an already checked slot, and the supervisor that watches the
+    /// token. Each worker opens its session lazily. Fails when the operating system
+    /// refuses a thread.
     pub fn start(
         module: &Module,
         slot: Slot,
@@ -128,57 +277,38 @@ impl HsmPool {
     ) -> Result<Self, HsmError> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut controls = Vec::with_capacity(sessions);
+        let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let factory: SessionFactory = {
-            let (ctx, pin, copy_keys, metrics) = (
+            let (ctx, pin, copy_keys, metrics, health) = (
                 module.ctx().clone(),
                 pin,
                 cfg.copy_keys,
                 cfg.metrics.clone(),
+                Arc::clone(&health),
             );
             Arc::new(move || {
-                WorkerSession::new(ctx.clone(), slot, pin.clone(), copy_keys, metrics.clone())
+                WorkerSession::new(
+                    ctx.clone(),
+                    Arc::clone(&health),
+                    pin.clone(),
+                    copy_keys,
+                    metrics.clone(),
+                )
             })
         };
-        let workers = (0..sessions)
-            .map(|i| {
-                let rx = rx.clone();
-                // A channel of its own, for jobs that must run on this very worker.
-                let (ctl_tx, ctl) = crossbeam_channel::unbounded::<Job>();
-                controls.push(ctl_tx);
-                let stop = Arc::clone(&stopping);
-                let mut ws = factory();
-                thread::Builder::new()
-                    .name(format!("hsm-{i}"))
-                    .spawn(move || {
-                        loop {
-                            let job = crossbeam_channel::select! {
-                                recv(ctl) -> j => j,
-                                recv(rx) -> j => j,
-                            };
-                            let Ok(job) = job else { break };
-                            // A panicking job must not take its worker (and the session it
-                            // owns) down with it; its caller sees the pool error instead.
-                            let caught =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    job(&mut ws)
-                                }));
-                            if caught.is_err() {
-                                tracing::error!(
-                                    "an HSM job panicked; resetting the worker's session"
-                                );
-                                ws.reset();
-                            }
-                            if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                                break;
-                            }
-                        }
-                        // Leaving the loop drops the session: C_CloseSession.
-                    })
-                    .map_err(HsmError::Thread)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let workers = Arc::new(Workers {
+            rx: rx.clone(),
+            slots: Mutex::new(Vec::with_capacity(sessions)),
+            stopping: AtomicBool::new(false),
+            factory: Arc::clone(&factory),
+            health: Arc::clone(&health),
+            born: Instant::now(),
+            started: AtomicUsize::new(0),
+        });
+        for _ in 0..sessions {
+            let slot = workers.spawn()?;
+            lock(&workers.slots).push(slot);
+        }
         let total_permits = sessions * cfg.queue_per_session.max(1);
         let permits = Arc::new(Semaphore::new(total_permits));
         // Read at each scrape from what the channel and semaphore already know; a
@@ -197,16 +327,35 @@ impl HsmPool {
                     .unwrap_or(i64::MAX)
             },
         );
+        let watched = Arc::downgrade(&health);
+        cfg.metrics.sample(
+            "p11kms_hsm_token_up",
+            "1 while calls go to the token, 0 while it is marked down and calls fail at once",
+            move || i64::from(watched.upgrade().is_some_and(|h| h.down().is_none())),
+        );
+        let inline = Arc::new(Inline::new(cfg.inline_sessions));
+        let supervisor = Supervisor::start(supervisor::Watch {
+            health: Arc::clone(&health),
+            workers: Arc::clone(&workers),
+            inline: Arc::clone(&inline),
+            ctx: module.ctx().clone(),
+            token: cfg.token.clone(),
+            metrics: cfg.metrics.clone(),
+            call_timeout: cfg.call_timeout,
+            health_check: cfg.health_check,
+            factory: Arc::clone(&factory),
+        })?;
         let pool = Self {
             jobs: tx,
             permits,
-            size: workers.len(),
-            workers: Arc::new(std::sync::Mutex::new(workers)),
-            stopping,
-            controls: Arc::new(controls),
+            size: sessions,
+            workers,
             metrics: cfg.metrics.clone(),
-            inline: Arc::new(Inline::new(cfg.inline_sessions)),
+            inline,
             factory,
+            health,
+            call_timeout: cfg.call_timeout,
+            supervisor: Arc::new(Mutex::new(Some(supervisor))),
         };
         let sampled = Arc::clone(&pool.inline);
         cfg.metrics.sample(
@@ -217,6 +366,12 @@ impl HsmPool {
         // The inline sessions open on the workers, in the background.
         pool.reopen_inline();
         Ok(pool)
+    }
+
+    /// The token's health, shared with whatever else holds a session on the module
+    /// (the audit checkpoint signer).
+    pub(crate) fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
     }
 
     /// Opens the inline sessions that are missing (at start, after a loss), each on a
@@ -267,6 +422,7 @@ impl HsmPool {
     {
         let started = Instant::now();
         let caught = {
+            let _g = self.health.enter();
             let ws = lease.session()?;
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let res = op(ws);
@@ -279,6 +435,7 @@ impl HsmPool {
                 }
             }))
         };
+        let took = started.elapsed();
         match caught {
             Ok(Err(e)) if e.is_session_lost() => {
                 warn!(error = %e, "PKCS#11 session lost; reopening it and running the call on a worker");
@@ -286,8 +443,14 @@ impl HsmPool {
                 self.retire_inline(lease.take());
                 None
             }
+            // The supervisor gave up on this call while it hung; its answer, now that
+            // it came, is not trusted with the session it came on.
+            Ok(_) if took > self.call_timeout => {
+                self.metrics.hsm_fault_event("timeout");
+                self.retire_inline(lease.take());
+                Some(Err(HsmError::Timeout(self.call_timeout)))
+            }
             Ok(res) => {
-                let took = started.elapsed();
                 self.inline.observe(took);
                 self.metrics.hsm_call(kind.operation, kind.mechanism, took);
                 self.metrics.hsm_inline_call();
@@ -306,17 +469,20 @@ impl HsmPool {
         self.size
     }
 
-    /// Stops every worker once the jobs queued before this call are done, closes their
-    /// sessions and waits for them, so that the module can be finalized cleanly.
+    /// Stops the supervisor, then every worker once the jobs queued before this call are
+    /// done, closes their sessions and waits for them, so that the module can be
+    /// finalized cleanly. A worker replaced after a hang is not waited for.
     pub fn shutdown(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(s) = lock(&self.supervisor).take() {
+            s.stop();
+        }
+        self.workers.stopping.store(true, Ordering::SeqCst);
         for _ in 0..self.size {
             let _ = self.jobs.send(Box::new(|_| {}));
         }
-        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        for h in handles {
-            let _ = h.join();
+        let slots = std::mem::take(&mut *lock(&self.workers.slots));
+        for w in slots {
+            let _ = w.handle.join();
         }
         // Last, once no worker can hand back a reopened session.
         self.inline.close_all();
@@ -334,16 +500,46 @@ impl HsmPool {
         T: Send + 'static,
         F: Fn(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
     {
+        // While the token is down, fail at once instead of queueing (see `health`).
+        self.health.check()?;
         if kind.short && self.inline.token_is_fast() {
             match self.inline.checkout() {
                 Some(lease) => {
                     if let Some(res) = self.run_inline(kind, material, lease, &op) {
+                        self.health.observe(&res);
                         return res;
                     }
                 }
                 None => self.reopen_inline(),
             }
         }
+        let queued = self.queue(kind, material, op);
+        let res = match tokio::time::timeout(self.call_timeout, queued).await {
+            Ok(res) => res,
+            Err(_) => {
+                // The job runs on (or is still queued); the supervisor replaces its
+                // worker if it hangs. Its late answer goes nowhere.
+                self.metrics.hsm_fault_event("timeout");
+                Err(HsmError::Timeout(self.call_timeout))
+            }
+        };
+        self.health.observe(&res);
+        res
+    }
+
+    /// Queues `op` for a worker and waits for its answer. When the session was lost, the
+    /// worker reopens it and runs `op` once more; a stale cached handle is forgotten and
+    /// retried the same way.
+    async fn queue<T, F>(
+        &self,
+        kind: CallKind,
+        material: Option<MaterialRef>,
+        op: F,
+    ) -> Result<T, HsmError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut WorkerSession) -> Result<T, HsmError> + Send + 'static,
+    {
         let permit: OwnedSemaphorePermit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -352,9 +548,18 @@ impl HsmPool {
         let span = Span::current();
         let metrics = self.metrics.clone();
         let inline = Arc::clone(&self.inline);
+        let health = Arc::clone(&self.health);
         let job: Job = Box::new(move |ws| {
             let _permit = permit;
             let _g = span.enter();
+            // Its caller gave up, or the token went down while it waited: skip the call.
+            if tx.is_closed() {
+                return;
+            }
+            if let Err(e) = health.check() {
+                let _ = tx.send(Err(e));
+                return;
+            }
             // A call that opens the session first says nothing of the token's speed.
             let measured = kind.short && ws.is_open();
             let started = Instant::now();
@@ -502,8 +707,10 @@ impl HsmPool {
     /// worker that has stopped, or whose job panicked, drops its acknowledgement, and
     /// the call fails (the sweep retries) rather than waiting for it.
     pub async fn destroy_material_everywhere(&self, m: MaterialRef) -> Result<(), HsmError> {
-        let mut acks = Vec::with_capacity(self.controls.len());
-        for ctl in self.controls.iter() {
+        self.health.check()?;
+        let controls = self.workers.controls();
+        let mut acks = Vec::with_capacity(controls.len());
+        for ctl in &controls {
             let (tx, rx) = oneshot::channel();
             let job: Job = Box::new(move |ws| {
                 ws.forget(&m);
@@ -513,7 +720,11 @@ impl HsmPool {
             acks.push(rx);
         }
         for rx in acks {
-            rx.await.map_err(|_| HsmError::PoolStopped)?;
+            // A worker stuck in a hung call cannot acknowledge: the sweep retries later.
+            tokio::time::timeout(self.call_timeout, rx)
+                .await
+                .map_err(|_| HsmError::Timeout(self.call_timeout))?
+                .map_err(|_| HsmError::PoolStopped)?;
         }
         // The inline sessions: idle ones forget at once, busy ones when handed back.
         let epoch = self.inline.forget_everywhere(m);

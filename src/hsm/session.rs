@@ -2,14 +2,15 @@
 //! thread only: a cryptoki Session is Send but not Sync, so it never leaves its thread.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
-use cryptoki::slot::Slot;
 use cryptoki::types::Ulong;
 
+use super::health::{Health, Staleness, Stamp};
 use super::module::login;
 use super::{HsmError, MaterialRef};
 use crate::domain::{Pin, Plaintext};
@@ -40,9 +41,11 @@ struct CachedKey {
 /// A worker's session, opened lazily and reopened after a loss.
 pub(crate) struct WorkerSession {
     ctx: cryptoki::context::Pkcs11,
-    slot: Slot,
+    health: Arc<Health>,
     pin: Pin,
     session: Option<Session>,
+    /// Which initialisation of the module the session was opened in.
+    stamp: Stamp,
     keys: HashMap<MaterialRef, CachedKey>,
     copy_keys: bool,
     metrics: Metrics,
@@ -55,16 +58,18 @@ pub(crate) struct WorkerSession {
 impl WorkerSession {
     pub(crate) fn new(
         ctx: cryptoki::context::Pkcs11,
-        slot: Slot,
+        health: Arc<Health>,
         pin: Pin,
         copy_keys: bool,
         metrics: Metrics,
     ) -> Self {
+        let stamp = health.stamp();
         Self {
             ctx,
-            slot,
+            health,
             pin,
             session: None,
+            stamp,
             keys: HashMap::new(),
             copy_keys,
             metrics,
@@ -73,12 +78,24 @@ impl WorkerSession {
         }
     }
 
-    /// Opens and logs in if needed.
+    /// Opens and logs in if needed. A session from before the token was replaced or the
+    /// module re-initialised is dropped first (see `health`). Call with
+    /// [`Health::enter`]'s guard held.
     pub(crate) fn session(&mut self) -> Result<&Session, HsmError> {
+        if self.session.is_some() {
+            match self.health.staleness(self.stamp) {
+                Staleness::Current => {}
+                Staleness::Close => self.reset(),
+                Staleness::Forget => self.abandon(),
+            }
+        }
         if self.session.is_none() {
+            // Stamped before opening: a drop-everything round during the open makes the
+            // next call close this session again, never keep a session it should drop.
+            self.stamp = self.health.stamp();
             let s = self
                 .ctx
-                .open_rw_session(self.slot)
+                .open_rw_session(self.health.slot())
                 .map_err(HsmError::from_call)?;
             if self.opened_before {
                 self.metrics.hsm_relogin();
@@ -101,9 +118,24 @@ impl WorkerSession {
 
     /// Forgets the session and every cached handle. Session copies die with the session.
     pub(crate) fn reset(&mut self) {
+        if self.health.staleness(self.stamp) == Staleness::Forget {
+            self.abandon();
+            return;
+        }
         self.keys.clear();
         self.seal_key = None;
         self.session = None;
+    }
+
+    /// Drops the session without closing it: the module was re-initialised, so the
+    /// session and its handles are gone, and C_CloseSession by its number could close
+    /// another session that has that number now.
+    fn abandon(&mut self) {
+        if let Some(s) = self.session.take() {
+            std::mem::forget(s);
+        }
+        self.keys.clear();
+        self.seal_key = None;
     }
 
     /// Forgets the secret-sealing key's handle (it went stale).
@@ -115,6 +147,7 @@ impl WorkerSession {
     /// here: start-up makes it, so a missing key is an error, not a new key that would
     /// leave every sealed secret unreadable.
     fn seal_key(&mut self) -> Result<ObjectHandle, HsmError> {
+        self.session()?;
         if let Some(h) = self.seal_key {
             return Ok(h);
         }
@@ -149,6 +182,8 @@ impl WorkerSession {
     /// CKA_ID, copied into a session object when enabled (SoftHSM2 re-reads its token file
     /// on every use of a token object; the copy stays sensitive and non-extractable).
     fn key(&mut self, m: &MaterialRef) -> Result<ObjectHandle, HsmError> {
+        // First the session: a stale one takes its cached handles with it.
+        self.session()?;
         if let Some(k) = self.keys.get(m) {
             return Ok(k.handle);
         }
@@ -197,6 +232,34 @@ impl WorkerSession {
         Ok(cached.handle)
     }
 
+    /// Whether the token still holds p11kms's marker, the secret-sealing key that start-up
+    /// makes in it: a token that lost it was wiped or replaced.
+    pub(crate) fn holds_marker(&mut self) -> Result<bool, HsmError> {
+        let s = self.session()?;
+        Ok(super::secret_seal::find(s)?.is_some())
+    }
+
+    /// The supervisor's probe: the session is usable, the token holds the marker, and
+    /// the token's random generator, encryption and decryption answer (a round trip
+    /// of a few bytes under the secret-sealing key, on a fresh IV). Ok(false) when the
+    /// marker is missing.
+    pub(crate) fn self_test(&mut self) -> Result<bool, HsmError> {
+        self.check()?;
+        if !self.holds_marker()? {
+            return Ok(false);
+        }
+        let drawn = self.random(12)?;
+        let mut iv = [0u8; 12];
+        iv.copy_from_slice(drawn.expose());
+        const PROBE: &[u8] = b"p11kms health probe";
+        let sealed = self.seal_secret(&iv, b"probe", PROBE)?;
+        let opened = self.open_secret(&iv, b"probe", &sealed)?;
+        if opened.expose() != PROBE {
+            return Err(HsmError::TagMismatch);
+        }
+        Ok(true)
+    }
+
     /// Whether the session is open (a call on it needs no C_OpenSession or C_Login).
     pub(crate) fn is_open(&self) -> bool {
         self.session.is_some()
@@ -204,6 +267,13 @@ impl WorkerSession {
 
     /// Forgets every cached handle, destroying the session copies.
     pub(crate) fn forget_all(&mut self) {
+        let health = Arc::clone(&self.health);
+        let _g = health.enter();
+        if self.health.staleness(self.stamp) != Staleness::Current {
+            // The copies went with the session (or the module): nothing to destroy.
+            self.reset();
+            return;
+        }
         if let Some(s) = &self.session {
             for k in self.keys.values().filter(|k| k.is_copy) {
                 let _ = s.destroy_object(k.handle);
@@ -221,6 +291,12 @@ impl WorkerSession {
 
     /// Forgets one material's cached handle (used when a stale handle is detected).
     pub(crate) fn forget(&mut self, m: &MaterialRef) {
+        let health = Arc::clone(&self.health);
+        let _g = health.enter();
+        if self.health.staleness(self.stamp) != Staleness::Current {
+            self.reset();
+            return;
+        }
         if let (Some(k), Some(s)) = (self.keys.remove(m), &self.session) {
             if k.is_copy {
                 let _ = s.destroy_object(k.handle);
@@ -279,7 +355,17 @@ impl WorkerSession {
     }
 }
 
-/// C_Encrypt with CKM_AES_GCM and a 128-bit tag. Returns ciphertext || tag.
+impl Drop for WorkerSession {
+    fn drop(&mut self) {
+        if self.session.is_some() {
+            // Closing is a call on the module: not while it is re-initialised.
+            let health = Arc::clone(&self.health);
+            let _g = health.enter();
+            self.reset();
+        }
+    }
+}
+
 /// The template of every AES-256 key p11kms makes in the token (key material and the
 /// secret-sealing key): a private, sensitive, non-extractable token object that can
 /// encrypt and decrypt and nothing else.

@@ -8,6 +8,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use cryptoki::slot::Slot;
 
+use std::sync::Arc;
+
+use super::health::{Health, Staleness, Stamp};
 use super::module::login;
 use super::{HsmError, Module};
 use crate::domain::Pin;
@@ -27,7 +30,9 @@ pub(crate) struct SigningKeyName {
 /// A P-256 key pair in the token and a logged-in session to sign with.
 pub(crate) struct EcSigner {
     ctx: cryptoki::context::Pkcs11,
-    slot: Slot,
+    /// Shared with the pool: the module may be re-initialised under the session.
+    health: Arc<Health>,
+    stamp: Stamp,
     pin: Pin,
     name: SigningKeyName,
     session: Option<Session>,
@@ -48,14 +53,17 @@ impl EcSigner {
     /// CKA_SENSITIVE, not extractable, sign only) when there is none.
     pub(crate) fn ensure(
         module: &Module,
-        slot: Slot,
+        health: Arc<Health>,
         pin: Pin,
         name: SigningKeyName,
     ) -> Result<Self, HsmError> {
-        probe(module, slot)?;
+        probe(module, health.slot())?;
+        let held = Arc::clone(&health);
+        let _g = held.enter();
         let mut signer = Self {
             ctx: module.ctx().clone(),
-            slot,
+            stamp: health.stamp(),
+            health: Arc::clone(&health),
             pin,
             name,
             session: None,
@@ -92,6 +100,8 @@ impl EcSigner {
     /// every EC token, CKM_ECDSA_SHA256 not by all. A lost session is reopened and the
     /// signature tried once more.
     pub(crate) fn sign_digest(&mut self, digest: &[u8; 32]) -> Result<Vec<u8>, HsmError> {
+        let health = Arc::clone(&self.health);
+        let _g = health.enter();
         match self.try_sign(digest) {
             Err(e) if e.is_session_lost() || e.is_stale_handle() => {
                 tracing::warn!(error = %e, "the checkpoint signer's session was lost; reopening and retrying once");
@@ -120,16 +130,45 @@ impl EcSigner {
             .map_err(HsmError::from_call)
     }
 
+    /// The signing session, opened (again) when needed. Call with the health guard held.
     fn session(&mut self) -> Result<&Session, HsmError> {
+        match self.health.staleness(self.stamp) {
+            Staleness::Current => {}
+            // The token was replaced: a new session finds the key again (or fails).
+            Staleness::Close => {
+                self.session = None;
+                self.key = None;
+            }
+            // The module was re-initialised: the session's number may be another's now.
+            Staleness::Forget => {
+                if let Some(s) = self.session.take() {
+                    std::mem::forget(s);
+                }
+                self.key = None;
+            }
+        }
         if self.session.is_none() {
+            self.stamp = self.health.stamp();
             let s = self
                 .ctx
-                .open_rw_session(self.slot)
+                .open_rw_session(self.health.slot())
                 .map_err(HsmError::from_call)?;
             login(&s, &self.pin)?;
             self.session = Some(s);
         }
         self.session.as_ref().ok_or(HsmError::PoolStopped)
+    }
+}
+
+impl Drop for EcSigner {
+    fn drop(&mut self) {
+        let health = Arc::clone(&self.health);
+        let _g = health.enter();
+        if self.health.staleness(self.stamp) == Staleness::Forget {
+            if let Some(s) = self.session.take() {
+                std::mem::forget(s);
+            }
+        }
     }
 }
 

@@ -54,6 +54,7 @@ struct Inner {
     hsm_reopens: Counter,
     hsm_relogins: Counter,
     hsm_inline: Counter,
+    hsm_faults: Family<[(&'static str, &'static str); 1], Counter>,
     store_seconds: Histogram,
     cache: Family<Labels2, Counter>,
     // Series whose labels are known in advance, resolved once: a family lookup hashes
@@ -118,6 +119,12 @@ impl Metrics {
             "p11kms_hsm_relogins",
             "C_Login calls on a worker that had been logged in before (after a lost session)",
             hsm_relogins.clone(),
+        );
+        let hsm_faults = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        r.register(
+            "p11kms_hsm_fault_events",
+            "What the HSM supervisor did about a failing token: event is timeout (a call outlived its deadline), worker_replaced, marked_down, reinitialized (C_Finalize and C_Initialize) or recovered",
+            hsm_faults.clone(),
         );
         let hsm_inline = Counter::default();
         r.register(
@@ -199,6 +206,7 @@ impl Metrics {
             hsm_reopens,
             hsm_relogins,
             hsm_inline,
+            hsm_faults,
             store_seconds,
             cache,
             audit_batch,
@@ -274,6 +282,11 @@ impl Metrics {
     /// A short HSM call ran inline.
     pub fn hsm_inline_call(&self) {
         self.0.hsm_inline.inc();
+    }
+
+    /// The HSM supervisor acted on a fault (see the family's help for the events).
+    pub fn hsm_fault_event(&self, event: &'static str) {
+        self.0.hsm_faults.get_or_create(&[("event", event)]).inc();
     }
 
     /// A worker dropped its lost session and opens a new one.

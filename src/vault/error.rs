@@ -135,8 +135,13 @@ impl From<HsmError> for KmsError {
             HsmError::TagMismatch => Self::InvalidCiphertext(
                 "the ciphertext is invalid, or the encryption context does not match the one used to encrypt it".into(),
             ),
-            // Still lost after the pool's reopen-and-retry: the token is gone for now.
-            e @ (HsmError::SessionLost(_) | HsmError::PoolStopped) => Self::KeyUnavailable(e),
+            // Still lost after the pool's reopen-and-retry, or the token is marked down:
+            // gone for now, so the caller may retry.
+            e @ (HsmError::SessionLost(_) | HsmError::PoolStopped | HsmError::Unavailable(_)) => {
+                Self::KeyUnavailable(e)
+            }
+            // Anything else, a hung call among them (the token did not answer, and
+            // nothing says whether the work was done), is the service's fault.
             other => Self::internal(other),
         }
     }

@@ -35,6 +35,7 @@ mod envelope;
 mod esdk_kms;
 mod grants;
 mod guardrails;
+mod hsm_faults;
 mod identity;
 mod iv_budget;
 mod lifecycle;

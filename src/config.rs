@@ -220,8 +220,8 @@ pub struct HsmSection {
     /// PKCS#11 sessions on worker threads, for slow and long calls; 64 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<usize>,
-    /// PKCS#11 sessions for short calls run inline while the token answers fast; one per
-    /// core when absent, 0 to send every call to the workers.
+    /// PKCS#11 sessions for short calls run inline while the token answers fast; 0 (every
+    /// call on the workers) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_sessions: Option<usize>,
     /// Use session copies of token keys (faster on SoftHSM2); true when absent.

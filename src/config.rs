@@ -392,7 +392,14 @@ impl Config {
             path: path.to_owned(),
             source: e,
         })?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates the text of a configuration file read from `path` (which
+    /// is only named in errors and resolves relative paths; it is not read). What
+    /// [`Config::load`] does once it has the text; the config fuzz target calls it.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             source: e,
         })?;
@@ -685,11 +692,7 @@ sqlite = "p11kms.db"
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        let f: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "t.toml".into(),
-            source: e,
-        })?;
-        Config::from_file(f, Path::new("/etc/p11kms"))
+        Config::parse(text, Path::new("/etc/p11kms/t.toml"))
     }
 
     #[test]

@@ -96,5 +96,17 @@ pub use vault::{
     Vault, VaultSettings,
 };
 
-// The ciphertext blob parser, for the fuzz target (fuzz/fuzz_targets/blob.rs).
+// The parsers of untrusted bytes, for the fuzz targets (fuzz/src/) and their corpus
+// replay (tests/it/fuzz_corpus.rs); docs/testing.md, "Fuzzing". The envelope and the
+// configuration are fuzzed through their own public API (`client::envelope`,
+// `Config::parse`). The hidden ones are entry points that nothing outside the crate
+// needs but the fuzz targets: not an API.
+#[doc(hidden)]
+pub use authz::{
+    parse_policy as parse_policy_text, parse_stored_policy as parse_stored_policy_text,
+};
+#[doc(hidden)]
+pub use aws_json::check_request as check_aws_json_request;
+#[doc(hidden)]
+pub use sigv4::verify_request as verify_sigv4_request;
 pub use vault::blob::parse as parse_blob;

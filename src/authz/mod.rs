@@ -27,8 +27,8 @@ pub(crate) use decide::{Decision, DecisionKind, Source};
 pub(crate) use grants::{Grant, GrantConstraints};
 pub(crate) use json::from_str_strict;
 pub(crate) use model::Policy;
-pub(crate) use parse::{parse_policy, parse_stored_policy, PolicyError};
-pub use parse::{parse_value, PolicyKind};
+pub(crate) use parse::PolicyError;
+pub use parse::{parse_policy, parse_stored_policy, parse_value, PolicyKind};
 
 /// An AWS KMS action name such as `kms:Encrypt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -47,7 +47,7 @@ fn malformed(location: impl Into<String>, reason: impl Into<String>) -> PolicyEr
 }
 
 /// Parses a policy document from text.
-pub(crate) fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
+pub fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, PolicyError> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::TooLarge);
     }
@@ -61,7 +61,7 @@ pub(crate) fn parse_policy(text: &str, kind: PolicyKind) -> Result<Policy, Polic
 /// principal matches nobody), so that its key or principal is not locked out by an
 /// upgrade and can be repaired; the second value says what a new write would refuse,
 /// for the log.
-pub(crate) fn parse_stored_policy(
+pub fn parse_stored_policy(
     text: &str,
     kind: PolicyKind,
 ) -> Result<(Policy, Option<PolicyError>), PolicyError> {

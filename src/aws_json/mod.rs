@@ -16,3 +16,49 @@ mod server;
 mod shapes;
 
 pub(crate) use server::serve;
+
+use hyper::header::HeaderMap;
+use hyper::Method;
+
+/// What the listener makes of a request before it knows the caller: the route (method,
+/// path, `X-Amz-Target`, content type, declared length), the body limit, then the body
+/// decoded as the operation's request and checked for required and unsupported members
+/// (which the listener does after SigV4). Gives the operation's name, or the status and
+/// JSON body of the error answer. For the aws_json fuzz target and its corpus replay
+/// (fuzz/src/aws_json.rs), which need the real decoding without a vault; not an API.
+#[doc(hidden)]
+pub fn check_request(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<&'static str, (u16, Vec<u8>)> {
+    use futures_util::FutureExt as _;
+    use http_body_util::BodyExt as _;
+
+    let answer = |r: hyper::Response<envelope::Body>| {
+        let status = r.status().as_u16();
+        // A `Full` body is ready at once.
+        let bytes = r
+            .into_body()
+            .collect()
+            .now_or_never()
+            .and_then(Result::ok)
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        (status, bytes)
+    };
+    let op = envelope::route(method, path, headers)
+        .and_then(|op| Ok((op, envelope::body_limit(op, headers)?)))
+        .and_then(|(op, limit)| {
+            if body.len() > limit {
+                // What `read_body` answers for a body over the limit.
+                return Err(envelope::Rejected::TooLarge(limit));
+            }
+            Ok(op)
+        })
+        .map_err(|r| answer(r.response("fuzz")))?;
+    op.visit(operation::Check(body))
+        .map_err(|e| answer(errors::kms_error(&e, "fuzz")))?;
+    Ok(op.name())
+}

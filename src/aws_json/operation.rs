@@ -67,11 +67,9 @@ pub(super) trait Visit {
 }
 
 /// Decodes and validates a body as an operation's request without running it: what
-/// the property tests drive.
-#[cfg(test)]
+/// the property tests and the aws_json fuzz target drive.
 pub(super) struct Check<'a>(pub &'a [u8]);
 
-#[cfg(test)]
 impl Visit for Check<'_> {
     type Out = Result<(), crate::vault::KmsError>;
     fn visit<R: Serve>(self) -> Self::Out {

@@ -49,7 +49,6 @@ async fn serve_batch<C: Call>(
 }
 
 /// The checks of a batch before any vault work: `Items` present, and each item's own.
-#[cfg(test)]
 fn check_items<C: Call>(items: Option<Vec<C>>) -> Result<(), KmsError> {
     Required::one("items", items)?
         .into_iter()
@@ -73,7 +72,6 @@ impl Serve for BatchEncryptRequest {
         serve_batch(vault, info, "Encrypt", caller, items).await
     }
 
-    #[cfg(test)]
     fn check(self) -> Result<(), KmsError> {
         check_items(self.items)
     }
@@ -96,7 +94,6 @@ impl Serve for BatchDecryptRequest {
         serve_batch(vault, info, "Decrypt", caller, items).await
     }
 
-    #[cfg(test)]
     fn check(self) -> Result<(), KmsError> {
         check_items(self.items)
     }

@@ -45,8 +45,7 @@ pub(super) trait Serve: DeserializeOwned + Send + 'static {
     ) -> impl Future<Output = (Result<Self::Output, KmsError>, Outcome)> + Send;
 
     /// The checks `serve` makes of the request before any vault work, alone: what the
-    /// property tests drive.
-    #[cfg(test)]
+    /// property tests and the aws_json fuzz target drive.
     fn check(self) -> Result<(), KmsError>;
 }
 
@@ -73,7 +72,6 @@ impl<C: Call> Serve for C {
             .await
     }
 
-    #[cfg(test)]
     fn check(self) -> Result<(), KmsError> {
         self.validate().map(drop)
     }

@@ -1,6 +1,4 @@
-//! The ciphertext-blob parser must never panic, whatever the bytes.
+//! libFuzzer shim: the checks are `p11kms_fuzz::blob` (fuzz/src/blob.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = p11kms::parse_blob(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| p11kms_fuzz::blob::check(data));

@@ -15,6 +15,9 @@ mod harness;
 // Shared with the benches, hence outside tests/it.
 #[path = "../shim/p11shim.rs"]
 mod p11shim;
+// The fuzz targets' checks, replayed over their corpora by `fuzz_corpus`.
+#[path = "../../fuzz/src/lib.rs"]
+mod fuzz_targets;
 mod secrets_scan;
 
 mod aliases;
@@ -33,6 +36,7 @@ mod cross_account;
 mod crypto;
 mod envelope;
 mod esdk_kms;
+mod fuzz_corpus;
 mod grants;
 mod guardrails;
 mod hsm_faults;

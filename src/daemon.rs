@@ -340,6 +340,14 @@ impl Prepared {
         reload: Signal,
     ) -> Result<Stopped, DaemonError> {
         let listener = to_tokio(self.listener)?;
+        // Before any request: no CreateKey can be between making material and recording it.
+        match self.vault.destroy_orphan_material().await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "orphaned key material destroyed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the sweep for orphaned key material failed; it runs again at the next start")
+            }
+        }
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
         let metrics_server = match self.metrics_listener {
             Some(m) => {

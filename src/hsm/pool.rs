@@ -47,6 +47,7 @@ const RANDOM: CallKind = kind("generate_random", "none", true);
 const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
 const DESTROY: CallKind = kind("destroy_material", "none", false);
 const PROBE: CallKind = kind("probe", "none", false);
+const LIST_MATERIAL: CallKind = kind("list_material", "none", false);
 const SEAL_SECRET: CallKind = kind("seal_secret", "CKM_AES_GCM", true);
 const OPEN_SECRET: CallKind = kind("open_secret", "CKM_AES_GCM", true);
 
@@ -693,6 +694,12 @@ impl HsmPool {
     /// and logging in first if needed): the readiness probe's look at the token.
     pub async fn probe(&self) -> Result<(), HsmError> {
         self.run(PROBE, None, |ws| ws.check()).await
+    }
+
+    /// Every key-material object in the token (for the start-up orphan sweep).
+    pub async fn material_objects(&self) -> Result<Vec<MaterialRef>, HsmError> {
+        self.run(LIST_MATERIAL, None, |ws| ws.material_objects())
+            .await
     }
 
     /// Random bytes from the token.

@@ -285,6 +285,7 @@ impl Vault {
             other => other.map(Ok),
         })
         .await??;
+        crate::failpoint::hit("alias.after_write");
         self.aliases.invalidate(&account, alias_name);
         self.aliases_changed(key.key_id());
         tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");

@@ -343,6 +343,29 @@ impl Daemon {
         self.log()
     }
 
+    /// Waits for the daemon to die by itself (a crash point aborted it) and returns its
+    /// log; fails the test if it exits cleanly or lives on.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub fn wait_crash(mut self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the daemon did not crash within 60 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            !status.success(),
+            "the daemon exited cleanly:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
     /// SIGKILL: a crash.
     pub fn crash(mut self) {
         let _ = self.child.kill();

@@ -28,6 +28,8 @@ mod blob_mutations;
 mod cli;
 mod concurrency;
 mod config;
+#[cfg(feature = "failpoints")]
+mod crash_points;
 mod credentials;
 mod cross_account;
 mod crypto;

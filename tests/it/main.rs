@@ -50,5 +50,6 @@ mod restart;
 mod revocation;
 mod shim;
 mod shutdown;
+mod store_faults;
 mod tags;
 mod token;

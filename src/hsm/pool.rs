@@ -493,8 +493,9 @@ impl HsmPool {
         self.inline.close_all();
     }
 
-    /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
-    /// `op` once more; a stale cached handle is forgotten and retried the same way.
+    /// Runs `op`: inline while the token answers fast and an inline session is idle,
+    /// else on a worker, within the call deadline. Fails at once while the token is
+    /// down; every outcome counts towards the token's health (see `health`).
     async fn run<T, F>(
         &self,
         kind: CallKind,

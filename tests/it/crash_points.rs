@@ -85,18 +85,7 @@ where
 async fn check_invariants(dir: &TestDir, told: &Told) {
     let d = Daemon::start(dir);
     let mut c = d.admin().await;
-    let listed: Vec<String> = c
-        .list_keys(proto::ListKeysRequest {
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .keys
-        .into_iter()
-        .map(|k| k.key_id)
-        .collect();
+    let listed = list_key_ids(&mut c).await;
     let mut state = HashMap::new();
     for key in &listed {
         let described = c

@@ -323,18 +323,7 @@ impl Daemon {
 
     /// Waits for the daemon to exit (after a SIGTERM) and asserts it exited cleanly.
     pub fn wait_exit(mut self) -> String {
-        // A daemon that does not stop fails the test instead of hanging it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the daemon did not stop within 60 s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.exit_status("stop");
         assert!(
             status.success(),
             "daemon exited with {status}:\n{}",
@@ -347,23 +336,29 @@ impl Daemon {
     /// log; fails the test if it exits cleanly or lives on.
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     pub fn wait_crash(mut self) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the daemon did not crash within 60 s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.exit_status("crash");
         assert!(
             !status.success(),
             "the daemon exited cleanly:\n{}",
             self.log()
         );
         self.log()
+    }
+
+    /// The daemon's exit status, waited for at most 60 s: a daemon that does not
+    /// `what` (stop, crash) fails the test instead of hanging it.
+    fn exit_status(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the daemon did not {what} within 60 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: a crash.

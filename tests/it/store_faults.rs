@@ -11,15 +11,7 @@ use p11kms::proto;
 use crate::harness::*;
 
 async fn key_count(c: &mut p11kms::client::KmsClient) -> usize {
-    c.list_keys(proto::ListKeysRequest {
-        limit: Some(1000),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .keys
-    .len()
+    list_key_ids(c).await.len()
 }
 
 fn material_objects(dir: &TestDir) -> usize {

@@ -47,7 +47,8 @@ async fn faulty_daemon(
 
 /// Clients encrypting and decrypting in a loop until stopped. Every success must be
 /// right (a ciphertext that decrypts to what was sent, a plaintext that is the one
-/// encrypted); every failure must carry KeyUnavailableException or KMSInternalException.
+/// encrypted); every failure (counted, Encrypt or Decrypt) must carry
+/// KeyUnavailableException or KMSInternalException.
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
@@ -78,6 +79,7 @@ impl Load {
                                         }
                                         Err(s) => {
                                             assert_retryable(&s);
+                                            failed.fetch_add(1, Ordering::Relaxed);
                                             tokio::time::sleep(Duration::from_millis(50)).await;
                                         }
                                     }

@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
+use super::connections::{ConnectionLimits, Handshakes};
 use super::service::KmsService;
 use super::tls::TlsConn;
 use crate::proto::key_management_service_server::KeyManagementServiceServer;
@@ -20,15 +21,12 @@ use crate::vault::Vault;
 
 /// Concurrent requests on one HTTP/2 connection.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
-/// TLS handshakes in progress at once; more connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 512;
-
-/// A client has this long to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long connections and, at shutdown, calls in flight may live.
+/// How long connections and, at shutdown, calls in flight may live, and what a
+/// connection may cost.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lifetimes {
+    /// Bounds on handshakes in progress (`[connections]`).
+    pub limits: ConnectionLimits,
     /// A connection is closed (gracefully) after this long.
     pub max_connection_age: Duration,
     /// At shutdown, calls in flight have this long to finish.
@@ -51,14 +49,11 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel::<Result<TlsConn, std::io::Error>>(256);
-    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Handshakes::new(lifetimes.limits);
     let (stopping_tx, mut stopping) = watch::channel(false);
     let mut accept_stopping = stopping.clone();
     let accept_loop = tokio::spawn(async move {
         loop {
-            let Ok(permit) = std::sync::Arc::clone(&handshakes).acquire_owned().await else {
-                break;
-            };
             let accepted = tokio::select! {
                 // The listener is dropped with this task: the port refuses connections
                 // from the moment shutdown begins.
@@ -75,19 +70,20 @@ pub(crate) async fn serve(
                 }
             };
             let _ = tcp.set_nodelay(true);
+            // Accepting never waits for a handshake to end: a new connection takes its
+            // place among the pending ones at once, ending the oldest if need be.
+            let ticket = handshakes.admit(addr);
             // Clone the Arc out at once: a borrow holds the channel's read lock.
             let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
+                match ticket.handshake(acceptor, tcp).await {
+                    Ok(tls) => {
                         let _ = tx.send(Ok(TlsConn::new(tls, addr))).await;
                     }
-                    // A failed handshake (wrong CA, no certificate, not TLS) concerns that
-                    // client only; rustls has already sent it an alert.
-                    Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake failed"),
-                    Err(_) => debug!(%addr, "TLS handshake timed out"),
+                    // A failed handshake (wrong CA, no certificate, not TLS, too slow)
+                    // concerns that client only; rustls has already sent it an alert.
+                    Err(e) => debug!(%addr, error = %e, "TLS handshake gave no connection"),
                 }
             });
         }

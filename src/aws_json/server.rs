@@ -1,5 +1,5 @@
 //! The AWS JSON listener: accepts TCP, runs TLS handshakes off the accept loop (bounded
-//! in number and time, as the gRPC loop does), and serves HTTP/1.1 or HTTP/2 on each
+//! in number and time, as the gRPC loop does: `api::Handshakes`), and serves HTTP/1.1 or HTTP/2 on each
 //! connection as its TLS handshake chose (ALPN), on the daemon's runtime. Open
 //! connections are bounded in number, and an idle or silent one is closed: anyone who
 //! can reach the port, signed or not, must not be able to hold its resources.
@@ -20,21 +20,21 @@ use tracing::{debug, info, warn};
 
 use super::envelope::BodyBudget;
 use super::handler::handle;
-use crate::api::Peer;
+use crate::api::{ConnectionLimits, Handshakes, Peer};
 use crate::vault::Vault;
 
-/// TLS handshakes in progress at once; more connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 512;
-/// A client has this long to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent requests on one HTTP/2 connection, as on the gRPC port.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// An HTTP/1.1 client has this long to send a request's head once it starts one, so
 /// that a silent connection cannot hold a task for ever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections open at once; more wait to be accepted. Each holds a file descriptor and
-/// a task; an unauthenticated client must not exhaust either for the gRPC port too.
+/// Connections open at once, handshakes in progress included; more wait to be accepted.
+/// Each holds a file descriptor and a task; an unauthenticated client must not exhaust
+/// either for the gRPC port too.
 const MAX_CONNECTIONS: usize = 4096;
+// Handshakes in progress are bounded below it (`connections.max_pending_handshakes`), so
+// that silent sockets alone can never fill it and make accepting wait.
+const _: () = assert!(crate::api::MAX_PENDING_HANDSHAKES_LIMIT < MAX_CONNECTIONS);
 /// HTTP/2: a ping this often, and the connection closed if its answer takes longer
 /// than [`KEEP_ALIVE_TIMEOUT`] (a vanished peer).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -110,6 +110,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
     shutdown_timeout: Duration,
     echo: bool,
     shutdown: impl Future<Output = ()>,
@@ -127,7 +128,7 @@ pub(crate) async fn serve(
     let builders = Arc::new((h1, h2));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let graceful = GracefulShutdown::new();
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Handshakes::new(limits);
     let budget = BodyBudget::new();
     tokio::pin!(shutdown);
     loop {
@@ -135,14 +136,14 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             accepted = async {
                 // A connection's permit is taken before it is accepted and held until
-                // it closes; the handshake's only until its handshake ends.
+                // it closes. Handshakes take no permit that could make accepting wait:
+                // a new one ends the oldest pending instead (see `Handshakes`).
                 let open = Arc::clone(&connections).acquire_owned().await;
-                let permit = Arc::clone(&handshakes).acquire_owned().await;
-                (open.and_then(|o| permit.map(|p| (o, p))), listener.accept().await)
+                (open, listener.accept().await)
             } => accepted,
         };
-        let ((open, permit), (tcp, addr)) = match accepted {
-            (Ok(permits), Ok(c)) => (permits, c),
+        let (open, (tcp, addr)) = match accepted {
+            (Ok(open), Ok(c)) => (open, c),
             (Err(_), _) => break,
             (_, Err(e)) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -152,6 +153,7 @@ pub(crate) async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
         let (vault, builders, watcher, budget) = (
@@ -161,13 +163,13 @@ pub(crate) async fn serve(
             budget.clone(),
         );
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+            let tls = match ticket.handshake(acceptor, tcp).await {
+                Ok(tls) => tls,
                 // A failed handshake concerns that client only.
-                Ok(Err(e)) => return debug!(%addr, error = %e, "AWS JSON TLS handshake failed"),
-                Err(_) => return debug!(%addr, "AWS JSON TLS handshake timed out"),
+                Err(e) => {
+                    return debug!(%addr, error = %e, "AWS JSON TLS handshake gave no connection")
+                }
             };
-            drop(permit);
             let peer = Arc::new(Peer::of(&tls, addr));
             let activity = Arc::new(Activity::new());
             let counted = Arc::clone(&activity);

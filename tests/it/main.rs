@@ -28,6 +28,7 @@ mod blob_mutations;
 mod cli;
 mod concurrency;
 mod config;
+mod connections;
 mod credentials;
 mod cross_account;
 mod crypto;

@@ -1,0 +1,343 @@
+//! Connections that cost the daemon without calling it: silent sockets, handshakes sent
+//! slowly, idle clients and slowly sent requests. The daemon must keep serving prompt
+//! clients while they are open, end what lingers, and stay within bounded memory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest::{digest, SHA256};
+use aws_lc_rs::hmac;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use p11kms::proto;
+
+use crate::harness::*;
+
+/// Silent sockets each test opens.
+const SILENT: usize = 1000;
+/// The default of `connections.max_pending_handshakes_per_source`: all the tests'
+/// sockets come from 127.0.0.1.
+const PER_SOURCE: usize = 256;
+
+/// Lets this process open `n` more sockets: raises its soft limit on open files toward
+/// the hard one, as the daemon does at start.
+fn ensure_open_files(n: u64) {
+    let limit = rlimit::increase_nofile_limit(n + 1024).unwrap();
+    assert!(
+        limit >= n + 256,
+        "this process may open {limit} files; the test needs {n} sockets more (raise ulimit -Hn)"
+    );
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let mut words = line["Max open files".len()..].split_whitespace();
+    (
+        words.next().unwrap().to_owned(),
+        words.next().unwrap().to_owned(),
+    )
+}
+
+/// Opens `n` TCP connections to `addr` that never send a byte, one after the other.
+async fn open_silent(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut socks = Vec::with_capacity(n);
+    for _ in 0..n {
+        socks.push(TcpStream::connect(addr).await.unwrap());
+    }
+    socks
+}
+
+/// Whether the server has closed `sock` (end of stream or reset), waiting up to `wait`.
+async fn closed_within(sock: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(wait, sock.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => true,
+        Ok(Ok(_)) => panic!("the server sent bytes to a silent socket"),
+        Err(_) => false,
+    }
+}
+
+/// Whether `sock` is still open: nothing to read and no end of stream.
+fn still_open(sock: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(sock.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Opens [`SILENT`] silent sockets to `addr` and checks what the daemon made of them:
+/// it accepted every one (so a new client is not stuck behind them in the kernel's
+/// queue) and, all coming from one address, ended all but the newest [`PER_SOURCE`].
+async fn flood(addr: SocketAddr) -> Vec<TcpStream> {
+    ensure_open_files(SILENT as u64 * 2);
+    let started = Instant::now();
+    let mut socks = open_silent(addr, SILENT).await;
+    let opened = started.elapsed();
+    // The oldest were ended in the order they came, as newer ones needed room.
+    for (i, s) in socks.iter_mut().take(SILENT - PER_SOURCE).enumerate() {
+        assert!(
+            closed_within(s, Duration::from_secs(30)).await,
+            "silent socket {i} of {SILENT} is still open: the per-source bound ended none"
+        );
+    }
+    let open = socks.iter().filter(|s| still_open(s)).count();
+    println!(
+        "{SILENT} silent sockets opened in {} ms; the daemon keeps {open} of them",
+        opened.as_millis()
+    );
+    assert_eq!(open, PER_SOURCE, "the newest of one source are kept");
+    socks
+}
+
+/// Asserts that `connect_and_call`, timed from its first TCP packet to its answer,
+/// takes under a second, three times in a row.
+async fn assert_prompt<F, Fut>(what: &str, mut connect_and_call: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        connect_and_call().await;
+        let took = started.elapsed();
+        println!(
+            "{what}, attempt {attempt}: connected and answered in {} ms",
+            took.as_millis()
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "{what}: took {took:?} with {SILENT} silent sockets open"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_grpc_client_connects_within_a_second_while_a_thousand_silent_sockets_are_open() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let (soft, hard) = open_files_limits(d.pid());
+    assert_eq!(soft, hard, "the daemon raises its soft limit on open files");
+    let silent = flood(d.addr).await;
+    assert_prompt("gRPC GenerateRandom on a new mTLS connection", || async {
+        let mut c = d.admin().await;
+        let r = c
+            .generate_random(proto::GenerateRandomRequest {
+                number_of_bytes: Some(32),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.plaintext.len(), 32);
+    })
+    .await;
+    // The silent sockets were there all along.
+    assert!(silent.iter().filter(|s| still_open(s)).count() >= PER_SOURCE - 3);
+}
+
+#[tokio::test]
+async fn an_aws_json_client_connects_within_a_second_while_a_thousand_silent_sockets_are_open() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let signer = Signer::from_dev_dir(dir.path());
+    let silent = flood(d.aws_api_addr()).await;
+    assert_prompt(
+        "signed AWS JSON GenerateRandom on a new connection",
+        || async {
+            let answer =
+                signed_call(&d, &signer, "GenerateRandom", br#"{"NumberOfBytes":32}"#).await;
+            assert_eq!(answer.0, 200, "{answer:?}");
+            assert!(answer.1.contains("Plaintext"), "{answer:?}");
+        },
+    )
+    .await;
+    assert!(silent.iter().filter(|s| still_open(s)).count() >= PER_SOURCE - 3);
+}
+
+#[tokio::test]
+async fn a_handshake_sent_slowly_is_cut_off_at_the_handshake_timeout() {
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nhandshake_timeout_secs = 2\n");
+    let d = Daemon::start(&dir);
+    for (listener, addr) in [("gRPC", d.addr), ("AWS JSON", d.aws_api_addr())] {
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        // A TLS handshake record announcing 512 bytes, then its body a byte at a time:
+        // the handshake never completes, but the client is never silent either.
+        sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+            .await
+            .unwrap();
+        let mut cut = None;
+        for _ in 0..150 {
+            if closed_within(&mut sock, Duration::from_millis(100)).await
+                || sock.write_all(&[0x01]).await.is_err()
+            {
+                cut = Some(started.elapsed());
+                break;
+            }
+        }
+        let cut = cut.unwrap_or_else(|| panic!("{listener}: a trickled handshake lasted 15 s"));
+        println!(
+            "{listener}: a trickled handshake was cut off after {} ms",
+            cut.as_millis()
+        );
+        // The deadline, not some other fault, ended it (timers never fire early).
+        assert!(cut >= Duration::from_millis(1900), "{listener}: {cut:?}");
+    }
+    // Prompt clients still get through.
+    let mut c = d.admin().await;
+    c.generate_random(proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    })
+    .await
+    .unwrap();
+}
+
+/// The dev admin's access key, from the dev directory's aws-env.sh, signing requests
+/// with SigV4 as an AWS SDK does (as the throughput bench's signer does).
+struct Signer {
+    id: String,
+    key: hmac::Key,
+    day: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Signer {
+    fn from_dev_dir(dir: &Path) -> Self {
+        let text = std::fs::read_to_string(dir.join("aws-env.sh")).unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('\'').to_owned())
+                .unwrap()
+        };
+        let secret = value("AWS_SECRET_ACCESS_KEY");
+        let day = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!("[year][month][day]"))
+            .unwrap();
+        let mut key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{secret}").as_bytes());
+        for part in [day.as_str(), "us-east-1", "kms", "aws4_request"] {
+            let tag = hmac::sign(&key, part.as_bytes());
+            key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
+        }
+        Self {
+            id: value("AWS_ACCESS_KEY_ID"),
+            key,
+            day,
+        }
+    }
+
+    /// The headers of a signed `POST /` to `host` calling `op` with `body`.
+    fn sign(&self, host: &str, op: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{}T{:02}{:02}{:02}Z",
+            self.day,
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let target = format!("TrentService.{op}");
+        let canonical = format!(
+            "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{host}\nx-amz-date:{stamp}\nx-amz-target:{target}\n\n\
+             content-type;host;x-amz-date;x-amz-target\n{}",
+            hex(digest(&SHA256, body).as_ref())
+        );
+        let scope = format!("{}/us-east-1/kms/aws4_request", self.day);
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
+            hex(digest(&SHA256, canonical.as_bytes()).as_ref())
+        );
+        let signature = hex(hmac::sign(&self.key, to_sign.as_bytes()).as_ref());
+        vec![
+            ("host", host.to_owned()),
+            ("content-type", "application/x-amz-json-1.1".to_owned()),
+            ("x-amz-date", stamp),
+            ("x-amz-target", target),
+            (
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}",
+                    self.id
+                ),
+            ),
+        ]
+    }
+}
+
+/// A TLS client for the daemon: trusts its CA, offers `alpn`, and presents the client
+/// identity in `identity` (cert.pem, key.pem), or none.
+fn client_tls(d: &Daemon, identity: Option<&Path>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(dir) => {
+            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(cfg)
+}
+
+/// TCP and TLS to `addr` with `cfg`.
+async fn tls_connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// A signed AWS JSON call on a new HTTP/1.1 connection: the status and the body.
+async fn signed_call(d: &Daemon, signer: &Signer, op: &str, body: &[u8]) -> (u16, String) {
+    let addr = d.aws_api_addr();
+    let tls = tls_connect(addr, client_tls(d, None, b"http/1.1")).await;
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut req = hyper::Request::post("/");
+    for (k, v) in signer.sign(&format!("localhost:{}", addr.port()), op, body) {
+        req = req.header(k, v);
+    }
+    let resp = tx
+        .send_request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    conn.abort();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}

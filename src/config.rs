@@ -74,6 +74,10 @@ pub struct ConnectionsSection {
     /// a source at its bound ends that source's oldest (default 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending_handshakes_per_source: Option<usize>,
+    /// Seconds an API connection may stay with no request in flight before it is closed
+    /// (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// `[aws_api]`
@@ -666,7 +670,7 @@ impl Config {
 /// Validates `[connections]`, filling in the defaults.
 fn connection_limits(c: ConnectionsSection) -> Result<ConnectionLimits, ConfigError> {
     use crate::api::{
-        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
+        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
         DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES_LIMIT,
     };
     let handshake_timeout = match c.handshake_timeout_secs {
@@ -699,10 +703,21 @@ fn connection_limits(c: ConnectionsSection) -> Result<ConnectionLimits, ConfigEr
             ))
         }
     };
+    let idle_timeout = match c.idle_timeout_secs {
+        None => DEFAULT_IDLE_TIMEOUT,
+        Some(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+        Some(_) => {
+            return Err(invalid(
+                "connections.idle_timeout_secs",
+                "must be between 1 and 86400 (a day)",
+            ))
+        }
+    };
     Ok(ConnectionLimits {
         handshake_timeout,
         max_pending_handshakes,
         max_pending_handshakes_per_source,
+        idle_timeout,
     })
 }
 
@@ -780,6 +795,10 @@ sqlite = "p11kms.db"
                 "connections.handshake_timeout_secs",
             ),
             (
+                format!("{GOOD}\n[connections]\nidle_timeout_secs = 0\n"),
+                "connections.idle_timeout_secs",
+            ),
+            (
                 format!("{GOOD}\n[connections]\nmax_pending_handshakes = 5000\n"),
                 "connections.max_pending_handshakes",
             ),
@@ -799,6 +818,7 @@ sqlite = "p11kms.db"
         let d = parse(GOOD).unwrap().connections;
         assert_eq!(d, ConnectionLimits::default());
         assert_eq!(d.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(d.idle_timeout, Duration::from_secs(300));
         assert_eq!(
             (
                 d.max_pending_handshakes,

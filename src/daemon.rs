@@ -43,9 +43,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The server failed.
-    #[error("the gRPC server failed")]
-    Serve(#[from] tonic::transport::Error),
     /// The metrics listener's TLS material.
     #[error(transparent)]
     MetricsTls(#[from] crate::metrics::HttpError),
@@ -404,7 +401,7 @@ impl Prepared {
             None => (None, None),
         };
         let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx, aws_tls_tx));
-        let served = api::serve(
+        api::serve(
             listener,
             self.vault,
             tls_rx,
@@ -431,18 +428,11 @@ impl Prepared {
         if let Some(m) = metrics_server {
             m.abort();
         }
-        let stopped = Stopped {
+        Ok(Stopped {
             audit: self.audit,
             pool: self.pool,
             module: self.module,
-        };
-        match served {
-            Ok(()) => Ok(stopped),
-            Err(e) => {
-                stopped.close();
-                Err(e.into())
-            }
-        }
+        })
     }
 }
 

@@ -1,15 +1,19 @@
 //! What a connection may cost before and after its TLS handshake, shared by every TLS
 //! listener of the daemon (gRPC, AWS JSON, metrics): handshakes in progress are bounded
 //! in time, in total and per source, and a new one makes room by ending the oldest, so
-//! that silent or slow sockets cannot keep a prompt client from connecting.
+//! that silent or slow sockets cannot keep a prompt client from connecting; a served
+//! connection with no request in flight for the idle timeout is closed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+// Tokio's clock, which tests can pause and advance.
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,6 +29,9 @@ pub struct ConnectionLimits {
     /// Handshakes in progress at once from one source (an IPv4 address or an IPv6 /64);
     /// a new connection from a source at its bound ends that source's oldest.
     pub max_pending_handshakes_per_source: usize,
+    /// A connection of the API listeners with no request in flight for this long is
+    /// closed (HTTP/2 GOAWAY): idle clients cannot hold descriptors and buffers for ever.
+    pub idle_timeout: Duration,
 }
 
 /// Default of [`ConnectionLimits::handshake_timeout`]: a TLS 1.3 handshake is two round
@@ -37,6 +44,10 @@ pub(crate) const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
 /// total, so that one address alone can end only its own handshakes, while many clients
 /// behind one NAT can still connect at once.
 pub(crate) const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 256;
+/// Default of [`ConnectionLimits::idle_timeout`]: five minutes, as many servers keep an
+/// idle keep-alive connection; a client that calls less often pays one handshake per
+/// call, and gRPC clients and the AWS SDKs reconnect on their own.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most `max_pending_handshakes` may be: half the AWS JSON listener's bound on open
 /// connections (4096), which handshakes in progress count against, so that silent
 /// sockets can never take all of it.
@@ -48,6 +59,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -224,6 +236,71 @@ impl Ticket {
     }
 }
 
+/// What a served connection is doing, for the idle check: its requests in flight, and
+/// when one last began or ended.
+pub(crate) struct Activity {
+    started: Instant,
+    /// Milliseconds after `started` when a request last began or ended.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    /// A connection whose handshake just ended: idle from now on.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed))
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Completes once the connection has had no request in flight for `timeout`. One
+    /// timer per connection, reset only when it fires: a request costs two atomic
+    /// stores, not a timer update.
+    pub(crate) async fn idle(&self, timeout: Duration) {
+        loop {
+            let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                Instant::now() + timeout
+            } else {
+                self.last() + timeout
+            };
+            tokio::time::sleep_until(deadline).await;
+            if self.in_flight.load(Ordering::Relaxed) == 0
+                && self.last() + timeout <= Instant::now()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// One request in flight on a connection, counted until it is answered or dropped.
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +388,27 @@ mod tests {
         assert_eq!(ip("2001:db8:1:2::1"), ip("2001:db8:1:2:ffff::9"));
         assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
         assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_after_the_timeout_with_nothing_in_flight() {
+        let t = Duration::from_secs(10);
+        let a = Activity::new();
+        let idle = |a: &Arc<Activity>| {
+            let a = Arc::clone(a);
+            tokio::spawn(async move { a.idle(t).await })
+        };
+        // A request in flight keeps the connection busy however long it takes.
+        let call = a.begin();
+        let waiting = idle(&a);
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert!(!waiting.is_finished());
+        drop(call);
+        // Idle from the request's end: not at 9 s, at 10 s.
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(!waiting.is_finished());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(waiting.is_finished());
     }
 
     #[tokio::test]

@@ -11,8 +11,9 @@ mod status;
 mod tls;
 
 pub(crate) use connections::{
-    ConnectionLimits, Handshakes, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
-    DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES_LIMIT,
+    Activity, ConnectionLimits, Handshakes, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+    MAX_PENDING_HANDSHAKES_LIMIT,
 };
 pub(crate) use server::{serve, Lifetimes};
 pub(crate) use status::ERROR_TYPE_HEADER;

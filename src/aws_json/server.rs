@@ -1,18 +1,18 @@
 //! The AWS JSON listener: accepts TCP, runs TLS handshakes off the accept loop (bounded
 //! in number and time, as the gRPC loop does: `api::Handshakes`), and serves HTTP/1.1 or HTTP/2 on each
 //! connection as its TLS handshake chose (ALPN), on the daemon's runtime. Open
-//! connections are bounded in number, and an idle or silent one is closed: anyone who
-//! can reach the port, signed or not, must not be able to hold its resources.
+//! connections are bounded in number, and an idle or silent one is closed
+//! (`connections.idle_timeout_secs`): anyone who can reach the port, signed or not, must
+//! not be able to hold its resources.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::envelope::BodyBudget;
 use super::handler::handle;
-use crate::api::{ConnectionLimits, Handshakes, Peer};
+use crate::api::{Activity, ConnectionLimits, Handshakes, Peer};
 use crate::vault::Vault;
 
 /// Concurrent requests on one HTTP/2 connection, as on the gRPC port.
@@ -39,65 +39,6 @@ const _: () = assert!(crate::api::MAX_PENDING_HANDSHAKES_LIMIT < MAX_CONNECTIONS
 /// than [`KEEP_ALIVE_TIMEOUT`] (a vanished peer).
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection with no request in flight for this long is closed, whether it never
-/// sent one (hyper's head timer starts only at a request's first byte) or sent its last
-/// long ago. The AWS SDKs reopen a closed keep-alive connection on their next call.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What a connection is doing, for the idle check.
-struct Activity {
-    started: Instant,
-    /// Milliseconds after `started` when a request last began or ended.
-    last: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
-    }
-
-    /// Completes once the connection has had no request in flight for [`IDLE_TIMEOUT`].
-    async fn idle(&self) {
-        loop {
-            tokio::time::sleep(IDLE_TIMEOUT / 4).await;
-            let since = self
-                .started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
-            if self.in_flight.load(Ordering::Relaxed) == 0 && since >= IDLE_TIMEOUT {
-                return;
-            }
-        }
-    }
-}
-
-/// One request in flight on a connection, counted until it is answered or dropped.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn begin(a: &Arc<Activity>) -> Self {
-        a.in_flight.fetch_add(1, Ordering::Relaxed);
-        a.touch();
-        Self(Arc::clone(a))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Serves the AWS JSON API on `listener` until `shutdown` completes. Then the listener
 /// is closed at once, every connection is told to finish (HTTP/2 GOAWAY, HTTP/1.1
@@ -127,7 +68,9 @@ pub(crate) async fn serve(
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
     let builders = Arc::new((h1, h2));
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver until it is closed: at shutdown, the sender
+    // tells them to finish and then waits for all of them to be dropped.
+    let (stopping_tx, stopping) = watch::channel(false);
     let handshakes = Handshakes::new(limits);
     let budget = BodyBudget::new();
     tokio::pin!(shutdown);
@@ -156,10 +99,10 @@ pub(crate) async fn serve(
         let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, builders, watcher, budget) = (
+        let (vault, builders, mut stopping, budget) = (
             Arc::clone(&vault),
             Arc::clone(&builders),
-            graceful.watcher(),
+            stopping.clone(),
             budget.clone(),
         );
         tokio::spawn(async move {
@@ -171,11 +114,11 @@ pub(crate) async fn serve(
                 }
             };
             let peer = Arc::new(Peer::of(&tls, addr));
-            let activity = Arc::new(Activity::new());
+            let activity = Activity::new();
             let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
                 let (vault, peer, budget) = (Arc::clone(&vault), Arc::clone(&peer), budget.clone());
-                let in_flight = InFlight::begin(&counted);
+                let in_flight = counted.begin();
                 async move {
                     let answer = if echo {
                         super::handler::echo(req, &budget).await
@@ -190,30 +133,26 @@ pub(crate) async fn serve(
             // which would wait without a limit for a client that sends none.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
-            let served = async {
-                if h2 {
-                    watcher
-                        .watch(builders.1.serve_connection(io, service))
-                        .await
-                } else {
-                    watcher
-                        .watch(builders.0.serve_connection(io, service))
-                        .await
-                }
+            let ended = if h2 {
+                let conn = builders.1.serve_connection(io, service);
+                drive(conn, &activity, limits.idle_timeout, &mut stopping).await
+            } else {
+                let conn = builders.0.serve_connection(io, service);
+                drive(conn, &activity, limits.idle_timeout, &mut stopping).await
             };
-            tokio::select! {
-                ended = served => if let Err(e) = ended {
-                    debug!(%addr, error = %e, "AWS JSON connection ended with an error");
-                },
-                () = activity.idle() => debug!(%addr, "AWS JSON connection closed: idle"),
+            if let Err(e) = ended {
+                debug!(%addr, error = %e, "AWS JSON connection ended with an error");
             }
+            drop(stopping);
             drop(open);
         });
     }
     // The port refuses connections from the moment shutdown begins.
     drop(listener);
     info!("AWS JSON listener: no new connections; requests in flight may finish");
-    if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+    drop(stopping);
+    let _ = stopping_tx.send(true);
+    if tokio::time::timeout(shutdown_timeout, stopping_tx.closed())
         .await
         .is_err()
     {
@@ -222,4 +161,28 @@ pub(crate) async fn serve(
             "AWS JSON requests still in flight at the shutdown deadline are cancelled"
         );
     }
+}
+
+/// Serves `conn` to its end, telling it to finish (HTTP/2 GOAWAY; HTTP/1.1 closes after
+/// the request in flight) once it has had no request in flight for `idle_timeout`,
+/// whether it never sent one (hyper's HTTP/2 has no timer for that) or sent its last
+/// long ago, and at shutdown. A graceful end rather than a dropped socket: a client
+/// whose request crosses the GOAWAY learns that it was not served and can send it again.
+async fn drive<C>(
+    conn: C,
+    activity: &Activity,
+    idle_timeout: Duration,
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => return ended,
+        () = activity.idle(idle_timeout) => debug!("AWS JSON connection closed: idle"),
+        _ = stopping.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }

@@ -205,6 +205,154 @@ async fn a_handshake_sent_slowly_is_cut_off_at_the_handshake_timeout() {
     .unwrap();
 }
 
+type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// An HTTP/2 connection to `addr` over TLS with `cfg`, and the task driving it, which
+/// ends when the connection closes.
+async fn h2_connect(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> (H2, tokio::task::JoinHandle<()>) {
+    let tls = tls_connect(addr, cfg).await;
+    let (tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    (
+        tx,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+/// A gRPC GenerateRandom of 8 bytes on `tx`, spoken by hand: the grpc-status it ended
+/// with.
+async fn grpc_generate_random(tx: &mut H2) -> String {
+    use prost::Message as _;
+    let msg = proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    }
+    .encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend(u32::try_from(msg.len()).unwrap().to_be_bytes());
+    framed.extend(msg);
+    let req =
+        hyper::Request::post("https://localhost/p11kms.v1.KeyManagementService/GenerateRandom")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from(framed)))
+            .unwrap();
+    tx.ready().await.unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    trailers
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Waits for `conn` (the task driving a client connection) to end, up to `wait`; the
+/// time it took, or None.
+async fn ends_within(conn: &mut tokio::task::JoinHandle<()>, wait: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    tokio::time::timeout(wait, conn)
+        .await
+        .ok()
+        .map(|_| started.elapsed())
+}
+
+#[tokio::test]
+async fn an_idle_grpc_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nidle_timeout_secs = 1\n");
+    let d = Daemon::start(&dir);
+    let admin = dir.dev().admin_identity();
+    let (mut tx, mut conn) = h2_connect(d.addr, client_tls(&d, Some(&admin), b"h2")).await;
+    // A call every 300 ms for 3 s keeps the connection: never a second without a call.
+    let busy = Instant::now();
+    while busy.elapsed() < Duration::from_secs(3) {
+        assert_eq!(grpc_generate_random(&mut tx).await, "0");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(!conn.is_finished(), "a busy connection was closed");
+    assert_eq!(grpc_generate_random(&mut tx).await, "0");
+    // Then nothing: the daemon says goodbye (GOAWAY) and closes it.
+    let closed = ends_within(&mut conn, Duration::from_secs(30))
+        .await
+        .expect("an idle connection was still open after 30 s");
+    println!(
+        "an idle gRPC connection was closed {} ms after its last call",
+        closed.as_millis()
+    );
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed after {closed:?}"
+    );
+    assert!(
+        tx.ready().await.is_err(),
+        "the connection takes no more calls"
+    );
+
+    // A gRPC client whose idle connection was closed reconnects on its next call.
+    let mut c = d.admin().await;
+    c.generate_random(proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    c.generate_random(proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_idle_aws_json_connection_is_closed_after_the_idle_timeout() {
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nidle_timeout_secs = 1\n");
+    let d = Daemon::start(&dir);
+    let signer = Signer::from_dev_dir(dir.path());
+    let addr = d.aws_api_addr();
+    let (mut tx, mut conn) = h2_connect(addr, client_tls(&d, None, b"h2")).await;
+    let body = br#"{"NumberOfBytes":8}"#;
+    let mut req = hyper::Request::post(format!("https://localhost:{}/", addr.port()));
+    for (k, v) in signer.sign(
+        &format!("localhost:{}", addr.port()),
+        "GenerateRandom",
+        body,
+    ) {
+        if k != "host" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = tx
+        .send_request(req.body(Full::new(Bytes::from_static(body))).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    let closed = ends_within(&mut conn, Duration::from_secs(30))
+        .await
+        .expect("an idle connection was still open after 30 s");
+    println!(
+        "an idle AWS JSON connection was closed {} ms after its last call",
+        closed.as_millis()
+    );
+    assert!(
+        closed >= Duration::from_millis(900),
+        "closed after {closed:?}"
+    );
+}
+
 /// The dev admin's access key, from the dev directory's aws-env.sh, signing requests
 /// with SigV4 as an AWS SDK does (as the throughput bench's signer does).
 struct Signer {

@@ -78,6 +78,9 @@ pub struct ConnectionsSection {
     /// (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request's head, and then its body, may take to arrive (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_read_timeout_secs: Option<u64>,
 }
 
 /// `[aws_api]`
@@ -671,7 +674,8 @@ impl Config {
 fn connection_limits(c: ConnectionsSection) -> Result<ConnectionLimits, ConfigError> {
     use crate::api::{
         DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
-        DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, MAX_PENDING_HANDSHAKES_LIMIT,
+        DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, DEFAULT_REQUEST_READ_TIMEOUT,
+        MAX_PENDING_HANDSHAKES_LIMIT,
     };
     let handshake_timeout = match c.handshake_timeout_secs {
         None => DEFAULT_HANDSHAKE_TIMEOUT,
@@ -713,11 +717,22 @@ fn connection_limits(c: ConnectionsSection) -> Result<ConnectionLimits, ConfigEr
             ))
         }
     };
+    let request_read_timeout = match c.request_read_timeout_secs {
+        None => DEFAULT_REQUEST_READ_TIMEOUT,
+        Some(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
+        Some(_) => {
+            return Err(invalid(
+                "connections.request_read_timeout_secs",
+                "must be between 1 and 3600 (an hour)",
+            ))
+        }
+    };
     Ok(ConnectionLimits {
         handshake_timeout,
         max_pending_handshakes,
         max_pending_handshakes_per_source,
         idle_timeout,
+        request_read_timeout,
     })
 }
 
@@ -795,6 +810,10 @@ sqlite = "p11kms.db"
                 "connections.handshake_timeout_secs",
             ),
             (
+                format!("{GOOD}\n[connections]\nrequest_read_timeout_secs = 0\n"),
+                "connections.request_read_timeout_secs",
+            ),
+            (
                 format!("{GOOD}\n[connections]\nidle_timeout_secs = 0\n"),
                 "connections.idle_timeout_secs",
             ),
@@ -819,6 +838,7 @@ sqlite = "p11kms.db"
         assert_eq!(d, ConnectionLimits::default());
         assert_eq!(d.handshake_timeout, Duration::from_secs(5));
         assert_eq!(d.idle_timeout, Duration::from_secs(300));
+        assert_eq!(d.request_read_timeout, Duration::from_secs(30));
         assert_eq!(
             (
                 d.max_pending_handshakes,

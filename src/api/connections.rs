@@ -32,6 +32,9 @@ pub struct ConnectionLimits {
     /// A connection of the API listeners with no request in flight for this long is
     /// closed (HTTP/2 GOAWAY): idle clients cannot hold descriptors and buffers for ever.
     pub idle_timeout: Duration,
+    /// A request's head and its body must each arrive within this long: a client that
+    /// sends a request a byte at a time (slowloris) cannot keep it in flight for ever.
+    pub request_read_timeout: Duration,
 }
 
 /// Default of [`ConnectionLimits::handshake_timeout`]: a TLS 1.3 handshake is two round
@@ -48,6 +51,9 @@ pub(crate) const DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE: usize = 256;
 /// idle keep-alive connection; a client that calls less often pays one handshake per
 /// call, and gRPC clients and the AWS SDKs reconnect on their own.
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of [`ConnectionLimits::request_read_timeout`], as hyper's own default for an
+/// HTTP/1.1 request's head.
+pub(crate) const DEFAULT_REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most `max_pending_handshakes` may be: half the AWS JSON listener's bound on open
 /// connections (4096), which handshakes in progress count against, so that silent
 /// sockets can never take all of it.
@@ -60,6 +66,7 @@ impl Default for ConnectionLimits {
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_source: DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            request_read_timeout: DEFAULT_REQUEST_READ_TIMEOUT,
         }
     }
 }

@@ -13,7 +13,7 @@ mod tls;
 pub(crate) use connections::{
     Activity, ConnectionLimits, Handshakes, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
-    MAX_PENDING_HANDSHAKES_LIMIT,
+    DEFAULT_REQUEST_READ_TIMEOUT, MAX_PENDING_HANDSHAKES_LIMIT,
 };
 pub(crate) use server::{serve, Lifetimes};
 pub(crate) use status::ERROR_TYPE_HEADER;

@@ -132,7 +132,10 @@ async fn accept<S>(
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
         let (mut server, svc, mut stopping) = (server.clone(), svc.clone(), stopping.clone());
-        let idle_timeout = lifetimes.limits.idle_timeout;
+        let (idle_timeout, read_timeout) = (
+            lifetimes.limits.idle_timeout,
+            lifetimes.limits.request_read_timeout,
+        );
         tokio::spawn(async move {
             let tls = match ticket.handshake(acceptor, tcp).await {
                 Ok(tls) => tls,
@@ -145,6 +148,7 @@ async fn accept<S>(
             let router = server.add_service(Counted {
                 inner: svc,
                 activity: Arc::clone(&activity),
+                read_timeout,
             });
             // One tonic server per connection, so that each can be told to go away on
             // its own (GOAWAY, calls in flight finish) when idle. Its one connection is
@@ -200,11 +204,13 @@ impl<S> GrpcService for S where
 }
 
 /// A service that counts its calls as the connection's activity, each from its request
-/// until its answer's body is sent or dropped, for the idle check.
+/// until its answer's body is sent or dropped, for the idle check, and gives each
+/// request's body `read_timeout` to arrive.
 #[derive(Clone)]
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    read_timeout: Duration,
 }
 
 impl<S: NamedService> NamedService for Counted<S> {
@@ -222,6 +228,8 @@ impl<S: GrpcService> Service<http::Request<Body>> for Counted<S> {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let in_flight = self.activity.begin();
+        let timeout = self.read_timeout;
+        let req = req.map(|body| Body::new(ReadDeadline::new(body, timeout)));
         let answer = self.inner.call(req);
         Box::pin(async move {
             let answer = answer.await?;
@@ -233,5 +241,63 @@ impl<S: GrpcService> Service<http::Request<Body>> for Counted<S> {
                 }))
             }))
         })
+    }
+}
+
+/// A request body that fails once `timeout` has passed since its request arrived before
+/// it has all arrived: a client that sends a request slowly (slowloris) cannot keep it
+/// in flight, with its buffer and task, for ever. HTTP/2 has no such limit of its own;
+/// the failure ends the call with DEADLINE_EXCEEDED, the connection stays open.
+struct ReadDeadline {
+    inner: Body,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    /// Made the first time the body has to wait: a request whose body arrives with its
+    /// head (nearly all) never touches the timer wheel.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ReadDeadline {
+    fn new(inner: Body, timeout: Duration) -> Self {
+        Self {
+            inner,
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl hyper::body::Body for ReadDeadline {
+    type Data = hyper::body::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(tonic::Status::deadline_exceeded(format!(
+                "the request did not arrive within {} s",
+                this.timeout.as_secs()
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

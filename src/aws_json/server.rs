@@ -25,9 +25,6 @@ use crate::vault::Vault;
 
 /// Concurrent requests on one HTTP/2 connection, as on the gRPC port.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
-/// An HTTP/1.1 client has this long to send a request's head once it starts one, so
-/// that a silent connection cannot hold a task for ever.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections open at once, handshakes in progress included; more wait to be accepted.
 /// Each holds a file descriptor and a task; an unauthenticated client must not exhaust
 /// either for the gRPC port too.
@@ -57,10 +54,13 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut h1 = http1::Builder::new();
-    // The head's timer runs from the moment the connection waits for a request, so a
-    // connection that never sends one (or stays idle between requests) is closed too.
+    // An HTTP/1.1 client has this long to send a request's head: the head's timer runs
+    // from the moment the connection waits for a request, so a connection that never
+    // sends one (or stays idle between requests) is closed too, as is one that sends
+    // its head a byte at a time. (An HTTP/2 head is one frame: until it is whole, no
+    // request is in flight, and the idle timeout ends a connection that trickles it.)
     h1.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.request_read_timeout);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
@@ -72,7 +72,7 @@ pub(crate) async fn serve(
     // tells them to finish and then waits for all of them to be dropped.
     let (stopping_tx, stopping) = watch::channel(false);
     let handshakes = Handshakes::new(limits);
-    let budget = BodyBudget::new();
+    let budget = BodyBudget::new(limits.request_read_timeout);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

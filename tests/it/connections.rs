@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::hmac;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio_stream::wrappers::ReceiverStream;
 
 use p11kms::proto;
 
@@ -205,14 +207,18 @@ async fn a_handshake_sent_slowly_is_cut_off_at_the_handshake_timeout() {
     .unwrap();
 }
 
-type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+type H2<B = Full<Bytes>> = hyper::client::conn::http2::SendRequest<B>;
 
 /// An HTTP/2 connection to `addr` over TLS with `cfg`, and the task driving it, which
 /// ends when the connection closes.
-async fn h2_connect(
+async fn h2_connect<B>(
     addr: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
-) -> (H2, tokio::task::JoinHandle<()>) {
+) -> (H2<B>, tokio::task::JoinHandle<()>)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let tls = tls_connect(addr, cfg).await;
     let (tx, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -351,6 +357,132 @@ async fn an_idle_aws_json_connection_is_closed_after_the_idle_timeout() {
         closed >= Duration::from_millis(900),
         "closed after {closed:?}"
     );
+}
+
+/// A request body that sends one byte every 200 ms, for ever (until dropped), after
+/// `first`.
+fn trickled_body(first: &[u8]) -> BoxBody<Bytes, std::convert::Infallible> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let first = Bytes::copy_from_slice(first);
+    tokio::spawn(async move {
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tx.send(Bytes::from_static(b"a")).await.is_err() {
+                return;
+            }
+        }
+    });
+    let frames =
+        tokio_stream::StreamExt::map(ReceiverStream::new(rx), |b| Ok(hyper::body::Frame::data(b)));
+    StreamBody::new(frames).boxed()
+}
+
+/// Writes `head` on `tls`, then one byte every 200 ms, until the server closes the
+/// connection or answers; the time that took and the first bytes of the answer.
+async fn trickle_until_cut(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    head: &[u8],
+) -> (Duration, String) {
+    let started = Instant::now();
+    tls.write_all(head).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = [0u8; 256];
+    for _ in 0..150 {
+        match tokio::time::timeout(Duration::from_millis(200), tls.read(&mut buf)).await {
+            Ok(Ok(n)) => {
+                return (
+                    started.elapsed(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                )
+            }
+            Ok(Err(e)) => return (started.elapsed(), format!("error: {e}")),
+            Err(_) => {}
+        }
+        if tls.write_all(b"a").await.is_err() || tls.flush().await.is_err() {
+            return (started.elapsed(), "write failed".into());
+        }
+    }
+    panic!("a request trickled for 30 s was not cut off");
+}
+
+#[tokio::test]
+async fn requests_sent_slowly_are_cut_off_at_the_request_read_timeout() {
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nrequest_read_timeout_secs = 2\n");
+    let d = Daemon::start(&dir);
+    let admin = dir.dev().admin_identity();
+
+    // gRPC: the head at once, then a body announcing a 100-byte message, a byte at a
+    // time. The call ends with DEADLINE_EXCEEDED; the connection serves on.
+    let (mut tx, _conn) = h2_connect::<BoxBody<Bytes, std::convert::Infallible>>(
+        d.addr,
+        client_tls(&d, Some(&admin), b"h2"),
+    )
+    .await;
+    let req =
+        hyper::Request::post("https://localhost/p11kms.v1.KeyManagementService/GenerateRandom")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(trickled_body(&[0, 0, 0, 0, 100]))
+            .unwrap();
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(30), tx.send_request(req))
+        .await
+        .expect("a gRPC request trickled for 30 s was not cut off")
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let trailers = body
+        .collect()
+        .await
+        .unwrap()
+        .trailers()
+        .cloned()
+        .unwrap_or_default();
+    let cut = started.elapsed();
+    let status = parts
+        .headers
+        .get("grpc-status")
+        .or_else(|| trailers.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    println!(
+        "gRPC: a body sent a byte at a time was cut off after {} ms (grpc-status {status:?})",
+        cut.as_millis()
+    );
+    assert_eq!(status.as_deref(), Some("4"), "DEADLINE_EXCEEDED");
+    assert!(cut >= Duration::from_millis(1900), "{cut:?}");
+    let (mut tx, _conn) = h2_connect(d.addr, client_tls(&d, Some(&admin), b"h2")).await;
+    assert_eq!(grpc_generate_random(&mut tx).await, "0");
+
+    // AWS JSON over HTTP/1.1: a head sent a byte at a time; the connection is closed.
+    let addr = d.aws_api_addr();
+    let mut tls = tls_connect(addr, client_tls(&d, None, b"http/1.1")).await;
+    let (cut, answer) =
+        trickle_until_cut(&mut tls, b"POST / HTTP/1.1\r\nhost: localhost\r\nx-slow: ").await;
+    println!(
+        "AWS JSON: a head sent a byte at a time was cut off after {} ms ({answer:?})",
+        cut.as_millis()
+    );
+    assert!(cut >= Duration::from_millis(1900), "{cut:?}");
+    assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+
+    // And a whole head, then its body a byte at a time: 408 RequestTimeoutException.
+    let mut tls = tls_connect(addr, client_tls(&d, None, b"http/1.1")).await;
+    let (cut, answer) = trickle_until_cut(
+        &mut tls,
+        b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-amz-json-1.1\r\n\
+          x-amz-target: TrentService.GenerateRandom\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await;
+    println!(
+        "AWS JSON: a body sent a byte at a time was cut off after {} ms",
+        cut.as_millis()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(cut >= Duration::from_millis(1900), "{cut:?}");
 }
 
 /// The dev admin's access key, from the dev directory's aws-env.sh, signing requests

@@ -485,6 +485,103 @@ async fn requests_sent_slowly_are_cut_off_at_the_request_read_timeout() {
     assert!(cut >= Duration::from_millis(1900), "{cut:?}");
 }
 
+/// The resident memory of process `pid`, in KiB (VmRSS).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_clients_and_two_thousand_silent_sockets_cost_bounded_memory_and_are_closed(
+) {
+    const IDLE: usize = 1000;
+    ensure_open_files(2 * SILENT as u64 + IDLE as u64 + 100);
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nidle_timeout_secs = 30\n");
+    let d = Daemon::start(&dir);
+    let admin = dir.dev().admin_identity();
+    let cfg = client_tls(&d, Some(&admin), b"h2");
+    // Warm up, so that what the first call sets up is in the baseline.
+    let (mut tx, _warm) = h2_connect(d.addr, Arc::clone(&cfg)).await;
+    assert_eq!(grpc_generate_random(&mut tx).await, "0");
+    let before = rss_kib(d.pid());
+
+    let silent = (
+        open_silent(d.addr, SILENT).await,
+        open_silent(d.aws_api_addr(), SILENT).await,
+    );
+    let after_silent = rss_kib(d.pid());
+
+    // A thousand clients that each connect (mTLS, HTTP/2), make one call and then idle,
+    // sixteen connecting at a time.
+    let started = Instant::now();
+    let mut clients = Vec::with_capacity(IDLE);
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..IDLE {
+        if pending.len() >= 16 {
+            clients.push(pending.join_next().await.unwrap().unwrap());
+        }
+        let (cfg, addr) = (Arc::clone(&cfg), d.addr);
+        pending.spawn(async move {
+            let (mut tx, conn) = h2_connect(addr, cfg).await;
+            assert_eq!(grpc_generate_random(&mut tx).await, "0", "client {i}");
+            (tx, conn)
+        });
+    }
+    while let Some(c) = pending.join_next().await {
+        clients.push(c.unwrap());
+    }
+    let connected = started.elapsed();
+    let after_idle = rss_kib(d.pid());
+    println!(
+        "daemon VmRSS: {before} KiB before; +{} KiB with {SILENT} silent sockets on each API port; \
+         +{} KiB more with {IDLE} idle mTLS clients (connected in {} ms); +{} MiB in all",
+        after_silent.saturating_sub(before),
+        after_idle.saturating_sub(after_silent),
+        connected.as_millis(),
+        after_idle.saturating_sub(before) / 1024,
+    );
+    assert!(
+        after_idle.saturating_sub(before) < 200 * 1024,
+        "the daemon grew by {} KiB",
+        after_idle.saturating_sub(before)
+    );
+
+    // It serves on: a new client is answered.
+    let mut c = d.admin().await;
+    c.generate_random(proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    })
+    .await
+    .unwrap();
+
+    // And the idle clients are told to go away once their 30 s are up.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (i, (_tx, conn)) in clients.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            ends_within(conn, left).await.is_some(),
+            "idle client {i} still connected 90 s after the last connected"
+        );
+    }
+    println!(
+        "all {IDLE} idle clients closed; daemon VmRSS then {} KiB",
+        rss_kib(d.pid())
+    );
+    // And still serves: the client whose own connection has been closed meanwhile too.
+    c.generate_random(proto::GenerateRandomRequest {
+        number_of_bytes: Some(8),
+    })
+    .await
+    .unwrap();
+    drop(silent);
+}
+
 /// The dev admin's access key, from the dev directory's aws-env.sh, signing requests
 /// with SigV4 as an AWS SDK does (as the throughput bench's signer does).
 struct Signer {

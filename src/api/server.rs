@@ -137,7 +137,13 @@ async fn accept<S>(
             lifetimes.limits.request_read_timeout,
         );
         tokio::spawn(async move {
-            let tls = match ticket.handshake(acceptor, tcp).await {
+            let handshake = tokio::select! {
+                done = ticket.handshake(acceptor, tcp) => done,
+                // The port is closed: a connection still in its handshake is dropped
+                // rather than make the shutdown wait for its timeout.
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            let tls = match handshake {
                 Ok(tls) => tls,
                 // A failed handshake (wrong CA, no certificate, not TLS, too slow)
                 // concerns that client only; rustls has already sent it an alert.

@@ -106,7 +106,13 @@ pub(crate) async fn serve(
             budget.clone(),
         );
         tokio::spawn(async move {
-            let tls = match ticket.handshake(acceptor, tcp).await {
+            let handshake = tokio::select! {
+                done = ticket.handshake(acceptor, tcp) => done,
+                // The port is closed: a connection still in its handshake is dropped
+                // rather than make the shutdown wait for its timeout.
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            let tls = match handshake {
                 Ok(tls) => tls,
                 // A failed handshake concerns that client only.
                 Err(e) => {

@@ -485,6 +485,34 @@ async fn requests_sent_slowly_are_cut_off_at_the_request_read_timeout() {
     assert!(cut >= Duration::from_millis(1900), "{cut:?}");
 }
 
+#[tokio::test]
+async fn a_shutdown_does_not_wait_for_handshakes_in_progress() {
+    let dir = TestDir::new();
+    // Handshakes may last a minute, the shutdown waits 5 s for calls in flight: were the
+    // silent sockets' handshakes waited for, the daemon would say it cancelled calls.
+    dir.prepare()
+        .append_config("\n[connections]\nhandshake_timeout_secs = 60\n");
+    dir.edit_config(|t| {
+        t.insert("shutdown_timeout_secs".into(), toml::Value::Integer(5));
+    });
+    let d = Daemon::start(&dir);
+    let silent = (
+        open_silent(d.addr, 10).await,
+        open_silent(d.aws_api_addr(), 10).await,
+    );
+    // Let the daemon accept them all before the signal.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    let log = tokio::task::spawn_blocking(move || d.stop()).await.unwrap();
+    println!(
+        "stopped in {} ms with 20 silent sockets open",
+        stopping.elapsed().as_millis()
+    );
+    assert!(log.contains("calls in flight finished"), "{log}");
+    assert!(!log.contains("shutdown deadline"), "{log}");
+    drop(silent);
+}
+
 /// The resident memory of process `pid`, in KiB (VmRSS).
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -1,7 +1,7 @@
 //! The AWS JSON listener: accepts TCP, runs TLS handshakes off the accept loop (bounded
-//! in number and time, as the gRPC loop does: `api::Handshakes`), and serves HTTP/1.1 or HTTP/2 on each
-//! connection as its TLS handshake chose (ALPN), on the daemon's runtime. Open
-//! connections are bounded in number, and an idle or silent one is closed
+//! in number and time by `api::Handshakes`, as the gRPC loop's are), and serves HTTP/1.1
+//! or HTTP/2 on each connection as its TLS handshake chose (ALPN), on the daemon's
+//! runtime. Open connections are bounded in number, and an idle or silent one is closed
 //! (`connections.idle_timeout_secs`): anyone who can reach the port, signed or not, must
 //! not be able to hold its resources.
 

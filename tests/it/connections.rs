@@ -68,7 +68,7 @@ async fn closed_within(sock: &mut TcpStream, wait: Duration) -> bool {
     let mut buf = [0u8; 64];
     match tokio::time::timeout(wait, sock.read(&mut buf)).await {
         Ok(Ok(0) | Err(_)) => true,
-        Ok(Ok(_)) => panic!("the server sent bytes to a silent socket"),
+        Ok(Ok(_)) => panic!("the server answered a socket that sent it no whole message"),
         Err(_) => false,
     }
 }

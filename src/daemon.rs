@@ -387,6 +387,7 @@ impl Prepared {
                     Arc::clone(&self.vault),
                     rx,
                     self.connections,
+                    self.metrics.connections("aws_json"),
                     self.shutdown_timeout,
                     self.bench_echo,
                     async move {
@@ -410,6 +411,7 @@ impl Prepared {
                 max_connection_age: self.max_connection_age,
                 shutdown_timeout: self.shutdown_timeout,
             },
+            self.metrics.connections("grpc"),
             self.bench_echo,
             async move {
                 shutdown.await;

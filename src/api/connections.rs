@@ -17,6 +17,8 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::metrics::ConnectionCounters;
+
 /// How the daemon's listeners bound their connections (`[connections]` in
 /// `p11kms.toml`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +154,7 @@ impl Pending {
 pub(crate) struct Handshakes {
     limits: ConnectionLimits,
     pending: Arc<Mutex<Pending>>,
+    counters: Arc<ConnectionCounters>,
 }
 
 /// Why a handshake gave no connection.
@@ -174,6 +177,7 @@ pub(crate) struct Ticket {
     pending: Arc<Mutex<Pending>>,
     evicted: oneshot::Receiver<()>,
     timeout: Duration,
+    counters: Arc<ConnectionCounters>,
 }
 
 impl Drop for Ticket {
@@ -191,11 +195,13 @@ fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 }
 
 impl Handshakes {
-    /// The bookkeeping of one listener.
-    pub(crate) fn new(limits: ConnectionLimits) -> Self {
+    /// The bookkeeping of one listener, counting each handshake's outcome in
+    /// `counters`.
+    pub(crate) fn new(limits: ConnectionLimits, counters: ConnectionCounters) -> Self {
         Self {
             limits,
             pending: Arc::new(Mutex::new(Pending::default())),
+            counters: Arc::new(counters),
         }
     }
 
@@ -215,6 +221,7 @@ impl Handshakes {
             pending: Arc::clone(&self.pending),
             evicted: rx,
             timeout: self.limits.handshake_timeout,
+            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -232,13 +239,21 @@ impl Ticket {
             tcp.readable().await.map_err(HandshakeError::Failed)?;
             acceptor.accept(tcp).await.map_err(HandshakeError::Failed)
         };
-        tokio::select! {
+        let done = tokio::select! {
             // The sender is dropped, never sent on: either way it means "make room".
             _ = &mut self.evicted => Err(HandshakeError::Evicted),
             done = tokio::time::timeout(self.timeout, run) => {
                 done.unwrap_or(Err(HandshakeError::TimedOut))
             }
-        }
+        };
+        let counter = match &done {
+            Ok(_) => &self.counters.handshake_ok,
+            Err(HandshakeError::Failed(_)) => &self.counters.handshake_failed,
+            Err(HandshakeError::TimedOut) => &self.counters.handshake_timed_out,
+            Err(HandshakeError::Evicted) => &self.counters.handshake_evicted,
+        };
+        counter.inc();
+        done
         // The ticket is dropped here, freeing its place once the handshake is over.
     }
 }
@@ -420,7 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ticket_frees_its_place_when_dropped_and_an_ended_one_says_so() {
-        let gate = Handshakes::new(limits(1, 1));
+        let gate = Handshakes::new(limits(1, 1), ConnectionCounters::default());
         let addr: SocketAddr = "192.0.2.1:1000".parse().unwrap();
         let first = gate.admit(addr);
         assert_eq!(lock(&gate.pending).by_age.len(), 1);

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::connections::{Activity, ConnectionLimits, Handshakes};
 use super::service::KmsService;
 use super::tls::TlsConn;
+use crate::metrics::ConnectionCounters;
 use crate::proto::key_management_service_server::KeyManagementServiceServer;
 use crate::vault::Vault;
 
@@ -54,22 +55,18 @@ pub(crate) async fn serve(
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     lifetimes: Lifetimes,
+    counters: ConnectionCounters,
     echo: bool,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stopping_tx, stopping) = watch::channel(false);
+    let served = (listener, tls, lifetimes, counters, stopping);
     let accept_loop = if echo {
-        tokio::spawn(accept(
-            listener,
-            super::echo::Echo,
-            tls,
-            lifetimes,
-            stopping,
-        ))
+        tokio::spawn(accept(super::echo::Echo, served))
     } else {
         let kms = KeyManagementServiceServer::new(KmsService::new(Arc::clone(&vault)))
             .max_decoding_message_size(super::MAX_MESSAGE_BYTES);
-        tokio::spawn(accept(listener, kms, tls, lifetimes, stopping))
+        tokio::spawn(accept(kms, served))
     };
     shutdown.await;
     info!("shutting down: no new connections; calls in flight may finish");
@@ -91,17 +88,23 @@ pub(crate) async fn serve(
     accept_loop.abort();
 }
 
+/// What [`accept`] serves on, besides the service.
+type Served = (
+    TcpListener,
+    watch::Receiver<Arc<rustls::ServerConfig>>,
+    Lifetimes,
+    ConnectionCounters,
+    watch::Receiver<bool>,
+);
+
 /// Accepts connections until `stopping`, each served with `svc` in a task of its own.
-async fn accept<S>(
-    listener: TcpListener,
-    svc: S,
-    tls: watch::Receiver<Arc<rustls::ServerConfig>>,
-    lifetimes: Lifetimes,
-    mut stopping: watch::Receiver<bool>,
-) where
+async fn accept<S>(svc: S, served: Served)
+where
     S: GrpcService,
 {
-    let handshakes = Handshakes::new(lifetimes.limits);
+    let (listener, tls, lifetimes, counters, mut stopping) = served;
+    let idle_closed = counters.idle_closed.clone();
+    let handshakes = Handshakes::new(lifetimes.limits, counters);
     let server = tonic::transport::Server::builder()
         // Bounds on what one client can hold open; the HSM pool's queue bounds the rest.
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
@@ -131,7 +134,12 @@ async fn accept<S>(
         let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (mut server, svc, mut stopping) = (server.clone(), svc.clone(), stopping.clone());
+        let (mut server, svc, mut stopping, idle_closed) = (
+            server.clone(),
+            svc.clone(),
+            stopping.clone(),
+            idle_closed.clone(),
+        );
         let (idle_timeout, read_timeout) = (
             lifetimes.limits.idle_timeout,
             lifetimes.limits.request_read_timeout,
@@ -165,7 +173,10 @@ async fn accept<S>(
             let go_away = async {
                 tokio::select! {
                     _ = stopping.wait_for(|stop| *stop) => {},
-                    () = activity.idle(idle_timeout) => debug!(%addr, "connection closed: idle"),
+                    () = activity.idle(idle_timeout) => {
+                        idle_closed.inc();
+                        debug!(%addr, "connection closed: idle");
+                    }
                     // The client closed it: nothing left to tell to go away.
                     _ = gone => {},
                 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use super::envelope::BodyBudget;
 use super::handler::handle;
 use crate::api::{Activity, ConnectionLimits, Handshakes, Peer};
+use crate::metrics::ConnectionCounters;
 use crate::vault::Vault;
 
 /// Concurrent requests on one HTTP/2 connection, as on the gRPC port.
@@ -44,11 +45,16 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// shutdown to cancel. Each new connection uses the TLS configuration `tls` holds at
 /// its accept (a SIGHUP reload applies to new connections). With `echo`, every request
 /// is answered with its own body, for the throughput benchmark's transport ceiling.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call, in the daemon, hands each part of the listener over once"
+)]
 pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: ConnectionLimits,
+    counters: ConnectionCounters,
     shutdown_timeout: Duration,
     echo: bool,
     shutdown: impl Future<Output = ()>,
@@ -71,7 +77,8 @@ pub(crate) async fn serve(
     // Every connection holds a receiver until it is closed: at shutdown, the sender
     // tells them to finish and then waits for all of them to be dropped.
     let (stopping_tx, stopping) = watch::channel(false);
-    let handshakes = Handshakes::new(limits);
+    let idle_closed = counters.idle_closed.clone();
+    let handshakes = Handshakes::new(limits, counters);
     let budget = BodyBudget::new(limits.request_read_timeout);
     tokio::pin!(shutdown);
     loop {
@@ -99,11 +106,12 @@ pub(crate) async fn serve(
         let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, builders, mut stopping, budget) = (
+        let (vault, builders, mut stopping, budget, idle_closed) = (
             Arc::clone(&vault),
             Arc::clone(&builders),
             stopping.clone(),
             budget.clone(),
+            idle_closed.clone(),
         );
         tokio::spawn(async move {
             let handshake = tokio::select! {
@@ -139,12 +147,17 @@ pub(crate) async fn serve(
             // which would wait without a limit for a client that sends none.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
+            let idle = async {
+                activity.idle(limits.idle_timeout).await;
+                idle_closed.inc();
+                debug!(%addr, "AWS JSON connection closed: idle");
+            };
             let ended = if h2 {
                 let conn = builders.1.serve_connection(io, service);
-                drive(conn, &activity, limits.idle_timeout, &mut stopping).await
+                drive(conn, idle, &mut stopping).await
             } else {
                 let conn = builders.0.serve_connection(io, service);
-                drive(conn, &activity, limits.idle_timeout, &mut stopping).await
+                drive(conn, idle, &mut stopping).await
             };
             if let Err(e) = ended {
                 debug!(%addr, error = %e, "AWS JSON connection ended with an error");
@@ -170,14 +183,14 @@ pub(crate) async fn serve(
 }
 
 /// Serves `conn` to its end, telling it to finish (HTTP/2 GOAWAY; HTTP/1.1 closes after
-/// the request in flight) once it has had no request in flight for `idle_timeout`,
-/// whether it never sent one (hyper's HTTP/2 has no timer for that) or sent its last
-/// long ago, and at shutdown. A graceful end rather than a dropped socket: a client
-/// whose request crosses the GOAWAY learns that it was not served and can send it again.
+/// the request in flight) once `idle` completes (no request in flight for the idle
+/// timeout, whether it never sent one, for which hyper's HTTP/2 has no timer, or sent
+/// its last long ago) and at shutdown. A graceful end rather than a dropped socket: a
+/// client whose request crosses the GOAWAY learns that it was not served and can send
+/// it again.
 async fn drive<C>(
     conn: C,
-    activity: &Activity,
-    idle_timeout: Duration,
+    idle: impl Future<Output = ()>,
     stopping: &mut watch::Receiver<bool>,
 ) -> Result<(), C::Error>
 where
@@ -186,7 +199,7 @@ where
     tokio::pin!(conn);
     tokio::select! {
         ended = conn.as_mut() => return ended,
-        () = activity.idle(idle_timeout) => debug!("AWS JSON connection closed: idle"),
+        () = idle => {},
         _ = stopping.wait_for(|stop| *stop) => {}
     }
     conn.as_mut().graceful_shutdown();

@@ -91,6 +91,8 @@ pub(crate) async fn serve<H: Readiness>(
     health: Arc<H>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Counted only where there are handshakes to count: plain HTTP has none.
+    let counters = tls.as_ref().map(|_| metrics.connections("metrics"));
     let app = Router::new()
         .route("/metrics", get(scrape::<H>))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -108,7 +110,7 @@ pub(crate) async fn serve<H: Readiness>(
             let acceptor = tokio::spawn(accept_tls(
                 listener,
                 TlsAcceptor::from(cfg),
-                Handshakes::new(limits),
+                Handshakes::new(limits, counters.unwrap_or_default()),
                 tx,
             ));
             let served = axum::serve(TlsListener { rx, local }, app)

@@ -79,10 +79,37 @@ fn still_open(sock: &TcpStream) -> bool {
     matches!(sock.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Opens [`SILENT`] silent sockets to `addr` and checks what the daemon made of them:
-/// it accepted every one (so a new client is not stuck behind them in the kernel's
-/// queue) and, all coming from one address, ended all but the newest [`PER_SOURCE`].
-async fn flood(addr: SocketAddr) -> Vec<TcpStream> {
+/// The daemon's count of `listener`'s handshakes that ended with `outcome`, or of its
+/// connections closed idle (`outcome` "idle").
+async fn connection_count(d: &Daemon, listener: &str, outcome: &str) -> f64 {
+    let s = crate::metrics::scrape_async(d.metrics_url()).await;
+    if outcome == "idle" {
+        s.value(
+            "p11kms_idle_connections_closed_total",
+            &[("listener", listener)],
+        )
+    } else {
+        s.value(
+            "p11kms_tls_handshakes_total",
+            &[("listener", listener), ("outcome", outcome)],
+        )
+    }
+}
+
+/// Waits until the daemon has counted at least `n` of `listener`'s `outcome` (counts
+/// follow the sockets' closing by a moment).
+async fn counted_at_least(d: &Daemon, listener: &str, outcome: &str, n: f64) {
+    eventually(&format!("{n} {listener} {outcome} counted"), || async {
+        connection_count(d, listener, outcome).await >= n
+    })
+    .await;
+}
+
+/// Opens [`SILENT`] silent sockets to `listener` at `addr` and checks what the daemon
+/// made of them: it accepted every one (so a new client is not stuck behind them in the
+/// kernel's queue) and, all coming from one address, ended all but the newest
+/// [`PER_SOURCE`], and counted them as evicted.
+async fn flood(d: &Daemon, listener: &str, addr: SocketAddr) -> Vec<TcpStream> {
     ensure_open_files(SILENT as u64 * 2);
     let started = Instant::now();
     let mut socks = open_silent(addr, SILENT).await;
@@ -100,6 +127,7 @@ async fn flood(addr: SocketAddr) -> Vec<TcpStream> {
         opened.as_millis()
     );
     assert_eq!(open, PER_SOURCE, "the newest of one source are kept");
+    counted_at_least(d, listener, "evicted", (SILENT - PER_SOURCE) as f64).await;
     socks
 }
 
@@ -131,7 +159,7 @@ async fn a_grpc_client_connects_within_a_second_while_a_thousand_silent_sockets_
     let d = Daemon::start(&dir);
     let (soft, hard) = open_files_limits(d.pid());
     assert_eq!(soft, hard, "the daemon raises its soft limit on open files");
-    let silent = flood(d.addr).await;
+    let silent = flood(&d, "grpc", d.addr).await;
     assert_prompt("gRPC GenerateRandom on a new mTLS connection", || async {
         let mut c = d.admin().await;
         let r = c
@@ -146,6 +174,7 @@ async fn a_grpc_client_connects_within_a_second_while_a_thousand_silent_sockets_
     .await;
     // The silent sockets were there all along.
     assert!(silent.iter().filter(|s| still_open(s)).count() >= PER_SOURCE - 3);
+    counted_at_least(&d, "grpc", "ok", 3.0).await;
 }
 
 #[tokio::test]
@@ -153,7 +182,7 @@ async fn an_aws_json_client_connects_within_a_second_while_a_thousand_silent_soc
     let dir = TestDir::new();
     let d = Daemon::start(&dir);
     let signer = Signer::from_dev_dir(dir.path());
-    let silent = flood(d.aws_api_addr()).await;
+    let silent = flood(&d, "aws_json", d.aws_api_addr()).await;
     assert_prompt(
         "signed AWS JSON GenerateRandom on a new connection",
         || async {
@@ -165,6 +194,7 @@ async fn an_aws_json_client_connects_within_a_second_while_a_thousand_silent_soc
     )
     .await;
     assert!(silent.iter().filter(|s| still_open(s)).count() >= PER_SOURCE - 3);
+    counted_at_least(&d, "aws_json", "ok", 3.0).await;
 }
 
 #[tokio::test]
@@ -198,6 +228,8 @@ async fn a_handshake_sent_slowly_is_cut_off_at_the_handshake_timeout() {
         // The deadline, not some other fault, ended it (timers never fire early).
         assert!(cut >= Duration::from_millis(1900), "{listener}: {cut:?}");
     }
+    counted_at_least(&d, "grpc", "timed_out", 1.0).await;
+    counted_at_least(&d, "aws_json", "timed_out", 1.0).await;
     // Prompt clients still get through.
     let mut c = d.admin().await;
     c.generate_random(proto::GenerateRandomRequest {
@@ -304,6 +336,7 @@ async fn an_idle_grpc_connection_is_closed_after_the_idle_timeout_and_a_busy_one
         tx.ready().await.is_err(),
         "the connection takes no more calls"
     );
+    counted_at_least(&d, "grpc", "idle", 1.0).await;
 
     // A gRPC client whose idle connection was closed reconnects on its next call.
     let mut c = d.admin().await;
@@ -357,6 +390,7 @@ async fn an_idle_aws_json_connection_is_closed_after_the_idle_timeout() {
         closed >= Duration::from_millis(900),
         "closed after {closed:?}"
     );
+    counted_at_least(&d, "aws_json", "idle", 1.0).await;
 }
 
 /// A request body that sends one byte every 200 ms, for ever (until dropped), after

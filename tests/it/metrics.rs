@@ -22,7 +22,7 @@ struct Sample {
 }
 
 /// A scrape parsed by prometheus_client.
-struct Scrape {
+pub struct Scrape {
     content_type: String,
     samples: Vec<Sample>,
     types: BTreeMap<String, String>,
@@ -31,7 +31,7 @@ struct Scrape {
 impl Scrape {
     /// The value of the sample `name` whose labels include `labels`, summed over the
     /// rest (0 when there is none, as for a series not yet created).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|s| s.name == name)
@@ -93,7 +93,8 @@ fn scrape_with(url: &str, args: &[&std::path::Path]) -> Scrape {
     }
 }
 
-async fn scrape_async(url: &str) -> Scrape {
+/// Scrapes `url` like [`scrape`], off the async runtime.
+pub async fn scrape_async(url: &str) -> Scrape {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || scrape(&url))
         .await

@@ -226,6 +226,7 @@ impl DevDir {
                     listen: Some(DEV_AWS_API_LISTEN.into()),
                     require_client_certificate: None,
                 }),
+                connections: None,
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

@@ -251,6 +251,11 @@ impl Daemon {
         })
     }
 
+    /// The daemon's process id, for reading /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The metrics URL the daemon printed (`http://127.0.0.1:PORT/metrics`).
     pub fn metrics_url(&self) -> &str {
         self.metrics_url

@@ -28,6 +28,7 @@ mod blob_mutations;
 mod cli;
 mod concurrency;
 mod config;
+mod connections;
 #[cfg(feature = "failpoints")]
 mod crash_points;
 mod credentials;

@@ -43,6 +43,7 @@ mod identity;
 mod iv_budget;
 mod lifecycle;
 mod logs;
+mod markers;
 mod metrics;
 mod policies;
 mod policy_eval;

@@ -753,15 +753,15 @@ impl HsmPool {
     /// Generates new key material as a token object.
     pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
         self.run(KEY_GEN, None, move |ws| {
-            // SoftHSM2 answers CKR_GENERAL_ERROR now and then when a token object is made
-            // while other sessions read the token (its file store re-indexes). Making
-            // material is idempotent (orphans are cleared first), so try again briefly.
+            // SoftHSM2 fails a token object made while other sessions read the token
+            // now and then (see `HsmError::retry_generation`). Making material is
+            // idempotent (orphans are cleared first), so try again briefly.
             let mut attempt = 0u32;
             loop {
                 match ws.generate_key(&m) {
-                    Err(e) if e.is_general_error() && attempt < 4 => {
+                    Err(e) if e.retry_generation(attempt) => {
                         attempt += 1;
-                        warn!(material = %m.label(), attempt, "C_GenerateKey failed with a general error; retrying");
+                        warn!(material = %m.label(), attempt, code = ?e.return_code(), "C_GenerateKey failed; retrying");
                         std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
                     }
                     other => return other,

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -258,23 +258,33 @@ impl Ticket {
     }
 }
 
-/// What a served connection is doing, for the idle check: its requests in flight, and
-/// when one last began or ended.
+/// What a served connection is doing, for the idle check: its requests in flight, when
+/// one last began or ended, and whether its client has shown who it is.
 pub(crate) struct Activity {
     started: Instant,
     /// Milliseconds after `started` when a request last began or ended.
     last: AtomicU64,
     in_flight: AtomicUsize,
+    authenticated: AtomicBool,
 }
 
 impl Activity {
-    /// A connection whose handshake just ended: idle from now on.
-    pub(crate) fn new() -> Arc<Self> {
+    /// A connection whose handshake just ended: idle from now on. `authenticated`: the
+    /// handshake named the client (mTLS); otherwise it counts as anonymous until
+    /// [`Self::authenticated`] is called.
+    pub(crate) fn new(authenticated: bool) -> Arc<Self> {
         Arc::new(Self {
             started: Instant::now(),
             last: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            authenticated: AtomicBool::new(authenticated),
         })
+    }
+
+    /// A request on the connection proved who sent it (a valid SigV4 signature): the
+    /// connection may idle for the full idle timeout from now on.
+    pub(crate) fn authenticated(&self) {
+        self.authenticated.store(true, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -293,11 +303,18 @@ impl Activity {
         InFlight(Arc::clone(self))
     }
 
-    /// Completes once the connection has had no request in flight for `timeout`. One
-    /// timer per connection, reset only when it fires: a request costs two atomic
+    /// Completes once the connection has had no request in flight for `timeout`, or for
+    /// `anonymous` while no request on it has been authenticated: an anonymous client
+    /// must not hold a connection, one of a bounded number, for as long as a known one.
+    /// One timer per connection, reset only when it fires: a request costs two atomic
     /// stores, not a timer update.
-    pub(crate) async fn idle(&self, timeout: Duration) {
+    pub(crate) async fn idle(&self, timeout: Duration, anonymous: Duration) {
         loop {
+            let timeout = if self.authenticated.load(Ordering::Relaxed) {
+                timeout
+            } else {
+                timeout.min(anonymous)
+            };
             let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
                 Instant::now() + timeout
             } else {
@@ -415,10 +432,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_after_the_timeout_with_nothing_in_flight() {
         let t = Duration::from_secs(10);
-        let a = Activity::new();
+        let a = Activity::new(true);
         let idle = |a: &Arc<Activity>| {
             let a = Arc::clone(a);
-            tokio::spawn(async move { a.idle(t).await })
+            tokio::spawn(async move { a.idle(t, Duration::from_secs(1)).await })
         };
         // A request in flight keeps the connection busy however long it takes.
         let call = a.begin();
@@ -430,6 +447,31 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(!waiting.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(waiting.is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_anonymous_connection_idles_for_the_shorter_time_until_it_authenticates() {
+        let (t, anonymous) = (Duration::from_secs(300), Duration::from_secs(30));
+        let idle = |a: &Arc<Activity>| {
+            let a = Arc::clone(a);
+            tokio::spawn(async move { a.idle(t, anonymous).await })
+        };
+        let nobody = Activity::new(false);
+        let waiting = idle(&nobody);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(waiting.is_finished(), "anonymous: closed after 30 s");
+
+        let known = Activity::new(false);
+        let waiting = idle(&known);
+        drop(known.begin());
+        known.authenticated();
+        tokio::time::sleep(Duration::from_secs(290)).await;
+        assert!(
+            !waiting.is_finished(),
+            "authenticated: the full idle timeout"
+        );
+        tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(waiting.is_finished());
     }
 

@@ -158,7 +158,8 @@ where
                 Err(e) => return debug!(%addr, error = %e, "TLS handshake gave no connection"),
             };
             let (conn, gone) = TlsConn::new(tls, addr);
-            let activity = Activity::new();
+            // The client certificate named the caller at the handshake.
+            let activity = Activity::new(true);
             let router = server.add_service(Counted {
                 inner: svc,
                 activity: Arc::clone(&activity),
@@ -173,7 +174,7 @@ where
             let go_away = async {
                 tokio::select! {
                     _ = stopping.wait_for(|stop| *stop) => {},
-                    () = activity.idle(idle_timeout) => {
+                    () = activity.idle(idle_timeout, idle_timeout) => {
                         idle_closed.inc();
                         debug!(%addr, "connection closed: idle");
                     }

@@ -128,16 +128,19 @@ pub(crate) async fn serve(
                 }
             };
             let peer = Arc::new(Peer::of(&tls, addr));
-            let activity = Activity::new();
+            // TLS alone names no one here: the first request whose signature checks
+            // out does.
+            let activity = Activity::new(false);
             let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
                 let (vault, peer, budget) = (Arc::clone(&vault), Arc::clone(&peer), budget.clone());
                 let in_flight = counted.begin();
+                let activity = Arc::clone(&counted);
                 async move {
                     let answer = if echo {
                         super::handler::echo(req, &budget).await
                     } else {
-                        handle(vault, peer, budget, req).await
+                        handle(vault, peer, budget, &activity, req).await
                     };
                     drop(in_flight);
                     Ok::<_, Infallible>(answer)
@@ -148,7 +151,9 @@ pub(crate) async fn serve(
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = TokioIo::new(tls);
             let idle = async {
-                activity.idle(limits.idle_timeout).await;
+                activity
+                    .idle(limits.idle_timeout, limits.request_read_timeout)
+                    .await;
                 idle_closed.inc();
                 debug!(%addr, "AWS JSON connection closed: idle");
             };

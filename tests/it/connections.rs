@@ -329,7 +329,7 @@ async fn an_idle_grpc_connection_is_closed_after_the_idle_timeout_and_a_busy_one
         closed.as_millis()
     );
     assert!(
-        closed >= Duration::from_millis(900),
+        closed >= Duration::from_millis(500),
         "closed after {closed:?}"
     );
     assert!(
@@ -387,10 +387,64 @@ async fn an_idle_aws_json_connection_is_closed_after_the_idle_timeout() {
         closed.as_millis()
     );
     assert!(
-        closed >= Duration::from_millis(900),
+        closed >= Duration::from_millis(500),
         "closed after {closed:?}"
     );
     counted_at_least(&d, "aws_json", "idle", 1.0).await;
+}
+
+#[tokio::test]
+async fn an_aws_json_connection_without_a_signed_request_idles_only_for_the_request_read_timeout() {
+    let dir = TestDir::new();
+    dir.prepare()
+        .append_config("\n[connections]\nidle_timeout_secs = 30\nrequest_read_timeout_secs = 2\n");
+    let d = Daemon::start(&dir);
+    let signer = Signer::from_dev_dir(dir.path());
+    let addr = d.aws_api_addr();
+    let host = format!("localhost:{}", addr.port());
+    let call = |signed: bool| {
+        let body = br#"{"NumberOfBytes":8}"#;
+        let mut req = hyper::Request::post(format!("https://{host}/"));
+        for (k, v) in signer.sign(&host, "GenerateRandom", body) {
+            // Unsigned: the same request without its Authorization header.
+            if k != "host" && (signed || k != "authorization") {
+                req = req.header(k, v);
+            }
+        }
+        req.body(Full::new(Bytes::from_static(body))).unwrap()
+    };
+    let (_silent, mut silent_conn) =
+        h2_connect::<Full<Bytes>>(addr, client_tls(&d, None, b"h2")).await;
+    let (mut anonymous, mut anonymous_conn) = h2_connect(addr, client_tls(&d, None, b"h2")).await;
+    let (mut known, known_conn) = h2_connect(addr, client_tls(&d, None, b"h2")).await;
+    let refused = anonymous.send_request(call(false)).await.unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    refused.into_body().collect().await.unwrap();
+    let answered = known.send_request(call(true)).await.unwrap();
+    assert_eq!(answered.status(), 200);
+    answered.into_body().collect().await.unwrap();
+
+    // A connection that never sent a signed request is anonymous: 2 s, not 30.
+    for (what, conn) in [
+        ("silent", &mut silent_conn),
+        ("unsigned", &mut anonymous_conn),
+    ] {
+        let closed = ends_within(conn, Duration::from_secs(25))
+            .await
+            .unwrap_or_else(|| panic!("an anonymous ({what}) connection lasted 25 s"));
+        println!(
+            "an anonymous ({what}) AWS JSON connection was closed after {} ms more",
+            closed.as_millis()
+        );
+    }
+    // One that did keeps the full idle timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !known_conn.is_finished(),
+        "a signed client's connection was closed"
+    );
+    assert!(known.ready().await.is_ok());
+    counted_at_least(&d, "aws_json", "idle", 2.0).await;
 }
 
 /// A request body that sends one byte every 200 ms, for ever (until dropped), after

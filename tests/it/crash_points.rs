@@ -28,6 +28,8 @@ struct Told {
     blobs: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// Keys whose deletion the client scheduled (pending, or destroyed since).
     doomed: HashSet<String>,
+    /// Keys whose creation was acknowledged.
+    created: Vec<String>,
 }
 
 const CONTEXT: &[(&str, &str)] = &[("crash", "test")];
@@ -306,12 +308,18 @@ async fn mixed_load(c: p11kms::client::KmsClient, keys: Vec<String>, seed: u64) 
             tokio::spawn(async move {
                 let mut rng = Rng(seed ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let mut told = Told::default();
+                // Only keys this task created are scheduled for deletion, so that the
+                // keys shared by the tasks (never empty) outlive every round.
+                let mut mine: Vec<String> = Vec::new();
                 for n in 0..10_000u64 {
                     let key = keys[rng.below(keys.len() as u64) as usize].clone();
                     let ok = match rng.below(10) {
                         0 => match c.create_key(proto::CreateKeyRequest::default()).await {
                             Ok(r) => {
-                                keys.push(r.into_inner().key_metadata.unwrap().key_id);
+                                let key = r.into_inner().key_metadata.unwrap().key_id;
+                                keys.push(key.clone());
+                                mine.push(key.clone());
+                                told.created.push(key);
                                 true
                             }
                             Err(_) => false,
@@ -336,11 +344,11 @@ async fn mixed_load(c: p11kms::client::KmsClient, keys: Vec<String>, seed: u64) 
                             })
                             .await
                             .is_ok(),
-                        4 if keys.len() > 4 => {
+                        4 if !mine.is_empty() => {
+                            let key = mine.swap_remove(rng.below(mine.len() as u64) as usize);
                             // Told once the call is sent: a crash may or may not have kept it.
                             told.doomed.insert(key.clone());
-                            let idx = keys.iter().position(|k| *k == key).unwrap();
-                            keys.remove(idx);
+                            keys.retain(|k| *k != key);
                             c.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
                                 key_id: key,
                                 pending_window_in_days: Some(7),
@@ -377,6 +385,7 @@ async fn mixed_load(c: p11kms::client::KmsClient, keys: Vec<String>, seed: u64) 
         let part = t.await.unwrap();
         told.blobs.extend(part.blobs);
         told.doomed.extend(part.doomed);
+        told.created.extend(part.created);
     }
     told
 }
@@ -409,6 +418,7 @@ async fn random_kills_under_mixed_load_lose_nothing() {
         acknowledged += part.blobs.len();
         told.blobs.extend(part.blobs);
         told.doomed.extend(part.doomed);
+        keys.extend(part.created);
         keys.retain(|k| !told.doomed.contains(k));
         check_invariants(&dir, &told).await;
         eprintln!("round {round}: {acknowledged} ciphertexts acknowledged so far, all decrypt");

@@ -57,7 +57,24 @@ const REOPEN_EVERY: Duration = Duration::from_millis(200);
 /// How long `destroy_material_everywhere` waits for a busy session to hand back its copy.
 const FORGET_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+/// Work for a worker, with the span it was sent from: a request's, for the calls made
+/// while serving one. The worker runs it inside that span, so every line logged for it,
+/// the line about a panic included (logged after the work has unwound), carries the
+/// request id.
+pub(super) struct Job {
+    span: Span,
+    work: Box<dyn FnOnce(&mut WorkerSession) + Send>,
+}
+
+impl Job {
+    /// `work`, in the current span.
+    pub(super) fn new(work: impl FnOnce(&mut WorkerSession) + Send + 'static) -> Self {
+        Self {
+            span: Span::current(),
+            work: Box::new(work),
+        }
+    }
+}
 
 /// Pool sizing and behaviour.
 #[derive(Clone, Debug)]
@@ -180,16 +197,18 @@ impl Workers {
                         recv(ctl) -> j => j,
                         recv(rx) -> j => j,
                     };
-                    let Ok(job) = job else { break };
+                    let Ok(Job { span, work }) = job else { break };
                     let Some(workers) = me.upgrade() else { break };
+                    let _in_span = span.enter();
                     mine.busy_since
                         .store(workers.now_ms() + 1, Ordering::Release);
                     {
                         let _g = health.enter();
                         // A panicking job must not take its worker (and the session it
                         // owns) down with it; its caller sees the pool error instead.
-                        let caught =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws)));
+                        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            work(&mut ws)
+                        }));
                         if caught.is_err() {
                             tracing::error!("an HSM job panicked; resetting the worker's session");
                             ws.reset();
@@ -385,7 +404,7 @@ impl HsmPool {
         for index in self.inline.take_missing(REOPEN_EVERY) {
             let inline = Arc::clone(&self.inline);
             let factory = Arc::clone(&self.factory);
-            let job: Job = Box::new(move |_| {
+            let job = Job::new(move |_| {
                 let mut ws = factory();
                 match ws.check() {
                     Ok(()) => inline.add(index, ws),
@@ -405,7 +424,7 @@ impl HsmPool {
     /// it (that may block) and lets it be reopened.
     fn retire_inline(&self, (index, ws): (usize, Option<WorkerSession>)) {
         let inline = Arc::clone(&self.inline);
-        let job: Job = Box::new(move |_| {
+        let job = Job::new(move |_| {
             drop(ws);
             inline.mark_missing(index);
         });
@@ -483,7 +502,7 @@ impl HsmPool {
         }
         self.workers.stopping.store(true, Ordering::SeqCst);
         for _ in 0..self.size {
-            let _ = self.jobs.send(Box::new(|_| {}));
+            let _ = self.jobs.send(Job::new(|_| {}));
         }
         let slots = std::mem::take(&mut *lock(&self.workers.slots));
         for w in slots {
@@ -551,13 +570,12 @@ impl HsmPool {
             .await
             .map_err(|_| HsmError::PoolStopped)?;
         let (tx, rx) = oneshot::channel();
-        let span = Span::current();
         let metrics = self.metrics.clone();
         let inline = Arc::clone(&self.inline);
         let health = Arc::clone(&self.health);
-        let job: Job = Box::new(move |ws| {
+        // In the caller's span (see `Job`).
+        let job = Job::new(move |ws| {
             let _permit = permit;
-            let _g = span.enter();
             // Its caller gave up, or the token went down while it waited: skip the call.
             if tx.is_closed() {
                 return;
@@ -724,7 +742,7 @@ impl HsmPool {
         let mut acks = Vec::with_capacity(controls.len());
         for ctl in &controls {
             let (tx, rx) = oneshot::channel();
-            let job: Job = Box::new(move |ws| {
+            let job = Job::new(move |ws| {
                 ws.forget(&m);
                 let _ = tx.send(());
             });

@@ -9,6 +9,7 @@ mod server;
 mod service;
 mod status;
 mod tls;
+mod unnamed;
 
 pub(crate) use connections::{
     Activity, ConnectionLimits, Handshakes, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,

@@ -19,6 +19,7 @@ use tokio_stream::StreamExt as _;
 use tonic::body::Body;
 use tonic::codegen::{http, Service};
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tracing::{debug, info, warn};
 
 use super::connections::{Activity, ConnectionLimits, Handshakes};
@@ -160,11 +161,19 @@ where
             let (conn, gone) = TlsConn::new(tls, addr);
             // The client certificate named the caller at the handshake.
             let activity = Activity::new(true);
-            let router = server.add_service(Counted {
+            // The statuses tonic answers before a handler runs (a message that does not
+            // decode, an unknown method or service) get an AWS error name too; the echo
+            // as well, so that the benchmark's ceiling pays what the real service pays.
+            let routes = Routes::new(Counted {
                 inner: svc,
                 activity: Arc::clone(&activity),
                 read_timeout,
-            });
+            })
+            .into_axum_router()
+            .layer(axum::middleware::map_response(
+                super::unnamed::name_unnamed_statuses,
+            ));
+            let router = server.add_routes(Routes::from(routes));
             // One tonic server per connection, so that each can be told to go away on
             // its own (GOAWAY, calls in flight finish) when idle. Its one connection is
             // followed by a stream that never ends: an ended stream would make tonic
@@ -286,6 +295,20 @@ impl ReadDeadline {
     }
 }
 
+/// The status of a request whose body did not arrive in time: DEADLINE_EXCEEDED, named
+/// as the AWS JSON listener names its 408 (Smithy's name), so that `unnamed` leaves it.
+fn too_slow(timeout: Duration) -> tonic::Status {
+    let mut st = tonic::Status::deadline_exceeded(format!(
+        "RequestTimeoutException: the request did not arrive within {} s",
+        timeout.as_secs()
+    ));
+    st.metadata_mut().insert(
+        super::status::ERROR_TYPE_HEADER,
+        tonic::metadata::MetadataValue::from_static("RequestTimeoutException"),
+    );
+    st
+}
+
 impl hyper::body::Body for ReadDeadline {
     type Data = hyper::body::Bytes;
     type Error = tonic::Status;
@@ -303,10 +326,7 @@ impl hyper::body::Body for ReadDeadline {
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(tonic::Status::deadline_exceeded(format!(
-                "the request did not arrive within {} s",
-                this.timeout.as_secs()
-            ))))),
+            Poll::Ready(()) => Poll::Ready(Some(Err(too_slow(this.timeout)))),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -541,6 +541,12 @@ async fn requests_sent_slowly_are_cut_off_at_the_request_read_timeout() {
         cut.as_millis()
     );
     assert_eq!(status.as_deref(), Some("4"), "DEADLINE_EXCEEDED");
+    let name = parts
+        .headers
+        .get("x-amzn-errortype")
+        .or_else(|| trailers.get("x-amzn-errortype"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(name.as_deref(), Some("RequestTimeoutException"));
     assert!(cut >= Duration::from_millis(1900), "{cut:?}");
     let (mut tx, _conn) = h2_connect(d.addr, client_tls(&d, Some(&admin), b"h2")).await;
     assert_eq!(grpc_generate_random(&mut tx).await, "0");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use p11kms::client::{connect, error_name, Identity, KmsClient};
 use p11kms::proto;
 use p11kms::DevDir;
+use rustls_pki_types::pem::PemObject as _;
 use tempfile::TempDir;
 
 use crate::p11shim::{Control, Shim};
@@ -644,4 +645,36 @@ pub fn python_bin() -> String {
         .ok()
         .or_else(|| Path::new(venv).exists().then(|| venv.to_owned()))
         .unwrap_or_else(|| "python3".into())
+}
+
+/// A TLS client for tests that speak raw HTTP to the daemon: it trusts the daemon's CA,
+/// offers `alpn`, and presents the client identity in `identity` (cert.pem, key.pem),
+/// or none.
+pub fn client_tls(
+    d: &Daemon,
+    identity: Option<&std::path::Path>,
+    alpn: &[u8],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(dir) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    cfg
 }

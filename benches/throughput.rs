@@ -28,7 +28,7 @@
 //! (environment):
 //! - `BENCH_SECS` (default 2): seconds per measurement;
 //! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, slow,
-//!   batch, audit);
+//!   batch, audit; and `soak`, which runs only when named: see `throughput/soak.rs`);
 //! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops and audit sections;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons of
@@ -61,6 +61,8 @@ mod p11shim;
 mod raw;
 #[path = "throughput/report.rs"]
 mod report;
+#[path = "throughput/soak.rs"]
+mod soak;
 
 use grpc_load::Grpc;
 use json_load::Json;
@@ -100,6 +102,11 @@ fn secs() -> Duration {
 
 fn wanted(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
+/// Sections that run only when BENCH_ONLY names them (the soak).
+fn only(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").is_ok_and(|only| only.split(',').any(|s| s.trim() == section))
 }
 
 fn in_flight() -> Vec<usize> {
@@ -328,6 +335,9 @@ fn main() -> BoxResult<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        if only("soak") {
+            soak::soak().await?;
+        }
         // The transport's ceiling, per transport and calls in flight.
         let mut echo = std::collections::HashMap::new();
         if wanted("echo") || wanted("ops") {

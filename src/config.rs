@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::ConnectionLimits;
 use crate::domain::{AccountId, Partition, Pin, Region};
 use crate::hsm::{PoolConfig, TokenSelector};
 use crate::identity::Principal;
@@ -51,6 +53,34 @@ pub struct ConfigFile {
     /// The AWS KMS protocol listener (AWS JSON 1.1 over HTTPS); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_api: Option<AwsApiSection>,
+    /// What a connection may cost on the listeners; defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionsSection>,
+}
+
+/// `[connections]`: bounds on the connections of every listener (gRPC, AWS JSON and
+/// metrics), so that clients that connect and stay silent or slow cannot lock others out.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// Seconds from a client's TCP connect to the end of its TLS handshake (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// TLS handshakes in progress at once per listener; a new connection over the bound
+    /// ends the oldest (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_handshakes: Option<usize>,
+    /// Handshakes in progress at once from one IPv4 address or IPv6 /64; a new one from
+    /// a source at its bound ends that source's oldest (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_handshakes_per_source: Option<usize>,
+    /// Seconds an API connection may stay with no request in flight before it is closed
+    /// (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request's head, and then its body, may take to arrive (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_read_timeout_secs: Option<u64>,
 }
 
 /// `[aws_api]`
@@ -344,6 +374,8 @@ pub struct Config {
     pub metrics: Option<MetricsConfig>,
     /// The AWS JSON listener; `None` when off.
     pub aws_api: Option<AwsApiConfig>,
+    /// What a connection may cost on every listener.
+    pub connections: ConnectionLimits,
 }
 
 /// Why a configuration was refused.
@@ -602,6 +634,7 @@ impl Config {
                 require_client_certificate: a.require_client_certificate.unwrap_or(false),
             }),
         };
+        let connections = connection_limits(f.connections.unwrap_or_default())?;
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -631,6 +664,7 @@ impl Config {
         Ok(Self {
             metrics,
             aws_api,
+            connections,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),
             clock_offset_file: lifecycle.clock_offset_file.as_deref().map(abs),
@@ -669,6 +703,72 @@ impl Config {
             bench_echo: false,
         })
     }
+}
+
+/// Validates `[connections]`, filling in the defaults.
+fn connection_limits(c: ConnectionsSection) -> Result<ConnectionLimits, ConfigError> {
+    use crate::api::{
+        DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PENDING_HANDSHAKES,
+        DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE, DEFAULT_REQUEST_READ_TIMEOUT,
+        MAX_PENDING_HANDSHAKES_LIMIT,
+    };
+    let handshake_timeout = match c.handshake_timeout_secs {
+        None => DEFAULT_HANDSHAKE_TIMEOUT,
+        Some(n) if (1..=60).contains(&n) => Duration::from_secs(n),
+        Some(_) => {
+            return Err(invalid(
+                "connections.handshake_timeout_secs",
+                "must be between 1 and 60",
+            ))
+        }
+    };
+    let max_pending_handshakes = c
+        .max_pending_handshakes
+        .unwrap_or(DEFAULT_MAX_PENDING_HANDSHAKES);
+    if !(1..=MAX_PENDING_HANDSHAKES_LIMIT).contains(&max_pending_handshakes) {
+        return Err(invalid(
+            "connections.max_pending_handshakes",
+            format!("must be between 1 and {MAX_PENDING_HANDSHAKES_LIMIT} (half the AWS JSON listener's 4096 connections)"),
+        ));
+    }
+    let max_pending_handshakes_per_source = match c.max_pending_handshakes_per_source {
+        // A smaller total lowers the default with it.
+        None => DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE.min(max_pending_handshakes),
+        Some(n) if (1..=max_pending_handshakes).contains(&n) => n,
+        Some(_) => {
+            return Err(invalid(
+                "connections.max_pending_handshakes_per_source",
+                "must be between 1 and connections.max_pending_handshakes",
+            ))
+        }
+    };
+    let idle_timeout = match c.idle_timeout_secs {
+        None => DEFAULT_IDLE_TIMEOUT,
+        Some(n) if (1..=86_400).contains(&n) => Duration::from_secs(n),
+        Some(_) => {
+            return Err(invalid(
+                "connections.idle_timeout_secs",
+                "must be between 1 and 86400 (a day)",
+            ))
+        }
+    };
+    let request_read_timeout = match c.request_read_timeout_secs {
+        None => DEFAULT_REQUEST_READ_TIMEOUT,
+        Some(n) if (1..=3600).contains(&n) => Duration::from_secs(n),
+        Some(_) => {
+            return Err(invalid(
+                "connections.request_read_timeout_secs",
+                "must be between 1 and 3600 (an hour)",
+            ))
+        }
+    };
+    Ok(ConnectionLimits {
+        handshake_timeout,
+        max_pending_handshakes,
+        max_pending_handshakes_per_source,
+        idle_timeout,
+        request_read_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -736,11 +836,54 @@ sqlite = "p11kms.db"
                 format!("{GOOD}\n[aws_api]\nlisten = \"localhost:1\"\n"),
                 "aws_api.listen",
             ),
+            (
+                format!("{GOOD}\n[connections]\nhandshake_timeout_secs = 0\n"),
+                "connections.handshake_timeout_secs",
+            ),
+            (
+                format!("{GOOD}\n[connections]\nrequest_read_timeout_secs = 0\n"),
+                "connections.request_read_timeout_secs",
+            ),
+            (
+                format!("{GOOD}\n[connections]\nidle_timeout_secs = 0\n"),
+                "connections.idle_timeout_secs",
+            ),
+            (
+                format!("{GOOD}\n[connections]\nmax_pending_handshakes = 5000\n"),
+                "connections.max_pending_handshakes",
+            ),
+            (
+                format!("{GOOD}\n[connections]\nmax_pending_handshakes = 10\nmax_pending_handshakes_per_source = 11\n"),
+                "connections.max_pending_handshakes_per_source",
+            ),
         ];
         for (text, field) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn connection_limits_default_and_a_smaller_total_lowers_the_per_source_bound() {
+        let d = parse(GOOD).unwrap().connections;
+        assert_eq!(d, ConnectionLimits::default());
+        assert_eq!(d.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(d.idle_timeout, Duration::from_secs(300));
+        assert_eq!(d.request_read_timeout, Duration::from_secs(30));
+        assert_eq!(
+            (
+                d.max_pending_handshakes,
+                d.max_pending_handshakes_per_source
+            ),
+            (1024, 256)
+        );
+        let small = parse(&format!(
+            "{GOOD}\n[connections]\nhandshake_timeout_secs = 2\nmax_pending_handshakes = 100\n"
+        ))
+        .unwrap()
+        .connections;
+        assert_eq!(small.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(small.max_pending_handshakes_per_source, 100);
     }
 
     #[test]

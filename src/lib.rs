@@ -40,6 +40,7 @@ mod config;
 mod daemon;
 mod dev;
 mod domain;
+mod failpoint;
 mod hsm;
 mod identity;
 mod metrics;
@@ -61,6 +62,9 @@ pub use dev::{
     softhsm_module, DevAccessKey, DevCa, DevDir, DEV_ACCOUNT, DEV_AWS_API_LISTEN,
     DEV_METRICS_LISTEN, DEV_TOKEN_LABEL,
 };
+
+// The crash points the crash-consistency tests stop the daemon at.
+pub use failpoint::CRASH_POINTS;
 
 // Reading and verifying the audit trail (`p11kms audit`, tests).
 pub use audit::{

@@ -1,15 +1,27 @@
 //! The `p11kms` binary: the daemon (`p11kms serve`) and the client CLI in one.
 
+// `println!` panics, with a backtrace, when stdout's reader has gone away; output goes
+// through `cli::io`, which returns the error instead (see `cli::io::print_line`).
+#![deny(clippy::print_stdout)]
+
 mod cli;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // A client command whose reader went away (`p11kms key list | head -1`) stops
+    // quietly, as any Unix tool upstream of `head` does. The daemon still reports it:
+    // its stdout closing before it has announced itself is worth a line in its log.
+    let quiet_broken_pipe = !matches!(cli.command, cli::Command::Serve(_));
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if quiet_broken_pipe && cli::io::is_broken_pipe(e.as_ref()) => {
+            ExitCode::from(cli::io::BROKEN_PIPE_STATUS)
+        }
         Err(e) => {
             let mut msg = format!("error: {e}");
             let mut cur = e.source();
@@ -17,7 +29,8 @@ fn main() -> ExitCode {
                 msg.push_str(&format!("\n  caused by: {c}"));
                 cur = c.source();
             }
-            eprintln!("{msg}");
+            // Not eprintln!, which panics when stderr is closed too; the status says it.
+            let _ = writeln!(std::io::stderr().lock(), "{msg}");
             ExitCode::FAILURE
         }
     }

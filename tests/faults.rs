@@ -277,6 +277,7 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     );
     let pool = HsmPool::start(&module, slot, pin.clone(), &PoolConfig::default()).unwrap();
     let pool2 = pool.clone();
+    let pool3 = pool.clone();
     let clock = Arc::new(TestClock(std::sync::Mutex::new(
         std::time::SystemTime::now(),
     )));
@@ -446,6 +447,10 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     ));
     assert!(objects_of(&key).is_empty());
     assert!(restarted.destroy_due_keys().await.unwrap().is_empty());
+    // As the daemon does: sessions closed and C_Finalize before exit. SoftHSM2 torn
+    // down by process exit with sessions open can abort in its exit handlers.
+    pool3.shutdown();
+    module.finalize().unwrap();
 }
 
 impl p11kms::AccessKeyStore for FaultyStore {

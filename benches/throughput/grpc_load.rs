@@ -112,7 +112,7 @@ impl Grpc {
 }
 
 /// An Encrypt of 32 bytes (the message type zeroizes on drop, so it is built by field).
-fn encrypt_request(key_id: String) -> proto::EncryptRequest {
+pub(crate) fn encrypt_request(key_id: String) -> proto::EncryptRequest {
     let mut r = proto::EncryptRequest::default();
     r.key_id = key_id;
     r.plaintext = vec![7u8; 32];

@@ -2,13 +2,20 @@
 //! method per request, and maps errors to gRPC statuses. No policy logic, no HSM calls.
 
 mod batch;
+mod connections;
 mod convert;
 mod echo;
 mod server;
 mod service;
 mod status;
 mod tls;
+mod unnamed;
 
+pub(crate) use connections::{
+    Activity, ConnectionLimits, Handshakes, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+    DEFAULT_REQUEST_READ_TIMEOUT, MAX_PENDING_HANDSHAKES_LIMIT,
+};
 pub(crate) use server::{serve, Lifetimes};
 pub(crate) use status::ERROR_TYPE_HEADER;
 pub(crate) use tls::{read_chain_and_key, Peer, TlsError, TlsFiles};

@@ -40,7 +40,7 @@ pub(crate) fn code_of(e: &KmsError) -> Code {
         KmsError::LimitExceeded(_) => Code::ResourceExhausted,
         KmsError::UnsupportedOperation(_) => Code::Unimplemented,
         // Retryable: the HSM may come back.
-        KmsError::KeyUnavailable(_) => Code::Unavailable,
+        KmsError::KeyUnavailable(_) | KmsError::DependencyTimeout(_) => Code::Unavailable,
         KmsError::Internal(_) => Code::Internal,
     }
 }

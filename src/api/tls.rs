@@ -15,6 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
@@ -274,13 +275,27 @@ impl Peer {
 pub(crate) struct TlsConn {
     inner: TlsStream<TcpStream>,
     peer: Arc<Peer>,
+    /// Dropped with the connection, which tells whoever watches it that it is closed.
+    _gone: oneshot::Sender<()>,
 }
 
 impl TlsConn {
-    /// Wraps a finished handshake.
-    pub(crate) fn new(inner: TlsStream<TcpStream>, addr: SocketAddr) -> Self {
+    /// Wraps a finished handshake; the receiver learns when the connection is dropped
+    /// (closed by either side).
+    pub(crate) fn new(
+        inner: TlsStream<TcpStream>,
+        addr: SocketAddr,
+    ) -> (Self, oneshot::Receiver<()>) {
         let peer = Arc::new(Peer::of(&inner, addr));
-        Self { inner, peer }
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                inner,
+                peer,
+                _gone: tx,
+            },
+            rx,
+        )
     }
 }
 

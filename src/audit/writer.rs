@@ -404,6 +404,7 @@ impl Writer {
             .write_all(lines)
             .and_then(|()| match self.settings.sync {
                 SyncMode::Batch => {
+                    crate::failpoint::hit("audit.after_write");
                     let started = std::time::Instant::now();
                     let synced = self.file.sync_data();
                     self.metrics.audit_fsync(started.elapsed());
@@ -422,6 +423,7 @@ impl Writer {
         }
         self.len += lines.len() as u64;
         self.head = new_head;
+        crate::failpoint::hit("audit.after_sync");
         Ok(())
     }
 

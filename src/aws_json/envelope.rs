@@ -47,7 +47,8 @@ pub(super) const MAX_BODY: usize = 512 * 1024;
 pub(super) const MAX_BATCH_BODY: usize = 8 * 1024 * 1024;
 
 /// What all bodies over [`MAX_BODY`] held at once may add up to: 64 MiB, eight full
-/// batch bodies. A body that finds no room waits for it, within [`BODY_READ_TIMEOUT`].
+/// batch bodies. A body that finds no room waits for it, within the listener's request
+/// read timeout.
 const LARGE_BODY_BUDGET_KIB: usize = 64 * 1024;
 
 /// Why a request was refused before it reached an operation.
@@ -59,13 +60,9 @@ pub(super) enum Rejected {
     MediaType,
     /// The body is over the operation's limit (the number).
     TooLarge(usize),
-    /// The body did not arrive within [`BODY_READ_TIMEOUT`].
+    /// The body did not arrive within the listener's request read timeout.
     TooSlow,
 }
-
-/// A client has this long to send a request's body: a body held back cannot keep its
-/// buffer (up to [`MAX_BODY`]) for ever.
-pub(super) const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Rejected {
     /// The answer, under a request id made for it (no request record exists).
@@ -148,14 +145,24 @@ pub(super) fn body_limit(op: Operation, headers: &HeaderMap) -> Result<usize, Re
     }
 }
 
-/// Room for bodies over [`MAX_BODY`], shared by every connection of one listener.
+/// What reading bodies may cost on one listener, shared by all its connections: room
+/// for bodies over [`MAX_BODY`], and the time a body may take to arrive.
 #[derive(Clone)]
-pub(super) struct BodyBudget(Arc<Semaphore>);
+pub(super) struct BodyBudget {
+    room: Arc<Semaphore>,
+    /// A client has this long to send a request's body (`connections.
+    /// request_read_timeout_secs`): a body held back cannot keep its buffer (up to
+    /// [`MAX_BODY`], or room in the budget) for ever.
+    read_timeout: std::time::Duration,
+}
 
 impl BodyBudget {
-    /// The listener's budget (see `LARGE_BODY_BUDGET_KIB`).
-    pub(super) fn new() -> Self {
-        Self(Arc::new(Semaphore::new(LARGE_BODY_BUDGET_KIB)))
+    /// The listener's budget (see `LARGE_BODY_BUDGET_KIB`), and its bodies' time limit.
+    pub(super) fn new(read_timeout: std::time::Duration) -> Self {
+        Self {
+            room: Arc::new(Semaphore::new(LARGE_BODY_BUDGET_KIB)),
+            read_timeout,
+        }
     }
 
     /// Room for a body of up to `limit` bytes, waiting for it when others hold it;
@@ -167,12 +174,12 @@ impl BodyBudget {
         // At most the whole budget, so it always fits in u32; the semaphore is never
         // closed, so the acquire never fails.
         let kib = u32::try_from(limit.div_ceil(1024).min(LARGE_BODY_BUDGET_KIB)).ok()?;
-        Arc::clone(&self.0).acquire_many_owned(kib).await.ok()
+        Arc::clone(&self.room).acquire_many_owned(kib).await.ok()
     }
 }
 
-/// Reads the body, at most `limit` bytes of it (see [`body_limit`]), within
-/// [`BODY_READ_TIMEOUT`], after taking room for it in `budget`.
+/// Reads the body, at most `limit` bytes of it (see [`body_limit`]), within the
+/// budget's read timeout, after taking room for it in `budget`.
 pub(super) async fn read_body(
     body: Incoming,
     limit: usize,
@@ -182,7 +189,7 @@ pub(super) async fn read_body(
         let room = budget.room(limit).await;
         (Limited::new(body, limit).collect().await, room)
     };
-    match tokio::time::timeout(BODY_READ_TIMEOUT, read)
+    match tokio::time::timeout(budget.read_timeout, read)
         .await
         .map_err(|_| Rejected::TooSlow)?
     {

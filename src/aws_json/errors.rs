@@ -17,7 +17,9 @@ pub(super) const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
 pub(super) fn status_of(e: &KmsError) -> StatusCode {
     match e {
         // Faults on the service's side: AWS's reference gives 500 for both.
-        KmsError::Internal(_) | KmsError::KeyUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        KmsError::Internal(_) | KmsError::KeyUnavailable(_) | KmsError::DependencyTimeout(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         // AWS's common errors give 403 for a request with no credentials at all;
         // a bad or unknown one is 400 (IncompleteSignature, InvalidSignatureException,
         // UnrecognizedClientException as KMS sends them).

@@ -13,15 +13,18 @@ use super::calls::Serve;
 use super::envelope::{self, Body, BodyBudget};
 use super::operation::{Operation, Visit};
 use super::{auth, errors};
-use crate::api::Peer;
+use crate::api::{Activity, Peer};
 use crate::vault::{KmsError, RequestInfo, Transport, Vault};
 
 /// Answers one request. Never fails: every refusal is an AWS error answer.
 /// Bodies over the usual limit (batch calls) take room in `budget` while they are held.
+/// A request whose signature checks out marks its connection's `activity`
+/// authenticated.
 pub(super) async fn handle(
     vault: Arc<Vault>,
     peer: Arc<Peer>,
     budget: BodyBudget,
+    activity: &Activity,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -39,6 +42,7 @@ pub(super) async fn handle(
     op.visit(Run {
         vault: &vault,
         peer: &peer,
+        activity,
         parts: &parts,
         body: &body,
         op,
@@ -56,6 +60,7 @@ fn refused(r: &envelope::Rejected) -> Response<Body> {
 struct Run<'a> {
     vault: &'a Arc<Vault>,
     peer: &'a Peer,
+    activity: &'a Activity,
     parts: &'a Parts,
     body: &'a [u8],
     op: Operation,
@@ -75,6 +80,9 @@ async fn run<R: Serve>(ctx: Run<'_>) -> Response<Body> {
     // goes into the audit record of the refusal, only the operation and source.
     let source_ip = ctx.peer.addr.ip();
     let authenticated = auth::caller(vault, ctx.parts, ctx.body, source_ip).await;
+    if authenticated.is_ok() {
+        ctx.activity.authenticated();
+    }
     let (shape, key_id) = match &authenticated {
         Ok(_) => match envelope::decode::<R>(ctx.body) {
             Ok(s) => {

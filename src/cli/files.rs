@@ -20,7 +20,7 @@ use p11kms::client::envelope::{
     KmsKeyring, MaterialsManager, MessageHeader, Suite, MAX_EDKS,
 };
 
-use super::io::{parse_pair, AtomicFile};
+use super::io::{parse_pair, AtomicFile, PipeWatch};
 use super::Conn;
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -142,7 +142,16 @@ impl Output {
             Ok(())
         };
         match self {
-            Self::Stdout => run(&mut io::stdout().lock()),
+            Self::Stdout => {
+                let mut out = PipeWatch::new(io::stdout().lock());
+                let r = run(&mut out);
+                // The encryptor reports a failed write as text; a closed stdout must
+                // still reach `main` as `BrokenPipe`, for a quiet exit.
+                if r.is_err() && out.broken() {
+                    return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+                }
+                r
+            }
             Self::File(mut f) => {
                 run(f.file())?;
                 f.commit()?;

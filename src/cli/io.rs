@@ -31,6 +31,84 @@ pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// Prints `text` and a newline on stdout. Used instead of `println!`, which panics when
+/// the reader of stdout has gone away (`p11kms key list | head -1`): this returns the
+/// `BrokenPipe` error instead, and `main` turns it into a quiet exit.
+pub(crate) fn print_line(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// The exit status of a client command whose stdout reader went away: 128 + SIGPIPE,
+/// what a shell reports for a tool that the signal ended (`yes | head -1` under
+/// `pipefail`). Rust ignores SIGPIPE, so the write fails with `EPIPE` instead and the
+/// command exits with this status by itself.
+pub(crate) const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Whether `e`, or any error in its chain of sources, is a write to a pipe nobody reads.
+pub(crate) fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        // serde_json keeps the writer's error inside its own and exposes only the kind.
+        if let Some(json) = err.downcast_ref::<serde_json::Error>() {
+            if json.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// A writer that remembers whether a write or flush met a closed pipe. For writers
+/// whose errors reach the caller only as text (the envelope encryptor keeps the
+/// message, not the `io::Error`), so that a closed stdout is still recognised.
+pub(crate) struct PipeWatch<W> {
+    inner: W,
+    broken: bool,
+}
+
+impl<W: Write> PipeWatch<W> {
+    /// Watches `inner`.
+    pub(crate) fn new(inner: W) -> Self {
+        Self {
+            inner,
+            broken: false,
+        }
+    }
+
+    /// Whether a write or flush has failed with `BrokenPipe`.
+    pub(crate) fn broken(&self) -> bool {
+        self.broken
+    }
+
+    fn watch<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            self.broken |= e.kind() == std::io::ErrorKind::BrokenPipe;
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for PipeWatch<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.watch(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.watch(r)
+    }
+}
+
 /// Decodes base64 text, ignoring surrounding white space.
 pub(crate) fn decode_b64(text: &[u8]) -> Result<Vec<u8>, String> {
     let trimmed: Vec<u8> = text

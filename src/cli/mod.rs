@@ -3,7 +3,7 @@
 mod audit;
 mod client_cmds;
 mod files;
-mod io;
+pub(crate) mod io;
 mod serve;
 
 use std::path::PathBuf;
@@ -503,14 +503,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Dev(DevCmd::IssueCert { principal, out }) => {
             let dir = p11kms::DevDir::at(dev_root);
             dir.ca()?.issue_client(Some(&principal), &out)?;
-            println!(
+            io::print_line(&format!(
                 "wrote {}/{{cert,key,ca}}.pem for {principal}",
                 out.display()
-            );
-            println!(
+            ))?;
+            io::print_line(&format!(
                 "use it with: p11kms --identity {} …  (or P11KMS_IDENTITY)",
                 out.display()
-            );
+            ))?;
             Ok(())
         }
         Command::Dev(DevCmd::IssueCredentials { principal }) => {
@@ -519,7 +519,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let key = dir.issue_credentials(&principal)?;
             let out = client_cmds::credentials::issued_json(&key);
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            io::print_line(&serde_json::to_string_pretty(&out)?)?;
             Ok(())
         }
         Command::Dev(DevCmd::TokenObjects) => {
@@ -527,7 +527,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // Single-threaded here: nothing else reads the environment yet.
             std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
             let objects = dir.token_objects()?;
-            println!("{}", serde_json::to_string_pretty(&objects)?);
+            io::print_line(&serde_json::to_string_pretty(&objects)?)?;
             Ok(())
         }
         Command::Audit(cmd) => audit::run(cmd, &dev_root),
@@ -538,7 +538,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|_| "MalformedPolicyDocumentException: the case is not UTF-8")?;
             let case = p11kms::parse_case(&text).map_err(malformed)?;
             let decision = p11kms::eval_case(&case).map_err(malformed)?;
-            println!("{}", serde_json::to_string_pretty(&decision)?);
+            io::print_line(&serde_json::to_string_pretty(&decision)?)?;
             Ok(())
         }
         Command::EncryptFile(a) => files::encrypt_file(&cli.conn, a),

@@ -74,6 +74,7 @@ pub(crate) fn run(
     data_dir: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     init_logging(args.log_format);
+    raise_open_files_limit();
     let (mut config, dev) = if args.dev {
         let dir = DevDir::at(data_dir.unwrap_or_else(DevDir::default_root));
         dir.prepare()?;
@@ -228,6 +229,18 @@ fn announce(
     }
     out.flush()?;
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit. Each connection, and each TLS
+/// handshake in progress, holds a descriptor; systemd and most shells start services
+/// with a soft limit of 1024 under a far higher hard one, which a few hundred silent
+/// sockets and a thousand idle clients would exhaust (accept then fails with EMFILE).
+/// The hard limit stays the operator's to set (`LimitNOFILE=`).
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// Registers SIGINT and SIGTERM now; the future completes on either.

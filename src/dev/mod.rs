@@ -89,6 +89,25 @@ pub enum DevError {
     /// No dev directory yet.
     #[error("no dev CA in {0}; start `p11kms serve --dev` once first")]
     NotInitialised(PathBuf),
+    /// The token directory cannot be read: the dev token may be in it, so none is
+    /// initialised.
+    #[error("cannot read the dev token directory {}; it may hold the token labelled {DEV_TOKEN_LABEL}, so p11kms will not initialise another: make it readable by this user and start again", path.display())]
+    TokenDirUnreadable {
+        /// The token directory.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SoftHSM2 shows no dev token, but the token directory is not empty: a token is
+    /// there that SoftHSM2 could not load, so none is initialised.
+    #[error("SoftHSM2 shows no token labelled {DEV_TOKEN_LABEL}, but the token directory holds {} (unreadable, or not a token SoftHSM2 can load); p11kms will not initialise a second token with that label: make it readable, or move it out of {} to start with a new token", entry.display(), dir.display())]
+    TokenNotLoaded {
+        /// The token directory.
+        dir: PathBuf,
+        /// What is in it.
+        entry: PathBuf,
+    },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DevError + '_ {
@@ -133,6 +152,10 @@ impl DevDir {
     pub fn softhsm_conf(&self) -> PathBuf {
         self.root.join("softhsm2.conf")
     }
+    /// SoftHSM2's token directory for this dev directory (`directories.tokendir`).
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.root.join("tokens")
+    }
     /// The admin client identity (cert.pem, key.pem, ca.pem).
     pub fn admin_identity(&self) -> PathBuf {
         self.root.join("identities").join("admin")
@@ -149,7 +172,7 @@ impl DevDir {
     /// Creates whatever is missing; keeps whatever exists.
     pub fn prepare(&self) -> Result<(), DevError> {
         files::create_private_dir(&self.root)?;
-        let tokens = self.root.join("tokens");
+        let tokens = self.tokens_dir();
         files::create_private_dir(&tokens)?;
         write_new(
             &self.softhsm_conf(),
@@ -226,6 +249,7 @@ impl DevDir {
                     listen: Some(DEV_AWS_API_LISTEN.into()),
                     require_client_certificate: None,
                 }),
+                connections: None,
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;
@@ -237,12 +261,23 @@ impl DevDir {
         Ok(())
     }
 
-    /// Initialises the dev token if this directory has none yet. SOFTHSM2_CONF must
-    /// already point at [`Self::softhsm_conf`].
+    /// Initialises the dev token if this directory has none yet: only when SoftHSM2
+    /// shows no token with its label and the token directory is readable and empty.
+    /// SOFTHSM2_CONF must already point at [`Self::softhsm_conf`].
     pub fn init_token_if_missing(&self, module_path: &Path) -> Result<(), DevError> {
+        // SoftHSM2 skips a token it cannot read, and would then let us initialise a
+        // second token with the same label beside it: a fork, the first token's keys
+        // out of sight while the store still names them. So the directory is read
+        // first, by us, and a token SoftHSM2 does not show must not be on disk.
+        let dir = self.tokens_dir();
+        let on_disk = first_entry(&dir)?;
         let module = Module::load(module_path)?;
         if module.has_token(DEV_TOKEN_LABEL)? {
             return module.finalize().map_err(DevError::from);
+        }
+        if let Some(entry) = on_disk {
+            let _ = module.finalize();
+            return Err(DevError::TokenNotLoaded { dir, entry });
         }
         let read = |name: &str| -> Result<Pin, DevError> {
             let path = self.root.join(name);
@@ -270,6 +305,19 @@ impl DevDir {
     pub fn write_endpoint(&self, addr: SocketAddr) -> Result<(), DevError> {
         let path = self.endpoint_file();
         std::fs::write(&path, format!("https://{addr}\n")).map_err(io_err(&path))
+    }
+}
+
+/// The first entry of the token directory `dir`, None when it is empty; an error naming
+/// it when it cannot be read.
+fn first_entry(dir: &Path) -> Result<Option<PathBuf>, DevError> {
+    let unreadable = |source| DevError::TokenDirUnreadable {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::read_dir(dir).map_err(unreadable)?.next() {
+        None => Ok(None),
+        Some(entry) => Ok(Some(entry.map_err(unreadable)?.path())),
     }
 }
 

@@ -41,6 +41,16 @@ impl MaterialRef {
         id
     }
 
+    /// The material a CKA_ID made by [`Self::cka_id`] names; None for any other id.
+    pub fn from_cka_id(id: &[u8]) -> Option<Self> {
+        let (key, version) = id.split_first_chunk::<16>()?;
+        let version: [u8; 4] = version.try_into().ok()?;
+        Some(Self {
+            key_id: KeyId::from_bytes(*key),
+            version: MaterialVersion(u32::from_be_bytes(version)),
+        })
+    }
+
     /// CKA_ID of a worker's session copy: the material's id and a marker byte, so that no
     /// look-up by the material's own id can match it.
     pub fn copy_id(&self) -> Vec<u8> {

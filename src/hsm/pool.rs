@@ -47,6 +47,7 @@ const RANDOM: CallKind = kind("generate_random", "none", true);
 const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
 const DESTROY: CallKind = kind("destroy_material", "none", false);
 const PROBE: CallKind = kind("probe", "none", false);
+const LIST_MATERIAL: CallKind = kind("list_material", "none", false);
 const SEAL_SECRET: CallKind = kind("seal_secret", "CKM_AES_GCM", true);
 const OPEN_SECRET: CallKind = kind("open_secret", "CKM_AES_GCM", true);
 
@@ -56,7 +57,24 @@ const REOPEN_EVERY: Duration = Duration::from_millis(200);
 /// How long `destroy_material_everywhere` waits for a busy session to hand back its copy.
 const FORGET_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) type Job = Box<dyn FnOnce(&mut WorkerSession) + Send>;
+/// Work for a worker, with the span it was sent from: a request's, for the calls made
+/// while serving one. The worker runs it inside that span, so every line logged for it,
+/// the line about a panic included (logged after the work has unwound), carries the
+/// request id.
+pub(super) struct Job {
+    span: Span,
+    work: Box<dyn FnOnce(&mut WorkerSession) + Send>,
+}
+
+impl Job {
+    /// `work`, in the current span.
+    pub(super) fn new(work: impl FnOnce(&mut WorkerSession) + Send + 'static) -> Self {
+        Self {
+            span: Span::current(),
+            work: Box::new(work),
+        }
+    }
+}
 
 /// Pool sizing and behaviour.
 #[derive(Clone, Debug)]
@@ -179,16 +197,18 @@ impl Workers {
                         recv(ctl) -> j => j,
                         recv(rx) -> j => j,
                     };
-                    let Ok(job) = job else { break };
+                    let Ok(Job { span, work }) = job else { break };
                     let Some(workers) = me.upgrade() else { break };
+                    let _in_span = span.enter();
                     mine.busy_since
                         .store(workers.now_ms() + 1, Ordering::Release);
                     {
                         let _g = health.enter();
                         // A panicking job must not take its worker (and the session it
                         // owns) down with it; its caller sees the pool error instead.
-                        let caught =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ws)));
+                        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            work(&mut ws)
+                        }));
                         if caught.is_err() {
                             tracing::error!("an HSM job panicked; resetting the worker's session");
                             ws.reset();
@@ -384,7 +404,7 @@ impl HsmPool {
         for index in self.inline.take_missing(REOPEN_EVERY) {
             let inline = Arc::clone(&self.inline);
             let factory = Arc::clone(&self.factory);
-            let job: Job = Box::new(move |_| {
+            let job = Job::new(move |_| {
                 let mut ws = factory();
                 match ws.check() {
                     Ok(()) => inline.add(index, ws),
@@ -404,7 +424,7 @@ impl HsmPool {
     /// it (that may block) and lets it be reopened.
     fn retire_inline(&self, (index, ws): (usize, Option<WorkerSession>)) {
         let inline = Arc::clone(&self.inline);
-        let job: Job = Box::new(move |_| {
+        let job = Job::new(move |_| {
             drop(ws);
             inline.mark_missing(index);
         });
@@ -482,7 +502,7 @@ impl HsmPool {
         }
         self.workers.stopping.store(true, Ordering::SeqCst);
         for _ in 0..self.size {
-            let _ = self.jobs.send(Box::new(|_| {}));
+            let _ = self.jobs.send(Job::new(|_| {}));
         }
         let slots = std::mem::take(&mut *lock(&self.workers.slots));
         for w in slots {
@@ -492,8 +512,9 @@ impl HsmPool {
         self.inline.close_all();
     }
 
-    /// Runs `op` on a worker. When the session was lost, the worker reopens it and runs
-    /// `op` once more; a stale cached handle is forgotten and retried the same way.
+    /// Runs `op`: inline while the token answers fast and an inline session is idle,
+    /// else on a worker, within the call deadline. Fails at once while the token is
+    /// down; every outcome counts towards the token's health (see `health`).
     async fn run<T, F>(
         &self,
         kind: CallKind,
@@ -549,13 +570,12 @@ impl HsmPool {
             .await
             .map_err(|_| HsmError::PoolStopped)?;
         let (tx, rx) = oneshot::channel();
-        let span = Span::current();
         let metrics = self.metrics.clone();
         let inline = Arc::clone(&self.inline);
         let health = Arc::clone(&self.health);
-        let job: Job = Box::new(move |ws| {
+        // In the caller's span (see `Job`).
+        let job = Job::new(move |ws| {
             let _permit = permit;
-            let _g = span.enter();
             // Its caller gave up, or the token went down while it waited: skip the call.
             if tx.is_closed() {
                 return;
@@ -695,6 +715,12 @@ impl HsmPool {
         self.run(PROBE, None, |ws| ws.check()).await
     }
 
+    /// Every key-material object in the token (for the start-up orphan sweep).
+    pub async fn material_objects(&self) -> Result<Vec<MaterialRef>, HsmError> {
+        self.run(LIST_MATERIAL, None, |ws| ws.material_objects())
+            .await
+    }
+
     /// Random bytes from the token.
     pub async fn generate_random(&self, len: usize) -> Result<Plaintext, HsmError> {
         self.run(RANDOM, None, move |ws| ws.random(len)).await
@@ -716,7 +742,7 @@ impl HsmPool {
         let mut acks = Vec::with_capacity(controls.len());
         for ctl in &controls {
             let (tx, rx) = oneshot::channel();
-            let job: Job = Box::new(move |ws| {
+            let job = Job::new(move |ws| {
                 ws.forget(&m);
                 let _ = tx.send(());
             });
@@ -745,15 +771,15 @@ impl HsmPool {
     /// Generates new key material as a token object.
     pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
         self.run(KEY_GEN, None, move |ws| {
-            // SoftHSM2 answers CKR_GENERAL_ERROR now and then when a token object is made
-            // while other sessions read the token (its file store re-indexes). Making
-            // material is idempotent (orphans are cleared first), so try again briefly.
+            // SoftHSM2 fails a token object made while other sessions read the token
+            // now and then (see `HsmError::retry_generation`). Making material is
+            // idempotent (orphans are cleared first), so try again briefly.
             let mut attempt = 0u32;
             loop {
                 match ws.generate_key(&m) {
-                    Err(e) if e.is_general_error() && attempt < 4 => {
+                    Err(e) if e.retry_generation(attempt) => {
                         attempt += 1;
-                        warn!(material = %m.label(), attempt, "C_GenerateKey failed with a general error; retrying");
+                        warn!(material = %m.label(), attempt, code = ?e.return_code(), "C_GenerateKey failed; retrying");
                         std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
                     }
                     other => return other,

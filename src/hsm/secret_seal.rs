@@ -29,7 +29,7 @@ pub(crate) fn find(s: &Session) -> Result<Option<ObjectHandle>, HsmError> {
 }
 
 /// Finds the sealing key, or makes it when the token has none. SoftHSM2's occasional
-/// CKR_GENERAL_ERROR while other sessions read the token is retried, as for material.
+/// failures while other sessions read the token are retried, as for material.
 pub(crate) fn ensure(s: &Session) -> Result<ObjectHandle, HsmError> {
     if let Some(h) = find(s)? {
         return Ok(h);
@@ -45,7 +45,7 @@ pub(crate) fn ensure(s: &Session) -> Result<ObjectHandle, HsmError> {
             .generate_key(&Mechanism::AesKeyGen, &template)
             .map_err(HsmError::from_call)
         {
-            Err(e) if e.is_general_error() && attempt < 4 => {
+            Err(e) if e.retry_generation(attempt) => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
             }

@@ -260,6 +260,35 @@ impl WorkerSession {
         Ok(true)
     }
 
+    /// Every key-material token object, by the CKA_ID p11kms gave it (other objects, the
+    /// session copies and p11kms's own keys have ids of other lengths).
+    pub(crate) fn material_objects(&mut self) -> Result<Vec<MaterialRef>, HsmError> {
+        use cryptoki::object::AttributeType;
+        let s = self.session()?;
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Token(true),
+            ])
+            .map_err(HsmError::from_call)?;
+        let mut out = Vec::new();
+        for h in found {
+            let attrs = s
+                .get_attributes(h, &[AttributeType::Id])
+                .map_err(HsmError::from_call)?;
+            for a in attrs {
+                if let Attribute::Id(id) = a {
+                    if let Some(m) = MaterialRef::from_cka_id(&id) {
+                        out.push(m);
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|m| (m.key_id.as_bytes().to_owned(), m.version.0));
+        out.dedup();
+        Ok(out)
+    }
+
     /// Whether the session is open (a call on it needs no C_OpenSession or C_Login).
     pub(crate) fn is_open(&self) -> bool {
         self.session.is_some()

@@ -236,6 +236,9 @@ struct Prober {
     answers: mpsc::Receiver<Result<bool, HsmError>>,
     /// A probe was sent and has not answered yet.
     waiting: bool,
+    /// The probe thread, joined on drop unless a probe is stuck in the token: its
+    /// session must be closed before the module is finalized.
+    handle: Option<thread::JoinHandle<()>>,
 }
 
 impl Prober {
@@ -244,7 +247,7 @@ impl Prober {
         let (answer, answers) = mpsc::channel();
         let mut ws = factory();
         let health = Arc::clone(health);
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("hsm-probe".into())
             .spawn(move || {
                 while asked.recv().is_ok() {
@@ -266,6 +269,7 @@ impl Prober {
             ask,
             answers,
             waiting: false,
+            handle: Some(handle),
         })
     }
 
@@ -299,6 +303,20 @@ impl Prober {
                 }
             }
             Err(_) => Probe::Hung,
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        if self.busy() {
+            return;
+        }
+        // Closing the channel ends the thread's loop; swap in a dead sender to drop ours.
+        let (dead, _) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.ask, dead));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }

@@ -22,11 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::registry::CONTENT_TYPE;
 use super::{Metrics, Readiness};
-
-/// TLS handshakes in progress at once on the metrics port.
-const MAX_HANDSHAKES: usize = 64;
-/// A scraper has this long to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::api::{ConnectionLimits, Handshakes};
 
 /// The certificate and key of a TLS metrics listener (PEM files).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,14 +82,17 @@ impl<H> Clone for AppState<H> {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (with TLS when `tls` is
-/// given) until `shutdown` completes.
+/// given, its handshakes bounded by `limits`) until `shutdown` completes.
 pub(crate) async fn serve<H: Readiness>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ConnectionLimits,
     metrics: Metrics,
     health: Arc<H>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Counted only where there are handshakes to count: plain HTTP has none.
+    let counters = tls.as_ref().map(|_| metrics.connections("metrics"));
     let app = Router::new()
         .route("/metrics", get(scrape::<H>))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -108,7 +107,12 @@ pub(crate) async fn serve<H: Readiness>(
         Some(cfg) => {
             let local = listener.local_addr()?;
             let (tx, rx) = mpsc::channel(64);
-            let acceptor = tokio::spawn(accept_tls(listener, TlsAcceptor::from(cfg), tx));
+            let acceptor = tokio::spawn(accept_tls(
+                listener,
+                TlsAcceptor::from(cfg),
+                Handshakes::new(limits, counters.unwrap_or_default()),
+                tx,
+            ));
             let served = axum::serve(TlsListener { rx, local }, app)
                 .with_graceful_shutdown(shutdown)
                 .await;
@@ -176,19 +180,16 @@ impl axum::serve::Listener for TlsListener {
 }
 
 /// Accepts TCP and runs each handshake in its own task, so that a slow or silent client
-/// cannot hold up the others.
+/// cannot hold up the others. Like the API's accept loops: handshakes in progress are
+/// bounded, and a new one ends the oldest rather than waiting, so that clients that
+/// never finish one can neither pile up tasks nor lock a scraper out.
 async fn accept_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    handshakes: Handshakes,
     tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
-    // Like the API's accept loop: a bounded number of handshakes at once, so that
-    // clients that never finish one cannot pile up tasks on an unauthenticated port.
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let Ok(permit) = Arc::clone(&handshakes).acquire_owned().await else {
-            return;
-        };
         let (tcp, addr) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -198,15 +199,16 @@ async fn accept_tls(
                 continue;
             }
         };
+        let ticket = handshakes.admit(addr);
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
+            match ticket.handshake(acceptor, tcp).await {
+                Ok(tls) => {
                     let _ = tx.send((tls, addr)).await;
                 }
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "metrics TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "metrics TLS handshake timed out"),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "metrics TLS handshake gave no connection")
+                }
             }
         });
     }

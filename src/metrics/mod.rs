@@ -10,7 +10,7 @@ mod http;
 mod registry;
 
 pub(crate) use http::{serve, HttpError, MetricsTls};
-pub(crate) use registry::Metrics;
+pub(crate) use registry::{ConnectionCounters, Metrics};
 
 use std::future::Future;
 

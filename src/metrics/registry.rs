@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 type Labels3 = [(&'static str, &'static str); 3];
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -67,6 +68,25 @@ struct Inner {
     audit_failed: Counter,
     iv_reservations: Counter,
     rollovers: Counter,
+    handshakes: Family<Labels2, Counter>,
+    idle_closed: Family<Labels1, Counter>,
+}
+
+/// The counts of one listener's connections (see [`Metrics::connections`]), resolved to
+/// their series once, so that counting is an atomic add. The default counts into
+/// series of no registry (unit tests).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnectionCounters {
+    /// Handshakes that gave a connection.
+    pub handshake_ok: Counter,
+    /// Handshakes that failed (TLS refused, not TLS, the client hung up).
+    pub handshake_failed: Counter,
+    /// Handshakes not finished within the handshake timeout.
+    pub handshake_timed_out: Counter,
+    /// Handshakes ended to make room for newer connections.
+    pub handshake_evicted: Counter,
+    /// Connections closed after the idle timeout.
+    pub idle_closed: Counter,
 }
 
 /// The daemon's metrics. Cheap to clone; every clone records into the same registry.
@@ -180,6 +200,18 @@ impl Metrics {
             "New key material made because a version spent its IV budget",
             rollovers.clone(),
         );
+        let handshakes = Family::<Labels2, Counter>::default();
+        r.register(
+            "p11kms_tls_handshakes",
+            "TLS handshakes ended, by listener (grpc, aws_json, metrics) and outcome: ok, failed, timed_out, or evicted (ended to make room for newer connections)",
+            handshakes.clone(),
+        );
+        let idle_closed = Family::<Labels1, Counter>::default();
+        r.register(
+            "p11kms_idle_connections_closed",
+            "Connections closed because no request was in flight for the idle timeout, by listener",
+            idle_closed.clone(),
+        );
         let hsm_known = HSM_CALLS
             .iter()
             .map(|&(op, mech)| {
@@ -215,7 +247,29 @@ impl Metrics {
             audit_failed,
             iv_reservations,
             rollovers,
+            handshakes,
+            idle_closed,
         }))
+    }
+
+    /// The connection counters of `listener` (`grpc`, `aws_json` or `metrics`); their
+    /// series show from this call on, at zero until something happens.
+    pub(crate) fn connections(&self, listener: &'static str) -> ConnectionCounters {
+        let handshake = |outcome| {
+            self.0
+                .handshakes
+                .get_or_create_owned(&[("listener", listener), ("outcome", outcome)])
+        };
+        ConnectionCounters {
+            handshake_ok: handshake("ok"),
+            handshake_failed: handshake("failed"),
+            handshake_timed_out: handshake("timed_out"),
+            handshake_evicted: handshake("evicted"),
+            idle_closed: self
+                .0
+                .idle_closed
+                .get_or_create_owned(&[("listener", listener)]),
+        }
     }
 
     /// Registers a gauge read from `source` at every scrape. `source` must not keep

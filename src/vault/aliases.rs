@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use super::authorize::Authz;
 use super::keys::KeyEntry;
+use super::marker::Listing;
 use super::slot::{Slot, Ticket};
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
@@ -285,6 +286,7 @@ impl Vault {
             other => other.map(Ok),
         })
         .await??;
+        crate::failpoint::hit("alias.after_write");
         self.aliases.invalidate(&account, alias_name);
         self.aliases_changed(key.key_id());
         tracing::info!(alias = alias_name, key_id = %key.key_id(), "alias created");
@@ -379,16 +381,12 @@ impl Vault {
             None => 50,
             Some(n) => super::validate::count("Limit", n, 1, 100)?,
         };
-        // The marker is the last alias name of the previous page.
-        let after = if input.marker.is_empty() {
-            None
-        } else {
-            validate_alias_name(&input.marker).map_err(|_| {
-                KmsError::InvalidMarker("the marker is not one that ListAliases returned".into())
-            })?;
-            Some(input.marker)
-        };
         let account = caller.principal.account().clone();
+        // The marker holds the last alias name of the previous page, for this account
+        // and KeyId (see `marker`).
+        let scope = format!("{}/{}", account.as_str(), input.key_id);
+        let listing = Listing::new("ListAliases", &scope);
+        let after: Option<String> = self.markers.open(&listing, &input.marker)?;
         let key = if input.key_id.is_empty() {
             None
         } else {
@@ -410,7 +408,7 @@ impl Vault {
         let truncated = rows.len() > limit;
         rows.truncate(limit);
         let next_marker = if truncated {
-            rows.last().map(|r| r.name.clone())
+            rows.last().map(|r| self.markers.issue(&listing, &r.name))
         } else {
             None
         };

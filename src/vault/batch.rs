@@ -8,6 +8,7 @@
 use std::future::{ready, Future};
 
 use futures_util::stream::{self, StreamExt as _};
+use tracing::Instrument as _;
 
 use super::request::{BatchRef, Ongoing, Outcome, RequestInfo, Trace};
 use super::{Caller, KmsError, Vault};
@@ -133,10 +134,12 @@ impl Vault {
         };
         call.settle(ran.as_ref().err());
         let recorded = {
+            // In the batch's span, as a single call's record is written in its own.
+            let span = call.span().clone();
             let mut group: Vec<&mut Ongoing<'_>> = Vec::with_capacity(reqs.len() + 1);
             group.push(&mut call);
             group.extend(reqs.iter_mut());
-            self.record_group(&mut group).await
+            self.record_group(&mut group).instrument(span).await
         };
         let result = ran.map(|results| {
             reqs.into_iter()

@@ -177,6 +177,7 @@ impl Vault {
         }
         let material = crate::hsm::MaterialRef { key_id, version };
         self.hsm.create_material(material).await?;
+        crate::failpoint::hit("create_key.after_material");
         let stored = record.clone();
         let account_of = record.account.clone();
         let inserted = self
@@ -196,6 +197,7 @@ impl Vault {
             }
             return Err(e);
         }
+        crate::failpoint::hit("create_key.after_insert");
         info!(key_id = %key_id, "key created");
         let entry = self.cache_new_key(record);
         Ok(entry.metadata(arn))

@@ -140,6 +140,7 @@ impl Vault {
         {
             return Ok(false);
         }
+        crate::failpoint::hit("destroy.after_begin");
         let Some(key) = self.key(id).await? else {
             return Ok(false);
         };
@@ -153,13 +154,36 @@ impl Vault {
                     version,
                 })
                 .await?;
+            crate::failpoint::hit("destroy.after_version");
         }
         self.store_call(move |s| s.finish_destruction(&id, now))
             .await?;
+        crate::failpoint::hit("destroy.after_finish");
         self.keys.remove(&id);
         self.aliases.forget_all();
         tracing::info!(key_id = %id, "key destroyed: material gone from the HSM");
         Ok(true)
+    }
+
+    /// Destroys the key-material objects in the token that no metadata points at: left
+    /// by a crash between making material and recording it (CreateKey, a rotation or a
+    /// roll-over), for a key id the store does not know or a version past the key's
+    /// current one. Run once at start-up, before any request is served, so that no
+    /// CreateKey is between its two steps. Returns how many were destroyed.
+    pub async fn destroy_orphan_material(&self) -> Result<usize, KmsError> {
+        let objects = self.hsm.material_objects().await?;
+        let mut destroyed = 0;
+        for m in objects {
+            let id = m.key_id;
+            let stored = self.store_call(move |s| s.get_key(&id)).await?;
+            let orphan = stored.is_none_or(|k| m.version > k.current_version);
+            if orphan {
+                tracing::warn!(material = %m.label(), "destroying key material that no metadata points at (left by a crash)");
+                self.hsm.destroy_material(m).await?;
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
     }
 
     /// The error for a key that existed and was destroyed, if `id` is one.

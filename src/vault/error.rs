@@ -78,6 +78,10 @@ pub enum KmsError {
     /// The request body is not JSON, or a member has the wrong type.
     #[error("{0}")]
     Serialization(String),
+    /// A dependency (the metadata store, held by another writer) did not answer in time;
+    /// retrying may succeed.
+    #[error("{0}")]
+    DependencyTimeout(String),
     /// The HSM holding the key cannot be used right now; retrying may succeed.
     #[error("the HSM holding this key is not available; retry later")]
     KeyUnavailable(#[source] HsmError),
@@ -113,6 +117,7 @@ impl KmsError {
             Self::InvalidSignature(_) => "InvalidSignatureException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::Serialization(_) => "SerializationException",
+            Self::DependencyTimeout(_) => "DependencyTimeoutException",
             Self::KeyUnavailable(_) => "KeyUnavailableException",
             Self::Internal(_) => "KMSInternalException",
         }
@@ -153,6 +158,18 @@ impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::LimitExceeded(m) => Self::LimitExceeded(m),
+            // Another writer held the database past the busy timeout: nothing was written.
+            StoreError::Sqlite(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                tracing::warn!(error = %e, "the metadata store stayed locked past its busy timeout");
+                Self::DependencyTimeout(
+                    "the metadata store is busy; nothing was changed, retry the request".into(),
+                )
+            }
             other => Self::internal(other),
         }
     }

@@ -1,6 +1,7 @@
 //! ListKeys: the caller's account's keys in key-id order, a page at a time.
 
 use super::authorize::Authz;
+use super::marker::Listing;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{KeyArn, KeyId};
@@ -34,16 +35,10 @@ impl Vault {
             None => 100,
             Some(n) => super::validate::count("Limit", n, 1, 1000)?,
         };
-        // The marker is the last key id of the previous page: opaque to clients, and
-        // checked so that a made-up one is InvalidMarkerException as in AWS.
-        let after = if input.marker.is_empty() {
-            None
-        } else {
-            Some(input.marker.parse::<KeyId>().map_err(|_| {
-                KmsError::InvalidMarker("the marker is not one that ListKeys returned".into())
-            })?)
-        };
         let account = caller.principal.account().clone();
+        // The marker holds the last key id of the previous page (see `marker`).
+        let listing = Listing::new("ListKeys", account.as_str());
+        let after: Option<KeyId> = self.markers.open(&listing, &input.marker)?;
         self.authorize(caller, Authz::account(Action::LIST_KEYS))
             .await?;
         let acct = account.clone();
@@ -53,7 +48,8 @@ impl Vault {
         let truncated = ids.len() > limit;
         ids.truncate(limit);
         let next_marker = if truncated {
-            ids.last().map(|k| k.to_string())
+            ids.last()
+                .map(|k| self.markers.issue(&listing, &k.to_string()))
         } else {
             None
         };

@@ -22,6 +22,7 @@ mod key_policy;
 mod key_state;
 mod keys;
 mod list_keys;
+mod marker;
 mod principal_policy;
 mod re_encrypt;
 mod request;
@@ -100,6 +101,8 @@ pub struct Vault {
     aliases: aliases::AliasCache,
     principals: authorize::PrincipalCache,
     grant_tokens: grants::TokenKey,
+    /// Issues and checks the markers of paginated calls.
+    markers: marker::MarkerKey,
     /// Opened secret access keys (SigV4 look-ups).
     access_keys: credentials::SecretCache,
     settings: VaultSettings,
@@ -111,8 +114,8 @@ pub struct Vault {
 
 impl Vault {
     /// Builds a vault over a started HSM pool and an opened store.
-    /// Fails when the store cannot hand out the daemon's grant-token key, or the system
-    /// random number generator cannot make one.
+    /// Fails when the store cannot hand out the daemon's grant-token or marker key, or
+    /// the system random number generator cannot make one.
     pub fn new(
         hsm: HsmPool,
         store: Arc<dyn Store>,
@@ -124,6 +127,11 @@ impl Vault {
         // Used only the first time; afterwards the stored key is read back.
         let token_secret =
             zeroize::Zeroizing::new(store.secret("grant-token-mac-key", &|| fresh.to_vec())?);
+        // A key of its own: a marker and a grant token can never be taken for each other.
+        aws_lc_rs::rand::fill(&mut fresh)
+            .map_err(|_| "the system random number generator failed")?;
+        let marker_secret =
+            zeroize::Zeroizing::new(store.secret("list-marker-mac-key", &|| fresh.to_vec())?);
         let max = settings
             .max_encryptions_per_material
             .clamp(1, GCM_RANDOM_IV_LIMIT);
@@ -133,6 +141,7 @@ impl Vault {
             aliases: aliases::AliasCache::default(),
             principals: authorize::PrincipalCache::default(),
             grant_tokens: grants::TokenKey::new(&token_secret),
+            markers: marker::MarkerKey::new(&marker_secret),
             access_keys: credentials::SecretCache::default(),
             store,
             settings,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
-use tracing::{debug, error, info_span, Instrument as _, Span};
+use tracing::{debug, error, error_span, Instrument as _, Span};
 use uuid::Uuid;
 
 use super::{Caller, KmsError, Vault};
@@ -289,6 +289,11 @@ impl Ongoing<'_> {
         &self.pending.outcome.request_id
     }
 
+    /// The request's span, for work done for it outside `execute` (writing its record).
+    pub(super) fn span(&self) -> &Span {
+        &self.span
+    }
+
     /// Identifies the caller by awaiting `identify` and runs `op`, inside the span.
     ///
     /// `identify` is a future, not a closure, so that a transport may authenticate
@@ -352,7 +357,9 @@ impl Vault {
         let mut req = self.begin(info, None);
         let result = req.execute(identify, op).await;
         req.settle(result.as_ref().err());
-        let recorded = self.record_group(&mut [&mut req]).await;
+        // In the span: a failed trail write this caller makes is logged under its id.
+        let span = req.span().clone();
+        let recorded = self.record_group(&mut [&mut req]).instrument(span).await;
         self.finish(req, result, &recorded)
     }
 
@@ -366,9 +373,11 @@ impl Vault {
         if let Some((end, _)) = info.key_id.char_indices().nth(MAX_KEY_ID_CHARS) {
             info.key_id.truncate(end);
         }
-        // At info level, so that its fields (the request id above all) are on every line
-        // logged inside the request at the default filter, JSON logs included.
-        let span = info_span!(
+        // At error level: a span's fields reach the log only while the span is enabled,
+        // and one at ERROR is enabled whenever an ERROR line can be logged. So the request
+        // id is on every line logged inside the request, text or JSON, whatever the filter
+        // (an info span vanished under RUST_LOG=warn, and its error lines with it).
+        let span = error_span!(
             "request",
             request_id = %request_id,
             operation = info.operation,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::authorize::Authz;
 use super::keys::KeyEntry;
+use super::marker::Listing;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{KeyArn, KeyId, KeyState, MaterialVersion, RotationType};
@@ -173,8 +174,8 @@ impl Vault {
         Ok(arn)
     }
 
-    /// ListKeyRotations: completed rotations, oldest first; the marker is the last
-    /// version of the previous page.
+    /// ListKeyRotations: completed rotations, oldest first; the marker holds the last
+    /// version of the previous page (see `marker`).
     pub async fn list_key_rotations(
         &self,
         caller: &Caller,
@@ -186,15 +187,8 @@ impl Vault {
             None => 100,
             Some(n) => super::validate::count("Limit", n, 1, 1000)?,
         };
-        let after = if marker.is_empty() {
-            0
-        } else {
-            marker.parse::<u32>().map_err(|_| {
-                KmsError::InvalidMarker(
-                    "the marker is not one that ListKeyRotations returned".into(),
-                )
-            })?
-        };
+        let listing = Listing::new("ListKeyRotations", key_id);
+        let after: u32 = self.markers.open(&listing, marker)?.unwrap_or(0);
         let (key, arn) = self
             .rotation_key(caller, key_id, Action::LIST_KEY_ROTATIONS)
             .await?;
@@ -211,7 +205,9 @@ impl Vault {
         let truncated = rotations.len() > limit;
         rotations.truncate(limit);
         let next_marker = if truncated {
-            rotations.last().map(|r| r.version.0.to_string())
+            rotations
+                .last()
+                .map(|r| self.markers.issue(&listing, &r.version.0.to_string()))
         } else {
             None
         };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::authorize::Authz;
 use super::keys::KeyEntry;
+use super::marker::Listing;
 use super::{Caller, KmsError, Vault};
 use crate::authz::{Action, ContextValue};
 
@@ -125,8 +126,8 @@ impl Vault {
         r
     }
 
-    /// ListResourceTags: a key's tags by key; the marker is the last tag key of the
-    /// previous page.
+    /// ListResourceTags: a key's tags by key; the marker holds the last tag key of the
+    /// previous page (see `marker`).
     pub async fn list_resource_tags(
         &self,
         caller: &Caller,
@@ -138,24 +139,22 @@ impl Vault {
             None => 50,
             Some(n) => super::validate::count("Limit", n, 1, 50)?,
         };
+        let listing = Listing::new("ListResourceTags", key_id);
+        let after: Option<String> = self.markers.open(&listing, marker)?;
         let key = self.resolve(caller, key_id).await?;
         self.authorize(caller, Authz::key(Action::LIST_RESOURCE_TAGS, &key))
             .await?;
         let all = self.key_tags(&key).await?;
-        if !marker.is_empty() && !all.iter().any(|(k, _)| k == marker) {
-            return Err(KmsError::InvalidMarker(
-                "the marker is not one that ListResourceTags returned".into(),
-            ));
-        }
+        // After the position even if that tag has been removed since.
         let mut tags: Vec<(String, String)> = all
             .iter()
-            .filter(|(k, _)| marker.is_empty() || k.as_str() > marker)
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
             .cloned()
             .collect();
         let truncated = tags.len() > limit;
         tags.truncate(limit);
         let next_marker = if truncated {
-            tags.last().map(|(k, _)| k.clone())
+            tags.last().map(|(k, _)| self.markers.issue(&listing, k))
         } else {
             None
         };

@@ -10,8 +10,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::ServerName;
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -45,33 +44,6 @@ fn endless_body() -> BoxBody<Bytes, std::convert::Infallible> {
     use tokio_stream::StreamExt as _;
     let first = tokio_stream::iter([Ok(hyper::body::Frame::data(Bytes::from(vec![b'a'; 1024])))]);
     http_body_util::StreamBody::new(first.chain(tokio_stream::pending())).boxed()
-}
-
-/// A TLS client that trusts the daemon's CA, offers `alpn`, and presents the client
-/// identity in `identity` (cert.pem, key.pem), or none.
-fn client_tls(d: &Daemon, identity: Option<&std::path::Path>, alpn: &[u8]) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut cfg = match identity {
-        None => builder.with_no_client_auth(),
-        Some(dir) => {
-            let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    cfg
 }
 
 /// POSTs `body` (any body) like [`post`].

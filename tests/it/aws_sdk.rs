@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 /// An access key: id and secret.
-struct Creds {
+pub struct Creds {
     id: String,
     secret: String,
 }
 
 /// Issues an access key for `principal` through gRPC as `root` (its account's root).
-async fn creds_for(root: &mut p11kms::client::KmsClient, principal: &str) -> Creds {
+pub async fn creds_for(root: &mut p11kms::client::KmsClient, principal: &str) -> Creds {
     let k = root
         .create_access_key(proto::CreateAccessKeyRequest {
             principal_arn: principal.into(),
@@ -101,7 +101,7 @@ fn ok(o: Output, what: &str) -> Vec<u8> {
 }
 
 /// One raw signed call; its status, error type and body.
-fn call(d: &Daemon, creds: &Creds, op: &str, body: Value) -> (u16, Option<String>, Value) {
+pub fn call(d: &Daemon, creds: &Creds, op: &str, body: Value) -> (u16, Option<String>, Value) {
     let out = ok(
         aws(
             d,

@@ -487,3 +487,62 @@ async fn credentials_are_managed_and_minted_from_the_cli() {
     let log = d.stop();
     assert!(!log.contains(&secret));
 }
+
+/// Runs the CLI with stdout a pipe whose only read end is closed before the command
+/// prints, so that its first write meets `EPIPE` every time (as `p11kms key list | head
+/// -1` does when `head` has left). `RUST_BACKTRACE` is set so that a panic would show.
+fn cli_with_closed_stdout(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("P11KMS_ENDPOINT")
+        .env_remove("P11KMS_IDENTITY")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_whose_reader_went_away_exits_quietly() {
+    let dir = TestDir::new();
+    let _d = Daemon::start(&dir);
+    let p = dir.path();
+    let created: serde_json::Value =
+        serde_json::from_str(&ok(&cli(p, &["key", "create"], b""))).unwrap();
+    let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+
+    // One command for each way the CLI writes: a JSON answer, a line, raw output,
+    // an envelope stream, and the offline audit reader.
+    let commands: [(&[&str], &[u8]); 6] = [
+        (&["key", "list"], b""),
+        (&["key", "create"], b""),
+        (&["random", "--number-of-bytes", "16", "--hex"], b""),
+        (&["encrypt", "--key-id", &key_id], b"secret"),
+        (
+            &["encrypt-file", "-", "-", "--key-id", &key_id, "-q"],
+            b"a file",
+        ),
+        (&["audit", "tail", "-n", "5"], b""),
+    ];
+    for (args, stdin) in commands {
+        let out = cli_with_closed_stdout(p, args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err, "", "{args:?} said something on stderr");
+        // 128 + SIGPIPE, what a shell shows for a tool the signal ended.
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {}", out.status);
+    }
+    // The key that `key create` made before it could not print is there all the same.
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&cli(p, &["key", "list"], b""))).unwrap();
+    assert_eq!(listed["Keys"].as_array().unwrap().len(), 2);
+}

@@ -13,6 +13,7 @@ use std::time::Duration;
 use p11kms::client::{connect, error_name, Identity, KmsClient};
 use p11kms::proto;
 use p11kms::DevDir;
+use rustls_pki_types::pem::PemObject as _;
 use tempfile::TempDir;
 
 use crate::p11shim::{Control, Shim};
@@ -251,6 +252,11 @@ impl Daemon {
         })
     }
 
+    /// The daemon's process id, for reading /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The metrics URL the daemon printed (`http://127.0.0.1:PORT/metrics`).
     pub fn metrics_url(&self) -> &str {
         self.metrics_url
@@ -323,24 +329,42 @@ impl Daemon {
 
     /// Waits for the daemon to exit (after a SIGTERM) and asserts it exited cleanly.
     pub fn wait_exit(mut self) -> String {
-        // A daemon that does not stop fails the test instead of hanging it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the daemon did not stop within 60 s:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.exit_status("stop");
         assert!(
             status.success(),
             "daemon exited with {status}:\n{}",
             self.log()
         );
         self.log()
+    }
+
+    /// Waits for the daemon to die by itself (a crash point aborted it) and returns its
+    /// log; fails the test if it exits cleanly or lives on.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub fn wait_crash(mut self) -> String {
+        let status = self.exit_status("crash");
+        assert!(
+            !status.success(),
+            "the daemon exited cleanly:\n{}",
+            self.log()
+        );
+        self.log()
+    }
+
+    /// The daemon's exit status, waited for at most 60 s: a daemon that does not
+    /// `what` (stop, crash) fails the test instead of hanging it.
+    fn exit_status(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the daemon did not {what} within 60 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: a crash.
@@ -621,4 +645,36 @@ pub fn python_bin() -> String {
         .ok()
         .or_else(|| Path::new(venv).exists().then(|| venv.to_owned()))
         .unwrap_or_else(|| "python3".into())
+}
+
+/// A TLS client for tests that speak raw HTTP to the daemon: it trusts the daemon's CA,
+/// offers `alpn`, and presents the client identity in `identity` (cert.pem, key.pem),
+/// or none.
+pub fn client_tls(
+    d: &Daemon,
+    identity: Option<&std::path::Path>,
+    alpn: &[u8],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(d.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match identity {
+        None => builder.with_no_client_auth(),
+        Some(dir) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    cfg
 }

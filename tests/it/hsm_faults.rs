@@ -47,7 +47,8 @@ async fn faulty_daemon(
 
 /// Clients encrypting and decrypting in a loop until stopped. Every success must be
 /// right (a ciphertext that decrypts to what was sent, a plaintext that is the one
-/// encrypted); every failure must carry KeyUnavailableException or KMSInternalException.
+/// encrypted); every failure (counted, Encrypt or Decrypt) must carry
+/// KeyUnavailableException or KMSInternalException.
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
@@ -78,6 +79,7 @@ impl Load {
                                         }
                                         Err(s) => {
                                             assert_retryable(&s);
+                                            failed.fetch_add(1, Ordering::Relaxed);
                                             tokio::time::sleep(Duration::from_millis(50)).await;
                                         }
                                     }
@@ -143,6 +145,34 @@ async fn fault_events(d: &Daemon, event: &str) -> f64 {
         .value("p11kms_hsm_fault_events_total", &[("event", event)])
 }
 
+/// `/readyz` names the token as failed.
+async fn assert_token_unready(d: &Daemon) {
+    let (status, body) = get(d.metrics_url(), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("token: failed"), "{body}");
+}
+
+/// Clears the shim's rules under load and waits for service; prints and bounds the
+/// recovery time, and returns the load's good and failed round trips.
+async fn recover_under_load(
+    what: &str,
+    control: &p11shim::Control,
+    c: &mut p11kms::client::KmsClient,
+    key: &str,
+    known: &[u8],
+) -> (usize, usize) {
+    let load = Load::start(c, key, known.to_vec());
+    control.clear().unwrap();
+    let recovered = time_to_recover(c, key).await;
+    println!("{what}: service back {recovered:?} after the token answered again");
+    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ok, failed) = load.finish().await;
+    println!("{what}: load saw {ok} good round trips, {failed} retryable failures");
+    assert!(ok > 0);
+    (ok, failed)
+}
+
 /// Waits until Encrypt works again, and returns how long that took.
 async fn time_to_recover(c: &mut p11kms::client::KmsClient, key: &str) -> Duration {
     let started = Instant::now();
@@ -198,19 +228,8 @@ async fn a_hung_call_fails_its_request_its_worker_is_replaced_and_service_resume
         })
         .await
         .expect("DescribeKey needs no token");
-    let (status, body) = get(d.metrics_url(), "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("token: failed"), "{body}");
-
-    let load = Load::start(&c, &key, known.clone());
-    control.clear().unwrap();
-    let recovered = time_to_recover(&mut c, &key).await;
-    println!("hung call: service back {recovered:?} after the token answered again");
-    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (ok, failed) = load.finish().await;
-    println!("hung call: load saw {ok} good round trips, {failed} retryable failures");
-    assert!(ok > 0);
+    assert_token_unready(&d).await;
+    recover_under_load("hung call", &control, &mut c, &key, &known).await;
     assert_eq!(decrypt(&mut c, &known, CONTEXT).await, PLAINTEXT);
     assert!(fault_events(&d, "recovered").await >= 1.0);
     assert_eq!(get(d.metrics_url(), "/readyz").await.0, 200);
@@ -251,18 +270,8 @@ async fn a_burst_of_device_errors_opens_the_breaker_and_calls_fail_fast_until_th
         reached < 25,
         "{reached} calls reached the token while it was down"
     );
-    let (status, body) = get(d.metrics_url(), "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("token: failed"), "{body}");
-
-    let load = Load::start(&c, &key, known.clone());
-    control.clear().unwrap();
-    let recovered = time_to_recover(&mut c, &key).await;
-    println!("device errors: service back {recovered:?} after the token healed");
-    assert!(recovered < Duration::from_secs(10), "{recovered:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (ok, _) = load.finish().await;
-    assert!(ok > 0);
+    assert_token_unready(&d).await;
+    recover_under_load("device errors", &control, &mut c, &key, &known).await;
     assert_eq!(get(d.metrics_url(), "/readyz").await.0, 200);
 }
 

@@ -175,3 +175,76 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// Starts a daemon behind the PKCS#11 shim with the log `format` and `filter`; makes
+/// one Encrypt fail inside the token (an ERROR line) and another lose its session, which
+/// the daemon reopens (a WARN line). Returns the two request ids the caller got, and
+/// the log.
+async fn a_failed_and_a_retried_encrypt(format: &str, filter: &str) -> (String, String, String) {
+    let dir = TestDir::new();
+    let control = dir.use_shim(0);
+    let d = Daemon::start_args(
+        &dir,
+        "127.0.0.1:0",
+        &["--log-format", format],
+        &[("RUST_LOG", filter)],
+    );
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    control.set("fail C_Encrypt CKR_FUNCTION_FAILED\n").unwrap();
+    let failed = c.encrypt(encrypt_req(&key.key_id, b"x", &[])).await;
+    let failed_rid = request_id(&failed);
+    assert_kms_error(failed, "KMSInternalException");
+    control
+        .set("fail_next C_Encrypt 1 CKR_SESSION_HANDLE_INVALID\n")
+        .unwrap();
+    let retried = c.encrypt(encrypt_req(&key.key_id, b"x", &[])).await;
+    let retried_rid = request_id(&retried);
+    retried.unwrap();
+    control.clear().unwrap();
+    (failed_rid, retried_rid, d.stop())
+}
+
+/// The caller of a failed request is told to look its request id up in the log: every
+/// ERROR and WARN line logged while serving a request carries its id, in text and in
+/// JSON, whatever level the log is filtered at (the request's span was once at INFO,
+/// and under RUST_LOG=warn its fields vanished from the lines inside it).
+#[tokio::test(flavor = "multi_thread")]
+async fn error_and_warn_lines_of_a_request_carry_its_request_id() {
+    for (format, filter) in [("text", "info"), ("text", "warn"), ("json", "warn")] {
+        let (failed, retried, log) = a_failed_and_a_retried_encrypt(format, filter).await;
+        let log = strip_ansi(&log);
+        let at = |level: &str| -> Vec<&str> {
+            log.lines()
+                .filter(|l| {
+                    l.contains(&format!(" {level} "))
+                        || l.contains(&format!("\"level\":\"{level}\""))
+                })
+                .collect()
+        };
+        let (errors, warnings) = (at("ERROR"), at("WARN"));
+        let failed_line = errors
+            .iter()
+            .find(|l| l.contains("request failed"))
+            .unwrap_or_else(|| panic!("{format}, {filter}: no error line:\n{log}"));
+        assert!(
+            failed_line.contains(&failed),
+            "{format}, {filter}: {failed} missing: {failed_line}"
+        );
+        let lost_line = warnings
+            .iter()
+            .find(|l| l.contains("session lost"))
+            .unwrap_or_else(|| panic!("{format}, {filter}: no warning:\n{log}"));
+        assert!(
+            lost_line.contains(&retried),
+            "{format}, {filter}: {retried} missing: {lost_line}"
+        );
+        // And no other ERROR or WARN line of these requests goes without an id.
+        for line in errors.iter().chain(&warnings) {
+            assert!(
+                line.contains(&failed) || line.contains(&retried),
+                "{format}, {filter}: a line without the request id: {line}"
+            );
+        }
+    }
+}

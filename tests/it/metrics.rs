@@ -93,6 +93,7 @@ fn scrape_with(url: &str, args: &[&std::path::Path]) -> Scrape {
     }
 }
 
+/// Scrapes `url` like [`scrape`], off the async runtime.
 pub async fn scrape_async(url: &str) -> Scrape {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || scrape(&url))

@@ -241,3 +241,36 @@ async fn a_hung_call_waits_until_the_rule_is_removed() {
     assert!(!r.unwrap().into_inner().ciphertext_blob.is_empty());
     assert!(d.log().contains("p11shim: C_Encrypt released"));
 }
+
+/// SoftHSM2 answers C_GenerateKey now and then with CKR_TEMPLATE_INCONSISTENT (0xD1) or
+/// CKR_GENERAL_ERROR while other sessions read the token, and makes the key on the next
+/// attempt: CreateKey and RotateKeyOnDemand try again, a bounded number of times.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_key_generation_failures_are_retried_a_bounded_number_of_times() {
+    let (_dir, control, d, mut c, key) = daemon_behind_shim(0, |_| {}).await;
+    control.set("fail_next C_GenerateKey 2 0xD1\n").unwrap();
+    let made = create_key(&mut c).await;
+    assert_eq!(injected(&d, "C_GenerateKey", "0xd1"), 2);
+    let blob = encrypt(&mut c, &made.key_id, PLAINTEXT, CONTEXT).await;
+    assert_eq!(decrypt(&mut c, &blob, CONTEXT).await, PLAINTEXT);
+
+    control
+        .set("fail_next C_GenerateKey 2 CKR_GENERAL_ERROR\n")
+        .unwrap();
+    c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest {
+        key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(injected(&d, "C_GenerateKey", "0x5"), 2);
+
+    // A token that refuses every time: five attempts, then the caller hears of it.
+    control.set("fail C_GenerateKey 0xD1\n").unwrap();
+    assert_kms_error(
+        c.create_key(proto::CreateKeyRequest::default()).await,
+        "KMSInternalException",
+    );
+    control.clear().unwrap();
+    assert_eq!(injected(&d, "C_GenerateKey", "0xd1"), 2 + 5);
+    create_key(&mut c).await;
+}

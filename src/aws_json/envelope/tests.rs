@@ -422,7 +422,7 @@ proptest! {
 
 #[tokio::test]
 async fn large_bodies_share_a_budget_and_small_ones_need_none() {
-    let budget = BodyBudget::new();
+    let budget = BodyBudget::new(std::time::Duration::from_secs(30));
     assert!(budget.room(MAX_BODY).await.is_none());
     let mut held = Vec::new();
     for _ in 0..8 {

@@ -6,7 +6,7 @@ use p11kms::client::config::{encrypt_value, render, Format};
 use p11kms::client::KmsClient;
 
 use super::CliResult;
-use crate::cli::io::{read_input, write_output, write_private_atomically};
+use crate::cli::io::{print_line, read_input, write_output, write_private_atomically};
 use crate::cli::ConfigCmd;
 
 pub(super) async fn run(c: &mut KmsClient, cmd: ConfigCmd) -> CliResult {
@@ -23,7 +23,7 @@ pub(super) async fn run(c: &mut KmsClient, cmd: ConfigCmd) -> CliResult {
             }
             let ctx = context.into_iter().collect();
             let p = encrypt_value(c, &key_id, &value, &ctx).await?;
-            println!("{p}");
+            print_line(&p)?;
             Ok(())
         }
         ConfigCmd::Render { file, out, force } => render_file(c, &file, out, force).await,

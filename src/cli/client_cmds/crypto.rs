@@ -10,7 +10,7 @@ use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::{ctx, print_json, reply, CliResult};
-use crate::cli::io::{decode_b64, parse_pair, read_input, write_output, B64};
+use crate::cli::io::{decode_b64, parse_pair, print_line, read_input, write_output, B64};
 
 #[derive(Args, Debug)]
 pub(crate) struct EncryptArgs {
@@ -234,9 +234,9 @@ pub(super) async fn random(c: &mut KmsClient, a: RandomArgs) -> CliResult {
     let r = reply(c.generate_random(req).await)?;
     if a.hex {
         let hex: String = r.plaintext.iter().map(|b| format!("{b:02x}")).collect();
-        println!("{hex}");
+        print_line(&hex)?;
     } else {
-        println!("{}", B64.encode(&r.plaintext));
+        print_line(&B64.encode(&r.plaintext))?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::{date, done, print_json, print_page, reply, CliResult};
-use crate::cli::io::read_input;
+use crate::cli::io::{print_line, read_input};
 use crate::cli::KeyCmd;
 
 pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
@@ -97,7 +97,7 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
                 policy_name: String::new(),
             };
             let r = reply(c.get_key_policy(req).await)?;
-            println!("{}", r.policy);
+            print_line(&r.policy)?;
             Ok(())
         }
         KeyCmd::PutPolicy {

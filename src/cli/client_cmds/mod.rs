@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use p11kms::client::KmsClient;
 use p11kms::proto;
 
+use super::io::print_line;
 use super::{Command, Conn};
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -64,7 +65,7 @@ fn tags_json(tags: Vec<proto::Tag>) -> Vec<Value> {
 }
 
 fn print_json(v: &Value) -> CliResult {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    print_line(&serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use p11kms::client::KmsClient;
 use p11kms::proto;
 
 use super::{done, print_json, reply, tags_from_pairs, tags_json, CliResult, NOT_A_CLIENT_COMMAND};
-use crate::cli::io::read_input;
+use crate::cli::io::{print_line, read_input};
 use crate::cli::{PolicyCmd, PrincipalCmd};
 
 pub(super) async fn policy(c: &mut KmsClient, cmd: PolicyCmd) -> CliResult {
@@ -34,7 +34,7 @@ pub(super) async fn policy(c: &mut KmsClient, cmd: PolicyCmd) -> CliResult {
                 policy_name: name,
             };
             let r = reply(c.get_principal_policy(req).await)?;
-            println!("{}", r.policy_document);
+            print_line(&r.policy_document)?;
             Ok(())
         }
         PolicyCmd::List { principal, .. } => {

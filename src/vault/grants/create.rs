@@ -234,6 +234,7 @@ impl Vault {
             .await;
         key.slots(|s| s.grants.invalidate());
         stored?;
+        crate::failpoint::hit("grant.after_write");
         tracing::info!(key_id = %key.key_id(), grant_id = %grant_id, "grant created");
         let token = self
             .grant_tokens

@@ -4,6 +4,7 @@
 use super::token::decode_id;
 use super::Vault;
 use crate::authz::Action;
+use crate::vault::marker::{Listing, MarkerKey};
 use std::time::SystemTime;
 
 use crate::authz::GrantConstraints;
@@ -95,22 +96,23 @@ fn limit(l: Option<i32>) -> Result<usize, KmsError> {
     }
 }
 
-/// A marker is the last grant id of the previous page.
-fn marker(m: &str) -> Result<&str, KmsError> {
-    if m.is_empty() || decode_id(m).is_some() {
-        Ok(m)
-    } else {
-        Err(KmsError::InvalidMarker(
-            "the marker is not one that this operation returned".into(),
-        ))
-    }
+/// The grant id a marker continues after ("" for the first page): a marker holds the
+/// last grant id of the previous page (see `marker`).
+fn position_after(markers: &MarkerKey, listing: &Listing<'_>, m: &str) -> Result<String, KmsError> {
+    let after: Option<String> = markers.open(listing, m)?;
+    Ok(after.unwrap_or_default())
 }
 
-fn page(mut grants: Vec<GrantRecord>, limit: usize) -> (Vec<GrantRecord>, Option<String>) {
+fn page(
+    markers: &MarkerKey,
+    listing: &Listing<'_>,
+    mut grants: Vec<GrantRecord>,
+    limit: usize,
+) -> (Vec<GrantRecord>, Option<String>) {
     let truncated = grants.len() > limit;
     grants.truncate(limit);
     let next = if truncated {
-        grants.last().map(|g| g.grant_id.clone())
+        grants.last().map(|g| markers.issue(listing, &g.grant_id))
     } else {
         None
     };
@@ -125,7 +127,8 @@ impl Vault {
         input: ListGrantsInput,
     ) -> Result<GrantPage, KmsError> {
         let limit = limit(input.limit)?;
-        let after = marker(&input.marker)?.to_owned();
+        let listing = Listing::new("ListGrants", &input.key_id);
+        let after = position_after(&self.markers, &listing, &input.marker)?;
         let (grant_id, grantee) = (input.grant_id.as_str(), input.grantee_principal.as_str());
         if !grant_id.is_empty() && decode_id(grant_id).is_none() {
             return Err(KmsError::InvalidGrantId(
@@ -149,7 +152,7 @@ impl Vault {
             .filter(|g| grantee.is_empty() || g.grantee == grantee)
             .take(limit + 1)
             .collect();
-        let (grants, next_marker) = page(matching, limit);
+        let (grants, next_marker) = page(&self.markers, &listing, matching, limit);
         let arn = self.arn_of(&key);
         Ok(GrantPage {
             grants: grants
@@ -167,7 +170,8 @@ impl Vault {
         input: ListRetirableGrantsInput,
     ) -> Result<GrantPage, KmsError> {
         let limit = limit(input.limit)?;
-        let after = marker(&input.marker)?.to_owned();
+        let listing = Listing::new("ListRetirableGrants", &input.retiring_principal);
+        let after = position_after(&self.markers, &listing, &input.marker)?;
         let retiring: Principal = input
             .retiring_principal
             .parse()
@@ -184,7 +188,7 @@ impl Vault {
         let found = self
             .store_call(move |s| s.retirable_grants(&who, &after, limit + 1))
             .await?;
-        let (grants, next_marker) = page(found, limit);
+        let (grants, next_marker) = page(&self.markers, &listing, found, limit);
         let mut out = Vec::with_capacity(grants.len());
         for g in grants {
             let account = match self.key(g.key_id).await? {

@@ -111,6 +111,7 @@ impl Vault {
             }
         }
         self.hsm.create_material(key.material_ref(next)).await?;
+        crate::failpoint::hit("new_material.after_material");
         let m = MaterialRecord {
             version: next,
             created: self.settings.clock.now(),
@@ -121,6 +122,7 @@ impl Vault {
         let next_rotation = rotation.and_then(|(_, n)| n);
         self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
             .await?;
+        crate::failpoint::hit("new_material.after_store");
         match rotation {
             None => {
                 self.metrics.material_rollover();

@@ -3,8 +3,9 @@
 //! every committed input, seeds and the regression inputs of fixed crashes alike, must
 //! pass the assertions it passes under libFuzzer. The seeds named `valid-*` must also
 //! still be accepted by their parser, so that a format change cannot leave a corpus
-//! that stops at the first check. `write_fuzz_seeds` (ignored) made the seeds; see
-//! docs/testing.md, "Fuzzing".
+//! that stops at the first check. `the_seed_writer_makes_seeds_their_parsers_accept` makes
+//! the seeds (into fuzz/corpus with `P11KMS_WRITE_FUZZ_SEEDS=1`); see docs/testing.md,
+//! "Fuzzing".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,16 +101,28 @@ fn valid_seeds_are_still_accepted() {
     }
     assert!(
         refused.is_empty(),
-        "seeds their parser now refuses (regenerate them with write_fuzz_seeds if the \
-         format changed on purpose):\n{}",
+        "seeds their parser now refuses (regenerate them with P11KMS_WRITE_FUZZ_SEEDS=1 if \
+         the format changed on purpose):\n{}",
         refused.join("\n")
     );
 }
 
-fn write(target: &str, name: &str, data: &[u8]) {
-    let dir = corpus(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("valid-{name}")), data).unwrap();
+/// Where the seed writer writes: fuzz/corpus itself when asked to remake the seeds,
+/// else a directory of its own, so that every test run checks the writer without
+/// touching the committed corpora.
+struct Seeds {
+    root: PathBuf,
+    written: Vec<(&'static str, String, Vec<u8>)>,
+}
+
+impl Seeds {
+    fn write(&mut self, target: &'static str, name: &str, data: &[u8]) {
+        let dir = self.root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("valid-{name}");
+        std::fs::write(dir.join(&name), data).unwrap();
+        self.written.push((target, name, data.to_vec()));
+    }
 }
 
 fn pretty(v: &Value) -> Vec<u8> {
@@ -122,11 +135,24 @@ fn pretty(v: &Value) -> Vec<u8> {
 /// ciphertext blobs from a daemon, envelope messages made under the fuzz keyring (and
 /// published vectors for the header), policies from the policy vectors, the documented
 /// and the dev-mode configuration, AWS JSON request bodies as the SDKs send them, and
-/// the botocore-signed requests of the SigV4 tests. Run by hand:
-/// `cargo test --test it fuzz_corpus::write_fuzz_seeds -- --ignored`.
+/// the botocore-signed requests of the SigV4 tests; then checks that every seed made is
+/// accepted by its parser and passes its target's check, and that each target got some.
+/// Into a temporary directory, unless `P11KMS_WRITE_FUZZ_SEEDS=1` asks it to remake
+/// the committed seeds: `P11KMS_WRITE_FUZZ_SEEDS=1 cargo nextest run --features
+/// failpoints --test it the_seed_writer`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "writes fuzz/corpus; run by hand when the seeds need remaking"]
-async fn write_fuzz_seeds() {
+async fn the_seed_writer_makes_seeds_their_parsers_accept() {
+    let scratch = tempfile::tempdir().unwrap();
+    let remake = std::env::var("P11KMS_WRITE_FUZZ_SEEDS").is_ok_and(|v| v == "1");
+    let mut seeds = Seeds {
+        root: if remake {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")
+        } else {
+            scratch.path().to_path_buf()
+        },
+        written: Vec::new(),
+    };
+    let mut write = |target: &'static str, name: &str, data: &[u8]| seeds.write(target, name, data);
     // Ciphertext blobs, as the daemon writes them.
     let dir = TestDir::new();
     let d = Daemon::start(&dir);
@@ -333,6 +359,23 @@ async fn write_fuzz_seeds() {
     }
     // What the targets are checked with must be what these were signed with.
     assert_eq!(sigv4::SECRET, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+
+    let mut refused = Vec::new();
+    for (target, name, data) in &seeds.written {
+        let t = TARGETS.iter().find(|t| t.name == *target).unwrap();
+        (t.check)(data);
+        if !(t.accepted)(data) {
+            refused.push(format!("{target}/{name}"));
+        }
+    }
+    assert!(refused.is_empty(), "seeds their parser refuses: {refused:?}");
+    for t in TARGETS {
+        assert!(
+            seeds.written.iter().any(|(target, ..)| *target == t.name),
+            "no seed made for {}",
+            t.name
+        );
+    }
 }
 
 async fn encrypt_unscanned(

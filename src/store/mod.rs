@@ -40,6 +40,18 @@ pub enum StoreError {
     /// (LimitExceededException).
     #[error("{0}")]
     LimitExceeded(String),
+    /// The database file cannot be opened for writing: a read-only file system, or
+    /// permissions. p11kms cannot serve from a database it cannot write.
+    #[error(
+        "the database file {} cannot be written ({cause}): p11kms writes it on every start and for every change; make it and its directory writable, or move it (store.sqlite)",
+        path.display()
+    )]
+    NotWritable {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What opening it for writing said (read-only file system, permission denied).
+        cause: std::io::Error,
+    },
 }
 
 /// What the vault needs from a metadata store. Methods block; the vault calls them off

@@ -139,6 +139,19 @@ impl SqliteStore {
                 .mode(0o600)
                 .open(path);
         }
+        // SQLite would quietly open a file it cannot write read-only and fail later,
+        // with a bare "unable to open database file" on a read-only file system.
+        if let Err(cause) = std::fs::OpenOptions::new().write(true).open(path) {
+            if matches!(
+                cause.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) {
+                return Err(StoreError::NotWritable {
+                    path: path.to_owned(),
+                    cause,
+                });
+            }
+        }
         Self::init(Connection::open(path)?)
     }
 

@@ -368,7 +368,10 @@ async fn the_seed_writer_makes_seeds_their_parsers_accept() {
             refused.push(format!("{target}/{name}"));
         }
     }
-    assert!(refused.is_empty(), "seeds their parser refuses: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "seeds their parser refuses: {refused:?}"
+    );
     for t in TARGETS {
         assert!(
             seeds.written.iter().any(|(target, ..)| *target == t.name),

@@ -193,6 +193,22 @@ impl Daemon {
 
     /// `p11kms serve --dev` on `listen`, with more `args` for `serve`.
     pub fn start_args(dir: &TestDir, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::try_start_args(dir, listen, args, env)
+            .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
+    }
+
+    /// `p11kms serve --dev` on a free port; Err holds the daemon's stderr when it did
+    /// not start.
+    pub fn try_start(dir: &TestDir) -> Result<Self, String> {
+        Self::try_start_args(dir, "127.0.0.1:0", &[], &[])
+    }
+
+    fn try_start_args(
+        dir: &TestDir,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
         cmd.args(["serve", "--dev", "--listen", listen])
             .args(["--metrics-listen", "127.0.0.1:0"])
@@ -202,7 +218,6 @@ impl Daemon {
             .arg(dir.path());
         dir.token_env(&mut cmd);
         Self::spawn(cmd, dir.path(), env)
-            .unwrap_or_else(|log| panic!("daemon did not start:\n{log}"))
     }
 
     /// `p11kms serve --config FILE`; Err holds the daemon's stderr.

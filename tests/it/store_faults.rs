@@ -1,7 +1,7 @@
 //! Faults of the metadata store: the database held by another writer past the busy
 //! timeout, and a full disk. Each answers with its AWS error name, writes nothing half
 //! (no key without material, no material without a key), and service resumes by itself
-//! once the fault clears.
+//! once the fault clears. A read-only database stops the start, naming the file.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -71,6 +71,21 @@ impl SmallDisk {
             String::from_utf8_lossy(&out.stderr)
         );
         Self { path }
+    }
+
+    /// Remounts it read-write or read-only (nothing may have a file on it open for
+    /// writing).
+    fn remount(&self, writable: bool) {
+        let out = Command::new("mount")
+            .args(["-o", if writable { "remount,rw" } else { "remount,ro" }])
+            .arg(&self.path)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Fills the disk; returns the filler file.
@@ -144,4 +159,50 @@ async fn a_full_disk_fails_writes_with_an_aws_name_and_service_resumes_when_spac
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
+}
+
+/// A database on a file system that went read-only (as the kernel remounts one after
+/// I/O errors) cannot be served: the daemon refuses to start, naming the file and the
+/// cause, writes nothing, and starts with everything intact once it is writable again.
+/// (A running daemon keeps its open descriptors writable: a file system with files
+/// open for writing cannot be remounted read-only, and a chmod changes no open file.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_database_stops_the_start_with_its_name_and_service_resumes_when_writable() {
+    let dir = TestDir::new();
+    dir.prepare();
+    let disk = SmallDisk::mount(dir.path().join("ro"));
+    let db_path = disk.path.join("p11kms.db");
+    dir.edit_config(|t| {
+        t["store"]
+            .as_table_mut()
+            .unwrap()
+            .insert("sqlite".into(), db_path.display().to_string().into());
+    });
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await.key_id;
+    let blob = encrypt(&mut c, &key, b"before", &[]).await;
+    d.stop();
+
+    disk.remount(false);
+    let log = match Daemon::try_start(&dir) {
+        Ok(d) => panic!("served from a read-only database:\n{}", d.stop()),
+        Err(log) => log,
+    };
+    println!("read-only database: {}", log.lines().last().unwrap_or(""));
+    assert!(log.contains(&db_path.display().to_string()), "{log}");
+    assert!(
+        log.contains("cannot be written (Read-only file system"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+
+    disk.remount(true);
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    assert_eq!(decrypt(&mut c, &blob, &[]).await, b"before");
+    let fresh = create_key(&mut c).await.key_id;
+    let b = encrypt(&mut c, &fresh, b"after", &[]).await;
+    assert_eq!(decrypt(&mut c, &b, &[]).await, b"after");
+    d.stop();
 }

@@ -19,14 +19,26 @@ fn policy_name(name: &str) -> Result<(), KmsError> {
     }
 }
 
+/// The most characters AWS's Policy member may hold (its length constraint in the API
+/// reference); the 32 KiB a key policy may have is a quota below it.
+const MAX_POLICY_MEMBER_CHARS: usize = 131_072;
+
 /// Parses a key policy for CreateKey/PutKeyPolicy; errors say where and why.
 pub(crate) fn parse_key_policy(text: &str) -> Result<Policy, KmsError> {
     if text.is_empty() {
         return Err(KmsError::validation("Policy is required"));
     }
     authz::parse_policy(text, PolicyKind::Key).map_err(|e| match e {
-        // AWS bounds the Policy parameter at 32,768 characters: a ValidationException.
-        PolicyError::TooLarge => KmsError::validation(e.to_string()),
+        // As AWS: over the member's length constraint is a ValidationException; within
+        // it but over the key policy quota (32 KiB), LimitExceededException ("a length
+        // constraint or quota was exceeded").
+        PolicyError::TooLarge if text.chars().count() > MAX_POLICY_MEMBER_CHARS => {
+            KmsError::validation(format!(
+                "1 validation error detected: Value at 'policy' failed to satisfy constraint: \
+                 Member must have length less than or equal to {MAX_POLICY_MEMBER_CHARS}"
+            ))
+        }
+        PolicyError::TooLarge => KmsError::LimitExceeded(e.to_string()),
         e => KmsError::MalformedPolicyDocument(e.to_string()),
     })
 }
@@ -140,5 +152,27 @@ impl Vault {
             policy_names: vec![DEFAULT_POLICY_NAME.to_owned()],
             next_marker: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_policy_over_the_quota_is_limit_exceeded_and_over_the_member_limit_validation() {
+        let root = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        assert!(parse_key_policy(root).is_ok());
+        let over_quota = format!("{root}{}", " ".repeat(32 * 1024));
+        assert!(matches!(
+            parse_key_policy(&over_quota),
+            Err(KmsError::LimitExceeded(_))
+        ));
+        let over_member = format!("{root}{}", " ".repeat(MAX_POLICY_MEMBER_CHARS));
+        assert!(matches!(
+            parse_key_policy(&over_member),
+            Err(KmsError::Validation(_))
+        ));
+        assert!(matches!(parse_key_policy(""), Err(KmsError::Validation(_))));
     }
 }

@@ -140,6 +140,7 @@ impl Vault {
             super::validate::count("Limit", n, 1, 1000)?;
         }
         if !input.marker.is_empty() {
+            super::marker::check_shape(&input.marker)?;
             return Err(KmsError::InvalidMarker(
                 "the marker is not one that ListKeyPolicies returned".into(),
             ));

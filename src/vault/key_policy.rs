@@ -10,9 +10,24 @@ use crate::authz::{self, Action, Policy, PolicyError, PolicyKind};
 /// The only key policy name, as in AWS.
 pub(crate) const DEFAULT_POLICY_NAME: &str = "default";
 
+/// The longest `PolicyName` AWS takes (its length constraint in the API reference).
+const MAX_POLICY_NAME_CHARS: usize = 128;
+
+/// A key policy name: `default` (or none, meaning it). A name outside AWS's constraints
+/// on the member (1 to 128 of `[A-Za-z0-9_]`) is a ValidationException, any other name
+/// NotFoundException, as AWS answers them.
 fn policy_name(name: &str) -> Result<(), KmsError> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
     match name {
         "" | DEFAULT_POLICY_NAME => Ok(()),
+        _ if name.chars().count() > MAX_POLICY_NAME_CHARS => Err(KmsError::validation(format!(
+            "1 validation error detected: Value at 'policyName' failed to satisfy constraint: \
+             Member must have length less than or equal to {MAX_POLICY_NAME_CHARS}"
+        ))),
+        _ if !name.chars().all(word) => Err(KmsError::validation(
+            "1 validation error detected: Value at 'policyName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [\\w]+",
+        )),
         _ => Err(KmsError::NotFound(
             "the only key policy name is \"default\"".into(),
         )),
@@ -159,6 +174,23 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_names_outside_aws_constraints_are_validation_errors_and_others_not_found() {
+        assert!(policy_name("").is_ok());
+        assert!(policy_name("default").is_ok());
+        for (name, error) in [
+            ("other", "NotFoundException"),
+            ("Default_2", "NotFoundException"),
+            (&*"p".repeat(128), "NotFoundException"),
+            (&*"p".repeat(129), "ValidationException"),
+            ("a b", "ValidationException"),
+            ("d\0", "ValidationException"),
+            ("défaut", "ValidationException"),
+        ] {
+            assert_eq!(policy_name(name).unwrap_err().name(), error, "{name:?}");
+        }
+    }
 
     #[test]
     fn a_key_policy_over_the_quota_is_limit_exceeded_and_over_the_member_limit_validation() {

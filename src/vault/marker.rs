@@ -19,6 +19,28 @@ use super::KmsError;
 
 const MAC_LEN: usize = 32;
 
+/// The longest `Marker` AWS takes (its length constraint in the API reference). An
+/// issued marker is shorter: base64 of the MAC and a position of at most 512 bytes (a
+/// tag key of 128 letters of four bytes each), 726 characters.
+const MAX_MARKER_CHARS: usize = 1024;
+
+/// AWS's constraints on any `Marker` member: at most 1024 characters, each from U+0020
+/// to U+00FF. A marker outside them is a ValidationException, as AWS's request
+/// validation answers before the operation looks at the marker; any other marker not
+/// issued for the listing is InvalidMarkerException.
+pub(crate) fn check_shape(marker: &str) -> Result<(), KmsError> {
+    let constraint = if marker.chars().count() > MAX_MARKER_CHARS {
+        format!("Member must have length less than or equal to {MAX_MARKER_CHARS}")
+    } else if marker.chars().any(|c| !(' '..='\u{ff}').contains(&c)) {
+        "Member must satisfy regular expression pattern: [\\u0020-\\u00FF]*".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(KmsError::validation(format!(
+        "1 validation error detected: Value at 'marker' failed to satisfy constraint: {constraint}"
+    )))
+}
+
 /// One listing a marker may continue: an operation over one scope.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Listing<'a> {
@@ -69,6 +91,7 @@ impl MarkerKey {
         if marker.is_empty() {
             return Ok(None);
         }
+        check_shape(marker)?;
         let raw = URL_SAFE_NO_PAD
             .decode(marker.as_bytes())
             .map_err(|_| listing.refused())?;
@@ -147,6 +170,25 @@ mod tests {
         ] {
             let e = k.open::<String>(&l, &bad).unwrap_err();
             assert_eq!(e.name(), "InvalidMarkerException", "{bad}");
+        }
+    }
+
+    #[test]
+    fn markers_outside_aws_constraints_are_validation_errors() {
+        let k = key();
+        let l = Listing::new("ListKeys", "111122223333");
+        for bad in [
+            "m".repeat(1025),
+            "\0".into(),
+            "a\u{100}".into(),
+            "\u{7f}\n".into(),
+        ] {
+            let e = k.open::<String>(&l, &bad).unwrap_err();
+            assert_eq!(e.name(), "ValidationException", "{bad:?}");
+        }
+        for within in ["m".repeat(1024), "\u{ff} ~".into()] {
+            let e = k.open::<String>(&l, &within).unwrap_err();
+            assert_eq!(e.name(), "InvalidMarkerException", "{within:?}");
         }
     }
 

@@ -16,24 +16,24 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Http {
+pub enum Http {
     One,
     Two,
 }
 
 /// One answer: status, the two AWS headers, and the JSON body.
 #[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    error_type: Option<String>,
-    request_id: Option<String>,
-    content_type: Option<String>,
-    body: Value,
+pub struct Answer {
+    pub status: StatusCode,
+    pub error_type: Option<String>,
+    pub request_id: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
 }
 
 /// POSTs `body` to the daemon's AWS JSON port with `headers`, over a fresh TLS
 /// connection speaking `http` (no client certificate).
-async fn post(d: &Daemon, http: Http, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+pub async fn post(d: &Daemon, http: Http, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
     post_body(d, http, headers, Full::new(Bytes::from(body)).boxed()).await
 }
 
@@ -53,6 +53,18 @@ async fn post_body(
     headers: &[(&str, &str)],
     body: BoxBody<Bytes, std::convert::Infallible>,
 ) -> Answer {
+    send(d, http, hyper::Method::POST, "/", headers, body).await
+}
+
+/// Sends any request (`method`, `path`) like [`post`].
+pub async fn send(
+    d: &Daemon,
+    http: Http,
+    method: hyper::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: BoxBody<Bytes, std::convert::Infallible>,
+) -> Answer {
     let alpn: &[u8] = match http {
         Http::One => b"http/1.1",
         Http::Two => b"h2",
@@ -61,12 +73,17 @@ async fn post_body(
     let tcp = tokio::net::TcpStream::connect(d.aws_api_addr())
         .await
         .unwrap();
+    // HTTP/2 writes headers and body apart: Nagle would hold the body back 40 ms.
+    tcp.set_nodelay(true).unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
     let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let mut req = Request::post(format!("https://localhost:{}/", d.aws_api_addr().port()));
+    let mut req = Request::builder().method(method).uri(format!(
+        "https://localhost:{}{path}",
+        d.aws_api_addr().port()
+    ));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -115,14 +132,15 @@ async fn post_body(
     }
 }
 
-const JSON: (&str, &str) = ("content-type", "application/x-amz-json-1.1");
+pub const JSON: (&str, &str) = ("content-type", "application/x-amz-json-1.1");
 
 fn target(op: &str) -> (&'static str, String) {
     ("x-amz-target", format!("TrentService.{op}"))
 }
 
 /// Asserts an AWS error answer.
-fn assert_aws_error(a: &Answer, status: u16, name: &str) {
+#[track_caller]
+pub fn assert_aws_error(a: &Answer, status: u16, name: &str) {
     assert_eq!(a.status.as_u16(), status, "{a:?}");
     assert_eq!(a.error_type.as_deref(), Some(name), "{a:?}");
     assert_eq!(a.body["__type"], name, "{a:?}");

@@ -177,15 +177,15 @@ async fn bad_requests_get_aws_error_names_and_the_daemon_keeps_serving() {
 /// One gRPC answer read off the wire: the status wherever the server put it (the
 /// headers of a trailers-only answer, else the trailers) and the AWS headers.
 #[derive(Debug)]
-struct RawAnswer {
-    grpc_status: Option<String>,
-    grpc_message: String,
-    error_type: Option<String>,
-    request_id: Option<String>,
+pub struct RawAnswer {
+    pub grpc_status: Option<String>,
+    pub grpc_message: String,
+    pub error_type: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// One gRPC frame: the compressed flag, the length the frame declares, the bytes.
-fn frame(compressed: bool, declared_len: usize, bytes: &[u8]) -> Vec<u8> {
+pub fn frame(compressed: bool, declared_len: usize, bytes: &[u8]) -> Vec<u8> {
     let mut f = vec![u8::from(compressed)];
     f.extend_from_slice(&u32::try_from(declared_len).unwrap().to_be_bytes());
     f.extend_from_slice(bytes);
@@ -194,7 +194,7 @@ fn frame(compressed: bool, declared_len: usize, bytes: &[u8]) -> Vec<u8> {
 
 /// POSTs `body` to `path` as a gRPC call over HTTP/2 and mTLS as the dev admin, with
 /// hyper's own client rather than tonic's, so that the bytes are exactly these.
-async fn raw_grpc(d: &Daemon, path: &str, extra: &[(&str, &str)], body: Vec<u8>) -> RawAnswer {
+pub async fn raw_grpc(d: &Daemon, path: &str, extra: &[(&str, &str)], body: Vec<u8>) -> RawAnswer {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let identity = p11kms::DevDir::at(&d.dir).admin_identity();
@@ -202,6 +202,8 @@ async fn raw_grpc(d: &Daemon, path: &str, extra: &[(&str, &str)], body: Vec<u8>)
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", d.addr.port()))
         .await
         .unwrap();
+    // HTTP/2 writes headers and body apart: Nagle would hold the body back 40 ms.
+    tcp.set_nodelay(true).unwrap();
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(
             rustls_pki_types::ServerName::try_from("localhost").unwrap(),

@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::digest::{digest, SHA256};
-use aws_lc_rs::hmac;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::Bytes;
@@ -702,81 +700,6 @@ async fn a_thousand_idle_clients_and_two_thousand_silent_sockets_cost_bounded_me
     .await
     .unwrap();
     drop(silent);
-}
-
-/// The dev admin's access key, from the dev directory's aws-env.sh, signing requests
-/// with SigV4 as an AWS SDK does (as the throughput bench's signer does).
-struct Signer {
-    id: String,
-    key: hmac::Key,
-    day: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Signer {
-    fn from_dev_dir(dir: &Path) -> Self {
-        let text = std::fs::read_to_string(dir.join("aws-env.sh")).unwrap();
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(|v| v.trim_matches('\'').to_owned())
-                .unwrap()
-        };
-        let secret = value("AWS_SECRET_ACCESS_KEY");
-        let day = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!("[year][month][day]"))
-            .unwrap();
-        let mut key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{secret}").as_bytes());
-        for part in [day.as_str(), "us-east-1", "kms", "aws4_request"] {
-            let tag = hmac::sign(&key, part.as_bytes());
-            key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
-        }
-        Self {
-            id: value("AWS_ACCESS_KEY_ID"),
-            key,
-            day,
-        }
-    }
-
-    /// The headers of a signed `POST /` to `host` calling `op` with `body`.
-    fn sign(&self, host: &str, op: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{}T{:02}{:02}{:02}Z",
-            self.day,
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let target = format!("TrentService.{op}");
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{host}\nx-amz-date:{stamp}\nx-amz-target:{target}\n\n\
-             content-type;host;x-amz-date;x-amz-target\n{}",
-            hex(digest(&SHA256, body).as_ref())
-        );
-        let scope = format!("{}/us-east-1/kms/aws4_request", self.day);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-            hex(digest(&SHA256, canonical.as_bytes()).as_ref())
-        );
-        let signature = hex(hmac::sign(&self.key, to_sign.as_bytes()).as_ref());
-        vec![
-            ("host", host.to_owned()),
-            ("content-type", "application/x-amz-json-1.1".to_owned()),
-            ("x-amz-date", stamp),
-            ("x-amz-target", target),
-            (
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}",
-                    self.id
-                ),
-            ),
-        ]
-    }
 }
 
 /// A TLS client for the daemon: trusts its CA, offers `alpn`, and presents the client

@@ -26,6 +26,7 @@ mod audit_checkpoint;
 mod aws_json;
 mod aws_sdk;
 mod bad_input;
+mod bad_input_table;
 mod batch;
 mod blob_mutations;
 mod cli;

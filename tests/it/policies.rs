@@ -586,6 +586,8 @@ async fn key_policy_rpcs_round_trip_and_refuse_malformed_documents() {
         let st = assert_kms_error(put_key_policy(&mut admin, &key.key_id, doc).await.map(tonic::Response::new), "MalformedPolicyDocumentException");
         assert!(st.message().contains(where_), "{}", st.message());
     }
+    // Over the key policy quota (32 KiB) but within the Policy member's 131,072
+    // characters: AWS's LimitExceededException.
     let huge = policy(vec![
         json!({"Sid": "x".repeat(33_000), "Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}),
     ]);
@@ -593,7 +595,7 @@ async fn key_policy_rpcs_round_trip_and_refuse_malformed_documents() {
         put_key_policy(&mut admin, &key.key_id, huge)
             .await
             .map(tonic::Response::new),
-        "ValidationException",
+        "LimitExceededException",
     );
     // Refused documents changed nothing.
     assert_eq!(

@@ -31,6 +31,57 @@ impl fmt::Display for TokenSelector {
     }
 }
 
+/// Environment variables a PKCS#11 module reads (`[hsm] env`), e.g. kryoptic's
+/// `KRYOPTIC_CONF`: set in the process before the module is loaded, so that the module
+/// gets them from the configuration and not from whatever shell started the daemon.
+/// Values may be secret: `Debug` and the log show the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ModuleEnv(Vec<(String, String)>);
+
+impl ModuleEnv {
+    /// Variables already validated (`config`): names are identifiers, values hold no
+    /// NUL byte.
+    pub(crate) fn new(vars: Vec<(String, String)>) -> Self {
+        Self(vars)
+    }
+
+    /// The variables' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Sets the variables in this process's environment. Call it before the module is
+    /// loaded and while no other thread runs (the daemon does so at start-up, before
+    /// its runtime and pool exist): a thread reading the environment at the same
+    /// moment could see it half-changed.
+    fn apply(&self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let replaced: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(name, value)| std::env::var(name).is_ok_and(|old| old != *value))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for (name, value) in &self.0 {
+            std::env::set_var(name, value);
+        }
+        let names: Vec<&str> = self.names().collect();
+        tracing::info!(
+            variables = ?names,
+            replaced_inherited = ?replaced,
+            "set the PKCS#11 module's environment from hsm.env"
+        );
+    }
+}
+
+impl fmt::Debug for ModuleEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
 /// A loaded and initialised PKCS#11 module. One per process: C_Initialize may run only
 /// once per module per process.
 pub struct Module {
@@ -41,6 +92,13 @@ impl Module {
     /// dlopens the module and calls C_Initialize with OS locking, since the pool calls it
     /// from several threads.
     pub fn load(path: &Path) -> Result<Self, HsmError> {
+        Self::load_with_env(path, &ModuleEnv::default())
+    }
+
+    /// Sets the module's environment ([`ModuleEnv`]), then loads it as [`Self::load`]
+    /// does. Call it while no other thread runs.
+    pub fn load_with_env(path: &Path, env: &ModuleEnv) -> Result<Self, HsmError> {
+        env.apply();
         let err = |source| HsmError::ModuleLoad {
             path: path.display().to_string(),
             source,

@@ -299,6 +299,7 @@ impl HsmPool {
         pin: Pin,
         cfg: &PoolConfig,
     ) -> Result<Self, HsmError> {
+        let tag = module.tag_failure(slot, &pin)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
@@ -317,6 +318,7 @@ impl HsmPool {
                     pin.clone(),
                     copy_keys,
                     metrics.clone(),
+                    tag,
                 )
             })
         };

@@ -10,6 +10,7 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::types::Ulong;
 
+use super::error::TagFailure;
 use super::health::{Health, Staleness, Stamp};
 use super::module::login;
 use super::{HsmError, MaterialRef};
@@ -53,6 +54,8 @@ pub(crate) struct WorkerSession {
     opened_before: bool,
     /// The secret-sealing key's handle, once found.
     seal_key: Option<ObjectHandle>,
+    /// How the token reports a damaged GCM tag.
+    tag: TagFailure,
 }
 
 impl WorkerSession {
@@ -62,6 +65,7 @@ impl WorkerSession {
         pin: Pin,
         copy_keys: bool,
         metrics: Metrics,
+        tag: TagFailure,
     ) -> Self {
         let stamp = health.stamp();
         Self {
@@ -75,6 +79,7 @@ impl WorkerSession {
             metrics,
             opened_before: false,
             seal_key: None,
+            tag,
         }
     }
 
@@ -174,8 +179,8 @@ impl WorkerSession {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<Plaintext, HsmError> {
-        let key = self.seal_key()?;
-        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
+        let (key, tag) = (self.seal_key()?, self.tag);
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag, tag)
     }
 
     /// The handle to use for this material: a cached one, else the token object found by
@@ -353,8 +358,8 @@ impl WorkerSession {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<Plaintext, HsmError> {
-        let key = self.key(m)?;
-        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
+        let (key, tag) = (self.key(m)?, self.tag);
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag, tag)
     }
 
     /// C_GenerateRandom, into a zeroizing buffer from the first byte.
@@ -419,7 +424,7 @@ pub(super) fn aes_key_template(id: Vec<u8>, label: Vec<u8>) -> [Attribute; 16] {
     ]
 }
 
-fn gcm_encrypt(
+pub(super) fn gcm_encrypt(
     s: &Session,
     key: ObjectHandle,
     iv: &[u8; 12],
@@ -432,19 +437,32 @@ fn gcm_encrypt(
         .map_err(HsmError::from_call)
 }
 
-/// C_Decrypt with CKM_AES_GCM of ciphertext || tag; a failed tag is TagMismatch.
+/// C_Decrypt with CKM_AES_GCM of ciphertext || tag; a failed tag (as this token
+/// reports one) is TagMismatch.
 fn gcm_decrypt(
     s: &Session,
     key: ObjectHandle,
     iv: &[u8],
     aad: &[u8],
     ciphertext_and_tag: &[u8],
+    tag: TagFailure,
 ) -> Result<Plaintext, HsmError> {
-    let mut iv = iv.to_vec();
-    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
-    s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
+    gcm_decrypt_raw(s, key, iv, aad, ciphertext_and_tag)
         .map(Plaintext::new)
-        .map_err(HsmError::from_decrypt)
+        .map_err(|e| HsmError::from_decrypt(e, tag))
+}
+
+/// C_Decrypt with CKM_AES_GCM, the token's answer as it gave it.
+pub(super) fn gcm_decrypt_raw(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &[u8],
+    aad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<Vec<u8>, cryptoki::error::Error> {
+    let mut iv = iv.to_vec();
+    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS))?;
+    s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
 }
 
 /// Destroys every token object with the material's CKA_ID. An object the module lists

@@ -43,6 +43,16 @@ pub enum TestToken {
     Kryoptic(PathBuf),
 }
 
+impl TestToken {
+    /// How this token answers C_Decrypt of a damaged AES-GCM tag, as the daemon logs it.
+    pub fn bad_tag_answer(&self) -> &'static str {
+        match self {
+            Self::SoftHsm2 => "CKR_GENERAL_ERROR",
+            Self::Kryoptic(_) => "CKR_ENCRYPTED_DATA_INVALID",
+        }
+    }
+}
+
 pub fn test_token() -> &'static TestToken {
     static TOKEN: OnceLock<TestToken> = OnceLock::new();
     TOKEN.get_or_init(|| {

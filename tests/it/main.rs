@@ -56,3 +56,4 @@ mod shutdown;
 mod store_faults;
 mod tags;
 mod token;
+mod token_answers;

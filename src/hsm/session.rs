@@ -2,6 +2,7 @@
 //! thread only: a cryptoki Session is Send but not Sync, so it never leaves its thread.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cryptoki::mechanism::aead::GcmParams;
@@ -31,6 +32,37 @@ fn find_material(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmE
     .map_err(HsmError::from_call)
 }
 
+/// Session copies of token keys (`hsm.copy_keys`), shared by a pool's sessions: whether
+/// to make them, and whether the token's refusal has been told.
+pub(crate) struct KeyCopies {
+    enabled: bool,
+    /// One warning for the life of the pool, not one per session and key.
+    refusal_logged: AtomicBool,
+    metrics: Metrics,
+}
+
+impl KeyCopies {
+    pub(crate) fn new(enabled: bool, metrics: Metrics) -> Self {
+        Self {
+            enabled,
+            refusal_logged: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// The token refused a copy: the worker uses the token object. Counted every time
+    /// (`p11kms_hsm_copy_refused_total`), logged the first time.
+    fn refused(&self, e: &HsmError) {
+        self.metrics.hsm_copy_refused();
+        if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                code = %e.return_code().map_or_else(|| e.to_string(), super::error::ckr_name),
+                "the token refuses C_CopyObject: keys are used as token objects, without session copies (slower on SoftHSM2); p11kms_hsm_copy_refused_total counts the refusals, hsm.copy_keys = false stops the attempts; logged once"
+            );
+        }
+    }
+}
+
 /// How a worker finds a key's material.
 #[derive(Clone, Copy)]
 struct CachedKey {
@@ -48,7 +80,7 @@ pub(crate) struct WorkerSession {
     /// Which initialisation of the module the session was opened in.
     stamp: Stamp,
     keys: HashMap<MaterialRef, CachedKey>,
-    copy_keys: bool,
+    copies: Arc<KeyCopies>,
     metrics: Metrics,
     /// Whether a session was ever opened: a later login is a re-login.
     opened_before: bool,
@@ -63,7 +95,7 @@ impl WorkerSession {
         ctx: cryptoki::context::Pkcs11,
         health: Arc<Health>,
         pin: Pin,
-        copy_keys: bool,
+        copies: Arc<KeyCopies>,
         metrics: Metrics,
         tag: TagFailure,
     ) -> Self {
@@ -75,7 +107,7 @@ impl WorkerSession {
             session: None,
             stamp,
             keys: HashMap::new(),
-            copy_keys,
+            copies,
             metrics,
             opened_before: false,
             seal_key: None,
@@ -195,7 +227,7 @@ impl WorkerSession {
         if self.keys.len() >= MAX_CACHED_KEYS {
             self.forget_all();
         }
-        let copy_keys = self.copy_keys;
+        let copies = Arc::clone(&self.copies);
         let s = self.session()?;
         let found = find_material(s, m)?;
         let token_obj = match found.as_slice() {
@@ -206,7 +238,7 @@ impl WorkerSession {
             // object twice in its in-process index while another session creates one.
             [first, ..] => *first,
         };
-        let cached = if copy_keys {
+        let cached = if copies.enabled {
             // The copy gets its own CKA_ID and label: a look-up by the material's CKA_ID
             // must find only the token object, never another worker's copy (SoftHSM2
             // can report CKA_TOKEN=true on a session copy, so that filter alone is not
@@ -221,11 +253,19 @@ impl WorkerSession {
                     handle: h,
                     is_copy: true,
                 },
-                // A token that refuses C_CopyObject still works, only slower.
-                Err(_) => CachedKey {
-                    handle: token_obj,
-                    is_copy: false,
-                },
+                Err(e) => {
+                    let e = HsmError::from_call(e);
+                    // A lost session is the pool's to cure, not a refusal.
+                    if e.is_session_lost() || e.needs_reinit() {
+                        return Err(e);
+                    }
+                    // A token that refuses C_CopyObject still works, only slower.
+                    copies.refused(&e);
+                    CachedKey {
+                        handle: token_obj,
+                        is_copy: false,
+                    }
+                }
             }
         } else {
             CachedKey {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::ConnectionLimits;
 use crate::domain::{AccountId, Partition, Pin, Region};
-use crate::hsm::{PoolConfig, TokenSelector};
+use crate::hsm::{ModuleEnv, PoolConfig, TokenSelector};
 use crate::identity::Principal;
 use crate::vault::{TrustedService, GCM_RANDOM_IV_LIMIT};
 
@@ -265,6 +265,10 @@ pub struct HsmSection {
     /// milliseconds; 1000 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_ms: Option<u64>,
+    /// Environment variables the module reads (e.g. `KRYOPTIC_CONF`), set before it is
+    /// loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[store]`
@@ -351,6 +355,8 @@ pub struct Config {
     pub audit: Option<crate::audit::AuditSettings>,
     /// PKCS#11 module path.
     pub module: PathBuf,
+    /// The module's environment (`hsm.env`), set before it is loaded.
+    pub module_env: ModuleEnv,
     /// Which token.
     pub token: TokenSelector,
     /// Where the PIN comes from.
@@ -468,6 +474,7 @@ impl Config {
                 ))
             }
         };
+        let module_env = module_env(f.hsm.env.unwrap_or_default(), &pin)?;
         let sessions = f.hsm.sessions.unwrap_or(crate::hsm::DEFAULT_SESSIONS);
         if !(1..=256).contains(&sessions) {
             return Err(invalid("hsm.sessions", "must be between 1 and 256"));
@@ -688,6 +695,7 @@ impl Config {
             shutdown_timeout: std::time::Duration::from_secs(shutdown_timeout),
             audit: audit_section.enabled.unwrap_or(true).then_some(audit),
             module: abs(&f.hsm.module),
+            module_env,
             token,
             pin,
             pool: PoolConfig {
@@ -703,6 +711,58 @@ impl Config {
             bench_echo: false,
         })
     }
+}
+
+/// At most this many variables in `hsm.env`.
+const MAX_MODULE_ENV: usize = 64;
+
+/// Validates `hsm.env`. Names are identifiers (what a shell can export), never one the
+/// daemon reads itself: `P11KMS_…`, `RUST_LOG`, or the PIN's variable, which would put
+/// the PIN into the configuration file. Values are passed as written (relative paths
+/// are not resolved: the daemon cannot tell a path from any other value) and must not
+/// hold a NUL byte. Error messages name variables, never values.
+fn module_env(
+    vars: std::collections::BTreeMap<String, String>,
+    pin: &PinSource,
+) -> Result<ModuleEnv, ConfigError> {
+    if vars.len() > MAX_MODULE_ENV {
+        return Err(invalid(
+            "hsm.env",
+            format!("at most {MAX_MODULE_ENV} variables"),
+        ));
+    }
+    for (name, value) in &vars {
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier {
+            return Err(invalid(
+                "hsm.env",
+                format!("{name:?} is not a variable name: use letters, digits and _, not starting with a digit"),
+            ));
+        }
+        if name.starts_with("P11KMS_") || name == "RUST_LOG" {
+            return Err(invalid(
+                "hsm.env",
+                format!("{name} is the daemon's own variable, not the module's; set it in the daemon's environment"),
+            ));
+        }
+        if matches!(pin, PinSource::Env(var) if var == name) {
+            return Err(invalid(
+                "hsm.env",
+                format!("{name} holds the PIN (hsm.pin_env); the PIN never goes into the configuration file"),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(invalid(
+                "hsm.env",
+                format!("the value of {name} holds a NUL byte"),
+            ));
+        }
+    }
+    Ok(ModuleEnv::new(vars.into_iter().collect()))
 }
 
 /// Validates `[connections]`, filling in the defaults.
@@ -861,6 +921,47 @@ sqlite = "p11kms.db"
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn module_env_is_taken_in_order_and_shows_only_its_names() {
+        let c = parse(&GOOD.replace(
+            "[store]",
+            "env = { KRYOPTIC_CONF = \"/etc/kryoptic.conf\", A_SECRET = \"s3cr3t\" }\n[store]",
+        ))
+        .unwrap();
+        let names: Vec<&str> = c.module_env.names().collect();
+        assert_eq!(names, ["A_SECRET", "KRYOPTIC_CONF"]);
+        let shown = format!("{c:?}");
+        assert!(shown.contains("KRYOPTIC_CONF"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("/etc/kryoptic.conf"));
+        assert_eq!(parse(GOOD).unwrap().module_env, ModuleEnv::default());
+    }
+
+    #[test]
+    fn module_env_refuses_bad_names_the_daemons_own_and_the_pin() {
+        for (env, why) in [
+            ("\"1X\" = \"v\"", "not a variable name"),
+            ("\"A-B\" = \"v\"", "not a variable name"),
+            ("\"\" = \"v\"", "not a variable name"),
+            ("P11KMS_DEV_DIR = \"v\"", "daemon's own"),
+            ("RUST_LOG = \"debug\"", "daemon's own"),
+            ("P11KMS_PIN = \"1234\"", "daemon's own"),
+            ("X = \"a\\u0000b\"", "NUL"),
+        ] {
+            let text = GOOD.replace("[store]", &format!("env = {{ {env} }}\n[store]"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("hsm.env") && err.contains(why), "{env}: {err}");
+            assert!(!err.contains("1234") && !err.contains("debug"), "{err}");
+        }
+        let pin_in_env = GOOD
+            .replace("P11KMS_PIN", "VENDOR_PIN")
+            .replace("[store]", "env = { VENDOR_PIN = \"1234\" }\n[store]");
+        let err = parse(&pin_in_env).unwrap_err().to_string();
+        assert!(
+            err.contains("holds the PIN") && !err.contains("1234"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -165,10 +165,13 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         crate::hsm::TokenSelector::Slot(_) => "hsm.slot",
     };
     let pin = config.pin.read().map_err(at(pin_field))?;
-    let module = Module::load(&config.module).map_err(at("hsm.module"))?;
+    let module =
+        Module::load_with_env(&config.module, &config.module_env).map_err(at("hsm.module"))?;
     let slot = module.find_slot(&config.token).map_err(at(token_field))?;
     module.probe_mechanisms(slot).map_err(at("hsm.module"))?;
     module.check_login(slot, &pin).map_err(at(pin_field))?;
+    // Before anything decrypts: which code this token gives a damaged tag.
+    module.tag_failure(slot, &pin).map_err(at("hsm.module"))?;
     module
         .ensure_secret_seal_key(slot, &pin)
         .map_err(at("hsm.module"))?;

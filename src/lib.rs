@@ -90,7 +90,7 @@ pub use domain::{Pin, Plaintext};
 pub use domain::{
     AccessKeyId, AccessKeyStatus, AccountId, KeyId, MaterialVersion, SecretAccessKey,
 };
-pub use hsm::{HsmPool, Module as HsmModule, PoolConfig, TokenSelector};
+pub use hsm::{HsmPool, Module as HsmModule, ModuleEnv as HsmModuleEnv, PoolConfig, TokenSelector};
 pub use store::{
     AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord,
     MaterialRecord, PolicyStore, RotationSchedule, SqliteStore, Store, StoreError,

@@ -264,7 +264,8 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
     // This test binary runs this one test: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dev.softhsm_conf());
     let module_path = p11kms::softhsm_module().unwrap();
-    dev.init_token_if_missing(&module_path).unwrap();
+    dev.init_token_if_missing(&module_path, &Default::default())
+        .unwrap();
     let module = HsmModule::load(&module_path).unwrap();
     let slot = module
         .find_slot(&TokenSelector::Label(p11kms::DEV_TOKEN_LABEL.into()))

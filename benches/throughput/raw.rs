@@ -71,7 +71,7 @@ pub(crate) fn baseline(dir: &DevDir, threads: usize) -> BoxResult<Vec<(String, u
     // Single-threaded at this point: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
     let module = p11kms::softhsm_module()?;
-    dir.init_token_if_missing(&module)?;
+    dir.init_token_if_missing(&module, &Default::default())?;
     let ctx = Pkcs11::new(&module)?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
     let slot = ctx

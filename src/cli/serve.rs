@@ -82,7 +82,7 @@ pub(crate) fn run(
         // Set here, before the runtime and any other thread exist, so nothing races it.
         std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
         let config = Config::load(&dir.config_path())?;
-        dir.init_token_if_missing(&config.module)?;
+        dir.init_token_if_missing(&config.module, &config.module_env)?;
         (config, Some(dir))
     } else {
         let path = args

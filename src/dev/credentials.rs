@@ -26,7 +26,7 @@ impl DevDir {
             return Err(DevError::NotInitialised(self.root().to_owned()));
         }
         let pin = config.pin.read()?;
-        let module = Module::load(&config.module)?;
+        let module = Module::load_with_env(&config.module, &config.module_env)?;
         let slot = module.find_slot(&config.token)?;
         module.ensure_secret_seal_key(slot, &pin)?;
         let pool = HsmPool::start(

@@ -20,7 +20,7 @@ use crate::config::{
     AuditSection, AwsApiSection, ConfigFile, HsmSection, MetricsSection, StoreSection, TlsSection,
 };
 use crate::domain::Pin;
-use crate::hsm::{HsmError, Module};
+use crate::hsm::{HsmError, Module, ModuleEnv};
 use files::{random_secret, write_new, write_private};
 
 /// Label of the dev token.
@@ -223,6 +223,7 @@ impl DevDir {
                     copy_keys: None,
                     call_timeout_ms: None,
                     health_check_ms: None,
+                    env: None,
                 },
                 store: StoreSection {
                     sqlite: "p11kms.db".into(),
@@ -263,15 +264,20 @@ impl DevDir {
 
     /// Initialises the dev token if this directory has none yet: only when SoftHSM2
     /// shows no token with its label and the token directory is readable and empty.
-    /// SOFTHSM2_CONF must already point at [`Self::softhsm_conf`].
-    pub fn init_token_if_missing(&self, module_path: &Path) -> Result<(), DevError> {
+    /// SOFTHSM2_CONF must already point at [`Self::softhsm_conf`]. `env` is the module's
+    /// environment (`hsm.env`), for a module other than SoftHSM2.
+    pub fn init_token_if_missing(
+        &self,
+        module_path: &Path,
+        env: &ModuleEnv,
+    ) -> Result<(), DevError> {
         // SoftHSM2 skips a token it cannot read, and would then let us initialise a
         // second token with the same label beside it: a fork, the first token's keys
         // out of sight while the store still names them. So the directory is read
         // first, by us, and a token SoftHSM2 does not show must not be on disk.
         let dir = self.tokens_dir();
         let on_disk = first_entry(&dir)?;
-        let module = Module::load(module_path)?;
+        let module = Module::load_with_env(module_path, env)?;
         if module.has_token(DEV_TOKEN_LABEL)? {
             return module.finalize().map_err(DevError::from);
         }
@@ -296,7 +302,7 @@ impl DevDir {
     pub fn token_objects(&self) -> Result<Vec<crate::hsm::TokenObject>, DevError> {
         let config = crate::config::Config::load(&self.config_path())?;
         let pin = config.pin.read()?;
-        let module = Module::load(&config.module)?;
+        let module = Module::load_with_env(&config.module, &config.module_env)?;
         let slot = module.find_slot(&config.token)?;
         Ok(module.key_objects(slot, &pin)?)
     }

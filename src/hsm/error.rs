@@ -90,15 +90,18 @@ impl HsmError {
         }
     }
 
-    /// Classifies a failure of C_Decrypt with AES-GCM. SoftHSM2 reports a bad tag as
-    /// CKR_GENERAL_ERROR, other tokens as CKR_ENCRYPTED_DATA_INVALID (or _LEN_RANGE).
-    pub(crate) fn from_decrypt(e: CkError) -> Self {
+    /// Classifies a failure of C_Decrypt with AES-GCM. CKR_ENCRYPTED_DATA_INVALID and
+    /// CKR_ENCRYPTED_DATA_LEN_RANGE say "bad ciphertext" on any token (the standard's
+    /// meaning). Any other code is a failed tag only when it is the one this token gave
+    /// for a damaged tag at start-up (`tag`: SoftHSM2 answers CKR_GENERAL_ERROR):
+    /// elsewhere CKR_GENERAL_ERROR is a fault of the device, and calling it bad
+    /// ciphertext would hide it from the health count and blame the caller.
+    pub(crate) fn from_decrypt(e: CkError, tag: TagFailure) -> Self {
         match rv(&e) {
-            Some(
-                RvError::GeneralError
-                | RvError::EncryptedDataInvalid
-                | RvError::EncryptedDataLenRange,
-            ) => Self::TagMismatch,
+            Some(RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange) => {
+                Self::TagMismatch
+            }
+            Some(code) if code == tag.0 => Self::TagMismatch,
             _ => Self::from_call(e),
         }
     }
@@ -181,6 +184,58 @@ impl HsmError {
     }
 }
 
+/// How the token answers C_Decrypt of an AES-GCM ciphertext whose tag does not match:
+/// learnt once at start-up by decrypting a damaged ciphertext (`Module::tag_failure`),
+/// since tokens differ (SoftHSM2 answers CKR_GENERAL_ERROR, kryoptic
+/// CKR_ENCRYPTED_DATA_INVALID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TagFailure(RvError);
+
+impl TagFailure {
+    /// The token's answer to a damaged tag, from a probe; the fault itself when the
+    /// answer says the session or the token is in trouble (the probe met a fault, not
+    /// the tag).
+    pub(crate) fn learnt(answer: CkError) -> Result<Self, HsmError> {
+        let code = rv(&answer);
+        let e = HsmError::from_call(answer);
+        match code {
+            Some(code)
+                if !(e.is_session_lost()
+                    || e.needs_reinit()
+                    || e.is_stale_handle()
+                    || matches!(code, RvError::DeviceMemory | RvError::HostMemory)) =>
+            {
+                Ok(Self(code))
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// The answer of a token that reports a failed tag as the standard says.
+    #[cfg(test)]
+    pub(crate) const STANDARD: Self = Self(RvError::EncryptedDataInvalid);
+}
+
+impl std::fmt::Display for TagFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&ckr_name(self.0))
+    }
+}
+
+/// A return code as the standard spells it (`CKR_GENERAL_ERROR`), from cryptoki's
+/// variant name, for log lines.
+pub(crate) fn ckr_name(code: RvError) -> String {
+    let debug = format!("{code:?}");
+    let mut out = String::from("CKR");
+    for c in debug.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
 /// Attempts at making one key in the token: the first and up to four more, 5, 10, 15
 /// and 20 ms apart, for the token's transient failures (`HsmError::retry_generation`).
 pub(crate) const GENERATE_ATTEMPTS: u32 = 5;
@@ -218,6 +273,67 @@ mod tests {
                 "{rv:?}: bounded"
             );
         }
+    }
+
+    fn decrypt_failed(code: RvError, tag: TagFailure) -> HsmError {
+        HsmError::from_decrypt(CkError::Pkcs11(code, Function::Decrypt), tag)
+    }
+
+    #[test]
+    fn general_error_is_a_failed_tag_only_on_a_token_that_answers_a_bad_tag_so() {
+        let softhsm = TagFailure(RvError::GeneralError);
+        let kryoptic = TagFailure::STANDARD;
+        for tag in [softhsm, kryoptic] {
+            // The standard's codes for bad ciphertext are that on every token.
+            for code in [
+                RvError::EncryptedDataInvalid,
+                RvError::EncryptedDataLenRange,
+            ] {
+                assert!(matches!(decrypt_failed(code, tag), HsmError::TagMismatch));
+            }
+            // A lost session stays a lost session.
+            assert!(decrypt_failed(RvError::DeviceError, tag).is_session_lost());
+        }
+        assert!(matches!(
+            decrypt_failed(RvError::GeneralError, softhsm),
+            HsmError::TagMismatch
+        ));
+        let fault = decrypt_failed(RvError::GeneralError, kryoptic);
+        assert!(
+            matches!(fault, HsmError::Pkcs11(_)) && fault.is_device_fault(),
+            "{fault:?}"
+        );
+    }
+
+    #[test]
+    fn a_probe_that_meets_a_fault_learns_nothing() {
+        let answer = |code| TagFailure::learnt(CkError::Pkcs11(code, Function::Decrypt));
+        assert_eq!(
+            answer(RvError::GeneralError).unwrap(),
+            TagFailure(RvError::GeneralError)
+        );
+        assert_eq!(
+            answer(RvError::EncryptedDataInvalid).unwrap(),
+            TagFailure::STANDARD
+        );
+        for code in [
+            RvError::SessionHandleInvalid,
+            RvError::DeviceError,
+            RvError::DeviceRemoved,
+            RvError::CryptokiNotInitialized,
+            RvError::KeyHandleInvalid,
+            RvError::DeviceMemory,
+        ] {
+            assert!(answer(code).is_err(), "{code:?}");
+        }
+        assert_eq!(
+            TagFailure(RvError::GeneralError).to_string(),
+            "CKR_GENERAL_ERROR"
+        );
+        assert_eq!(
+            TagFailure::STANDARD.to_string(),
+            "CKR_ENCRYPTED_DATA_INVALID"
+        );
     }
 
     #[test]

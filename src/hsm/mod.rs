@@ -14,7 +14,7 @@ mod supervisor;
 
 pub(crate) use error::HsmError;
 pub(crate) use module::TokenObject;
-pub use module::{Module, TokenSelector};
+pub use module::{Module, ModuleEnv, TokenSelector};
 pub(crate) use pool::{
     default_inline_sessions, DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_CHECK, DEFAULT_SESSIONS,
 };

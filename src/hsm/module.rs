@@ -5,11 +5,16 @@ use std::fmt;
 use std::path::Path;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::mechanism::MechanismType;
+use std::sync::OnceLock;
+
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::slot::Slot;
-use cryptoki::types::AuthPin;
+use cryptoki::types::{AuthPin, Ulong};
 
+use super::error::TagFailure;
+use super::session::{gcm_decrypt_raw, gcm_encrypt};
 use super::HsmError;
 use crate::domain::Pin;
 
@@ -31,16 +36,76 @@ impl fmt::Display for TokenSelector {
     }
 }
 
+/// Environment variables a PKCS#11 module reads (`[hsm] env`), e.g. kryoptic's
+/// `KRYOPTIC_CONF`: set in the process before the module is loaded, so that the module
+/// gets them from the configuration and not from whatever shell started the daemon.
+/// Values may be secret: `Debug` and the log show the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ModuleEnv(Vec<(String, String)>);
+
+impl ModuleEnv {
+    /// Variables already validated (`config`): names are identifiers, values hold no
+    /// NUL byte.
+    pub(crate) fn new(vars: Vec<(String, String)>) -> Self {
+        Self(vars)
+    }
+
+    /// The variables' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Sets the variables in this process's environment. Call it before the module is
+    /// loaded and while no other thread runs (the daemon does so at start-up, before
+    /// its runtime and pool exist): a thread reading the environment at the same
+    /// moment could see it half-changed.
+    fn apply(&self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let replaced: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(name, value)| std::env::var(name).is_ok_and(|old| old != *value))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for (name, value) in &self.0 {
+            std::env::set_var(name, value);
+        }
+        let names: Vec<&str> = self.names().collect();
+        tracing::info!(
+            variables = ?names,
+            replaced_inherited = ?replaced,
+            "set the PKCS#11 module's environment from hsm.env"
+        );
+    }
+}
+
+impl fmt::Debug for ModuleEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
 /// A loaded and initialised PKCS#11 module. One per process: C_Initialize may run only
 /// once per module per process.
 pub struct Module {
     ctx: Pkcs11,
+    /// How the token reports a damaged GCM tag, once learnt.
+    tag_failure: OnceLock<TagFailure>,
 }
 
 impl Module {
     /// dlopens the module and calls C_Initialize with OS locking, since the pool calls it
     /// from several threads.
     pub fn load(path: &Path) -> Result<Self, HsmError> {
+        Self::load_with_env(path, &ModuleEnv::default())
+    }
+
+    /// Sets the module's environment ([`ModuleEnv`]), then loads it as [`Self::load`]
+    /// does. Call it while no other thread runs.
+    pub fn load_with_env(path: &Path, env: &ModuleEnv) -> Result<Self, HsmError> {
+        env.apply();
         let err = |source| HsmError::ModuleLoad {
             path: path.display().to_string(),
             source,
@@ -48,7 +113,10 @@ impl Module {
         let ctx = Pkcs11::new(path).map_err(err)?;
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(err)?;
-        Ok(Self { ctx })
+        Ok(Self {
+            ctx,
+            tag_failure: OnceLock::new(),
+        })
     }
 
     pub(crate) fn ctx(&self) -> &Pkcs11 {
@@ -88,6 +156,49 @@ impl Module {
             return weak("token", "generate random numbers (CKF_RNG)");
         }
         Ok(())
+    }
+
+    /// How this token answers C_Decrypt of an AES-GCM ciphertext with a damaged tag,
+    /// learnt the first time it is asked (the pool asks when it starts): on a throw-away
+    /// session, a session key (never a token object) encrypts a few bytes, one bit of
+    /// the tag is flipped, and the decryption's return code is kept. Only that code then
+    /// means bad ciphertext besides the standard's own (see `HsmError::from_decrypt`).
+    /// A token that accepts the damaged tag is refused.
+    pub(crate) fn tag_failure(&self, slot: Slot, pin: &Pin) -> Result<TagFailure, HsmError> {
+        if let Some(known) = self.tag_failure.get() {
+            return Ok(*known);
+        }
+        let s = self.ctx.open_ro_session(slot).map_err(HsmError::Pkcs11)?;
+        login(&s, pin)?;
+        let key = s
+            .generate_key(&Mechanism::AesKeyGen, &probe_key_template())
+            .map_err(HsmError::from_call)?;
+        // A key made for this one encryption: a fixed IV never repeats under it.
+        let iv = [0u8; 12];
+        let answer = match gcm_encrypt(&s, key, &iv, b"p11kms tag probe", b"p11kms tag probe") {
+            Ok(mut sealed) => {
+                if let Some(last) = sealed.last_mut() {
+                    *last ^= 0x01;
+                }
+                gcm_decrypt_raw(&s, key, &iv, b"p11kms tag probe", &sealed)
+            }
+            Err(e) => {
+                let _ = s.destroy_object(key);
+                return Err(e);
+            }
+        };
+        let _ = s.destroy_object(key);
+        let learnt = match answer {
+            Ok(_) => {
+                return Err(HsmError::WeakMechanism {
+                    mechanism: "CKM_AES_GCM",
+                    what: "detect a damaged tag (it decrypted one)",
+                })
+            }
+            Err(answer) => TagFailure::learnt(answer)?,
+        };
+        tracing::info!(answer = %learnt, "the token reports a damaged AES-GCM tag with this code");
+        Ok(*self.tag_failure.get_or_init(|| learnt))
     }
 
     /// Logs in once on a throw-away session so that a wrong PIN is a start-up error
@@ -145,6 +256,21 @@ impl Module {
     pub fn finalize(self) -> Result<(), HsmError> {
         self.ctx.finalize().map_err(HsmError::Pkcs11)
     }
+}
+
+/// The key of [`Module::tag_failure`]'s probe: a session object (gone with the
+/// session), sensitive and never extractable like every key p11kms makes.
+fn probe_key_template() -> [Attribute; 8] {
+    [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(Ulong::from(32u64)),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+    ]
 }
 
 /// The slot holding the selected, initialised token.

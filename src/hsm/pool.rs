@@ -15,7 +15,7 @@ use tracing::{debug, warn, Instrument as _, Span};
 
 use super::health::Health;
 use super::inline::{Inline, Lease};
-use super::session::WorkerSession;
+use super::session::{KeyCopies, WorkerSession};
 use super::supervisor::{self, Supervisor};
 use super::{HsmError, MaterialRef, Module, TokenSelector};
 use crate::domain::{Pin, Plaintext};
@@ -299,14 +299,15 @@ impl HsmPool {
         pin: Pin,
         cfg: &PoolConfig,
     ) -> Result<Self, HsmError> {
+        let tag = module.tag_failure(slot, &pin)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let factory: SessionFactory = {
-            let (ctx, pin, copy_keys, metrics, health) = (
+            let (ctx, pin, copies, metrics, health) = (
                 module.ctx().clone(),
                 pin,
-                cfg.copy_keys,
+                Arc::new(KeyCopies::new(cfg.copy_keys, cfg.metrics.clone())),
                 cfg.metrics.clone(),
                 Arc::clone(&health),
             );
@@ -315,8 +316,9 @@ impl HsmPool {
                     ctx.clone(),
                     Arc::clone(&health),
                     pin.clone(),
-                    copy_keys,
+                    Arc::clone(&copies),
                     metrics.clone(),
+                    tag,
                 )
             })
         };

@@ -2,6 +2,7 @@
 //! thread only: a cryptoki Session is Send but not Sync, so it never leaves its thread.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cryptoki::mechanism::aead::GcmParams;
@@ -10,6 +11,7 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::types::Ulong;
 
+use super::error::TagFailure;
 use super::health::{Health, Staleness, Stamp};
 use super::module::login;
 use super::{HsmError, MaterialRef};
@@ -30,6 +32,37 @@ fn find_material(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmE
     .map_err(HsmError::from_call)
 }
 
+/// Session copies of token keys (`hsm.copy_keys`), shared by a pool's sessions: whether
+/// to make them, and whether the token's refusal has been told.
+pub(crate) struct KeyCopies {
+    enabled: bool,
+    /// One warning for the life of the pool, not one per session and key.
+    refusal_logged: AtomicBool,
+    metrics: Metrics,
+}
+
+impl KeyCopies {
+    pub(crate) fn new(enabled: bool, metrics: Metrics) -> Self {
+        Self {
+            enabled,
+            refusal_logged: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    /// The token refused a copy: the worker uses the token object. Counted every time
+    /// (`p11kms_hsm_copy_refused_total`), logged the first time.
+    fn refused(&self, e: &HsmError) {
+        self.metrics.hsm_copy_refused();
+        if !self.refusal_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                code = %e.return_code().map_or_else(|| e.to_string(), super::error::ckr_name),
+                "the token refuses C_CopyObject: keys are used as token objects, without session copies (slower on SoftHSM2); p11kms_hsm_copy_refused_total counts the refusals, hsm.copy_keys = false stops the attempts; logged once"
+            );
+        }
+    }
+}
+
 /// How a worker finds a key's material.
 #[derive(Clone, Copy)]
 struct CachedKey {
@@ -47,12 +80,14 @@ pub(crate) struct WorkerSession {
     /// Which initialisation of the module the session was opened in.
     stamp: Stamp,
     keys: HashMap<MaterialRef, CachedKey>,
-    copy_keys: bool,
+    copies: Arc<KeyCopies>,
     metrics: Metrics,
     /// Whether a session was ever opened: a later login is a re-login.
     opened_before: bool,
     /// The secret-sealing key's handle, once found.
     seal_key: Option<ObjectHandle>,
+    /// How the token reports a damaged GCM tag.
+    tag: TagFailure,
 }
 
 impl WorkerSession {
@@ -60,8 +95,9 @@ impl WorkerSession {
         ctx: cryptoki::context::Pkcs11,
         health: Arc<Health>,
         pin: Pin,
-        copy_keys: bool,
+        copies: Arc<KeyCopies>,
         metrics: Metrics,
+        tag: TagFailure,
     ) -> Self {
         let stamp = health.stamp();
         Self {
@@ -71,10 +107,11 @@ impl WorkerSession {
             session: None,
             stamp,
             keys: HashMap::new(),
-            copy_keys,
+            copies,
             metrics,
             opened_before: false,
             seal_key: None,
+            tag,
         }
     }
 
@@ -174,8 +211,8 @@ impl WorkerSession {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<Plaintext, HsmError> {
-        let key = self.seal_key()?;
-        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
+        let (key, tag) = (self.seal_key()?, self.tag);
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag, tag)
     }
 
     /// The handle to use for this material: a cached one, else the token object found by
@@ -190,7 +227,7 @@ impl WorkerSession {
         if self.keys.len() >= MAX_CACHED_KEYS {
             self.forget_all();
         }
-        let copy_keys = self.copy_keys;
+        let copies = Arc::clone(&self.copies);
         let s = self.session()?;
         let found = find_material(s, m)?;
         let token_obj = match found.as_slice() {
@@ -201,7 +238,7 @@ impl WorkerSession {
             // object twice in its in-process index while another session creates one.
             [first, ..] => *first,
         };
-        let cached = if copy_keys {
+        let cached = if copies.enabled {
             // The copy gets its own CKA_ID and label: a look-up by the material's CKA_ID
             // must find only the token object, never another worker's copy (SoftHSM2
             // can report CKA_TOKEN=true on a session copy, so that filter alone is not
@@ -216,11 +253,19 @@ impl WorkerSession {
                     handle: h,
                     is_copy: true,
                 },
-                // A token that refuses C_CopyObject still works, only slower.
-                Err(_) => CachedKey {
-                    handle: token_obj,
-                    is_copy: false,
-                },
+                Err(e) => {
+                    let e = HsmError::from_call(e);
+                    // A lost session is the pool's to cure, not a refusal.
+                    if e.is_session_lost() || e.needs_reinit() {
+                        return Err(e);
+                    }
+                    // A token that refuses C_CopyObject still works, only slower.
+                    copies.refused(&e);
+                    CachedKey {
+                        handle: token_obj,
+                        is_copy: false,
+                    }
+                }
             }
         } else {
             CachedKey {
@@ -353,8 +398,8 @@ impl WorkerSession {
         aad: &[u8],
         ciphertext_and_tag: &[u8],
     ) -> Result<Plaintext, HsmError> {
-        let key = self.key(m)?;
-        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag)
+        let (key, tag) = (self.key(m)?, self.tag);
+        gcm_decrypt(self.session()?, key, iv, aad, ciphertext_and_tag, tag)
     }
 
     /// C_GenerateRandom, into a zeroizing buffer from the first byte.
@@ -419,7 +464,7 @@ pub(super) fn aes_key_template(id: Vec<u8>, label: Vec<u8>) -> [Attribute; 16] {
     ]
 }
 
-fn gcm_encrypt(
+pub(super) fn gcm_encrypt(
     s: &Session,
     key: ObjectHandle,
     iv: &[u8; 12],
@@ -432,19 +477,32 @@ fn gcm_encrypt(
         .map_err(HsmError::from_call)
 }
 
-/// C_Decrypt with CKM_AES_GCM of ciphertext || tag; a failed tag is TagMismatch.
+/// C_Decrypt with CKM_AES_GCM of ciphertext || tag; a failed tag (as this token
+/// reports one) is TagMismatch.
 fn gcm_decrypt(
     s: &Session,
     key: ObjectHandle,
     iv: &[u8],
     aad: &[u8],
     ciphertext_and_tag: &[u8],
+    tag: TagFailure,
 ) -> Result<Plaintext, HsmError> {
-    let mut iv = iv.to_vec();
-    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS)).map_err(HsmError::Pkcs11)?;
-    s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
+    gcm_decrypt_raw(s, key, iv, aad, ciphertext_and_tag)
         .map(Plaintext::new)
-        .map_err(HsmError::from_decrypt)
+        .map_err(|e| HsmError::from_decrypt(e, tag))
+}
+
+/// C_Decrypt with CKM_AES_GCM, the token's answer as it gave it.
+pub(super) fn gcm_decrypt_raw(
+    s: &Session,
+    key: ObjectHandle,
+    iv: &[u8],
+    aad: &[u8],
+    ciphertext_and_tag: &[u8],
+) -> Result<Vec<u8>, cryptoki::error::Error> {
+    let mut iv = iv.to_vec();
+    let params = GcmParams::new(&mut iv, aad, Ulong::from(TAG_BITS))?;
+    s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
 }
 
 /// Destroys every token object with the material's CKA_ID. An object the module lists

@@ -54,6 +54,7 @@ struct Inner {
     hsm_seconds: Histograms<Labels2>,
     hsm_reopens: Counter,
     hsm_relogins: Counter,
+    hsm_copy_refused: Counter,
     hsm_inline: Counter,
     hsm_faults: Family<[(&'static str, &'static str); 1], Counter>,
     store_seconds: Histogram,
@@ -139,6 +140,12 @@ impl Metrics {
             "p11kms_hsm_relogins",
             "C_Login calls on a worker that had been logged in before (after a lost session)",
             hsm_relogins.clone(),
+        );
+        let hsm_copy_refused = Counter::default();
+        r.register(
+            "p11kms_hsm_copy_refused",
+            "C_CopyObject calls the token refused (hsm.copy_keys): the worker then uses the token object itself, which is slower on some tokens",
+            hsm_copy_refused.clone(),
         );
         let hsm_faults = Family::<[(&'static str, &'static str); 1], Counter>::default();
         r.register(
@@ -237,6 +244,7 @@ impl Metrics {
             hsm_seconds,
             hsm_reopens,
             hsm_relogins,
+            hsm_copy_refused,
             hsm_inline,
             hsm_faults,
             store_seconds,
@@ -351,6 +359,11 @@ impl Metrics {
     /// A worker logged in again on a new session.
     pub fn hsm_relogin(&self) {
         self.0.hsm_relogins.inc();
+    }
+
+    /// The token refused a session copy of a key (C_CopyObject).
+    pub fn hsm_copy_refused(&self) {
+        self.0.hsm_copy_refused.inc();
     }
 
     /// One store call.

@@ -32,23 +32,105 @@ pub struct TestDir {
     shim: OnceLock<Shim>,
 }
 
-impl TestDir {
-    pub fn new() -> Self {
-        Self {
-            tmp: tempfile::tempdir().unwrap(),
-            shim: OnceLock::new(),
+/// The PKCS#11 token this run's daemons use, chosen by `P11KMS_TEST_TOKEN`:
+/// `softhsm2` (the default) or `kryoptic`. Chosen by configuration alone: a kryoptic
+/// test directory's `[hsm]` names kryoptic's module and, in `env`, its `KRYOPTIC_CONF`;
+/// dev mode then initialises that token as it does SoftHSM2's, with C_InitToken and
+/// C_InitPIN. `scripts/test.sh` runs a core set of tests a second time on kryoptic.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestToken {
+    SoftHsm2,
+    /// kryoptic's module: `P11KMS_KRYOPTIC_MODULE`, else where kryoptic/build.sh puts it.
+    Kryoptic(PathBuf),
+}
+
+impl TestToken {
+    /// How this token answers C_Decrypt of a damaged AES-GCM tag, as the daemon logs it.
+    pub fn bad_tag_answer(&self) -> &'static str {
+        match self {
+            Self::SoftHsm2 => "CKR_GENERAL_ERROR",
+            Self::Kryoptic(_) => "CKR_ENCRYPTED_DATA_INVALID",
         }
     }
+}
 
-    /// Puts the PKCS#11 shim (tests/shim) between this directory's daemons and SoftHSM2,
+pub fn test_token() -> &'static TestToken {
+    static TOKEN: OnceLock<TestToken> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        match std::env::var("P11KMS_TEST_TOKEN").as_deref() {
+            Err(_) | Ok("" | "softhsm2") => TestToken::SoftHsm2,
+            Ok("kryoptic") => {
+                let module = std::env::var_os("P11KMS_KRYOPTIC_MODULE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        // CARGO_TARGET_TMPDIR is <target>/tmp; build.sh builds into
+                        // <target>/kryoptic.
+                        Path::new(env!("CARGO_TARGET_TMPDIR"))
+                            .parent()
+                            .unwrap()
+                            .join("kryoptic/release/libkryoptic_pkcs11.so")
+                    });
+                assert!(
+                    module.exists(),
+                    "P11KMS_TEST_TOKEN=kryoptic, but there is no kryoptic module at {}: run kryoptic/build.sh, or set P11KMS_KRYOPTIC_MODULE",
+                    module.display()
+                );
+                TestToken::Kryoptic(module)
+            }
+            Ok(other) => panic!("P11KMS_TEST_TOKEN={other}: give softhsm2 or kryoptic"),
+        }
+    })
+}
+
+impl TestDir {
+    /// A fresh directory for a daemon on this run's token (`test_token`).
+    pub fn new() -> Self {
+        let dir = Self {
+            tmp: tempfile::tempdir().unwrap(),
+            shim: OnceLock::new(),
+        };
+        if let TestToken::Kryoptic(module) = test_token() {
+            dir.use_kryoptic(module);
+        }
+        dir
+    }
+
+    /// Points this directory's `[hsm]` at kryoptic: its module, and in `env` a
+    /// `KRYOPTIC_CONF` naming a configuration with one slot whose SQLite store is in
+    /// the dev token directory (empty until the first daemon initialises the token).
+    fn use_kryoptic(&self, module: &Path) {
+        self.prepare();
+        let conf = self.path().join("kryoptic.conf");
+        let store = self.dev().tokens_dir().join("kryoptic.sql");
+        fs::write(
+            &conf,
+            format!(
+                "[[slots]]\nslot = 1\ndbtype = \"sqlite\"\ndbargs = {}\n",
+                toml::Value::String(store.display().to_string())
+            ),
+        )
+        .unwrap();
+        self.edit_config(|t| {
+            let hsm = t["hsm"].as_table_mut().unwrap();
+            hsm.insert("module".into(), module.display().to_string().into());
+            let mut env = toml::Table::new();
+            env.insert("KRYOPTIC_CONF".into(), conf.display().to_string().into());
+            hsm.insert("env".into(), env.into());
+        });
+    }
+
+    /// Puts the PKCS#11 shim (tests/shim) between this directory's daemons and the token,
     /// with `delay_us` added to each cryptographic call: prepares the dev files and
     /// points `[hsm] module` at the shim. Every daemon `Daemon::start*` starts on this
     /// directory from now on (and `token_objects`) loads it. Returns the control file,
     /// absent until the test writes rules into it.
     pub fn use_shim(&self, delay_us: u64) -> Control {
         self.prepare();
-        let shim = Shim::new()
-            .unwrap()
+        let mut shim = Shim::new().unwrap();
+        if let TestToken::Kryoptic(module) = test_token() {
+            shim = shim.target(module);
+        }
+        let shim = shim
             .delay_us(delay_us)
             .control_file(self.path().join("p11shim.control"));
         shim.install(&self.dev().config_path()).unwrap();

@@ -1,5 +1,6 @@
-//! Integration tests: each starts the real `p11kms` daemon on a fresh SoftHSM2 token in a
-//! temp dir and calls it over gRPC with mTLS. One binary with modules, so CI links once.
+//! Integration tests: each starts the real `p11kms` daemon on a fresh token in a temp dir
+//! (SoftHSM2, or kryoptic with `P11KMS_TEST_TOKEN=kryoptic`: see `harness::test_token`)
+//! and calls it over gRPC with mTLS. One binary with modules, so CI links once.
 
 // A test crate has no public API: `pub` here only shares helpers between modules.
 #![allow(unreachable_pub)]
@@ -60,3 +61,4 @@ mod shutdown;
 mod store_faults;
 mod tags;
 mod token;
+mod token_answers;

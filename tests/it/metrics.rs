@@ -44,7 +44,7 @@ impl Scrape {
             .sum()
     }
 
-    fn has(&self, name: &str) -> bool {
+    pub fn has(&self, name: &str) -> bool {
         self.samples.iter().any(|s| s.name == name)
     }
 }

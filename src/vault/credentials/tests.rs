@@ -34,7 +34,8 @@ async fn access_key_secret_opens_what_was_issued_and_a_swapped_secret_does_not_o
     // sets the variable before loading it.
     std::env::set_var("SOFTHSM2_CONF", dev.softhsm_conf());
     let module_path = softhsm_module().unwrap();
-    dev.init_token_if_missing(&module_path).unwrap();
+    dev.init_token_if_missing(&module_path, &Default::default())
+        .unwrap();
     let config = crate::config::Config::load(&dev.config_path()).unwrap();
     let pin = config.pin.read().unwrap();
     let module = Module::load(&config.module).unwrap();

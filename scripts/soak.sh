@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak: mixed load (Encrypt, Decrypt, GenerateDataKey, grants, rotation, new keys) on one
+# Soak: mixed load (Encrypt, Decrypt, GenerateDataKey, grants, rotation) on one
 # dev daemon for MINUTES (default 30), sampling its resident memory, open descriptors
 # and latency; fails on any error, on memory grown 10% or more after the warm-up, or on
 # descriptors that drift (benches/throughput/soak.rs).

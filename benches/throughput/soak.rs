@@ -1,14 +1,18 @@
 //! Soak: mixed load on one daemon for a long time (`SOAK_SECS`, default 60), with the
 //! daemon's resident memory, open file descriptors and latency sampled every
 //! `SOAK_SAMPLE_SECS` (default 10). The mix: Encrypt, Decrypt, GenerateDataKey, grants
-//! made and revoked, DescribeKey, on-demand rotations (two per client) and a new key
-//! one call in 10,000, from 16 clients on
-//! 4 connections, paced at `SOAK_RATE` calls per second in all (default 1500: a soak
-//! looks for leaks, not for the ceiling, and every call writes an audit record).
+//! made and revoked, DescribeKey and on-demand rotations (two per client), from 16
+//! clients on 4 connections, paced at `SOAK_RATE` calls per second in all (default
+//! 1500: a soak looks for leaks, not for the ceiling, and every call writes an audit
+//! record).
 //!
 //! It passes when no call failed, resident memory after the warm-up (the first tenth,
 //! at least one sample) grew less than 10%, and descriptors stayed within 8 of their
 //! count at the end of the warm-up. Run with `scripts/soak.sh [MINUTES]`.
+//!
+//! New keys are not in the mix: each one is state that stays (SoftHSM2 keeps every token
+//! object in memory), which would read as growth however long the run. What a key costs
+//! is measured after the soak instead, and printed: resident memory per key made.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,15 +135,11 @@ async fn client(
                     })
                     .await?;
                 }
-                // AWS allows 10 on-demand rotations per key: a new key takes the rest.
+                // Each rotation is a token object that stays: a few per client.
                 _ if rotations < 2 => {
                     rotations += 1;
                     c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest { key_id: key })
                         .await?;
-                }
-                // And a new key now and then (one call in 10,000).
-                999 if (rng >> 16).is_multiple_of(5) => {
-                    c.create_key(proto::CreateKeyRequest::default()).await?;
                 }
                 _ => {
                     c.describe_key(proto::DescribeKeyRequest {
@@ -287,6 +287,18 @@ pub(crate) async fn soak() -> BoxResult<()> {
     if fd_drift > 8 {
         failed.push(format!("open descriptors drifted by {fd_drift}"));
     }
+    // What a key costs the daemon: state that stays, so not part of the soak's mix.
+    let mut c = conns.swap_remove(0);
+    const NEW_KEYS: usize = 500;
+    let before = rss_kib(pid);
+    for _ in 0..NEW_KEYS {
+        c.create_key(proto::CreateKeyRequest::default()).await?;
+    }
+    let grown = rss_kib(pid).saturating_sub(before);
+    println!(
+        "soak: {NEW_KEYS} new keys then: RSS +{grown} KiB, {} bytes per key",
+        grown * 1024 / NEW_KEYS as u64
+    );
     if failed.is_empty() {
         println!("soak: passed");
         Ok(())

@@ -276,7 +276,16 @@ async fn injected_store_failures_keep_material_and_metadata_consistent() {
             .trim()
             .to_owned(),
     );
-    let pool = HsmPool::start(&module, slot, pin.clone(), &PoolConfig::default()).unwrap();
+    // This test is about store faults: a deadline and a probe interval far beyond what
+    // a loaded machine can stretch a call to, so that the token is never marked down
+    // under it (a sweep then fails fast, as it should, and the test would read that as
+    // the store fault's doing).
+    let config = PoolConfig {
+        call_timeout: std::time::Duration::from_secs(120),
+        health_check: std::time::Duration::from_secs(600),
+        ..PoolConfig::default()
+    };
+    let pool = HsmPool::start(&module, slot, pin.clone(), &config).unwrap();
     let pool2 = pool.clone();
     let pool3 = pool.clone();
     let clock = Arc::new(TestClock(std::sync::Mutex::new(

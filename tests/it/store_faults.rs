@@ -73,6 +73,18 @@ impl SmallDisk {
         Self { path }
     }
 
+    /// Points `dir`'s configuration at a database on this disk; returns its path.
+    fn holds_the_database_of(&self, dir: &TestDir) -> std::path::PathBuf {
+        let db_path = self.path.join("p11kms.db");
+        dir.edit_config(|t| {
+            t["store"]
+                .as_table_mut()
+                .unwrap()
+                .insert("sqlite".into(), db_path.display().to_string().into());
+        });
+        db_path
+    }
+
     /// Remounts it read-write or read-only (nothing may have a file on it open for
     /// writing).
     fn remount(&self, writable: bool) {
@@ -111,13 +123,7 @@ async fn a_full_disk_fails_writes_with_an_aws_name_and_service_resumes_when_spac
     let dir = TestDir::new();
     dir.prepare();
     let disk = SmallDisk::mount(dir.path().join("small"));
-    let db_path = disk.path.join("p11kms.db");
-    dir.edit_config(|t| {
-        t["store"]
-            .as_table_mut()
-            .unwrap()
-            .insert("sqlite".into(), db_path.display().to_string().into());
-    });
+    let db_path = disk.holds_the_database_of(&dir);
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
     let key = create_key(&mut c).await.key_id;
@@ -171,13 +177,7 @@ async fn a_read_only_database_stops_the_start_with_its_name_and_service_resumes_
     let dir = TestDir::new();
     dir.prepare();
     let disk = SmallDisk::mount(dir.path().join("ro"));
-    let db_path = disk.path.join("p11kms.db");
-    dir.edit_config(|t| {
-        t["store"]
-            .as_table_mut()
-            .unwrap()
-            .insert("sqlite".into(), db_path.display().to_string().into());
-    });
+    let db_path = disk.holds_the_database_of(&dir);
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
     let key = create_key(&mut c).await.key_id;

@@ -6,12 +6,9 @@
 // A benchmark fails loudly by design.
 #![allow(clippy::expect_used)]
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{digest, SHA256};
-use aws_lc_rs::hmac;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,85 +18,10 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use super::load::{drive, Stats};
 use super::{BoxResult, Op};
 
-/// The dev admin's access key, from the dev directory's aws-env.sh.
-pub(crate) struct Signer {
-    id: String,
-    key: hmac::Key,
-    scope: String,
-    day: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-fn utc_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
-}
-
-impl Signer {
-    pub(crate) fn from_dev_dir(dir: &Path) -> BoxResult<Self> {
-        let text = std::fs::read_to_string(dir.join("aws-env.sh"))?;
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(|v| v.trim_matches('\'').to_owned())
-                .ok_or(format!("aws-env.sh has no {name}"))
-        };
-        let (id, secret) = (value("AWS_ACCESS_KEY_ID")?, value("AWS_SECRET_ACCESS_KEY")?);
-        let day = utc_now().format(time::macros::format_description!("[year][month][day]"))?;
-        let mut key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{secret}").as_bytes());
-        for part in [day.as_str(), "us-east-1", "kms", "aws4_request"] {
-            let tag = hmac::sign(&key, part.as_bytes());
-            key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
-        }
-        Ok(Self {
-            id,
-            key,
-            scope: format!("{day}/us-east-1/kms/aws4_request"),
-            day,
-        })
-    }
-
-    /// The headers of a signed `POST /` to `host` with `target` and `body`.
-    fn sign(&self, host: &str, target: &str, body: &[u8]) -> [(&'static str, String); 4] {
-        let now = utc_now();
-        let stamp = format!(
-            "{}T{:02}{:02}{:02}Z",
-            self.day,
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{host}\nx-amz-date:{stamp}\nx-amz-target:{target}\n\n\
-             content-type;host;x-amz-date;x-amz-target\n{}",
-            hex(digest(&SHA256, body).as_ref())
-        );
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{stamp}\n{}\n{}",
-            self.scope,
-            hex(digest(&SHA256, canonical.as_bytes()).as_ref())
-        );
-        let signature = hex(hmac::sign(&self.key, to_sign.as_bytes()).as_ref());
-        [
-            ("content-type", "application/x-amz-json-1.1".to_owned()),
-            ("x-amz-date", stamp),
-            ("x-amz-target", target.to_owned()),
-            (
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}",
-                    self.id, self.scope
-                ),
-            ),
-        ]
-    }
-}
+/// SigV4 as an AWS SDK signs (shared with the integration tests).
+#[path = "../../tests/support/sigv4_client.rs"]
+mod sigv4_client;
+pub(crate) use sigv4_client::Signer;
 
 type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 

@@ -10,7 +10,6 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aws_lc_rs::{digest, hmac};
 use p11kms::client::{connect, error_name, Identity, KmsClient};
 use p11kms::proto;
 use p11kms::DevDir;
@@ -777,78 +776,23 @@ pub fn client_tls(
     cfg
 }
 
-/// The dev admin's access key, from the dev directory's aws-env.sh, signing requests
-/// with SigV4 as an AWS SDK does (as the throughput bench's signer does). Its
-/// signatures are checked against botocore's in aws_sdk.rs's runs: both are accepted.
-pub struct Signer {
-    id: String,
-    key: hmac::Key,
-    day: String,
-}
+#[path = "../support/sigv4_client.rs"]
+mod sigv4_client;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// The dev admin's access key, signing requests with SigV4 as an AWS SDK does
+/// (`tests/support/sigv4_client.rs`, shared with the throughput bench).
+pub struct Signer(sigv4_client::Signer);
 
 impl Signer {
     pub fn from_dev_dir(dir: &Path) -> Self {
-        let text = std::fs::read_to_string(dir.join("aws-env.sh")).unwrap();
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(|v| v.trim_matches('\'').to_owned())
-                .unwrap()
-        };
-        let secret = value("AWS_SECRET_ACCESS_KEY");
-        let day = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!("[year][month][day]"))
-            .unwrap();
-        let mut key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{secret}").as_bytes());
-        for part in [day.as_str(), "us-east-1", "kms", "aws4_request"] {
-            let tag = hmac::sign(&key, part.as_bytes());
-            key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
-        }
-        Self {
-            id: value("AWS_ACCESS_KEY_ID"),
-            key,
-            day,
-        }
+        Self(sigv4_client::Signer::from_dev_dir(dir).unwrap())
     }
 
-    /// The headers of a signed `POST /` to `host` calling `op` with `body`.
+    /// The headers of a signed `POST /` to `host` calling `op` with `body`, the host
+    /// header first (HTTP/1.1 needs it).
     pub fn sign(&self, host: &str, op: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{}T{:02}{:02}{:02}Z",
-            self.day,
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let target = format!("TrentService.{op}");
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{host}\nx-amz-date:{stamp}\nx-amz-target:{target}\n\n\
-             content-type;host;x-amz-date;x-amz-target\n{}",
-            hex(digest::digest(&digest::SHA256, body).as_ref())
-        );
-        let scope = format!("{}/us-east-1/kms/aws4_request", self.day);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-            hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
-        );
-        let signature = hex(hmac::sign(&self.key, to_sign.as_bytes()).as_ref());
-        vec![
-            ("host", host.to_owned()),
-            ("content-type", "application/x-amz-json-1.1".to_owned()),
-            ("x-amz-date", stamp),
-            ("x-amz-target", target),
-            (
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={signature}",
-                    self.id
-                ),
-            ),
-        ]
+        let mut headers = vec![("host", host.to_owned())];
+        headers.extend(self.0.sign(host, &format!("TrentService.{op}"), body));
+        headers
     }
 }

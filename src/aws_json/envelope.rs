@@ -92,13 +92,14 @@ impl Rejected {
     }
 }
 
-/// Which operation a request names, or why it names none. Pure: the property tests
-/// drive it with arbitrary headers.
+/// Which operation a request names and the most bytes its body may have (see
+/// [`body_limit`]), or why it names none. Pure: the property tests drive it with
+/// arbitrary headers.
 pub(super) fn route(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
-) -> Result<Operation, Rejected> {
+) -> Result<(Operation, usize), Rejected> {
     if method != Method::POST || path != "/" {
         return Err(Rejected::Kms(KmsError::UnknownOperation(
             "AWS JSON requests are POST / with an X-Amz-Target header".into(),
@@ -126,13 +127,12 @@ pub(super) fn route(
     if !json {
         return Err(Rejected::MediaType);
     }
-    body_limit(op, headers)?;
-    Ok(op)
+    Ok((op, body_limit(op, headers)?))
 }
 
 /// The most bytes `op`'s body may have: its limit, or less when the request declares
 /// a length. A declared length over the limit is refused before a byte is read.
-pub(super) fn body_limit(op: Operation, headers: &HeaderMap) -> Result<usize, Rejected> {
+fn body_limit(op: Operation, headers: &HeaderMap) -> Result<usize, Rejected> {
     let limit = op.max_body();
     match headers.get(CONTENT_LENGTH) {
         None => Ok(limit),

@@ -28,9 +28,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let routed = envelope::route(&parts.method, parts.uri.path(), &parts.headers)
-        .and_then(|op| Ok((op, envelope::body_limit(op, &parts.headers)?)));
-    let (op, limit) = match routed {
+    let (op, limit) = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
         Ok(routed) => routed,
         // Not an API call (no operation): answered, logged at debug, not audited.
         Err(r) => return refused(&r),

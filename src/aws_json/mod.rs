@@ -49,7 +49,6 @@ pub fn check_request(
         (status, bytes)
     };
     let op = envelope::route(method, path, headers)
-        .and_then(|op| Ok((op, envelope::body_limit(op, headers)?)))
         .and_then(|(op, limit)| {
             if body.len() > limit {
                 // What `read_body` answers for a body over the limit.

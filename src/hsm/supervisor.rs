@@ -232,7 +232,8 @@ impl Watch {
 
 /// A thread with a session of its own that probes the token on request.
 struct Prober {
-    ask: mpsc::SyncSender<()>,
+    /// To the probe thread; dropped to stop it.
+    ask: Option<mpsc::SyncSender<()>>,
     answers: mpsc::Receiver<Result<bool, HsmError>>,
     /// A probe was sent and has not answered yet.
     waiting: bool,
@@ -266,7 +267,7 @@ impl Prober {
             })
             .map_err(HsmError::Thread)?;
         Ok(Self {
-            ask,
+            ask: Some(ask),
             answers,
             waiting: false,
             handle: Some(handle),
@@ -289,7 +290,7 @@ impl Prober {
         if self.busy() {
             return Probe::Hung;
         }
-        if self.ask.send(()).is_err() {
+        if self.ask.as_ref().is_none_or(|a| a.send(()).is_err()) {
             return Probe::Failed(HsmError::PoolStopped);
         }
         self.waiting = true;
@@ -312,9 +313,8 @@ impl Drop for Prober {
         if self.busy() {
             return;
         }
-        // Closing the channel ends the thread's loop; swap in a dead sender to drop ours.
-        let (dead, _) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.ask, dead));
+        // Closing the channel ends the thread's loop.
+        self.ask = None;
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

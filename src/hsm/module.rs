@@ -59,25 +59,28 @@ impl ModuleEnv {
     /// loaded and while no other thread runs (the daemon does so at start-up, before
     /// its runtime and pool exist): a thread reading the environment at the same
     /// moment could see it half-changed.
+    /// Variables already as configured are left alone, so that a second load in one
+    /// process (dev mode's token set-up, then the daemon's) neither sets nor logs them
+    /// again.
     fn apply(&self) {
-        if self.0.is_empty() {
-            return;
-        }
-        let replaced: Vec<&str> = self
-            .0
-            .iter()
-            .filter(|(name, value)| std::env::var(name).is_ok_and(|old| old != *value))
-            .map(|(name, _)| name.as_str())
-            .collect();
+        let mut set = Vec::new();
+        let mut replaced = Vec::new();
         for (name, value) in &self.0 {
+            match std::env::var(name) {
+                Ok(old) if old == *value => continue,
+                Ok(_) => replaced.push(name.as_str()),
+                Err(_) => {}
+            }
             std::env::set_var(name, value);
+            set.push(name.as_str());
         }
-        let names: Vec<&str> = self.names().collect();
-        tracing::info!(
-            variables = ?names,
-            replaced_inherited = ?replaced,
-            "set the PKCS#11 module's environment from hsm.env"
-        );
+        if !set.is_empty() {
+            tracing::info!(
+                variables = ?set,
+                replaced_inherited = ?replaced,
+                "set the PKCS#11 module's environment from hsm.env"
+            );
+        }
     }
 }
 

@@ -40,6 +40,47 @@ async fn production_config_serves_with_a_pin_from_the_environment() {
     assert_eq!(decrypt(&mut c, &blob, &[]).await, b"from dev mode");
 }
 
+/// `[hsm] env` gives the module its environment: SoftHSM2 finds its token through a
+/// `SOFTHSM2_CONF` set there and nowhere else, and the log names the variables once,
+/// never their values.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_module_gets_its_environment_from_the_configuration() {
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await;
+    let blob = encrypt(&mut c, &key.key_id, b"found by hsm.env", &[]).await;
+    d.stop();
+
+    let (k, v) = softhsm_env(&dir);
+    let text = fs::read_to_string(dir.dev().config_path()).unwrap();
+    let config = dir.path().join("env.toml");
+    let secret = "vendor-s3cr3t-value";
+    fs::write(
+        &config,
+        text.replace(
+            "[store]",
+            &format!("env = {{ {k} = {v:?}, VENDOR_TOKEN_SECRET = {secret:?} }}\n[store]"),
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_config(&config, dir.path(), &[]).unwrap();
+    let mut c = d.admin().await;
+    assert_eq!(decrypt(&mut c, &blob, &[]).await, b"found by hsm.env");
+    let log = d.stop();
+    let told: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("module's environment from hsm.env"))
+        .collect();
+    assert_eq!(told.len(), 1, "{log}");
+    assert!(
+        told[0].contains("SOFTHSM2_CONF") && told[0].contains("VENDOR_TOKEN_SECRET"),
+        "{}",
+        told[0]
+    );
+    assert!(!log.contains(secret) && !log.contains(&v), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_configurations_are_refused_with_the_field_named() {
     let dir = TestDir::new();

@@ -110,17 +110,22 @@ mod tests {
         name_unnamed_statuses(refusal(status)).await
     }
 
+    /// tonic's refusal of a compressed message, with the encodings it takes.
+    fn compressed() -> Status {
+        let mut st = Status::unimplemented("Content is compressed with `br`");
+        st.metadata_mut().insert(
+            ACCEPT_ENCODING_HEADER,
+            MetadataValue::from_static("identity"),
+        );
+        st
+    }
+
     fn header<'a>(r: &'a Response, name: &str) -> &'a str {
         r.headers().get(name).unwrap().to_str().unwrap()
     }
 
     #[tokio::test]
     async fn each_refusal_before_the_handler_gets_its_name_and_code() {
-        let mut compressed = Status::unimplemented("Content is compressed with `br`");
-        compressed.metadata_mut().insert(
-            ACCEPT_ENCODING_HEADER,
-            MetadataValue::from_static("identity"),
-        );
         let table = [
             (
                 Status::internal("failed to decode Protobuf message: invalid string value"),
@@ -138,7 +143,7 @@ mod tests {
                 Code::Unimplemented,
             ),
             (
-                compressed,
+                compressed(),
                 "UnsupportedOperationException",
                 Code::Unimplemented,
             ),
@@ -164,12 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn compressed_messages_keep_the_list_of_accepted_encodings() {
-        let mut st = Status::unimplemented("Content is compressed with `br`");
-        st.metadata_mut().insert(
-            ACCEPT_ENCODING_HEADER,
-            MetadataValue::from_static("identity"),
-        );
-        let r = named(st).await;
+        let r = named(compressed()).await;
         assert_eq!(header(&r, ACCEPT_ENCODING_HEADER), "identity");
     }
 

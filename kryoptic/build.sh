@@ -26,18 +26,7 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ls /usr/lib/*/libcl
   missing+=(libclang-dev)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "kryoptic/build.sh: install ${missing[*]} (or your system's equivalents) first" >&2
-    exit 1
-  fi
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "kryoptic/build.sh: installing ${missing[*]} needs root" >&2; exit 1; }
-    sudo="sudo"
-  fi
-  echo "kryoptic/build.sh: installing ${missing[*]}" >&2
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  bash "$root/scripts/apt-install.sh" "${missing[@]}"
 fi
 
 echo "kryoptic/build.sh: building kryoptic 1.5.4 into $target (once)" >&2

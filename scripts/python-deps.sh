@@ -14,9 +14,7 @@ venv=target/interop-venv
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv" >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1; then
-      sudo=""
-      if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-      $sudo apt-get install -y -qq python3-venv >/dev/null
+      bash scripts/apt-install.sh python3-venv
     fi
     rm -rf "$venv"
     python3 -m venv "$venv"

@@ -15,21 +15,11 @@ for p in /usr/lib/softhsm/libsofthsm2.so \
   [ -e "$p" ] && exit 0
 done
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  if ! command -v sudo >/dev/null 2>&1; then
-    echo "softhsm/install.sh: SoftHSM2 is missing and installing it needs root; run this script as root, or install the softhsm2 package yourself" >&2
-    exit 1
-  fi
-  sudo="sudo"
-fi
-
 echo "softhsm/install.sh: SoftHSM2 not found; installing it" >&2
 if command -v apt-get >/dev/null 2>&1; then
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 >/dev/null
+  bash "$(dirname "$0")/../scripts/apt-install.sh" softhsm2
 elif command -v dnf >/dev/null 2>&1; then
-  $sudo dnf install -y softhsm
+  if [ "$(id -u)" -ne 0 ]; then sudo dnf install -y softhsm; else dnf install -y softhsm; fi
 elif command -v brew >/dev/null 2>&1; then
   brew install softhsm
 else

@@ -229,6 +229,18 @@ impl PathList {
     }
 }
 
+/// `hsm.env` as written: variable names and values. Its `Debug` shows the names only,
+/// since a value may be a secret of the vendor's module.
+#[derive(Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct EnvTable(pub std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for EnvTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
 /// `[hsm]`
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -268,7 +280,7 @@ pub struct HsmSection {
     /// Environment variables the module reads (e.g. `KRYOPTIC_CONF`), set before it is
     /// loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub env: Option<EnvTable>,
 }
 
 /// `[store]`
@@ -474,7 +486,7 @@ impl Config {
                 ))
             }
         };
-        let module_env = module_env(f.hsm.env.unwrap_or_default(), &pin)?;
+        let module_env = module_env(f.hsm.env.unwrap_or_default().0, &pin)?;
         let sessions = f.hsm.sessions.unwrap_or(crate::hsm::DEFAULT_SESSIONS);
         if !(1..=256).contains(&sessions) {
             return Err(invalid("hsm.sessions", "must be between 1 and 256"));
@@ -936,6 +948,15 @@ sqlite = "p11kms.db"
         assert!(shown.contains("KRYOPTIC_CONF"), "{shown}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("/etc/kryoptic.conf"));
         assert_eq!(parse(GOOD).unwrap().module_env, ModuleEnv::default());
+        // The file's own form too.
+        let file: ConfigFile =
+            toml::from_str(&GOOD.replace("[store]", "env = { A_SECRET = \"s3cr3t\" }\n[store]"))
+                .unwrap();
+        let shown = format!("{:?}", file.hsm);
+        assert!(
+            shown.contains("A_SECRET") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -104,7 +104,13 @@ async fn check_invariants(dir: &TestDir, told: &Told) {
         };
         match m.key_state.as_str() {
             "Enabled" => {
-                let blob = encrypt(&mut c, key, b"after the crash", CONTEXT).await;
+                let blob = match c
+                    .encrypt(encrypt_req(key, b"after the crash", CONTEXT))
+                    .await
+                {
+                    Ok(r) => r.into_inner().ciphertext_blob,
+                    Err(s) => panic!("Encrypt {key} after the crash: {s:?}\n{}", d.log()),
+                };
                 assert_eq!(decrypt(&mut c, &blob, CONTEXT).await, b"after the crash");
             }
             "PendingDeletion" => assert!(told.doomed.contains(key), "{key} pending deletion"),

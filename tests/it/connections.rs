@@ -694,7 +694,8 @@ async fn a_thousand_idle_clients_and_two_thousand_silent_sockets_cost_bounded_me
     );
     // And still serves: the client whose own connection has been closed meanwhile too.
     // Its idle close falls about now: a call sent as the server's GOAWAY crosses it
-    // fails as UNAVAILABLE and is retried, as a client does (tonic reconnects).
+    // fails on the client's side (UNAVAILABLE, or the transport's GOAWAY error: no answer
+    // of the server's) and is retried, as a client does (tonic reconnects).
     let mut tries = 0;
     loop {
         let r = c
@@ -704,7 +705,11 @@ async fn a_thousand_idle_clients_and_two_thousand_silent_sockets_cost_bounded_me
             .await;
         match r {
             Ok(_) => break,
-            Err(s) if s.code() == tonic::Code::Unavailable && tries < 3 => {
+            Err(s)
+                if tries < 3
+                    && (s.code() == tonic::Code::Unavailable
+                        || std::error::Error::source(&s).is_some()) =>
+            {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

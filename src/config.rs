@@ -56,6 +56,10 @@ pub struct ConfigFile {
     /// What a connection may cost on the listeners; defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionsSection>,
+    /// The external key stores served to AWS KMS on the AWS API listener; none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xks: Option<crate::xks::XksSection>,
 }
 
 /// `[connections]`: bounds on the connections of every listener (gRPC, AWS JSON and
@@ -394,6 +398,8 @@ pub struct Config {
     pub aws_api: Option<AwsApiConfig>,
     /// What a connection may cost on every listener.
     pub connections: ConnectionLimits,
+    /// The external key stores served on the AWS API listener.
+    pub xks: Vec<crate::xks::XksStore>,
 }
 
 /// Why a configuration was refused.
@@ -426,6 +432,9 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A field of `[[xks.stores]]` has a value we cannot use.
+    #[error("invalid configuration field `{}`: {}", .0.field, .0.reason)]
+    Xks(crate::xks::XksConfigError),
 }
 
 fn invalid(field: &'static str, reason: impl std::fmt::Display) -> ConfigError {
@@ -654,6 +663,19 @@ impl Config {
             }),
         };
         let connections = connection_limits(f.connections.unwrap_or_default())?;
+        let mut xks_section = f.xks.unwrap_or_default();
+        for store in &mut xks_section.stores {
+            for c in &mut store.credentials {
+                c.secret_file = abs(&c.secret_file);
+            }
+        }
+        let xks = crate::xks::load(&xks_section).map_err(ConfigError::Xks)?;
+        if !xks.is_empty() && aws_api.is_none() {
+            return Err(invalid(
+                "xks.stores",
+                "external key stores are served on the AWS API listener: add [aws_api]",
+            ));
+        }
         let mut trusted_services = Vec::new();
         for s in f.trusted_services {
             s.principal
@@ -683,6 +705,7 @@ impl Config {
         Ok(Self {
             metrics,
             aws_api,
+            xks,
             connections,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),

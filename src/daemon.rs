@@ -109,6 +109,8 @@ struct AwsListener {
     tls: Arc<rustls::ServerConfig>,
     /// `[aws_api] require_client_certificate`, for reloads.
     require_client_cert: bool,
+    /// The external key stores served on it.
+    xks: Arc<[crate::xks::XksStore]>,
 }
 
 /// The bound metrics listener and its TLS configuration, if any.
@@ -279,6 +281,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 .map_err(|e| at(e.field())(e))?,
             listener: bind(a.listen).map_err(at("aws_api.listen"))?,
             require_client_cert: a.require_client_certificate,
+            xks: config.xks.clone().into(),
         }),
     };
     Ok(Prepared {
@@ -397,6 +400,7 @@ impl Prepared {
                 let served = crate::aws_json::serve(
                     listener,
                     Arc::clone(&self.vault),
+                    a.xks,
                     rx,
                     self.connections,
                     self.metrics.connections("aws_json"),

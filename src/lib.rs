@@ -48,6 +48,7 @@ pub mod proto;
 mod sigv4;
 mod store;
 mod vault;
+mod xks;
 
 // The library's public surface, besides the `client` and `proto` modules. A few items
 // are renamed where their name alone would not say what they belong to at the root.
@@ -114,3 +115,7 @@ pub use aws_json::check_request as check_aws_json_request;
 #[doc(hidden)]
 pub use sigv4::verify_request as verify_sigv4_request;
 pub use vault::blob::parse as parse_blob;
+pub use xks::{
+    XksConfigError, XksCredential, XksCredentialSection, XksKey, XksKeySection, XksSection,
+    XksStore, XksStoreSection, XksUsage,
+};

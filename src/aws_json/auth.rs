@@ -29,6 +29,7 @@ pub(super) async fn caller(
         region: vault.region().as_str(),
         service: SERVICE,
         now: vault.now(),
+        must_sign: crate::sigv4::KMS_MUST_SIGN,
     };
     let presented = Presented::parse(parts, &expect).map_err(refused)?;
     // Temporary credentials come from STS, which p11kms does not have: a session token

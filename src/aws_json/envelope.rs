@@ -18,7 +18,7 @@ use super::operation::Operation;
 use crate::vault::KmsError;
 
 /// The body type of every answer.
-pub(super) type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// The protocol's content type, of requests and answers.
 pub(super) const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
@@ -53,7 +53,7 @@ const LARGE_BODY_BUDGET_KIB: usize = 64 * 1024;
 
 /// Why a request was refused before it reached an operation.
 #[derive(Debug)]
-pub(super) enum Rejected {
+pub(crate) enum Rejected {
     /// No such operation, not POST /, or a body that could not be read.
     Kms(KmsError),
     /// The content type is not AWS JSON 1.1.
@@ -148,7 +148,7 @@ fn body_limit(op: Operation, headers: &HeaderMap) -> Result<usize, Rejected> {
 /// What reading bodies may cost on one listener, shared by all its connections: room
 /// for bodies over [`MAX_BODY`], and the time a body may take to arrive.
 #[derive(Clone)]
-pub(super) struct BodyBudget {
+pub(crate) struct BodyBudget {
     room: Arc<Semaphore>,
     /// A client has this long to send a request's body (`connections.
     /// request_read_timeout_secs`): a body held back cannot keep its buffer (up to
@@ -180,7 +180,7 @@ impl BodyBudget {
 
 /// Reads the body, at most `limit` bytes of it (see [`body_limit`]), within the
 /// budget's read timeout, after taking room for it in `budget`.
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     body: Incoming,
     limit: usize,
     budget: &BodyBudget,
@@ -208,7 +208,7 @@ pub(super) async fn read_body(
 
 /// A request body, wiped when dropped if nothing else holds it: it may carry a
 /// plaintext (Encrypt) as base64. A large body holds its room in the budget as long.
-pub(super) struct Wiped {
+pub(crate) struct Wiped {
     bytes: Bytes,
     _room: Option<OwnedSemaphorePermit>,
 }

@@ -15,6 +15,7 @@ use super::operation::{Operation, Visit};
 use super::{auth, errors};
 use crate::api::{Activity, Peer};
 use crate::vault::{KmsError, RequestInfo, Transport, Vault};
+use crate::xks::XksStore;
 
 /// Answers one request. Never fails: every refusal is an AWS error answer.
 /// Bodies over the usual limit (batch calls) take room in `budget` while they are held.
@@ -22,11 +23,16 @@ use crate::vault::{KmsError, RequestInfo, Transport, Vault};
 /// authenticated.
 pub(super) async fn handle(
     vault: Arc<Vault>,
+    xks: &[XksStore],
     peer: Arc<Peer>,
     budget: BodyBudget,
     activity: &Activity,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    // The external key store proxy API shares the listener; its paths are never KMS's.
+    if !xks.is_empty() && crate::xks::is_xks_path(req.uri().path()) {
+        return crate::xks::handle(vault, xks, peer.addr.ip(), &budget, activity, req).await;
+    }
     let (parts, body) = req.into_parts();
     let (op, limit) = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
         Ok(routed) => routed,

@@ -23,6 +23,7 @@ use super::handler::handle;
 use crate::api::{Activity, ConnectionLimits, Handshakes, Peer};
 use crate::metrics::ConnectionCounters;
 use crate::vault::Vault;
+use crate::xks::XksStore;
 
 /// Concurrent requests on one HTTP/2 connection, as on the gRPC port.
 const MAX_STREAMS_PER_CONNECTION: u32 = 256;
@@ -52,6 +53,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
+    xks: Arc<[XksStore]>,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: ConnectionLimits,
     counters: ConnectionCounters,
@@ -106,8 +108,9 @@ pub(crate) async fn serve(
         let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, builders, mut stopping, budget, idle_closed) = (
+        let (vault, xks, builders, mut stopping, budget, idle_closed) = (
             Arc::clone(&vault),
+            Arc::clone(&xks),
             Arc::clone(&builders),
             stopping.clone(),
             budget.clone(),
@@ -133,14 +136,19 @@ pub(crate) async fn serve(
             let activity = Activity::new(false);
             let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
-                let (vault, peer, budget) = (Arc::clone(&vault), Arc::clone(&peer), budget.clone());
+                let (vault, xks, peer, budget) = (
+                    Arc::clone(&vault),
+                    Arc::clone(&xks),
+                    Arc::clone(&peer),
+                    budget.clone(),
+                );
                 let in_flight = counted.begin();
                 let activity = Arc::clone(&counted);
                 async move {
                     let answer = if echo {
                         super::handler::echo(req, &budget).await
                     } else {
-                        handle(vault, peer, budget, &activity, req).await
+                        handle(vault, &xks, peer, budget, &activity, req).await
                     };
                     drop(in_flight);
                     Ok::<_, Infallible>(answer)

@@ -251,6 +251,7 @@ impl DevDir {
                     require_client_certificate: None,
                 }),
                 connections: None,
+                xks: None,
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

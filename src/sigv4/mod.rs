@@ -28,9 +28,9 @@ use authorization::Authorization;
 /// How far the request's date may be from the server's clock, either way (AWS: 5 min).
 pub(crate) const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 
-/// Headers that must be signed when the request carries them: the date, the operation
+/// Headers that must be signed when a KMS request carries them: the date, the operation
 /// and the body's type (lowercase name, name as shown in the message).
-const MUST_SIGN: &[(&str, &str)] = &[
+pub(crate) const KMS_MUST_SIGN: &[(&str, &str)] = &[
     ("x-amz-date", "X-Amz-Date"),
     ("x-amz-target", "X-Amz-Target"),
     ("content-type", "Content-Type"),
@@ -93,6 +93,9 @@ pub(crate) struct Expect<'a> {
     pub(crate) service: &'a str,
     /// The server's clock.
     pub(crate) now: SystemTime,
+    /// Headers that must be signed when the request carries them: those that choose
+    /// what the request does ([`KMS_MUST_SIGN`] for KMS, whose operation is a header).
+    pub(crate) must_sign: &'a [(&'a str, &'a str)],
 }
 
 /// A request's signature as presented, checked for form, scope and date.
@@ -130,7 +133,7 @@ impl<'r> Presented<'r> {
         }
         // The headers that choose what the request does must be signed, or a captured
         // request could be replayed as another operation (the SDKs sign them all).
-        for (name, shown) in MUST_SIGN {
+        for (name, shown) in expect.must_sign {
             if parts.headers.contains_key(*name) && auth.signed_headers.iter().all(|h| h != name) {
                 return Err(SigV4Error::Incomplete(format!(
                     "'{shown}' must be a 'SignedHeader' in the AWS Authorization."
@@ -212,6 +215,7 @@ pub fn verify_request(
         region,
         service: "kms",
         now,
+        must_sign: KMS_MUST_SIGN,
     };
     let refused = |e: SigV4Error| (e.aws_name(), e.to_string());
     let presented = Presented::parse(parts, &expect).map_err(refused)?;

@@ -31,6 +31,7 @@ fn expect(now: SystemTime) -> Expect<'static> {
         region: "us-east-1",
         service: "kms",
         now,
+        must_sign: super::KMS_MUST_SIGN,
     }
 }
 

@@ -31,6 +31,7 @@ mod seal;
 mod slot;
 mod tags;
 mod validate;
+mod xks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub(crate) use key_policy::{ListKeyPoliciesInput, DEFAULT_POLICY_NAME};
 pub(crate) use list_keys::ListKeysInput;
 pub(crate) use re_encrypt::ReEncryptInput;
 pub(crate) use request::{Authorization, Outcome, RequestInfo, Transport};
+pub(crate) use xks::{XksDecryptInput, XksEncryptInput};
 
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;

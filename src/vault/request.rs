@@ -27,6 +27,8 @@ pub enum Transport {
     Json,
     /// The daemon's own work (deletion and rotation sweeps).
     Background,
+    /// AWS KMS calling p11kms as its external key store proxy (the XKS proxy API).
+    Xks,
 }
 
 impl Transport {
@@ -36,6 +38,7 @@ impl Transport {
             Self::Grpc => "grpc",
             Self::Json => "json",
             Self::Background => "background",
+            Self::Xks => "xks",
         }
     }
 }

@@ -62,3 +62,4 @@ mod store_faults;
 mod tags;
 mod token;
 mod token_answers;
+mod xks;

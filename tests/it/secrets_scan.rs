@@ -27,6 +27,17 @@ const RECORDED: &[&str] = &[
     "tagKeys",
     "accessKeyId",
     "itemCount",
+    // The external key store proxy's calls (src/xks): AWS KMS's requestMetadata and
+    // the store and external key they named.
+    "uriPath",
+    "externalKeyId",
+    "kmsRequestId",
+    "kmsOperation",
+    "awsPrincipalArn",
+    "kmsKeyArn",
+    "kmsViaService",
+    "awsSourceVpc",
+    "awsSourceVpce",
 ];
 
 /// Field names no record may have, at any depth (compared without case).

@@ -1,0 +1,371 @@
+//! What AWS KMS asks of an external key store proxy (the XKS proxy API), done with a
+//! p11kms key: AES-256-GCM in the token under the key's current material, with the AAD
+//! AWS KMS sends, the ciphertext, IV and tag answered apart. AWS KMS keeps those parts
+//! and hands them back to decrypt, so nothing here is a p11kms blob.
+//!
+//! The key material version travels in `ciphertextMetadata` (the proxy's own bytes, at
+//! most 20, which AWS KMS stores and returns), and the GCM AAD binds it, as the
+//! specification lays the AAD out: `u16 len(aad) || aad || u8 len(metadata) || metadata`.
+
+use super::authorize::Authz;
+use super::keys::KeyEntry;
+use super::{Caller, KmsError, Vault};
+use crate::authz::Action;
+use crate::domain::{KeyState, MaterialVersion, Plaintext};
+use crate::xks::XksUsage;
+
+/// The IV p11kms makes: 96 bits, from the daemon's CSPRNG, counted in the IV budget.
+pub(crate) const XKS_IV_LEN: usize = 12;
+/// GCM's full 128-bit tag.
+pub(crate) const XKS_TAG_LEN: usize = 16;
+/// The largest plaintext (and ciphertext) taken: above the 4,300 bytes the
+/// specification asks a proxy to handle. Larger is UnsupportedOperationException.
+pub(crate) const XKS_MAX_DATA: usize = 8192;
+/// The largest AAD taken: above the 8,192 bytes the specification asks for, and what
+/// the AAD's two-byte length can say.
+pub(crate) const XKS_MAX_AAD: usize = u16::MAX as usize;
+/// `ciphertextMetadata` as p11kms writes it: a tag byte, a layout version, and the
+/// material version (u32, big-endian).
+const METADATA_TAG: u8 = b'P';
+const METADATA_LAYOUT: u8 = 1;
+const METADATA_LEN: usize = 6;
+
+/// GetKeyMetadata's answer.
+#[derive(Debug)]
+pub struct XksKeyMetadata {
+    /// `AES_256`: every p11kms symmetric key.
+    pub key_spec: &'static str,
+    /// `ENCRYPT` and/or `DECRYPT`, as the store allows.
+    pub key_usage: Vec<&'static str>,
+    /// `ENABLED` when the p11kms key is Enabled, else `DISABLED`.
+    pub key_status: &'static str,
+}
+
+/// An XKS Encrypt.
+#[derive(Debug)]
+pub struct XksEncryptInput {
+    /// The p11kms key (id, ARN or alias) the external key names.
+    pub key: String,
+    /// What the store allows AWS KMS to do with it.
+    pub usage: XksUsage,
+    /// What to encrypt.
+    pub plaintext: Plaintext,
+    /// AWS KMS's additional authenticated data (empty when absent).
+    pub aad: Vec<u8>,
+    /// Whether AWS KMS asked for the ciphertext data integrity value (SHA_256).
+    pub integrity: bool,
+}
+
+/// An XKS Encrypt's answer.
+#[derive(Debug)]
+pub struct XksEncryptOutput {
+    /// As long as the plaintext; no tag.
+    pub ciphertext: Vec<u8>,
+    /// 12 bytes.
+    pub iv: Vec<u8>,
+    /// 16 bytes.
+    pub tag: Vec<u8>,
+    /// The material version, to be handed back to decrypt.
+    pub metadata: Vec<u8>,
+    /// SHA-256(aad || metadata || iv || ciphertext || tag), when asked for.
+    pub integrity: Option<Vec<u8>>,
+}
+
+/// An XKS Decrypt.
+#[derive(Debug)]
+pub struct XksDecryptInput {
+    /// The p11kms key the external key names.
+    pub key: String,
+    /// What the store allows AWS KMS to do with it.
+    pub usage: XksUsage,
+    /// The ciphertext, without its tag.
+    pub ciphertext: Vec<u8>,
+    /// The IV Encrypt answered.
+    pub iv: Vec<u8>,
+    /// The tag Encrypt answered.
+    pub tag: Vec<u8>,
+    /// The AAD given to Encrypt (empty when absent).
+    pub aad: Vec<u8>,
+    /// The `ciphertextMetadata` Encrypt answered (empty when absent).
+    pub metadata: Vec<u8>,
+}
+
+/// The bytes GCM authenticates: the specification's layout of AAD and metadata.
+fn gcm_aad(aad: &[u8], metadata: &[u8]) -> Result<Vec<u8>, KmsError> {
+    let aad_len = u16::try_from(aad.len()).map_err(|_| {
+        KmsError::UnsupportedOperation(format!(
+            "additionalAuthenticatedData must be at most {XKS_MAX_AAD} bytes"
+        ))
+    })?;
+    let meta_len = u8::try_from(metadata.len())
+        .map_err(|_| KmsError::validation("ciphertextMetadata must be at most 20 bytes"))?;
+    let mut out = Vec::with_capacity(3 + aad.len() + metadata.len());
+    out.extend_from_slice(&aad_len.to_be_bytes());
+    out.extend_from_slice(aad);
+    out.push(meta_len);
+    out.extend_from_slice(metadata);
+    Ok(out)
+}
+
+/// The ciphertext data integrity value (the specification's Appendix C).
+pub(crate) fn integrity_value(
+    aad: &[u8],
+    metadata: &[u8],
+    iv: &[u8],
+    ciphertext: &[u8],
+    tag: &[u8],
+) -> Vec<u8> {
+    let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [aad, metadata, iv, ciphertext, tag] {
+        h.update(part);
+    }
+    h.finish().as_ref().to_vec()
+}
+
+fn metadata_of(version: MaterialVersion) -> Vec<u8> {
+    let mut m = Vec::with_capacity(METADATA_LEN);
+    m.push(METADATA_TAG);
+    m.push(METADATA_LAYOUT);
+    m.extend_from_slice(&version.0.to_be_bytes());
+    m
+}
+
+/// The material version in `ciphertextMetadata` p11kms wrote; anything else is a
+/// ciphertext this proxy did not make.
+fn version_in(metadata: &[u8]) -> Result<MaterialVersion, KmsError> {
+    match metadata {
+        [METADATA_TAG, METADATA_LAYOUT, v @ ..] if v.len() == 4 => {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(v);
+            Ok(MaterialVersion(u32::from_be_bytes(b)))
+        }
+        _ => Err(invalid_ciphertext()),
+    }
+}
+
+fn invalid_ciphertext() -> KmsError {
+    KmsError::InvalidCiphertext(
+        "the ciphertext, IV, tag, AAD or ciphertext metadata is not what this key's encryption produced".into(),
+    )
+}
+
+fn refuse_usage(key: &str, what: &str) -> KmsError {
+    KmsError::InvalidKeyUsage(format!(
+        "the external key store does not allow {what} with the key behind '{key}'"
+    ))
+}
+
+impl Vault {
+    /// GetKeyMetadata: the key's spec, the usage the store allows, and whether it is
+    /// enabled. Authorized as kms:DescribeKey.
+    pub async fn xks_key_metadata(
+        &self,
+        caller: &Caller,
+        key: &str,
+        usage: XksUsage,
+    ) -> Result<XksKeyMetadata, KmsError> {
+        let entry = self.resolve(caller, key).await?;
+        self.authorize(caller, Authz::key(Action::DESCRIBE_KEY, &entry))
+            .await?;
+        let mut key_usage = Vec::new();
+        if usage.encrypt {
+            key_usage.push("ENCRYPT");
+        }
+        if usage.decrypt {
+            key_usage.push("DECRYPT");
+        }
+        Ok(XksKeyMetadata {
+            key_spec: "AES_256",
+            key_usage,
+            key_status: if entry.state() == KeyState::Enabled {
+                "ENABLED"
+            } else {
+                "DISABLED"
+            },
+        })
+    }
+
+    /// Encrypt, authorized as kms:Encrypt. With `integrity`, the output is decrypted
+    /// once more before it is answered (a check the specification asks for), which
+    /// the store must allow too.
+    pub async fn xks_encrypt(
+        &self,
+        caller: &Caller,
+        input: XksEncryptInput,
+    ) -> Result<XksEncryptOutput, KmsError> {
+        if input.plaintext.len() > XKS_MAX_DATA {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "plaintext must be at most {XKS_MAX_DATA} bytes"
+            )));
+        }
+        let key = self.usable(caller, &input.key, Action::ENCRYPT).await?;
+        if !input.usage.encrypt {
+            return Err(refuse_usage(&input.key, "ENCRYPT"));
+        }
+        if input.integrity && !input.usage.decrypt {
+            // The integrity value is only given for output that was decrypted again.
+            return Err(refuse_usage(
+                &input.key,
+                "the DECRYPT that checks the integrity value",
+            ));
+        }
+        let version = self.take_invocation(&key).await?;
+        let metadata = metadata_of(version);
+        let aad = gcm_aad(&input.aad, &metadata)?;
+        let mut iv = [0u8; XKS_IV_LEN];
+        aws_lc_rs::rand::fill(&mut iv).map_err(|_| {
+            KmsError::internal(std::io::Error::other(
+                "the system random number generator failed",
+            ))
+        })?;
+        let material = key.material_ref(version);
+        let mut sealed = self
+            .hsm
+            .encrypt(material, iv, aad.clone(), input.plaintext)
+            .await?;
+        let Some(cut) = sealed.len().checked_sub(XKS_TAG_LEN) else {
+            return Err(KmsError::internal(std::io::Error::other(
+                "the token answered AES-GCM without a whole tag",
+            )));
+        };
+        let tag = sealed.split_off(cut);
+        let integrity = if input.integrity {
+            // Computed before the check, so that a fault after the encryption shows.
+            let value = integrity_value(&input.aad, &metadata, &iv, &sealed, &tag);
+            let mut both = sealed.clone();
+            both.extend_from_slice(&tag);
+            self.hsm
+                .decrypt(material, iv, aad, both)
+                .await
+                .map_err(|e| {
+                    KmsError::internal(std::io::Error::other(format!(
+                        "the check decryption of a fresh ciphertext failed: {e}"
+                    )))
+                })?;
+            Some(value)
+        } else {
+            None
+        };
+        Ok(XksEncryptOutput {
+            ciphertext: sealed,
+            iv: iv.to_vec(),
+            tag,
+            metadata,
+            integrity,
+        })
+    }
+
+    /// Decrypt, authorized as kms:Decrypt.
+    pub async fn xks_decrypt(
+        &self,
+        caller: &Caller,
+        input: XksDecryptInput,
+    ) -> Result<Plaintext, KmsError> {
+        if input.ciphertext.len() > XKS_MAX_DATA {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "ciphertext must be at most {XKS_MAX_DATA} bytes"
+            )));
+        }
+        let key = self.usable(caller, &input.key, Action::DECRYPT).await?;
+        if !input.usage.decrypt {
+            return Err(refuse_usage(&input.key, "DECRYPT"));
+        }
+        let version = version_in(&input.metadata)?;
+        let iv: [u8; XKS_IV_LEN] = input
+            .iv
+            .as_slice()
+            .try_into()
+            .map_err(|_| invalid_ciphertext())?;
+        if input.tag.len() != XKS_TAG_LEN || !key.has_version(version) {
+            return Err(invalid_ciphertext());
+        }
+        let aad = gcm_aad(&input.aad, &input.metadata)?;
+        let mut both = input.ciphertext;
+        both.extend_from_slice(&input.tag);
+        self.hsm
+            .decrypt(key.material_ref(version), iv, aad, both)
+            .await
+            .map_err(|e| match KmsError::from(e) {
+                KmsError::InvalidCiphertext(_) => invalid_ciphertext(),
+                other => other,
+            })
+    }
+
+    /// The key behind an external key, authorized for `action`, and enabled.
+    async fn usable(
+        &self,
+        caller: &Caller,
+        key: &str,
+        action: Action,
+    ) -> Result<std::sync::Arc<KeyEntry>, KmsError> {
+        let entry = self.resolve(caller, key).await?;
+        let arn = self.arn_of(&entry);
+        self.authorize(caller, Authz::key(action, &entry)).await?;
+        entry.check_usable(&arn)?;
+        Ok(entry)
+    }
+
+    /// GetHealthStatus: whether the token answers a PKCS#11 call now, within `limit`.
+    pub async fn xks_token_healthy(&self, limit: std::time::Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.hsm.probe()).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_integrity_value_matches_the_specifications_example() {
+        // Appendix C's example: AAD, metadata, IV, ciphertext and tag as in its Encrypt
+        // answer, and the value it gives.
+        let b64 = |s: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+        };
+        let value = integrity_value(
+            b"project=nile,department=marketing",
+            b"key_version=1",
+            &b64("HMrlRw85cAJUd5Ax"),
+            &b64("ghxkK1txeDNn3q8Y"),
+            &b64("vBxN2ncH1oEkR8WVXpmyYQ=="),
+        );
+        use base64::Engine as _;
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(value),
+            "qHA/ImC9h5HsLRXqCyPmWgYx7tzyoTplzILbP0fPXsc="
+        );
+    }
+
+    #[test]
+    fn the_gcm_aad_is_length_prefixed_aad_then_metadata() {
+        assert_eq!(gcm_aad(b"", b"").unwrap(), vec![0, 0, 0]);
+        assert_eq!(
+            gcm_aad(b"ab", b"xyz").unwrap(),
+            vec![0, 2, b'a', b'b', 3, b'x', b'y', b'z']
+        );
+        assert!(gcm_aad(&vec![0; 65_536], b"").is_err());
+    }
+
+    #[test]
+    fn metadata_carries_the_material_version_and_nothing_else_is_taken() {
+        let m = metadata_of(MaterialVersion(7));
+        assert_eq!(m.len(), METADATA_LEN);
+        assert_eq!(version_in(&m).unwrap(), MaterialVersion(7));
+        for bad in [
+            &b""[..],
+            b"P",
+            b"P\x02\0\0\0\x07",
+            b"Q\x01\0\0\0\x07",
+            b"P\x01\0\0\0\x07\0",
+        ] {
+            assert!(matches!(
+                version_in(bad),
+                Err(KmsError::InvalidCiphertext(_))
+            ));
+        }
+    }
+}

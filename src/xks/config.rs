@@ -1,0 +1,367 @@
+//! The `[[xks.stores]]` sections: the logical key stores served to AWS KMS, each under
+//! its own URI path with its own SigV4 credentials, principal and external keys.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::Principal;
+
+/// `[xks]` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XksSection {
+    /// The logical key stores.
+    #[serde(default)]
+    pub stores: Vec<XksStoreSection>,
+}
+
+/// One `[[xks.stores]]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XksStoreSection {
+    /// The store's `XksProxyUriPath`, as given to AWS KMS: `[/prefix]/kms/xks/v1`.
+    pub uri_path: String,
+    /// The principal the store's calls are authorized as, by key policies and grants
+    /// (an IAM ARN).
+    pub principal: String,
+    /// The SigV4 credentials AWS KMS signs with (two during a rotation).
+    pub credentials: Vec<XksCredentialSection>,
+    /// The external keys, each naming a p11kms key.
+    #[serde(default)]
+    pub keys: Vec<XksKeySection>,
+}
+
+/// One `[[xks.stores.credentials]]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XksCredentialSection {
+    /// `AccessKeyId` of the store's `XksProxyAuthenticationCredential`.
+    pub access_key_id: String,
+    /// A file holding `RawSecretAccessKey` (never the configuration itself).
+    pub secret_file: PathBuf,
+}
+
+/// One `[[xks.stores.keys]]` as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XksKeySection {
+    /// The external key id AWS KMS uses (`XksKeyId`).
+    pub id: String,
+    /// The p11kms key behind it: key id, key ARN, alias name or alias ARN.
+    pub key: String,
+    /// What AWS KMS may do with it: `ENCRYPT` and/or `DECRYPT` (both when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Vec<String>>,
+}
+
+/// A logical key store, checked.
+#[derive(Debug, Clone)]
+pub struct XksStore {
+    /// `[/prefix]/kms/xks/v1`.
+    pub uri_path: String,
+    /// Who its calls are authorized as.
+    pub principal: Principal,
+    /// Access key ids and their secrets.
+    pub credentials: Vec<XksCredential>,
+    /// The external keys.
+    pub keys: Vec<XksKey>,
+}
+
+impl XksStore {
+    /// The external key `id`, if the store has it.
+    pub fn key(&self, id: &str) -> Option<&XksKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The secret of `access_key_id`, if the store has it.
+    pub(crate) fn secret(&self, access_key_id: &str) -> Option<&str> {
+        self.credentials
+            .iter()
+            .find(|c| c.access_key_id == access_key_id)
+            .map(|c| c.secret.as_str())
+    }
+}
+
+/// One SigV4 credential of a store. Its Debug shows the access key id only.
+#[derive(Clone)]
+pub struct XksCredential {
+    /// The access key id.
+    pub access_key_id: String,
+    secret: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for XksCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XksCredential")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What AWS KMS may do with an external key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XksUsage {
+    /// Encrypt (and GenerateDataKey) through the store.
+    pub encrypt: bool,
+    /// Decrypt through the store.
+    pub decrypt: bool,
+}
+
+/// An external key, checked.
+#[derive(Debug, Clone)]
+pub struct XksKey {
+    /// The external key id.
+    pub id: String,
+    /// The p11kms key behind it.
+    pub key: String,
+    /// What AWS KMS may do with it.
+    pub usage: XksUsage,
+}
+
+/// Why `[xks]` was refused: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XksConfigError {
+    /// The offending field, e.g. `xks.stores[0].uri_path`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Checks `[xks]` and reads the secrets its credentials name.
+pub(crate) fn load(section: &XksSection) -> Result<Vec<XksStore>, XksConfigError> {
+    let mut stores: Vec<XksStore> = Vec::new();
+    for (i, s) in section.stores.iter().enumerate() {
+        let at = |f: &str| format!("xks.stores[{i}].{f}");
+        let bad = |f: &str, reason: &str| XksConfigError {
+            field: at(f),
+            reason: reason.into(),
+        };
+        if !valid_uri_path(&s.uri_path) {
+            return Err(bad(
+                "uri_path",
+                "must be [/prefix]/kms/xks/v1, at most 128 characters of a-z, A-Z, 0-9, /, - and _",
+            ));
+        }
+        if stores.iter().any(|o| o.uri_path == s.uri_path) {
+            return Err(bad("uri_path", "another store has the same uri_path"));
+        }
+        let principal: Principal = s
+            .principal
+            .parse()
+            .map_err(|e| bad("principal", &format!("not a principal ARN: {e}")))?;
+        if s.credentials.is_empty() {
+            return Err(bad("credentials", "give at least one credential"));
+        }
+        let mut credentials: Vec<XksCredential> = Vec::new();
+        for (j, c) in s.credentials.iter().enumerate() {
+            let field = format!("credentials[{j}]");
+            if !valid_access_key_id(&c.access_key_id) {
+                return Err(bad(
+                    &format!("{field}.access_key_id"),
+                    "must be 20 to 30 characters of A-Z and 2-7",
+                ));
+            }
+            if credentials
+                .iter()
+                .any(|o| o.access_key_id == c.access_key_id)
+            {
+                return Err(bad(
+                    &format!("{field}.access_key_id"),
+                    "the store has this access key id twice",
+                ));
+            }
+            let secret = read_secret(&c.secret_file).map_err(|reason| XksConfigError {
+                field: at(&format!("{field}.secret_file")),
+                reason,
+            })?;
+            credentials.push(XksCredential {
+                access_key_id: c.access_key_id.clone(),
+                secret,
+            });
+        }
+        let mut keys: Vec<XksKey> = Vec::new();
+        for (j, k) in s.keys.iter().enumerate() {
+            let field = format!("keys[{j}]");
+            if !valid_external_key_id(&k.id) {
+                return Err(bad(
+                    &format!("{field}.id"),
+                    "must be 1 to 128 characters of a-z, A-Z, 0-9, -, . and _",
+                ));
+            }
+            if keys.iter().any(|o| o.id == k.id) {
+                return Err(bad(&format!("{field}.id"), "the store has this id twice"));
+            }
+            if k.key.is_empty() {
+                return Err(bad(&format!("{field}.key"), "name a p11kms key or alias"));
+            }
+            let usage = match &k.usage {
+                None => XksUsage {
+                    encrypt: true,
+                    decrypt: true,
+                },
+                Some(list) => {
+                    let mut u = XksUsage {
+                        encrypt: false,
+                        decrypt: false,
+                    };
+                    for v in list {
+                        match v.as_str() {
+                            "ENCRYPT" => u.encrypt = true,
+                            "DECRYPT" => u.decrypt = true,
+                            _ => {
+                                return Err(bad(
+                                    &format!("{field}.usage"),
+                                    "each value must be ENCRYPT or DECRYPT",
+                                ))
+                            }
+                        }
+                    }
+                    u
+                }
+            };
+            keys.push(XksKey {
+                id: k.id.clone(),
+                key: k.key.clone(),
+                usage,
+            });
+        }
+        stores.push(XksStore {
+            uri_path: s.uri_path.clone(),
+            principal,
+            credentials,
+            keys,
+        });
+    }
+    Ok(stores)
+}
+
+/// AWS KMS's rule for `XksProxyUriPath`, for version 1 of the API.
+fn valid_uri_path(p: &str) -> bool {
+    let Some(prefix) = p.strip_suffix("/kms/xks/v1") else {
+        return false;
+    };
+    p.len() <= 128
+        && (prefix.is_empty()
+            || (prefix.starts_with('/')
+                && prefix.len() > 1
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_'))))
+}
+
+/// AWS KMS's rule for an XKS access key id: 20 to 30 characters of the base32 alphabet.
+fn valid_access_key_id(id: &str) -> bool {
+    (20..=30).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// The external key id rule: 1 to 128 characters of letters, digits, `-`, `.` and `_`.
+pub(crate) fn valid_external_key_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// Reads a secret access key from its file: 43 to 64 characters of a-z, A-Z, 0-9, /,
+/// + and =, AWS KMS's rule (a trailing newline is not part of it).
+fn read_secret(path: &std::path::Path) -> Result<Zeroizing<String>, String> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+    );
+    let secret = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+    let valid = (43..=64).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'='));
+    if !valid {
+        return Err(format!(
+            "{} must hold 43 to 64 characters of a-z, A-Z, 0-9, /, + and =",
+            path.display()
+        ));
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_paths_follow_aws_kms_rules() {
+        for ok in ["/kms/xks/v1", "/example/kms/xks/v1", "/a/b-c_d/kms/xks/v1"] {
+            assert!(valid_uri_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/kms/xks/v2",
+            "kms/xks/v1",
+            "example/kms/xks/v1",
+            "/ex ample/kms/xks/v1",
+            "/ex.ample/kms/xks/v1",
+            &format!("/{}/kms/xks/v1", "a".repeat(120)),
+        ] {
+            assert!(!valid_uri_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn access_key_ids_and_external_key_ids_follow_aws_kms_rules() {
+        assert!(valid_access_key_id("AKIAXKSEXAMPLE234567"));
+        assert!(!valid_access_key_id("AKIAXKSEXAMPLE23456"));
+        assert!(!valid_access_key_id(
+            "AKIAXKSEXAMPLE2345678"[..].to_lowercase().as_str()
+        ));
+        assert!(!valid_access_key_id("AKIAXKSEXAMPLE2345671"));
+        assert!(valid_external_key_id("a.b-c_D9"));
+        assert!(!valid_external_key_id(""));
+        assert!(!valid_external_key_id("a/b"));
+        assert!(!valid_external_key_id(&"k".repeat(129)));
+    }
+
+    #[test]
+    fn a_store_is_loaded_with_its_secret_and_its_debug_hides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
+        std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+        let section = XksSection {
+            stores: vec![XksStoreSection {
+                uri_path: "/store1/kms/xks/v1".into(),
+                principal: "arn:aws:iam::111122223333:user/xks".into(),
+                credentials: vec![XksCredentialSection {
+                    access_key_id: "XKSPROXYEXAMPLEKEYID".into(),
+                    secret_file: secret_file.clone(),
+                }],
+                keys: vec![XksKeySection {
+                    id: "ext-1".into(),
+                    key: "alias/x".into(),
+                    usage: Some(vec!["ENCRYPT".into()]),
+                }],
+            }],
+        };
+        let stores = load(&section).unwrap();
+        assert_eq!(stores[0].secret("XKSPROXYEXAMPLEKEYID"), Some(secret));
+        assert_eq!(
+            stores[0].key("ext-1").unwrap().usage,
+            XksUsage {
+                encrypt: true,
+                decrypt: false
+            }
+        );
+        assert!(!format!("{stores:?}").contains(secret));
+
+        let mut bad = section.clone();
+        bad.stores[0].keys[0].usage = Some(vec!["SIGN".into()]);
+        assert_eq!(load(&bad).unwrap_err().field, "xks.stores[0].keys[0].usage");
+        std::fs::write(&secret_file, "short").unwrap();
+        let err = load(&section).unwrap_err();
+        assert_eq!(err.field, "xks.stores[0].credentials[0].secret_file");
+        assert!(!err.reason.contains("short"));
+    }
+}

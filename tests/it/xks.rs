@@ -1,0 +1,513 @@
+//! p11kms as an AWS external key store proxy (the XKS proxy API), called the way the
+//! specification's own test client calls it: curl signing with `--aws-sigv4` (an
+//! independent SigV4 implementation), on the AWS JSON listener under a store's URI
+//! path. Round trips with and without AAD, the integrity value recomputed here,
+//! tampering refused, each error name and status of the specification that a request
+//! can provoke, usage restricted per external key, key state and key policy honoured,
+//! and the audit record that joins with AWS's request id.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use p11kms::proto;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+const PREFIX: &str = "/store1/kms/xks/v1";
+const ACCESS_KEY_ID: &str = "XKSTESTACCESSKEYID234567";
+const SECRET: &str = "bm90LWEtcmVhbC1zZWNyZXQtYnV0LWxvbmctZW5vdWdoLXRvLXBhc3M=";
+const STORE_PRINCIPAL: &str = "arn:aws:iam::111122223333:user/xks-store";
+
+/// A daemon serving one store with four external keys: `both`, `enc-only`,
+/// `dec-only`, and `none` (no usage at all), behind aliases made after start.
+struct Xks {
+    dir: TestDir,
+    daemon: Daemon,
+}
+
+impl Xks {
+    async fn start() -> (Self, KmsAdmin) {
+        let dir = TestDir::new();
+        dir.prepare();
+        std::fs::write(dir.path().join("xks.secret"), format!("{SECRET}\n")).unwrap();
+        crate::secrets_scan::issued_secret(SECRET);
+        dir.append_config(&format!(
+            r#"
+[[xks.stores]]
+uri_path = "{PREFIX}"
+principal = "{STORE_PRINCIPAL}"
+
+[[xks.stores.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_file = "xks.secret"
+
+[[xks.stores.keys]]
+id = "both"
+key = "alias/xks-both"
+
+[[xks.stores.keys]]
+id = "enc-only"
+key = "alias/xks-enc"
+usage = ["ENCRYPT"]
+
+[[xks.stores.keys]]
+id = "dec-only"
+key = "alias/xks-dec"
+usage = ["DECRYPT"]
+
+[[xks.stores.keys]]
+id = "none"
+key = "alias/xks-none"
+usage = []
+
+[[xks.stores.keys]]
+id = "missing"
+key = "alias/xks-missing"
+"#
+        ));
+        let daemon = Daemon::start(&dir);
+        let mut admin = daemon.admin().await;
+        let mut keys = Vec::new();
+        for alias in [
+            "alias/xks-both",
+            "alias/xks-enc",
+            "alias/xks-dec",
+            "alias/xks-none",
+        ] {
+            let k = create_key(&mut admin).await;
+            admin
+                .create_alias(proto::CreateAliasRequest {
+                    alias_name: alias.into(),
+                    target_key_id: k.key_id.clone(),
+                })
+                .await
+                .unwrap();
+            keys.push(k.key_id);
+        }
+        put_identity_policy(
+            &mut admin,
+            STORE_PRINCIPAL,
+            "xks",
+            allow(&["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]),
+        )
+        .await;
+        (Self { dir, daemon }, KmsAdmin { admin, keys })
+    }
+
+    /// POSTs `body` (or sends `method`) to `path` under the store, signed by curl with
+    /// `user` ("id:secret"); the status and the JSON answer (Null when empty).
+    fn call_as(&self, method: &str, path: &str, body: &str, user: &str) -> (u16, Value, String) {
+        let config = self.dir.path().join("curl.conf");
+        // The credential goes to curl in a file, not in its arguments.
+        std::fs::write(&config, format!("user = \"{user}\"\n")).unwrap();
+        let url = format!(
+            "https://localhost:{}{path}",
+            self.daemon.aws_api_addr().port()
+        );
+        let mut child = Command::new("curl")
+            .args(["-s", "-K"])
+            .arg(&config)
+            .args(["--cacert"])
+            .arg(self.dir.path().join("ca.pem"))
+            .args([
+                "--aws-sigv4",
+                "aws:amz:us-east-1:kms-xks-proxy",
+                "-H",
+                "Content-Type: application/json",
+                "-X",
+                method,
+                "--data-binary",
+                "@-",
+                "-w",
+                "\n%{http_code}",
+                &url,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let status: u16 = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl: {text:?} {}", String::from_utf8_lossy(&out.stderr)));
+        let value = if answer.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+        };
+        (status, value, answer.to_owned())
+    }
+
+    fn call(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (s, v, _) = self.call_as(
+            "POST",
+            &format!("{PREFIX}{path}"),
+            &body.to_string(),
+            &format!("{ACCESS_KEY_ID}:{SECRET}"),
+        );
+        (s, v)
+    }
+
+    fn encrypt(&self, key: &str, plaintext: &[u8], aad: Option<&[u8]>, cdiv: bool) -> (u16, Value) {
+        crate::secrets_scan::sent_plaintext(plaintext);
+        let mut body = json!({
+            "requestMetadata": metadata("Encrypt", "req-enc"),
+            "plaintext": B64.encode(plaintext),
+            "encryptionAlgorithm": "AES_GCM",
+        });
+        if let Some(a) = aad {
+            body["additionalAuthenticatedData"] = B64.encode(a).into();
+        }
+        if cdiv {
+            body["ciphertextDataIntegrityValueAlgorithm"] = "SHA_256".into();
+        }
+        self.call(&format!("/keys/{key}/encrypt"), &body)
+    }
+
+    /// Decrypts what `encrypt` answered, with `aad` and optional edits of the parts.
+    fn decrypt(&self, key: &str, sealed: &Value, aad: Option<&[u8]>) -> (u16, Value) {
+        let mut body = json!({
+            "requestMetadata": metadata("Decrypt", "req-dec"),
+            "ciphertext": sealed["ciphertext"],
+            "initializationVector": sealed["initializationVector"],
+            "authenticationTag": sealed["authenticationTag"],
+            "encryptionAlgorithm": "AES_GCM",
+        });
+        if !sealed["ciphertextMetadata"].is_null() {
+            body["ciphertextMetadata"] = sealed["ciphertextMetadata"].clone();
+        }
+        if let Some(a) = aad {
+            body["additionalAuthenticatedData"] = B64.encode(a).into();
+        }
+        self.call(&format!("/keys/{key}/decrypt"), &body)
+    }
+}
+
+struct KmsAdmin {
+    admin: p11kms::client::KmsClient,
+    keys: Vec<String>,
+}
+
+fn metadata(op: &str, id: &str) -> Value {
+    json!({
+        "awsPrincipalArn": "arn:aws:iam::444455556666:role/app",
+        "kmsKeyArn": "arn:aws:kms:us-east-1:444455556666:key/00000000-1111-2222-3333-444444444444",
+        "kmsOperation": op,
+        "kmsRequestId": id,
+        "kmsViaService": "ebs",
+    })
+}
+
+fn error_name(v: &Value) -> &str {
+    v["errorName"].as_str().unwrap_or("<none>")
+}
+
+fn b64(v: &Value) -> Vec<u8> {
+    B64.decode(v.as_str().unwrap()).unwrap()
+}
+
+fn sha256(parts: &[&[u8]]) -> Vec<u8> {
+    // Python's hashlib, not the daemon's digest, recomputes the integrity value.
+    let hex: String = parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let out = Command::new(python_bin())
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest())",
+            &hex,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn aws_kms_calls_reach_p11kms_keys_through_the_external_key_store_api() {
+    let (x, _admin) = Xks::start().await;
+
+    // GetHealthStatus: compact JSON (the specification's test client greps it).
+    let (_, _, raw) = x.call_as(
+        "POST",
+        &format!("{PREFIX}/health"),
+        &json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h-1"}})
+            .to_string(),
+        &format!("{ACCESS_KEY_ID}:{SECRET}"),
+    );
+    assert!(raw.contains(r#""healthStatus":"ACTIVE""#), "{raw}");
+    let (s, h) = x.call(
+        "/health",
+        &json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h-2"}}),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(h["xksProxyFleetSize"], 1);
+    assert_eq!(h["ekmFleetDetails"].as_array().unwrap().len(), 1);
+
+    // GetKeyMetadata: the usage the store allows.
+    for (key, usage) in [
+        ("both", json!(["ENCRYPT", "DECRYPT"])),
+        ("enc-only", json!(["ENCRYPT"])),
+        ("dec-only", json!(["DECRYPT"])),
+        ("none", json!([])),
+    ] {
+        let (s, m) = x.call(
+            &format!("/keys/{key}/metadata"),
+            &json!({"requestMetadata": metadata("CreateKey", "m-1")}),
+        );
+        assert_eq!(s, 200, "{key}: {m}");
+        assert_eq!(
+            m,
+            json!({"keySpec": "AES_256", "keyUsage": usage, "keyStatus": "ENABLED"})
+        );
+    }
+
+    // Round trips, without and with AAD, and at the specification's sizes.
+    let big_aad = vec![7u8; 8192];
+    for (plaintext, aad) in [
+        (b"xks round trip without aad".to_vec(), None),
+        (
+            b"xks round trip with an aad".to_vec(),
+            Some(&b"project=nile"[..]),
+        ),
+        (vec![0x5a; 4096], Some(&big_aad[..])),
+    ] {
+        let (s, sealed) = x.encrypt("both", &plaintext, aad, false);
+        assert_eq!(s, 200, "{sealed}");
+        assert_eq!(b64(&sealed["ciphertext"]).len(), plaintext.len());
+        assert_eq!(b64(&sealed["initializationVector"]).len(), 12);
+        assert_eq!(b64(&sealed["authenticationTag"]).len(), 16);
+        assert!(b64(&sealed["ciphertextMetadata"]).len() <= 20);
+        assert!(sealed.get("ciphertextDataIntegrityValue").is_none());
+        let (s, opened) = x.decrypt("both", &sealed, aad);
+        assert_eq!(s, 200, "{opened}");
+        assert_eq!(b64(&opened["plaintext"]), plaintext);
+    }
+
+    // The integrity value, recomputed outside the daemon.
+    let aad = b"department=marketing";
+    let (s, sealed) = x.encrypt("both", b"integrity checked plaintext", Some(aad), true);
+    assert_eq!(s, 200, "{sealed}");
+    let expected = sha256(&[
+        aad,
+        &b64(&sealed["ciphertextMetadata"]),
+        &b64(&sealed["initializationVector"]),
+        &b64(&sealed["ciphertext"]),
+        &b64(&sealed["authenticationTag"]),
+    ]);
+    assert_eq!(b64(&sealed["ciphertextDataIntegrityValue"]), expected);
+
+    // Tampering: each part, the AAD (other, missing) and the metadata.
+    let (_, good) = x.encrypt("both", b"tamper with me, if you can", Some(aad), false);
+    let flip = |field: &str| {
+        let mut v = good.clone();
+        let mut b = b64(&v[field]);
+        b[0] ^= 1;
+        v[field] = B64.encode(b).into();
+        v
+    };
+    for (what, sealed, aad) in [
+        ("ciphertext", flip("ciphertext"), Some(&aad[..])),
+        ("iv", flip("initializationVector"), Some(&aad[..])),
+        ("tag", flip("authenticationTag"), Some(&aad[..])),
+        ("metadata", flip("ciphertextMetadata"), Some(&aad[..])),
+        ("other aad", good.clone(), Some(&b"department=sales"[..])),
+        ("no aad", good.clone(), None),
+    ] {
+        let (s, e) = x.decrypt("both", &sealed, aad);
+        assert_eq!(
+            (s, error_name(&e)),
+            (400, "InvalidCiphertextException"),
+            "{what}: {e}"
+        );
+    }
+    let mut no_meta = good.clone();
+    no_meta["ciphertextMetadata"] = Value::Null;
+    let (s, e) = x.decrypt("both", &no_meta, Some(aad));
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidCiphertextException"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn each_refusal_has_the_specifications_name_and_status() {
+    let (x, mut a) = Xks::start().await;
+    let user = format!("{ACCESS_KEY_ID}:{SECRET}");
+    let health =
+        json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h"}})
+            .to_string();
+
+    // Authentication: another secret, an access key nobody configured.
+    for who in [
+        format!("{ACCESS_KEY_ID}:Invalid{SECRET}"),
+        format!("Invalid{ACCESS_KEY_ID}:{SECRET}"),
+    ] {
+        let (s, e, _) = x.call_as("POST", &format!("{PREFIX}/health"), &health, &who);
+        assert_eq!(
+            (s, error_name(&e)),
+            (401, "AuthenticationFailedException"),
+            "{e}"
+        );
+    }
+    // Paths and methods.
+    let (s, e, _) = x.call_as(
+        "POST",
+        "/store1/invalid/kms/xks/v1/health",
+        &health,
+        &user,
+    );
+    assert_eq!((s, error_name(&e)), (404, "InvalidUriPathException"));
+    let (s, _, _) = x.call_as("GET", &format!("{PREFIX}/health"), "", &user);
+    assert_eq!(s, 405);
+    // Bodies.
+    for body in [json!({}), json!({"requestMetadata": {}})] {
+        let (s, e) = x.call("/health", &body);
+        assert_eq!((s, error_name(&e)), (400, "ValidationException"), "{body}");
+    }
+    let (s, e) = x.call(
+        "/keys/both/encrypt",
+        &json!({"requestMetadata": metadata("Encrypt", "v"), "encryptionAlgorithm": "AES_GCM"}),
+    );
+    assert_eq!((s, error_name(&e)), (400, "ValidationException"), "{e}");
+    let (s, e) = x.call(
+        "/keys/both/encrypt",
+        &json!({"requestMetadata": metadata("Encrypt", "v"), "plaintext": "not base64!", "encryptionAlgorithm": "AES_GCM"}),
+    );
+    assert_eq!((s, error_name(&e)), (400, "ValidationException"), "{e}");
+    // Keys the store does not have, or whose p11kms key does not exist.
+    for key in ["non_existing_key", "missing"] {
+        let (s, e) = x.call(
+            &format!("/keys/{key}/metadata"),
+            &json!({"requestMetadata": metadata("CreateKey", "k")}),
+        );
+        assert_eq!(
+            (s, error_name(&e)),
+            (404, "KeyNotFoundException"),
+            "{key}: {e}"
+        );
+    }
+    // Usage, as the store restricts it.
+    let (s, sealed) = x.encrypt("enc-only", b"encrypt only, never decrypt", None, false);
+    assert_eq!(s, 200);
+    let (s, e) = x.decrypt("enc-only", &sealed, None);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidKeyUsageException"),
+        "{e}"
+    );
+    let (s, e) = x.encrypt("enc-only", b"encrypt only, with integrity", None, true);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidKeyUsageException"),
+        "{e}"
+    );
+    for key in ["dec-only", "none"] {
+        let (s, e) = x.encrypt(key, b"this key may not encrypt", None, false);
+        assert_eq!(
+            (s, error_name(&e)),
+            (400, "InvalidKeyUsageException"),
+            "{key}: {e}"
+        );
+    }
+    // Key state: a disabled key answers DISABLED and refuses to work.
+    let (s, sealed) = x.encrypt("both", b"sealed before the key was disabled", None, false);
+    assert_eq!(s, 200);
+    a.admin
+        .disable_key(proto::DisableKeyRequest {
+            key_id: a.keys[0].clone(),
+        })
+        .await
+        .unwrap();
+    let (_, m) = x.call(
+        "/keys/both/metadata",
+        &json!({"requestMetadata": metadata("DescribeKey", "d")}),
+    );
+    assert_eq!(m["keyStatus"], "DISABLED");
+    let (s, e) = x.encrypt("both", b"refused while disabled", None, false);
+    assert_eq!((s, error_name(&e)), (400, "InvalidStateException"), "{e}");
+    let (s, e) = x.decrypt("both", &sealed, None);
+    assert_eq!((s, error_name(&e)), (400, "InvalidStateException"), "{e}");
+    // Key policy: a key whose policy does not let IAM policies grant access refuses
+    // the store's principal.
+    let enc_key = a.keys[1].clone();
+    let only_root = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:user/admin-only"},
+        "Action": "kms:*",
+        "Resource": "*"
+    }, {
+        "Effect": "Allow",
+        "Principal": {"AWS": root_of("111122223333")},
+        "Action": ["kms:PutKeyPolicy", "kms:GetKeyPolicy"],
+        "Resource": "*"
+    }]});
+    put_key_policy(&mut a.admin, &enc_key, only_root.to_string())
+        .await
+        .unwrap();
+    let (s, e) = x.encrypt("enc-only", b"the key policy says no", None, false);
+    assert_eq!((s, error_name(&e)), (403, "AccessDeniedException"), "{e}");
+
+    // Every call above is in the trail, with AWS's request id to join on.
+    let trail = audit_records(&x.dir);
+    let xks: Vec<&Value> = trail
+        .iter()
+        .filter(|r| {
+            r["eventName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Xks"))
+        })
+        .collect();
+    assert!(
+        xks.iter().any(|r| r["eventName"] == "XksEncrypt"
+            && r["requestParameters"]["kmsRequestId"] == "req-enc"
+            && r["requestParameters"]["externalKeyId"] == "enc-only"
+            && r["errorCode"] == "AccessDeniedException"),
+        "{xks:#?}"
+    );
+    assert!(xks
+        .iter()
+        .any(|r| r["eventName"] == "XksGetHealthStatus"
+            && r["errorCode"] == "InvalidSignatureException"));
+    assert!(
+        xks.iter().all(|r| r["p11kms"]["transport"] == "xks"),
+        "{xks:#?}"
+    );
+}
+
+/// Every record of the daemon's trail so far.
+fn audit_records(dir: &TestDir) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for f in files {
+        for line in std::fs::read_to_string(f).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    out
+}

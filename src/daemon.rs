@@ -281,7 +281,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 .map_err(|e| at(e.field())(e))?,
             listener: bind(a.listen).map_err(at("aws_api.listen"))?,
             require_client_cert: a.require_client_certificate,
-            xks: config.xks.clone().into(),
+            xks: {
+                let mut stores = config.xks.clone();
+                crate::xks::read_secrets(&mut stores).map_err(ConfigError::Xks)?;
+                stores.into()
+            },
         }),
     };
     Ok(Prepared {
@@ -318,6 +322,55 @@ impl Prepared {
     /// The AWS JSON listener's bound address, when it is on.
     pub fn aws_api_addr(&self) -> Option<SocketAddr> {
         self.aws_listener.as_ref()?.listener.local_addr().ok()
+    }
+
+    /// Dev mode: makes the p11kms key behind the dev external key store's keys (a key
+    /// and its alias, as `principal`) when its alias is missing. Both calls are
+    /// audited, as the daemon's own work.
+    pub async fn dev_xks_key(&self, principal: &str) -> Result<(), DaemonError> {
+        use crate::vault::{CreateKeyInput, KmsError, RequestInfo, Transport};
+        let failed = |e: KmsError| DaemonError::Vault(Box::new(e));
+        let target: crate::identity::Principal = principal
+            .parse()
+            .map_err(|e| DaemonError::Vault(Box::new(e)))?;
+        let alias = crate::dev::DEV_XKS_ALIAS;
+        let caller = self
+            .vault
+            .caller(target.clone(), None, None)
+            .map_err(failed)?;
+        match self.vault.describe_key(&caller, alias, &[]).await {
+            Ok(_) => return Ok(()),
+            Err(KmsError::NotFound(_)) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        let info = |operation| RequestInfo {
+            operation,
+            transport: Transport::Background,
+            key_id: String::new(),
+            source_ip: None,
+        };
+        let vault = &self.vault;
+        let identify = || async { vault.caller(target.clone(), None, None) };
+        let (made, _) = vault
+            .run(info("CreateKey"), identify(), |c| async move {
+                let input = CreateKeyInput {
+                    description: "the dev external key store's key".into(),
+                    key_usage: String::new(),
+                    key_spec: String::new(),
+                    origin: String::new(),
+                    policy: String::new(),
+                    bypass_policy_lockout_safety_check: false,
+                };
+                vault.create_key(&c, input).await
+            })
+            .await;
+        let key_id = made.map_err(failed)?.key_id.to_string();
+        let (aliased, _) = vault
+            .run(info("CreateAlias"), identify(), |c| async move {
+                vault.create_alias(&c, alias, &key_id).await
+            })
+            .await;
+        aliased.map_err(failed)
     }
 
     /// Dev mode: the admin's access key for the AWS environment file. `kept` (the key

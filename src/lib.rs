@@ -61,7 +61,7 @@ pub use daemon::prepare as prepare_daemon;
 // benches).
 pub use dev::{
     softhsm_module, DevAccessKey, DevCa, DevDir, DEV_ACCOUNT, DEV_AWS_API_LISTEN,
-    DEV_METRICS_LISTEN, DEV_TOKEN_LABEL,
+    DEV_METRICS_LISTEN, DEV_TOKEN_LABEL, DEV_XKS_ALIAS, DEV_XKS_KEYS, DEV_XKS_PREFIX,
 };
 
 // The crash points the crash-consistency tests stop the daemon at.

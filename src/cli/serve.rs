@@ -153,12 +153,32 @@ pub(crate) fn run(
             }
             _ => None,
         };
+        // Dev mode: the external key store, with the keys its test client expects.
+        let dev_store = config
+            .xks
+            .iter()
+            .find(|s| s.uri_path == format!("/{}/kms/xks/v1", p11kms::DEV_XKS_PREFIX));
+        // P11KMS_DEV_XKS=off: no key made for it (test suites that count keys and records
+        // from the first call on); the store is still served.
+        let dev_store =
+            dev_store.filter(|_| std::env::var_os("P11KMS_DEV_XKS").is_none_or(|v| v != "off"));
+        let xks_env = match (&dev, prepared.aws_api_addr(), dev_store) {
+            (Some(dir), Some(aws_addr), Some(store)) => {
+                prepared.dev_xks_key(&store.principal.to_string()).await?;
+                match store.credentials.first() {
+                    Some(c) => Some(dir.write_xks_env(aws_addr, &c.access_key_id)?),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         announce(
             addr,
             metrics_url.as_deref(),
             aws_api_url.as_deref(),
             dev.as_ref(),
             aws_env.as_deref().map(String::as_str),
+            xks_env.as_deref().map(String::as_str),
         )?;
         Ok::<_, Box<dyn std::error::Error>>(prepared.serve(shutdown, reload).await?)
     })?;
@@ -182,6 +202,7 @@ fn announce(
     aws_api_url: Option<&str>,
     dev: Option<&DevDir>,
     aws_env: Option<&str>,
+    xks_env: Option<&str>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
     if let Some(url) = metrics_url {
@@ -224,6 +245,22 @@ fn announce(
                  \x20 aws kms list-keys\n\
                  \x20 aws kms encrypt --key-id <KeyId> --plaintext fileb://secret.txt\n",
                 file = dir.aws_env_file().display(),
+            )?;
+        }
+        if let Some(env) = xks_env {
+            writeln!(
+                out,
+                "External key store (XKS proxy API, SigV4 service kms-xks-proxy) on the AWS API\n\
+                 listener, for AWS's curl-based test client (aws-samples/aws-kms-xksproxy-test-client;\n\
+                 these lines are also in {file}):\n\
+                 {env}\
+                 \x20 ./test-xks-proxy -a\n\
+                 or by hand:\n\
+                 \x20 curl --aws-sigv4 aws:amz:us-east-1:kms-xks-proxy --user \"$SIGV4_ACCESS_KEY_ID:$SIGV4_SECRET_ACCESS_KEY\" \\\n\
+                 \x20   -H 'Content-Type: application/json' \\\n\
+                 \x20   -d '{{\"requestMetadata\":{{\"kmsOperation\":\"KmsHealthCheck\",\"kmsRequestId\":\"1\"}}}}' \\\n\
+                 \x20   https://$XKS_PROXY_HOST/$URI_PREFIX/kms/xks/v1/health\n",
+                file = dir.xks_env_file().display(),
             )?;
         }
     }

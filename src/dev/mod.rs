@@ -7,6 +7,7 @@ mod aws_env;
 mod ca;
 mod credentials;
 mod files;
+mod xks_env;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use tracing::info;
 
 pub use aws_env::DevAccessKey;
 pub use ca::DevCa;
+pub use xks_env::{DEV_XKS_ALIAS, DEV_XKS_KEYS, DEV_XKS_PREFIX};
 
 use crate::config::{
     AuditSection, AwsApiSection, ConfigFile, HsmSection, MetricsSection, StoreSection, TlsSection,
@@ -251,7 +253,9 @@ impl DevDir {
                     require_client_certificate: None,
                 }),
                 connections: None,
-                xks: None,
+                xks: Some(crate::xks::XksSection {
+                    stores: vec![self.new_xks_store(&format!("arn:aws:iam::{DEV_ACCOUNT}:root"))?],
+                }),
             };
             let text =
                 toml::to_string_pretty(&cfg).map_err(|e| DevError::Principal(e.to_string()))?;

@@ -75,13 +75,27 @@ impl XksStore {
         self.keys.iter().find(|k| k.id == id)
     }
 
-    /// The secret of `access_key_id`, if the store has it.
+    /// The secret of `access_key_id`, if the store has it (and its secret was read).
     pub(crate) fn secret(&self, access_key_id: &str) -> Option<&str> {
         self.credentials
             .iter()
-            .find(|c| c.access_key_id == access_key_id)
+            .find(|c| c.access_key_id == access_key_id && !c.secret.is_empty())
             .map(|c| c.secret.as_str())
     }
+}
+
+/// Reads every credential's secret from its file (at start-up, not when the
+/// configuration is parsed: parsing has no side effects).
+pub(crate) fn read_secrets(stores: &mut [XksStore]) -> Result<(), XksConfigError> {
+    for (i, s) in stores.iter_mut().enumerate() {
+        for (j, c) in s.credentials.iter_mut().enumerate() {
+            c.secret = read_secret(&c.secret_file).map_err(|reason| XksConfigError {
+                field: format!("xks.stores[{i}].credentials[{j}].secret_file"),
+                reason,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// One SigV4 credential of a store. Its Debug shows the access key id only.
@@ -89,6 +103,8 @@ impl XksStore {
 pub struct XksCredential {
     /// The access key id.
     pub access_key_id: String,
+    /// Where the secret is read from, at start-up ([`XksStore::read_secrets`]).
+    pub secret_file: PathBuf,
     secret: Zeroizing<String>,
 }
 
@@ -96,6 +112,7 @@ impl std::fmt::Debug for XksCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XksCredential")
             .field("access_key_id", &self.access_key_id)
+            .field("secret_file", &self.secret_file)
             .finish_non_exhaustive()
     }
 }
@@ -129,7 +146,7 @@ pub struct XksConfigError {
     pub reason: String,
 }
 
-/// Checks `[xks]` and reads the secrets its credentials name.
+/// Checks `[xks]`; the secrets are read later, by [`read_secrets`].
 pub(crate) fn load(section: &XksSection) -> Result<Vec<XksStore>, XksConfigError> {
     let mut stores: Vec<XksStore> = Vec::new();
     for (i, s) in section.stores.iter().enumerate() {
@@ -172,13 +189,10 @@ pub(crate) fn load(section: &XksSection) -> Result<Vec<XksStore>, XksConfigError
                     "the store has this access key id twice",
                 ));
             }
-            let secret = read_secret(&c.secret_file).map_err(|reason| XksConfigError {
-                field: at(&format!("{field}.secret_file")),
-                reason,
-            })?;
             credentials.push(XksCredential {
                 access_key_id: c.access_key_id.clone(),
-                secret,
+                secret_file: c.secret_file.clone(),
+                secret: Zeroizing::new(String::new()),
             });
         }
         let mut keys: Vec<XksKey> = Vec::new();
@@ -345,7 +359,9 @@ mod tests {
                 }],
             }],
         };
-        let stores = load(&section).unwrap();
+        let mut stores = load(&section).unwrap();
+        assert_eq!(stores[0].secret("XKSPROXYEXAMPLEKEYID"), None);
+        read_secrets(&mut stores).unwrap();
         assert_eq!(stores[0].secret("XKSPROXYEXAMPLEKEYID"), Some(secret));
         assert_eq!(
             stores[0].key("ext-1").unwrap().usage,
@@ -360,7 +376,7 @@ mod tests {
         bad.stores[0].keys[0].usage = Some(vec!["SIGN".into()]);
         assert_eq!(load(&bad).unwrap_err().field, "xks.stores[0].keys[0].usage");
         std::fs::write(&secret_file, "short").unwrap();
-        let err = load(&section).unwrap_err();
+        let err = read_secrets(&mut load(&section).unwrap()).unwrap_err();
         assert_eq!(err.field, "xks.stores[0].credentials[0].secret_file");
         assert!(!err.reason.contains("short"));
     }

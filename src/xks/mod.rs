@@ -11,7 +11,7 @@ mod errors;
 mod handler;
 mod shapes;
 
-pub(crate) use config::load;
+pub(crate) use config::{load, read_secrets};
 pub use config::{
     XksConfigError, XksCredential, XksCredentialSection, XksKey, XksKeySection, XksSection,
     XksStore, XksStoreSection, XksUsage,

@@ -91,7 +91,10 @@ async fn bad_configurations_are_refused_with_the_field_named() {
     // Each case: the edit, and what the error must say (the field, and the value).
     let cases: Vec<(String, &[&str])> = vec![
         (good.replace("listen =", "lisen ="), &["lisen"]),
-        (good.replace("111122223333", "1111"), &["account"]),
+        (
+            good.replace("account = \"111122223333\"", "account = \"1111\""),
+            &["account"],
+        ),
         (
             good.replace(
                 "token_label = \"p11kms-dev\"",
@@ -126,6 +129,17 @@ async fn bad_configurations_are_refused_with_the_field_named() {
             &["store.sqlite"],
         ),
         (good.replace("[store]", "[storage]"), &["storage"]),
+        (
+            good.replace(
+                "secret_file = \"xks.secret\"",
+                "secret_file = \"missing.secret\"",
+            ),
+            &["xks.stores[0].credentials[0].secret_file", "missing.secret"],
+        ),
+        (
+            good.replace("uri_path = \"/dev/kms/xks/v1\"", "uri_path = \"/dev/kms/xks/v2\""),
+            &["xks.stores[0].uri_path"],
+        ),
     ];
     for (i, (text, expect)) in cases.into_iter().enumerate() {
         let path = dir.path().join(format!("bad-{i}.toml"));

@@ -108,7 +108,12 @@ key = "alias/xks-missing"
             self.daemon.aws_api_addr().port()
         );
         let mut child = Command::new("curl")
-            .args(["-s", "-K"])
+            .args(["-s", "--resolve"])
+            .arg(format!(
+                "localhost:{}:127.0.0.1",
+                self.daemon.aws_api_addr().port()
+            ))
+            .arg("-K")
             .arg(&config)
             .args(["--cacert"])
             .arg(self.dir.path().join("ca.pem"))
@@ -370,12 +375,7 @@ async fn each_refusal_has_the_specifications_name_and_status() {
         );
     }
     // Paths and methods.
-    let (s, e, _) = x.call_as(
-        "POST",
-        "/store1/invalid/kms/xks/v1/health",
-        &health,
-        &user,
-    );
+    let (s, e, _) = x.call_as("POST", "/store1/invalid/kms/xks/v1/health", &health, &user);
     assert_eq!((s, error_name(&e)), (404, "InvalidUriPathException"));
     let (s, _, _) = x.call_as("GET", &format!("{PREFIX}/health"), "", &user);
     assert_eq!(s, 405);
@@ -510,4 +510,90 @@ fn audit_records(dir: &TestDir) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Dev mode serves one store, makes the key behind it once, and writes what AWS's test
+/// client reads; the credential and the key survive a restart.
+// Multi-threaded: the admin's connection task must run while `stop` blocks, to take
+// the daemon's GOAWAY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_a_store_ready_for_the_specifications_test_client() {
+    let dir = TestDir::new();
+    let on = [("P11KMS_DEV_XKS", "on")];
+    let env_of = |dir: &TestDir| -> std::collections::HashMap<String, String> {
+        let text = std::fs::read_to_string(dir.path().join("xks-env.sh")).unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+            .collect()
+    };
+    let mut first = None;
+    for round in 0..2 {
+        let daemon = Daemon::start_with(&dir, &on);
+        let env = env_of(&dir);
+        crate::secrets_scan::issued_secret(&env["SIGV4_SECRET_ACCESS_KEY"]);
+        assert_eq!(
+            env["XKS_PROXY_HOST"],
+            format!("localhost:{}", daemon.aws_api_addr().port())
+        );
+        let x = Xks {
+            dir: TestDir::new(),
+            daemon,
+        };
+        std::fs::copy(dir.path().join("ca.pem"), x.dir.path().join("ca.pem")).unwrap();
+        let user = format!(
+            "{}:{}",
+            env["SIGV4_ACCESS_KEY_ID"], env["SIGV4_SECRET_ACCESS_KEY"]
+        );
+        let base = format!("/{}/kms/xks/v1", env["URI_PREFIX"]);
+        let call = |path: &str, body: Value| {
+            let (s, v, _) = x.call_as("POST", &format!("{base}{path}"), &body.to_string(), &user);
+            (s, v)
+        };
+        let (s, h) = call(
+            "/health",
+            json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "d"}}),
+        );
+        assert_eq!(
+            (s, h["ekmFleetDetails"][0]["healthStatus"].as_str()),
+            (200, Some("ACTIVE"))
+        );
+        for (var, usage) in [
+            ("KEY_ID", json!(["ENCRYPT", "DECRYPT"])),
+            ("ENCRYPT_ONLY_KEY_ID", json!(["ENCRYPT"])),
+            ("DECRYPT_ONLY_KEY_ID", json!(["DECRYPT"])),
+            ("IMPOTENT_KEY_ID", json!([])),
+        ] {
+            let (s, m) = call(
+                &format!("/keys/{}/metadata", env[var]),
+                json!({"requestMetadata": metadata("CreateKey", "d")}),
+            );
+            assert_eq!((s, &m["keyUsage"]), (200, &usage), "{var}: {m}");
+        }
+        let plaintext = b"dev mode external key store";
+        crate::secrets_scan::sent_plaintext(plaintext);
+        let (s, sealed) = call(
+            &format!("/keys/{}/encrypt", env["KEY_ID"]),
+            json!({"requestMetadata": metadata("Encrypt", "d"), "plaintext": B64.encode(plaintext), "encryptionAlgorithm": "AES_GCM"}),
+        );
+        assert_eq!(s, 200, "{sealed}");
+        let (s, opened) = call(
+            &format!("/keys/{}/decrypt", env["KEY_ID"]),
+            json!({"requestMetadata": metadata("Decrypt", "d"), "encryptionAlgorithm": "AES_GCM",
+                   "ciphertext": sealed["ciphertext"], "initializationVector": sealed["initializationVector"],
+                   "authenticationTag": sealed["authenticationTag"], "ciphertextMetadata": sealed["ciphertextMetadata"]}),
+        );
+        assert_eq!((s, b64(&opened["plaintext"])), (200, plaintext.to_vec()));
+        // One key, made at the first start only; the same credential after a restart.
+        let mut admin = x.daemon.admin().await;
+        let keys = list_key_ids(&mut admin).await;
+        drop(admin);
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let seen = (env["SIGV4_ACCESS_KEY_ID"].clone(), keys[0].clone());
+        match &first {
+            None => first = Some(seen),
+            Some(f) => assert_eq!(f, &seen, "round {round}"),
+        }
+        x.daemon.stop();
+    }
 }

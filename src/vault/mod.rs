@@ -55,7 +55,7 @@ pub(crate) use key_policy::{ListKeyPoliciesInput, DEFAULT_POLICY_NAME};
 pub(crate) use list_keys::ListKeysInput;
 pub(crate) use re_encrypt::ReEncryptInput;
 pub(crate) use request::{Authorization, Outcome, RequestInfo, Transport};
-pub(crate) use xks::{XksDecryptInput, XksEncryptInput};
+pub(crate) use xks::{XksDecryptInput, XksEncryptInput, XksRequest};
 
 use crate::domain::{AccountId, KeyArn, KeyId, Partition, Region};
 use crate::hsm::HsmPool;

@@ -30,6 +30,51 @@ const METADATA_TAG: u8 = b'P';
 const METADATA_LAYOUT: u8 = 1;
 const METADATA_LEN: usize = 6;
 
+/// Where an XKS call arrived and what AWS KMS says about it (its requestMetadata, which
+/// only the store's signature vouches for): condition keys a key policy, identity
+/// policy or grant can test, e.g. to let a key serve one AWS KMS key or one AWS caller.
+#[derive(Debug, Clone, Default)]
+pub struct XksRequest {
+    /// `p11kms:XksUriPath`: the store's URI path.
+    pub uri_path: String,
+    /// `p11kms:XksExternalKeyId`.
+    pub external_key_id: String,
+    /// `p11kms:XksKmsOperation`: the AWS KMS operation behind the call.
+    pub kms_operation: String,
+    /// `p11kms:XksKmsKeyArn`: the AWS KMS key.
+    pub kms_key_arn: Option<String>,
+    /// `p11kms:XksAwsPrincipalArn`: who called AWS KMS.
+    pub aws_principal_arn: Option<String>,
+    /// `p11kms:XksViaService`: the AWS service that called AWS KMS for them.
+    pub kms_via_service: Option<String>,
+    /// `p11kms:XksSourceVpc`.
+    pub aws_source_vpc: Option<String>,
+    /// `p11kms:XksSourceVpce`.
+    pub aws_source_vpce: Option<String>,
+}
+
+impl XksRequest {
+    /// The condition keys, on an authorization.
+    fn onto<'a>(&self, mut a: Authz<'a>) -> Authz<'a> {
+        a = a
+            .with("p11kms:XksUriPath", self.uri_path.clone())
+            .with("p11kms:XksExternalKeyId", self.external_key_id.clone())
+            .with("p11kms:XksKmsOperation", self.kms_operation.clone());
+        for (key, value) in [
+            ("p11kms:XksKmsKeyArn", &self.kms_key_arn),
+            ("p11kms:XksAwsPrincipalArn", &self.aws_principal_arn),
+            ("p11kms:XksViaService", &self.kms_via_service),
+            ("p11kms:XksSourceVpc", &self.aws_source_vpc),
+            ("p11kms:XksSourceVpce", &self.aws_source_vpce),
+        ] {
+            if let Some(v) = value {
+                a = a.with(key, v.clone());
+            }
+        }
+        a
+    }
+}
+
 /// GetKeyMetadata's answer.
 #[derive(Debug)]
 pub struct XksKeyMetadata {
@@ -54,6 +99,8 @@ pub struct XksEncryptInput {
     pub aad: Vec<u8>,
     /// Whether AWS KMS asked for the ciphertext data integrity value (SHA_256).
     pub integrity: bool,
+    /// The call's condition keys.
+    pub request: XksRequest,
 }
 
 /// An XKS Encrypt's answer.
@@ -88,6 +135,8 @@ pub struct XksDecryptInput {
     pub aad: Vec<u8>,
     /// The `ciphertextMetadata` Encrypt answered (empty when absent).
     pub metadata: Vec<u8>,
+    /// The call's condition keys.
+    pub request: XksRequest,
 }
 
 /// The bytes GCM authenticates: the specification's layout of AAD and metadata.
@@ -163,10 +212,14 @@ impl Vault {
         caller: &Caller,
         key: &str,
         usage: XksUsage,
+        request: &XksRequest,
     ) -> Result<XksKeyMetadata, KmsError> {
         let entry = self.resolve(caller, key).await?;
-        self.authorize(caller, Authz::key(Action::DESCRIBE_KEY, &entry))
-            .await?;
+        self.authorize(
+            caller,
+            request.onto(Authz::key(Action::DESCRIBE_KEY, &entry).requested_as(key)),
+        )
+        .await?;
         let mut key_usage = Vec::new();
         if usage.encrypt {
             key_usage.push("ENCRYPT");
@@ -198,7 +251,9 @@ impl Vault {
                 "plaintext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        let key = self.usable(caller, &input.key, Action::ENCRYPT).await?;
+        let key = self
+            .usable(caller, &input.key, Action::ENCRYPT, &input.request)
+            .await?;
         if !input.usage.encrypt {
             return Err(refuse_usage(&input.key, "ENCRYPT"));
         }
@@ -266,7 +321,9 @@ impl Vault {
                 "ciphertext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        let key = self.usable(caller, &input.key, Action::DECRYPT).await?;
+        let key = self
+            .usable(caller, &input.key, Action::DECRYPT, &input.request)
+            .await?;
         if !input.usage.decrypt {
             return Err(refuse_usage(&input.key, "DECRYPT"));
         }
@@ -297,10 +354,15 @@ impl Vault {
         caller: &Caller,
         key: &str,
         action: Action,
+        request: &XksRequest,
     ) -> Result<std::sync::Arc<KeyEntry>, KmsError> {
         let entry = self.resolve(caller, key).await?;
         let arn = self.arn_of(&entry);
-        self.authorize(caller, Authz::key(action, &entry)).await?;
+        self.authorize(
+            caller,
+            request.onto(Authz::key(action, &entry).requested_as(key)),
+        )
+        .await?;
         entry.check_usable(&arn)?;
         Ok(entry)
     }

@@ -19,7 +19,7 @@ use crate::aws_json::{read_body, Body, BodyBudget, Rejected};
 use crate::domain::{sha256_hex, Plaintext};
 use crate::sigv4::{Expect, Presented, SigV4Error};
 use crate::vault::{
-    Caller, KmsError, RequestInfo, Transport, Vault, XksDecryptInput, XksEncryptInput,
+    Caller, KmsError, RequestInfo, Transport, Vault, XksDecryptInput, XksEncryptInput, XksRequest,
 };
 
 /// The signing name the specification gives the proxy.
@@ -223,7 +223,10 @@ async fn serve(
         (Op::Metadata, Some(k)) => {
             let m: shapes::MetadataOnly = decode(body)?;
             note(&caller, &m.request_metadata);
-            let out = vault.xks_key_metadata(&caller, &k.key, k.usage).await?;
+            let request = conditions(store, external_id, &m.request_metadata);
+            let out = vault
+                .xks_key_metadata(&caller, &k.key, k.usage, &request)
+                .await?;
             to_json(&shapes::KeyMetadataResponse {
                 key_spec: out.key_spec,
                 key_usage: out.key_usage,
@@ -252,6 +255,7 @@ async fn serve(
                         plaintext: Plaintext::new(r.plaintext),
                         aad: r.additional_authenticated_data.unwrap_or_default(),
                         integrity,
+                        request: conditions(store, external_id, &r.request_metadata),
                     },
                 )
                 .await?;
@@ -278,6 +282,7 @@ async fn serve(
                         tag: r.authentication_tag,
                         aad: r.additional_authenticated_data.unwrap_or_default(),
                         metadata: r.ciphertext_metadata.unwrap_or_default(),
+                        request: conditions(store, external_id, &r.request_metadata),
                     },
                 )
                 .await?;
@@ -325,6 +330,20 @@ fn algorithm(caller: &Caller, a: &str) -> Result<(), KmsError> {
         Ok(())
     } else {
         Err(KmsError::validation("encryptionAlgorithm must be AES_GCM"))
+    }
+}
+
+/// The condition keys of a call: where it arrived and what AWS KMS says about it.
+fn conditions(store: &XksStore, external_id: &str, m: &RequestMetadata) -> XksRequest {
+    XksRequest {
+        uri_path: store.uri_path.clone(),
+        external_key_id: external_id.to_owned(),
+        kms_operation: m.kms_operation.clone(),
+        kms_key_arn: m.kms_key_arn.clone(),
+        aws_principal_arn: m.aws_principal_arn.clone(),
+        kms_via_service: m.kms_via_service.clone(),
+        aws_source_vpc: m.aws_source_vpc.clone(),
+        aws_source_vpce: m.aws_source_vpce.clone(),
     }
 }
 
@@ -396,6 +415,83 @@ mod tests {
             "/c/kms/xks/v1/health",
         ] {
             assert!(r(none).is_none(), "{none}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The parsers of untrusted bytes this module owns: the route of any path, and the
+    //! decoding of any body, never panic, and a refusal never echoes the body.
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::xks::config::XksUsage;
+
+    fn stores() -> Vec<XksStore> {
+        vec![XksStore {
+            uri_path: "/p/kms/xks/v1".into(),
+            principal: "arn:aws:iam::111122223333:user/xks".parse().unwrap(),
+            credentials: Vec::new(),
+            keys: vec![XksKey {
+                id: "k".into(),
+                key: "alias/k".into(),
+                usage: XksUsage {
+                    encrypt: true,
+                    decrypt: true,
+                },
+            }],
+        }]
+    }
+
+    proptest! {
+        #[test]
+        fn any_path_routes_or_not_without_panic(tail in "[ -~]{0,80}", raw in any::<Vec<u8>>()) {
+            let s = stores();
+            let path = format!("/p/kms/xks/v1{tail}");
+            if let Some((store, op, id)) = route(&s, &path) {
+                prop_assert_eq!(&store.uri_path, "/p/kms/xks/v1");
+                let suffix = match op {
+                    Op::Health => "/health".to_owned(),
+                    Op::Metadata => format!("/keys/{id}/metadata"),
+                    Op::Encrypt => format!("/keys/{id}/encrypt"),
+                    Op::Decrypt => format!("/keys/{id}/decrypt"),
+                };
+                prop_assert_eq!(format!("/p/kms/xks/v1{suffix}"), path.clone());
+            }
+            let lossy = String::from_utf8_lossy(&raw);
+            let _ = route(&s, &lossy);
+        }
+
+        #[test]
+        fn any_body_decodes_or_is_a_validation_error_that_echoes_nothing(
+            body in prop_oneof![
+                any::<Vec<u8>>(),
+                "[ -~]{0,200}".prop_map(String::into_bytes),
+                ("[A-Za-z0-9+/=!]{0,40}", "[ -~]{0,20}").prop_map(|(p, a)| serde_json::json!({
+                    "requestMetadata": {"kmsOperation": "Encrypt", "kmsRequestId": "r"},
+                    "plaintext": p, "encryptionAlgorithm": a,
+                    "additionalAuthenticatedData": p,
+                }).to_string().into_bytes()),
+            ]
+        ) {
+            for result in [
+                decode::<shapes::EncryptRequest>(&body).err(),
+                decode::<shapes::DecryptRequest>(&body).err(),
+                decode::<shapes::MetadataOnly>(&body).err(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                prop_assert!(matches!(result, KmsError::Validation(_)));
+                let message = result.to_string();
+                // Whatever the body held, the message is made of fixed words, a member
+                // name and a position: no run of the body's own text longer than that.
+                let text = String::from_utf8_lossy(&body);
+                for w in text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| w.len() > 16) {
+                    prop_assert!(!message.contains(w), "{message} echoes {w}");
+                }
+            }
         }
     }
 }

@@ -137,7 +137,10 @@ async fn bad_configurations_are_refused_with_the_field_named() {
             &["xks.stores[0].credentials[0].secret_file", "missing.secret"],
         ),
         (
-            good.replace("uri_path = \"/dev/kms/xks/v1\"", "uri_path = \"/dev/kms/xks/v2\""),
+            good.replace(
+                "uri_path = \"/dev/kms/xks/v1\"",
+                "uri_path = \"/dev/kms/xks/v2\"",
+            ),
             &["xks.stores[0].uri_path"],
         ),
     ];

@@ -597,3 +597,62 @@ async fn dev_mode_serves_a_store_ready_for_the_specifications_test_client() {
         x.daemon.stop();
     }
 }
+
+/// requestMetadata reaches policy conditions: an identity policy lets the store's
+/// principal encrypt for one AWS KMS key and one AWS caller only.
+#[tokio::test]
+async fn policies_can_bind_an_external_key_to_one_aws_kms_key_and_caller() {
+    let (x, mut a) = Xks::start().await;
+    let allowed_key = "arn:aws:kms:eu-west-1:444455556666:key/11111111-2222-3333-4444-555555555555";
+    let allowed_caller = "arn:aws:iam::444455556666:role/app";
+    put_identity_policy(
+        &mut a.admin,
+        STORE_PRINCIPAL,
+        "xks",
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {
+                    "p11kms:XksKmsKeyArn": allowed_key,
+                    "p11kms:XksAwsPrincipalArn": allowed_caller,
+                    "p11kms:XksUriPath": PREFIX,
+                    "p11kms:XksExternalKeyId": "both"
+                }
+            }
+        }]}),
+    )
+    .await;
+    let plaintext = b"bound to one AWS KMS key";
+    crate::secrets_scan::sent_plaintext(plaintext);
+    let body = |key_arn: &str, caller: &str| {
+        json!({
+            "requestMetadata": {
+                "awsPrincipalArn": caller, "kmsKeyArn": key_arn,
+                "kmsOperation": "Encrypt", "kmsRequestId": "c",
+            },
+            "plaintext": B64.encode(plaintext),
+            "encryptionAlgorithm": "AES_GCM",
+        })
+    };
+    let (s, e) = x.call("/keys/both/encrypt", &body(allowed_key, allowed_caller));
+    assert_eq!(s, 200, "{e}");
+    for (key_arn, caller) in [
+        (
+            "arn:aws:kms:eu-west-1:444455556666:key/99999999-2222-3333-4444-555555555555",
+            allowed_caller,
+        ),
+        (allowed_key, "arn:aws:iam::777788889999:role/intruder"),
+    ] {
+        let (s, e) = x.call("/keys/both/encrypt", &body(key_arn, caller));
+        assert_eq!(
+            (s, error_name(&e)),
+            (403, "AccessDeniedException"),
+            "{key_arn} {caller}: {e}"
+        );
+    }
+    // Another external key of the store is not covered by the policy.
+    let (s, e) = x.call("/keys/enc-only/encrypt", &body(allowed_key, allowed_caller));
+    assert_eq!((s, error_name(&e)), (403, "AccessDeniedException"), "{e}");
+}

@@ -19,6 +19,10 @@
 //!   the slow token;
 //! - **batch**: BatchEncrypt of 100 items at 1 and 8 in flight, items per second against
 //!   single Encrypt calls at the same calls in flight;
+//! - **xks**: AWS KMS's calls to p11kms as its external key store (XKS proxy API
+//!   Encrypt and Decrypt of a 32-byte data key with AAD, signed as AWS KMS signs) on the
+//!   deployed daemon's dev store, against gRPC Encrypt at the same calls in flight and
+//!   raw, p50 and p99 latency (AWS KMS gives a proxy 250 ms);
 //! - **audit**: Encrypt with the audit trail on (fsync per batch) against the same
 //!   daemon with the trail off, each side BENCH_ROUNDS times in alternating order,
 //!   medians compared.
@@ -27,7 +31,7 @@
 //! `BENCH_JSON`). Asserts nothing. Run: `cargo bench --bench throughput`. Settings
 //! (environment):
 //! - `BENCH_SECS` (default 2): seconds per measurement;
-//! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, slow,
+//! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, xks, slow,
 //!   batch, audit; and `soak`, which runs only when named: see `throughput/soak.rs`);
 //! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops and audit sections;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
@@ -63,6 +67,8 @@ mod raw;
 mod report;
 #[path = "throughput/soak.rs"]
 mod soak;
+#[path = "throughput/xks_load.rs"]
+mod xks_load;
 
 use grpc_load::Grpc;
 use json_load::Json;
@@ -437,6 +443,28 @@ fn main() -> BoxResult<()> {
                     Row::new("batch", format!("BatchEncrypt of {BATCH}, gRPC, {c} in flight (items/s; latency per call)"), items)
                         .ratio("of single Encrypt calls", items.rate / one),
                 );
+            }
+        }
+
+        if wanted("xks") {
+            // AWS KMS calling p11kms as its external key store: against gRPC Encrypt at
+            // the same calls in flight and raw, with AWS's 250 ms limit in mind (p99).
+            let x = xks_load::Xks::connect(deployed.aws_api, deployed.path()).await?;
+            for c in in_flight() {
+                let grpc_rate = match single.get(&(Op::Encrypt, "grpc", c)) {
+                    Some(r) => *r,
+                    None => grpc.load(Op::Encrypt, c, None, secs).await.rate,
+                };
+                for op in [xks_load::XksOp::Encrypt, xks_load::XksOp::Decrypt] {
+                    let (s, cpu) = deployed.measured(x.load(op, c, secs), secs).await;
+                    let mut row = Row::new("xks", format!("XKS {op:?}, {c} in flight"), s)
+                        .figure(CPU_PER_CALL, cpu)
+                        .ratio("of gRPC Encrypt", s.rate / grpc_rate);
+                    if let Some(r) = best_raw {
+                        row = row.ratio("of raw", s.rate / r);
+                    }
+                    report.push(row);
+                }
             }
         }
 

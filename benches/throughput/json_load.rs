@@ -23,9 +23,10 @@ use super::{BoxResult, Op};
 mod sigv4_client;
 pub(crate) use sigv4_client::Signer;
 
-type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+pub(crate) type H2 = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: std::net::SocketAddr, ca: &Path) -> BoxResult<H2> {
+/// One HTTP/2 connection over TLS to `addr`, trusting the dev CA `ca`.
+pub(crate) async fn connect_h2(addr: std::net::SocketAddr, ca: &Path) -> BoxResult<H2> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca)? {
         roots.add(c?)?;
@@ -66,7 +67,7 @@ impl Json {
     ) -> BoxResult<Self> {
         let mut conns = Vec::new();
         for _ in 0..4 {
-            conns.push(connect(addr, &dir.join("ca.pem")).await?);
+            conns.push(connect_h2(addr, &dir.join("ca.pem")).await?);
         }
         let mut me = Self {
             conns: Arc::new(conns),

@@ -259,6 +259,14 @@ pub(super) fn ok<T: Serialize>(out: &T, request_id: &str) -> Response<Body> {
     }
 }
 
+/// `out` as JSON in a buffer that is wiped when the answer's body is dropped, and
+/// leaves no unwiped copy behind as it grows (for answers that may hold a plaintext).
+pub(crate) fn wiping_json<T: Serialize>(out: &T) -> Result<Bytes, serde_json::Error> {
+    let mut buf = WipingBuf(Zeroizing::new(Vec::with_capacity(1024)));
+    serde_json::to_writer(&mut buf, out)?;
+    Ok(Bytes::from_owner(buf.0))
+}
+
 /// A buffer that grows without leaving an unwiped copy behind: a `Vec` that grows
 /// frees its old bytes as they are, so this one moves into a buffer twice the size
 /// and wipes the old one itself.

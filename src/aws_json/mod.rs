@@ -15,7 +15,7 @@ mod operation;
 mod server;
 mod shapes;
 
-pub(crate) use envelope::{read_body, Body, BodyBudget, Rejected};
+pub(crate) use envelope::{read_body, wiping_json, Body, BodyBudget, Rejected};
 pub(crate) use server::serve;
 
 use hyper::header::HeaderMap;

@@ -11,7 +11,7 @@ use super::authorize::Authz;
 use super::keys::KeyEntry;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{KeyState, MaterialVersion, Plaintext};
+use crate::domain::{KeyId, KeyState, MaterialVersion, Plaintext};
 use crate::xks::XksUsage;
 
 /// The IV p11kms makes: 96 bits, from the daemon's CSPRNG, counted in the IV budget.
@@ -21,14 +21,19 @@ pub(crate) const XKS_TAG_LEN: usize = 16;
 /// The largest plaintext (and ciphertext) taken: above the 4,300 bytes the
 /// specification asks a proxy to handle. Larger is UnsupportedOperationException.
 pub(crate) const XKS_MAX_DATA: usize = 8192;
-/// The largest AAD taken: above the 8,192 bytes the specification asks for, and what
-/// the AAD's two-byte length can say.
-pub(crate) const XKS_MAX_AAD: usize = u16::MAX as usize;
-/// `ciphertextMetadata` as p11kms writes it: a tag byte, a layout version, and the
-/// material version (u32, big-endian).
-const METADATA_TAG: u8 = b'P';
+/// The largest AAD taken: twice the 8,192 bytes the specification asks for. Kept below
+/// 0x7031 (28,721) bytes on purpose: the GCM AAD of an XKS call then never begins with
+/// `p1`, as every p11kms blob's AAD does, so no XKS request can be made to authenticate
+/// as a blob's (each protocol's ciphertexts stay its own).
+pub(crate) const XKS_MAX_AAD: usize = 16 * 1024;
+const _: () = assert!(XKS_MAX_AAD < 0x7031);
+/// `ciphertextMetadata` as p11kms writes it, 20 bytes (the most AWS KMS keeps): a
+/// layout version, the material version (u32, big-endian), and the first 15 bytes of
+/// the p11kms key's id, so that a ciphertext is never tried under another key (an alias
+/// behind the external key that was pointed elsewhere) but refused, naming why.
 const METADATA_LAYOUT: u8 = 1;
-const METADATA_LEN: usize = 6;
+const KEY_ID_PREFIX: usize = 15;
+const METADATA_LEN: usize = 1 + 4 + KEY_ID_PREFIX;
 
 /// Where an XKS call arrived and what AWS KMS says about it (its requestMetadata, which
 /// only the store's signature vouches for): condition keys a key policy, identity
@@ -141,11 +146,14 @@ pub struct XksDecryptInput {
 
 /// The bytes GCM authenticates: the specification's layout of AAD and metadata.
 fn gcm_aad(aad: &[u8], metadata: &[u8]) -> Result<Vec<u8>, KmsError> {
-    let aad_len = u16::try_from(aad.len()).map_err(|_| {
-        KmsError::UnsupportedOperation(format!(
-            "additionalAuthenticatedData must be at most {XKS_MAX_AAD} bytes"
-        ))
-    })?;
+    let aad_len = u16::try_from(aad.len())
+        .ok()
+        .filter(|_| aad.len() <= XKS_MAX_AAD)
+        .ok_or_else(|| {
+            KmsError::UnsupportedOperation(format!(
+                "additionalAuthenticatedData must be at most {XKS_MAX_AAD} bytes"
+            ))
+        })?;
     let meta_len = u8::try_from(metadata.len())
         .map_err(|_| KmsError::validation("ciphertextMetadata must be at most 20 bytes"))?;
     let mut out = Vec::with_capacity(3 + aad.len() + metadata.len());
@@ -171,25 +179,32 @@ pub(crate) fn integrity_value(
     h.finish().as_ref().to_vec()
 }
 
-fn metadata_of(version: MaterialVersion) -> Vec<u8> {
+fn metadata_of(key: &KeyId, version: MaterialVersion) -> Vec<u8> {
     let mut m = Vec::with_capacity(METADATA_LEN);
-    m.push(METADATA_TAG);
     m.push(METADATA_LAYOUT);
     m.extend_from_slice(&version.0.to_be_bytes());
+    m.extend_from_slice(key.as_bytes().get(..KEY_ID_PREFIX).unwrap_or_default());
     m
 }
 
-/// The material version in `ciphertextMetadata` p11kms wrote; anything else is a
-/// ciphertext this proxy did not make.
-fn version_in(metadata: &[u8]) -> Result<MaterialVersion, KmsError> {
-    match metadata {
-        [METADATA_TAG, METADATA_LAYOUT, v @ ..] if v.len() == 4 => {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(v);
-            Ok(MaterialVersion(u32::from_be_bytes(b)))
-        }
-        _ => Err(invalid_ciphertext()),
+/// The material version in `ciphertextMetadata` p11kms wrote for `key`; anything else
+/// is a ciphertext this proxy did not make, or made under another key.
+fn version_in(metadata: &[u8], key: &KeyId) -> Result<MaterialVersion, KmsError> {
+    let Some((&METADATA_LAYOUT, rest)) = metadata.split_first() else {
+        return Err(invalid_ciphertext());
+    };
+    let (v, id) = rest.split_at_checked(4).ok_or_else(invalid_ciphertext)?;
+    if id.len() != KEY_ID_PREFIX {
+        return Err(invalid_ciphertext());
     }
+    if key.as_bytes().get(..KEY_ID_PREFIX) != Some(id) {
+        return Err(KmsError::InvalidCiphertext(
+            "the ciphertext was made under another p11kms key than the one the external key names now (was its alias pointed elsewhere?)".into(),
+        ));
+    }
+    let mut b = [0u8; 4];
+    b.copy_from_slice(v);
+    Ok(MaterialVersion(u32::from_be_bytes(b)))
 }
 
 fn invalid_ciphertext() -> KmsError {
@@ -251,9 +266,8 @@ impl Vault {
                 "plaintext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        let key = self
-            .usable(caller, &input.key, Action::ENCRYPT, &input.request)
-            .await?;
+        // The store's usage first: a use it does not allow is InvalidKeyUsageException,
+        // whatever the policies would say.
         if !input.usage.encrypt {
             return Err(refuse_usage(&input.key, "ENCRYPT"));
         }
@@ -264,8 +278,11 @@ impl Vault {
                 "the DECRYPT that checks the integrity value",
             ));
         }
+        let key = self
+            .usable(caller, &input.key, Action::ENCRYPT, &input.request)
+            .await?;
         let version = self.take_invocation(&key).await?;
-        let metadata = metadata_of(version);
+        let metadata = metadata_of(&key.key_id(), version);
         let aad = gcm_aad(&input.aad, &metadata)?;
         let mut iv = [0u8; XKS_IV_LEN];
         aws_lc_rs::rand::fill(&mut iv).map_err(|_| {
@@ -321,13 +338,13 @@ impl Vault {
                 "ciphertext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        let key = self
-            .usable(caller, &input.key, Action::DECRYPT, &input.request)
-            .await?;
         if !input.usage.decrypt {
             return Err(refuse_usage(&input.key, "DECRYPT"));
         }
-        let version = version_in(&input.metadata)?;
+        let key = self
+            .usable(caller, &input.key, Action::DECRYPT, &input.request)
+            .await?;
+        let version = version_in(&input.metadata, &key.key_id())?;
         let iv: [u8; XKS_IV_LEN] = input
             .iv
             .as_slice()
@@ -367,12 +384,15 @@ impl Vault {
         Ok(entry)
     }
 
-    /// GetHealthStatus: whether the token answers a PKCS#11 call now, within `limit`.
-    pub async fn xks_token_healthy(&self, limit: std::time::Duration) -> bool {
-        matches!(
-            tokio::time::timeout(limit, self.hsm.probe()).await,
-            Ok(Ok(()))
-        )
+    /// GetHealthStatus: `ACTIVE` when the token answers a PKCS#11 call within `limit`,
+    /// `DEGRADED` when it has not answered yet (busy, or slow: it may still serve),
+    /// `UNAVAILABLE` when the call failed (the token is down).
+    pub async fn xks_token_health(&self, limit: std::time::Duration) -> &'static str {
+        match tokio::time::timeout(limit, self.hsm.probe()).await {
+            Ok(Ok(())) => "ACTIVE",
+            Err(_) => "DEGRADED",
+            Ok(Err(_)) => "UNAVAILABLE",
+        }
     }
 }
 
@@ -409,25 +429,32 @@ mod tests {
             gcm_aad(b"ab", b"xyz").unwrap(),
             vec![0, 2, b'a', b'b', 3, b'x', b'y', b'z']
         );
-        assert!(gcm_aad(&vec![0; 65_536], b"").is_err());
+        assert!(gcm_aad(&vec![0; XKS_MAX_AAD], b"").is_ok());
+        assert!(gcm_aad(&vec![0; XKS_MAX_AAD + 1], b"").is_err());
     }
 
     #[test]
-    fn metadata_carries_the_material_version_and_nothing_else_is_taken() {
-        let m = metadata_of(MaterialVersion(7));
+    fn metadata_carries_the_material_version_and_its_key_and_nothing_else_is_taken() {
+        let key: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ab".parse().unwrap();
+        let other: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ac".parse().unwrap();
+        let m = metadata_of(&key, MaterialVersion(7));
         assert_eq!(m.len(), METADATA_LEN);
-        assert_eq!(version_in(&m).unwrap(), MaterialVersion(7));
-        for bad in [
-            &b""[..],
-            b"P",
-            b"P\x02\0\0\0\x07",
-            b"Q\x01\0\0\0\x07",
-            b"P\x01\0\0\0\x07\0",
-        ] {
+        assert!(m.len() <= 20, "AWS KMS keeps at most 20 bytes");
+        assert_eq!(version_in(&m, &key).unwrap(), MaterialVersion(7));
+        let mut longer = m.clone();
+        longer.push(0);
+        let mut layout = m.clone();
+        layout[0] = 2;
+        for bad in [&b""[..], &m[..5], &m[..19], &longer, &layout] {
             assert!(matches!(
-                version_in(bad),
+                version_in(bad, &key),
                 Err(KmsError::InvalidCiphertext(_))
             ));
         }
+        // Made under a key whose id differs in its first 15 bytes: refused.
+        let third: KeyId = "ffffffff-12ab-34cd-56ef-1234567890ab".parse().unwrap();
+        assert!(version_in(&metadata_of(&third, MaterialVersion(7)), &key).is_err());
+        // The last byte is not compared: 120 bits tell keys apart.
+        assert!(version_in(&metadata_of(&other, MaterialVersion(7)), &key).is_ok());
     }
 }

@@ -284,6 +284,12 @@ pub(crate) fn valid_external_key_id(id: &str) -> bool {
 /// Reads a secret access key from its file: 43 to 64 characters of a-z, A-Z, 0-9, /,
 /// + and =, AWS KMS's rule (a trailing newline is not part of it).
 fn read_secret(path: &std::path::Path) -> Result<Zeroizing<String>, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "an XKS secret file is readable by others than its owner; chmod 600 it");
+        }
+    }
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,

@@ -101,7 +101,7 @@ pub(crate) fn answer(name: XksErrorName, message: &str) -> Response<Body> {
         error_message: &clean,
     })
     .unwrap_or_default();
-    json(name.status(), body)
+    json(name.status(), body.into())
 }
 
 /// 405 for a method other than POST on one of the API's paths.
@@ -114,8 +114,8 @@ pub(crate) fn method_not_allowed() -> Response<Body> {
 }
 
 /// A JSON answer.
-pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Body::new(body.into()));
+pub(crate) fn json(status: StatusCode, body: hyper::body::Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Incoming};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use zeroize::Zeroizing;
@@ -16,7 +16,7 @@ use super::errors::{self, XksErrorName};
 use super::shapes::{self, RequestMetadata};
 use crate::api::Activity;
 use crate::aws_json::{read_body, Body, BodyBudget, Rejected};
-use crate::domain::{sha256_hex, Plaintext};
+use crate::domain::sha256_hex;
 use crate::sigv4::{Expect, Presented, SigV4Error};
 use crate::vault::{
     Caller, KmsError, RequestInfo, Transport, Vault, XksDecryptInput, XksEncryptInput, XksRequest,
@@ -93,15 +93,9 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let Some((store, op, external_id)) = route(stores, parts.uri.path()) else {
-        return errors::answer(
-            XksErrorName::InvalidUriPath,
-            "the path names no operation of a key store served here",
-        );
-    };
-    if parts.method != Method::POST {
-        return errors::method_not_allowed();
-    }
+    // The body first, whatever the answer: an HTTP/2 answer sent before the request's
+    // body was read ends its stream with a reset, which some clients (curl) report as
+    // a failed transfer rather than as the answer.
     let body = match read_body(body, MAX_BODY, budget).await {
         Ok(b) => b,
         Err(Rejected::TooLarge(_)) => {
@@ -123,6 +117,15 @@ pub(crate) async fn handle(
             )
         }
     };
+    let Some((store, op, external_id)) = route(stores, parts.uri.path()) else {
+        return errors::answer(
+            XksErrorName::InvalidUriPath,
+            "the path names no operation of a key store served here",
+        );
+    };
+    if parts.method != Method::POST {
+        return errors::method_not_allowed();
+    }
     let key = store.key(external_id);
     let info = RequestInfo {
         operation: op.name(),
@@ -172,8 +175,16 @@ fn authenticate(
     vault.caller(store.principal.clone(), None, Some(source_ip))
 }
 
+/// The vault error of a refused signature: AWS's name for the precise reason, kept in
+/// the audit record; AWS KMS is answered AuthenticationFailedException for all of them.
 fn refused(e: SigV4Error) -> KmsError {
-    KmsError::InvalidSignature(e.to_string())
+    let message = e.to_string();
+    match e {
+        SigV4Error::Missing(_) => KmsError::MissingAuthenticationToken(message),
+        SigV4Error::Incomplete(_) => KmsError::IncompleteSignature(message),
+        SigV4Error::Invalid(_) => KmsError::InvalidSignature(message),
+        SigV4Error::Unrecognized(_) => KmsError::UnrecognizedClient(message),
+    }
 }
 
 /// Runs the operation for an identified caller; the answer's JSON.
@@ -185,16 +196,19 @@ async fn serve(
     external_id: &str,
     key: Option<&XksKey>,
     body: &[u8],
-) -> Result<Vec<u8>, KmsError> {
+) -> Result<Bytes, KmsError> {
     caller.trace.parameter("uriPath", store.uri_path.clone());
+    if op != Op::Health {
+        caller
+            .trace
+            .parameter("externalKeyId", external_id.to_owned());
+    }
+    // AWS's request id in the record even when the body is refused below, so that a
+    // refusal can be joined with the customer's CloudTrail too.
+    note_leniently(&caller, body);
     let key = match (op, key) {
         (Op::Health, _) => None,
-        (_, Some(k)) => {
-            caller
-                .trace
-                .parameter("externalKeyId", external_id.to_owned());
-            Some(k)
-        }
+        (_, Some(k)) => Some(k),
         (_, None) => {
             return Err(KmsError::NotFound(format!(
                 "the key store {} has no external key '{}'",
@@ -205,9 +219,8 @@ async fn serve(
     };
     match (op, key) {
         (Op::Health, _) => {
-            let m: shapes::MetadataOnly = decode(body)?;
-            note(&caller, &m.request_metadata);
-            let healthy = vault.xks_token_healthy(HEALTH_PROBE).await;
+            let _: shapes::MetadataOnly = decode(body)?;
+            let health = vault.xks_token_health(HEALTH_PROBE).await;
             to_json(&shapes::HealthResponse {
                 xks_proxy_fleet_size: 1,
                 xks_proxy_vendor: "p11kms",
@@ -216,13 +229,13 @@ async fn serve(
                 ekm_fleet_details: vec![shapes::EkmInstance {
                     id: "token".into(),
                     model: "PKCS#11 token",
-                    health_status: if healthy { "ACTIVE" } else { "UNAVAILABLE" },
+                    health_status: health,
                 }],
             })
         }
         (Op::Metadata, Some(k)) => {
             let m: shapes::MetadataOnly = decode(body)?;
-            note(&caller, &m.request_metadata);
+            required(&m.request_metadata, false)?;
             let request = conditions(store, external_id, &m.request_metadata);
             let out = vault
                 .xks_key_metadata(&caller, &k.key, k.usage, &request)
@@ -235,7 +248,7 @@ async fn serve(
         }
         (Op::Encrypt, Some(k)) => {
             let r: shapes::EncryptRequest = decode(body)?;
-            note(&caller, &r.request_metadata);
+            required(&r.request_metadata, true)?;
             algorithm(&caller, &r.encryption_algorithm)?;
             let integrity = match r.ciphertext_data_integrity_value_algorithm.as_deref() {
                 None => false,
@@ -252,7 +265,7 @@ async fn serve(
                     XksEncryptInput {
                         key: k.key.clone(),
                         usage: k.usage,
-                        plaintext: Plaintext::new(r.plaintext),
+                        plaintext: r.plaintext,
                         aad: r.additional_authenticated_data.unwrap_or_default(),
                         integrity,
                         request: conditions(store, external_id, &r.request_metadata),
@@ -269,7 +282,7 @@ async fn serve(
         }
         (Op::Decrypt, Some(k)) => {
             let r: shapes::DecryptRequest = decode(body)?;
-            note(&caller, &r.request_metadata);
+            required(&r.request_metadata, true)?;
             algorithm(&caller, &r.encryption_algorithm)?;
             let plaintext = vault
                 .xks_decrypt(
@@ -297,8 +310,10 @@ async fn serve(
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, KmsError> {
-    serde_json::to_vec(v).map_err(KmsError::internal)
+/// The answer's JSON, in a buffer wiped when the answer is dropped (a Decrypt answer
+/// holds a plaintext).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Bytes, KmsError> {
+    crate::aws_json::wiping_json(v).map_err(KmsError::internal)
 }
 
 /// The body as the operation's request. The message says where and what kind of
@@ -347,21 +362,43 @@ fn conditions(store: &XksStore, external_id: &str, m: &RequestMetadata) -> XksRe
     }
 }
 
-/// Puts AWS KMS's requestMetadata into the request's audit record, so that it can be
-/// joined with the customer's CloudTrail (kmsRequestId).
-fn note(caller: &Caller, m: &RequestMetadata) {
-    let t = &caller.trace;
-    t.parameter("kmsRequestId", m.kms_request_id.clone());
-    t.parameter("kmsOperation", m.kms_operation.clone());
-    for (name, v) in [
-        ("awsPrincipalArn", &m.aws_principal_arn),
-        ("kmsKeyArn", &m.kms_key_arn),
-        ("kmsViaService", &m.kms_via_service),
-        ("awsSourceVpc", &m.aws_source_vpc),
-        ("awsSourceVpce", &m.aws_source_vpce),
+/// The requestMetadata members the specification requires beyond the operation and
+/// request id: who called AWS KMS, and (to encrypt or decrypt) with which AWS KMS key.
+fn required(m: &RequestMetadata, key_arn: bool) -> Result<(), KmsError> {
+    if m.aws_principal_arn.is_none() {
+        return Err(KmsError::validation(
+            "the request body is not valid (missing field `awsPrincipalArn`)",
+        ));
+    }
+    if key_arn && m.kms_key_arn.is_none() {
+        return Err(KmsError::validation(
+            "the request body is not valid (missing field `kmsKeyArn`)",
+        ));
+    }
+    Ok(())
+}
+
+/// Puts what the body's requestMetadata holds into the request's audit record, so that
+/// it can be joined with the customer's CloudTrail (kmsRequestId): every string member
+/// of a known name, whether or not the body is valid otherwise.
+fn note_leniently(caller: &Caller, body: &[u8]) {
+    let Ok(serde_json::Value::Object(mut top)) = serde_json::from_slice(body) else {
+        return;
+    };
+    let Some(serde_json::Value::Object(m)) = top.remove("requestMetadata") else {
+        return;
+    };
+    for name in [
+        "kmsRequestId",
+        "kmsOperation",
+        "awsPrincipalArn",
+        "kmsKeyArn",
+        "kmsViaService",
+        "awsSourceVpc",
+        "awsSourceVpce",
     ] {
-        if let Some(v) = v {
-            t.parameter(name, v.clone());
+        if let Some(serde_json::Value::String(v)) = m.get(name) {
+            caller.trace.parameter(name, v.clone());
         }
     }
 }

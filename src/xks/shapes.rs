@@ -5,6 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::domain::Plaintext;
+
 /// `requestMetadata`: who asked AWS KMS for what. Only the signature vouches for it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -12,6 +14,10 @@ pub(crate) struct RequestMetadata {
     /// The KMS API that caused the call (CreateKey, Encrypt, KmsHealthCheck…).
     pub(crate) kms_operation: String,
     /// AWS KMS's request id, as in the customer's CloudTrail.
+    #[expect(
+        dead_code,
+        reason = "required (its absence is a ValidationException); the audit record takes it from the raw body"
+    )]
     pub(crate) kms_request_id: String,
     /// The principal that called AWS KMS (absent for GetHealthStatus).
     #[serde(default)]
@@ -37,13 +43,14 @@ pub(crate) struct MetadataOnly {
     pub(crate) request_metadata: RequestMetadata,
 }
 
-/// Encrypt's request.
+/// Encrypt's request. The plaintext is decoded straight into a buffer wiped on drop,
+/// whose Debug shows its length only.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EncryptRequest {
     pub(crate) request_metadata: RequestMetadata,
-    #[serde(deserialize_with = "base64")]
-    pub(crate) plaintext: Vec<u8>,
+    #[serde(deserialize_with = "plaintext")]
+    pub(crate) plaintext: Plaintext,
     pub(crate) encryption_algorithm: String,
     #[serde(default, deserialize_with = "base64_opt")]
     pub(crate) additional_authenticated_data: Option<Vec<u8>>,
@@ -120,6 +127,14 @@ pub(crate) struct EkmInstance {
 /// Standard base64, as the specification requires.
 pub(crate) fn encode(b: &[u8]) -> String {
     STANDARD.encode(b)
+}
+
+fn plaintext<'de, D: Deserializer<'de>>(d: D) -> Result<Plaintext, D::Error> {
+    let s = zeroize::Zeroizing::new(String::deserialize(d)?);
+    STANDARD
+        .decode(s.as_bytes())
+        .map(Plaintext::new)
+        .map_err(|_| serde::de::Error::custom("a field is not valid base64"))
 }
 
 fn base64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {

@@ -798,4 +798,17 @@ impl Signer {
         headers.extend(self.0.sign(host, &format!("TrentService.{op}"), body));
         headers
     }
+
+    /// The dev external key store's credential (xks-env.sh), signing as AWS KMS does.
+    pub fn xks_from_dev_dir(dir: &Path) -> Self {
+        Self(sigv4_client::Signer::xks_from_dev_dir(dir).unwrap())
+    }
+
+    /// The headers of an XKS `POST path` to `host` signed as AWS KMS signs it (only
+    /// `host` and `x-amz-date`), the host header first.
+    pub fn sign_xks(&self, host: &str, path: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("host", host.to_owned())];
+        headers.extend(self.0.sign_xks(host, path, body));
+        headers
+    }
 }

@@ -377,8 +377,62 @@ async fn each_refusal_has_the_specifications_name_and_status() {
     // Paths and methods.
     let (s, e, _) = x.call_as("POST", "/store1/invalid/kms/xks/v1/health", &health, &user);
     assert_eq!((s, error_name(&e)), (404, "InvalidUriPathException"));
-    let (s, _, _) = x.call_as("GET", &format!("{PREFIX}/health"), "", &user);
-    assert_eq!(s, 405);
+    for method in ["GET", "PUT", "DELETE"] {
+        let (s, _, _) = x.call_as(method, &format!("{PREFIX}/health"), "", &user);
+        assert_eq!(s, 405, "{method}");
+    }
+    // Unknown members (AWS KMS may add some) are ignored.
+    let (s, h) = x.call(
+        "/health",
+        &json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "u", "futureField": 1}, "other": true}),
+    );
+    assert_eq!(s, 200, "{h}");
+    // Members the specification requires, values it does not allow, sizes over ours.
+    let mut no_principal = metadata("Encrypt", "no-principal");
+    no_principal
+        .as_object_mut()
+        .unwrap()
+        .remove("awsPrincipalArn");
+    let (s, e) = x.call(
+        "/keys/both/encrypt",
+        &json!({"requestMetadata": no_principal, "plaintext": "AAAA", "encryptionAlgorithm": "AES_GCM"}),
+    );
+    assert_eq!((s, error_name(&e)), (400, "ValidationException"), "{e}");
+    for (field, value) in [
+        ("encryptionAlgorithm", "AES_CBC"),
+        ("ciphertextDataIntegrityValueAlgorithm", "MD5"),
+    ] {
+        let mut body = json!({"requestMetadata": metadata("Encrypt", "v"), "plaintext": "AAAA", "encryptionAlgorithm": "AES_GCM"});
+        body[field] = value.into();
+        let (s, e) = x.call("/keys/both/encrypt", &body);
+        assert_eq!(
+            (s, error_name(&e)),
+            (400, "ValidationException"),
+            "{field}: {e}"
+        );
+    }
+    let (s, e) = x.encrypt(
+        "both",
+        b"an AAD over 16 KiB is refused",
+        Some(&vec![1; 16 * 1024 + 1]),
+        false,
+    );
+    assert_eq!(
+        (s, error_name(&e)),
+        (501, "UnsupportedOperationException"),
+        "{e}"
+    );
+    let (_, sealed) = x.encrypt("both", b"wrong lengths of IV and tag", None, false);
+    for (field, len) in [("initializationVector", 16), ("authenticationTag", 12)] {
+        let mut v = sealed.clone();
+        v[field] = B64.encode(vec![0u8; len]).into();
+        let (s, e) = x.decrypt("both", &v, None);
+        assert_eq!(
+            (s, error_name(&e)),
+            (400, "InvalidCiphertextException"),
+            "{field}: {e}"
+        );
+    }
     // Bodies.
     for body in [json!({}), json!({"requestMetadata": {}})] {
         let (s, e) = x.call("/health", &body);
@@ -466,6 +520,33 @@ async fn each_refusal_has_the_specifications_name_and_status() {
         .unwrap();
     let (s, e) = x.encrypt("enc-only", b"the key policy says no", None, false);
     assert_eq!((s, error_name(&e)), (403, "AccessDeniedException"), "{e}");
+    // The store's usage comes before policy: a decrypt the store never allows is
+    // InvalidKeyUsageException even where the policy would refuse it too.
+    let (s, e) = x.decrypt("enc-only", &sealed, None);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidKeyUsageException"),
+        "{e}"
+    );
+    // GetHealthStatus is not a policy matter: it answers while policies deny the store.
+    put_identity_policy(
+        &mut a.admin,
+        STORE_PRINCIPAL,
+        "xks",
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:*", "Resource": "*"}]}),
+    )
+    .await;
+    let (s, e) = x.encrypt("dec-only", b"denied by identity policy", None, false);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidKeyUsageException"),
+        "{e}"
+    );
+    let (s, h) = x.call(
+        "/health",
+        &json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "p"}}),
+    );
+    assert_eq!(s, 200, "{h}");
 
     // Every call above is in the trail, with AWS's request id to join on.
     let trail = audit_records(&x.dir);
@@ -484,10 +565,17 @@ async fn each_refusal_has_the_specifications_name_and_status() {
             && r["errorCode"] == "AccessDeniedException"),
         "{xks:#?}"
     );
-    assert!(xks
-        .iter()
-        .any(|r| r["eventName"] == "XksGetHealthStatus"
-            && r["errorCode"] == "InvalidSignatureException"));
+    // The precise reason of each authentication failure is kept.
+    for code in ["InvalidSignatureException", "UnrecognizedClientException"] {
+        assert!(
+            xks.iter()
+                .any(|r| r["eventName"] == "XksGetHealthStatus" && r["errorCode"] == code),
+            "{code}"
+        );
+    }
+    // A body refused for a missing member still carries AWS's request id.
+    assert!(xks.iter().any(|r| r["errorCode"] == "ValidationException"
+        && r["requestParameters"]["kmsRequestId"] == "no-principal"));
     assert!(
         xks.iter().all(|r| r["p11kms"]["transport"] == "xks"),
         "{xks:#?}"
@@ -584,6 +672,30 @@ async fn dev_mode_serves_a_store_ready_for_the_specifications_test_client() {
                    "authenticationTag": sealed["authenticationTag"], "ciphertextMetadata": sealed["ciphertextMetadata"]}),
         );
         assert_eq!((s, b64(&opened["plaintext"])), (200, plaintext.to_vec()));
+        // Signed as AWS KMS signs (host and x-amz-date only, the content type not
+        // signed), as curl does not.
+        let host = format!("localhost:{}", x.daemon.aws_api_addr().port());
+        let path = format!("{base}/keys/{}/metadata", env["KEY_ID"]);
+        let body = json!({"requestMetadata": metadata("DescribeKey", "kms-style")}).to_string();
+        let headers = Signer::xks_from_dev_dir(dir.path()).sign_xks(&host, &path, body.as_bytes());
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let a = crate::aws_json::send(
+            &x.daemon,
+            crate::aws_json::Http::One,
+            hyper::Method::POST,
+            &path,
+            &headers,
+            http_body_util::BodyExt::boxed(http_body_util::Full::new(hyper::body::Bytes::from(
+                body,
+            ))),
+        )
+        .await;
+        assert_eq!(
+            (a.status.as_u16(), &a.body["keyStatus"]),
+            (200, &json!("ENABLED")),
+            "{:?}",
+            a.body
+        );
         // One key, made at the first start only; the same credential after a restart.
         let mut admin = x.daemon.admin().await;
         let keys = list_key_ids(&mut admin).await;
@@ -655,4 +767,58 @@ async fn policies_can_bind_an_external_key_to_one_aws_kms_key_and_caller() {
     // Another external key of the store is not covered by the policy.
     let (s, e) = x.call("/keys/enc-only/encrypt", &body(allowed_key, allowed_caller));
     assert_eq!((s, error_name(&e)), (403, "AccessDeniedException"), "{e}");
+}
+
+/// Ciphertexts outlive a rotation (the material version travels in the metadata), and
+/// one made under a key is refused, not tried, once the external key's alias names
+/// another key.
+#[tokio::test]
+async fn ciphertexts_survive_rotation_and_are_bound_to_their_key() {
+    let (x, mut a) = Xks::start().await;
+    let (s, before) = x.encrypt("both", b"sealed before the rotation", None, false);
+    assert_eq!(s, 200);
+    a.admin
+        .rotate_key_on_demand(proto::RotateKeyOnDemandRequest {
+            key_id: a.keys[0].clone(),
+        })
+        .await
+        .unwrap();
+    let (s, after) = x.encrypt("both", b"sealed after the rotation!", None, false);
+    assert_eq!(s, 200);
+    assert_ne!(
+        before["ciphertextMetadata"], after["ciphertextMetadata"],
+        "a new material version"
+    );
+    for (sealed, text) in [
+        (&before, &b"sealed before the rotation"[..]),
+        (&after, b"sealed after the rotation!"),
+    ] {
+        let (s, opened) = x.decrypt("both", sealed, None);
+        assert_eq!(
+            (s, b64(&opened["plaintext"])),
+            (200, text.to_vec()),
+            "{opened}"
+        );
+    }
+    // The alias behind `both` now names the decrypt-only external key's p11kms key.
+    a.admin
+        .update_alias(proto::UpdateAliasRequest {
+            alias_name: "alias/xks-both".into(),
+            target_key_id: a.keys[2].clone(),
+        })
+        .await
+        .unwrap();
+    let (s, e) = x.decrypt("both", &before, None);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidCiphertextException"),
+        "{e}"
+    );
+    assert!(
+        e["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("another p11kms key"),
+        "{e}"
+    );
 }

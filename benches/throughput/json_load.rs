@@ -48,6 +48,31 @@ pub(crate) async fn connect_h2(addr: std::net::SocketAddr, ca: &Path) -> BoxResu
     Ok(tx)
 }
 
+/// POSTs `body` with `headers` on `tx`; panics unless the answer is a success, naming
+/// `what`. Returns the answer's body.
+pub(crate) async fn post(
+    tx: &mut H2,
+    url: &str,
+    headers: &[(&'static str, String)],
+    body: Bytes,
+    what: &str,
+) -> Bytes {
+    let mut req = hyper::Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(Full::new(body)).expect("a request");
+    let resp = tx.send_request(req).await.expect("an answer");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+    assert!(
+        status.is_success(),
+        "{what} failed during the benchmark: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    bytes
+}
+
 /// Four HTTP/2 connections to one daemon's AWS JSON listener, the dev admin's signer,
 /// a key and a ciphertext under it.
 #[derive(Clone)]
@@ -148,19 +173,8 @@ impl Json {
         let mut tx = self.conns[i % self.conns.len()].clone();
         let (target, body) = self.request(op);
         let body = Bytes::from(body);
-        let mut req = hyper::Request::post(format!("https://{}/", self.host));
-        for (k, v) in self.signer.sign(&self.host, target, &body) {
-            req = req.header(k, v);
-        }
-        let req = req.body(Full::new(body)).expect("a request");
-        let resp = tx.send_request(req).await.expect("an answer");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
-        assert!(
-            status.is_success(),
-            "JSON {op:?} failed during the benchmark: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        bytes
+        let headers = self.signer.sign(&self.host, target, &body);
+        let url = format!("https://{}/", self.host);
+        post(&mut tx, &url, &headers, body, &format!("JSON {op:?}")).await
     }
 }

@@ -9,10 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 
-use super::json_load::{connect_h2, Signer, H2};
+use super::json_load::{connect_h2, post, Signer, H2};
 use super::load::{drive, Stats};
 use super::BoxResult;
 
@@ -91,19 +90,8 @@ impl Xks {
             XksOp::Decrypt => (format!("{PREFIX}/decrypt"), self.decrypt_body.to_string()),
         };
         let body = Bytes::from(body);
-        let mut req = hyper::Request::post(format!("https://{}{path}", self.host));
-        for (k, v) in self.signer.sign_xks(&self.host, &path, &body) {
-            req = req.header(k, v);
-        }
-        let req = req.body(Full::new(body)).expect("a request");
-        let resp = tx.send_request(req).await.expect("an answer");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
-        assert!(
-            status.is_success(),
-            "XKS {op:?} failed during the benchmark: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        bytes
+        let headers = self.signer.sign_xks(&self.host, &path, &body);
+        let url = format!("https://{}{path}", self.host);
+        post(&mut tx, &url, &headers, body, &format!("XKS {op:?}")).await
     }
 }

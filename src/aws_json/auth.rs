@@ -48,7 +48,7 @@ pub(super) async fn caller(
 }
 
 /// The vault error of a refused signature, with AWS's name and message.
-fn refused(e: SigV4Error) -> KmsError {
+pub(crate) fn refused(e: SigV4Error) -> KmsError {
     let message = e.to_string();
     match e {
         SigV4Error::Missing(_) => KmsError::MissingAuthenticationToken(message),

@@ -6,7 +6,7 @@
 //! `KmsError` to AWS's error answer; `auth` says who is calling (SigV4). No policy
 //! logic, no HSM calls.
 
-mod auth;
+pub(crate) mod auth;
 mod calls;
 mod envelope;
 mod errors;

@@ -15,6 +15,7 @@ use super::config::{XksKey, XksStore};
 use super::errors::{self, XksErrorName};
 use super::shapes::{self, RequestMetadata};
 use crate::api::Activity;
+use crate::aws_json::auth::refused;
 use crate::aws_json::{read_body, Body, BodyBudget, Rejected};
 use crate::domain::sha256_hex;
 use crate::sigv4::{Expect, Presented, SigV4Error};
@@ -165,6 +166,8 @@ fn authenticate(
         now: vault.now(),
         must_sign: MUST_SIGN,
     };
+    // Each reason under its AWS name in the record (AWS KMS is answered
+    // AuthenticationFailedException for all of them).
     let presented = Presented::parse(parts, &expect).map_err(refused)?;
     let secret = store
         .secret(presented.access_key_id())
@@ -173,18 +176,6 @@ fn authenticate(
         .verify(secret, &sha256_hex(body))
         .map_err(refused)?;
     vault.caller(store.principal.clone(), None, Some(source_ip))
-}
-
-/// The vault error of a refused signature: AWS's name for the precise reason, kept in
-/// the audit record; AWS KMS is answered AuthenticationFailedException for all of them.
-fn refused(e: SigV4Error) -> KmsError {
-    let message = e.to_string();
-    match e {
-        SigV4Error::Missing(_) => KmsError::MissingAuthenticationToken(message),
-        SigV4Error::Incomplete(_) => KmsError::IncompleteSignature(message),
-        SigV4Error::Invalid(_) => KmsError::InvalidSignature(message),
-        SigV4Error::Unrecognized(_) => KmsError::UnrecognizedClient(message),
-    }
 }
 
 /// Runs the operation for an identified caller; the answer's JSON.

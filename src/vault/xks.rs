@@ -80,6 +80,11 @@ impl XksRequest {
     }
 }
 
+/// A tag on a p11kms key that narrows what any external key store may do with it:
+/// `ENCRYPT`, `DECRYPT`, `ENCRYPT_DECRYPT`, or anything else (e.g. `NONE`) for neither.
+/// The store's own `usage` still applies: the key may do what both allow.
+pub(crate) const XKS_USAGE_TAG: &str = "p11kms:xks-usage";
+
 /// GetKeyMetadata's answer.
 #[derive(Debug)]
 pub struct XksKeyMetadata {
@@ -235,6 +240,7 @@ impl Vault {
             request.onto(Authz::key(Action::DESCRIBE_KEY, &entry).requested_as(key)),
         )
         .await?;
+        let usage = self.xks_usage(&entry, usage).await?;
         let mut key_usage = Vec::new();
         if usage.encrypt {
             key_usage.push("ENCRYPT");
@@ -266,12 +272,14 @@ impl Vault {
                 "plaintext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        // The store's usage first: a use it does not allow is InvalidKeyUsageException,
-        // whatever the policies would say.
-        if !input.usage.encrypt {
+        let entry = self.resolve(caller, &input.key).await?;
+        // The usage first: a use the store or the key's tag does not allow is
+        // InvalidKeyUsageException, whatever the policies would say.
+        let usage = self.xks_usage(&entry, input.usage).await?;
+        if !usage.encrypt {
             return Err(refuse_usage(&input.key, "ENCRYPT"));
         }
-        if input.integrity && !input.usage.decrypt {
+        if input.integrity && !usage.decrypt {
             // The integrity value is only given for output that was decrypted again.
             return Err(refuse_usage(
                 &input.key,
@@ -279,7 +287,7 @@ impl Vault {
             ));
         }
         let key = self
-            .usable(caller, &input.key, Action::ENCRYPT, &input.request)
+            .usable(caller, entry, &input.key, Action::ENCRYPT, &input.request)
             .await?;
         let version = self.take_invocation(&key).await?;
         let metadata = metadata_of(&key.key_id(), version);
@@ -338,11 +346,12 @@ impl Vault {
                 "ciphertext must be at most {XKS_MAX_DATA} bytes"
             )));
         }
-        if !input.usage.decrypt {
+        let entry = self.resolve(caller, &input.key).await?;
+        if !self.xks_usage(&entry, input.usage).await?.decrypt {
             return Err(refuse_usage(&input.key, "DECRYPT"));
         }
         let key = self
-            .usable(caller, &input.key, Action::DECRYPT, &input.request)
+            .usable(caller, entry, &input.key, Action::DECRYPT, &input.request)
             .await?;
         let version = version_in(&input.metadata, &key.key_id())?;
         let iv: [u8; XKS_IV_LEN] = input
@@ -365,15 +374,35 @@ impl Vault {
             })
     }
 
-    /// The key behind an external key, authorized for `action`, and enabled.
+    /// What an external key store may do with `key`: what the store allows (`store`),
+    /// narrowed by the key's [`XKS_USAGE_TAG`] when it has one.
+    async fn xks_usage(&self, key: &KeyEntry, store: XksUsage) -> Result<XksUsage, KmsError> {
+        let tags = self.key_tags(key).await?;
+        let Some((_, value)) = tags.iter().find(|(k, _)| k == XKS_USAGE_TAG) else {
+            return Ok(store);
+        };
+        let (encrypt, decrypt) = match value.as_str() {
+            "ENCRYPT_DECRYPT" => (true, true),
+            "ENCRYPT" => (true, false),
+            "DECRYPT" => (false, true),
+            _ => (false, false),
+        };
+        Ok(XksUsage {
+            encrypt: store.encrypt && encrypt,
+            decrypt: store.decrypt && decrypt,
+        })
+    }
+
+    /// The key behind an external key (`entry`, named `key`), authorized for
+    /// `action`, and enabled.
     async fn usable(
         &self,
         caller: &Caller,
+        entry: std::sync::Arc<KeyEntry>,
         key: &str,
         action: Action,
         request: &XksRequest,
     ) -> Result<std::sync::Arc<KeyEntry>, KmsError> {
-        let entry = self.resolve(caller, key).await?;
         let arn = self.arn_of(&entry);
         self.authorize(
             caller,

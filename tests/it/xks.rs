@@ -822,3 +822,72 @@ async fn ciphertexts_survive_rotation_and_are_bound_to_their_key() {
         "{e}"
     );
 }
+
+/// A key's `p11kms:xks-usage` tag narrows what the store allows, for GetKeyMetadata
+/// and for use alike; without it, the store's usage applies again.
+#[tokio::test]
+async fn a_key_tag_narrows_the_usage_the_store_allows() {
+    let (x, mut a) = Xks::start().await;
+    let key = a.keys[0].clone();
+    let metadata_usage = |x: &Xks| {
+        x.call(
+            "/keys/both/metadata",
+            &json!({"requestMetadata": metadata("DescribeKey", "t")}),
+        )
+        .1["keyUsage"]
+            .clone()
+    };
+    let (s, sealed) = x.encrypt("both", b"sealed before the tag was set", None, false);
+    assert_eq!(s, 200);
+    for (value, usage, encrypts, decrypts) in [
+        ("ENCRYPT", json!(["ENCRYPT"]), true, false),
+        ("DECRYPT", json!(["DECRYPT"]), false, true),
+        ("NONE", json!([]), false, false),
+    ] {
+        a.admin
+            .tag_resource(proto::TagResourceRequest {
+                key_id: key.clone(),
+                tags: vec![proto::Tag {
+                    tag_key: "p11kms:xks-usage".into(),
+                    tag_value: value.into(),
+                }],
+            })
+            .await
+            .unwrap();
+        assert_eq!(metadata_usage(&x), usage, "{value}");
+        let (s, e) = x.encrypt("both", b"encrypt under a tagged key", None, false);
+        assert_eq!(s == 200, encrypts, "{value}: {e}");
+        if !encrypts {
+            assert_eq!(error_name(&e), "InvalidKeyUsageException");
+        }
+        let (s, e) = x.decrypt("both", &sealed, None);
+        assert_eq!(s == 200, decrypts, "{value}: {e}");
+        if !decrypts {
+            assert_eq!(error_name(&e), "InvalidKeyUsageException");
+        }
+    }
+    // The tag cannot widen what the store allows: enc-only stays encrypt-only.
+    a.admin
+        .tag_resource(proto::TagResourceRequest {
+            key_id: a.keys[1].clone(),
+            tags: vec![proto::Tag {
+                tag_key: "p11kms:xks-usage".into(),
+                tag_value: "ENCRYPT_DECRYPT".into(),
+            }],
+        })
+        .await
+        .unwrap();
+    let (_, m) = x.call(
+        "/keys/enc-only/metadata",
+        &json!({"requestMetadata": metadata("DescribeKey", "t")}),
+    );
+    assert_eq!(m["keyUsage"], json!(["ENCRYPT"]));
+    a.admin
+        .untag_resource(proto::UntagResourceRequest {
+            key_id: key.clone(),
+            tag_keys: vec!["p11kms:xks-usage".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(metadata_usage(&x), json!(["ENCRYPT", "DECRYPT"]));
+}

@@ -14,8 +14,9 @@ use crate::authz::Action;
 use crate::domain::{KeyId, KeyState, MaterialVersion, Plaintext};
 use crate::xks::XksUsage;
 
-/// The IV p11kms makes: 96 bits, from the daemon's CSPRNG, counted in the IV budget.
-pub(crate) const XKS_IV_LEN: usize = 12;
+/// The IV p11kms makes: 96 bits, from the daemon's CSPRNG, counted in the IV budget,
+/// as for its own blobs.
+use super::blob::IV_LEN as XKS_IV_LEN;
 /// GCM's full 128-bit tag.
 pub(crate) const XKS_TAG_LEN: usize = 16;
 /// The largest plaintext (and ciphertext) taken: above the 4,300 bytes the

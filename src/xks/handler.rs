@@ -194,23 +194,22 @@ async fn serve(
             .trace
             .parameter("externalKeyId", external_id.to_owned());
     }
-    // AWS's request id in the record even when the body is refused below, so that a
-    // refusal can be joined with the customer's CloudTrail too.
-    note_leniently(&caller, body);
     let key = match (op, key) {
         (Op::Health, _) => None,
         (_, Some(k)) => Some(k),
         (_, None) => {
+            // AWS's request id in the record of the refusal too.
+            note_leniently(&caller, body);
             return Err(KmsError::NotFound(format!(
                 "the key store {} has no external key '{}'",
                 store.uri_path,
                 external_id.escape_debug()
-            )))
+            )));
         }
     };
     match (op, key) {
         (Op::Health, _) => {
-            let _: shapes::MetadataOnly = decode(body)?;
+            let _: shapes::MetadataOnly = decode_noted(&caller, body)?;
             let health = vault.xks_token_health(HEALTH_PROBE).await;
             to_json(&shapes::HealthResponse {
                 xks_proxy_fleet_size: 1,
@@ -225,7 +224,7 @@ async fn serve(
             })
         }
         (Op::Metadata, Some(k)) => {
-            let m: shapes::MetadataOnly = decode(body)?;
+            let m: shapes::MetadataOnly = decode_noted(&caller, body)?;
             required(&m.request_metadata, false)?;
             let request = conditions(store, external_id, &m.request_metadata);
             let out = vault
@@ -238,7 +237,7 @@ async fn serve(
             })
         }
         (Op::Encrypt, Some(k)) => {
-            let r: shapes::EncryptRequest = decode(body)?;
+            let r: shapes::EncryptRequest = decode_noted(&caller, body)?;
             required(&r.request_metadata, true)?;
             algorithm(&caller, &r.encryption_algorithm)?;
             let integrity = match r.ciphertext_data_integrity_value_algorithm.as_deref() {
@@ -272,7 +271,7 @@ async fn serve(
             })
         }
         (Op::Decrypt, Some(k)) => {
-            let r: shapes::DecryptRequest = decode(body)?;
+            let r: shapes::DecryptRequest = decode_noted(&caller, body)?;
             required(&r.request_metadata, true)?;
             algorithm(&caller, &r.encryption_algorithm)?;
             let plaintext = vault
@@ -305,6 +304,25 @@ async fn serve(
 /// holds a plaintext).
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Bytes, KmsError> {
     crate::aws_json::wiping_json(v).map_err(KmsError::internal)
+}
+
+/// The body as the operation's request, its requestMetadata put into the audit record
+/// (read leniently from the raw body when the body is refused, so that a refusal can be
+/// joined with the customer's CloudTrail too: the one case that parses a body twice).
+fn decode_noted<T>(caller: &Caller, body: &[u8]) -> Result<T, KmsError>
+where
+    T: serde::de::DeserializeOwned + shapes::WithMetadata,
+{
+    match decode::<T>(body) {
+        Ok(r) => {
+            note(caller, r.request_metadata());
+            Ok(r)
+        }
+        Err(e) => {
+            note_leniently(caller, body);
+            Err(e)
+        }
+    }
 }
 
 /// The body as the operation's request. The message says where and what kind of
@@ -367,6 +385,25 @@ fn required(m: &RequestMetadata, key_arn: bool) -> Result<(), KmsError> {
         ));
     }
     Ok(())
+}
+
+/// Puts the requestMetadata into the request's audit record, so that it can be joined
+/// with the customer's CloudTrail (kmsRequestId).
+fn note(caller: &Caller, m: &RequestMetadata) {
+    let t = &caller.trace;
+    t.parameter("kmsRequestId", m.kms_request_id.clone());
+    t.parameter("kmsOperation", m.kms_operation.clone());
+    for (name, v) in [
+        ("awsPrincipalArn", &m.aws_principal_arn),
+        ("kmsKeyArn", &m.kms_key_arn),
+        ("kmsViaService", &m.kms_via_service),
+        ("awsSourceVpc", &m.aws_source_vpc),
+        ("awsSourceVpce", &m.aws_source_vpce),
+    ] {
+        if let Some(v) = v {
+            t.parameter(name, v.clone());
+        }
+    }
 }
 
 /// Puts what the body's requestMetadata holds into the request's audit record, so that

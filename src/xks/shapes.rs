@@ -14,10 +14,6 @@ pub(crate) struct RequestMetadata {
     /// The KMS API that caused the call (CreateKey, Encrypt, KmsHealthCheck…).
     pub(crate) kms_operation: String,
     /// AWS KMS's request id, as in the customer's CloudTrail.
-    #[expect(
-        dead_code,
-        reason = "required (its absence is a ValidationException); the audit record takes it from the raw body"
-    )]
     pub(crate) kms_request_id: String,
     /// The principal that called AWS KMS (absent for GetHealthStatus).
     #[serde(default)]
@@ -42,6 +38,22 @@ pub(crate) struct RequestMetadata {
 pub(crate) struct MetadataOnly {
     pub(crate) request_metadata: RequestMetadata,
 }
+
+/// A request body, which always carries requestMetadata.
+pub(crate) trait WithMetadata {
+    fn request_metadata(&self) -> &RequestMetadata;
+}
+
+macro_rules! with_metadata {
+    ($($t:ty),*) => {$(
+        impl WithMetadata for $t {
+            fn request_metadata(&self) -> &RequestMetadata {
+                &self.request_metadata
+            }
+        }
+    )*};
+}
+with_metadata!(MetadataOnly, EncryptRequest, DecryptRequest);
 
 /// Encrypt's request. The plaintext is decoded straight into a buffer wiped on drop,
 /// whose Debug shows its length only.

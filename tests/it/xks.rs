@@ -440,7 +440,7 @@ async fn each_refusal_has_the_specifications_name_and_status() {
     }
     let (s, e) = x.call(
         "/keys/both/encrypt",
-        &json!({"requestMetadata": metadata("Encrypt", "v"), "encryptionAlgorithm": "AES_GCM"}),
+        &json!({"requestMetadata": metadata("Encrypt", "no-plaintext"), "encryptionAlgorithm": "AES_GCM"}),
     );
     assert_eq!((s, error_name(&e)), (400, "ValidationException"), "{e}");
     let (s, e) = x.call(
@@ -573,9 +573,15 @@ async fn each_refusal_has_the_specifications_name_and_status() {
             "{code}"
         );
     }
-    // A body refused for a missing member still carries AWS's request id.
-    assert!(xks.iter().any(|r| r["errorCode"] == "ValidationException"
-        && r["requestParameters"]["kmsRequestId"] == "no-principal"));
+    // A body refused for a missing member, or that does not decode at all, still
+    // carries AWS's request id.
+    for id in ["no-principal", "no-plaintext"] {
+        assert!(
+            xks.iter().any(|r| r["errorCode"] == "ValidationException"
+                && r["requestParameters"]["kmsRequestId"] == id),
+            "{id}"
+        );
+    }
     assert!(
         xks.iter().all(|r| r["p11kms"]["transport"] == "xks"),
         "{xks:#?}"

@@ -326,7 +326,8 @@ impl Prepared {
 
     /// Dev mode: makes the p11kms key behind the dev external key store's keys (a key
     /// and its alias, as `principal`) when its alias is missing. Both calls are
-    /// audited, as the daemon's own work.
+    /// audited, as the daemon's own work; the look for the alias is a lookup, not a
+    /// call (no authorization, nothing to record).
     pub async fn dev_xks_key(&self, principal: &str) -> Result<(), DaemonError> {
         use crate::vault::{CreateKeyInput, KmsError, RequestInfo, Transport};
         let failed = |e: KmsError| DaemonError::Vault(Box::new(e));
@@ -338,7 +339,7 @@ impl Prepared {
             .vault
             .caller(target.clone(), None, None)
             .map_err(failed)?;
-        match self.vault.describe_key(&caller, alias, &[]).await {
+        match self.vault.resolve(&caller, alias).await {
             Ok(_) => return Ok(()),
             Err(KmsError::NotFound(_)) => {}
             Err(e) => return Err(failed(e)),

@@ -146,6 +146,8 @@ struct Daemon {
     endpoint: String,
     identity: Identity,
     aws_api: std::net::SocketAddr,
+    /// The external key stores' own listener.
+    xks: std::net::SocketAddr,
     metrics: Option<std::net::SocketAddr>,
 }
 
@@ -190,7 +192,8 @@ impl Daemon {
         std::fs::write(&path, text)?;
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
-            .args(["--aws-api-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--aws-api-listen", "127.0.0.1:0"])
+            .args(["--xks-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
@@ -201,7 +204,7 @@ impl Daemon {
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut aws_api, mut metrics) = (None, None);
+        let (mut aws_api, mut metrics, mut xks) = (None, None, None);
         let addr = loop {
             let line = lines.next().ok_or("daemon exited")??;
             if let Some(a) = line.strip_prefix("p11kms metrics on http://") {
@@ -209,6 +212,9 @@ impl Daemon {
             }
             if let Some(a) = line.strip_prefix("p11kms AWS API on https://") {
                 aws_api = Some(a.trim().parse()?);
+            }
+            if let Some(a) = line.strip_prefix("p11kms XKS proxy on https://") {
+                xks = Some(a.trim().parse()?);
             }
             if let Some(a) = line.strip_prefix("p11kms listening on ") {
                 break a.trim().to_owned();
@@ -220,6 +226,7 @@ impl Daemon {
             endpoint: format!("https://{addr}"),
             identity: Identity::from_dir(&dev.admin_identity())?,
             aws_api: aws_api.ok_or("the daemon printed no AWS API line")?,
+            xks: xks.ok_or("the daemon printed no XKS proxy line")?,
             metrics,
             dir,
         })
@@ -449,7 +456,7 @@ fn main() -> BoxResult<()> {
         if wanted("xks") {
             // AWS KMS calling p11kms as its external key store: against gRPC Encrypt at
             // the same calls in flight and raw, with AWS's 250 ms limit in mind (p99).
-            let x = xks_load::Xks::connect(deployed.aws_api, deployed.path()).await?;
+            let x = xks_load::Xks::connect(deployed.xks, deployed.path()).await?;
             for c in in_flight() {
                 let grpc_rate = match single.get(&(Op::Encrypt, "grpc", c)) {
                     Some(r) => *r,

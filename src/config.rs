@@ -398,8 +398,11 @@ pub struct Config {
     pub aws_api: Option<AwsApiConfig>,
     /// What a connection may cost on every listener.
     pub connections: ConnectionLimits,
-    /// The external key stores served on the AWS API listener.
+    /// The external key stores, served on the AWS API listener or on their own.
     pub xks: Vec<crate::xks::XksStore>,
+    /// The external key stores' own listener; `None` when they are served on the AWS
+    /// API listener (or there are none).
+    pub xks_listener: Option<crate::xks::XksListenerConfig>,
 }
 
 /// Why a configuration was refused.
@@ -669,11 +672,24 @@ impl Config {
                 c.secret_file = abs(&c.secret_file);
             }
         }
-        let xks = crate::xks::load(&xks_section).map_err(ConfigError::Xks)?;
-        if !xks.is_empty() && aws_api.is_none() {
+        for p in [
+            &mut xks_section.tls_cert,
+            &mut xks_section.tls_key,
+            &mut xks_section.client_ca,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = abs(p);
+        }
+        let region: Region = f.region.parse().map_err(|e| invalid("region", e))?;
+        let xks = crate::xks::load(&xks_section, &region).map_err(ConfigError::Xks)?;
+        let xks_listener = crate::xks::listener(&xks_section, &xks).map_err(ConfigError::Xks)?;
+        if !xks.is_empty() && xks_listener.is_none() && aws_api.is_none() {
             return Err(invalid(
                 "xks.stores",
-                "external key stores are served on the AWS API listener: add [aws_api]",
+                "external key stores are served on the AWS API listener unless xks.listen \
+                 gives them their own: add [aws_api] or xks.listen",
             ));
         }
         let mut trusted_services = Vec::new();
@@ -706,6 +722,7 @@ impl Config {
             metrics,
             aws_api,
             xks,
+            xks_listener,
             connections,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),
@@ -717,7 +734,7 @@ impl Config {
                 )
             })?,
             account: f.account.parse().map_err(|e| invalid("account", e))?,
-            region: f.region.parse().map_err(|e| invalid("region", e))?,
+            region,
             partition: match f.partition {
                 Some(p) => p.parse().map_err(|e| invalid("partition", e))?,
                 None => Partition::default(),

@@ -101,6 +101,16 @@ pub struct Prepared {
     metrics: Metrics,
     metrics_listener: Option<MetricsListener>,
     aws_listener: Option<AwsListener>,
+    xks_listener: Option<XksListener>,
+}
+
+/// The bound listener of the external key stores, when they have their own.
+struct XksListener {
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    /// What its TLS configuration is rebuilt from at a reload.
+    config: crate::xks::XksListenerConfig,
+    stores: Arc<[crate::xks::XksStore]>,
 }
 
 /// The bound AWS JSON listener and its TLS configuration.
@@ -109,7 +119,7 @@ struct AwsListener {
     tls: Arc<rustls::ServerConfig>,
     /// `[aws_api] require_client_certificate`, for reloads.
     require_client_cert: bool,
-    /// The external key stores served on it.
+    /// The external key stores served on it (none when they have their own listener).
     xks: Arc<[crate::xks::XksStore]>,
 }
 
@@ -273,6 +283,21 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             Some(MetricsListener { listener, tls })
         }
     };
+    let stores: Arc<[crate::xks::XksStore]> = {
+        let mut stores = config.xks.clone();
+        crate::xks::read_secrets(&mut stores).map_err(ConfigError::Xks)?;
+        stores.into()
+    };
+    let xks_listener = match &config.xks_listener {
+        None => None,
+        Some(x) => Some(XksListener {
+            tls: crate::xks::server_config(x, &tls_files.cert, &tls_files.key)
+                .map_err(|e| at("xks")(e))?,
+            listener: bind(x.listen).map_err(at("xks.listen"))?,
+            config: x.clone(),
+            stores: Arc::clone(&stores),
+        }),
+    };
     let aws_listener = match &config.aws_api {
         None => None,
         Some(a) => Some(AwsListener {
@@ -281,10 +306,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 .map_err(|e| at(e.field())(e))?,
             listener: bind(a.listen).map_err(at("aws_api.listen"))?,
             require_client_cert: a.require_client_certificate,
-            xks: {
-                let mut stores = config.xks.clone();
-                crate::xks::read_secrets(&mut stores).map_err(ConfigError::Xks)?;
-                stores.into()
+            xks: if xks_listener.is_some() {
+                Arc::from([])
+            } else {
+                stores
             },
         }),
     };
@@ -292,6 +317,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         metrics,
         metrics_listener,
         aws_listener,
+        xks_listener,
         vault: Arc::new(vault),
         audit,
         shutdown_timeout: config.shutdown_timeout,
@@ -322,6 +348,11 @@ impl Prepared {
     /// The AWS JSON listener's bound address, when it is on.
     pub fn aws_api_addr(&self) -> Option<SocketAddr> {
         self.aws_listener.as_ref()?.listener.local_addr().ok()
+    }
+
+    /// The external key stores' own listener's bound address, when they have one.
+    pub fn xks_addr(&self) -> Option<SocketAddr> {
+        self.xks_listener.as_ref()?.listener.local_addr().ok()
     }
 
     /// Dev mode: makes the p11kms key behind the dev external key store's keys (a key
@@ -445,33 +476,77 @@ impl Prepared {
             None => None,
         };
         let (tls_tx, tls_rx) = watch::channel(self.tls);
-        // One shutdown for both API listeners: the gRPC server's future fans it out.
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let (aws_server, aws_tls_tx) = match self.aws_listener {
-            Some(a) => {
-                let listener = to_tokio(a.listener)?;
-                let (tx, rx) = watch::channel(a.tls);
-                let served = crate::aws_json::serve(
-                    listener,
-                    Arc::clone(&self.vault),
-                    a.xks,
-                    rx,
-                    self.connections,
-                    self.metrics.connections("aws_json"),
-                    self.shutdown_timeout,
-                    self.bench_echo,
-                    async move {
-                        let _ = stop_rx.wait_for(|stop| *stop).await;
-                    },
-                );
-                (
-                    Some(tokio::spawn(served)),
-                    Some((tx, a.require_client_cert)),
-                )
-            }
-            None => (None, None),
+        // One shutdown for every API listener: the gRPC server's future fans it out.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // What a reload rebuilds, beside the gRPC listener's configuration.
+        let mut reloads: Vec<Reloadable> = Vec::new();
+        // The AWS JSON and XKS listeners: one HTTP server, each with its routes.
+        let spawn_http = |listener: std::net::TcpListener,
+                          routes: crate::aws_json::Routes,
+                          tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+                          counters: crate::metrics::ConnectionCounters|
+         -> Result<_, DaemonError> {
+            let mut stop_rx = stop_rx.clone();
+            Ok(tokio::spawn(crate::aws_json::serve(
+                to_tokio(listener)?,
+                Arc::clone(&self.vault),
+                routes,
+                tls,
+                self.connections,
+                counters,
+                self.shutdown_timeout,
+                self.bench_echo,
+                async move {
+                    let _ = stop_rx.wait_for(|stop| *stop).await;
+                },
+            )))
         };
-        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx, aws_tls_tx));
+        let xks_server = match self.xks_listener {
+            Some(x) => {
+                let (tx, rx) = watch::channel(x.tls);
+                let (files, config) = (self.tls_files.clone(), x.config);
+                reloads.push(Reloadable {
+                    build: Box::new(move || {
+                        crate::xks::server_config(&config, &files.cert, &files.key)
+                    }),
+                    tx,
+                });
+                let routes = crate::aws_json::Routes {
+                    kms: false,
+                    xks: x.stores,
+                };
+                Some(spawn_http(
+                    x.listener,
+                    routes,
+                    rx,
+                    self.metrics.connections("xks"),
+                )?)
+            }
+            None => None,
+        };
+        let aws_server = match self.aws_listener {
+            Some(a) => {
+                let (tx, rx) = watch::channel(a.tls);
+                let (files, required) = (self.tls_files.clone(), a.require_client_cert);
+                reloads.push(Reloadable {
+                    build: Box::new(move || files.aws_api_config(required)),
+                    tx,
+                });
+                let routes = crate::aws_json::Routes {
+                    kms: true,
+                    xks: a.xks,
+                };
+                Some(spawn_http(
+                    a.listener,
+                    routes,
+                    rx,
+                    self.metrics.connections("aws_json"),
+                )?)
+            }
+            None => None,
+        };
+        drop(stop_rx);
+        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx, reloads));
         api::serve(
             listener,
             self.vault,
@@ -489,10 +564,13 @@ impl Prepared {
             },
         )
         .await;
-        // Both listeners drain at once, each within shutdown_timeout.
-        if let Some(aws) = aws_server {
-            if let Err(e) = aws.await {
-                tracing::error!(error = %e, "the AWS JSON listener failed");
+        // The listeners drain at once, each within shutdown_timeout.
+        for (server, name) in [(aws_server, "AWS JSON"), (xks_server, "XKS")] {
+            if let Some(Err(e)) = match server {
+                Some(s) => Some(s.await),
+                None => None,
+            } {
+                tracing::error!(error = %e, listener = name, "a listener failed");
             }
         }
         reloader.abort();
@@ -549,28 +627,38 @@ impl Stopped {
     }
 }
 
-/// Rebuilds the TLS configuration on every `reload` signal. A failure (a CRL file that
-/// is missing or invalid, a half-written certificate) keeps the configuration in force:
-/// a bad edit must not open the door to revoked clients or lock every client out.
+/// A listener's TLS configuration as a reload rebuilds it, and where it goes.
+struct Reloadable {
+    build: Box<dyn Fn() -> Result<Arc<rustls::ServerConfig>, api::TlsError> + Send>,
+    tx: watch::Sender<Arc<rustls::ServerConfig>>,
+}
+
+/// Rebuilds the TLS configurations on every `reload` signal: the gRPC listener's from
+/// `files`, and each of `others`. A failure (a CRL file that is missing or invalid, a
+/// half-written certificate) keeps every configuration in force: a bad edit must not
+/// open the door to revoked clients or lock every client out.
 async fn reload_tls(
     files: api::TlsFiles,
     mut reload: Signal,
     tx: watch::Sender<Arc<rustls::ServerConfig>>,
-    aws_tx: Option<(watch::Sender<Arc<rustls::ServerConfig>>, bool)>,
+    others: Vec<Reloadable>,
 ) {
     while reload.recv().await.is_some() {
         // A few small local files, read on a runtime thread: a reload is rare and takes
-        // well under a millisecond, not worth a blocking-pool hop. The AWS JSON
-        // listener's configuration is read from the same files; both or neither change.
-        let aws = aws_tx
-            .as_ref()
-            .map(|(_, required)| files.aws_api_config(*required))
-            .transpose();
-        match files.server_config().and_then(|cfg| Ok((cfg, aws?))) {
-            Ok((cfg, aws)) => {
+        // well under a millisecond, not worth a blocking-pool hop. All listeners change,
+        // or none.
+        let built = files.server_config().and_then(|cfg| {
+            let rest = others
+                .iter()
+                .map(|o| (o.build)())
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((cfg, rest))
+        });
+        match built {
+            Ok((cfg, rest)) => {
                 tx.send_replace(cfg);
-                if let (Some((aws_tx, _)), Some(aws)) = (&aws_tx, aws) {
-                    aws_tx.send_replace(aws);
+                for (o, cfg) in others.iter().zip(rest) {
+                    o.tx.send_replace(cfg);
                 }
                 info!(
                     crl_files = files.client_crl.len(),

@@ -56,6 +56,7 @@ mod xks;
 // Starting the daemon (`p11kms serve`): configuration and the two-step start-up.
 pub use config::{AwsApiConfig, Config, MetricsConfig};
 pub use daemon::prepare as prepare_daemon;
+pub use xks::{XksClientAuth, XksListenerConfig};
 
 // Zero-configuration dev mode: its directory, dev CA and SoftHSM2 token (the CLI, tests,
 // benches).

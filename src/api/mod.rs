@@ -18,7 +18,7 @@ pub(crate) use connections::{
 };
 pub(crate) use server::{serve, Lifetimes};
 pub(crate) use status::ERROR_TYPE_HEADER;
-pub(crate) use tls::{read_chain_and_key, Peer, TlsError, TlsFiles};
+pub(crate) use tls::{pem_err, read_chain_and_key, Peer, TlsError, TlsFiles};
 
 /// The largest gRPC message the server takes and the client accepts: 8 MiB instead of
 /// tonic's 4 MiB, so that one batch call fits 1000 items of 4096-byte plaintexts (about

@@ -61,7 +61,7 @@ impl TlsError {
     }
 }
 
-fn pem_err(
+pub(crate) fn pem_err(
     what: &'static str,
     path: &Path,
 ) -> impl FnOnce(rustls_pki_types::pem::Error) -> TlsError {

@@ -12,10 +12,10 @@ use hyper::{Request, Response};
 use super::calls::Serve;
 use super::envelope::{self, Body, BodyBudget};
 use super::operation::{Operation, Visit};
+use super::server::Routes;
 use super::{auth, errors};
 use crate::api::{Activity, Peer};
 use crate::vault::{KmsError, RequestInfo, Transport, Vault};
-use crate::xks::XksStore;
 
 /// Answers one request. Never fails: every refusal is an AWS error answer.
 /// Bodies over the usual limit (batch calls) take room in `budget` while they are held.
@@ -23,21 +23,30 @@ use crate::xks::XksStore;
 /// authenticated.
 pub(super) async fn handle(
     vault: Arc<Vault>,
-    xks: &[XksStore],
+    routes: &Routes,
     peer: Arc<Peer>,
     budget: BodyBudget,
     activity: &Activity,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    // The external key store proxy API shares the listener; its paths are never KMS's.
-    if !xks.is_empty() && crate::xks::is_xks_path(req.uri().path()) {
+    // The external key store proxy API may share the listener; its paths are never
+    // KMS's. On the stores' own listener every path is theirs (an unknown one is their
+    // InvalidUriPathException).
+    let xks = &routes.xks;
+    if !routes.kms || (!xks.is_empty() && crate::xks::is_xks_path(req.uri().path())) {
         return crate::xks::handle(vault, xks, peer.addr.ip(), &budget, activity, req).await;
     }
     let (parts, body) = req.into_parts();
     let (op, limit) = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {
         Ok(routed) => routed,
-        // Not an API call (no operation): answered, logged at debug, not audited.
-        Err(r) => return refused(&r),
+        // Not an API call (no operation): answered, logged at debug, not audited. The
+        // body is read first (within the usual bounds): an HTTP/2 answer sent before
+        // the request's body was read ends its stream with a reset, which some clients
+        // (curl) report as a failed transfer rather than as the answer.
+        Err(r) => {
+            let _ = envelope::read_body(body, envelope::MAX_BODY, &budget).await;
+            return refused(&r);
+        }
     };
     let body = match envelope::read_body(body, limit, &budget).await {
         Ok(b) => b,

@@ -16,7 +16,7 @@ mod server;
 mod shapes;
 
 pub(crate) use envelope::{read_body, wiping_json, Body, BodyBudget, Rejected};
-pub(crate) use server::serve;
+pub(crate) use server::{serve, Routes};
 
 use hyper::header::HeaderMap;
 use hyper::Method;

@@ -39,7 +39,29 @@ const _: () = assert!(crate::api::MAX_PENDING_HANDSHAKES_LIMIT < MAX_CONNECTIONS
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the AWS JSON API on `listener` until `shutdown` completes. Then the listener
+/// What one listener answers: AWS KMS's API, the external key stores' (each under its
+/// URI path), or both.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    /// AWS KMS's API (the AWS API listener); without it, every path is the stores'.
+    pub kms: bool,
+    /// The external key stores served here.
+    pub xks: Arc<[XksStore]>,
+}
+
+impl Routes {
+    /// The listener's name in logs.
+    fn name(&self) -> &'static str {
+        if self.kms {
+            "AWS JSON"
+        } else {
+            "XKS"
+        }
+    }
+}
+
+/// Serves the AWS JSON API (or the stores' alone, see [`Routes`]) on `listener` until
+/// `shutdown` completes. Then the listener
 /// is closed at once, every connection is told to finish (HTTP/2 GOAWAY, HTTP/1.1
 /// `Connection: close` after the request in flight), and the requests in flight get
 /// `shutdown_timeout` to answer; what still runs after that is left for the runtime's
@@ -53,7 +75,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn serve(
     listener: TcpListener,
     vault: Arc<Vault>,
-    xks: Arc<[XksStore]>,
+    routes: Routes,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: ConnectionLimits,
     counters: ConnectionCounters,
@@ -99,7 +121,7 @@ pub(crate) async fn serve(
             (Err(_), _) => break,
             (_, Err(e)) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                warn!(error = %e, "AWS JSON listener: accept failed");
+                warn!(error = %e, listener = routes.name(), "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -108,9 +130,9 @@ pub(crate) async fn serve(
         let ticket = handshakes.admit(addr);
         // Clone the Arc out at once: a borrow holds the channel's read lock.
         let acceptor = TlsAcceptor::from(Arc::clone(&*tls.borrow()));
-        let (vault, xks, builders, mut stopping, budget, idle_closed) = (
+        let (vault, routes, builders, mut stopping, budget, idle_closed) = (
             Arc::clone(&vault),
-            Arc::clone(&xks),
+            routes.clone(),
             Arc::clone(&builders),
             stopping.clone(),
             budget.clone(),
@@ -127,18 +149,19 @@ pub(crate) async fn serve(
                 Ok(tls) => tls,
                 // A failed handshake concerns that client only.
                 Err(e) => {
-                    return debug!(%addr, error = %e, "AWS JSON TLS handshake gave no connection")
+                    return debug!(%addr, error = %e, listener = routes.name(), "TLS handshake gave no connection")
                 }
             };
+            let name = routes.name();
             let peer = Arc::new(Peer::of(&tls, addr));
             // TLS alone names no one here: the first request whose signature checks
             // out does.
             let activity = Activity::new(false);
             let counted = Arc::clone(&activity);
             let service = hyper::service::service_fn(move |req| {
-                let (vault, xks, peer, budget) = (
+                let (vault, routes, peer, budget) = (
                     Arc::clone(&vault),
-                    Arc::clone(&xks),
+                    routes.clone(),
                     Arc::clone(&peer),
                     budget.clone(),
                 );
@@ -148,7 +171,7 @@ pub(crate) async fn serve(
                     let answer = if echo {
                         super::handler::echo(req, &budget).await
                     } else {
-                        handle(vault, &xks, peer, budget, &activity, req).await
+                        handle(vault, &routes, peer, budget, &activity, req).await
                     };
                     drop(in_flight);
                     Ok::<_, Infallible>(answer)
@@ -163,7 +186,7 @@ pub(crate) async fn serve(
                     .idle(limits.idle_timeout, limits.request_read_timeout)
                     .await;
                 idle_closed.inc();
-                debug!(%addr, "AWS JSON connection closed: idle");
+                debug!(%addr, listener = name, "connection closed: idle");
             };
             let ended = if h2 {
                 let conn = builders.1.serve_connection(io, service);
@@ -173,7 +196,7 @@ pub(crate) async fn serve(
                 drive(conn, idle, &mut stopping).await
             };
             if let Err(e) = ended {
-                debug!(%addr, error = %e, "AWS JSON connection ended with an error");
+                debug!(%addr, error = %e, listener = name, "connection ended with an error");
             }
             drop(stopping);
             drop(open);
@@ -181,7 +204,10 @@ pub(crate) async fn serve(
     }
     // The port refuses connections from the moment shutdown begins.
     drop(listener);
-    info!("AWS JSON listener: no new connections; requests in flight may finish");
+    info!(
+        listener = routes.name(),
+        "no new connections; requests in flight may finish"
+    );
     drop(stopping);
     let _ = stopping_tx.send(true);
     if tokio::time::timeout(shutdown_timeout, stopping_tx.closed())
@@ -190,7 +216,8 @@ pub(crate) async fn serve(
     {
         warn!(
             timeout_secs = shutdown_timeout.as_secs(),
-            "AWS JSON requests still in flight at the shutdown deadline are cancelled"
+            listener = routes.name(),
+            "requests still in flight at the shutdown deadline are cancelled"
         );
     }
 }

@@ -31,6 +31,11 @@ pub(crate) struct ServeArgs {
     /// `[aws_api]` table. Port 0 picks a free port.
     #[arg(long)]
     aws_api_listen: Option<SocketAddr>,
+    /// Address of the external key stores' own listener, overriding `[xks] listen`;
+    /// gives the `[[xks.stores]]` their own listener when the configuration serves
+    /// them on the AWS API listener. Port 0 picks a free port.
+    #[arg(long)]
+    xks_listen: Option<SocketAddr>,
     /// Log lines as human-readable text, or as one JSON object per line with the
     /// request's span fields (request_id, operation, principal, …).
     #[arg(long, value_enum, env = "P11KMS_LOG_FORMAT", default_value_t = LogFormat::Text)]
@@ -121,8 +126,25 @@ pub(crate) fn run(
             require_client_certificate: false,
         });
     }
+    if let Some(listen) = args.xks_listen {
+        if config.xks.is_empty() {
+            return Err("--xks-listen: the configuration has no [[xks.stores]] to serve".into());
+        }
+        // Only the address changes; a certificate or mutual TLS of [xks] stands.
+        match &mut config.xks_listener {
+            Some(l) => l.listen = listen,
+            None => {
+                config.xks_listener = Some(p11kms::XksListenerConfig {
+                    listen,
+                    cert: None,
+                    client_auth: None,
+                })
+            }
+        }
+    }
     let prepared = prepare_daemon(&config)?;
     let aws_api_url = prepared.aws_api_addr().map(|a| format!("https://{a}"));
+    let xks_url = prepared.xks_addr().map(|a| format!("https://{a}"));
     let addr = prepared
         .local_addr()
         .ok_or("the listener has no local address")?;
@@ -162,11 +184,14 @@ pub(crate) fn run(
         // from the first call on); the store is still served.
         let dev_store =
             dev_store.filter(|_| std::env::var_os("P11KMS_DEV_XKS").is_none_or(|v| v != "off"));
-        let xks_env = match (&dev, prepared.aws_api_addr(), dev_store) {
-            (Some(dir), Some(aws_addr), Some(store)) => {
+        let xks_addr = prepared.xks_addr().or(prepared.aws_api_addr());
+        let xks_env = match (&dev, xks_addr, dev_store) {
+            (Some(dir), Some(xks_addr), Some(store)) => {
                 prepared.dev_xks_key(&store.principal.to_string()).await?;
                 match store.credentials.first() {
-                    Some(c) => Some(dir.write_xks_env(aws_addr, &c.access_key_id)?),
+                    Some(c) => {
+                        Some(dir.write_xks_env(xks_addr, store.region(), &c.access_key_id)?)
+                    }
                     None => None,
                 }
             }
@@ -176,6 +201,7 @@ pub(crate) fn run(
             addr,
             metrics_url.as_deref(),
             aws_api_url.as_deref(),
+            xks_url.as_deref(),
             dev.as_ref(),
             aws_env.as_deref().map(String::as_str),
             xks_env.as_deref().map(String::as_str),
@@ -200,6 +226,7 @@ fn announce(
     addr: SocketAddr,
     metrics_url: Option<&str>,
     aws_api_url: Option<&str>,
+    xks_url: Option<&str>,
     dev: Option<&DevDir>,
     aws_env: Option<&str>,
     xks_env: Option<&str>,
@@ -210,6 +237,9 @@ fn announce(
     }
     if let Some(url) = aws_api_url {
         writeln!(out, "p11kms AWS API on {url}")?;
+    }
+    if let Some(url) = xks_url {
+        writeln!(out, "p11kms XKS proxy on {url}")?;
     }
     writeln!(out, "p11kms listening on {addr}")?;
     if let Some(dir) = dev {
@@ -250,17 +280,18 @@ fn announce(
         if let Some(env) = xks_env {
             writeln!(
                 out,
-                "External key store (XKS proxy API, SigV4 service kms-xks-proxy) on the AWS API\n\
-                 listener, for AWS's curl-based test client (aws-samples/aws-kms-xksproxy-test-client;\n\
+                "External key store (XKS proxy API, SigV4 service kms-xks-proxy) on {on},\n\
+                 for AWS's curl-based test client (aws-samples/aws-kms-xksproxy-test-client;\n\
                  these lines are also in {file}):\n\
                  {env}\
                  \x20 ./test-xks-proxy -a\n\
                  or by hand:\n\
-                 \x20 curl --aws-sigv4 aws:amz:us-east-1:kms-xks-proxy --user \"$SIGV4_ACCESS_KEY_ID:$SIGV4_SECRET_ACCESS_KEY\" \\\n\
+                 \x20 curl --aws-sigv4 \"aws:amz:$REGION:kms-xks-proxy\" --user \"$SIGV4_ACCESS_KEY_ID:$SIGV4_SECRET_ACCESS_KEY\" \\\n\
                  \x20   -H 'Content-Type: application/json' \\\n\
                  \x20   -d '{{\"requestMetadata\":{{\"kmsOperation\":\"KmsHealthCheck\",\"kmsRequestId\":\"1\"}}}}' \\\n\
                  \x20   https://$XKS_PROXY_HOST/$URI_PREFIX/kms/xks/v1/health\n",
                 file = dir.xks_env_file().display(),
+                on = xks_url.unwrap_or("the AWS API listener"),
             )?;
         }
     }

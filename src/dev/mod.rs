@@ -254,7 +254,9 @@ impl DevDir {
                 }),
                 connections: None,
                 xks: Some(crate::xks::XksSection {
+                    listen: Some(crate::xks::DEFAULT_XKS_LISTEN.into()),
                     stores: vec![self.new_xks_store(&format!("arn:aws:iam::{DEV_ACCOUNT}:root"))?],
+                    ..crate::xks::XksSection::default()
                 }),
             };
             let text =

@@ -59,6 +59,7 @@ impl DevDir {
         write_private(&self.xks_secret_file(), secret.as_bytes())?;
         Ok(XksStoreSection {
             uri_path: format!("/{DEV_XKS_PREFIX}/kms/xks/v1"),
+            region: None,
             principal: principal.to_owned(),
             credentials: vec![XksCredentialSection {
                 access_key_id,
@@ -75,12 +76,14 @@ impl DevDir {
         })
     }
 
-    /// The export lines for the dev store on the AWS API listener at `addr`, signed
-    /// with `access_key_id` and the secret in [`Self::xks_secret_file`]; written to
+    /// The export lines for the dev store served at `addr` (its own listener, or the
+    /// AWS API listener in a dev directory older than it), signed for `region` with
+    /// `access_key_id` and the secret in [`Self::xks_secret_file`]; written to
     /// [`Self::xks_env_file`] and returned for printing.
     pub fn write_xks_env(
         &self,
         addr: SocketAddr,
+        region: &str,
         access_key_id: &str,
     ) -> Result<Zeroizing<String>, DevError> {
         let secret_file = self.xks_secret_file();
@@ -92,7 +95,7 @@ impl DevDir {
              export URI_PREFIX={DEV_XKS_PREFIX}\n\
              export SIGV4_ACCESS_KEY_ID={access_key_id}\n\
              export SIGV4_SECRET_ACCESS_KEY={secret}\n\
-             export REGION=us-east-1\n\
+             export REGION={region}\n\
              export CURL_CA_BUNDLE='{ca}'\n",
             port = addr.port(),
             secret = secret.trim_end(),

@@ -1,17 +1,38 @@
 //! The `[[xks.stores]]` sections: the logical key stores served to AWS KMS, each under
 //! its own URI path with its own SigV4 credentials, principal and external keys.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::domain::Region;
 use crate::identity::Principal;
 
 /// `[xks]` as written.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct XksSection {
+    /// Address of the stores' own HTTPS listener. When absent, the stores are served on
+    /// the AWS API listener (`[aws_api]`) under their URI paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Certificate chain (PEM) the stores' listener serves: AWS KMS connects only to a
+    /// certificate from a public CA. The daemon's `[tls]` certificate when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: the CA certificate(s) (PEM) a client certificate must chain to, for
+    /// AWS KMS the Amazon Trust Services roots. Needs `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// Mutual TLS: the subject common names a client certificate may carry;
+    /// `cks.kms.<region>.amazonaws.com` for each store's region when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_names: Option<Vec<String>>,
     /// The logical key stores.
     #[serde(default)]
     pub stores: Vec<XksStoreSection>,
@@ -23,6 +44,10 @@ pub struct XksSection {
 pub struct XksStoreSection {
     /// The store's `XksProxyUriPath`, as given to AWS KMS: `[/prefix]/kms/xks/v1`.
     pub uri_path: String,
+    /// The AWS region of the AWS KMS that uses the store, which signs its requests
+    /// for that region; the daemon's `region` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The principal the store's calls are authorized as, by key policies and grants
     /// (an IAM ARN).
     pub principal: String,
@@ -61,6 +86,8 @@ pub struct XksKeySection {
 pub struct XksStore {
     /// `[/prefix]/kms/xks/v1`.
     pub uri_path: String,
+    /// The region its requests are signed for.
+    pub(crate) region: Region,
     /// Who its calls are authorized as.
     pub principal: Principal,
     /// Access key ids and their secrets.
@@ -70,6 +97,11 @@ pub struct XksStore {
 }
 
 impl XksStore {
+    /// The region its requests are signed for.
+    pub fn region(&self) -> &str {
+        self.region.as_str()
+    }
+
     /// The external key `id`, if the store has it.
     pub fn key(&self, id: &str) -> Option<&XksKey> {
         self.keys.iter().find(|k| k.id == id)
@@ -146,14 +178,137 @@ pub struct XksConfigError {
     pub reason: String,
 }
 
-/// Checks `[xks]`; the secrets are read later, by [`read_secrets`].
-pub(crate) fn load(section: &XksSection) -> Result<Vec<XksStore>, XksConfigError> {
+/// The stores' own listener, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XksListenerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Its certificate chain and key; the daemon's `[tls]` ones when `None`.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Mutual TLS, when on.
+    pub client_auth: Option<XksClientAuth>,
+}
+
+/// Mutual TLS on the stores' listener: whom a handshake accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XksClientAuth {
+    /// The CA certificates (PEM) a client certificate must chain to.
+    pub ca: PathBuf,
+    /// The subject common names a client certificate may carry.
+    pub names: Vec<String>,
+}
+
+/// The subject name AWS KMS's client certificate carries in `region`.
+pub(crate) fn aws_kms_client_name(region: &Region) -> String {
+    format!("cks.kms.{}.amazonaws.com", region.as_str())
+}
+
+/// Checks the listener fields of `[xks]` (paths already absolute) against the checked
+/// `stores`: `None` when the stores are served on the AWS API listener.
+pub(crate) fn listener(
+    section: &XksSection,
+    stores: &[XksStore],
+) -> Result<Option<XksListenerConfig>, XksConfigError> {
+    let bad = |field: &str, reason: &str| XksConfigError {
+        field: format!("xks.{field}"),
+        reason: reason.into(),
+    };
+    let Some(listen) = &section.listen else {
+        for (field, set) in [
+            ("tls_cert", section.tls_cert.is_some()),
+            ("tls_key", section.tls_key.is_some()),
+            ("client_ca", section.client_ca.is_some()),
+            ("client_names", section.client_names.is_some()),
+        ] {
+            if set {
+                return Err(bad(
+                    field,
+                    "belongs to the stores' own listener: give xks.listen too (the AWS API \
+                     listener's clients are not AWS KMS)",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if stores.is_empty() {
+        return Err(bad("listen", "there is no [[xks.stores]] to serve"));
+    }
+    let listen = listen.parse().map_err(|e| {
+        bad(
+            "listen",
+            &format!("{e}; write an address such as {DEFAULT_XKS_LISTEN}"),
+        )
+    })?;
+    let cert = match (&section.tls_cert, &section.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(bad(
+                "tls_cert",
+                "give both xks.tls_cert and xks.tls_key, or neither",
+            ))
+        }
+    };
+    let client_auth = match (&section.client_ca, &section.client_names) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad(
+                "client_names",
+                "give xks.client_ca too: a name is checked only on a certificate that \
+                 chains to it",
+            ))
+        }
+        (Some(ca), names) => {
+            let names = match names {
+                Some(n) if n.is_empty() => {
+                    return Err(bad("client_names", "name at least one subject name"))
+                }
+                Some(n) => n.clone(),
+                None => {
+                    let mut n: Vec<String> = Vec::new();
+                    for s in stores {
+                        let name = aws_kms_client_name(&s.region);
+                        if !n.contains(&name) {
+                            n.push(name);
+                        }
+                    }
+                    n
+                }
+            };
+            Some(XksClientAuth {
+                ca: ca.clone(),
+                names,
+            })
+        }
+    };
+    Ok(Some(XksListenerConfig {
+        listen,
+        cert,
+        client_auth,
+    }))
+}
+
+/// The stores' listener address in a new dev directory: after the AWS API's.
+pub(crate) const DEFAULT_XKS_LISTEN: &str = "127.0.0.1:7881";
+
+/// Checks `[xks]`' stores, each signing for its `region` or else `daemon_region`; the
+/// secrets are read later, by [`read_secrets`].
+pub(crate) fn load(
+    section: &XksSection,
+    daemon_region: &Region,
+) -> Result<Vec<XksStore>, XksConfigError> {
     let mut stores: Vec<XksStore> = Vec::new();
     for (i, s) in section.stores.iter().enumerate() {
         let at = |f: &str| format!("xks.stores[{i}].{f}");
         let bad = |f: &str, reason: &str| XksConfigError {
             field: at(f),
             reason: reason.into(),
+        };
+        let region = match &s.region {
+            None => daemon_region.clone(),
+            Some(r) => r
+                .parse()
+                .map_err(|_| bad("region", "not a region name such as eu-west-1"))?,
         };
         if !valid_uri_path(&s.uri_path) {
             return Err(bad(
@@ -243,6 +398,7 @@ pub(crate) fn load(section: &XksSection) -> Result<Vec<XksStore>, XksConfigError
         }
         stores.push(XksStore {
             uri_path: s.uri_path.clone(),
+            region,
             principal,
             credentials,
             keys,
@@ -312,6 +468,10 @@ fn read_secret(path: &std::path::Path) -> Result<Zeroizing<String>, String> {
 mod tests {
     use super::*;
 
+    fn region() -> Region {
+        "us-east-1".parse().unwrap()
+    }
+
     #[test]
     fn uri_paths_follow_aws_kms_rules() {
         for ok in ["/kms/xks/v1", "/example/kms/xks/v1", "/a/b-c_d/kms/xks/v1"] {
@@ -353,6 +513,7 @@ mod tests {
         let section = XksSection {
             stores: vec![XksStoreSection {
                 uri_path: "/store1/kms/xks/v1".into(),
+                region: None,
                 principal: "arn:aws:iam::111122223333:user/xks".into(),
                 credentials: vec![XksCredentialSection {
                     access_key_id: "XKSPROXYEXAMPLEKEYID".into(),
@@ -364,8 +525,9 @@ mod tests {
                     usage: Some(vec!["ENCRYPT".into()]),
                 }],
             }],
+            ..XksSection::default()
         };
-        let mut stores = load(&section).unwrap();
+        let mut stores = load(&section, &region()).unwrap();
         assert_eq!(stores[0].secret("XKSPROXYEXAMPLEKEYID"), None);
         read_secrets(&mut stores).unwrap();
         assert_eq!(stores[0].secret("XKSPROXYEXAMPLEKEYID"), Some(secret));
@@ -380,10 +542,77 @@ mod tests {
 
         let mut bad = section.clone();
         bad.stores[0].keys[0].usage = Some(vec!["SIGN".into()]);
-        assert_eq!(load(&bad).unwrap_err().field, "xks.stores[0].keys[0].usage");
+        assert_eq!(
+            load(&bad, &region()).unwrap_err().field,
+            "xks.stores[0].keys[0].usage"
+        );
         std::fs::write(&secret_file, "short").unwrap();
-        let err = read_secrets(&mut load(&section).unwrap()).unwrap_err();
+        let err = read_secrets(&mut load(&section, &region()).unwrap()).unwrap_err();
         assert_eq!(err.field, "xks.stores[0].credentials[0].secret_file");
         assert!(!err.reason.contains("short"));
+    }
+
+    #[test]
+    fn the_stores_listener_is_checked_and_names_aws_kms_of_each_region() {
+        let store = |uri: &str, region: Option<&str>| XksStoreSection {
+            uri_path: uri.into(),
+            region: region.map(Into::into),
+            principal: "arn:aws:iam::111122223333:user/xks".into(),
+            credentials: vec![XksCredentialSection {
+                access_key_id: "XKSPROXYEXAMPLEKEYID".into(),
+                secret_file: "s".into(),
+            }],
+            keys: vec![],
+        };
+        let mut section = XksSection {
+            stores: vec![
+                store("/a/kms/xks/v1", None),
+                store("/b/kms/xks/v1", Some("eu-west-1")),
+                store("/c/kms/xks/v1", Some("eu-west-1")),
+            ],
+            ..XksSection::default()
+        };
+        let stores = load(&section, &region()).unwrap();
+        assert_eq!(stores[0].region(), "us-east-1");
+        assert_eq!(stores[1].region(), "eu-west-1");
+        assert_eq!(listener(&section, &stores).unwrap(), None);
+
+        section.client_ca = Some("/ca.pem".into());
+        assert_eq!(
+            listener(&section, &stores).unwrap_err().field,
+            "xks.client_ca"
+        );
+        section.listen = Some("127.0.0.1:7881".into());
+        let l = listener(&section, &stores).unwrap().unwrap();
+        assert_eq!(
+            l.client_auth.unwrap().names,
+            [
+                "cks.kms.us-east-1.amazonaws.com",
+                "cks.kms.eu-west-1.amazonaws.com"
+            ]
+        );
+        assert_eq!(l.cert, None);
+        section.client_names = Some(vec![]);
+        assert_eq!(
+            listener(&section, &stores).unwrap_err().field,
+            "xks.client_names"
+        );
+        section.client_names = None;
+        section.tls_cert = Some("/c.pem".into());
+        assert_eq!(
+            listener(&section, &stores).unwrap_err().field,
+            "xks.tls_cert"
+        );
+        section.tls_key = Some("/k.pem".into());
+        assert!(listener(&section, &stores).unwrap().unwrap().cert.is_some());
+        section.listen = Some("nowhere".into());
+        assert_eq!(listener(&section, &stores).unwrap_err().field, "xks.listen");
+        assert_eq!(listener(&section, &[]).unwrap_err().field, "xks.listen");
+
+        section.stores[1].region = Some("EU".into());
+        assert_eq!(
+            load(&section, &region()).unwrap_err().field,
+            "xks.stores[1].region"
+        );
     }
 }

@@ -160,8 +160,9 @@ fn authenticate(
     body: &[u8],
     source_ip: IpAddr,
 ) -> Result<Caller, KmsError> {
+    // The region of the AWS KMS that uses the store, which need not be the daemon's.
     let expect = Expect {
-        region: vault.region().as_str(),
+        region: store.region(),
         service: SERVICE,
         now: vault.now(),
         must_sign: MUST_SIGN,
@@ -439,6 +440,7 @@ mod tests {
     fn store(path: &str) -> XksStore {
         XksStore {
             uri_path: path.into(),
+            region: "us-east-1".parse().unwrap(),
             principal: "arn:aws:iam::111122223333:user/xks".parse().unwrap(),
             credentials: Vec::new(),
             keys: vec![XksKey {
@@ -496,6 +498,7 @@ mod properties {
     fn stores() -> Vec<XksStore> {
         vec![XksStore {
             uri_path: "/p/kms/xks/v1".into(),
+            region: "us-east-1".parse().unwrap(),
             principal: "arn:aws:iam::111122223333:user/xks".parse().unwrap(),
             credentials: Vec::new(),
             keys: vec![XksKey {

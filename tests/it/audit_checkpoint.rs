@@ -492,7 +492,8 @@ async fn a_public_key_file_of_another_key_stops_the_start_naming_the_field() {
     let out = cmd
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--aws-api-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--aws-api-listen", "127.0.0.1:0"])
+        .args(["--xks-listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env_remove("P11KMS_DEV_DIR")
         .output()

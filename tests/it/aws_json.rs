@@ -65,14 +65,25 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: BoxBody<Bytes, std::convert::Infallible>,
 ) -> Answer {
+    send_to(d, d.aws_api_addr(), http, method, path, headers, body).await
+}
+
+/// [`send`] to another of the daemon's HTTPS listeners, at `addr`.
+pub async fn send_to(
+    d: &Daemon,
+    addr: std::net::SocketAddr,
+    http: Http,
+    method: hyper::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: BoxBody<Bytes, std::convert::Infallible>,
+) -> Answer {
     let alpn: &[u8] = match http {
         Http::One => b"http/1.1",
         Http::Two => b"h2",
     };
     let cfg = client_tls(d, None, alpn);
-    let tcp = tokio::net::TcpStream::connect(d.aws_api_addr())
-        .await
-        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     // HTTP/2 writes headers and body apart: Nagle would hold the body back 40 ms.
     tcp.set_nodelay(true).unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -80,10 +91,9 @@ pub async fn send(
         .await
         .unwrap();
     let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let mut req = Request::builder().method(method).uri(format!(
-        "https://localhost:{}{path}",
-        d.aws_api_addr().port()
-    ));
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("https://localhost:{}{path}", addr.port()));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

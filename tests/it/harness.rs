@@ -213,6 +213,7 @@ pub struct Daemon {
     log: PathBuf,
     metrics_url: Option<String>,
     aws_api_url: Option<String>,
+    xks_url: Option<String>,
 }
 
 /// What a daemon printed before its ready line.
@@ -220,6 +221,7 @@ struct Ready {
     addr: SocketAddr,
     metrics: Option<String>,
     aws_api: Option<String>,
+    xks: Option<String>,
 }
 
 /// Waits for the ready line on stdout, or returns what the daemon said on stderr. The
@@ -228,7 +230,7 @@ fn wait_ready(child: &mut Child, log: &Path) -> Result<Ready, String> {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let (mut metrics, mut aws_api) = (None, None);
+        let (mut metrics, mut aws_api, mut xks) = (None, None, None);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("p11kms metrics on ") {
@@ -237,16 +239,25 @@ fn wait_ready(child: &mut Child, log: &Path) -> Result<Ready, String> {
             if let Some(url) = line.strip_prefix("p11kms AWS API on ") {
                 aws_api = Some(url.trim().to_owned());
             }
+            if let Some(url) = line.strip_prefix("p11kms XKS proxy on ") {
+                xks = Some(url.trim().to_owned());
+            }
             if let Some(addr) = line.strip_prefix("p11kms listening on ") {
-                let _ = tx.send((addr.trim().to_owned(), metrics.take(), aws_api.take()));
+                let _ = tx.send((
+                    addr.trim().to_owned(),
+                    metrics.take(),
+                    aws_api.take(),
+                    xks.take(),
+                ));
             }
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok((addr, metrics, aws_api)) => Ok(Ready {
+        Ok((addr, metrics, aws_api, xks)) => Ok(Ready {
             addr: addr.parse().unwrap(),
             metrics,
             aws_api,
+            xks,
         }),
         Err(_) => {
             let _ = child.kill();
@@ -298,6 +309,7 @@ impl Daemon {
         cmd.args(["serve", "--dev", "--listen", listen])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--aws-api-listen", "127.0.0.1:0"])
+            .args(["--xks-listen", "127.0.0.1:0"])
             .args(args)
             .arg("--data-dir")
             .arg(dir.path());
@@ -316,12 +328,16 @@ impl Daemon {
         {
             cmd.args(["--metrics-listen", "127.0.0.1:0"]);
         }
-        // Likewise the AWS JSON port.
-        if fs::read_to_string(config)
-            .unwrap_or_default()
-            .contains("[aws_api]")
-        {
+        // Likewise the AWS JSON port and the external key stores' own.
+        let text = fs::read_to_string(config).unwrap_or_default();
+        if text.contains("[aws_api]") {
             cmd.args(["--aws-api-listen", "127.0.0.1:0"]);
+        }
+        if text
+            .lines()
+            .any(|l| l.starts_with("listen") && l.contains(":7881"))
+        {
+            cmd.args(["--xks-listen", "127.0.0.1:0"]);
         }
         cmd.arg("--config").arg(config);
         Self::spawn(cmd, dir, env)
@@ -349,6 +365,7 @@ impl Daemon {
             log,
             metrics_url: ready.metrics,
             aws_api_url: ready.aws_api,
+            xks_url: ready.xks,
         })
     }
 
@@ -370,6 +387,15 @@ impl Daemon {
             .aws_api_url
             .as_deref()
             .expect("the daemon printed no AWS API line");
+        url.trim_start_matches("https://").parse().unwrap()
+    }
+
+    /// The external key stores' own listener's address the daemon printed.
+    pub fn xks_addr(&self) -> SocketAddr {
+        let url = self
+            .xks_url
+            .as_deref()
+            .expect("the daemon printed no XKS proxy line");
         url.trim_start_matches("https://").parse().unwrap()
     }
 

@@ -96,6 +96,7 @@ fn serve_dev_refused(dir: &TestDir) -> (std::process::ExitStatus, String) {
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--aws-api-listen", "127.0.0.1:0"])
+        .args(["--xks-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path())
         .env_remove("P11KMS_DEV_DIR")

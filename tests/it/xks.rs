@@ -100,60 +100,15 @@ key = "alias/xks-missing"
     /// POSTs `body` (or sends `method`) to `path` under the store, signed by curl with
     /// `user` ("id:secret"); the status and the JSON answer (Null when empty).
     fn call_as(&self, method: &str, path: &str, body: &str, user: &str) -> (u16, Value, String) {
-        let config = self.dir.path().join("curl.conf");
-        // The credential goes to curl in a file, not in its arguments.
-        std::fs::write(&config, format!("user = \"{user}\"\n")).unwrap();
-        let url = format!(
-            "https://localhost:{}{path}",
-            self.daemon.aws_api_addr().port()
-        );
-        let mut child = Command::new("curl")
-            .args(["-s", "--resolve"])
-            .arg(format!(
-                "localhost:{}:127.0.0.1",
-                self.daemon.aws_api_addr().port()
-            ))
-            .arg("-K")
-            .arg(&config)
-            .args(["--cacert"])
-            .arg(self.dir.path().join("ca.pem"))
-            .args([
-                "--aws-sigv4",
-                "aws:amz:us-east-1:kms-xks-proxy",
-                "-H",
-                "Content-Type: application/json",
-                "-X",
-                method,
-                "--data-binary",
-                "@-",
-                "-w",
-                "\n%{http_code}",
-                &url,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        let status: u16 = code
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl: {text:?} {}", String::from_utf8_lossy(&out.stderr)));
-        let value = if answer.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
-        };
-        (status, value, answer.to_owned())
+        Curl {
+            port: self.daemon.xks_addr().port(),
+            dir: self.dir.path(),
+            region: "us-east-1",
+            user,
+            client: None,
+        }
+        .call(method, path, body)
+        .unwrap_or_else(|e| panic!("curl got no answer: {e}"))
     }
 
     fn call(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -204,6 +159,80 @@ key = "alias/xks-missing"
 struct KmsAdmin {
     admin: p11kms::client::KmsClient,
     keys: Vec<String>,
+}
+
+/// A call made by curl: to the listener on `port` (the server certificate checked
+/// against `dir`/ca.pem), signed for `region` as `user` ("id:secret"), with a client
+/// certificate and key when `client` names them.
+struct Curl<'a> {
+    port: u16,
+    dir: &'a std::path::Path,
+    region: &'a str,
+    user: &'a str,
+    client: Option<(&'a std::path::Path, &'a std::path::Path)>,
+}
+
+impl Curl<'_> {
+    /// The status and the JSON answer (Null when empty); Err with curl's complaint when
+    /// no HTTP answer came (a refused handshake).
+    fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, Value, String), String> {
+        let config = self.dir.join("curl.conf");
+        // The credential goes to curl in a file, not in its arguments.
+        std::fs::write(&config, format!("user = \"{}\"\n", self.user)).unwrap();
+        let url = format!("https://localhost:{}{path}", self.port);
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--resolve"])
+            .arg(format!("localhost:{}:127.0.0.1", self.port))
+            .arg("-K")
+            .arg(&config)
+            .args(["--cacert"])
+            .arg(self.dir.join("ca.pem"));
+        if let Some((cert, key)) = self.client {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let mut child = cmd
+            .arg("--aws-sigv4")
+            .arg(format!("aws:amz:{}:kms-xks-proxy", self.region))
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "-X",
+                method,
+                "--data-binary",
+                "@-",
+                "-w",
+                "\n%{http_code}",
+                &url,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let status: u16 = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl: {text:?} {stderr}"));
+        if status == 0 {
+            return Err(format!("{} {stderr}", out.status));
+        }
+        let value = if answer.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+        };
+        Ok((status, value, answer.to_owned()))
+    }
 }
 
 fn metadata(op: &str, id: &str) -> Value {
@@ -628,7 +657,7 @@ async fn dev_mode_serves_a_store_ready_for_the_specifications_test_client() {
         crate::secrets_scan::issued_secret(&env["SIGV4_SECRET_ACCESS_KEY"]);
         assert_eq!(
             env["XKS_PROXY_HOST"],
-            format!("localhost:{}", daemon.aws_api_addr().port())
+            format!("localhost:{}", daemon.xks_addr().port())
         );
         let x = Xks {
             dir: TestDir::new(),
@@ -680,13 +709,14 @@ async fn dev_mode_serves_a_store_ready_for_the_specifications_test_client() {
         assert_eq!((s, b64(&opened["plaintext"])), (200, plaintext.to_vec()));
         // Signed as AWS KMS signs (host and x-amz-date only, the content type not
         // signed), as curl does not.
-        let host = format!("localhost:{}", x.daemon.aws_api_addr().port());
+        let host = format!("localhost:{}", x.daemon.xks_addr().port());
         let path = format!("{base}/keys/{}/metadata", env["KEY_ID"]);
         let body = json!({"requestMetadata": metadata("DescribeKey", "kms-style")}).to_string();
         let headers = Signer::xks_from_dev_dir(dir.path()).sign_xks(&host, &path, body.as_bytes());
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let a = crate::aws_json::send(
+        let a = crate::aws_json::send_to(
             &x.daemon,
+            x.daemon.xks_addr(),
             crate::aws_json::Http::One,
             hyper::Method::POST,
             &path,
@@ -896,4 +926,152 @@ async fn a_key_tag_narrows_the_usage_the_store_allows() {
         .await
         .unwrap();
     assert_eq!(metadata_usage(&x), json!(["ENCRYPT", "DECRYPT"]));
+}
+
+/// A test CA standing in for Amazon Trust Services, and client certificates under it
+/// and under another CA, written as PEM files into `dir`: `(cert, key)` paths by name.
+fn client_certificates(
+    dir: &std::path::Path,
+) -> std::collections::HashMap<&'static str, (std::path::PathBuf, std::path::PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca = |cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(p, key))
+    };
+    let (ats_pem, ats) = ca("Test stand-in for Amazon Root CA 1");
+    let (_, foreign) = ca("Some other root");
+    std::fs::write(dir.join("ats.pem"), ats_pem).unwrap();
+    let mut out = std::collections::HashMap::new();
+    for (name, cn, issuer, expired) in [
+        ("good", "cks.kms.eu-west-1.amazonaws.com", &ats, false),
+        ("expired", "cks.kms.eu-west-1.amazonaws.com", &ats, true),
+        (
+            "other-region",
+            "cks.kms.us-east-1.amazonaws.com",
+            &ats,
+            false,
+        ),
+        (
+            "foreign",
+            "cks.kms.eu-west-1.amazonaws.com",
+            &foreign,
+            false,
+        ),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = p.signed_by(&key, issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        out.insert(name, (c, k));
+    }
+    out
+}
+
+/// The stores' own listener with mutual TLS, as the specification asks of a proxy:
+/// the handshake ends unless the client certificate chains to the configured CA and
+/// carries the configured subject name (by default AWS KMS's in the store's region);
+/// an expired certificate, one of another region, one from another CA, or none at all
+/// gets no answer. With a good certificate, SigV4 still decides, for the store's
+/// region (eu-west-1 here, not the daemon's us-east-1). AWS KMS's own API is not served
+/// on that listener, and the store is not served on the AWS API listener.
+#[tokio::test]
+async fn mutual_tls_admits_only_aws_kms_of_the_stores_region() {
+    let dir = TestDir::new();
+    dir.prepare();
+    std::fs::write(dir.path().join("xks.secret"), format!("{SECRET}\n")).unwrap();
+    crate::secrets_scan::issued_secret(SECRET);
+    let certs = client_certificates(dir.path());
+    let xks: toml::Table = toml::from_str(&format!(
+        r#"
+listen = "127.0.0.1:7881"
+client_ca = "ats.pem"
+
+[[stores]]
+uri_path = "{PREFIX}"
+region = "eu-west-1"
+principal = "{STORE_PRINCIPAL}"
+
+[[stores.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_file = "xks.secret"
+"#
+    ))
+    .unwrap();
+    dir.edit_config(|t| {
+        t.insert("xks".into(), toml::Value::Table(xks));
+    });
+    let daemon = Daemon::start(&dir);
+    let user = format!("{ACCESS_KEY_ID}:{SECRET}");
+    let health =
+        json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "m"}})
+            .to_string();
+    let curl = |client: Option<&str>, region: &'static str| Curl {
+        port: daemon.xks_addr().port(),
+        dir: dir.path(),
+        region,
+        user: &user,
+        client: client.map(|c| (certs[c].0.as_path(), certs[c].1.as_path())),
+    };
+    let path = format!("{PREFIX}/health");
+    let (s, v, _) = curl(Some("good"), "eu-west-1")
+        .call("POST", &path, &health)
+        .unwrap();
+    assert_eq!(
+        (s, v["ekmFleetDetails"][0]["healthStatus"].as_str()),
+        (200, Some("ACTIVE")),
+        "{v}"
+    );
+    // The right certificate, signed for another region: SigV4 refuses.
+    let (s, v, _) = curl(Some("good"), "us-east-1")
+        .call("POST", &path, &health)
+        .unwrap();
+    assert_eq!((s, error_name(&v)), (401, "AuthenticationFailedException"));
+    for refused in [None, Some("expired"), Some("other-region"), Some("foreign")] {
+        let got = curl(refused, "eu-west-1").call("POST", &path, &health);
+        assert!(got.is_err(), "{refused:?} was answered: {got:?}");
+    }
+    // Still serving after the refusals.
+    let (s, _, _) = curl(Some("good"), "eu-west-1")
+        .call(
+            "POST",
+            &format!("{PREFIX}/keys/nope/metadata"),
+            &json!({"requestMetadata": metadata("DescribeKey", "m")}).to_string(),
+        )
+        .unwrap();
+    assert_eq!(s, 404);
+    // Each API on its own listener.
+    let (s, v, _) = curl(Some("good"), "eu-west-1")
+        .call("POST", "/", r#"{"Limit":1}"#)
+        .unwrap();
+    assert_eq!((s, error_name(&v)), (404, "InvalidUriPathException"), "{v}");
+    let on_aws_api = Curl {
+        port: daemon.aws_api_addr().port(),
+        dir: dir.path(),
+        region: "eu-west-1",
+        user: &user,
+        client: None,
+    }
+    .call("POST", &path, &health)
+    .unwrap();
+    assert_eq!(on_aws_api.0, 400, "{on_aws_api:?}");
+    assert!(
+        on_aws_api.2.contains("UnknownOperationException"),
+        "{on_aws_api:?}"
+    );
+    daemon.stop();
 }

@@ -403,6 +403,9 @@ pub struct Config {
     /// The external key stores' own listener; `None` when they are served on the AWS
     /// API listener (or there are none).
     pub xks_listener: Option<crate::xks::XksListenerConfig>,
+    /// The file this configuration was read from ([`Config::load`]): a reload (SIGHUP)
+    /// reads the external key stores from it again.
+    pub source: Option<PathBuf>,
 }
 
 /// Why a configuration was refused.
@@ -454,7 +457,9 @@ impl Config {
             path: path.to_owned(),
             source: e,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates the text of a configuration file read from `path` (which
@@ -723,6 +728,7 @@ impl Config {
             aws_api,
             xks,
             xks_listener,
+            source: None,
             connections,
             trusted_services,
             sweep_interval: std::time::Duration::from_secs(sweep),

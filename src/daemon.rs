@@ -1,7 +1,8 @@
 //! Start-up: configuration → HSM (load, find token, probe, log in, start the pool) →
 //! store → vault → TLS → listener. Everything that can be wrong with a deployment is
 //! found here, before the first request, with a message that says what to fix.
-//! While serving, a reload signal (SIGHUP) rebuilds the TLS configuration from its files.
+//! While serving, a reload signal (SIGHUP) rebuilds the TLS configurations from their files
+//! and reads the external key stores (`[[xks.stores]]`) from the configuration file again.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -102,6 +103,10 @@ pub struct Prepared {
     metrics_listener: Option<MetricsListener>,
     aws_listener: Option<AwsListener>,
     xks_listener: Option<XksListener>,
+    /// The external key stores, their secrets read.
+    xks_stores: Arc<[crate::xks::XksStore]>,
+    /// The configuration file, whose stores a reload reads again.
+    config_source: Option<std::path::PathBuf>,
 }
 
 /// The bound listener of the external key stores, when they have their own.
@@ -110,7 +115,6 @@ struct XksListener {
     tls: Arc<rustls::ServerConfig>,
     /// What its TLS configuration is rebuilt from at a reload.
     config: crate::xks::XksListenerConfig,
-    stores: Arc<[crate::xks::XksStore]>,
 }
 
 /// The bound AWS JSON listener and its TLS configuration.
@@ -119,8 +123,9 @@ struct AwsListener {
     tls: Arc<rustls::ServerConfig>,
     /// `[aws_api] require_client_certificate`, for reloads.
     require_client_cert: bool,
-    /// The external key stores served on it (none when they have their own listener).
-    xks: Arc<[crate::xks::XksStore]>,
+    /// Whether the external key stores are served on it (they have no listener of
+    /// their own).
+    serves_xks: bool,
 }
 
 /// The bound metrics listener and its TLS configuration, if any.
@@ -295,7 +300,6 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 .map_err(|e| at("xks")(e))?,
             listener: bind(x.listen).map_err(at("xks.listen"))?,
             config: x.clone(),
-            stores: Arc::clone(&stores),
         }),
     };
     let aws_listener = match &config.aws_api {
@@ -306,11 +310,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
                 .map_err(|e| at(e.field())(e))?,
             listener: bind(a.listen).map_err(at("aws_api.listen"))?,
             require_client_cert: a.require_client_certificate,
-            xks: if xks_listener.is_some() {
-                Arc::from([])
-            } else {
-                stores
-            },
+            serves_xks: xks_listener.is_none(),
         }),
     };
     Ok(Prepared {
@@ -318,6 +318,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         metrics_listener,
         aws_listener,
         xks_listener,
+        xks_stores: stores,
+        config_source: config.source.clone(),
         vault: Arc::new(vault),
         audit,
         shutdown_timeout: config.shutdown_timeout,
@@ -480,6 +482,10 @@ impl Prepared {
         let (stop_tx, stop_rx) = watch::channel(false);
         // What a reload rebuilds, beside the gRPC listener's configuration.
         let mut reloads: Vec<Reloadable> = Vec::new();
+        // The stores, replaced at each reload; a listener that serves none watches a
+        // channel whose sender is gone.
+        let (stores_tx, stores) = watch::channel(Arc::clone(&self.xks_stores));
+        let no_stores = watch::channel(Arc::from([])).1;
         // The AWS JSON and XKS listeners: one HTTP server, each with its routes.
         let spawn_http = |listener: std::net::TcpListener,
                           routes: crate::aws_json::Routes,
@@ -513,7 +519,7 @@ impl Prepared {
                 });
                 let routes = crate::aws_json::Routes {
                     kms: false,
-                    xks: x.stores,
+                    xks: stores.clone(),
                 };
                 Some(spawn_http(
                     x.listener,
@@ -534,7 +540,11 @@ impl Prepared {
                 });
                 let routes = crate::aws_json::Routes {
                     kms: true,
-                    xks: a.xks,
+                    xks: if a.serves_xks {
+                        stores.clone()
+                    } else {
+                        no_stores.clone()
+                    },
                 };
                 Some(spawn_http(
                     a.listener,
@@ -546,7 +556,20 @@ impl Prepared {
             None => None,
         };
         drop(stop_rx);
-        let reloader = tokio::spawn(reload_tls(self.tls_files, reload, tls_tx, reloads));
+        let stores = match (self.config_source, self.xks_stores.is_empty()) {
+            (Some(source), false) => Some(StoresReload {
+                source,
+                tx: stores_tx,
+            }),
+            _ => None,
+        };
+        let reloader = tokio::spawn(reload_on_signal(
+            self.tls_files,
+            reload,
+            tls_tx,
+            reloads,
+            stores,
+        ));
         api::serve(
             listener,
             self.vault,
@@ -633,17 +656,62 @@ struct Reloadable {
     tx: watch::Sender<Arc<rustls::ServerConfig>>,
 }
 
-/// Rebuilds the TLS configurations on every `reload` signal: the gRPC listener's from
-/// `files`, and each of `others`. A failure (a CRL file that is missing or invalid, a
-/// half-written certificate) keeps every configuration in force: a bad edit must not
-/// open the door to revoked clients or lock every client out.
-async fn reload_tls(
+/// The external key stores as a reload reads them again: from the configuration file
+/// `source`, to the listener that serves them.
+struct StoresReload {
+    source: std::path::PathBuf,
+    tx: watch::Sender<Arc<[crate::xks::XksStore]>>,
+}
+
+impl StoresReload {
+    /// Reads the stores (`[[xks.stores]]`: paths, regions, principals, credentials and
+    /// their secret files, keys) again. Where they are served (`[xks] listen` and its
+    /// TLS) takes a restart; a change there is reported, not applied.
+    fn reload(&self) {
+        let loaded = Config::load(&self.source).map_err(|e| e.to_string());
+        let stores = loaded.and_then(|config| {
+            let mut stores = config.xks;
+            crate::xks::read_secrets(&mut stores).map_err(|e| ConfigError::Xks(e).to_string())?;
+            Ok(stores)
+        });
+        match stores {
+            // A listener made for stores stays up until a restart; so do its stores.
+            Ok(stores) if stores.is_empty() => tracing::warn!(
+                "the configuration has no [[xks.stores]] any more; keeping the stores served until a restart"
+            ),
+            Ok(stores) => {
+                let count = stores.len();
+                self.tx.send_replace(stores.into());
+                info!(
+                    stores = count,
+                    "external key stores reloaded; new requests use them"
+                );
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "external key stores not reloaded; keeping the previous ones"
+            ),
+        }
+    }
+}
+
+/// On every `reload` signal, rebuilds the TLS configurations (the gRPC listener's from
+/// `files`, and each of `others`) and reads the external key stores again. A TLS
+/// failure (a CRL file that is missing or invalid, a half-written certificate) keeps
+/// every TLS configuration in force: a bad edit must not open the door to revoked
+/// clients or lock every client out. Likewise a configuration file that does not load
+/// keeps the stores as they were.
+async fn reload_on_signal(
     files: api::TlsFiles,
     mut reload: Signal,
     tx: watch::Sender<Arc<rustls::ServerConfig>>,
     others: Vec<Reloadable>,
+    stores: Option<StoresReload>,
 ) {
     while reload.recv().await.is_some() {
+        if let Some(s) = &stores {
+            s.reload();
+        }
         // A few small local files, read on a runtime thread: a reload is rare and takes
         // well under a millisecond, not worth a blocking-pool hop. All listeners change,
         // or none.

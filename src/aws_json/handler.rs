@@ -32,9 +32,10 @@ pub(super) async fn handle(
     // The external key store proxy API may share the listener; its paths are never
     // KMS's. On the stores' own listener every path is theirs (an unknown one is their
     // InvalidUriPathException).
-    let xks = &routes.xks;
+    // Cloned out at once: a borrow holds the channel's read lock.
+    let xks = Arc::clone(&*routes.xks.borrow());
     if !routes.kms || (!xks.is_empty() && crate::xks::is_xks_path(req.uri().path())) {
-        return crate::xks::handle(vault, xks, peer.addr.ip(), &budget, activity, req).await;
+        return crate::xks::handle(vault, &xks, peer.addr.ip(), &budget, activity, req).await;
     }
     let (parts, body) = req.into_parts();
     let (op, limit) = match envelope::route(&parts.method, parts.uri.path(), &parts.headers) {

@@ -45,8 +45,8 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Routes {
     /// AWS KMS's API (the AWS API listener); without it, every path is the stores'.
     pub kms: bool,
-    /// The external key stores served here.
-    pub xks: Arc<[XksStore]>,
+    /// The external key stores served here, as the last reload left them.
+    pub xks: watch::Receiver<Arc<[XksStore]>>,
 }
 
 impl Routes {

@@ -1075,3 +1075,60 @@ secret_file = "xks.secret"
     );
     daemon.stop();
 }
+
+/// The specification's credential rotation without a restart: a second credential is
+/// added to the store's configuration and the daemon told to reload (SIGHUP); both
+/// sign; the old one is removed and a reload later it is refused. A configuration that
+/// does not load keeps the stores as they were.
+#[tokio::test]
+async fn credentials_rotate_without_a_restart() {
+    const NEW_ID: &str = "XKSROTATEDACCESSKEY234567";
+    const NEW_SECRET: &str = "cm90YXRlZC1zZWNyZXQtbG9uZy1lbm91Z2gtZm9yLWF3cy1rbXM=";
+    let (x, _) = Xks::start().await;
+    crate::secrets_scan::issued_secret(NEW_SECRET);
+    std::fs::write(x.dir.path().join("xks-new.secret"), NEW_SECRET).unwrap();
+    let old = format!("{ACCESS_KEY_ID}:{SECRET}");
+    let new = format!("{NEW_ID}:{NEW_SECRET}");
+    let body = json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "r"}})
+        .to_string();
+    let status = |user: &str| {
+        x.call_as("POST", &format!("{PREFIX}/health"), &body, user)
+            .0
+    };
+    assert_eq!((status(&old), status(&new)), (200, 401));
+    let edit_credentials = |edit: &dyn Fn(&mut Vec<toml::Value>)| {
+        x.dir.edit_config(|t| {
+            let stores = t["xks"]["stores"].as_array_mut().unwrap();
+            let store = stores
+                .iter_mut()
+                .find(|s| s["uri_path"].as_str() == Some(PREFIX))
+                .unwrap();
+            edit(store["credentials"].as_array_mut().unwrap());
+        })
+    };
+    edit_credentials(&|c| {
+        let mut added = toml::Table::new();
+        added.insert("access_key_id".into(), NEW_ID.into());
+        added.insert("secret_file".into(), "xks-new.secret".into());
+        c.push(added.into());
+    });
+    x.daemon.reload();
+    eventually("the new credential signs", || async { status(&new) == 200 }).await;
+    assert_eq!(status(&old), 200);
+    // A secret file that breaks the configuration: nothing changes.
+    std::fs::write(x.dir.path().join("xks-new.secret"), "short").unwrap();
+    edit_credentials(&|c| c.retain(|c| c["access_key_id"].as_str() == Some(NEW_ID)));
+    x.daemon.reload();
+    eventually("the failed reload is logged", || async {
+        x.daemon.log().contains("external key stores not reloaded")
+    })
+    .await;
+    assert_eq!((status(&old), status(&new)), (200, 200));
+    std::fs::write(x.dir.path().join("xks-new.secret"), NEW_SECRET).unwrap();
+    x.daemon.reload();
+    eventually("the old credential is refused", || async {
+        status(&old) == 401
+    })
+    .await;
+    assert_eq!(status(&new), 200);
+}

@@ -346,19 +346,27 @@ impl Module {
         }
         let mut out = Vec::new();
         for (h, class) in handles {
-            let attrs = s
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Label,
-                        AttributeType::Id,
-                        AttributeType::Token,
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::Private,
-                    ],
-                )
-                .map_err(HsmError::Pkcs11)?;
+            let attrs = s.get_attributes(
+                h,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::Token,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Private,
+                ],
+            );
+            let attrs = match attrs {
+                Ok(a) => a,
+                // Destroyed since it was found (a running daemon's deletion sweep): it
+                // is no longer on the token, which is what the caller asks about.
+                Err(cryptoki::error::Error::Pkcs11(
+                    cryptoki::error::RvError::ObjectHandleInvalid,
+                    _,
+                )) => continue,
+                Err(e) => return Err(HsmError::Pkcs11(e)),
+            };
             let mut o = TokenObject {
                 class,
                 label: String::new(),

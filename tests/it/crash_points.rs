@@ -85,8 +85,9 @@ where
     );
 }
 
-/// Restarts the daemon and checks every invariant of the module documentation.
-async fn check_invariants(dir: &TestDir, told: &Told) {
+/// Restarts the daemon and checks every invariant of the module documentation, for the
+/// acknowledged ciphertexts `told.blobs[i]` of each `i` in `blobs`.
+async fn check_invariants(dir: &TestDir, told: &Told, blobs: impl Iterator<Item = usize>) {
     let d = Daemon::start(dir);
     let mut c = d.admin().await;
     let listed = list_key_ids(&mut c).await;
@@ -134,9 +135,8 @@ async fn check_invariants(dir: &TestDir, told: &Told) {
         .collect()
         .await;
     let state: HashMap<String, String> = states.into_iter().flatten().collect();
-    let enabled: Vec<(&Vec<u8>, &Vec<u8>)> = told
-        .blobs
-        .iter()
+    let enabled: Vec<(&Vec<u8>, &Vec<u8>)> = blobs
+        .map(|i| &told.blobs[i])
         .filter_map(
             |(key, blob, plain)| match state.get(key).map(String::as_str) {
                 Some("Enabled") => Some((blob, plain)),
@@ -285,7 +285,7 @@ async fn crash_point(point: &str) {
         }
         other => panic!("no scenario for crash point {other}"),
     }
-    check_invariants(&dir, &told).await;
+    check_invariants(&dir, &told, 0..told.blobs.len()).await;
 }
 
 macro_rules! crash_point_tests {
@@ -427,6 +427,29 @@ async fn mixed_load(c: p11kms::client::KmsClient, keys: Vec<String>, seed: u64) 
     told
 }
 
+/// Schedules the deletion of the keys made under load (`keys` after the baseline's
+/// two), but the newest ten, through a daemon stopped gracefully afterwards.
+async fn retire_old_keys(dir: &TestDir, keys: &mut Vec<String>, told: &mut Told) {
+    const BASELINE: usize = 2;
+    const KEPT: usize = 10;
+    if keys.len() <= BASELINE + KEPT {
+        return;
+    }
+    let d = Daemon::start(dir);
+    let mut c = d.admin().await;
+    let retired: Vec<String> = keys.drain(BASELINE..keys.len() - KEPT).collect();
+    for key in retired {
+        c.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+            key_id: key.clone(),
+            pending_window_in_days: Some(7),
+        })
+        .await
+        .unwrap();
+        told.doomed.insert(key);
+    }
+    d.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_under_mixed_load_lose_nothing() {
     let rounds: u64 = std::env::var("P11KMS_KILL_ROUNDS")
@@ -445,6 +468,7 @@ async fn random_kills_under_mixed_load_lose_nothing() {
         .filter(|k| !told.doomed.contains(k))
         .collect();
     let mut acknowledged = 0;
+    let offset = dir.path().join("clock-offset");
     for round in 0..rounds {
         let d = Daemon::start(&dir);
         let c = d.admin().await;
@@ -452,19 +476,41 @@ async fn random_kills_under_mixed_load_lose_nothing() {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(600))).await;
         d.crash();
         let part = load.await.unwrap();
+        let new = told.blobs.len();
         acknowledged += part.blobs.len();
         told.blobs.extend(part.blobs);
         told.doomed.extend(part.doomed);
         keys.extend(part.created);
         keys.retain(|k| !told.doomed.contains(k));
+        // Every ciphertext is checked after the crash that follows its acknowledgement,
+        // and all of them every 10 rounds and at the end; in between, 100 older ones
+        // picked at random.
+        let full = round % 10 == 9 || round + 1 == rounds;
+        let older: Vec<usize> = if full {
+            (0..new).collect()
+        } else {
+            (0..100.min(new))
+                .map(|_| rng.below(new as u64) as usize)
+                .collect()
+        };
         let checked = std::time::Instant::now();
-        check_invariants(&dir, &told).await;
+        check_invariants(&dir, &told, older.into_iter().chain(new..told.blobs.len())).await;
         eprintln!(
-            "round {round}: {acknowledged} ciphertexts acknowledged so far, all decrypt \
-             ({} keys carried, checked in {:.1} s)",
+            "round {round}: {acknowledged} ciphertexts acknowledged so far, {} ({} keys carried, checked in {:.1} s)",
+            if full { "all decrypt" } else { "the new ones and 100 older decrypt" },
             keys.len(),
             checked.elapsed().as_secs_f64()
         );
+        if round % 10 == 9 {
+            // Keys and token objects must not pile up over a long run (each call on
+            // the token grows slower with its number of objects): all but the newest
+            // ten keys made under load are scheduled for deletion, and the clock moves
+            // past their window, so the sweep of the next start destroys them, perhaps
+            // killed in the middle.
+            retire_old_keys(&dir, &mut keys, &mut told).await;
+            let days = 8 * (round / 10 + 1);
+            std::fs::write(&offset, (days * 86_400).to_string()).unwrap();
+        }
     }
     println!(
         "random kills: {rounds} rounds (seed {seed}), {acknowledged} acknowledged ciphertexts, no inconsistency"

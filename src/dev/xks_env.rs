@@ -60,6 +60,7 @@ impl DevDir {
         Ok(XksStoreSection {
             uri_path: format!("/{DEV_XKS_PREFIX}/kms/xks/v1"),
             region: None,
+            max_requests_per_second: None,
             principal: principal.to_owned(),
             credentials: vec![XksCredentialSection {
                 access_key_id,

@@ -56,6 +56,10 @@ pub struct XksStoreSection {
     /// The external keys, each naming a p11kms key.
     #[serde(default)]
     pub keys: Vec<XksKeySection>,
+    /// Requests per second the store's path takes, signed or not, a second's worth at
+    /// once; beyond it, ThrottlingException. No quota when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_second: Option<u32>,
 }
 
 /// One `[[xks.stores.credentials]]` as written.
@@ -94,6 +98,8 @@ pub struct XksStore {
     pub credentials: Vec<XksCredential>,
     /// The external keys.
     pub keys: Vec<XksKey>,
+    /// Its request quota, when it has one.
+    pub(crate) quota: Option<std::sync::Arc<super::quota::Quota>>,
 }
 
 impl XksStore {
@@ -396,9 +402,20 @@ pub(crate) fn load(
                 usage,
             });
         }
+        let quota = match s.max_requests_per_second {
+            None => None,
+            Some(0) => {
+                return Err(bad(
+                    "max_requests_per_second",
+                    "must be at least 1 (leave it out for no quota)",
+                ))
+            }
+            Some(n) => Some(std::sync::Arc::new(super::quota::Quota::new(n))),
+        };
         stores.push(XksStore {
             uri_path: s.uri_path.clone(),
             region,
+            quota,
             principal,
             credentials,
             keys,
@@ -524,6 +541,7 @@ mod tests {
                     key: "alias/x".into(),
                     usage: Some(vec!["ENCRYPT".into()]),
                 }],
+                max_requests_per_second: None,
             }],
             ..XksSection::default()
         };
@@ -563,6 +581,7 @@ mod tests {
                 secret_file: "s".into(),
             }],
             keys: vec![],
+            max_requests_per_second: None,
         };
         let mut section = XksSection {
             stores: vec![

@@ -76,6 +76,17 @@ impl XksErrorName {
             KmsError::LimitExceeded(_) => Self::Throttling,
             KmsError::UnsupportedOperation(_) => Self::UnsupportedOperation,
             KmsError::DependencyTimeout(_) => Self::DependencyTimeout,
+            // An HSM call past its deadline: the key manager did not answer in time.
+            KmsError::Internal(e)
+                if matches!(
+                    e.downcast_ref::<crate::hsm::HsmError>(),
+                    Some(crate::hsm::HsmError::Timeout(_))
+                ) =>
+            {
+                Self::DependencyTimeout
+            }
+            // KeyUnavailableException (the token is down) among them: the proxy cannot
+            // reach its key manager.
             _ => Self::Internal,
         }
     }

@@ -134,7 +134,21 @@ pub(crate) async fn handle(
         key_id: key.map(|k| k.key.clone()).unwrap_or_default(),
         source_ip: Some(source_ip),
     };
-    let identify = async { authenticate(&vault, store, &parts, &body, source_ip) };
+    // Over the store's quota: recorded like every request, not authenticated, not
+    // served.
+    let throttled = store
+        .quota
+        .as_ref()
+        .is_some_and(|q| !q.admit(std::time::Instant::now()));
+    let identify = async {
+        if throttled {
+            return Err(KmsError::LimitExceeded(
+                "the key store's request quota (max_requests_per_second) is used up; retry later"
+                    .into(),
+            ));
+        }
+        authenticate(&vault, store, &parts, &body, source_ip)
+    };
     let (result, outcome) = vault
         .run(info, identify, |caller| {
             serve(&vault, caller, store, op, external_id, key, &body)
@@ -441,6 +455,7 @@ mod tests {
         XksStore {
             uri_path: path.into(),
             region: "us-east-1".parse().unwrap(),
+            quota: None,
             principal: "arn:aws:iam::111122223333:user/xks".parse().unwrap(),
             credentials: Vec::new(),
             keys: vec![XksKey {
@@ -499,6 +514,7 @@ mod properties {
         vec![XksStore {
             uri_path: "/p/kms/xks/v1".into(),
             region: "us-east-1".parse().unwrap(),
+            quota: None,
             principal: "arn:aws:iam::111122223333:user/xks".parse().unwrap(),
             credentials: Vec::new(),
             keys: vec![XksKey {

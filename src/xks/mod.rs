@@ -11,6 +11,7 @@
 mod config;
 mod errors;
 mod handler;
+mod quota;
 mod shapes;
 mod tls;
 

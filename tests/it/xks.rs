@@ -30,7 +30,11 @@ struct Xks {
 
 impl Xks {
     async fn start() -> (Self, KmsAdmin) {
-        let dir = TestDir::new();
+        Self::start_in(TestDir::new()).await
+    }
+
+    /// Same, in `dir` (made ready for a daemon here).
+    async fn start_in(dir: TestDir) -> (Self, KmsAdmin) {
         dir.prepare();
         std::fs::write(dir.path().join("xks.secret"), format!("{SECRET}\n")).unwrap();
         crate::secrets_scan::issued_secret(SECRET);
@@ -1131,4 +1135,112 @@ async fn credentials_rotate_without_a_restart() {
     })
     .await;
     assert_eq!(status(&new), 200);
+}
+
+/// The HSM's faults as the specification names them: a call that hangs past the
+/// daemon's HSM deadline is DependencyTimeoutException (503), the token then marked
+/// down answers InternalException (500) at once and health UNAVAILABLE, and service
+/// and health come back by themselves once the token answers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn hsm_faults_answer_dependency_timeout_then_internal_and_heal() {
+    let dir = TestDir::new();
+    let control = dir.use_shim(0);
+    dir.edit_config(|t| {
+        let hsm = t["hsm"].as_table_mut().unwrap();
+        hsm.insert("call_timeout_ms".into(), 400.into());
+        hsm.insert("health_check_ms".into(), 200.into());
+        hsm.insert("inline_sessions".into(), 0.into());
+    });
+    let (x, _) = Xks::start_in(dir).await;
+    let health = || {
+        let (s, v) = x.call(
+            "/health",
+            &json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h"}}),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["ekmFleetDetails"][0]["healthStatus"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(x.encrypt("both", b"before", None, false).0, 200);
+    assert_eq!(health(), "ACTIVE");
+
+    control.set("hang C_Encrypt\n").unwrap();
+    let started = std::time::Instant::now();
+    let (s, v) = x.encrypt("both", b"hung", None, false);
+    assert_eq!(
+        (s, error_name(&v)),
+        (503, "DependencyTimeoutException"),
+        "{v}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The token is marked down: refused at once, as a failure of the key manager.
+    eventually("the token is marked down", || async {
+        let (s, v) = x.encrypt("both", b"down", None, false);
+        (s, error_name(&v)) == (500, "InternalException")
+    })
+    .await;
+    assert_eq!(health(), "UNAVAILABLE");
+
+    control.clear().unwrap();
+    eventually("service resumes", || async {
+        x.encrypt("both", b"after", None, false).0 == 200
+    })
+    .await;
+    eventually("health is ACTIVE again", || async { health() == "ACTIVE" }).await;
+}
+
+/// A store's request quota, as the specification allows per URI path: a second's worth
+/// of requests at once, then ThrottlingException (429), each refusal still recorded;
+/// the quota refills with time.
+#[tokio::test]
+async fn a_store_over_its_quota_is_throttled() {
+    let dir = TestDir::new();
+    dir.prepare();
+    std::fs::write(dir.path().join("xks.secret"), format!("{SECRET}\n")).unwrap();
+    crate::secrets_scan::issued_secret(SECRET);
+    let xks: toml::Table = toml::from_str(&format!(
+        r#"
+listen = "127.0.0.1:7881"
+
+[[stores]]
+uri_path = "{PREFIX}"
+principal = "{STORE_PRINCIPAL}"
+max_requests_per_second = 2
+
+[[stores.credentials]]
+access_key_id = "{ACCESS_KEY_ID}"
+secret_file = "xks.secret"
+"#
+    ))
+    .unwrap();
+    dir.edit_config(|t| {
+        t.insert("xks".into(), toml::Value::Table(xks));
+    });
+    let x = Xks {
+        daemon: Daemon::start(&dir),
+        dir,
+    };
+    let health =
+        json!({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "q"}});
+    // 16 calls in a row outrun a quota of 2 a second unless each takes over 400 ms.
+    let answers: Vec<(u16, Value)> = (0..16).map(|_| x.call("/health", &health)).collect();
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let throttled = answers
+        .iter()
+        .filter(|(s, v)| (*s, error_name(v)) == (429, "ThrottlingException"))
+        .count();
+    assert_eq!(ok + throttled, 16, "{answers:?}");
+    assert!((2..16).contains(&ok), "{ok} of 16 served: {answers:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(x.call("/health", &health).0, 200);
+    eventually("the throttled requests are recorded", || async {
+        audit_records(&x.dir)
+            .iter()
+            .filter(|r| r["errorCode"] == "LimitExceededException")
+            .count()
+            == throttled
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! Key metadata persistence behind a trait: SQLite today (embedded, WAL), another
 //! backend later. Stores what points at HSM objects, never key material.
 
+mod encoding;
 mod record;
 mod sqlite;
 #[cfg(test)]
@@ -16,9 +17,12 @@ use crate::domain::{AccessKeyId, AccountId, KeyId, MaterialVersion};
 /// A failure of the metadata store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database itself failed.
+    /// The database itself failed; the backend's error is the source.
     #[error("metadata database error")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another writer held the database past the busy timeout: nothing was written.
+    #[error("the metadata database stayed locked by another writer past its busy timeout")]
+    Busy(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value did not parse: the database was edited or is from a newer build.
     #[error("metadata database holds an invalid {0}")]
     Corrupt(&'static str),

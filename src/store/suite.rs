@@ -495,7 +495,7 @@ fn materials_add_and_reserve(store: &dyn Store) {
     ));
     assert!(matches!(
         store.add_material(&KeyId::generate(), &got.versions[0], None),
-        Err(StoreError::Sqlite(_)) | Err(StoreError::Missing(_))
+        Err(StoreError::Database(_)) | Err(StoreError::Missing(_))
     ));
 }
 

@@ -159,12 +159,7 @@ impl From<StoreError> for KmsError {
         match e {
             StoreError::LimitExceeded(m) => Self::LimitExceeded(m),
             // Another writer held the database past the busy timeout: nothing was written.
-            StoreError::Sqlite(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                ) =>
-            {
+            StoreError::Busy(e) => {
                 tracing::warn!(error = %e, "the metadata store stayed locked past its busy timeout");
                 Self::DependencyTimeout(
                     "the metadata store is busy; nothing was changed, retry the request".into(),

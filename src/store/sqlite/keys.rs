@@ -1,0 +1,398 @@
+//! The keys, their material versions and tags (`keys`, `key_materials`, `key_tags`,
+//! `deleted_keys`), and the readiness heartbeat: the [`Store`] trait.
+
+use std::time::SystemTime;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::tags::{delete_tags, put_tags, TagTable};
+use super::{from_ms, key_ids, string_pairs, to_i64, to_ms, to_u64, SqliteStore};
+use crate::domain::{
+    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
+use crate::store::{KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
+
+impl Store for SqliteStore {
+    fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
+                key_spec, origin, key_state, deletion_ms, current_version, policy,
+                rotation_period_days, next_rotation_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                rec.key_id.to_string(),
+                rec.account.as_str(),
+                rec.description,
+                to_ms(rec.creation_date),
+                rec.key_usage.as_str(),
+                rec.key_spec.as_str(),
+                rec.origin.as_str(),
+                rec.key_state.as_str(),
+                rec.deletion_date.map(to_ms),
+                rec.current_version.0,
+                rec.policy,
+                rec.rotation.map(|r| r.period_days),
+                rec.rotation.map(|r| to_ms(r.next)),
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists("key"));
+        }
+        for m in &rec.versions {
+            tx.execute(
+                "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    rec.key_id.to_string(),
+                    m.version.0,
+                    to_ms(m.created),
+                    to_i64(m.reserved_invocations),
+                    m.rotation.map(|r| r.as_str())
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
+                        deletion_ms, current_version, policy, rotation_period_days,
+                        next_rotation_ms
+                 FROM keys WHERE key_id = ?1",
+                params![id.to_string()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, u32>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        (r.get::<_, Option<u32>>(10)?, r.get::<_, Option<i64>>(11)?),
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((
+            account,
+            description,
+            created,
+            usage,
+            spec,
+            origin,
+            state,
+            deletion,
+            current,
+            policy,
+            (period, next_rotation),
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, created_ms, reserved, rotation_type FROM key_materials
+             WHERE key_id = ?1 ORDER BY version",
+        )?;
+        let versions = stmt
+            .query_map(params![id.to_string()], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?
+            .map(|row| {
+                let (v, c, reserved, rotation) = row?;
+                Ok(MaterialRecord {
+                    version: MaterialVersion(v),
+                    created: from_ms(c),
+                    reserved_invocations: to_u64(reserved)?,
+                    rotation: rotation
+                        .map(|t| {
+                            RotationType::parse(&t).ok_or(StoreError::Corrupt("rotation type"))
+                        })
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(KeyRecord {
+            key_id: *id,
+            account: account
+                .parse()
+                .map_err(|_| StoreError::Corrupt("account id"))?,
+            description,
+            creation_date: from_ms(created),
+            key_usage: KeyUsage::parse(&usage).ok_or(StoreError::Corrupt("key usage"))?,
+            key_spec: KeySpec::parse(&spec).ok_or(StoreError::Corrupt("key spec"))?,
+            origin: Origin::parse(&origin).ok_or(StoreError::Corrupt("origin"))?,
+            key_state: KeyState::parse(&state).ok_or(StoreError::Corrupt("key state"))?,
+            deletion_date: deletion.map(from_ms),
+            current_version: MaterialVersion(current),
+            versions,
+            policy,
+            rotation: match (period, next_rotation) {
+                (Some(period_days), Some(next)) => Some(RotationSchedule {
+                    period_days,
+                    next: from_ms(next),
+                }),
+                _ => None,
+            },
+        }))
+    }
+
+    fn list_keys(
+        &self,
+        account: &AccountId,
+        after: Option<&KeyId>,
+        limit: usize,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        let after = after.map(|k| k.to_string()).unwrap_or_default();
+        key_ids(
+            &self.conn(),
+            "SELECT key_id FROM keys WHERE account = ?1 AND key_id > ?2 ORDER BY key_id LIMIT ?3",
+            params![
+                account.as_str(),
+                after,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    fn set_key_enabled(&self, id: &KeyId, enabled: bool) -> Result<bool, StoreError> {
+        let state = if enabled {
+            KeyState::Enabled
+        } else {
+            KeyState::Disabled
+        };
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = ?2
+             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled')",
+            params![id.to_string(), state.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = ?2
+             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled')",
+            params![id.to_string(), to_ms(at)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
+             WHERE key_id = ?1 AND key_state = 'PendingDeletion' AND destroy_started_ms IS NULL",
+            params![id.to_string()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn keys_due_for_deletion(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        key_ids(
+            &self.conn(),
+            "SELECT key_id FROM keys
+             WHERE key_state = 'PendingDeletion'
+               AND (deletion_ms <= ?1 OR destroy_started_ms IS NOT NULL)
+             ORDER BY key_id",
+            params![to_ms(now)],
+        )
+    }
+
+    fn begin_destruction(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET destroy_started_ms = COALESCE(destroy_started_ms, ?2)
+             WHERE key_id = ?1 AND key_state = 'PendingDeletion'
+               AND (deletion_ms <= ?2 OR destroy_started_ms IS NOT NULL)",
+            params![id.to_string(), to_ms(now)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn finish_destruction(&self, id: &KeyId, now: SystemTime) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let key = id.to_string();
+        let account: Option<String> = tx
+            .query_row(
+                "SELECT account FROM keys WHERE key_id = ?1 AND destroy_started_ms IS NOT NULL",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(account) = account else {
+            return Err(StoreError::Missing("key being destroyed"));
+        };
+        tx.execute("DELETE FROM aliases WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM key_tags WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM grants WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM key_materials WHERE key_id = ?1", params![key])?;
+        tx.execute("DELETE FROM keys WHERE key_id = ?1", params![key])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO deleted_keys (key_id, account, deleted_ms) VALUES (?1, ?2, ?3)",
+            params![key, account, to_ms(now)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        let conn = self.conn();
+        let account: Option<String> = conn
+            .query_row(
+                "SELECT account FROM deleted_keys WHERE key_id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        account
+            .map(|a| a.parse().map_err(|_| StoreError::Corrupt("account")))
+            .transpose()
+    }
+
+    fn set_rotation(
+        &self,
+        id: &KeyId,
+        rotation: Option<RotationSchedule>,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET rotation_period_days = ?2, next_rotation_ms = ?3 WHERE key_id = ?1",
+            params![
+                id.to_string(),
+                rotation.map(|r| r.period_days),
+                rotation.map(|r| to_ms(r.next))
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
+    fn keys_due_for_rotation(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        key_ids(
+            &self.conn(),
+            "SELECT key_id FROM keys
+             WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1
+             ORDER BY key_id",
+            params![to_ms(now)],
+        )
+    }
+
+    fn tag_key(
+        &self,
+        id: &KeyId,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError> {
+        put_tags(
+            &mut self.conn(),
+            TagTable::KEY,
+            &id.to_string(),
+            tags,
+            max_tags,
+        )
+    }
+
+    fn untag_key(&self, id: &KeyId, keys: &[String]) -> Result<(), StoreError> {
+        delete_tags(&mut self.conn(), TagTable::KEY, &id.to_string(), keys)
+    }
+
+    fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
+        string_pairs(
+            &self.conn(),
+            "SELECT tag_key, tag_value FROM key_tags WHERE key_id = ?1 ORDER BY tag_key",
+            &id.to_string(),
+        )
+    }
+
+    fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET description = ?2 WHERE key_id = ?1",
+            params![id.to_string(), description],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        Ok(())
+    }
+
+    fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM keys WHERE account = ?1",
+            params![account.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    fn add_material(
+        &self,
+        id: &KeyId,
+        m: &MaterialRecord,
+        next_rotation: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id.to_string(),
+                m.version.0,
+                to_ms(m.created),
+                to_i64(m.reserved_invocations),
+                m.rotation.map(|r| r.as_str())
+            ],
+        )?;
+        let n = tx.execute(
+            "UPDATE keys SET current_version = ?2,
+                 next_rotation_ms = COALESCE(?3, next_rotation_ms)
+             WHERE key_id = ?1",
+            params![id.to_string(), m.version.0, next_rotation.map(to_ms)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn reserve_invocations(
+        &self,
+        id: &KeyId,
+        version: MaterialVersion,
+        reserved: u64,
+    ) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE key_materials SET reserved = MAX(reserved, ?3) WHERE key_id = ?1 AND version = ?2",
+            params![id.to_string(), version.0, to_i64(reserved)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Missing("key material"));
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO heartbeat (id, at_ms) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+            params![to_ms(now)],
+        )?;
+        Ok(())
+    }
+}

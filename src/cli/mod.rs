@@ -25,7 +25,9 @@ pub(crate) struct Cli {
 /// How a client command reaches the daemon.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Conn {
-    /// Daemon address. Default: the running dev daemon, else https://127.0.0.1:7878.
+    /// Daemon address, or several separated by commas (replicas: a call that gets no
+    /// answer goes to the next when that is safe). Default: the running dev daemon,
+    /// else https://127.0.0.1:7878.
     #[arg(long, env = "P11KMS_ENDPOINT", global = true)]
     pub(crate) endpoint: Option<String>,
     /// Identity directory (cert.pem, key.pem, ca.pem). Default: the dev admin identity.

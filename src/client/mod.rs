@@ -4,10 +4,13 @@
 pub mod cache;
 pub mod config;
 pub mod envelope;
+mod failover;
+
+pub use failover::Failover;
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 use zeroize::Zeroizing;
 
 use crate::api::ERROR_TYPE_HEADER;
@@ -20,8 +23,9 @@ pub const MAX_BATCH_ITEMS: usize = 1000;
 /// client accepts (8 MiB): a batch call must fit in it.
 pub const MAX_MESSAGE_BYTES: usize = crate::api::MAX_MESSAGE_BYTES;
 
-/// The gRPC client over an mTLS channel. Cheap to clone: clones share the connection.
-pub type KmsClient = KeyManagementServiceClient<Channel>;
+/// The gRPC client over mTLS channels to one or more daemons (see [`Failover`]). Cheap
+/// to clone: clones share the connections.
+pub type KmsClient = KeyManagementServiceClient<Failover>;
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,9 @@ pub enum ClientError {
     /// No identity to connect with.
     #[error("no identity: pass one (cert.pem, key.pem, ca.pem), or start `p11kms serve --dev` so that the dev admin identity exists in {}", .0.display())]
     NoIdentity(PathBuf),
+    /// The endpoint list is empty.
+    #[error("no endpoint given")]
+    NoEndpoint,
     /// Bad endpoint or TLS failure.
     #[error("cannot connect to {endpoint}")]
     Transport {
@@ -72,27 +79,53 @@ impl Identity {
     }
 }
 
-/// Connects to `endpoint` (e.g. `https://127.0.0.1:7878`) as `identity`. The server
-/// certificate must name `localhost` or the endpoint's IP.
-pub async fn connect(endpoint: &str, identity: &Identity) -> Result<KmsClient, ClientError> {
-    let err = |source| ClientError::Transport {
-        endpoint: endpoint.to_owned(),
-        source,
-    };
+/// Connects to `endpoints` (e.g. `https://127.0.0.1:7878`, or several separated by
+/// commas: replicas, tried in turn, see [`Failover`]) as `identity`. The server
+/// certificate must name `localhost` or the endpoint's IP. Fails when no endpoint
+/// connects; the ones that did not are tried again by later calls.
+pub async fn connect(endpoints: &str, identity: &Identity) -> Result<KmsClient, ClientError> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&identity.ca))
         .identity(TlsIdentity::from_pem(
             &identity.cert,
             identity.key.as_slice(),
         ));
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(err)?
-        .tls_config(tls)
-        .map_err(err)?
-        .connect()
-        .await
-        .map_err(err)?;
-    Ok(KeyManagementServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    let mut channels = Vec::new();
+    let mut first = None;
+    let mut failure = None;
+    for endpoint in endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let err = |source| ClientError::Transport {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let configured = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(err)?
+            .tls_config(tls.clone())
+            .map_err(err)?;
+        if first.is_none() {
+            // The first endpoint that answers is the one calls start with.
+            match configured.connect().await {
+                Ok(channel) => {
+                    first = Some(channels.len());
+                    channels.push((endpoint.to_owned(), channel));
+                    continue;
+                }
+                Err(e) => failure = Some(err(e)),
+            }
+        }
+        channels.push((endpoint.to_owned(), configured.connect_lazy()));
+    }
+    let Some(first) = first else {
+        return Err(failure.unwrap_or(ClientError::NoEndpoint));
+    };
+    Ok(
+        KeyManagementServiceClient::new(Failover::new(channels, first))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }
 
 /// Connects the way the CLI does: `endpoint` and `identity` when given, otherwise the

@@ -41,6 +41,7 @@ mod cross_account;
 mod crypto;
 mod envelope;
 mod esdk_kms;
+mod failover;
 mod fuzz_corpus;
 mod grants;
 mod guardrails;

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, and the integration
 # tests that start real daemons on fresh SoftHSM2 tokens; then the core integration tests
-# a second time on kryoptic, a second PKCS#11 implementation. Installs SoftHSM2 if
-# missing, and builds kryoptic once (kryoptic/build.sh, cached in target/kryoptic).
+# a second time on kryoptic, a second PKCS#11 implementation. Installs SoftHSM2 and
+# PostgreSQL (whose store's tests start throw-away clusters) if missing, and builds
+# kryoptic once (kryoptic/build.sh, cached in target/kryoptic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash softhsm/install.sh
+# The PostgreSQL store's tests start throw-away clusters (initdb, pg_ctl).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  bash scripts/apt-install.sh postgresql
+fi
 # The first run is on SoftHSM2 whatever the caller's shell says.
 unset P11KMS_TEST_TOKEN
 P11KMS_KRYOPTIC_MODULE="$(bash kryoptic/build.sh)"

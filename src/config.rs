@@ -287,13 +287,7 @@ pub struct HsmSection {
     pub env: Option<EnvTable>,
 }
 
-/// `[store]`
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSection {
-    /// SQLite database file.
-    pub sqlite: PathBuf,
-}
+pub(crate) use crate::store::StoreSection;
 
 /// `[limits]`
 #[derive(Debug, Deserialize, Serialize)]
@@ -379,8 +373,8 @@ pub struct Config {
     pub pin: PinSource,
     /// Worker pool.
     pub pool: PoolConfig,
-    /// SQLite file.
-    pub sqlite: PathBuf,
+    /// The metadata store.
+    pub store: crate::store::StoreBackend,
     /// IV budget per material version.
     pub max_encryptions_per_material: u64,
     /// Serve the benchmark's echo in place of the API on both listeners (`p11kms serve
@@ -764,7 +758,7 @@ impl Config {
                 health_check,
                 ..PoolConfig::default()
             },
-            sqlite: abs(&f.store.sqlite),
+            store: f.store.check(abs).map_err(|e| invalid(e.field, e.reason))?,
             max_encryptions_per_material: max,
             bench_echo: false,
         })

@@ -17,7 +17,7 @@ use crate::audit::{CheckpointSigner, SignError};
 use crate::config::{Config, ConfigError};
 use crate::hsm::{EcSigner, HsmError, HsmPool, Module, PoolConfig, SigningKeyName};
 use crate::metrics::Metrics;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::StoreError;
 use crate::vault::{OffsetFileClock, SystemClock, Vault, VaultSettings};
 
 /// Why the daemon could not start or stopped with an error.
@@ -203,10 +203,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         HsmPool::start(&module, slot, pin.clone(), &pool_config).map_err(at("hsm.sessions"))?;
     let pool_handle = pool.clone();
     info!(sessions = pool.size(), token = %config.token, "HSM pool started");
-    let store = SqliteStore::open(&config.sqlite).map_err(at("store.sqlite"))?;
+    let store = config.store.open().map_err(at(config.store.field()))?;
     let vault = Vault::new(
         pool,
-        Arc::new(store),
+        store,
         VaultSettings {
             partition: config.partition.clone(),
             region: config.region.clone(),
@@ -225,7 +225,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             },
         },
     )
-    .map_err(|e| at("store.sqlite")(DaemonError::Vault(e)))?
+    .map_err(|e| at(config.store.field())(DaemonError::Vault(e)))?
     .with_metrics(metrics.clone());
     let (vault, audit) = match &config.audit {
         Some(audit) => {

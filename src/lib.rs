@@ -95,7 +95,8 @@ pub use domain::{
 pub use hsm::{HsmPool, Module as HsmModule, ModuleEnv as HsmModuleEnv, PoolConfig, TokenSelector};
 pub use store::{
     AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord,
-    MaterialRecord, PolicyStore, RotationSchedule, SqliteStore, Store, StoreError,
+    MaterialRecord, PasswordSource, PolicyStore, PostgresStore, RotationSchedule, SqliteStore,
+    Store, StoreBackend, StoreError, StoreSection,
 };
 pub use vault::{
     AccessKey, AccessKeyMetadata, Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError,

@@ -67,8 +67,26 @@ pub fn check(data: &[u8]) {
         ("tls.key", c.tls_key.as_path()),
         ("tls.client_ca", c.tls_client_ca.as_path()),
         ("hsm.module", c.module.as_path()),
-        ("store.sqlite", c.sqlite.as_path()),
     ];
+    match &c.store {
+        p11kms::StoreBackend::Sqlite(p) => paths.push(("store.sqlite", p.as_path())),
+        p11kms::StoreBackend::Postgres {
+            url,
+            password,
+            pool_size,
+        } => {
+            // A password never rides in the URL; the pool is bounded.
+            let parsed: Result<tokio_postgres::Config, _> = url.parse();
+            assert!(
+                parsed.is_ok_and(|p| p.get_password().is_none()),
+                "store.postgres"
+            );
+            assert!((1..=1024).contains(pool_size), "store.pool_size");
+            if let p11kms::PasswordSource::File(p) = password {
+                paths.push(("store.password_file", p.as_path()));
+            }
+        }
+    }
     paths.extend(
         c.tls_client_crl
             .iter()

@@ -10,7 +10,6 @@ use super::{DevDir, DevError};
 use crate::config::Config;
 use crate::hsm::{HsmPool, Module, PoolConfig};
 use crate::identity::Principal;
-use crate::store::SqliteStore;
 use crate::vault::{AccessKey, SystemClock, Vault, VaultSettings};
 
 impl DevDir {
@@ -22,8 +21,10 @@ impl DevDir {
             .parse()
             .map_err(|e| DevError::Principal(format!("{principal}: {e}")))?;
         let config = Config::load(&self.config_path())?;
-        if !config.sqlite.exists() {
-            return Err(DevError::NotInitialised(self.root().to_owned()));
+        if let crate::store::StoreBackend::Sqlite(path) = &config.store {
+            if !path.exists() {
+                return Err(DevError::NotInitialised(self.root().to_owned()));
+            }
         }
         let pin = config.pin.read()?;
         let module = Module::load_with_env(&config.module, &config.module_env)?;
@@ -38,10 +39,10 @@ impl DevDir {
                 ..PoolConfig::default()
             },
         )?;
-        let store = SqliteStore::open(&config.sqlite).map_err(DevError::Store)?;
+        let store = config.store.open().map_err(DevError::Store)?;
         let made = Vault::new(
             pool.clone(),
-            Arc::new(store),
+            store,
             VaultSettings {
                 partition: config.partition.clone(),
                 region: config.region.clone(),

@@ -228,7 +228,8 @@ impl DevDir {
                     env: None,
                 },
                 store: StoreSection {
-                    sqlite: "p11kms.db".into(),
+                    sqlite: Some("p11kms.db".into()),
+                    ..StoreSection::default()
                 },
                 limits: None,
                 trusted_services: Vec::new(),

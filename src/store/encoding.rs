@@ -4,6 +4,7 @@
 //! misread what is already there.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,54 @@ pub(crate) fn operations_to_column(ops: &[String]) -> String {
 /// The operations a column holds.
 pub(crate) fn operations_from_column(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(|_| StoreError::Corrupt("grant operations"))
+}
+
+/// A time as its column: milliseconds since the epoch (0 before it).
+pub(crate) fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The time a milliseconds column holds.
+pub(crate) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A counter column (never negative unless the database was edited).
+pub(crate) fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt("counter"))
+}
+
+/// A counter as its column, saturating.
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A tag table: its name, its owner column, and what the limit error calls the owner.
+#[derive(Clone, Copy)]
+pub(crate) struct TagTable {
+    pub(crate) table: &'static str,
+    pub(crate) owner: &'static str,
+    pub(crate) what: &'static str,
+    /// IAM tag keys ignore case (a new `Team` replaces `team`); KMS tag keys do not.
+    pub(crate) fold_case: bool,
+}
+
+impl TagTable {
+    /// A key's tags.
+    pub(crate) const KEY: Self = Self {
+        table: "key_tags",
+        owner: "key_id",
+        what: "a key",
+        fold_case: false,
+    };
+    /// A principal's tags.
+    pub(crate) const PRINCIPAL: Self = Self {
+        table: "principal_tags",
+        owner: "principal",
+        what: "a principal",
+        fold_case: true,
+    };
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! Key metadata persistence behind a trait: SQLite today (embedded, WAL), another
 //! backend later. Stores what points at HSM objects, never key material.
 
+mod backend;
 mod encoding;
+mod postgres;
 mod record;
 mod sqlite;
 #[cfg(test)]
-mod suite;
+pub(crate) mod suite;
 
+pub use backend::{PasswordSource, StoreBackend, StoreSection};
+pub use postgres::PostgresStore;
 pub use record::{
     AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule,
 };

@@ -36,7 +36,7 @@ fn record(account: &str) -> KeyRecord {
 }
 
 /// Inserts a few keys and returns their ids.
-pub(super) fn seed(store: &dyn Store) -> Vec<KeyId> {
+pub(crate) fn seed(store: &dyn Store) -> Vec<KeyId> {
     (0..3)
         .map(|_| {
             let r = record("999988887777");
@@ -47,7 +47,7 @@ pub(super) fn seed(store: &dyn Store) -> Vec<KeyId> {
 }
 
 /// Runs every check against `store`.
-pub(super) fn run(store: &dyn Store) {
+pub(crate) fn run(store: &dyn Store) {
     round_trip(store);
     duplicate_insert_is_refused(store);
     listing_is_per_account_ordered_and_paged(store);
@@ -537,5 +537,79 @@ fn access_keys(store: &dyn Store) {
     assert_eq!(
         store.access_keys(&other.principal).unwrap(),
         vec![other.clone()]
+    );
+}
+
+/// Quotas "checked in the same transaction" hold when writers race: `stores` are
+/// separate handles on one database (separate connections, as separate daemons have),
+/// and 16 writers at once try to pass each quota of 3. Exactly 3 do, whatever the
+/// interleaving, and the rest are LimitExceeded.
+pub(crate) fn quotas_hold_under_concurrent_writers(stores: &[&dyn Store]) {
+    const MAX: usize = 3;
+    let key = record("999988887777");
+    stores[0].insert_key(&key).unwrap();
+    let key = key.key_id;
+    let race = |write: &(dyn Fn(usize) -> Result<(), StoreError> + Sync)| {
+        let results: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16).map(|i| s.spawn(move || write(i))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        for r in &results {
+            assert!(
+                matches!(r, Ok(()) | Err(StoreError::LimitExceeded(_))),
+                "{r:?}"
+            );
+        }
+        ok
+    };
+    let at = UNIX_EPOCH + Duration::from_secs(1);
+    let aliases = race(&|i| {
+        stores[i % stores.len()].insert_alias(
+            &AliasRecord {
+                account: "999988887777".parse().unwrap(),
+                name: format!("alias/race-{i}"),
+                key_id: key,
+                created: at,
+                updated: at,
+            },
+            MAX,
+        )
+    });
+    assert_eq!(aliases, MAX, "aliases past the quota");
+    let grants = race(&|i| {
+        stores[i % stores.len()].insert_grant(
+            &grant_record(
+                key,
+                &format!("race-grant-{i}"),
+                "arn:aws:iam::1:role/g",
+                None,
+            ),
+            MAX,
+            100,
+        )
+    });
+    assert_eq!(grants, MAX, "grants past the quota");
+    let principal = "arn:aws:iam::999988887777:role/racer";
+    let access_keys = race(&|i| {
+        stores[i % stores.len()].insert_access_key(
+            &AccessKeyRecord {
+                access_key_id: AccessKeyId::generate().unwrap(),
+                principal: principal.into(),
+                account: "999988887777".parse().unwrap(),
+                status: AccessKeyStatus::Active,
+                created: at + Duration::from_millis(i as u64),
+                sealed_secret: vec![1, 2, 3],
+            },
+            MAX,
+        )
+    });
+    assert_eq!(access_keys, MAX, "access keys past the quota");
+    assert_eq!(
+        stores[1 % stores.len()]
+            .access_keys(principal)
+            .unwrap()
+            .len(),
+        MAX
     );
 }

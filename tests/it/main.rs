@@ -54,6 +54,7 @@ mod markers;
 mod metrics;
 mod policies;
 mod policy_eval;
+mod postgres;
 mod races;
 mod restart;
 mod revocation;

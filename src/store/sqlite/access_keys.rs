@@ -48,7 +48,7 @@ impl AccessKeyStore for SqliteStore {
         max_per_principal: usize,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let count: i64 = tx.query_row(
             "SELECT COUNT(*) FROM access_keys WHERE principal = ?1",
             params![k.principal],

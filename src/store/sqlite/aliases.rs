@@ -53,7 +53,7 @@ fn alias_record(
 impl AliasStore for SqliteStore {
     fn insert_alias(&self, a: &AliasRecord, max_per_key: usize) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let r = tx.execute(
             &format!("INSERT INTO aliases ({ALIAS_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
             params![
@@ -88,7 +88,7 @@ impl AliasStore for SqliteStore {
         max_per_key: usize,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE aliases SET key_id = ?4, updated_ms = ?5
              WHERE account = ?1 AND name = ?2 AND key_id = ?3",

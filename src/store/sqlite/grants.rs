@@ -66,7 +66,7 @@ impl GrantStore for SqliteStore {
         max_per_grantee: usize,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let key = g.key_id.to_string();
         let per_key: i64 = tx.query_row(
             "SELECT COUNT(*) FROM grants WHERE key_id = ?1",

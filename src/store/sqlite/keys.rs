@@ -5,17 +5,18 @@ use std::time::SystemTime;
 
 use rusqlite::{params, OptionalExtension};
 
-use super::tags::{delete_tags, put_tags, TagTable};
+use super::tags::{delete_tags, put_tags};
 use super::{from_ms, key_ids, string_pairs, to_i64, to_ms, to_u64, SqliteStore};
 use crate::domain::{
     AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
 };
+use crate::store::encoding::TagTable;
 use crate::store::{KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
 
 impl Store for SqliteStore {
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
                 key_spec, origin, key_state, deletion_ms, current_version, policy,
@@ -224,7 +225,7 @@ impl Store for SqliteStore {
 
     fn finish_destruction(&self, id: &KeyId, now: SystemTime) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let key = id.to_string();
         let account: Option<String> = tx
             .query_row(
@@ -346,7 +347,7 @@ impl Store for SqliteStore {
         next_rotation: Option<SystemTime>,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
              VALUES (?1, ?2, ?3, ?4, ?5)",

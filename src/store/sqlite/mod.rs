@@ -1,6 +1,9 @@
 //! SQLite metadata store: one connection behind a mutex (writes are rare and SQLite
 //! serialises them anyway), WAL journal, synchronous=FULL so that a key whose ciphertexts
-//! a client already holds survives a power cut. This file opens and migrates the
+//! a client already holds survives a power cut. Every write transaction begins IMMEDIATE: it takes
+//! the write lock at once (waiting up to the busy timeout), so a count and the insert it
+//! guards cannot meet another connection's write in between, which a deferred
+//! transaction would answer with "database is locked" at once. This file opens and migrates the
 //! database; each trait of the store is implemented in the file of its tables (`keys`,
 //! `policies`, `aliases`, `grants`, `access_keys`), and `tags` holds what key and
 //! principal tags share.
@@ -14,12 +17,13 @@ mod tags;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
 use super::StoreError;
 use crate::domain::KeyId;
+use crate::store::encoding::{from_ms, to_i64, to_ms, to_u64};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 /// Never edit a released entry: add a new one.
@@ -195,7 +199,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .enumerate()
         .skip(usize::try_from(current).unwrap_or(0))
     {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(
             None,
@@ -205,24 +209,6 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
-}
-
-fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn to_u64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt("counter"))
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// The backend's errors: busy or locked past the busy timeout is [`StoreError::Busy`]
@@ -289,6 +275,8 @@ mod tests {
         for id in ids {
             assert!(store.get_key(&id).unwrap().is_some());
         }
+        let other = SqliteStore::open(&path).unwrap();
+        super::super::suite::quotas_hold_under_concurrent_writers(&[&store, &other]);
     }
 
     #[test]

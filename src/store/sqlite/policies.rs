@@ -2,9 +2,10 @@
 
 use rusqlite::params;
 
-use super::tags::{delete_tags, put_tags, TagTable};
+use super::tags::{delete_tags, put_tags};
 use super::{string_pairs, SqliteStore};
 use crate::domain::KeyId;
+use crate::store::encoding::TagTable;
 use crate::store::{PolicyStore, StoreError};
 
 const TAGS_SQL: &str =

@@ -3,31 +3,8 @@
 
 use rusqlite::{params, Connection};
 
+use crate::store::encoding::TagTable;
 use crate::store::StoreError;
-
-/// A tag table: its name, its owner column, and what the limit error calls the owner.
-pub(super) struct TagTable {
-    table: &'static str,
-    owner: &'static str,
-    what: &'static str,
-    /// IAM tag keys ignore case (a new `Team` replaces `team`); KMS tag keys do not.
-    fold_case: bool,
-}
-
-impl TagTable {
-    pub(super) const KEY: Self = Self {
-        table: "key_tags",
-        owner: "key_id",
-        what: "a key",
-        fold_case: false,
-    };
-    pub(super) const PRINCIPAL: Self = Self {
-        table: "principal_tags",
-        owner: "principal",
-        what: "a principal",
-        fold_case: true,
-    };
-}
 
 /// Adds or replaces `tags` of `owner`, all or none: LimitExceeded past `max_tags`.
 pub(super) fn put_tags(
@@ -37,7 +14,7 @@ pub(super) fn put_tags(
     tags: &[(String, String)],
     max_tags: usize,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let upsert = format!(
         "INSERT INTO {table} ({owner}, tag_key, tag_value) VALUES (?1, ?2, ?3)
          ON CONFLICT ({owner}, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
@@ -80,7 +57,7 @@ pub(super) fn delete_tags(
     owner: &str,
     keys: &[String],
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let delete = format!(
         "DELETE FROM {} WHERE {} = ?1 AND {}",
         t.table,

@@ -1,0 +1,477 @@
+//! The keys, their material versions and tags, and the readiness heartbeat: the
+//! [`Store`] trait on PostgreSQL.
+
+use std::time::SystemTime;
+
+use super::{count, from_ms, limit, to_i64, to_ms, to_u64, PostgresStore};
+use crate::domain::{
+    AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
+};
+use crate::store::{KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
+
+/// The key ids in the first column of `rows`.
+fn key_ids(rows: &[tokio_postgres::Row]) -> Result<Vec<KeyId>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            r.get::<_, String>(0)
+                .parse()
+                .map_err(|_| StoreError::Corrupt("key id"))
+        })
+        .collect()
+}
+
+/// What one `UPDATE` changed, as "did it".
+fn changed(n: u64) -> bool {
+    n > 0
+}
+
+impl Store for PostgresStore {
+    fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
+        let rec = rec.clone();
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let n = tx
+                .execute(
+                    "INSERT INTO keys (key_id, account, description, creation_ms, key_usage,
+                        key_spec, origin, key_state, deletion_ms, current_version, policy,
+                        rotation_period_days, next_rotation_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (key_id) DO NOTHING",
+                    &[
+                        &rec.key_id.to_string(),
+                        &rec.account.as_str(),
+                        &rec.description,
+                        &to_ms(rec.creation_date),
+                        &rec.key_usage.as_str(),
+                        &rec.key_spec.as_str(),
+                        &rec.origin.as_str(),
+                        &rec.key_state.as_str(),
+                        &rec.deletion_date.map(to_ms),
+                        &i64::from(rec.current_version.0),
+                        &rec.policy,
+                        &rec.rotation.map(|r| i64::from(r.period_days)),
+                        &rec.rotation.map(|r| to_ms(r.next)),
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists("key"));
+            }
+            for m in &rec.versions {
+                tx.execute(
+                    "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &rec.key_id.to_string(),
+                        &i64::from(m.version.0),
+                        &to_ms(m.created),
+                        &to_i64(m.reserved_invocations),
+                        &m.rotation.map(|r| r.as_str()),
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let id = *id;
+        self.with(move |c| async move {
+            let key = id.to_string();
+            let Some(row) = c
+                .query_opt(
+                    "SELECT account, description, creation_ms, key_usage, key_spec, origin,
+                            key_state, deletion_ms, current_version, policy,
+                            rotation_period_days, next_rotation_ms
+                     FROM keys WHERE key_id = $1",
+                    &[&key],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let versions = c
+                .query(
+                    "SELECT version, created_ms, reserved, rotation_type FROM key_materials
+                     WHERE key_id = $1 ORDER BY version",
+                    &[&key],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(MaterialRecord {
+                        version: MaterialVersion(
+                            u32::try_from(r.get::<_, i64>(0))
+                                .map_err(|_| StoreError::Corrupt("material version"))?,
+                        ),
+                        created: from_ms(r.get(1)),
+                        reserved_invocations: to_u64(r.get(2))?,
+                        rotation: r
+                            .get::<_, Option<String>>(3)
+                            .map(|t| {
+                                RotationType::parse(&t).ok_or(StoreError::Corrupt("rotation type"))
+                            })
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let text = |i: usize| row.get::<_, String>(i);
+            let period: Option<i64> = row.get(10);
+            let next: Option<i64> = row.get(11);
+            Ok(Some(KeyRecord {
+                key_id: id,
+                account: text(0)
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("account id"))?,
+                description: text(1),
+                creation_date: from_ms(row.get(2)),
+                key_usage: KeyUsage::parse(&text(3)).ok_or(StoreError::Corrupt("key usage"))?,
+                key_spec: KeySpec::parse(&text(4)).ok_or(StoreError::Corrupt("key spec"))?,
+                origin: Origin::parse(&text(5)).ok_or(StoreError::Corrupt("origin"))?,
+                key_state: KeyState::parse(&text(6)).ok_or(StoreError::Corrupt("key state"))?,
+                deletion_date: row.get::<_, Option<i64>>(7).map(from_ms),
+                current_version: MaterialVersion(
+                    u32::try_from(row.get::<_, i64>(8))
+                        .map_err(|_| StoreError::Corrupt("material version"))?,
+                ),
+                versions,
+                policy: row.get(9),
+                rotation: match (period, next) {
+                    (Some(p), Some(next)) => Some(RotationSchedule {
+                        period_days: u32::try_from(p)
+                            .map_err(|_| StoreError::Corrupt("rotation period"))?,
+                        next: from_ms(next),
+                    }),
+                    _ => None,
+                },
+            }))
+        })
+    }
+
+    fn list_keys(
+        &self,
+        account: &AccountId,
+        after: Option<&KeyId>,
+        limit_to: usize,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        let (account, after) = (
+            account.as_str().to_owned(),
+            after.map(|k| k.to_string()).unwrap_or_default(),
+        );
+        self.with(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key_id FROM keys WHERE account = $1 AND key_id > $2
+                     ORDER BY key_id LIMIT $3",
+                    &[&account, &after, &limit(limit_to)],
+                )
+                .await?;
+            key_ids(&rows)
+        })
+    }
+
+    fn set_key_enabled(&self, id: &KeyId, enabled: bool) -> Result<bool, StoreError> {
+        let state = if enabled {
+            KeyState::Enabled
+        } else {
+            KeyState::Disabled
+        };
+        let key = id.to_string();
+        self.with(move |c| async move {
+            Ok(changed(
+                c.execute(
+                    "UPDATE keys SET key_state = $2
+                     WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled')",
+                    &[&key, &state.as_str()],
+                )
+                .await?,
+            ))
+        })
+    }
+
+    fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            Ok(changed(
+                c.execute(
+                    "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = $2
+                     WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled')",
+                    &[&key, &to_ms(at)],
+                )
+                .await?,
+            ))
+        })
+    }
+
+    fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            Ok(changed(
+                c.execute(
+                    "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
+                     WHERE key_id = $1 AND key_state = 'PendingDeletion'
+                       AND destroy_started_ms IS NULL",
+                    &[&key],
+                )
+                .await?,
+            ))
+        })
+    }
+
+    fn keys_due_for_deletion(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        self.with(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key_id FROM keys
+                     WHERE key_state = 'PendingDeletion'
+                       AND (deletion_ms <= $1 OR destroy_started_ms IS NOT NULL)
+                     ORDER BY key_id",
+                    &[&to_ms(now)],
+                )
+                .await?;
+            key_ids(&rows)
+        })
+    }
+
+    fn begin_destruction(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            Ok(changed(
+                c.execute(
+                    "UPDATE keys SET destroy_started_ms = COALESCE(destroy_started_ms, $2)
+                     WHERE key_id = $1 AND key_state = 'PendingDeletion'
+                       AND (deletion_ms <= $2 OR destroy_started_ms IS NOT NULL)",
+                    &[&key, &to_ms(now)],
+                )
+                .await?,
+            ))
+        })
+    }
+
+    fn finish_destruction(&self, id: &KeyId, now: SystemTime) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT account FROM keys WHERE key_id = $1 AND destroy_started_ms IS NOT NULL
+                     FOR UPDATE",
+                    &[&key],
+                )
+                .await?
+            else {
+                return Err(StoreError::Missing("key being destroyed"));
+            };
+            let account: String = row.get(0);
+            for table in ["aliases", "key_tags", "grants", "key_materials", "keys"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE key_id = $1"), &[&key])
+                    .await?;
+            }
+            tx.execute(
+                "INSERT INTO deleted_keys (key_id, account, deleted_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (key_id) DO UPDATE SET account = excluded.account,
+                     deleted_ms = excluded.deleted_ms",
+                &[&key, &account, &to_ms(now)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn deleted_key(&self, id: &KeyId) -> Result<Option<AccountId>, StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            c.query_opt(
+                "SELECT account FROM deleted_keys WHERE key_id = $1",
+                &[&key],
+            )
+            .await?
+            .map(|r| {
+                r.get::<_, String>(0)
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("account"))
+            })
+            .transpose()
+        })
+    }
+
+    fn set_rotation(
+        &self,
+        id: &KeyId,
+        rotation: Option<RotationSchedule>,
+    ) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "UPDATE keys SET rotation_period_days = $2, next_rotation_ms = $3
+                     WHERE key_id = $1",
+                    &[
+                        &key,
+                        &rotation.map(|r| i64::from(r.period_days)),
+                        &rotation.map(|r| to_ms(r.next)),
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Missing("key"));
+            }
+            Ok(())
+        })
+    }
+
+    fn keys_due_for_rotation(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        self.with(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key_id FROM keys
+                     WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL
+                       AND next_rotation_ms <= $1
+                     ORDER BY key_id",
+                    &[&to_ms(now)],
+                )
+                .await?;
+            key_ids(&rows)
+        })
+    }
+
+    fn tag_key(
+        &self,
+        id: &KeyId,
+        tags: &[(String, String)],
+        max_tags: usize,
+    ) -> Result<(), StoreError> {
+        super::rest::put_tags(
+            self,
+            crate::store::encoding::TagTable::KEY,
+            id.to_string(),
+            tags,
+            max_tags,
+        )
+    }
+
+    fn untag_key(&self, id: &KeyId, keys: &[String]) -> Result<(), StoreError> {
+        super::rest::delete_tags(
+            self,
+            crate::store::encoding::TagTable::KEY,
+            id.to_string(),
+            keys,
+        )
+    }
+
+    fn key_tags(&self, id: &KeyId) -> Result<Vec<(String, String)>, StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            Ok(c.query(
+                "SELECT tag_key, tag_value FROM key_tags WHERE key_id = $1
+                     ORDER BY tag_key COLLATE \"C\"",
+                &[&key],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
+        let (key, description) = (id.to_string(), description.to_owned());
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "UPDATE keys SET description = $2 WHERE key_id = $1",
+                    &[&key, &description],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Missing("key"));
+            }
+            Ok(())
+        })
+    }
+
+    fn count_keys(&self, account: &AccountId) -> Result<usize, StoreError> {
+        let account = account.as_str().to_owned();
+        self.with(move |c| async move {
+            let n: i64 = c
+                .query_one("SELECT COUNT(*) FROM keys WHERE account = $1", &[&account])
+                .await?
+                .get(0);
+            Ok(count(n))
+        })
+    }
+
+    fn add_material(
+        &self,
+        id: &KeyId,
+        m: &MaterialRecord,
+        next_rotation: Option<SystemTime>,
+    ) -> Result<(), StoreError> {
+        let (key, m) = (id.to_string(), m.clone());
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await?;
+            tx.execute(
+                "INSERT INTO key_materials (key_id, version, created_ms, reserved, rotation_type)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &key,
+                    &i64::from(m.version.0),
+                    &to_ms(m.created),
+                    &to_i64(m.reserved_invocations),
+                    &m.rotation.map(|r| r.as_str()),
+                ],
+            )
+            .await?;
+            let n = tx
+                .execute(
+                    "UPDATE keys SET current_version = $2,
+                         next_rotation_ms = COALESCE($3, next_rotation_ms)
+                     WHERE key_id = $1",
+                    &[&key, &i64::from(m.version.0), &next_rotation.map(to_ms)],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Missing("key"));
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn reserve_invocations(
+        &self,
+        id: &KeyId,
+        version: MaterialVersion,
+        reserved: u64,
+    ) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "UPDATE key_materials SET reserved = GREATEST(reserved, $3)
+                     WHERE key_id = $1 AND version = $2",
+                    &[&key, &i64::from(version.0), &to_i64(reserved)],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Missing("key material"));
+            }
+            Ok(())
+        })
+    }
+
+    fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {
+        self.with(move |c| async move {
+            c.execute(
+                "INSERT INTO heartbeat (id, at_ms) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms",
+                &[&to_ms(now)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}

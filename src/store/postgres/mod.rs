@@ -1,0 +1,304 @@
+//! PostgreSQL metadata store, for several daemons on one database (`[store] postgres`).
+//! The store's traits block (the vault calls them off the async runtime), while the
+//! driver (tokio-postgres, pooled by deadpool) is async: each call runs on the store's
+//! own small runtime and the calling thread waits for it, which works from any thread.
+//! Quotas "checked in the same transaction" take a transaction-scoped advisory lock on
+//! what they count (the key, the principal), so that writers in other processes
+//! serialise on it. Same tables as SQLite's, in PostgreSQL's types; times are
+//! milliseconds since the epoch (BIGINT), as there.
+
+mod keys;
+mod rest;
+#[cfg(test)]
+pub(crate) mod testdb;
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+
+use super::StoreError;
+use crate::store::encoding::{from_ms, to_i64, to_ms, to_u64};
+
+/// The schema, one migration per entry, applied in order under an advisory lock (several
+/// daemons may start at once); `p11kms_schema` counts those applied. Never edit a
+/// released entry: add a new one.
+const MIGRATIONS: &[&str] = &["CREATE TABLE keys (
+        key_id               TEXT PRIMARY KEY,
+        account              TEXT NOT NULL,
+        description          TEXT NOT NULL,
+        creation_ms          BIGINT NOT NULL,
+        key_usage            TEXT NOT NULL,
+        key_spec             TEXT NOT NULL,
+        origin               TEXT NOT NULL,
+        key_state            TEXT NOT NULL,
+        deletion_ms          BIGINT,
+        current_version      BIGINT NOT NULL,
+        policy               TEXT,
+        destroy_started_ms   BIGINT,
+        rotation_period_days BIGINT,
+        next_rotation_ms     BIGINT
+     );
+     CREATE INDEX keys_by_account ON keys(account, key_id);
+     CREATE TABLE key_materials (
+        key_id        TEXT NOT NULL REFERENCES keys(key_id),
+        version       BIGINT NOT NULL,
+        created_ms    BIGINT NOT NULL,
+        reserved      BIGINT NOT NULL,
+        rotation_type TEXT,
+        PRIMARY KEY (key_id, version)
+     );
+     CREATE TABLE identity_policies (
+        principal   TEXT NOT NULL,
+        policy_name TEXT NOT NULL,
+        document    TEXT NOT NULL,
+        PRIMARY KEY (principal, policy_name)
+     );
+     CREATE TABLE principal_tags (
+        principal TEXT NOT NULL,
+        tag_key   TEXT NOT NULL,
+        tag_value TEXT NOT NULL,
+        PRIMARY KEY (principal, tag_key)
+     );
+     CREATE TABLE grants (
+        grant_id        TEXT PRIMARY KEY,
+        key_id          TEXT NOT NULL REFERENCES keys(key_id),
+        name            TEXT NOT NULL,
+        grantee         TEXT NOT NULL,
+        retiring        TEXT,
+        operations      TEXT NOT NULL,
+        constraints     TEXT,
+        issuing_account TEXT NOT NULL,
+        creation_ms     BIGINT NOT NULL
+     );
+     CREATE INDEX grants_by_key ON grants(key_id, grant_id);
+     CREATE INDEX grants_by_retiring ON grants(retiring, grant_id);
+     CREATE TABLE daemon_secrets (
+        name  TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+     );
+     CREATE TABLE aliases (
+        account    TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        key_id     TEXT NOT NULL REFERENCES keys(key_id),
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (account, name)
+     );
+     CREATE INDEX aliases_by_key ON aliases(key_id, name);
+     CREATE TABLE deleted_keys (
+        key_id     TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        deleted_ms BIGINT NOT NULL
+     );
+     CREATE TABLE key_tags (
+        key_id    TEXT NOT NULL REFERENCES keys(key_id),
+        tag_key   TEXT NOT NULL,
+        tag_value TEXT NOT NULL,
+        PRIMARY KEY (key_id, tag_key)
+     );
+     CREATE TABLE heartbeat (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms BIGINT NOT NULL
+     );
+     CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        principal     TEXT NOT NULL,
+        account       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        created_ms    BIGINT NOT NULL,
+        sealed_secret BYTEA NOT NULL
+     );
+     CREATE INDEX access_keys_by_principal ON access_keys(principal, created_ms);"];
+
+/// The advisory lock the migrations run under (any constant, the same in every build).
+const MIGRATION_LOCK: i64 = 0x7031_6b6d_735f_6d67;
+
+/// A runtime of the store's own, shut down without waiting when the store is dropped
+/// (which may happen on another runtime's thread, where waiting is not allowed).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The PostgreSQL implementation of [`super::Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    rt: OwnRuntime,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects with `config` (host, port, user, database and password set by the
+    /// caller, never from a URL with a password in it), at most `pool_size`
+    /// connections, and brings the schema up to date.
+    pub fn connect(config: tokio_postgres::Config, pool_size: usize) -> Result<Self, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("p11kms-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _entered = rt.enter();
+            Pool::builder(manager)
+                .max_size(pool_size.max(1))
+                .wait_timeout(Some(Duration::from_secs(5)))
+                .create_timeout(Some(Duration::from_secs(5)))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Database(Box::new(e)))?
+        };
+        let store = Self {
+            pool,
+            rt: OwnRuntime(Some(rt)),
+        };
+        store.with(|mut c| async move { migrate(&mut c).await })?;
+        Ok(store)
+    }
+
+    /// Runs `f` with a pooled connection on the store's runtime; the calling thread
+    /// waits for its result.
+    pub(crate) fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let Some(rt) = &self.rt.0 else {
+            return Err(StoreError::Database("the store is closed".into()));
+        };
+        let pool = self.pool.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let result = match pool.get().await {
+                Ok(client) => f(client).await,
+                Err(e) => Err(StoreError::Database(Box::new(e))),
+            };
+            let _ = tx.send(result);
+        });
+        rx.recv()
+            .map_err(|_| StoreError::Database("the store's task ended".into()))?
+    }
+}
+
+async fn migrate(c: &mut Object) -> Result<(), StoreError> {
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS p11kms_schema (version BIGINT NOT NULL)")
+        .await?;
+    let version: i64 = match tx
+        .query_opt("SELECT version FROM p11kms_schema", &[])
+        .await?
+    {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO p11kms_schema (version) VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    for sql in MIGRATIONS
+        .iter()
+        .skip(usize::try_from(version).unwrap_or(usize::MAX))
+    {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("UPDATE p11kms_schema SET version = $1", &[&known])
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The driver's errors: a serialization failure, a deadlock or a lock timeout is
+/// [`StoreError::Busy`] (nothing was written, the caller may retry); anything else is a
+/// database failure.
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let busy = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+        ];
+        match e.code() {
+            Some(code) if busy.contains(code) => Self::Busy(Box::new(e)),
+            _ => Self::Database(Box::new(e)),
+        }
+    }
+}
+
+/// True when `e` is a unique or primary key violation.
+fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// `usize` as a row limit.
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A count as `usize`.
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Takes the transaction's advisory lock on `what` (a key id, a principal): writers
+/// that count and insert under the same name wait for each other, in every process.
+async fn lock(tx: &deadpool_postgres::Transaction<'_>, what: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&what],
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn postgres_store_passes_the_conformance_suite() {
+        let db = testdb::TestDb::start();
+        let store = PostgresStore::connect(db.config(), 4).unwrap();
+        crate::store::suite::run(&store);
+        let ids = crate::store::suite::seed(&store);
+        drop(store);
+        // Everything is still there through new connections, and the schema is not
+        // applied twice.
+        let store = PostgresStore::connect(db.config(), 2).unwrap();
+        for id in ids {
+            assert!(store.get_key(&id).unwrap().is_some());
+        }
+        assert!(store.heartbeat(std::time::SystemTime::now()).is_ok());
+        let other = PostgresStore::connect(db.config(), 8).unwrap();
+        crate::store::suite::quotas_hold_under_concurrent_writers(&[&store, &other]);
+    }
+}

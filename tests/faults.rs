@@ -126,13 +126,14 @@ impl Store for FaultyStore {
     fn keys_due_for_rotation(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError> {
         self.inner.keys_due_for_rotation(now)
     }
-    fn reserve_invocations(
+    fn claim_invocations(
         &self,
         id: &KeyId,
         v: MaterialVersion,
-        r: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.reserve_invocations(id, v, r)
+        block: u64,
+        max: u64,
+    ) -> Result<Option<std::ops::Range<u64>>, StoreError> {
+        self.inner.claim_invocations(id, v, block, max)
     }
     fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError> {
         self.inner.heartbeat(now)

@@ -80,6 +80,12 @@ pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The claim that follows `reserved` invocations: the next `block`, capped at `max`;
+/// None when `max` are reserved already.
+pub(crate) fn next_claim(reserved: u64, block: u64, max: u64) -> Option<std::ops::Range<u64>> {
+    (reserved < max).then(|| reserved..reserved.saturating_add(block).min(max))
+}
+
 /// A tag table: its name, its owner column, and what the limit error calls the owner.
 #[derive(Clone, Copy)]
 pub(crate) struct TagTable {

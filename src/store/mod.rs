@@ -130,14 +130,18 @@ pub trait Store:
         m: &MaterialRecord,
         next_rotation: Option<std::time::SystemTime>,
     ) -> Result<(), StoreError>;
-    /// Raises the count of GCM invocations reserved for a material version. Never
-    /// lowers it: after a crash the daemon resumes above everything it may have used.
-    fn reserve_invocations(
+    /// Claims the next `block` GCM invocations of a material version, at most up to
+    /// `max` in all: returns the range claimed, which no other claim (by this daemon or
+    /// another on the same database) ever overlaps; None when the version has reserved
+    /// `max` already. The count only grows: after a crash a daemon resumes above
+    /// everything any daemon may have used.
+    fn claim_invocations(
         &self,
         id: &KeyId,
         version: MaterialVersion,
-        reserved: u64,
-    ) -> Result<(), StoreError>;
+        block: u64,
+        max: u64,
+    ) -> Result<Option<std::ops::Range<u64>>, StoreError>;
     /// A real write that changes nothing else (the readiness probe): fails when the
     /// store cannot take writes (locked, read-only, full).
     fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError>;

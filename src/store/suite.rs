@@ -418,13 +418,25 @@ fn listing_is_per_account_ordered_and_paged(store: &dyn Store) {
 fn materials_add_and_reserve(store: &dyn Store) {
     let r = record("111122223333");
     store.insert_key(&r).unwrap();
-    store
-        .reserve_invocations(&r.key_id, MaterialVersion(1), 131072)
-        .unwrap();
-    // Never lowered.
-    store
-        .reserve_invocations(&r.key_id, MaterialVersion(1), 10)
-        .unwrap();
+    // The record's first reservation is 65,536: claims follow it, capped at the max.
+    assert_eq!(
+        store
+            .claim_invocations(&r.key_id, MaterialVersion(1), 50_000, 131_072)
+            .unwrap(),
+        Some(65_536..115_536)
+    );
+    assert_eq!(
+        store
+            .claim_invocations(&r.key_id, MaterialVersion(1), 50_000, 131_072)
+            .unwrap(),
+        Some(115_536..131_072)
+    );
+    assert_eq!(
+        store
+            .claim_invocations(&r.key_id, MaterialVersion(1), 50_000, 131_072)
+            .unwrap(),
+        None
+    );
     store
         .add_material(
             &r.key_id,
@@ -490,7 +502,7 @@ fn materials_add_and_reserve(store: &dyn Store) {
     assert_eq!(store.get_key(&r.key_id).unwrap().unwrap().rotation, None);
     assert_eq!(got.versions[0].reserved_invocations, 131072);
     assert!(matches!(
-        store.reserve_invocations(&r.key_id, MaterialVersion(9), 1),
+        store.claim_invocations(&r.key_id, MaterialVersion(9), 1, 10),
         Err(StoreError::Missing(_))
     ));
     assert!(matches!(
@@ -605,6 +617,20 @@ pub(crate) fn quotas_hold_under_concurrent_writers(stores: &[&dyn Store]) {
         )
     });
     assert_eq!(access_keys, MAX, "access keys past the quota");
+    // Invocation claims never overlap, whoever makes them.
+    let claims = std::sync::Mutex::new(Vec::new());
+    let claimed = race(&|i| {
+        let c =
+            stores[i % stores.len()].claim_invocations(&key, MaterialVersion(1), 1000, u64::MAX)?;
+        claims.lock().unwrap().push(c.unwrap());
+        Ok(())
+    });
+    assert_eq!(claimed, 16);
+    let mut claims = claims.into_inner().unwrap();
+    claims.sort_by_key(|r| r.start);
+    for pair in claims.windows(2) {
+        assert_eq!(pair[0].end, pair[1].start, "{claims:?}");
+    }
     assert_eq!(
         stores[1 % stores.len()]
             .access_keys(principal)

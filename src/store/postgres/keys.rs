@@ -441,25 +441,39 @@ impl Store for PostgresStore {
         })
     }
 
-    fn reserve_invocations(
+    fn claim_invocations(
         &self,
         id: &KeyId,
         version: MaterialVersion,
-        reserved: u64,
-    ) -> Result<(), StoreError> {
+        block: u64,
+        max: u64,
+    ) -> Result<Option<std::ops::Range<u64>>, StoreError> {
         let key = id.to_string();
-        self.with(move |c| async move {
-            let n = c
-                .execute(
-                    "UPDATE key_materials SET reserved = GREATEST(reserved, $3)
-                     WHERE key_id = $1 AND version = $2",
-                    &[&key, &i64::from(version.0), &to_i64(reserved)],
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await?;
+            // The row's lock: a claim by another daemon waits for this one's commit, then
+            // reads what it wrote.
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT reserved FROM key_materials WHERE key_id = $1 AND version = $2
+                     FOR UPDATE",
+                    &[&key, &i64::from(version.0)],
                 )
-                .await?;
-            if n == 0 {
+                .await?
+            else {
                 return Err(StoreError::Missing("key material"));
-            }
-            Ok(())
+            };
+            let Some(claimed) = crate::store::encoding::next_claim(to_u64(row.get(0))?, block, max)
+            else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE key_materials SET reserved = $3 WHERE key_id = $1 AND version = $2",
+                &[&key, &i64::from(version.0), &to_i64(claimed.end)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(claimed))
         })
     }
 

@@ -372,20 +372,35 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn reserve_invocations(
+    fn claim_invocations(
         &self,
         id: &KeyId,
         version: MaterialVersion,
-        reserved: u64,
-    ) -> Result<(), StoreError> {
-        let n = self.conn().execute(
-            "UPDATE key_materials SET reserved = MAX(reserved, ?3) WHERE key_id = ?1 AND version = ?2",
-            params![id.to_string(), version.0, to_i64(reserved)],
-        )?;
-        if n == 0 {
+        block: u64,
+        max: u64,
+    ) -> Result<Option<std::ops::Range<u64>>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let reserved: Option<i64> = tx
+            .query_row(
+                "SELECT reserved FROM key_materials WHERE key_id = ?1 AND version = ?2",
+                params![id.to_string(), version.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(reserved) = reserved else {
             return Err(StoreError::Missing("key material"));
-        }
-        Ok(())
+        };
+        let Some(claimed) = super::super::encoding::next_claim(to_u64(reserved)?, block, max)
+        else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE key_materials SET reserved = ?3 WHERE key_id = ?1 AND version = ?2",
+            params![id.to_string(), version.0, to_i64(claimed.end)],
+        )?;
+        tx.commit()?;
+        Ok(Some(claimed))
     }
 
     fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {

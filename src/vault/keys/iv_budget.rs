@@ -52,24 +52,31 @@ impl Vault {
             if let Some(v) = key.try_take() {
                 return Ok(v);
             }
-            let (version, reserved) = {
-                let s = key.lock();
-                (s.record.current_version, s.reserved)
-            };
+            let version = key.lock().record.current_version;
             let max = self.keys.max_per_material;
-            if reserved < max {
-                let next = reserved.saturating_add(RESERVATION_BLOCK).min(max);
-                let id = key.key_id;
-                self.store_call(move |s| s.reserve_invocations(&id, version, next))
-                    .await?;
-                self.metrics.iv_reservation();
-                let mut s = key.lock();
-                s.reserved = next;
-                if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version) {
-                    m.reserved_invocations = next;
+            let id = key.key_id;
+            // The next block from the store, which no other claim overlaps (another
+            // daemon on the same database included): its invocations are this
+            // daemon's to use.
+            let claimed = self
+                .store_call(move |s| s.claim_invocations(&id, version, RESERVATION_BLOCK, max))
+                .await?;
+            match claimed {
+                Some(range) => {
+                    self.metrics.iv_reservation();
+                    let mut s = key.lock();
+                    if s.record.current_version == version {
+                        s.used = range.start;
+                        s.reserved = range.end;
+                        if let Some(m) = s.record.versions.iter_mut().find(|m| m.version == version)
+                        {
+                            m.reserved_invocations = range.end;
+                        }
+                    }
                 }
-            } else {
-                self.new_material(key, version, None).await?;
+                None => {
+                    self.new_material(key, version, None).await?;
+                }
             }
         }
     }

@@ -445,12 +445,17 @@ impl Prepared {
         reload: Signal,
     ) -> Result<Stopped, DaemonError> {
         let listener = to_tokio(self.listener)?;
-        // Before any request: no CreateKey can be between making material and recording it.
-        match self.vault.destroy_orphan_material().await {
-            Ok(0) => {}
-            Ok(n) => info!(count = n, "orphaned key material destroyed"),
-            Err(e) => {
-                tracing::warn!(error = %e, "the sweep for orphaned key material failed; it runs again at the next start")
+        // Before any request: no CreateKey can be between making material and recording
+        // it. Unless other daemons share the store and token: one of theirs may be.
+        if self.vault.store_is_shared() {
+            info!("the store is shared with other daemons: orphaned key material is not swept at start");
+        } else {
+            match self.vault.destroy_orphan_material().await {
+                Ok(0) => {}
+                Ok(n) => info!(count = n, "orphaned key material destroyed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sweep for orphaned key material failed; it runs again at the next start")
+                }
             }
         }
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
@@ -750,6 +755,11 @@ async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // One daemon of those sharing a store sweeps; the others wait their turn.
+        if !vault.leads_sweeps().await {
+            tracing::debug!("another daemon leads the sweeps");
+            continue;
+        }
         match vault.destroy_due_keys().await {
             Ok(ids) if !ids.is_empty() => info!(count = ids.len(), "keys destroyed"),
             Ok(_) => {}

@@ -145,6 +145,19 @@ pub trait Store:
     /// A real write that changes nothing else (the readiness probe): fails when the
     /// store cannot take writes (locked, read-only, full).
     fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError>;
+    /// Whether this daemon leads the work that one daemon of those sharing the store
+    /// must do alone (the deletion and rotation sweeps): taken when free, kept until
+    /// this daemon or its connection to the store dies. A store only one daemon opens
+    /// (SQLite) always answers true.
+    fn lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Whether other daemons may share the store (and the token with it): then no
+    /// daemon may take a token object without metadata for an orphan, as another may be
+    /// between making a key's material and recording it.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Policies and principal tags: the authorization data.

@@ -104,6 +104,24 @@ impl Vault {
         Ok(arn)
     }
 
+    /// Whether this daemon leads the sweeps among the daemons sharing its store (always,
+    /// on a store only one daemon opens). A store that cannot answer says no: a sweep
+    /// skipped is retried, one run twice is not undone.
+    pub async fn leads_sweeps(&self) -> bool {
+        match self.store_call(|s| s.lead()).await {
+            Ok(lead) => lead,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether this daemon leads the sweeps; skipping them this time");
+                false
+            }
+        }
+    }
+
+    /// Whether other daemons may share the store and the token.
+    pub fn store_is_shared(&self) -> bool {
+        self.store.shared()
+    }
+
     /// Destroys every key whose deletion date is at or before the vault clock's now,
     /// and finishes any destruction a crash interrupted. Returns the keys destroyed. A
     /// key that fails is logged and left for the next sweep; the others go ahead. The

@@ -477,6 +477,14 @@ impl Store for PostgresStore {
         })
     }
 
+    fn lead(&self) -> Result<bool, StoreError> {
+        PostgresStore::lead(self)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {
         self.with(move |c| async move {
             c.execute(

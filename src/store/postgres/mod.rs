@@ -127,10 +127,17 @@ impl Drop for OwnRuntime {
     }
 }
 
+/// The advisory lock whose holder leads the sweeps ([`super::Store::lead`]).
+const LEAD_LOCK: i64 = 0x7031_6b6d_735f_6c64;
+
 /// The PostgreSQL implementation of [`super::Store`].
 pub struct PostgresStore {
     pool: Pool,
     rt: OwnRuntime,
+    /// The connection that holds [`LEAD_LOCK`], while this daemon leads: a session
+    /// lock, released by the server when the connection ends (this daemon died, or the
+    /// database restarted).
+    leader: std::sync::Arc<tokio::sync::Mutex<Option<deadpool_postgres::ClientWrapper>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -170,6 +177,7 @@ impl PostgresStore {
         let store = Self {
             pool,
             rt: OwnRuntime(Some(rt)),
+            leader: std::sync::Arc::default(),
         };
         store.with(|mut c| async move { migrate(&mut c).await })?;
         Ok(store)
@@ -197,6 +205,31 @@ impl PostgresStore {
         });
         rx.recv()
             .map_err(|_| StoreError::Database("the store's task ended".into()))?
+    }
+}
+
+impl PostgresStore {
+    /// [`super::Store::lead`]: keeps the lead while the connection that took it is
+    /// open; otherwise tries to take it on a connection of its own, out of the pool.
+    pub(crate) fn lead(&self) -> Result<bool, StoreError> {
+        let leader = std::sync::Arc::clone(&self.leader);
+        self.with(move |c| async move {
+            let mut held = leader.lock().await;
+            if held.as_ref().is_some_and(|c| !c.is_closed()) {
+                return Ok(true);
+            }
+            *held = None;
+            let taken: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEAD_LOCK])
+                .await?
+                .get(0);
+            if taken {
+                // Out of the pool for good: the lock lives as long as this connection.
+                let client = Object::take(c);
+                *held = Some(client);
+            }
+            Ok(taken)
+        })
     }
 }
 
@@ -300,5 +333,29 @@ mod tests {
         assert!(store.heartbeat(std::time::SystemTime::now()).is_ok());
         let other = PostgresStore::connect(db.config(), 8).unwrap();
         crate::store::suite::quotas_hold_under_concurrent_writers(&[&store, &other]);
+    }
+
+    /// One daemon leads the sweeps; the lead stays with it while it lives and moves to
+    /// another once it is gone (its connection closed, the lock released).
+    #[test]
+    fn the_lead_is_held_by_one_store_and_moves_when_it_goes() {
+        let db = testdb::TestDb::start();
+        let a = PostgresStore::connect(db.config(), 2).unwrap();
+        let b = PostgresStore::connect(db.config(), 2).unwrap();
+        assert!(a.shared() && b.shared());
+        assert!(a.lead().unwrap());
+        assert!(!b.lead().unwrap());
+        assert!(a.lead().unwrap(), "the leader keeps the lead");
+        assert!(!b.lead().unwrap());
+        drop(a);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !b.lead().unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lead did not move"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(b.lead().unwrap());
     }
 }

@@ -94,9 +94,9 @@ pub use domain::{
 };
 pub use hsm::{HsmPool, Module as HsmModule, ModuleEnv as HsmModuleEnv, PoolConfig, TokenSelector};
 pub use store::{
-    AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, GrantRecord, GrantStore, KeyRecord,
-    MaterialRecord, PasswordSource, PolicyStore, PostgresStore, RotationSchedule, SqliteStore,
-    Store, StoreBackend, StoreError, StoreSection,
+    copy_sqlite_to_postgres, AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, CopyReport,
+    GrantRecord, GrantStore, KeyRecord, MaterialRecord, PasswordSource, PolicyStore, PostgresStore,
+    RotationSchedule, SqliteStore, Store, StoreBackend, StoreConfigError, StoreError, StoreSection,
 };
 pub use vault::{
     AccessKey, AccessKeyMetadata, Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError,

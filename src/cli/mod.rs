@@ -48,6 +48,9 @@ pub(crate) enum Command {
     /// The audit trail, read offline: verify its chain and checkpoints, tail it, query it.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The metadata store, offline: move a SQLite store into PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Create, describe and list KMS keys.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -252,6 +255,24 @@ pub(crate) enum PolicyCmd {
         /// Case file, or - for stdin.
         #[arg(default_value = "-")]
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum StoreCmd {
+    /// Copy every key, version, policy, grant, alias, tag, rotation schedule, deletion
+    /// schedule and access key of a stopped single-node SQLite store into an empty
+    /// PostgreSQL database, then check that both sides hold the same rows.
+    Copy {
+        /// The source: sqlite:PATH.
+        #[arg(long)]
+        from: String,
+        /// The target: postgres:URL (postgresql://user@host:port/dbname, no password).
+        #[arg(long)]
+        to: String,
+        /// A file holding the PostgreSQL password (never on the command line).
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -533,6 +554,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Audit(cmd) => audit::run(cmd, &dev_root),
+        Command::Store(StoreCmd::Copy {
+            from,
+            to,
+            password_file,
+        }) => store_copy(&from, &to, password_file),
         Command::Policy(PolicyCmd::Eval { file }) => {
             let text = io::read_input(&file)?;
             let malformed = |e: p11kms::CaseError| format!("MalformedPolicyDocumentException: {e}");
@@ -547,4 +573,42 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::DecryptFile(a) => files::decrypt_file(&cli.conn, a),
         other => client_cmds::run(&cli.conn, other),
     }
+}
+
+/// `p11kms store copy`.
+fn store_copy(
+    from: &str,
+    to: &str,
+    password_file: Option<std::path::PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let from = from
+        .strip_prefix("sqlite:")
+        .ok_or("--from: write sqlite:PATH")?;
+    let url = to
+        .strip_prefix("postgres:")
+        .ok_or("--to: write postgres:postgresql://user@host:port/dbname")?;
+    let target = p11kms::StoreSection {
+        postgres: Some(url.to_owned()),
+        password_file,
+        pool_size: Some(2),
+        ..p11kms::StoreSection::default()
+    };
+    let backend = target
+        .check(|p: &std::path::Path| p.to_path_buf())
+        .map_err(|e| format!("--to: {}", e.reason))?;
+    let p11kms::StoreBackend::Postgres { url, password, .. } = backend else {
+        return Err("--to: write postgres:URL".into());
+    };
+    let store = p11kms::StoreBackend::Postgres {
+        url,
+        password,
+        pool_size: 2,
+    }
+    .connect_postgres()?;
+    let report = p11kms::copy_sqlite_to_postgres(std::path::Path::new(from), &store)?;
+    for (table, rows) in &report.tables {
+        io::print_line(&format!("{table}: {rows} rows"))?;
+    }
+    io::print_line("copied; both sides hold the same rows")?;
+    Ok(())
 }

@@ -63,7 +63,7 @@ const DEFAULT_POOL: usize = 16;
 
 /// Why `[store]` was refused: the field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoreConfigError {
+pub struct StoreConfigError {
     /// The offending field.
     pub field: &'static str,
     /// What is wrong with it.
@@ -73,10 +73,7 @@ pub(crate) struct StoreConfigError {
 impl StoreSection {
     /// Checks the section; `abs` resolves relative paths against the configuration's
     /// directory.
-    pub(crate) fn check(
-        &self,
-        abs: impl Fn(&Path) -> PathBuf,
-    ) -> Result<StoreBackend, StoreConfigError> {
+    pub fn check(&self, abs: impl Fn(&Path) -> PathBuf) -> Result<StoreBackend, StoreConfigError> {
         let bad = |field, reason: &str| StoreConfigError {
             field,
             reason: reason.to_owned(),
@@ -156,21 +153,29 @@ impl StoreBackend {
     pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             Self::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-            Self::Postgres {
-                url,
-                password,
-                pool_size,
-            } => {
-                let mut config: tokio_postgres::Config = url
-                    .parse()
-                    .map_err(|e: tokio_postgres::Error| StoreError::Database(Box::new(e)))?;
-                if let Some(p) = read_password(password)? {
-                    config.password(p.as_bytes());
-                }
-                config.application_name("p11kms");
-                Ok(Arc::new(PostgresStore::connect(config, *pool_size)?))
-            }
+            Self::Postgres { .. } => Ok(Arc::new(self.connect_postgres()?)),
         }
+    }
+
+    /// Connects to the PostgreSQL store (reading the password now) and brings its
+    /// schema up to date; Missing for a SQLite backend.
+    pub fn connect_postgres(&self) -> Result<PostgresStore, StoreError> {
+        let Self::Postgres {
+            url,
+            password,
+            pool_size,
+        } = self
+        else {
+            return Err(StoreError::Missing("PostgreSQL store"));
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Database(Box::new(e)))?;
+        if let Some(p) = read_password(password)? {
+            config.password(p.as_bytes());
+        }
+        config.application_name("p11kms");
+        PostgresStore::connect(config, *pool_size)
     }
 }
 

@@ -2,6 +2,7 @@
 //! backend later. Stores what points at HSM objects, never key material.
 
 mod backend;
+mod copy;
 mod encoding;
 mod postgres;
 mod record;
@@ -9,7 +10,8 @@ mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
 
-pub use backend::{PasswordSource, StoreBackend, StoreSection};
+pub use backend::{PasswordSource, StoreBackend, StoreConfigError, StoreSection};
+pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use postgres::PostgresStore;
 pub use record::{
     AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule,

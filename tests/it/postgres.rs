@@ -94,3 +94,174 @@ async fn the_daemon_serves_from_postgresql_and_keeps_everything_across_a_restart
     );
     d.stop();
 }
+
+/// `p11kms store copy` moves a SQLite store into PostgreSQL whole: after it, the daemon
+/// on PostgreSQL (same token) serves every key, version, alias, grant, tag, identity
+/// policy, rotation schedule and deletion schedule as before, and decrypts what the
+/// daemon on SQLite encrypted. A second copy into the now full database is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_copy_moves_a_sqlite_store_to_postgresql_whole() {
+    let db = testdb::TestDb::start();
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let (kept, doomed) = (
+        create_key(&mut c).await.key_id,
+        create_key(&mut c).await.key_id,
+    );
+    let blob = encrypt(&mut c, &kept, b"moved to postgres", &[]).await;
+    c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest {
+        key_id: kept.clone(),
+    })
+    .await
+    .unwrap();
+    let newer = encrypt(&mut c, &kept, b"after the rotation", &[]).await;
+    c.enable_key_rotation(proto::EnableKeyRotationRequest {
+        key_id: kept.clone(),
+        rotation_period_in_days: Some(180),
+    })
+    .await
+    .unwrap();
+    c.create_alias(proto::CreateAliasRequest {
+        alias_name: "alias/moved".into(),
+        target_key_id: kept.clone(),
+    })
+    .await
+    .unwrap();
+    c.tag_resource(proto::TagResourceRequest {
+        key_id: kept.clone(),
+        tags: vec![proto::Tag {
+            tag_key: "team".into(),
+            tag_value: "payments".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    let grant = c
+        .create_grant(proto::CreateGrantRequest {
+            key_id: kept.clone(),
+            grantee_principal: role("111122223333", "mover"),
+            operations: vec!["Decrypt".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id;
+    put_identity_policy(
+        &mut c,
+        &role("111122223333", "mover"),
+        "read",
+        allow(&["kms:DescribeKey"]),
+    )
+    .await;
+    c.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+        key_id: doomed.clone(),
+        pending_window_in_days: Some(9),
+    })
+    .await
+    .unwrap();
+    d.stop();
+
+    let url = format!("postgres:postgresql://p11kms@127.0.0.1:{}/p11kms", db.port);
+    let from = format!("sqlite:{}", dir.path().join("p11kms.db").display());
+    let out = run_cli(
+        dir.path(),
+        &["store", "copy", "--from", &from, "--to", &url],
+        b"",
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("keys: 2 rows") && said.contains("key_materials: 3 rows"),
+        "{said}"
+    );
+    assert!(said.contains("both sides hold the same rows"), "{said}");
+
+    dir.edit_config(|t| {
+        let mut store = toml::Table::new();
+        store.insert(
+            "postgres".into(),
+            format!("postgresql://p11kms@127.0.0.1:{}/p11kms", db.port).into(),
+        );
+        t.insert("store".into(), store.into());
+    });
+    std::fs::rename(
+        dir.path().join("p11kms.db"),
+        dir.path().join("moved-away.db"),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let mut keys = list_key_ids(&mut c).await;
+    keys.sort();
+    let mut expected = vec![kept.clone(), doomed.clone()];
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert_eq!(decrypt(&mut c, &blob, &[]).await, b"moved to postgres");
+    assert_eq!(decrypt(&mut c, &newer, &[]).await, b"after the rotation");
+    assert_eq!(describe(&mut c, "alias/moved").await.key_id, kept);
+    assert_eq!(describe(&mut c, &doomed).await.key_state, "PendingDeletion");
+    let rotation = c
+        .get_key_rotation_status(proto::GetKeyRotationStatusRequest {
+            key_id: kept.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rotation.key_rotation_enabled);
+    assert_eq!(rotation.rotation_period_in_days, Some(180));
+    let tags = c
+        .list_resource_tags(proto::ListResourceTagsRequest {
+            key_id: kept.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tags;
+    assert_eq!(
+        tags.iter()
+            .map(|t| (t.tag_key.as_str(), t.tag_value.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("team", "payments")]
+    );
+    let grants = c
+        .list_grants(proto::ListGrantsRequest {
+            key_id: kept.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grants;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].grant_id, grant);
+    // The mover's identity policy came along: it may describe, and nothing else.
+    let mut mover = d.client_as(&role("111122223333", "mover")).await;
+    assert_eq!(describe(&mut mover, &kept).await.key_id, kept);
+    d.stop();
+
+    let again = run_cli(
+        dir.path(),
+        &[
+            "store",
+            "copy",
+            "--from",
+            &format!("sqlite:{}", dir.path().join("moved-away.db").display()),
+            "--to",
+            &url,
+        ],
+        b"",
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("copy into an empty one"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}

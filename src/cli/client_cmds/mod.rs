@@ -128,6 +128,7 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::Serve(_)
             | Command::Dev(_)
             | Command::Audit(_)
+            | Command::Store(_)
             | Command::EncryptFile(_)
             | Command::DecryptFile(_) => Err(NOT_A_CLIENT_COMMAND.into()),
         }

@@ -313,6 +313,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
             serves_xks: xks_listener.is_none(),
         }),
     };
+    let vault = Arc::new(vault);
+    // Other daemons on the same store: their changes drop what the caches hold.
+    vault.follow_store_changes();
     Ok(Prepared {
         metrics,
         metrics_listener,
@@ -320,7 +323,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         xks_listener,
         xks_stores: stores,
         config_source: config.source.clone(),
-        vault: Arc::new(vault),
+        vault,
         audit,
         shutdown_timeout: config.shutdown_timeout,
         bench_echo: config.bench_echo,

@@ -98,6 +98,7 @@ pub use store::{
     GrantRecord, GrantStore, KeyRecord, MaterialRecord, PasswordSource, PolicyStore, PostgresStore,
     RotationSchedule, SqliteStore, Store, StoreBackend, StoreConfigError, StoreError, StoreSection,
 };
+pub use store::{Change as StoreChange, OnChange as OnStoreChange};
 pub use vault::{
     AccessKey, AccessKeyMetadata, Clock, CreateKeyInput, DecryptInput, EncryptInput, KmsError,
     Vault, VaultSettings,

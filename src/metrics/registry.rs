@@ -68,6 +68,7 @@ struct Inner {
     audit_written: Counter,
     audit_failed: Counter,
     iv_reservations: Counter,
+    store_changes: Counter,
     rollovers: Counter,
     handshakes: Family<Labels2, Counter>,
     idle_closed: Family<Labels1, Counter>,
@@ -201,6 +202,12 @@ impl Metrics {
             "Blocks of AES-GCM invocations reserved in the store (IV budget)",
             iv_reservations.clone(),
         );
+        let store_changes = Counter::default();
+        r.register(
+            "p11kms_store_changes",
+            "Changes announced by the shared store (PostgreSQL) that dropped cached data, this daemon's own included",
+            store_changes.clone(),
+        );
         let rollovers = Counter::default();
         r.register(
             "p11kms_key_material_rollovers",
@@ -254,6 +261,7 @@ impl Metrics {
             audit_written,
             audit_failed,
             iv_reservations,
+            store_changes,
             rollovers,
             handshakes,
             idle_closed,
@@ -413,6 +421,11 @@ impl Metrics {
     /// A block of GCM invocations was reserved in the store.
     pub fn iv_reservation(&self) {
         self.0.iv_reservations.inc();
+    }
+
+    /// A change announced by the shared store dropped cached data.
+    pub fn store_change(&self) {
+        self.0.store_changes.inc();
     }
 
     /// A material version spent its IV budget and new material was made.

@@ -160,7 +160,31 @@ pub trait Store:
     fn shared(&self) -> bool {
         false
     }
+    /// Calls `on_change` with each change another daemon sharing the store makes (and
+    /// this one's own), from a thread of the store's: what a cache of the store's data
+    /// must drop. A store only one daemon opens has nothing to tell.
+    fn watch(&self, on_change: OnChange) {
+        let _ = on_change;
+    }
 }
+
+/// What a change touched, for the caches that hold it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A key's record, material, policy, tags, grants or aliases.
+    Key(KeyId),
+    /// A principal's identity policies or tags.
+    Principal(String),
+    /// An alias of an account.
+    Alias(AccountId, String),
+    /// An access key.
+    AccessKey(String),
+    /// Anything: changes may have been missed (the store's connection was lost).
+    All,
+}
+
+/// A watcher of [`Change`]s.
+pub type OnChange = std::sync::Arc<dyn Fn(Change) + Send + Sync>;
 
 /// Policies and principal tags: the authorization data.
 pub trait PolicyStore {

@@ -100,7 +100,7 @@ impl AliasCache {
     }
 
     /// The alias changed in the store: forget it and turn away lookups under way.
-    fn invalidate(&self, account: &AccountId, name: &str) {
+    pub(crate) fn invalidate(&self, account: &AccountId, name: &str) {
         self.0
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -59,6 +59,18 @@ impl PrincipalCache {
             .or_default()
             .fill(ticket, d);
     }
+    /// Drops every principal's data (each load under way is turned away).
+    pub(crate) fn invalidate_all(&self) {
+        for slot in self
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            slot.invalidate();
+        }
+    }
+
     pub(crate) fn invalidate(&self, arn: &str) {
         self.map
             .write()

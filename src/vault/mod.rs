@@ -14,6 +14,7 @@ mod deletion;
 mod describe_key;
 mod encrypt;
 mod error;
+mod follow;
 mod generate_data_key;
 mod generate_random;
 mod grants;

@@ -20,6 +20,10 @@ mod p11shim;
 #[path = "../../fuzz/src/lib.rs"]
 mod fuzz_targets;
 mod secrets_scan;
+// The throw-away PostgreSQL clusters of the PostgreSQL store's tests (the crate's own).
+#[path = "../../src/store/postgres/testdb.rs"]
+#[allow(dead_code)]
+mod testdb;
 
 mod aliases;
 mod audit;
@@ -56,6 +60,7 @@ mod policies;
 mod policy_eval;
 mod postgres;
 mod races;
+mod replicas;
 mod restart;
 mod revocation;
 mod shim;

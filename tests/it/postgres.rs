@@ -6,9 +6,7 @@ use p11kms::proto;
 
 use crate::harness::*;
 
-#[path = "../../src/store/postgres/testdb.rs"]
-#[allow(dead_code)]
-mod testdb;
+use crate::testdb;
 
 /// A dev directory whose daemon keeps its metadata in `db`.
 fn on_postgres(db: &testdb::TestDb) -> TestDir {

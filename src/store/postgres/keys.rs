@@ -7,7 +7,7 @@ use super::{count, from_ms, limit, to_i64, to_ms, to_u64, PostgresStore};
 use crate::domain::{
     AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
 };
-use crate::store::{KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
+use crate::store::{Change, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
 
 /// The key ids in the first column of `rows`.
 fn key_ids(rows: &[tokio_postgres::Row]) -> Result<Vec<KeyId>, StoreError> {
@@ -178,45 +178,54 @@ impl Store for PostgresStore {
         } else {
             KeyState::Disabled
         };
-        let key = id.to_string();
+        let (key, id) = (id.to_string(), *id);
         self.with(move |c| async move {
-            Ok(changed(
-                c.execute(
+            let n = c
+                .execute(
                     "UPDATE keys SET key_state = $2
                      WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled')",
                     &[&key, &state.as_str()],
                 )
-                .await?,
-            ))
+                .await?;
+            if n > 0 {
+                super::announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(changed(n))
         })
     }
 
     fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {
-        let key = id.to_string();
+        let (key, id) = (id.to_string(), *id);
         self.with(move |c| async move {
-            Ok(changed(
-                c.execute(
+            let n = c
+                .execute(
                     "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = $2
                      WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled')",
                     &[&key, &to_ms(at)],
                 )
-                .await?,
-            ))
+                .await?;
+            if n > 0 {
+                super::announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(changed(n))
         })
     }
 
     fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let key = id.to_string();
+        let (key, id) = (id.to_string(), *id);
         self.with(move |c| async move {
-            Ok(changed(
-                c.execute(
+            let n = c
+                .execute(
                     "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
                      WHERE key_id = $1 AND key_state = 'PendingDeletion'
                        AND destroy_started_ms IS NULL",
                     &[&key],
                 )
-                .await?,
-            ))
+                .await?;
+            if n > 0 {
+                super::announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(changed(n))
         })
     }
 
@@ -251,7 +260,7 @@ impl Store for PostgresStore {
     }
 
     fn finish_destruction(&self, id: &KeyId, now: SystemTime) -> Result<(), StoreError> {
-        let key = id.to_string();
+        let (key, id) = (id.to_string(), *id);
         self.with(move |mut c| async move {
             let tx = c.transaction().await?;
             let Some(row) = tx
@@ -276,6 +285,7 @@ impl Store for PostgresStore {
                 &[&key, &account, &to_ms(now)],
             )
             .await?;
+            super::announce(&*tx, &Change::Key(id)).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -303,7 +313,7 @@ impl Store for PostgresStore {
         id: &KeyId,
         rotation: Option<RotationSchedule>,
     ) -> Result<(), StoreError> {
-        let key = id.to_string();
+        let (key, id) = (id.to_string(), *id);
         self.with(move |c| async move {
             let n = c
                 .execute(
@@ -319,6 +329,7 @@ impl Store for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
+            super::announce(&**c, &Change::Key(id)).await?;
             Ok(())
         })
     }
@@ -378,7 +389,7 @@ impl Store for PostgresStore {
     }
 
     fn set_key_description(&self, id: &KeyId, description: &str) -> Result<(), StoreError> {
-        let (key, description) = (id.to_string(), description.to_owned());
+        let (key, id, description) = (id.to_string(), *id, description.to_owned());
         self.with(move |c| async move {
             let n = c
                 .execute(
@@ -389,6 +400,7 @@ impl Store for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
+            super::announce(&**c, &Change::Key(id)).await?;
             Ok(())
         })
     }
@@ -410,7 +422,7 @@ impl Store for PostgresStore {
         m: &MaterialRecord,
         next_rotation: Option<SystemTime>,
     ) -> Result<(), StoreError> {
-        let (key, m) = (id.to_string(), m.clone());
+        let (key, id, m) = (id.to_string(), *id, m.clone());
         self.with(move |mut c| async move {
             let tx = c.transaction().await?;
             tx.execute(
@@ -436,6 +448,7 @@ impl Store for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
+            super::announce(&*tx, &Change::Key(id)).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -483,6 +496,10 @@ impl Store for PostgresStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn watch(&self, on_change: crate::store::OnChange) {
+        PostgresStore::watch(self, on_change);
     }
 
     fn heartbeat(&self, now: SystemTime) -> Result<(), StoreError> {

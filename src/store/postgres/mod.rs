@@ -130,10 +130,18 @@ impl Drop for OwnRuntime {
 /// The advisory lock whose holder leads the sweeps ([`super::Store::lead`]).
 const LEAD_LOCK: i64 = 0x7031_6b6d_735f_6c64;
 
+/// The channel every change is announced on (`pg_notify`), and that each daemon
+/// listens to, to drop what its caches hold of it.
+const CHANNEL: &str = "p11kms_changes";
+
 /// The PostgreSQL implementation of [`super::Store`].
 pub struct PostgresStore {
     pool: Pool,
     rt: OwnRuntime,
+    /// The connection settings, for the listening connection.
+    config: tokio_postgres::Config,
+    /// Who is told of changes (see [`super::Store::watch`]).
+    watcher: std::sync::Arc<std::sync::RwLock<Option<super::OnChange>>>,
     /// The connection that holds [`LEAD_LOCK`], while this daemon leads: a session
     /// lock, released by the server when the connection ends (this daemon died, or the
     /// database restarted).
@@ -158,7 +166,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -178,6 +186,8 @@ impl PostgresStore {
             pool,
             rt: OwnRuntime(Some(rt)),
             leader: std::sync::Arc::default(),
+            config,
+            watcher: std::sync::Arc::default(),
         };
         store.with(|mut c| async move { migrate(&mut c).await })?;
         Ok(store)
@@ -231,6 +241,119 @@ impl PostgresStore {
             Ok(taken)
         })
     }
+}
+
+impl PostgresStore {
+    /// [`super::Store::watch`]: the first call starts the listening connection, which
+    /// reconnects by itself and, after every (re)connection, reports
+    /// [`super::Change::All`]: what happened while it was away is unknown.
+    pub(crate) fn watch(&self, on_change: super::OnChange) {
+        let first = {
+            let mut w = self
+                .watcher
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let first = w.is_none();
+            *w = Some(on_change);
+            first
+        };
+        let Some(rt) = &self.rt.0 else { return };
+        if first {
+            rt.spawn(listen(
+                self.config.clone(),
+                std::sync::Arc::clone(&self.watcher),
+            ));
+        }
+    }
+}
+
+/// Listens on [`CHANNEL`] for as long as the store's runtime runs.
+async fn listen(
+    config: tokio_postgres::Config,
+    watcher: std::sync::Arc<std::sync::RwLock<Option<super::OnChange>>>,
+) {
+    use futures_util::StreamExt as _;
+    let tell = |change: super::Change| {
+        let w = watcher
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(w) = w {
+            w(change);
+        }
+    };
+    loop {
+        let connected = config.connect(tokio_postgres::NoTls).await;
+        let (client, mut connection) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the store's change listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        tokio::spawn(async move {
+            futures_util::pin_mut!(messages);
+            while let Some(m) = messages.next().await {
+                match m {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if tx.send(n.payload().to_owned()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            tracing::warn!(error = %e, "the store's change listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        tell(super::Change::All);
+        while let Some(payload) = rx.recv().await {
+            tell(parse_change(&payload));
+        }
+        tracing::warn!("the store's change listener lost its connection; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A change as announced (see [`announce`]); anything unreadable is everything.
+fn parse_change(payload: &str) -> super::Change {
+    use super::Change;
+    let mut parts = payload.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("key"), Some(id), None) => id.parse().map_or(Change::All, Change::Key),
+        (Some("principal"), Some(arn), None) => Change::Principal(arn.to_owned()),
+        (Some("alias"), Some(account), Some(name)) => account
+            .parse()
+            .map_or(Change::All, |a| Change::Alias(a, name.to_owned())),
+        (Some("access_key"), Some(id), None) => Change::AccessKey(id.to_owned()),
+        _ => Change::All,
+    }
+}
+
+/// Announces `change` to every daemon listening: delivered when `c`'s transaction
+/// commits (at once outside one), never when it rolls back.
+async fn announce(
+    c: &impl tokio_postgres::GenericClient,
+    change: &super::Change,
+) -> Result<(), StoreError> {
+    use super::Change;
+    let payload = match change {
+        Change::Key(id) => format!("key {id}"),
+        Change::Principal(arn) => format!("principal {arn}"),
+        Change::Alias(account, name) => format!("alias {} {name}", account.as_str()),
+        Change::AccessKey(id) => format!("access_key {id}"),
+        Change::All => "all".to_owned(),
+    };
+    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await?;
+    Ok(())
 }
 
 async fn migrate(c: &mut Object) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use super::announce;
 use super::{count, from_ms, is_unique_violation, limit, lock, to_ms, PostgresStore};
 use crate::domain::{AccessKeyId, AccessKeyStatus, AccountId, KeyId};
 use crate::store::encoding::{
@@ -12,9 +13,17 @@ use crate::store::encoding::{
     TagTable,
 };
 use crate::store::{
-    AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, GrantRecord, GrantStore, PolicyStore,
-    StoreError,
+    AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, Change, GrantRecord, GrantStore,
+    PolicyStore, StoreError,
 };
+
+/// The change a write to `t`'s rows of `owner` makes.
+fn tag_change(t: TagTable, owner: &str) -> Change {
+    match owner.parse::<KeyId>() {
+        Ok(id) if t.table == TagTable::KEY.table => Change::Key(id),
+        _ => Change::Principal(owner.to_owned()),
+    }
+}
 
 /// Adds or replaces `tags` of `owner`, all or none: LimitExceeded past `max_tags`.
 pub(super) fn put_tags(
@@ -61,6 +70,7 @@ pub(super) fn put_tags(
                 t.what
             )));
         }
+        announce(&*tx, &tag_change(t, &owner)).await?;
         tx.commit().await?;
         Ok(())
     })
@@ -86,6 +96,7 @@ pub(super) fn delete_tags(
             }
         );
         c.execute(&sql, &[&owner, &keys]).await?;
+        announce(&**c, &tag_change(t, &owner)).await?;
         Ok(())
     })
 }
@@ -107,7 +118,7 @@ fn pairs(
 
 impl PolicyStore for PostgresStore {
     fn set_key_policy(&self, id: &KeyId, policy: &str) -> Result<(), StoreError> {
-        let (key, policy) = (id.to_string(), policy.to_owned());
+        let (key, id, policy) = (id.to_string(), *id, policy.to_owned());
         self.with(move |c| async move {
             let n = c
                 .execute(
@@ -118,6 +129,7 @@ impl PolicyStore for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
+            announce(&**c, &Change::Key(id)).await?;
             Ok(())
         })
     }
@@ -137,6 +149,7 @@ impl PolicyStore for PostgresStore {
                 &[&p, &n, &d],
             )
             .await?;
+            announce(&**c, &Change::Principal(p)).await?;
             Ok(())
         })
     }
@@ -153,12 +166,17 @@ impl PolicyStore for PostgresStore {
     fn delete_identity_policy(&self, principal: &str, name: &str) -> Result<bool, StoreError> {
         let (p, n) = (principal.to_owned(), name.to_owned());
         self.with(move |c| async move {
-            Ok(c.execute(
-                "DELETE FROM identity_policies WHERE principal = $1 AND policy_name = $2",
-                &[&p, &n],
-            )
-            .await?
-                > 0)
+            let deleted = c
+                .execute(
+                    "DELETE FROM identity_policies WHERE principal = $1 AND policy_name = $2",
+                    &[&p, &n],
+                )
+                .await?
+                > 0;
+            if deleted {
+                announce(&**c, &Change::Principal(p)).await?;
+            }
+            Ok(deleted)
         })
     }
 
@@ -254,6 +272,8 @@ impl AliasStore for PostgresStore {
                 return Err(StoreError::AlreadyExists("alias"));
             }
             check_alias_room(&tx, &key, max_per_key).await?;
+            announce(&*tx, &Change::Alias(a.account.clone(), a.name.clone())).await?;
+            announce(&*tx, &Change::Key(a.key_id)).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -288,6 +308,15 @@ impl AliasStore for PostgresStore {
                 return Err(StoreError::Missing("alias"));
             }
             check_alias_room(&tx, &to, max_per_key).await?;
+            for change in [
+                account
+                    .parse()
+                    .map_or(Change::All, |a| Change::Alias(a, name.clone())),
+                from.parse().map_or(Change::All, Change::Key),
+                to.parse().map_or(Change::All, Change::Key),
+            ] {
+                announce(&*tx, &change).await?;
+            }
             tx.commit().await?;
             Ok(())
         })
@@ -299,18 +328,20 @@ impl AliasStore for PostgresStore {
         name: &str,
         key: &KeyId,
     ) -> Result<bool, StoreError> {
-        let (account, name, key) = (
-            account.as_str().to_owned(),
-            name.to_owned(),
-            key.to_string(),
-        );
+        let (acct, name, id) = (account.clone(), name.to_owned(), *key);
         self.with(move |c| async move {
-            Ok(c.execute(
-                "DELETE FROM aliases WHERE account = $1 AND name = $2 AND key_id = $3",
-                &[&account, &name, &key],
-            )
-            .await?
-                > 0)
+            let deleted = c
+                .execute(
+                    "DELETE FROM aliases WHERE account = $1 AND name = $2 AND key_id = $3",
+                    &[&acct.as_str(), &name, &id.to_string()],
+                )
+                .await?
+                > 0;
+            if deleted {
+                announce(&**c, &Change::Alias(acct, name)).await?;
+                announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(deleted)
         })
     }
 
@@ -428,6 +459,7 @@ impl GrantStore for PostgresStore {
                 ],
             )
             .await?;
+            announce(&*tx, &Change::Key(g.key_id)).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -467,9 +499,18 @@ impl GrantStore for PostgresStore {
     fn delete_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
         let id = grant_id.to_owned();
         self.with(move |c| async move {
-            Ok(c.execute("DELETE FROM grants WHERE grant_id = $1", &[&id])
+            let Some(row) = c
+                .query_opt(
+                    "DELETE FROM grants WHERE grant_id = $1 RETURNING key_id",
+                    &[&id],
+                )
                 .await?
-                > 0)
+            else {
+                return Ok(false);
+            };
+            let key: String = row.get(0);
+            announce(&**c, &key.parse().map_or(Change::All, Change::Key)).await?;
+            Ok(true)
         })
     }
 
@@ -623,11 +664,14 @@ impl AccessKeyStore for PostgresStore {
     fn delete_access_key(&self, id: &AccessKeyId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
         self.with(move |c| async move {
-            Ok(
-                c.execute("DELETE FROM access_keys WHERE access_key_id = $1", &[&id])
-                    .await?
-                    > 0,
-            )
+            let deleted = c
+                .execute("DELETE FROM access_keys WHERE access_key_id = $1", &[&id])
+                .await?
+                > 0;
+            if deleted {
+                announce(&**c, &Change::AccessKey(id)).await?;
+            }
+            Ok(deleted)
         })
     }
 }

@@ -59,7 +59,14 @@ impl SecretCache {
     }
 
     /// A delete: drops the entry and turns away look-ups already under way.
-    pub(super) fn remove(&self, id: &AccessKeyId) {
+    /// Drops every secret; loads under way do not fill.
+    pub(crate) fn clear(&self) {
+        let mut inner = self.inner();
+        inner.entries.clear();
+        inner.generation += 1;
+    }
+
+    pub(crate) fn remove(&self, id: &AccessKeyId) {
         let mut inner = self.inner();
         inner.entries.remove(id);
         inner.generation += 1;

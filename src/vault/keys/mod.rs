@@ -329,7 +329,12 @@ impl KeyCache {
             .cloned()
     }
 
-    /// Drops a key (it was destroyed).
+    /// Drops every key: the next look-up of each reads it again.
+    pub(crate) fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Drops a key (it was destroyed, or changed by another daemon).
     pub(crate) fn remove(&self, id: &KeyId) {
         self.map
             .write()

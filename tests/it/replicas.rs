@@ -1,0 +1,235 @@
+//! Two daemons on one PostgreSQL database and one SoftHSM2 token: a call answered by
+//! one daemon uses what the other made, and a change made through one (key disabled,
+//! Deny added, grant revoked, alias moved, key scheduled for deletion) is enforced by
+//! the other within a second, though it had the old state cached.
+
+use std::time::{Duration, Instant};
+
+use p11kms::proto;
+use serde_json::json;
+
+use crate::harness::*;
+
+use crate::testdb;
+
+/// Points `dir`'s store at `db`.
+fn use_db(dir: &TestDir, db: &testdb::TestDb) {
+    dir.edit_config(|t| {
+        let mut store = toml::Table::new();
+        store.insert(
+            "postgres".into(),
+            format!("postgresql://p11kms@127.0.0.1:{}/p11kms", db.port).into(),
+        );
+        t.insert("store".into(), store.into());
+    });
+}
+
+/// A second dev directory with `a`'s CA, identities, token and PINs.
+fn replica_of(a: &TestDir) -> TestDir {
+    let b = TestDir::new();
+    for f in [
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "softhsm2.conf",
+        "so.pin",
+        "user.pin",
+    ] {
+        std::fs::copy(a.path().join(f), b.path().join(f)).unwrap();
+    }
+    let (src, dst) = (a.dev().admin_identity(), b.dev().admin_identity());
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["cert.pem", "key.pem", "ca.pem"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    b.prepare();
+    b
+}
+
+/// Polls `check` until it holds, and returns how long that took (at most 1 s).
+async fn within_a_second<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: not seen by the other daemon within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+fn error_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
+    r.err()
+        .map(|s| p11kms::client::error_name(&s).unwrap_or("none").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
+    let db = testdb::TestDb::start();
+    let a_dir = TestDir::new();
+    a_dir.prepare();
+    use_db(&a_dir, &db);
+    let a = Daemon::start(&a_dir);
+    let b_dir = replica_of(&a_dir);
+    use_db(&b_dir, &db);
+    let b = Daemon::start(&b_dir);
+    let (mut ca, mut cb) = (a.admin().await, b.admin().await);
+
+    // Made on A, used on B, and back.
+    let key = create_key(&mut ca).await.key_id;
+    let blob = encrypt(&mut ca, &key, b"across", &[]).await;
+    assert_eq!(decrypt(&mut cb, &blob, &[]).await, b"across");
+    let blob = encrypt(&mut cb, &key, b"and back", &[]).await;
+    assert_eq!(decrypt(&mut ca, &blob, &[]).await, b"and back");
+
+    let mut took = Vec::new();
+    // Key disabled on A: B refuses.
+    ca.disable_key(proto::DisableKeyRequest {
+        key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    took.push(
+        within_a_second("DisableKey", || {
+            let mut cb = cb.clone();
+            let key = key.clone();
+            async move {
+                error_of(cb.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
+                    == Some("DisabledException")
+            }
+        })
+        .await,
+    );
+    ca.enable_key(proto::EnableKeyRequest {
+        key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    within_a_second("EnableKey", || {
+        let mut cb = cb.clone();
+        let key = key.clone();
+        async move { cb.encrypt(encrypt_req(&key, b"x", &[])).await.is_ok() }
+    })
+    .await;
+
+    // An identity policy changed on A: B denies.
+    let app = role("111122223333", "App");
+    put_identity_policy(&mut ca, &app, "all", allow(&["kms:*"])).await;
+    let app_b = b.client_as(&app).await;
+    within_a_second("PutPrincipalPolicy", || {
+        let mut app_b = app_b.clone();
+        let key = key.clone();
+        async move { app_b.encrypt(encrypt_req(&key, b"x", &[])).await.is_ok() }
+    })
+    .await;
+    put_identity_policy(
+        &mut ca,
+        &app,
+        "deny",
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*"}]}),
+    )
+    .await;
+    took.push(
+        within_a_second("a Deny added", || {
+            let mut app_b = app_b.clone();
+            let key = key.clone();
+            async move {
+                error_of(app_b.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
+                    == Some("AccessDeniedException")
+            }
+        })
+        .await,
+    );
+
+    // A grant revoked on A: its grantee is refused on B.
+    let grantee = role("111122223333", "Grantee");
+    let grant = ca
+        .create_grant(proto::CreateGrantRequest {
+            key_id: key.clone(),
+            grantee_principal: grantee.clone(),
+            operations: vec!["Decrypt".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .grant_id;
+    let grantee_b = b.client_as(&grantee).await;
+    within_a_second("CreateGrant", || {
+        let mut g = grantee_b.clone();
+        let blob = blob.clone();
+        async move { g.decrypt(decrypt_req(&blob, &[])).await.is_ok() }
+    })
+    .await;
+    ca.revoke_grant(proto::RevokeGrantRequest {
+        key_id: key.clone(),
+        grant_id: grant,
+    })
+    .await
+    .unwrap();
+    took.push(
+        within_a_second("RevokeGrant", || {
+            let mut g = grantee_b.clone();
+            let blob = blob.clone();
+            async move {
+                error_of(g.decrypt(decrypt_req(&blob, &[])).await).as_deref()
+                    == Some("AccessDeniedException")
+            }
+        })
+        .await,
+    );
+
+    // An alias moved on A: B resolves it to the new key.
+    let other = create_key(&mut ca).await.key_id;
+    ca.create_alias(proto::CreateAliasRequest {
+        alias_name: "alias/moving".into(),
+        target_key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(describe(&mut cb, "alias/moving").await.key_id, key);
+    ca.update_alias(proto::UpdateAliasRequest {
+        alias_name: "alias/moving".into(),
+        target_key_id: other.clone(),
+    })
+    .await
+    .unwrap();
+    took.push(
+        within_a_second("UpdateAlias", || {
+            let mut cb = cb.clone();
+            let other = other.clone();
+            async move { describe(&mut cb, "alias/moving").await.key_id == other }
+        })
+        .await,
+    );
+
+    // Scheduled for deletion on A: B refuses to encrypt.
+    ca.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+        key_id: key.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .await
+    .unwrap();
+    took.push(
+        within_a_second("ScheduleKeyDeletion", || {
+            let mut cb = cb.clone();
+            let key = key.clone();
+            async move {
+                error_of(cb.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
+                    == Some("KMSInvalidStateException")
+            }
+        })
+        .await,
+    );
+    println!("propagation to the other daemon: {took:?}");
+    drop(app_b);
+    drop(grantee_b);
+    a.stop();
+    b.stop();
+}

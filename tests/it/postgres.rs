@@ -263,3 +263,87 @@ async fn store_copy_moves_a_sqlite_store_to_postgresql_whole() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// PostgreSQL restarted under load: calls that need it fail with a name while it is
+/// down (none succeeds without its write), the daemon reconnects by itself, and every
+/// key whose creation was acknowledged is there afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_rides_out_a_database_restart() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let db = testdb::TestDb::start();
+    let dir = on_postgres(&db);
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await.key_id;
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (mut c, stop, created, failures, key) = (
+            c.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&created),
+            Arc::clone(&failures),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match c.create_key(proto::CreateKeyRequest::default()).await {
+                    Ok(r) => created
+                        .lock()
+                        .unwrap()
+                        .push(r.into_inner().key_metadata.unwrap().key_id),
+                    Err(s) => failures
+                        .lock()
+                        .unwrap()
+                        .push(p11kms::client::error_name(&s).unwrap_or("none").to_owned()),
+                }
+                if let Err(s) = c.encrypt(encrypt_req(&key, b"through it", &[])).await {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(p11kms::client::error_name(&s).unwrap_or("none").to_owned());
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    db.pause();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let during = created.lock().unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        created.lock().unwrap().len(),
+        during,
+        "a CreateKey succeeded while the database was down"
+    );
+    let back = std::time::Instant::now();
+    db.resume();
+    eventually("a CreateKey succeeds again", || async {
+        created.lock().unwrap().len() > during
+    })
+    .await;
+    println!(
+        "database restart: a CreateKey succeeds {:?} after the database is started again",
+        back.elapsed()
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let failures = failures.lock().unwrap().clone();
+    assert!(!failures.is_empty(), "the outage was not seen");
+    for f in &failures {
+        assert!(
+            ["KMSInternalException", "DependencyTimeoutException"].contains(&f.as_str()),
+            "{f} in {failures:?}"
+        );
+    }
+    let listed = list_key_ids(&mut c).await;
+    for k in created.lock().unwrap().iter() {
+        assert!(
+            listed.contains(k),
+            "{k}, whose creation was acknowledged, is missing"
+        );
+    }
+    d.stop();
+}

@@ -458,6 +458,25 @@ mod tests {
         crate::store::suite::quotas_hold_under_concurrent_writers(&[&store, &other]);
     }
 
+    /// A database that goes away and comes back: calls fail while it is away, with
+    /// a database error, and succeed again after (the pool replaces the connections
+    /// the restart broke).
+    #[test]
+    fn calls_fail_while_the_database_is_down_and_resume_after() {
+        let db = testdb::TestDb::start();
+        let store = PostgresStore::connect(db.config(), 2).unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(store.heartbeat(now).is_ok());
+        db.pause();
+        assert!(matches!(store.heartbeat(now), Err(StoreError::Database(_))));
+        db.resume();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.heartbeat(now).is_err() {
+            assert!(std::time::Instant::now() < deadline, "no recovery");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// One daemon leads the sweeps; the lead stays with it while it lives and moves to
     /// another once it is gone (its connection closed, the lock released).
     #[test]

@@ -74,23 +74,8 @@ impl TestDb {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let mut start = as_owner(bin("pg_ctl"));
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.path().join("log"))
-            .args([
-                "-w",
-                "-o",
-                &format!(
-                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    dir.path().display()
-                ),
-                "start",
-            ]);
-        run(start);
         let db = Self { dir, port };
+        db.resume();
         let mut create = Command::new(bin("createdb"));
         create.args([
             "-h",
@@ -103,6 +88,36 @@ impl TestDb {
         ]);
         run(create);
         db
+    }
+
+    /// Starts the server (again).
+    pub(crate) fn resume(&self) {
+        let mut start = as_owner(bin("pg_ctl"));
+        start
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args([
+                "-w",
+                "-o",
+                &format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    self.port,
+                    self.dir.path().display()
+                ),
+                "start",
+            ]);
+        run(start);
+    }
+
+    /// Stops the server (fast: open connections are ended).
+    pub(crate) fn pause(&self) {
+        let mut stop = as_owner(bin("pg_ctl"));
+        stop.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-w", "-m", "fast", "stop"]);
+        run(stop);
     }
 
     /// A client configuration for the cluster's `p11kms` database.

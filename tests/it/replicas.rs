@@ -233,3 +233,83 @@ async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
     a.stop();
     b.stop();
 }
+
+/// One of two daemons killed with SIGKILL under load from a client that knows both:
+/// the client goes on with the other, calls fail only while in flight on the dead one
+/// (and only as transport failures), and every ciphertext it was given decrypts on the
+/// survivor.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let db = testdb::TestDb::start();
+    let a_dir = TestDir::new();
+    a_dir.prepare();
+    use_db(&a_dir, &db);
+    let a = Daemon::start(&a_dir);
+    let b_dir = replica_of(&a_dir);
+    use_db(&b_dir, &db);
+    let b = Daemon::start(&b_dir);
+    let identity = p11kms::client::Identity::from_dir(&a_dir.dev().admin_identity()).unwrap();
+    let c = p11kms::client::connect(&format!("{},{}", a.endpoint(), b.endpoint()), &identity)
+        .await
+        .unwrap();
+    let key = create_key(&mut c.clone()).await.key_id;
+    let stop = Arc::new(AtomicBool::new(false));
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..4u8)
+        .map(|t| {
+            let (mut c, stop, told, failed, key) = (
+                c.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&told),
+                Arc::clone(&failed),
+                key.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let plain = format!("{t}-{n}").into_bytes();
+                    match c.encrypt(encrypt_req(&key, &plain, &[])).await {
+                        Ok(r) => told
+                            .lock()
+                            .unwrap()
+                            .push((r.into_inner().ciphertext_blob, plain)),
+                        Err(s) => failed.lock().unwrap().push(s),
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = told.lock().unwrap().len();
+    a.crash();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let told = told.lock().unwrap().clone();
+    assert!(
+        before > 0 && told.len() > before,
+        "{before} then {}",
+        told.len()
+    );
+    for s in failed.lock().unwrap().iter() {
+        // Only calls in flight on the dead daemon, which carry no AWS name.
+        assert!(p11kms::client::error_name(s).is_none(), "{s:?}");
+    }
+    let mut survivor = b.admin().await;
+    for (blob, plain) in &told {
+        assert_eq!(&decrypt(&mut survivor, blob, &[]).await, plain);
+    }
+    println!(
+        "one of two daemons killed: {} ciphertexts acknowledged ({} after the kill), {} calls failed in flight, all decrypt on the survivor",
+        told.len(),
+        told.len() - before,
+        failed.lock().unwrap().len()
+    );
+    b.stop();
+}

@@ -154,6 +154,28 @@ pub trait Store:
     fn lead(&self) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// Takes the right to make material version `version` of a key in the token, before
+    /// the token object is made: false while another daemon holds it (made less than
+    /// `stale_after` before `now`; an older claim is a dead daemon's and is taken
+    /// over). `add_material` of that version gives the right back. Two daemons must
+    /// never make the same version: making material first clears the token objects of
+    /// its CKA_ID. A store only one daemon opens always answers true.
+    fn claim_material(
+        &self,
+        id: &KeyId,
+        version: MaterialVersion,
+        now: std::time::SystemTime,
+        stale_after: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, version, now, stale_after);
+        Ok(true)
+    }
+    /// Gives back the right to make a material version when making it failed, so that
+    /// a retry (by this daemon or another) need not wait for the claim to go stale.
+    fn release_material(&self, id: &KeyId, version: MaterialVersion) -> Result<(), StoreError> {
+        let _ = (id, version);
+        Ok(())
+    }
     /// Whether other daemons may share the store (and the token with it): then no
     /// daemon may take a token object without metadata for an orphan, as another may be
     /// between making a key's material and recording it.

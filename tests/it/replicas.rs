@@ -313,3 +313,64 @@ async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
     );
     b.stop();
 }
+
+/// Two daemons rotating the same key at the same moment, again and again: each version
+/// is made once in the token (one object per version, no CKA_ID made twice), and what
+/// either encrypts after decrypts on both.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
+    let db = testdb::TestDb::start();
+    let a_dir = TestDir::new();
+    a_dir.prepare();
+    use_db(&a_dir, &db);
+    let a = Daemon::start(&a_dir);
+    let b_dir = replica_of(&a_dir);
+    use_db(&b_dir, &db);
+    let b = Daemon::start(&b_dir);
+    let (mut ca, mut cb) = (a.admin().await, b.admin().await);
+    let key = create_key(&mut ca).await.key_id;
+    for _ in 0..5 {
+        let rotate = |mut c: p11kms::client::KmsClient| {
+            let key = key.clone();
+            async move {
+                c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest { key_id: key })
+                    .await
+            }
+        };
+        let (ra, rb) = tokio::join!(rotate(ca.clone()), rotate(cb.clone()));
+        assert!(ra.is_ok() || rb.is_ok(), "{ra:?} {rb:?}");
+        let from_a = encrypt(&mut ca, &key, b"from a", &[]).await;
+        let from_b = encrypt(&mut cb, &key, b"from b", &[]).await;
+        assert_eq!(decrypt(&mut cb, &from_a, &[]).await, b"from a");
+        assert_eq!(decrypt(&mut ca, &from_b, &[]).await, b"from b");
+    }
+    let rotations = ca
+        .list_key_rotations(proto::ListKeyRotationsRequest {
+            key_id: key.clone(),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rotations
+        .len();
+    let prefix = key.replace('-', "");
+    let mut ids: Vec<String> = a_dir
+        .token_objects()
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_owned))
+        .filter(|id| id.starts_with(&prefix))
+        .collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(all, ids.len(), "a CKA_ID made twice: {ids:?}");
+    assert_eq!(
+        all,
+        1 + rotations,
+        "token objects against 1 + {rotations} rotations"
+    );
+    a.stop();
+    b.stop();
+}

@@ -274,7 +274,14 @@ impl Store for PostgresStore {
                 return Err(StoreError::Missing("key being destroyed"));
             };
             let account: String = row.get(0);
-            for table in ["aliases", "key_tags", "grants", "key_materials", "keys"] {
+            for table in [
+                "aliases",
+                "key_tags",
+                "grants",
+                "material_claims",
+                "key_materials",
+                "keys",
+            ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE key_id = $1"), &[&key])
                     .await?;
             }
@@ -448,6 +455,11 @@ impl Store for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
+            tx.execute(
+                "DELETE FROM material_claims WHERE key_id = $1 AND version = $2",
+                &[&key, &i64::from(m.version.0)],
+            )
+            .await?;
             super::announce(&*tx, &Change::Key(id)).await?;
             tx.commit().await?;
             Ok(())
@@ -496,6 +508,40 @@ impl Store for PostgresStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn claim_material(
+        &self,
+        id: &KeyId,
+        version: MaterialVersion,
+        now: SystemTime,
+        stale_after: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let key = id.to_string();
+        let stale = to_ms(now) - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "INSERT INTO material_claims (key_id, version, claimed_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (key_id, version) DO UPDATE SET claimed_ms = excluded.claimed_ms
+                     WHERE material_claims.claimed_ms < $4",
+                    &[&key, &i64::from(version.0), &to_ms(now), &stale],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn release_material(&self, id: &KeyId, version: MaterialVersion) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            c.execute(
+                "DELETE FROM material_claims WHERE key_id = $1 AND version = $2",
+                &[&key, &i64::from(version.0)],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     fn watch(&self, on_change: crate::store::OnChange) {

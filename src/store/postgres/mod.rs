@@ -24,7 +24,8 @@ use crate::store::encoding::{from_ms, to_i64, to_ms, to_u64};
 /// The schema, one migration per entry, applied in order under an advisory lock (several
 /// daemons may start at once); `p11kms_schema` counts those applied. Never edit a
 /// released entry: add a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE keys (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE keys (
         key_id               TEXT PRIMARY KEY,
         account              TEXT NOT NULL,
         description          TEXT NOT NULL,
@@ -110,7 +111,15 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE keys (
         created_ms    BIGINT NOT NULL,
         sealed_secret BYTEA NOT NULL
      );
-     CREATE INDEX access_keys_by_principal ON access_keys(principal, created_ms);"];
+     CREATE INDEX access_keys_by_principal ON access_keys(principal, created_ms);",
+    // 2: who is making which material version (`Store::claim_material`).
+    "CREATE TABLE material_claims (
+        key_id     TEXT NOT NULL,
+        version    BIGINT NOT NULL,
+        claimed_ms BIGINT NOT NULL,
+        PRIMARY KEY (key_id, version)
+     );",
+];
 
 /// The advisory lock the migrations run under (any constant, the same in every build).
 const MIGRATION_LOCK: i64 = 0x7031_6b6d_735f_6d67;
@@ -475,6 +484,41 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no recovery");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// The right to make a material version: one daemon at a time, taken over once
+    /// stale, given back by recording the version or by a release.
+    #[test]
+    fn one_daemon_at_a_time_makes_a_material_version() {
+        use crate::domain::MaterialVersion;
+        let db = testdb::TestDb::start();
+        let (a, b) = (
+            PostgresStore::connect(db.config(), 2).unwrap(),
+            PostgresStore::connect(db.config(), 2).unwrap(),
+        );
+        let ids = crate::store::suite::seed(&a);
+        let (id, v2) = (ids[0], MaterialVersion(2));
+        let now = std::time::SystemTime::now();
+        let stale = std::time::Duration::from_secs(30);
+        assert!(a.claim_material(&id, v2, now, stale).unwrap());
+        assert!(!b.claim_material(&id, v2, now, stale).unwrap());
+        // A dead daemon's claim, once stale, is taken over.
+        let later = now + std::time::Duration::from_secs(31);
+        assert!(b.claim_material(&id, v2, later, stale).unwrap());
+        assert!(!a.claim_material(&id, v2, later, stale).unwrap());
+        b.release_material(&id, v2).unwrap();
+        assert!(a.claim_material(&id, v2, later, stale).unwrap());
+        // Recording the version gives the right back.
+        let m = a.get_key(&id).unwrap().unwrap().versions[0].clone();
+        a.add_material(
+            &id,
+            &crate::store::MaterialRecord { version: v2, ..m },
+            None,
+        )
+        .unwrap();
+        assert!(b
+            .claim_material(&id, MaterialVersion(2), later, stale)
+            .unwrap());
     }
 
     /// One daemon leads the sweeps; the lead stays with it while it lives and moves to

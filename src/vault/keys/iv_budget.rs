@@ -16,6 +16,10 @@ use crate::vault::{KmsError, Vault};
 /// encryptions, and at most that many IVs skipped by a crash.
 const RESERVATION_BLOCK: u64 = 1 << 16;
 
+/// How long another daemon's right to make a material version holds before it is taken
+/// for a dead daemon's: far longer than making and recording material takes.
+const MATERIAL_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl KeyEntry {
     /// Fast path: one invocation from the current reservation.
     fn try_take(&self) -> Option<MaterialVersion> {
@@ -81,6 +85,34 @@ impl Vault {
         }
     }
 
+    /// Adopts the store's record when it already holds version `next` or later (made by
+    /// a cancelled request of this daemon, or by another daemon), counting its whole
+    /// reservation as used; the version now current, or None.
+    async fn adopt_newer(
+        &self,
+        key: &KeyEntry,
+        next: MaterialVersion,
+    ) -> Result<Option<MaterialVersion>, KmsError> {
+        let id = key.key_id;
+        let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? else {
+            return Ok(None);
+        };
+        if stored.current_version < next {
+            return Ok(None);
+        }
+        let reserved = stored
+            .current()
+            .map(|m| m.reserved_invocations)
+            .unwrap_or(0);
+        let mut s = key.lock();
+        s.record.current_version = stored.current_version;
+        s.record.versions = stored.versions;
+        s.record.rotation = stored.rotation;
+        s.used = reserved;
+        s.reserved = reserved;
+        Ok(Some(stored.current_version))
+    }
+
     /// Makes material version `exhausted + 1` the current one: because `exhausted` spent
     /// its IV budget (`rotation` None), or as a rotation, which may also move the key's
     /// next automatic rotation (in the same store transaction). Returns the version.
@@ -99,26 +131,28 @@ impl Vault {
             })?;
         let id = key.key_id;
         // A request cancelled after the store recorded `next` but before memory did
-        // leaves the store ahead: adopt what it holds (counting its whole reservation as
-        // used) instead of making the material again. Only an unrecorded object is ever
-        // replaced by create_material.
-        if let Some(stored) = self.store_call(move |s| s.get_key(&id)).await? {
-            if stored.current_version >= next {
-                let reserved = stored
-                    .current()
-                    .map(|m| m.reserved_invocations)
-                    .unwrap_or(0);
-                let mut s = key.lock();
-                s.record.current_version = stored.current_version;
-                s.record.versions = stored.versions;
-                s.record.rotation = stored.rotation;
-                s.used = reserved;
-                s.reserved = reserved;
-                return Ok(stored.current_version);
+        // leaves the store ahead (and so does another daemon's new material, on a shared
+        // store): adopt what it holds instead of making the material again. Only an
+        // unrecorded object is ever replaced by create_material.
+        if let Some(v) = self.adopt_newer(key, next).await? {
+            return Ok(v);
+        }
+        // The right to make `next`, before the token object: making material clears the
+        // objects of its CKA_ID, so two daemons must never make the same version. While
+        // another holds it, wait for its record and adopt that.
+        loop {
+            let now = self.settings.clock.now();
+            let claimed = self
+                .store_call(move |s| s.claim_material(&id, next, now, MATERIAL_CLAIM_STALE))
+                .await?;
+            if claimed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if let Some(v) = self.adopt_newer(key, next).await? {
+                return Ok(v);
             }
         }
-        self.hsm.create_material(key.material_ref(next)).await?;
-        crate::failpoint::hit("new_material.after_material");
         let m = MaterialRecord {
             version: next,
             created: self.settings.clock.now(),
@@ -127,8 +161,20 @@ impl Vault {
         };
         let stored = m.clone();
         let next_rotation = rotation.and_then(|(_, n)| n);
-        self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
-            .await?;
+        let made = async {
+            self.hsm.create_material(key.material_ref(next)).await?;
+            crate::failpoint::hit("new_material.after_material");
+            self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
+                .await
+        };
+        if let Err(e) = made.await {
+            // Best effort: a claim left behind only delays the next maker until it goes
+            // stale.
+            let _ = self
+                .store_call(move |s| s.release_material(&id, next))
+                .await;
+            return Err(e);
+        }
         crate::failpoint::hit("new_material.after_store");
         match rotation {
             None => {

@@ -8,10 +8,8 @@ use crate::harness::*;
 
 use crate::testdb;
 
-/// A dev directory whose daemon keeps its metadata in `db`.
-fn on_postgres(db: &testdb::TestDb) -> TestDir {
-    let dir = TestDir::new();
-    dir.prepare();
+/// Points `dir`'s store at `db`.
+pub(crate) fn use_db(dir: &TestDir, db: &testdb::TestDb) {
     dir.edit_config(|t| {
         let mut store = toml::Table::new();
         store.insert(
@@ -21,6 +19,13 @@ fn on_postgres(db: &testdb::TestDb) -> TestDir {
         store.insert("pool_size".into(), 8.into());
         t.insert("store".into(), store.into());
     });
+}
+
+/// A dev directory whose daemon keeps its metadata in `db`.
+fn on_postgres(db: &testdb::TestDb) -> TestDir {
+    let dir = TestDir::new();
+    dir.prepare();
+    use_db(&dir, db);
     dir
 }
 
@@ -180,14 +185,7 @@ async fn store_copy_moves_a_sqlite_store_to_postgresql_whole() {
     );
     assert!(said.contains("both sides hold the same rows"), "{said}");
 
-    dir.edit_config(|t| {
-        let mut store = toml::Table::new();
-        store.insert(
-            "postgres".into(),
-            format!("postgresql://p11kms@127.0.0.1:{}/p11kms", db.port).into(),
-        );
-        t.insert("store".into(), store.into());
-    });
+    use_db(&dir, &db);
     std::fs::rename(
         dir.path().join("p11kms.db"),
         dir.path().join("moved-away.db"),

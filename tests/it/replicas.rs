@@ -9,20 +9,9 @@ use p11kms::proto;
 use serde_json::json;
 
 use crate::harness::*;
+use crate::postgres::use_db;
 
 use crate::testdb;
-
-/// Points `dir`'s store at `db`.
-fn use_db(dir: &TestDir, db: &testdb::TestDb) {
-    dir.edit_config(|t| {
-        let mut store = toml::Table::new();
-        store.insert(
-            "postgres".into(),
-            format!("postgresql://p11kms@127.0.0.1:{}/p11kms", db.port).into(),
-        );
-        t.insert("store".into(), store.into());
-    });
-}
 
 /// A second dev directory with `a`'s CA, identities, token and PINs.
 fn replica_of(a: &TestDir) -> TestDir {
@@ -45,6 +34,36 @@ fn replica_of(a: &TestDir) -> TestDir {
     }
     b.prepare();
     b
+}
+
+/// Two daemons on one new database: `a`, and `b` on `a`'s token (dropped in this
+/// order: the daemons before their database).
+struct Replicas {
+    a: Daemon,
+    b: Daemon,
+    a_dir: TestDir,
+    _b_dir: TestDir,
+    _db: testdb::TestDb,
+}
+
+impl Replicas {
+    fn start() -> Self {
+        let db = testdb::TestDb::start();
+        let a_dir = TestDir::new();
+        a_dir.prepare();
+        use_db(&a_dir, &db);
+        let a = Daemon::start(&a_dir);
+        let b_dir = replica_of(&a_dir);
+        use_db(&b_dir, &db);
+        let b = Daemon::start(&b_dir);
+        Self {
+            a,
+            b,
+            a_dir,
+            _b_dir: b_dir,
+            _db: db,
+        }
+    }
 }
 
 /// Polls `check` until it holds, and returns how long that took (at most 1 s).
@@ -71,14 +90,13 @@ fn error_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
-    let db = testdb::TestDb::start();
-    let a_dir = TestDir::new();
-    a_dir.prepare();
-    use_db(&a_dir, &db);
-    let a = Daemon::start(&a_dir);
-    let b_dir = replica_of(&a_dir);
-    use_db(&b_dir, &db);
-    let b = Daemon::start(&b_dir);
+    let Replicas {
+        a,
+        b,
+        a_dir: _a_dir,
+        _b_dir,
+        _db,
+    } = Replicas::start();
     let (mut ca, mut cb) = (a.admin().await, b.admin().await);
 
     // Made on A, used on B, and back.
@@ -242,14 +260,13 @@ async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
 async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    let db = testdb::TestDb::start();
-    let a_dir = TestDir::new();
-    a_dir.prepare();
-    use_db(&a_dir, &db);
-    let a = Daemon::start(&a_dir);
-    let b_dir = replica_of(&a_dir);
-    use_db(&b_dir, &db);
-    let b = Daemon::start(&b_dir);
+    let Replicas {
+        a,
+        b,
+        a_dir,
+        _b_dir,
+        _db,
+    } = Replicas::start();
     let identity = p11kms::client::Identity::from_dir(&a_dir.dev().admin_identity()).unwrap();
     let c = p11kms::client::connect(&format!("{},{}", a.endpoint(), b.endpoint()), &identity)
         .await
@@ -319,14 +336,13 @@ async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
 /// either encrypts after decrypts on both.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
-    let db = testdb::TestDb::start();
-    let a_dir = TestDir::new();
-    a_dir.prepare();
-    use_db(&a_dir, &db);
-    let a = Daemon::start(&a_dir);
-    let b_dir = replica_of(&a_dir);
-    use_db(&b_dir, &db);
-    let b = Daemon::start(&b_dir);
+    let Replicas {
+        a,
+        b,
+        a_dir,
+        _b_dir,
+        _db,
+    } = Replicas::start();
     let (mut ca, mut cb) = (a.admin().await, b.admin().await);
     let key = create_key(&mut ca).await.key_id;
     for _ in 0..5 {

@@ -143,12 +143,20 @@ const LEAD_LOCK: i64 = 0x7031_6b6d_735f_6c64;
 /// listens to, to drop what its caches hold of it.
 const CHANNEL: &str = "p11kms_changes";
 
+tokio::task_local! {
+    /// The store handle a write runs for (set by `PostgresStore::with`): its
+    /// announcements carry it, so that its own listener can pass them by.
+    static ORIGIN: std::sync::Arc<str>;
+}
+
 /// The PostgreSQL implementation of [`super::Store`].
 pub struct PostgresStore {
     pool: Pool,
     rt: OwnRuntime,
     /// The connection settings, for the listening connection.
     config: tokio_postgres::Config,
+    /// This handle's name in its announcements: random, one per daemon.
+    origin: std::sync::Arc<str>,
     /// Who is told of changes (see [`super::Store::watch`]).
     watcher: std::sync::Arc<std::sync::RwLock<Option<super::OnChange>>>,
     /// The connection that holds [`LEAD_LOCK`], while this daemon leads: a session
@@ -196,6 +204,7 @@ impl PostgresStore {
             rt: OwnRuntime(Some(rt)),
             leader: std::sync::Arc::default(),
             config,
+            origin: new_origin()?.into(),
             watcher: std::sync::Arc::default(),
         };
         store.with(|mut c| async move { migrate(&mut c).await })?;
@@ -213,15 +222,15 @@ impl PostgresStore {
         let Some(rt) = &self.rt.0 else {
             return Err(StoreError::Database("the store is closed".into()));
         };
-        let pool = self.pool.clone();
+        let (pool, origin) = (self.pool.clone(), std::sync::Arc::clone(&self.origin));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
+        rt.spawn(ORIGIN.scope(origin, async move {
             let result = match pool.get().await {
                 Ok(client) => f(client).await,
                 Err(e) => Err(StoreError::Database(Box::new(e))),
             };
             let _ = tx.send(result);
-        });
+        }));
         rx.recv()
             .map_err(|_| StoreError::Database("the store's task ended".into()))?
     }
@@ -270,6 +279,7 @@ impl PostgresStore {
         if first {
             rt.spawn(listen(
                 self.config.clone(),
+                std::sync::Arc::clone(&self.origin),
                 std::sync::Arc::clone(&self.watcher),
             ));
         }
@@ -279,6 +289,7 @@ impl PostgresStore {
 /// Listens on [`CHANNEL`] for as long as the store's runtime runs.
 async fn listen(
     config: tokio_postgres::Config,
+    origin: std::sync::Arc<str>,
     watcher: std::sync::Arc<std::sync::RwLock<Option<super::OnChange>>>,
 ) {
     use futures_util::StreamExt as _;
@@ -324,7 +335,12 @@ async fn listen(
         }
         tell(super::Change::All);
         while let Some(payload) = rx.recv().await {
-            tell(parse_change(&payload));
+            // This daemon's own writes have updated its caches already.
+            match payload.split_once(' ') {
+                Some((from, _)) if *from == *origin => {}
+                Some((_, change)) => tell(parse_change(change)),
+                None => tell(super::Change::All),
+            }
         }
         tracing::warn!("the store's change listener lost its connection; reconnecting");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -360,9 +376,23 @@ async fn announce(
         Change::AccessKey(id) => format!("access_key {id}"),
         Change::All => "all".to_owned(),
     };
+    // Outside `PostgresStore::with` (never, today) the origin is unknown: then every
+    // daemon, this one included, takes the change.
+    let origin = ORIGIN
+        .try_with(std::sync::Arc::clone)
+        .unwrap_or_else(|_| "-".into());
+    let payload = format!("{origin} {payload}");
     c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
         .await?;
     Ok(())
+}
+
+/// A random name for a store handle's announcements.
+fn new_origin() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| StoreError::Database("the system random number generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn migrate(c: &mut Object) -> Result<(), StoreError> {
@@ -519,6 +549,47 @@ mod tests {
         assert!(b
             .claim_material(&id, MaterialVersion(2), later, stale)
             .unwrap());
+    }
+
+    /// A store handle hears the changes other handles announce, not its own (its
+    /// daemon's caches are up to date with its own writes).
+    #[test]
+    fn changes_reach_the_other_handles_only() {
+        use crate::store::{Change, PolicyStore};
+        let db = testdb::TestDb::start();
+        let (a, b) = (
+            PostgresStore::connect(db.config(), 2).unwrap(),
+            PostgresStore::connect(db.config(), 2).unwrap(),
+        );
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = std::sync::Arc::clone(&heard);
+        a.watch(std::sync::Arc::new(move |c| h.lock().unwrap().push(c)));
+        let wait_for = |n: usize| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while heard.lock().unwrap().len() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}",
+                    heard.lock().unwrap()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        // The listener's first connection: everything may have changed.
+        wait_for(1);
+        a.put_identity_policy("arn:aws:iam::111122223333:role/own", "p", "{}")
+            .unwrap();
+        b.put_identity_policy("arn:aws:iam::111122223333:role/other", "p", "{}")
+            .unwrap();
+        wait_for(2);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![
+                Change::All,
+                Change::Principal("arn:aws:iam::111122223333:role/other".into())
+            ]
+        );
     }
 
     /// One daemon leads the sweeps; the lead stays with it while it lives and moves to

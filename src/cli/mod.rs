@@ -593,18 +593,10 @@ fn store_copy(
         pool_size: Some(2),
         ..p11kms::StoreSection::default()
     };
-    let backend = target
+    let store = target
         .check(|p: &std::path::Path| p.to_path_buf())
-        .map_err(|e| format!("--to: {}", e.reason))?;
-    let p11kms::StoreBackend::Postgres { url, password, .. } = backend else {
-        return Err("--to: write postgres:URL".into());
-    };
-    let store = p11kms::StoreBackend::Postgres {
-        url,
-        password,
-        pool_size: 2,
-    }
-    .connect_postgres()?;
+        .map_err(|e| format!("--to: {}", e.reason))?
+        .connect_postgres()?;
     let report = p11kms::copy_sqlite_to_postgres(std::path::Path::new(from), &store)?;
     for (table, rows) in &report.tables {
         io::print_line(&format!("{table}: {rows} rows"))?;

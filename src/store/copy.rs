@@ -78,18 +78,13 @@ async fn postgres_rows(
     table: &str,
     columns: &[String],
 ) -> Result<Vec<Vec<Cell>>, StoreError> {
-    let types = column_types(c, table).await?;
+    let types = column_types(c, table, columns).await?;
     let list = columns.join(", ");
     let mut rows = Vec::new();
     for r in c.query(&format!("SELECT {list} FROM {table}"), &[]).await? {
         let mut row = Vec::new();
-        for (i, col) in columns.iter().enumerate() {
-            let ty = types
-                .iter()
-                .find(|(n, _)| n == col)
-                .map(|(_, t)| t.as_str())
-                .ok_or(StoreError::Corrupt("column missing in PostgreSQL"))?;
-            row.push(match ty {
+        for (i, ty) in types.iter().enumerate() {
+            row.push(match ty.as_str() {
                 "bigint" => r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Int),
                 "integer" => r
                     .get::<_, Option<i32>>(i)
@@ -106,20 +101,32 @@ async fn postgres_rows(
     Ok(rows)
 }
 
-/// (column, data type) of a PostgreSQL table.
+/// The PostgreSQL data type of each of `columns` of `table`, in their order.
 async fn column_types(
     c: &impl tokio_postgres::GenericClient,
     table: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(c.query(
-        "SELECT column_name::text, data_type::text FROM information_schema.columns
+    columns: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let types: Vec<(String, String)> = c
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
              WHERE table_schema = current_schema() AND table_name = $1",
-        &[&table],
-    )
-    .await?
-    .iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect())
+            &[&table],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    columns
+        .iter()
+        .map(|col| {
+            types
+                .iter()
+                .find(|(n, _)| n == col)
+                .map(|(_, t)| t.clone())
+                .ok_or(StoreError::Corrupt("column missing in PostgreSQL"))
+        })
+        .collect()
 }
 
 /// A cell as a parameter of the PostgreSQL column type `ty`.
@@ -176,15 +183,7 @@ pub fn copy_sqlite_to_postgres(from: &Path, to: &PostgresStore) -> Result<CopyRe
         }
         tx.execute("DELETE FROM daemon_secrets", &[]).await?;
         for (table, (columns, rows)) in &tables {
-            let types = column_types(&*tx, table).await?;
-            let ty = |col: &String| {
-                types
-                    .iter()
-                    .find(|(n, _)| n == col)
-                    .map(|(_, t)| t.clone())
-                    .ok_or(StoreError::Corrupt("column missing in PostgreSQL"))
-            };
-            let col_types = columns.iter().map(ty).collect::<Result<Vec<_>, _>>()?;
+            let col_types = column_types(&*tx, table, columns).await?;
             let sql = format!(
                 "INSERT INTO {table} ({}) VALUES ({})",
                 columns.join(", "),

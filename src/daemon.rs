@@ -314,8 +314,6 @@ pub fn prepare(config: &Config) -> Result<Prepared, DaemonError> {
         }),
     };
     let vault = Arc::new(vault);
-    // Other daemons on the same store: their changes drop what the caches hold.
-    vault.follow_store_changes();
     Ok(Prepared {
         metrics,
         metrics_listener,
@@ -448,17 +446,16 @@ impl Prepared {
         reload: Signal,
     ) -> Result<Stopped, DaemonError> {
         let listener = to_tokio(self.listener)?;
-        // Before any request: no CreateKey can be between making material and recording
-        // it. Unless other daemons share the store and token: one of theirs may be.
-        if self.vault.store_is_shared() {
-            info!("the store is shared with other daemons: orphaned key material is not swept at start");
-        } else {
-            match self.vault.destroy_orphan_material().await {
-                Ok(0) => {}
-                Ok(n) => info!(count = n, "orphaned key material destroyed"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the sweep for orphaned key material failed; it runs again at the next start")
-                }
+        // Other daemons on the same store: their changes drop what the caches hold (and
+        // the session copies of keys they delete, on this runtime).
+        self.vault.follow_store_changes();
+        // Before any request: no CreateKey of this daemon can be between making material
+        // and recording it (another daemon's, on a shared store, holds a claim).
+        match self.vault.destroy_orphan_material().await {
+            Ok(0) => {}
+            Ok(n) => info!(count = n, "orphaned key material destroyed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the sweep for orphaned key material failed; it runs again at the next start")
             }
         }
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.vault), self.sweep_interval));
@@ -756,10 +753,20 @@ async fn reload_on_signal(
 async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
     loop {
         tick.tick().await;
         // One daemon of those sharing a store sweeps; the others wait their turn.
-        if !vault.leads_sweeps().await {
+        let leads = vault.leads_sweeps().await;
+        if leads != leading && vault.store_is_shared() {
+            if leads {
+                info!("this daemon leads the sweeps (deletion and rotation) of the shared store");
+            } else {
+                info!("this daemon no longer leads the sweeps");
+            }
+        }
+        leading = leads;
+        if !leads {
             tracing::debug!("another daemon leads the sweeps");
             continue;
         }

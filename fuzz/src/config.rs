@@ -74,6 +74,7 @@ pub fn check(data: &[u8]) {
             url,
             password,
             pool_size,
+            tls,
         } => {
             // A password never rides in the URL; the pool is bounded.
             let parsed: Result<tokio_postgres::Config, _> = url.parse();
@@ -84,6 +85,13 @@ pub fn check(data: &[u8]) {
             assert!((1..=1024).contains(pool_size), "store.pool_size");
             if let p11kms::PasswordSource::File(p) = password {
                 paths.push(("store.password_file", p.as_path()));
+            }
+            if let Some(t) = tls {
+                paths.push(("store.tls_ca_file", t.ca.as_path()));
+                if let Some((cert, key)) = &t.client {
+                    paths.push(("store.tls_cert_file", cert.as_path()));
+                    paths.push(("store.tls_key_file", key.as_path()));
+                }
             }
         }
     }

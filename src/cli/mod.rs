@@ -273,6 +273,15 @@ pub(crate) enum StoreCmd {
         /// A file holding the PostgreSQL password (never on the command line).
         #[arg(long)]
         password_file: Option<std::path::PathBuf>,
+        /// TLS to PostgreSQL: the CA (PEM) the server's certificate is checked against.
+        #[arg(long)]
+        tls_ca_file: Option<std::path::PathBuf>,
+        /// TLS to PostgreSQL: a client certificate chain (PEM), with --tls-key-file.
+        #[arg(long)]
+        tls_cert_file: Option<std::path::PathBuf>,
+        /// TLS to PostgreSQL: the client certificate's private key (PEM).
+        #[arg(long)]
+        tls_key_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -558,7 +567,20 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             from,
             to,
             password_file,
-        }) => store_copy(&from, &to, password_file),
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+        }) => store_copy(
+            &from,
+            &to,
+            p11kms::StoreSection {
+                password_file,
+                tls_ca_file,
+                tls_cert_file,
+                tls_key_file,
+                ..p11kms::StoreSection::default()
+            },
+        ),
         Command::Policy(PolicyCmd::Eval { file }) => {
             let text = io::read_input(&file)?;
             let malformed = |e: p11kms::CaseError| format!("MalformedPolicyDocumentException: {e}");
@@ -579,7 +601,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 fn store_copy(
     from: &str,
     to: &str,
-    password_file: Option<std::path::PathBuf>,
+    options: p11kms::StoreSection,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let from = from
         .strip_prefix("sqlite:")
@@ -589,9 +611,8 @@ fn store_copy(
         .ok_or("--to: write postgres:postgresql://user@host:port/dbname")?;
     let target = p11kms::StoreSection {
         postgres: Some(url.to_owned()),
-        password_file,
         pool_size: Some(2),
-        ..p11kms::StoreSection::default()
+        ..options
     };
     let store = target
         .check(|p: &std::path::Path| p.to_path_buf())

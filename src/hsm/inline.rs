@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::session::WorkerSession;
-use super::MaterialRef;
+use super::Forget;
 
 /// Above this measured call latency, short calls leave the runtime's threads for the
 /// pool. Tokio's guidance is that a task should yield within 10–100 µs; a fast token
@@ -43,7 +43,7 @@ pub(super) struct Inline {
     /// The latest forget epoch; each `forget_everywhere` adds one.
     epoch: AtomicU64,
     /// The materials forgotten at each recent epoch.
-    forgets: Mutex<VecDeque<(u64, MaterialRef)>>,
+    forgets: Mutex<VecDeque<(u64, Forget)>>,
     /// Session indexes with no session: not opened yet, or lost and not yet reopened.
     missing: Mutex<Vec<usize>>,
     /// When the missing sessions may next be (re)opened, in ms since `born`.
@@ -194,14 +194,14 @@ impl Inline {
             drop(log);
             ws.forget_all();
         } else {
-            let due: Vec<MaterialRef> = log
+            let due: Vec<Forget> = log
                 .iter()
                 .filter(|(e, _)| *e > had && *e <= now)
-                .map(|(_, m)| *m)
+                .map(|(_, what)| *what)
                 .collect();
             drop(log);
-            for m in &due {
-                ws.forget(m);
+            for what in &due {
+                ws.forget_what(what);
             }
         }
         seen.store(now, Ordering::Release);
@@ -259,13 +259,13 @@ impl Inline {
         std::mem::take(&mut *lock(&self.missing))
     }
 
-    /// Starts forgetting `m` in every inline session: idle ones at once, busy ones when
-    /// they are handed back. Returns the epoch to wait for with [`Self::caught_up`].
-    pub(super) fn forget_everywhere(&self, m: MaterialRef) -> u64 {
+    /// Starts forgetting `what` in every inline session: idle ones at once, busy ones
+    /// when they are handed back. Returns the epoch to wait for with [`Self::caught_up`].
+    pub(super) fn forget_everywhere(&self, what: Forget) -> u64 {
         let target = {
             let mut log = lock(&self.forgets);
             let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-            log.push_back((e, m));
+            log.push_back((e, what));
             while log.len() > FORGET_LOG {
                 log.pop_front();
             }
@@ -390,10 +390,10 @@ mod tests {
     fn forgetting_waits_for_every_session_that_may_hold_a_copy() {
         let inline = Inline::new(2);
         // Both missing (hold nothing): caught up at once.
-        let m = MaterialRef {
+        let m = Forget::Material(super::super::MaterialRef {
             key_id: crate::domain::KeyId::generate(),
             version: crate::domain::MaterialVersion(1),
-        };
+        });
         let e = inline.forget_everywhere(m);
         assert!(inline.caught_up(e));
         // A session that holds keys and has not looked since is behind.

@@ -32,6 +32,28 @@ pub struct MaterialRef {
     pub version: MaterialVersion,
 }
 
+/// Which session copies to drop in every session of the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forget {
+    /// One material version (its token object is about to be destroyed here).
+    Material(MaterialRef),
+    /// Every version of a key (another daemon is destroying it).
+    Key(KeyId),
+    /// Every copy (announcements may have been missed).
+    All,
+}
+
+impl Forget {
+    /// Whether the session copy of `m` is one to drop.
+    fn covers(&self, m: &MaterialRef) -> bool {
+        match self {
+            Self::Material(x) => x == m,
+            Self::Key(id) => m.key_id == *id,
+            Self::All => true,
+        }
+    }
+}
+
 impl MaterialRef {
     /// CKA_ID: the 16 key-id bytes then the version as u32 big-endian. Stable across
     /// restarts, so the daemon finds its objects again without any label look-up.

@@ -17,8 +17,8 @@ use super::health::Health;
 use super::inline::{Inline, Lease};
 use super::session::{KeyCopies, WorkerSession};
 use super::supervisor::{self, Supervisor};
-use super::{HsmError, MaterialRef, Module, TokenSelector};
-use crate::domain::{Pin, Plaintext};
+use super::{Forget, HsmError, MaterialRef, Module, TokenSelector};
+use crate::domain::{KeyId, Pin, Plaintext};
 use crate::metrics::Metrics;
 
 /// What a job does: its names for the call-latency metric, and whether it is one short
@@ -735,31 +735,50 @@ impl HsmPool {
     }
 
     /// Destroys a material's token object, and first its session copies in every
-    /// worker: each worker gets the job on its own channel and acknowledges it. A
-    /// worker that has stopped, or whose job panicked, drops its acknowledgement, and
-    /// the call fails (the sweep retries) rather than waiting for it.
+    /// session (see [`Self::forget_everywhere`]).
     pub async fn destroy_material_everywhere(&self, m: MaterialRef) -> Result<(), HsmError> {
+        self.forget_everywhere(Forget::Material(m)).await?;
+        self.destroy_material(m).await
+    }
+
+    /// Destroys every session copy of a key's material in this daemon's sessions (the
+    /// token objects stay): another daemon on the same token is destroying the key.
+    pub async fn forget_key_everywhere(&self, key_id: KeyId) -> Result<(), HsmError> {
+        self.forget_everywhere(Forget::Key(key_id)).await
+    }
+
+    /// Destroys every session copy in this daemon's sessions (announcements of other
+    /// daemons' destructions may have been missed); they are made again on first use.
+    pub async fn forget_all_everywhere(&self) -> Result<(), HsmError> {
+        self.forget_everywhere(Forget::All).await
+    }
+
+    /// Drops the session copies `what` covers in every session: each worker gets the job
+    /// on its own channel and acknowledges it. A worker that has stopped, or whose job
+    /// panicked, drops its acknowledgement, and the call fails (the caller retries)
+    /// rather than waiting for it. Inline sessions forget at once when idle, and when
+    /// handed back when busy.
+    async fn forget_everywhere(&self, what: Forget) -> Result<(), HsmError> {
         self.health.check()?;
         let controls = self.workers.controls();
         let mut acks = Vec::with_capacity(controls.len());
         for ctl in &controls {
             let (tx, rx) = oneshot::channel();
             let job = Job::new(move |ws| {
-                ws.forget(&m);
+                ws.forget_what(&what);
                 let _ = tx.send(());
             });
             ctl.send(job).map_err(|_| HsmError::PoolStopped)?;
             acks.push(rx);
         }
         for rx in acks {
-            // A worker stuck in a hung call cannot acknowledge: the sweep retries later.
+            // A worker stuck in a hung call cannot acknowledge: the caller retries later.
             tokio::time::timeout(self.call_timeout, rx)
                 .await
                 .map_err(|_| HsmError::Timeout(self.call_timeout))?
                 .map_err(|_| HsmError::PoolStopped)?;
         }
-        // The inline sessions: idle ones forget at once, busy ones when handed back.
-        let epoch = self.inline.forget_everywhere(m);
+        let epoch = self.inline.forget_everywhere(what);
         let deadline = Instant::now() + FORGET_WAIT;
         while !self.inline.caught_up(epoch) {
             if Instant::now() > deadline {
@@ -767,7 +786,7 @@ impl HsmPool {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.destroy_material(m).await
+        Ok(())
     }
 
     /// Generates new key material as a token object.

@@ -14,7 +14,7 @@ use cryptoki::types::Ulong;
 use super::error::TagFailure;
 use super::health::{Health, Staleness, Stamp};
 use super::module::login;
-use super::{HsmError, MaterialRef};
+use super::{Forget, HsmError, MaterialRef};
 use crate::domain::{Pin, Plaintext};
 use crate::metrics::Metrics;
 
@@ -159,7 +159,7 @@ impl WorkerSession {
             self.abandon();
             return;
         }
-        self.keys.clear();
+        self.drop_cached();
         self.seal_key = None;
         self.session = None;
     }
@@ -171,8 +171,17 @@ impl WorkerSession {
         if let Some(s) = self.session.take() {
             std::mem::forget(s);
         }
-        self.keys.clear();
+        self.drop_cached();
         self.seal_key = None;
+    }
+
+    /// Empties the handle cache without destroying anything (the copies went with the
+    /// session), keeping the session-copy gauge true.
+    fn drop_cached(&mut self) {
+        let copies = self.keys.values().filter(|k| k.is_copy).count();
+        self.metrics
+            .hsm_session_copies(-i64::try_from(copies).unwrap_or(0));
+        self.keys.clear();
     }
 
     /// Forgets the secret-sealing key's handle (it went stale).
@@ -249,10 +258,13 @@ impl WorkerSession {
                 Attribute::Label(format!("{} (session copy)", m.label()).into_bytes()),
             ];
             match s.copy_object(token_obj, &copy_template) {
-                Ok(h) => CachedKey {
-                    handle: h,
-                    is_copy: true,
-                },
+                Ok(h) => {
+                    copies.metrics.hsm_session_copies(1);
+                    CachedKey {
+                        handle: h,
+                        is_copy: true,
+                    }
+                }
                 Err(e) => {
                     let e = HsmError::from_call(e);
                     // A lost session is the pool's to cure, not a refusal.
@@ -353,7 +365,7 @@ impl WorkerSession {
                 let _ = s.destroy_object(k.handle);
             }
         }
-        self.keys.clear();
+        self.drop_cached();
     }
 
     /// Destroys a material's token object and forgets its handle. Finding none is
@@ -365,17 +377,30 @@ impl WorkerSession {
 
     /// Forgets one material's cached handle (used when a stale handle is detected).
     pub(crate) fn forget(&mut self, m: &MaterialRef) {
+        self.forget_what(&Forget::Material(*m));
+    }
+
+    /// Forgets the cached handles `what` covers, destroying their session copies.
+    pub(crate) fn forget_what(&mut self, what: &Forget) {
         let health = Arc::clone(&self.health);
         let _g = health.enter();
         if self.health.staleness(self.stamp) != Staleness::Current {
             self.reset();
             return;
         }
-        if let (Some(k), Some(s)) = (self.keys.remove(m), &self.session) {
-            if k.is_copy {
-                let _ = s.destroy_object(k.handle);
+        let (session, metrics) = (&self.session, &self.metrics);
+        self.keys.retain(|m, k| {
+            if !what.covers(m) {
+                return true;
             }
-        }
+            if k.is_copy {
+                if let Some(s) = session {
+                    let _ = s.destroy_object(k.handle);
+                }
+                metrics.hsm_session_copies(-1);
+            }
+            false
+        });
     }
 
     /// AES-256-GCM encryption in the token. Returns ciphertext || tag.

@@ -55,6 +55,7 @@ struct Inner {
     hsm_reopens: Counter,
     hsm_relogins: Counter,
     hsm_copy_refused: Counter,
+    hsm_session_copies: Gauge,
     hsm_inline: Counter,
     hsm_faults: Family<[(&'static str, &'static str); 1], Counter>,
     store_seconds: Histogram,
@@ -147,6 +148,12 @@ impl Metrics {
             "p11kms_hsm_copy_refused",
             "C_CopyObject calls the token refused (hsm.copy_keys): the worker then uses the token object itself, which is slower on some tokens",
             hsm_copy_refused.clone(),
+        );
+        let hsm_session_copies = Gauge::default();
+        r.register(
+            "p11kms_hsm_session_copies",
+            "Session copies of token keys this daemon's sessions hold now (hsm.copy_keys); a key scheduled for deletion, here or by another daemon on the same store, has none",
+            hsm_session_copies.clone(),
         );
         let hsm_faults = Family::<[(&'static str, &'static str); 1], Counter>::default();
         r.register(
@@ -252,6 +259,7 @@ impl Metrics {
             hsm_reopens,
             hsm_relogins,
             hsm_copy_refused,
+            hsm_session_copies,
             hsm_inline,
             hsm_faults,
             store_seconds,
@@ -372,6 +380,11 @@ impl Metrics {
     /// The token refused a session copy of a key (C_CopyObject).
     pub fn hsm_copy_refused(&self) {
         self.0.hsm_copy_refused.inc();
+    }
+
+    /// Session copies made (positive) or destroyed, or gone with their session.
+    pub fn hsm_session_copies(&self, delta: i64) {
+        self.0.hsm_session_copies.inc_by(delta);
     }
 
     /// One store call.

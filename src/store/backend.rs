@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::postgres::{DbTls, DbTlsFiles};
 use super::{PostgresStore, SqliteStore, Store, StoreError};
 
 /// `[store]` as written.
@@ -29,6 +30,18 @@ pub struct StoreSection {
     /// PostgreSQL: connections in the pool (default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<usize>,
+    /// PostgreSQL: TLS to the database, the server's certificate checked against the
+    /// CA certificates in this PEM file and the URL's host name. Without it the
+    /// connection is plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PostgreSQL with TLS: a client certificate chain (PEM) to present, with
+    /// `tls_key_file` (`cert` authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PostgreSQL with TLS: the client certificate's private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// Where the PostgreSQL password comes from.
@@ -55,6 +68,8 @@ pub enum StoreBackend {
         password: PasswordSource,
         /// Connections in the pool.
         pool_size: usize,
+        /// TLS to the database, when configured.
+        tls: Option<DbTlsFiles>,
     },
 }
 
@@ -84,6 +99,9 @@ impl StoreSection {
                     ("store.password_env", self.password_env.is_some()),
                     ("store.password_file", self.password_file.is_some()),
                     ("store.pool_size", self.pool_size.is_some()),
+                    ("store.tls_ca_file", self.tls_ca_file.is_some()),
+                    ("store.tls_cert_file", self.tls_cert_file.is_some()),
+                    ("store.tls_key_file", self.tls_key_file.is_some()),
                 ] {
                     if set {
                         return Err(bad(field, "is for store.postgres only"));
@@ -125,16 +143,69 @@ impl StoreSection {
                     Some(n) if (1..=1024).contains(&n) => n,
                     Some(_) => return Err(bad("store.pool_size", "must be 1 to 1024")),
                 };
+                let tls = self.tls(&parsed, &abs)?;
                 Ok(StoreBackend::Postgres {
                     url: url.clone(),
                     password,
                     pool_size,
+                    tls,
                 })
             }
             _ => Err(bad(
                 "store",
                 "give exactly one of store.sqlite and store.postgres",
             )),
+        }
+    }
+}
+
+impl StoreSection {
+    /// TLS to PostgreSQL: the files, checked against each other and the URL's sslmode
+    /// (which p11kms sets itself: require with a CA file, disable without).
+    fn tls(
+        &self,
+        url: &tokio_postgres::Config,
+        abs: impl Fn(&Path) -> PathBuf,
+    ) -> Result<Option<DbTlsFiles>, StoreConfigError> {
+        use tokio_postgres::config::SslMode;
+        let bad = |field, reason: &str| StoreConfigError {
+            field,
+            reason: reason.to_owned(),
+        };
+        let client = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((abs(c), abs(k))),
+            (Some(_), None) => {
+                return Err(bad(
+                    "store.tls_key_file",
+                    "is needed with store.tls_cert_file",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "store.tls_cert_file",
+                    "is needed with store.tls_key_file",
+                ))
+            }
+        };
+        match (&self.tls_ca_file, url.get_ssl_mode()) {
+            (Some(_), SslMode::Disable) => Err(bad(
+                "store.postgres",
+                "says sslmode=disable, but store.tls_ca_file asks for TLS",
+            )),
+            (None, SslMode::Require) => Err(bad(
+                "store.postgres",
+                "says sslmode=require: give store.tls_ca_file, the CA that the database's certificate is checked against",
+            )),
+            (None, _) if client.is_some() => Err(bad(
+                "store.tls_cert_file",
+                "needs store.tls_ca_file (a client certificate is only sent over TLS)",
+            )),
+            (None, _) => Ok(None),
+            (Some(ca), _) => Ok(Some(DbTlsFiles {
+                ca: abs(ca),
+                client,
+            })),
         }
     }
 }
@@ -164,6 +235,7 @@ impl StoreBackend {
             url,
             password,
             pool_size,
+            tls,
         } = self
         else {
             return Err(StoreError::Missing("PostgreSQL store"));
@@ -175,7 +247,11 @@ impl StoreBackend {
             config.password(p.as_bytes());
         }
         config.application_name("p11kms");
-        PostgresStore::connect(config, *pool_size)
+        let tls = match tls {
+            Some(files) => DbTls::load(files)?,
+            None => DbTls::none(),
+        };
+        PostgresStore::connect_with(config, *pool_size, tls)
     }
 }
 
@@ -227,6 +303,23 @@ mod tests {
                 url: "postgresql://kms@db:5432/kms".into(),
                 password: PasswordSource::File("/etc/p11kms/pw".into()),
                 pool_size: DEFAULT_POOL,
+                tls: None,
+            }
+        );
+        assert_eq!(
+            check(
+                "postgres = \"postgresql://kms@db/kms?sslmode=require\"\ntls_ca_file = \"db-ca.pem\"\n\
+                 tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\""
+            )
+            .unwrap(),
+            StoreBackend::Postgres {
+                url: "postgresql://kms@db/kms?sslmode=require".into(),
+                password: PasswordSource::None,
+                pool_size: DEFAULT_POOL,
+                tls: Some(DbTlsFiles {
+                    ca: "/etc/p11kms/db-ca.pem".into(),
+                    client: Some(("/etc/p11kms/c.pem".into(), "/etc/p11kms/k.pem".into())),
+                }),
             }
         );
         for (toml, field) in [
@@ -245,6 +338,23 @@ mod tests {
             (
                 "postgres = \"postgresql://db/k\"\npassword_env = \"A\"\npassword_file = \"b\"",
                 "store.password_env",
+            ),
+            ("sqlite = \"a\"\ntls_ca_file = \"ca.pem\"", "store.tls_ca_file"),
+            (
+                "postgres = \"postgresql://db/k?sslmode=require\"",
+                "store.postgres",
+            ),
+            (
+                "postgres = \"postgresql://db/k?sslmode=disable\"\ntls_ca_file = \"ca.pem\"",
+                "store.postgres",
+            ),
+            (
+                "postgres = \"postgresql://db/k\"\ntls_ca_file = \"ca.pem\"\ntls_cert_file = \"c.pem\"",
+                "store.tls_key_file",
+            ),
+            (
+                "postgres = \"postgresql://db/k\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"",
+                "store.tls_cert_file",
             ),
         ] {
             let e = check(toml).unwrap_err();

@@ -12,7 +12,7 @@ pub(crate) mod suite;
 
 pub use backend::{PasswordSource, StoreBackend, StoreConfigError, StoreSection};
 pub use copy::{copy_sqlite_to_postgres, CopyReport};
-pub use postgres::PostgresStore;
+pub use postgres::{DbTlsFiles, PostgresStore};
 pub use record::{
     AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule,
 };
@@ -157,7 +157,8 @@ pub trait Store:
     /// Takes the right to make material version `version` of a key in the token, before
     /// the token object is made: false while another daemon holds it (made less than
     /// `stale_after` before `now`; an older claim is a dead daemon's and is taken
-    /// over). `add_material` of that version gives the right back. Two daemons must
+    /// over). `add_material` of that version, or `insert_key` of a key's first, gives
+    /// the right back. Two daemons must
     /// never make the same version: making material first clears the token objects of
     /// its CKA_ID. A store only one daemon opens always answers true.
     fn claim_material(

@@ -176,6 +176,15 @@ impl Vault {
             self.lockout_check(caller, &probe, parsed, bypass).await?;
         }
         let material = crate::hsm::MaterialRef { key_id, version };
+        if self.store.shared() {
+            // Tells another daemon's orphan sweep that this object is being made: until
+            // the key is inserted (which gives the claim back), it has no metadata.
+            let now = self.settings.clock.now();
+            self.store_call(move |s| {
+                s.claim_material(&key_id, version, now, super::MATERIAL_CLAIM_STALE)
+            })
+            .await?;
+        }
         self.hsm.create_material(material).await?;
         crate::failpoint::hit("create_key.after_material");
         let stored = record.clone();

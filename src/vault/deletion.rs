@@ -187,21 +187,62 @@ impl Vault {
     /// by a crash between making material and recording it (CreateKey, a rotation or a
     /// roll-over), for a key id the store does not know or a version past the key's
     /// current one. Run once at start-up, before any request is served, so that no
-    /// CreateKey is between its two steps. Returns how many were destroyed.
+    /// CreateKey of this daemon is between its two steps. Returns how many were
+    /// destroyed.
+    ///
+    /// On a store other daemons share, one of theirs may be between the two steps: it
+    /// holds the right to make that version (`Store::claim_material`, taken by CreateKey
+    /// and new material alike before the object exists). So an object without metadata
+    /// is destroyed only under that claim, taken here, and after the store is read again
+    /// under it; a version another daemon is making is left alone (and destroyed by a
+    /// later start, once its claim is stale if that daemon died).
     pub async fn destroy_orphan_material(&self) -> Result<usize, KmsError> {
         let objects = self.hsm.material_objects().await?;
+        let shared = self.store.shared();
         let mut destroyed = 0;
         for m in objects {
-            let id = m.key_id;
-            let stored = self.store_call(move |s| s.get_key(&id)).await?;
-            let orphan = stored.is_none_or(|k| m.version > k.current_version);
-            if orphan {
-                tracing::warn!(material = %m.label(), "destroying key material that no metadata points at (left by a crash)");
-                self.hsm.destroy_material(m).await?;
-                destroyed += 1;
+            if !self.is_orphan(m).await? {
+                continue;
             }
+            if shared {
+                let (id, version, now) = (m.key_id, m.version, self.settings.clock.now());
+                let claimed = self
+                    .store_call(move |s| {
+                        s.claim_material(&id, version, now, super::MATERIAL_CLAIM_STALE)
+                    })
+                    .await?;
+                if !claimed {
+                    tracing::info!(material = %m.label(), "key material without metadata is being made by another daemon; left alone");
+                    continue;
+                }
+                let result = self.destroy_if_orphan(m).await;
+                let _ = self
+                    .store_call(move |s| s.release_material(&id, version))
+                    .await;
+                destroyed += usize::from(result?);
+                continue;
+            }
+            destroyed += usize::from(self.destroy_if_orphan(m).await?);
         }
         Ok(destroyed)
+    }
+
+    /// Destroys `m` if it is (still) an orphan; true when it was.
+    async fn destroy_if_orphan(&self, m: MaterialRef) -> Result<bool, KmsError> {
+        if !self.is_orphan(m).await? {
+            return Ok(false);
+        }
+        tracing::warn!(material = %m.label(), "destroying key material that no metadata points at (left by a crash)");
+        self.hsm.destroy_material(m).await?;
+        Ok(true)
+    }
+
+    /// Whether no metadata points at `m`: its key is unknown, or `m` is past the key's
+    /// current version.
+    async fn is_orphan(&self, m: MaterialRef) -> Result<bool, KmsError> {
+        let id = m.key_id;
+        let stored = self.store_call(move |s| s.get_key(&id)).await?;
+        Ok(stored.is_none_or(|k| m.version > k.current_version))
     }
 
     /// The error for a key that existed and was destroyed, if `id` is one.

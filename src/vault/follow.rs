@@ -4,20 +4,31 @@
 //! enforced by every daemon as soon as the announcement arrives. A key is dropped
 //! whole and read again at its next use (its IV reservation is then counted as used,
 //! and a new range claimed).
+//!
+//! A key scheduled for deletion or destroyed by another daemon also loses its session
+//! copies here: the daemon that destroys the token objects can only reach its own
+//! sessions. No copy is made again, since a key pending deletion serves no
+//! cryptographic call.
 
 use std::sync::{Arc, Weak};
 
 use super::Vault;
+use crate::domain::{KeyId, KeyState};
 use crate::store::Change;
 
 impl Vault {
     /// Starts following the store's changes (a no-op on a store only this daemon
-    /// opens). The store holds the vault weakly: it does not keep it alive.
+    /// opens). The store holds the vault weakly: it does not keep it alive. Call from
+    /// within the runtime, which runs the follow-up work on the token.
     pub fn follow_store_changes(self: &Arc<Self>) {
         let vault: Weak<Self> = Arc::downgrade(self);
+        let runtime = tokio::runtime::Handle::try_current().ok();
         self.store.watch(Arc::new(move |change| {
             if let Some(v) = vault.upgrade() {
                 v.forget(&change);
+                if let Some(rt) = &runtime {
+                    rt.spawn(async move { v.drop_session_copies(change).await });
+                }
             }
         }));
     }
@@ -40,5 +51,28 @@ impl Vault {
             }
         }
         self.metrics.store_change();
+    }
+
+    /// Destroys the session copies of a key that is pending deletion or gone, or all of
+    /// them after announcements were missed. A failure is logged: the copies then stay
+    /// until their session closes, and the key is refused all the same.
+    async fn drop_session_copies(&self, change: Change) {
+        let result = match change {
+            Change::Key(id) if self.deleting(id).await => self.hsm.forget_key_everywhere(id).await,
+            Change::All => self.hsm.forget_all_everywhere().await,
+            _ => return,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not destroy the session copies of a key another daemon is deleting");
+        }
+    }
+
+    /// Whether the key is pending deletion or no longer exists (a store that cannot
+    /// answer says yes: a copy dropped is made again, one kept may outlive its key).
+    async fn deleting(&self, id: KeyId) -> bool {
+        match self.store_call(move |s| s.get_key(&id)).await {
+            Ok(Some(k)) => k.key_state == KeyState::PendingDeletion,
+            Ok(None) | Err(_) => true,
+        }
     }
 }

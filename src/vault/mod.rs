@@ -64,6 +64,10 @@ use crate::identity::Principal;
 use crate::store::Store;
 use keys::KeyCache;
 
+/// How long another daemon's right to make a material version holds before it is taken
+/// for a dead daemon's: far longer than making and recording material takes.
+pub(crate) const MATERIAL_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// NIST SP 800-38D's bound on AES-GCM invocations with random IVs under one key.
 pub(crate) const GCM_RANDOM_IV_LIMIT: u64 = 1 << 32;
 

@@ -345,3 +345,113 @@ async fn the_daemon_rides_out_a_database_restart() {
     }
     d.stop();
 }
+
+/// Points `dir`'s store at `db` over TLS with `pki`'s CA and client certificate.
+fn use_db_over_tls(dir: &TestDir, db: &testdb::TestDb, pki: &testdb::TestPki) {
+    use_db(dir, db);
+    dir.edit_config(|t| {
+        let store = t.get_mut("store").unwrap().as_table_mut().unwrap();
+        for (field, path) in [
+            ("tls_ca_file", &pki.ca),
+            ("tls_cert_file", &pki.client_cert),
+            ("tls_key_file", &pki.client_key),
+        ] {
+            store.insert(field.into(), path.to_str().unwrap().into());
+        }
+    });
+}
+
+/// A database that takes only TLS connections with a client certificate (`hostssl …
+/// cert`): the daemon with the CA and its certificate serves from it and keeps its
+/// keys across a restart, and `store copy` moves a SQLite store into it. A daemon
+/// without TLS is refused by the database, and one that trusts another CA refuses the
+/// database's certificate; each says so and does not start.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_reaches_postgresql_over_verified_tls_with_a_client_certificate() {
+    let db = testdb::TestDb::start();
+    let dir = TestDir::new();
+    dir.prepare();
+    // A key made on SQLite first, for `store copy` over TLS.
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = create_key(&mut c).await.key_id;
+    let blob = encrypt(&mut c, &key, b"over tls", &[]).await;
+    drop(c);
+    d.stop();
+
+    let pki = testdb::TestPki::new(dir.path(), "good");
+    db.require_tls(&pki);
+    let url = format!("postgres:postgresql://p11kms@127.0.0.1:{}/p11kms", db.port);
+    let from = format!("sqlite:{}", dir.path().join("p11kms.db").display());
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["store", "copy", "--from", &from, "--to", &url];
+        args.extend_from_slice(extra);
+        run_cli(dir.path(), &args, b"")
+    };
+    // Without TLS the database refuses the connection, and nothing is copied.
+    let plain = copy(&[]);
+    assert!(!plain.status.success());
+    let said = String::from_utf8_lossy(&plain.stderr);
+    println!("store copy without TLS: {}", said.trim());
+    assert!(
+        said.contains("pg_hba.conf") || said.contains("SSL"),
+        "{said}"
+    );
+    let (ca, cert, key_file) = (
+        pki.ca.to_str().unwrap(),
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let out = copy(&[
+        "--tls-ca-file",
+        ca,
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key_file,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    use_db_over_tls(&dir, &db, &pki);
+    std::fs::rename(
+        dir.path().join("p11kms.db"),
+        dir.path().join("moved-away.db"),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let d = Daemon::start(&dir);
+        let mut c = d.admin().await;
+        assert_eq!(decrypt(&mut c, &blob, &[]).await, b"over tls");
+        create_key(&mut c).await;
+        drop(c);
+        d.stop();
+    }
+
+    // The daemon without TLS: refused by the database.
+    use_db(&dir, &db);
+    let refused = Daemon::try_start(&dir).err().expect("started without TLS");
+    println!(
+        "without TLS: {}",
+        refused.lines().last().unwrap_or_default()
+    );
+    assert!(
+        refused.contains("pg_hba.conf") || refused.contains("SSL"),
+        "{refused}"
+    );
+    // The daemon trusting another CA: it refuses the database's certificate.
+    let other = testdb::TestPki::new(dir.path(), "other");
+    use_db_over_tls(&dir, &db, &other);
+    let refused = Daemon::try_start(&dir)
+        .err()
+        .expect("started with a foreign CA");
+    println!("another CA: {}", refused.lines().last().unwrap_or_default());
+    assert!(
+        refused.contains("certificate") || refused.contains("UnknownIssuer"),
+        "{refused}"
+    );
+}

@@ -1,10 +1,15 @@
-//! Two daemons on one PostgreSQL database and one SoftHSM2 token: a call answered by
-//! one daemon uses what the other made, and a change made through one (key disabled,
-//! Deny added, grant revoked, alias moved, key scheduled for deletion) is enforced by
-//! the other within a second, though it had the old state cached.
+//! Several daemons on one PostgreSQL database and one SoftHSM2 token: a call answered
+//! by one daemon uses what another made; a change made through one (key disabled, Deny
+//! added, identity policy changed, grant revoked, alias moved, key scheduled for
+//! deletion) is enforced by every other within a second, though they had the old state
+//! cached; IV budgets and new material are claimed once across daemons; a daemon killed
+//! under load loses nothing and hands the sweeps to a survivor.
 
+use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use p11kms::client::KmsClient;
 use p11kms::proto;
 use serde_json::json;
 
@@ -13,7 +18,7 @@ use crate::postgres::use_db;
 
 use crate::testdb;
 
-/// A second dev directory with `a`'s CA, identities, token and PINs.
+/// A dev directory with `a`'s CA, identities, token and PINs.
 fn replica_of(a: &TestDir) -> TestDir {
     let b = TestDir::new();
     for f in [
@@ -36,33 +41,89 @@ fn replica_of(a: &TestDir) -> TestDir {
     b
 }
 
-/// Two daemons on one new database: `a`, and `b` on `a`'s token (dropped in this
-/// order: the daemons before their database).
+/// `n` daemons on one new database and the first one's token (dropped in this order:
+/// the daemons, their directories, the database).
 struct Replicas {
-    a: Daemon,
-    b: Daemon,
-    a_dir: TestDir,
-    _b_dir: TestDir,
+    daemons: Vec<Daemon>,
+    dirs: Vec<TestDir>,
     _db: testdb::TestDb,
+    /// The test clock all of them read, when asked for.
+    clock: Option<PathBuf>,
 }
 
 impl Replicas {
-    fn start() -> Self {
+    fn start(n: usize) -> Self {
+        Self::start_with(n, "", false)
+    }
+
+    /// With `config` appended to each daemon's configuration and, when `clock`, one
+    /// test clock for all and a sweep every second.
+    fn start_with(n: usize, config: &str, clock: bool) -> Self {
         let db = testdb::TestDb::start();
-        let a_dir = TestDir::new();
-        a_dir.prepare();
-        use_db(&a_dir, &db);
-        let a = Daemon::start(&a_dir);
-        let b_dir = replica_of(&a_dir);
-        use_db(&b_dir, &db);
-        let b = Daemon::start(&b_dir);
-        Self {
-            a,
-            b,
-            a_dir,
-            _b_dir: b_dir,
-            _db: db,
+        let first = TestDir::new();
+        first.prepare();
+        let clock = clock.then(|| first.path().join("clock-offset"));
+        let configure = |d: &TestDir| {
+            use_db(d, &db);
+            d.append_config(config);
+            if let Some(c) = &clock {
+                d.append_config(&format!(
+                    "\n[lifecycle]\nsweep_interval_secs = 1\nclock_offset_file = {:?}\n",
+                    c.to_str().unwrap()
+                ));
+            }
+        };
+        // One at a time: the first to start migrates the database, leads the sweeps
+        // and makes the dev admin's access key, which the others are given (dev mode
+        // would make one more each, past AWS's two per principal).
+        configure(&first);
+        let mut daemons = vec![Daemon::start(&first)];
+        let mut dirs = vec![first];
+        for _ in 1..n {
+            let d = replica_of(&dirs[0]);
+            std::fs::copy(
+                dirs[0].path().join("aws-env.sh"),
+                d.path().join("aws-env.sh"),
+            )
+            .unwrap();
+            configure(&d);
+            daemons.push(Daemon::start(&d));
+            dirs.push(d);
         }
+        Self {
+            daemons,
+            dirs,
+            _db: db,
+            clock,
+        }
+    }
+
+    async fn admins(&self) -> Vec<KmsClient> {
+        let mut out = Vec::new();
+        for d in &self.daemons {
+            out.push(d.admin().await);
+        }
+        out
+    }
+
+    async fn clients_as(&self, principal: &str) -> Vec<KmsClient> {
+        let mut out = Vec::new();
+        for d in &self.daemons {
+            out.push(d.client_as(principal).await);
+        }
+        out
+    }
+
+    /// Stops every daemon still running (each must exit cleanly), then drops the rest.
+    fn stop(mut self) {
+        for d in self.daemons.drain(..) {
+            d.stop();
+        }
+    }
+
+    /// Moves every daemon's clock forward to `secs` past the real one.
+    fn set_clock(&self, secs: u64) {
+        std::fs::write(self.clock.as_ref().expect("a test clock"), secs.to_string()).unwrap();
     }
 }
 
@@ -70,17 +131,50 @@ impl Replicas {
 async fn within_a_second<F, Fut>(what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let started = Instant::now();
     while !check().await {
         assert!(
             started.elapsed() < Duration::from_secs(1),
-            "{what}: not seen by the other daemon within 1 s"
+            "{what}: not seen by the other daemons within 1 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     started.elapsed()
+}
+
+/// [`within_a_second`] for `check` on every client but the one at `except` (the
+/// daemon that made the change).
+async fn all_others_within_a_second<F, Fut>(
+    what: &str,
+    clients: &[KmsClient],
+    except: usize,
+    check: F,
+) -> Duration
+where
+    F: Fn(KmsClient) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let others: Vec<KmsClient> = clients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != except)
+        .map(|(_, c)| c.clone())
+        .collect();
+    let check = &check;
+    within_a_second(what, || {
+        let others = others.clone();
+        async move {
+            for c in others {
+                if !check(c).await {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await
 }
 
 fn error_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
@@ -89,85 +183,126 @@ fn error_of<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
-    let Replicas {
-        a,
-        b,
-        a_dir: _a_dir,
-        _b_dir,
-        _db,
-    } = Replicas::start();
-    let (mut ca, mut cb) = (a.admin().await, b.admin().await);
+async fn three_daemons_on_one_database_and_token_agree_within_a_second() {
+    let r = Replicas::start(3);
+    let mut c = r.admins().await;
+    let n = c.len();
 
-    // Made on A, used on B, and back.
-    let key = create_key(&mut ca).await.key_id;
-    let blob = encrypt(&mut ca, &key, b"across", &[]).await;
-    assert_eq!(decrypt(&mut cb, &blob, &[]).await, b"across");
-    let blob = encrypt(&mut cb, &key, b"and back", &[]).await;
-    assert_eq!(decrypt(&mut ca, &blob, &[]).await, b"and back");
+    // A client alternating between the daemons: every round trip crosses two of them.
+    let mut keys = Vec::new();
+    for i in 0..9 {
+        let (x, y, z) = (i % n, (i + 1) % n, (i + 2) % n);
+        if i % n == 0 {
+            keys.push(create_key(&mut c[x]).await.key_id);
+        }
+        let key = keys.last().unwrap().clone();
+        let plain = format!("round {i}").into_bytes();
+        let blob = encrypt(&mut c[x], &key, &plain, &[("round", "trip")]).await;
+        assert_eq!(decrypt(&mut c[y], &blob, &[("round", "trip")]).await, plain);
+        let dk = c[z]
+            .generate_data_key(proto::GenerateDataKeyRequest {
+                key_id: key.clone(),
+                number_of_bytes: Some(32),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            decrypt(&mut c[x], &dk.ciphertext_blob, &[]).await,
+            dk.plaintext
+        );
+        let other = keys[0].clone();
+        let moved = c[y]
+            .re_encrypt(proto::ReEncryptRequest {
+                ciphertext_blob: blob,
+                source_encryption_context: ctx(&[("round", "trip")]),
+                destination_key_id: other,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .ciphertext_blob;
+        assert_eq!(decrypt(&mut c[z], &moved, &[]).await, plain);
+    }
 
+    // Each change is made on one daemon (a different one each time) and must be
+    // enforced by both others.
+    let key = create_key(&mut c[0]).await.key_id;
+    let blob = encrypt(&mut c[0], &key, b"across", &[]).await;
+    for cl in c.iter_mut() {
+        assert_eq!(decrypt(cl, &blob, &[]).await, b"across");
+    }
     let mut took = Vec::new();
-    // Key disabled on A: B refuses.
-    ca.disable_key(proto::DisableKeyRequest {
-        key_id: key.clone(),
-    })
-    .await
-    .unwrap();
-    took.push(
-        within_a_second("DisableKey", || {
-            let mut cb = cb.clone();
+    let refused = |name: &'static str, key: String| {
+        move |mut cl: KmsClient| {
             let key = key.clone();
             async move {
-                error_of(cb.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
-                    == Some("DisabledException")
+                error_of(cl.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref() == Some(name)
             }
-        })
-        .await,
-    );
-    ca.enable_key(proto::EnableKeyRequest {
+        }
+    };
+    let served = |key: String| {
+        move |mut cl: KmsClient| {
+            let key = key.clone();
+            async move { cl.encrypt(encrypt_req(&key, b"x", &[])).await.is_ok() }
+        }
+    };
+
+    // Key disabled on 0.
+    c[0].disable_key(proto::DisableKeyRequest {
         key_id: key.clone(),
     })
     .await
     .unwrap();
-    within_a_second("EnableKey", || {
-        let mut cb = cb.clone();
-        let key = key.clone();
-        async move { cb.encrypt(encrypt_req(&key, b"x", &[])).await.is_ok() }
+    took.push((
+        "DisableKey",
+        all_others_within_a_second(
+            "DisableKey",
+            &c,
+            0,
+            refused("DisabledException", key.clone()),
+        )
+        .await,
+    ));
+    c[0].enable_key(proto::EnableKeyRequest {
+        key_id: key.clone(),
     })
-    .await;
+    .await
+    .unwrap();
+    all_others_within_a_second("EnableKey", &c, 0, served(key.clone())).await;
 
-    // An identity policy changed on A: B denies.
+    // An identity policy granted on 1, then a Deny added on 1.
     let app = role("111122223333", "App");
-    put_identity_policy(&mut ca, &app, "all", allow(&["kms:*"])).await;
-    let app_b = b.client_as(&app).await;
-    within_a_second("PutPrincipalPolicy", || {
-        let mut app_b = app_b.clone();
-        let key = key.clone();
-        async move { app_b.encrypt(encrypt_req(&key, b"x", &[])).await.is_ok() }
-    })
-    .await;
+    let apps = r.clients_as(&app).await;
+    put_identity_policy(&mut c[1], &app, "all", allow(&["kms:*"])).await;
+    took.push((
+        "PutPrincipalPolicy (Allow)",
+        all_others_within_a_second("PutPrincipalPolicy", &apps, 1, served(key.clone())).await,
+    ));
     put_identity_policy(
-        &mut ca,
+        &mut c[1],
         &app,
         "deny",
         json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*"}]}),
     )
     .await;
-    took.push(
-        within_a_second("a Deny added", || {
-            let mut app_b = app_b.clone();
-            let key = key.clone();
-            async move {
-                error_of(app_b.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
-                    == Some("AccessDeniedException")
-            }
-        })
+    took.push((
+        "a Deny added",
+        all_others_within_a_second(
+            "a Deny added",
+            &apps,
+            1,
+            refused("AccessDeniedException", key.clone()),
+        )
         .await,
-    );
+    ));
 
-    // A grant revoked on A: its grantee is refused on B.
+    // A grant made and revoked on 2: its grantee is refused on the others.
     let grantee = role("111122223333", "Grantee");
-    let grant = ca
+    let grantees = r.clients_as(&grantee).await;
+    let grant = c[2]
         .create_grant(proto::CreateGrantRequest {
             key_id: key.clone(),
             grantee_principal: grantee.clone(),
@@ -178,100 +313,182 @@ async fn two_daemons_on_one_database_and_token_agree_within_a_second() {
         .unwrap()
         .into_inner()
         .grant_id;
-    let grantee_b = b.client_as(&grantee).await;
-    within_a_second("CreateGrant", || {
-        let mut g = grantee_b.clone();
+    let decrypts = |ok: bool| {
         let blob = blob.clone();
-        async move { g.decrypt(decrypt_req(&blob, &[])).await.is_ok() }
-    })
-    .await;
-    ca.revoke_grant(proto::RevokeGrantRequest {
+        move |mut g: KmsClient| {
+            let blob = blob.clone();
+            async move {
+                let r = g.decrypt(decrypt_req(&blob, &[])).await;
+                if ok {
+                    r.is_ok()
+                } else {
+                    error_of(r).as_deref() == Some("AccessDeniedException")
+                }
+            }
+        }
+    };
+    all_others_within_a_second("CreateGrant", &grantees, 2, decrypts(true)).await;
+    c[2].revoke_grant(proto::RevokeGrantRequest {
         key_id: key.clone(),
         grant_id: grant,
     })
     .await
     .unwrap();
-    took.push(
-        within_a_second("RevokeGrant", || {
-            let mut g = grantee_b.clone();
-            let blob = blob.clone();
-            async move {
-                error_of(g.decrypt(decrypt_req(&blob, &[])).await).as_deref()
-                    == Some("AccessDeniedException")
-            }
-        })
-        .await,
-    );
+    took.push((
+        "RevokeGrant",
+        all_others_within_a_second("RevokeGrant", &grantees, 2, decrypts(false)).await,
+    ));
 
-    // An alias moved on A: B resolves it to the new key.
-    let other = create_key(&mut ca).await.key_id;
-    ca.create_alias(proto::CreateAliasRequest {
+    // An alias moved on 0: the others resolve it to the new key.
+    let other = create_key(&mut c[0]).await.key_id;
+    c[0].create_alias(proto::CreateAliasRequest {
         alias_name: "alias/moving".into(),
         target_key_id: key.clone(),
     })
     .await
     .unwrap();
-    assert_eq!(describe(&mut cb, "alias/moving").await.key_id, key);
-    ca.update_alias(proto::UpdateAliasRequest {
+    for cl in c.iter_mut() {
+        assert_eq!(describe(cl, "alias/moving").await.key_id, key);
+    }
+    c[0].update_alias(proto::UpdateAliasRequest {
         alias_name: "alias/moving".into(),
         target_key_id: other.clone(),
     })
     .await
     .unwrap();
-    took.push(
-        within_a_second("UpdateAlias", || {
-            let mut cb = cb.clone();
+    took.push((
+        "UpdateAlias",
+        all_others_within_a_second("UpdateAlias", &c, 0, |mut cl| {
             let other = other.clone();
-            async move { describe(&mut cb, "alias/moving").await.key_id == other }
+            async move { describe(&mut cl, "alias/moving").await.key_id == other }
         })
         .await,
-    );
+    ));
 
-    // Scheduled for deletion on A: B refuses to encrypt.
-    ca.schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+    // Scheduled for deletion on 1: the others refuse to encrypt.
+    c[1].schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
         key_id: key.clone(),
         pending_window_in_days: Some(7),
     })
     .await
     .unwrap();
-    took.push(
-        within_a_second("ScheduleKeyDeletion", || {
-            let mut cb = cb.clone();
-            let key = key.clone();
-            async move {
-                error_of(cb.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
-                    == Some("KMSInvalidStateException")
-            }
-        })
+    took.push((
+        "ScheduleKeyDeletion",
+        all_others_within_a_second(
+            "ScheduleKeyDeletion",
+            &c,
+            1,
+            refused("KMSInvalidStateException", key.clone()),
+        )
         .await,
-    );
-    println!("propagation to the other daemon: {took:?}");
-    drop(app_b);
-    drop(grantee_b);
-    a.stop();
-    b.stop();
+    ));
+    println!("propagation to both other daemons: {took:?}");
+    drop((apps, grantees, c));
+    r.stop();
 }
 
-/// One of two daemons killed with SIGKILL under load from a client that knows both:
-/// the client goes on with the other, calls fail only while in flight on the dead one
-/// (and only as transport failures), and every ciphertext it was given decrypts on the
-/// survivor.
+/// The session copies a daemon made of a key are destroyed when another daemon
+/// schedules the key for deletion (the token object goes later, with the sweep of
+/// whichever daemon leads it): no daemon keeps usable material of a deleted key. The
+/// copies of other keys stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_deleted_through_one_daemon_leaves_no_session_copy_in_another() {
+    let r = Replicas::start_with(2, "", true);
+    let mut c = r.admins().await;
+    let (doomed, kept) = (
+        create_key(&mut c[0]).await.key_id,
+        create_key(&mut c[0]).await.key_id,
+    );
+    let copies = |d: usize| {
+        let url = r.daemons[d].metrics_url().to_owned();
+        async move {
+            crate::metrics::scrape_async(&url)
+                .await
+                .value("p11kms_hsm_session_copies", &[])
+        }
+    };
+    // Daemon 1 uses each key from several calls at once (several sessions copy it).
+    let mut held = Vec::new();
+    for key in [&kept, &doomed] {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (mut cl, key) = (c[1].clone(), key.clone());
+                tokio::spawn(async move { encrypt(&mut cl, &key, b"copy me", &[]).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        held.push(copies(1).await);
+    }
+    let (of_kept, of_both) = (held[0], held[1]);
+    assert!(of_kept >= 1.0 && of_both > of_kept, "copies: {held:?}");
+    c[0].schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+        key_id: doomed.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .await
+    .unwrap();
+    // Exactly `doomed`'s copies go: `kept`'s stay.
+    let started = Instant::now();
+    let mut now = copies(1).await;
+    while now != of_kept {
+        assert!(
+            started.elapsed() < Duration::from_secs(10) && now >= of_kept,
+            "daemon 1 holds {now} session copies; {of_kept} are the other key's"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now = copies(1).await;
+    }
+    println!(
+        "daemon 1's session copies: {of_both} of both keys, {now} {:?} after the deletion of one was scheduled on daemon 0",
+        started.elapsed()
+    );
+    encrypt(&mut c[1], &kept, b"still", &[]).await;
+    // The leader's sweep destroys the token object once the window has passed.
+    r.set_clock(8 * 24 * 3600);
+    let dir = &r.dirs[0];
+    eventually("the token object of the deleted key destroyed", || async {
+        dir.objects_of(&doomed) == 0
+    })
+    .await;
+    assert_eq!(dir.objects_of(&kept), 1);
+    assert_eq!(
+        error_of(
+            c[1].describe_key(proto::DescribeKeyRequest {
+                key_id: doomed.clone(),
+                ..Default::default()
+            })
+            .await
+        )
+        .as_deref(),
+        Some("NotFoundException")
+    );
+    drop(c);
+    r.stop();
+}
+
+/// One of three daemons killed with SIGKILL under load from a client that knows all
+/// of them: the client goes on with the others, calls fail only while in flight on the
+/// dead one (and only as transport failures), every ciphertext it was given decrypts
+/// on the survivors, and the sweeps the dead daemon led pass to a survivor.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    let Replicas {
-        a,
-        b,
-        a_dir,
-        _b_dir,
-        _db,
-    } = Replicas::start();
-    let identity = p11kms::client::Identity::from_dir(&a_dir.dev().admin_identity()).unwrap();
-    let c = p11kms::client::connect(&format!("{},{}", a.endpoint(), b.endpoint()), &identity)
+    let mut r = Replicas::start_with(3, "", true);
+    // The first daemon started leads the sweeps.
+    eventually("daemon 0 leads the sweeps", || async {
+        r.daemons[0].log().contains("this daemon leads the sweeps")
+    })
+    .await;
+    let identity = p11kms::client::Identity::from_dir(&r.dirs[0].dev().admin_identity()).unwrap();
+    let endpoints: Vec<String> = r.daemons.iter().map(Daemon::endpoint).collect();
+    let c = p11kms::client::connect(&endpoints.join(","), &identity)
         .await
         .unwrap();
     let key = create_key(&mut c.clone()).await.key_id;
+    let doomed = create_key(&mut c.clone()).await.key_id;
     let stop = Arc::new(AtomicBool::new(false));
     let told = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(Mutex::new(Vec::new()));
@@ -302,7 +519,7 @@ async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before = told.lock().unwrap().len();
-    a.crash();
+    r.daemons.remove(0).crash();
     tokio::time::sleep(Duration::from_millis(600)).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -318,17 +535,39 @@ async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
         // Only calls in flight on the dead daemon, which carry no AWS name.
         assert!(p11kms::client::error_name(s).is_none(), "{s:?}");
     }
-    let mut survivor = b.admin().await;
-    for (blob, plain) in &told {
-        assert_eq!(&decrypt(&mut survivor, blob, &[]).await, plain);
+    let mut survivors = r.admins().await;
+    for (i, (blob, plain)) in told.iter().enumerate() {
+        let s = &mut survivors[i % 2];
+        assert_eq!(&decrypt(s, blob, &[]).await, plain);
     }
+
+    // A survivor takes the sweeps over: a key whose deletion falls due is destroyed.
+    survivors[0]
+        .schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
+            key_id: doomed.clone(),
+            pending_window_in_days: Some(7),
+        })
+        .await
+        .unwrap();
+    r.set_clock(8 * 24 * 3600);
+    let dir = &r.dirs[1];
+    eventually("a survivor's sweep destroys the due key", || async {
+        dir.objects_of(&doomed) == 0
+    })
+    .await;
+    let leaders = r
+        .daemons
+        .iter()
+        .filter(|d| d.log().contains("this daemon leads the sweeps"))
+        .count();
+    assert_eq!(leaders, 1, "survivors that took the sweeps over");
     println!(
-        "one of two daemons killed: {} ciphertexts acknowledged ({} after the kill), {} calls failed in flight, all decrypt on the survivor",
+        "one of three daemons killed: {} ciphertexts acknowledged ({} after the kill), {} calls failed in flight, all decrypt on the survivors; a survivor now leads the sweeps",
         told.len(),
         told.len() - before,
         failed.lock().unwrap().len()
     );
-    b.stop();
+    r.stop();
 }
 
 /// Two daemons rotating the same key at the same moment, again and again: each version
@@ -336,17 +575,12 @@ async fn a_daemon_killed_under_load_loses_nothing_and_the_client_fails_over() {
 /// either encrypts after decrypts on both.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
-    let Replicas {
-        a,
-        b,
-        a_dir,
-        _b_dir,
-        _db,
-    } = Replicas::start();
-    let (mut ca, mut cb) = (a.admin().await, b.admin().await);
+    let r = Replicas::start(2);
+    let c = r.admins().await;
+    let (mut ca, mut cb) = (c[0].clone(), c[1].clone());
     let key = create_key(&mut ca).await.key_id;
     for _ in 0..5 {
-        let rotate = |mut c: p11kms::client::KmsClient| {
+        let rotate = |mut c: KmsClient| {
             let key = key.clone();
             async move {
                 c.rotate_key_on_demand(proto::RotateKeyOnDemandRequest { key_id: key })
@@ -371,8 +605,18 @@ async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
         .into_inner()
         .rotations
         .len();
+    assert_eq!(
+        one_object_per_version(&r.dirs[0], &key),
+        1 + rotations,
+        "token objects against 1 + {rotations} rotations"
+    );
+    r.stop();
+}
+
+/// The key's token objects, each CKA_ID once (panics on a CKA_ID made twice).
+fn one_object_per_version(dir: &TestDir, key: &str) -> usize {
     let prefix = key.replace('-', "");
-    let mut ids: Vec<String> = a_dir
+    let mut ids: Vec<String> = dir
         .token_objects()
         .iter()
         .filter_map(|o| o["id"].as_str().map(str::to_owned))
@@ -382,11 +626,144 @@ async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
     ids.sort();
     ids.dedup();
     assert_eq!(all, ids.len(), "a CKA_ID made twice: {ids:?}");
-    assert_eq!(
-        all,
-        1 + rotations,
-        "token objects against 1 + {rotations} rotations"
+    all
+}
+
+/// Three daemons encrypting under one key at once with a budget of a few encryptions
+/// per material version, so that they claim invocations and roll the material over
+/// again and again, each racing the others: every IV is recorded, and none repeats; no
+/// version serves more encryptions than its budget across all daemons; each version is
+/// made once; and every ciphertext decrypts on a daemon other than its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_daemons_rolling_material_over_at_once_never_exceed_a_budget() {
+    const BUDGET: usize = 4;
+    let r = Replicas::start_with(
+        3,
+        &format!("\n[limits]\nmax_encryptions_per_material = {BUDGET}\n"),
+        false,
     );
-    a.stop();
-    b.stop();
+    let c = r.admins().await;
+    let key = create_key(&mut c[0].clone()).await.key_id;
+    let tasks: Vec<_> = (0..6)
+        .map(|t| {
+            let (mut cl, key) = (c[t % c.len()].clone(), key.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for n in 0..12 {
+                    let plain = format!("{t}-{n}").into_bytes();
+                    out.push((t, encrypt(&mut cl, &key, &plain, &[]).await, plain));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(v) => all.extend(v),
+            Err(e) => {
+                for d in &r.daemons {
+                    for l in d
+                        .log()
+                        .lines()
+                        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                    {
+                        eprintln!("daemon log: {l}");
+                    }
+                }
+                panic!("{e:?}");
+            }
+        }
+    }
+    let mut ivs = std::collections::HashSet::new();
+    let mut per_version = std::collections::BTreeMap::<u32, usize>::new();
+    for (_, blob, _) in &all {
+        assert!(ivs.insert(blob[24..36].to_vec()), "an IV used twice");
+        *per_version.entry(material_version(blob)).or_default() += 1;
+    }
+    for (v, n) in &per_version {
+        assert!(*n <= BUDGET, "version {v} served {n} encryptions");
+    }
+    let newest = *per_version.keys().last().unwrap();
+    assert!(newest as usize >= all.len() / BUDGET, "{per_version:?}");
+    // Versions skipped (a reservation dropped with a cache entry) still exist once.
+    assert_eq!(one_object_per_version(&r.dirs[0], &key), newest as usize);
+    for (t, blob, plain) in &all {
+        let mut other = c[(t + 1) % c.len()].clone();
+        assert_eq!(&decrypt(&mut other, blob, &[]).await, plain);
+    }
+    println!(
+        "{} encryptions from three daemons: {} versions, encryptions per version {:?}",
+        all.len(),
+        newest,
+        per_version.values().collect::<Vec<_>>()
+    );
+    drop(c);
+    r.stop();
+}
+
+/// The CKA_IDs (hex) of the token's key-material objects (16 key-id bytes and 4
+/// version bytes; p11kms's own keys have other ids).
+fn material_ids(dir: &TestDir) -> std::collections::HashSet<String> {
+    dir.token_objects()
+        .iter()
+        .filter_map(|o| o["id"].as_str().map(str::to_owned))
+        .filter(|id| id.len() == 40)
+        .collect()
+}
+
+/// A CreateKey cut short by a crash leaves a token object that no metadata points at.
+/// On a shared store another daemon may be making such an object at any moment, so a
+/// start-up sweep destroys it only under the right to make it: not while the claim its
+/// maker took is fresh (it could be alive and about to record it), and at the first
+/// start after that claim went stale. Other daemons' keys are untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orphan_on_a_shared_store_is_swept_once_its_maker_cannot_be_making_it() {
+    let mut r = Replicas::start_with(2, "", true);
+    let mut c0 = r.daemons[0].admin().await;
+    let kept = create_key(&mut c0).await.key_id;
+    let before = material_ids(&r.dirs[0]);
+    r.daemons.remove(1).stop();
+    let crashing = Daemon::start_with(
+        &r.dirs[1],
+        &[("P11KMS_CRASH_AT", "create_key.after_material")],
+    );
+    let mut c1 = crashing.admin().await;
+    assert!(c1
+        .create_key(proto::CreateKeyRequest::default())
+        .await
+        .is_err());
+    crashing.wait_crash();
+    let orphans: Vec<String> = material_ids(&r.dirs[0])
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    let orphan = orphans[0].clone();
+
+    // At once: the dead CreateKey's claim is fresh, so the object is left alone.
+    let d = Daemon::start(&r.dirs[1]);
+    eventually("the start-up sweep leaves the object alone", || async {
+        d.log().contains("being made by another daemon; left alone")
+    })
+    .await;
+    assert!(material_ids(&r.dirs[0]).contains(&orphan));
+    d.stop();
+
+    // A minute later on the daemons' clock the claim is stale: the next start destroys it.
+    r.set_clock(60);
+    let d = Daemon::start(&r.dirs[1]);
+    eventually("the start-up sweep destroys the object", || async {
+        d.log()
+            .contains("destroying key material that no metadata points at")
+    })
+    .await;
+    assert!(!material_ids(&r.dirs[0]).contains(&orphan));
+    assert_eq!(material_ids(&r.dirs[0]), before);
+    let mut c1 = d.admin().await;
+    let blob = encrypt(&mut c0, &kept, b"kept", &[]).await;
+    assert_eq!(decrypt(&mut c1, &blob, &[]).await, b"kept");
+    drop((c0, c1));
+    r.daemons.push(d);
+    r.stop();
 }

@@ -71,6 +71,12 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
+            // The claim CreateKey took on its first version (see `claim_material`).
+            tx.execute(
+                "DELETE FROM material_claims WHERE key_id = $1",
+                &[&rec.key_id.to_string()],
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })

@@ -11,6 +11,10 @@ mod keys;
 mod rest;
 #[cfg(test)]
 pub(crate) mod testdb;
+mod tls;
+
+pub(crate) use tls::DbTls;
+pub use tls::DbTlsFiles;
 
 use std::future::Future;
 use std::time::Duration;
@@ -155,6 +159,8 @@ pub struct PostgresStore {
     rt: OwnRuntime,
     /// The connection settings, for the listening connection.
     config: tokio_postgres::Config,
+    /// TLS to the database (or none), for the listening connection.
+    tls: DbTls,
     /// This handle's name in its announcements: random, one per daemon.
     origin: std::sync::Arc<str>,
     /// Who is told of changes (see [`super::Store::watch`]).
@@ -176,6 +182,23 @@ impl PostgresStore {
     /// caller, never from a URL with a password in it), at most `pool_size`
     /// connections, and brings the schema up to date.
     pub fn connect(config: tokio_postgres::Config, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_with(config, pool_size, DbTls::none())
+    }
+
+    /// [`Self::connect`] over `tls`: TLS is then required (a server that refuses it, or
+    /// whose certificate does not verify, is not connected to); without, it is never
+    /// attempted.
+    pub(crate) fn connect_with(
+        mut config: tokio_postgres::Config,
+        pool_size: usize,
+        tls: DbTls,
+    ) -> Result<Self, StoreError> {
+        use tokio_postgres::config::SslMode;
+        config.ssl_mode(if tls.enabled() {
+            SslMode::Require
+        } else {
+            SslMode::Disable
+        });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("p11kms-postgres")
@@ -184,7 +207,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         let manager = Manager::from_config(
             config.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -204,6 +227,7 @@ impl PostgresStore {
             rt: OwnRuntime(Some(rt)),
             leader: std::sync::Arc::default(),
             config,
+            tls,
             origin: new_origin()?.into(),
             watcher: std::sync::Arc::default(),
         };
@@ -279,6 +303,7 @@ impl PostgresStore {
         if first {
             rt.spawn(listen(
                 self.config.clone(),
+                self.tls.clone(),
                 std::sync::Arc::clone(&self.origin),
                 std::sync::Arc::clone(&self.watcher),
             ));
@@ -289,6 +314,7 @@ impl PostgresStore {
 /// Listens on [`CHANNEL`] for as long as the store's runtime runs.
 async fn listen(
     config: tokio_postgres::Config,
+    tls: DbTls,
     origin: std::sync::Arc<str>,
     watcher: std::sync::Arc<std::sync::RwLock<Option<super::OnChange>>>,
 ) {
@@ -303,7 +329,7 @@ async fn listen(
         }
     };
     loop {
-        let connected = config.connect(tokio_postgres::NoTls).await;
+        let connected = config.connect(tls.clone()).await;
         let (client, mut connection) = match connected {
             Ok(c) => c,
             Err(e) => {
@@ -478,6 +504,49 @@ async fn lock(tx: &deadpool_postgres::Transaction<'_>, what: &str) -> Result<(),
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    /// Over TLS the session is encrypted (the server's own view, pg_stat_ssl), with
+    /// the server verified; a plain connection and one that trusts another CA fail.
+    #[test]
+    fn tls_to_the_database_is_verified_and_used() {
+        let db = testdb::TestDb::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (pki, other) = (
+            testdb::TestPki::new(dir.path(), "db"),
+            testdb::TestPki::new(dir.path(), "other"),
+        );
+        db.require_tls(&pki);
+        assert!(PostgresStore::connect(db.config(), 1).is_err());
+        let files = |p: &testdb::TestPki| DbTlsFiles {
+            ca: p.ca.clone(),
+            client: Some((pki.client_cert.clone(), pki.client_key.clone())),
+        };
+        let foreign =
+            PostgresStore::connect_with(db.config(), 1, DbTls::load(&files(&other)).unwrap());
+        let e = foreign.expect_err("a server certificate from another CA accepted");
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        assert!(chain.contains("certificate"), "{chain}");
+        let store = PostgresStore::connect_with(db.config(), 1, DbTls::load(&files(&pki)).unwrap())
+            .unwrap();
+        let encrypted = store
+            .with(|c| async move {
+                let row = c
+                    .query_one(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .await?;
+                Ok(row.get::<_, bool>(0))
+            })
+            .unwrap();
+        assert!(encrypted);
+        crate::store::suite::seed(&store);
+    }
 
     #[test]
     fn postgres_store_passes_the_conformance_suite() {

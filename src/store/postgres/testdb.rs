@@ -111,6 +111,42 @@ impl TestDb {
         run(start);
     }
 
+    /// Requires TLS on every TCP connection, with `pki`'s server certificate and `cert`
+    /// authentication (a client certificate from `pki`'s CA whose CN is the user).
+    /// Restarts the server.
+    pub(crate) fn require_tls(&self, pki: &TestPki) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let data = self.dir.path().join("data");
+        let ca = std::fs::read_to_string(&pki.ca).unwrap();
+        for (name, text) in [
+            ("server.crt", pki.server_cert.as_str()),
+            ("server.key", pki.server_key.as_str()),
+            ("client-ca.crt", ca.as_str()),
+        ] {
+            let p = data.join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            // The server runs as postgres and refuses a key it does not own.
+            let _ = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&p)
+                .status();
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.crt'\n",
+        );
+        std::fs::write(&conf, text).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+        )
+        .unwrap();
+        self.pause();
+        self.resume();
+    }
+
     /// Stops the server (fast: open connections are ended).
     pub(crate) fn pause(&self) {
         let mut stop = as_owner(bin("pg_ctl"));
@@ -128,6 +164,57 @@ impl TestDb {
             .user("p11kms")
             .dbname("p11kms");
         c
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate for the user
+/// `p11kms`, the client's side written as PEM files.
+pub(crate) struct TestPki {
+    /// The CA certificate file.
+    pub(crate) ca: PathBuf,
+    server_cert: String,
+    server_key: String,
+    /// The client certificate file.
+    pub(crate) client_cert: PathBuf,
+    /// The client key file.
+    pub(crate) client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes them, writing `NAME-ca.pem`, `NAME-client.pem` and `NAME-client.key` in `dir`.
+    pub(crate) fn new(dir: &std::path::Path, name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("{name} database CA"));
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), &ca_key).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name.push(DnType::CommonName, "p11kms");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+        let write = |file: &str, text: String| {
+            let p = dir.join(format!("{name}-{file}"));
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        Self {
+            ca: write("ca.pem", ca_cert.pem()),
+            server_cert: server_cert.pem(),
+            server_key: server_key.serialize_pem(),
+            client_cert: write("client.pem", client_cert.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
+        }
     }
 }
 

@@ -16,10 +16,6 @@ use crate::vault::{KmsError, Vault};
 /// encryptions, and at most that many IVs skipped by a crash.
 const RESERVATION_BLOCK: u64 = 1 << 16;
 
-/// How long another daemon's right to make a material version holds before it is taken
-/// for a dead daemon's: far longer than making and recording material takes.
-const MATERIAL_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl KeyEntry {
     /// Fast path: one invocation from the current reservation.
     fn try_take(&self) -> Option<MaterialVersion> {
@@ -143,9 +139,20 @@ impl Vault {
         loop {
             let now = self.settings.clock.now();
             let claimed = self
-                .store_call(move |s| s.claim_material(&id, next, now, MATERIAL_CLAIM_STALE))
+                .store_call(move |s| {
+                    s.claim_material(&id, next, now, crate::vault::MATERIAL_CLAIM_STALE)
+                })
                 .await?;
             if claimed {
+                // Another daemon may have recorded `next` between the look above and
+                // this claim (recording gives the claim back): adopt it under the
+                // claim, never make it again (making it would destroy theirs).
+                if let Some(v) = self.adopt_newer(key, next).await? {
+                    let _ = self
+                        .store_call(move |s| s.release_material(&id, next))
+                        .await;
+                    return Ok(v);
+                }
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -25,14 +25,18 @@
 //!   raw, p50 and p99 latency (AWS KMS gives a proxy 250 ms);
 //! - **audit**: Encrypt with the audit trail on (fsync per batch) against the same
 //!   daemon with the trail off, each side BENCH_ROUNDS times in alternating order,
-//!   medians compared.
+//!   medians compared;
+//! - **store**: the daemon as deployed on PostgreSQL (a throw-away cluster on this
+//!   machine, as `tests/` start them) against one on SQLite: Encrypt at each calls in
+//!   flight and CreateKey at 4, BENCH_ROUNDS alternating rounds per side, medians
+//!   compared.
 //!
 //! Prints a table, and writes it as JSON to `target/bench/throughput.json` (or
 //! `BENCH_JSON`). Asserts nothing. Run: `cargo bench --bench throughput`. Settings
 //! (environment):
 //! - `BENCH_SECS` (default 2): seconds per measurement;
 //! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, xks, slow,
-//!   batch, audit; and `soak`, which runs only when named: see `throughput/soak.rs`);
+//!   batch, audit, store; and `soak`, which runs only when named: see `throughput/soak.rs`);
 //! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops and audit sections;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons of
@@ -67,6 +71,12 @@ mod raw;
 mod report;
 #[path = "throughput/soak.rs"]
 mod soak;
+#[path = "throughput/store.rs"]
+mod store;
+// The throw-away PostgreSQL clusters of the tests.
+#[path = "../src/store/postgres/testdb.rs"]
+#[allow(dead_code)]
+mod testdb;
 #[path = "throughput/xks_load.rs"]
 mod xks_load;
 
@@ -90,6 +100,8 @@ enum Op {
     DescribeKey,
     /// BatchEncrypt of [`BATCH`] items.
     BatchEncrypt,
+    /// CreateKey (a new key each call).
+    CreateKey,
 }
 
 /// Items per BatchEncrypt.
@@ -136,6 +148,8 @@ struct Launch {
     echo: bool,
     /// A PKCS#11 module in place of SoftHSM2 (the delaying shim), with its environment.
     module: Option<(PathBuf, Vec<(String, String)>)>,
+    /// `[store] postgres` (this URL) in place of the dev SQLite file.
+    postgres: Option<String>,
 }
 
 /// A running daemon: its process, directory, gRPC endpoint, admin identity, AWS JSON
@@ -188,6 +202,12 @@ impl Daemon {
                 &format!("module = {:?}", module.display().to_string()),
             );
             cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        if let Some(url) = &launch.postgres {
+            text = text.replace(
+                "sqlite = \"p11kms.db\"",
+                &format!("postgres = {url:?}\npool_size = 16"),
+            );
         }
         std::fs::write(&path, text)?;
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"])
@@ -481,6 +501,10 @@ fn main() -> BoxResult<()> {
 
         if wanted("audit") {
             audit_comparison(&mut report, &deployed, &grpc, secs).await?;
+        }
+
+        if wanted("store") {
+            store::postgres_against_sqlite(&mut report, secs).await?;
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -97,6 +97,10 @@ impl Grpc {
                 }
                 answer.map(drop)
             }
+            Op::CreateKey => c
+                .create_key(proto::CreateKeyRequest::default())
+                .await
+                .map(drop),
             Op::DescribeKey => c
                 .describe_key(proto::DescribeKeyRequest {
                     key_id: key,

@@ -151,6 +151,7 @@ impl Json {
                 "TrentService.ReEncrypt",
                 format!(r#"{{"CiphertextBlob":"{blob}","DestinationKeyId":"{key}"}}"#),
             ),
+            Op::CreateKey => ("TrentService.CreateKey", "{}".to_owned()),
             Op::DescribeKey => (
                 "TrentService.DescribeKey",
                 format!(r#"{{"KeyId":"{key}"}}"#),

@@ -73,9 +73,9 @@ mod report;
 mod soak;
 #[path = "throughput/store.rs"]
 mod store;
-// The throw-away PostgreSQL clusters of the tests.
+// The throw-away PostgreSQL clusters of the tests (test code: it panics on failure).
 #[path = "../src/store/postgres/testdb.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::unwrap_used)]
 mod testdb;
 #[path = "throughput/xks_load.rs"]
 mod xks_load;

@@ -185,6 +185,12 @@ pub(crate) async fn read_body(
     limit: usize,
     budget: &BodyBudget,
 ) -> Result<Wiped, Rejected> {
+    // A declared length over the limit is refused before any of the body is read (or
+    // waited for): a client may not hold the request open by sending it slowly.
+    let declared = hyper::body::Body::size_hint(&body).lower();
+    if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(Rejected::TooLarge(limit));
+    }
     let read = async {
         let room = budget.room(limit).await;
         (Limited::new(body, limit).collect().await, room)

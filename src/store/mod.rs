@@ -46,6 +46,10 @@ pub enum StoreError {
     /// An update found no row.
     #[error("the {0} does not exist")]
     Missing(&'static str),
+    /// The right to make this material version was taken over by another daemon (ours
+    /// went stale): nothing was recorded, and the material made must not be used.
+    #[error("another daemon took over the right to make this key material; nothing was recorded")]
+    ClaimLost,
     /// A write would exceed a quota; the text says which, for the caller
     /// (LimitExceededException).
     #[error("{0}")]
@@ -155,24 +159,26 @@ pub trait Store:
         Ok(true)
     }
     /// Takes the right to make material version `version` of a key in the token, before
-    /// the token object is made: false while another daemon holds it (made less than
-    /// `stale_after` before `now`; an older claim is a dead daemon's and is taken
-    /// over). `add_material` of that version, or `insert_key` of a key's first, gives
-    /// the right back. Two daemons must
-    /// never make the same version: making material first clears the token objects of
-    /// its CKA_ID. A store only one daemon opens always answers true.
+    /// the token object is made: false while another daemon holds it (taken less than
+    /// `stale_after` ago by the database's clock; an older claim is a dead or stalled
+    /// daemon's and is taken over). Two daemons must never make the same version:
+    /// making material first clears the token objects of its CKA_ID. `add_material` of
+    /// that version, or `insert_key` of a key's first, gives the right back, and refuses
+    /// (`ClaimLost`) while another daemon holds it: a maker whose claim was taken over
+    /// never records, so never uses, material that the taker may destroy. A store only
+    /// one daemon opens always answers true.
     fn claim_material(
         &self,
         id: &KeyId,
         version: MaterialVersion,
-        now: std::time::SystemTime,
         stale_after: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        let _ = (id, version, now, stale_after);
+        let _ = (id, version, stale_after);
         Ok(true)
     }
-    /// Gives back the right to make a material version when making it failed, so that
-    /// a retry (by this daemon or another) need not wait for the claim to go stale.
+    /// Gives back this daemon's right to make a material version when making it failed,
+    /// so that a retry (by this daemon or another) need not wait for the claim to go
+    /// stale. A claim another daemon has taken over stays.
     fn release_material(&self, id: &KeyId, version: MaterialVersion) -> Result<(), StoreError> {
         let _ = (id, version);
         Ok(())

@@ -176,16 +176,27 @@ impl Vault {
             self.lockout_check(caller, &probe, parsed, bypass).await?;
         }
         let material = crate::hsm::MaterialRef { key_id, version };
-        if self.store.shared() {
+        let shared = self.store.shared();
+        if shared {
             // Tells another daemon's orphan sweep that this object is being made: until
             // the key is inserted (which gives the claim back), it has no metadata.
-            let now = self.settings.clock.now();
-            self.store_call(move |s| {
-                s.claim_material(&key_id, version, now, super::MATERIAL_CLAIM_STALE)
-            })
-            .await?;
+            let claimed = self
+                .store_call(move |s| {
+                    s.claim_material(&key_id, version, super::MATERIAL_CLAIM_STALE)
+                })
+                .await?;
+            if !claimed {
+                // A fresh random id is never claimed: something is badly wrong.
+                return Err(KmsError::internal(std::io::Error::other(
+                    "the new key id is already being made",
+                )));
+            }
         }
-        self.hsm.create_material(material).await?;
+        let made = self.hsm.create_material(material).await;
+        if let Err(e) = made {
+            self.release_claim(shared, key_id, version).await;
+            return Err(e.into());
+        }
         crate::failpoint::hit("create_key.after_material");
         let stored = record.clone();
         let account_of = record.account.clone();
@@ -204,11 +215,22 @@ impl Vault {
             if let Err(cleanup) = self.hsm.destroy_material(material).await {
                 tracing::warn!(key_id = %key_id, error = %cleanup, "could not remove the material of a failed CreateKey");
             }
+            self.release_claim(shared, key_id, version).await;
             return Err(e);
         }
         crate::failpoint::hit("create_key.after_insert");
         info!(key_id = %key_id, "key created");
         let entry = self.cache_new_key(record);
         Ok(entry.metadata(arn))
+    }
+
+    /// Gives back the claim a failed CreateKey took (best effort: a claim left behind
+    /// goes stale and names a key id nobody will use).
+    async fn release_claim(&self, shared: bool, id: KeyId, version: MaterialVersion) {
+        if shared {
+            let _ = self
+                .store_call(move |s| s.release_material(&id, version))
+                .await;
+        }
     }
 }

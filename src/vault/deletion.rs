@@ -24,6 +24,12 @@ const MAX_WINDOW_DAYS: i32 = 30;
 const DEFAULT_WINDOW_DAYS: i32 = 30;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
+/// How old another daemon's claim to make material must be before the orphan sweep
+/// takes it over: far longer than the claim's use between makers (an orphan left a
+/// while costs nothing; material destroyed under a slow maker would cost its
+/// ciphertexts, were recording not refused then).
+const ORPHAN_CLAIM_STALE: Duration = Duration::from_secs(300);
+
 /// What ScheduleKeyDeletion answers.
 #[derive(Debug)]
 pub struct ScheduledDeletion {
@@ -73,6 +79,12 @@ impl Vault {
             )));
         }
         tracing::info!(key_id = %id, days, "key deletion scheduled");
+        // A key pending deletion serves no cryptographic call: its session copies go
+        // now (other daemons on a shared store drop theirs when the change reaches
+        // them), not with the token object at the end of the window.
+        if let Err(e) = self.hsm.forget_key_everywhere(id).await {
+            tracing::warn!(key_id = %id, error = %e, "could not destroy the key's session copies; they go with their sessions");
+        }
         Ok(ScheduledDeletion {
             key_arn: arn,
             deletion_date: date,
@@ -195,7 +207,9 @@ impl Vault {
     /// and new material alike before the object exists). So an object without metadata
     /// is destroyed only under that claim, taken here, and after the store is read again
     /// under it; a version another daemon is making is left alone (and destroyed by a
-    /// later start, once its claim is stale if that daemon died).
+    /// later start once its claim is [`ORPHAN_CLAIM_STALE`] old, if that daemon died).
+    /// The claim over a destroyed object is kept, so that a maker that was only slow
+    /// cannot record the version after all.
     pub async fn destroy_orphan_material(&self) -> Result<usize, KmsError> {
         let objects = self.hsm.material_objects().await?;
         let shared = self.store.shared();
@@ -205,20 +219,22 @@ impl Vault {
                 continue;
             }
             if shared {
-                let (id, version, now) = (m.key_id, m.version, self.settings.clock.now());
+                let (id, version) = (m.key_id, m.version);
                 let claimed = self
-                    .store_call(move |s| {
-                        s.claim_material(&id, version, now, super::MATERIAL_CLAIM_STALE)
-                    })
+                    .store_call(move |s| s.claim_material(&id, version, ORPHAN_CLAIM_STALE))
                     .await?;
                 if !claimed {
                     tracing::info!(material = %m.label(), "key material without metadata is being made by another daemon; left alone");
                     continue;
                 }
                 let result = self.destroy_if_orphan(m).await;
-                let _ = self
-                    .store_call(move |s| s.release_material(&id, version))
-                    .await;
+                // A claim over destroyed material is kept: should its maker be alive
+                // after all, recording the version is refused (ClaimLost).
+                if !matches!(result, Ok(true)) {
+                    let _ = self
+                        .store_call(move |s| s.release_material(&id, version))
+                        .await;
+                }
                 destroyed += usize::from(result?);
                 continue;
             }

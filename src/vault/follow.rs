@@ -57,13 +57,28 @@ impl Vault {
     /// them after announcements were missed. A failure is logged: the copies then stay
     /// until their session closes, and the key is refused all the same.
     async fn drop_session_copies(&self, change: Change) {
-        let result = match change {
-            Change::Key(id) if self.deleting(id).await => self.hsm.forget_key_everywhere(id).await,
-            Change::All => self.hsm.forget_all_everywhere().await,
+        let forget = || async {
+            match &change {
+                Change::Key(id) => self.hsm.forget_key_everywhere(*id).await,
+                _ => self.hsm.forget_all_everywhere().await,
+            }
+        };
+        match &change {
+            Change::Key(id) if self.deleting(*id).await => {}
+            Change::All => {}
             _ => return,
+        }
+        // Once more after a moment if a session could not be reached (a worker busy
+        // past the call timeout).
+        let result = match forget().await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                forget().await
+            }
         };
         if let Err(e) = result {
-            tracing::warn!(error = %e, "could not destroy the session copies of a key another daemon is deleting");
+            tracing::warn!(error = %e, "could not destroy the session copies of a key another daemon is deleting; they go with their sessions");
         }
     }
 

@@ -223,8 +223,16 @@ async fn unauthenticated_requests_get_aws_errors_over_http1_and_http2() {
         // A body over the limit (512 KiB): refused from its declared length, before the
         // client has sent it.
         let declared = ("content-length", "614400");
+        let started = std::time::Instant::now();
         let a = post_body(&d, http, &[JSON, describe, declared], endless_body()).await;
         assert_aws_error(&a, 413, "RequestEntityTooLargeException");
+        // From the header alone: not after waiting out the request read timeout (30 s)
+        // for a body that never ends.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "answered after {:?}",
+            started.elapsed()
+        );
     }
     // Let the aborted client connections close before `stop` blocks this runtime:
     // the daemon's graceful stop waits (up to shutdown_timeout) for open connections.

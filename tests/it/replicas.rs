@@ -46,7 +46,7 @@ fn replica_of(a: &TestDir) -> TestDir {
 struct Replicas {
     daemons: Vec<Daemon>,
     dirs: Vec<TestDir>,
-    _db: testdb::TestDb,
+    db: testdb::TestDb,
     /// The test clock all of them read, when asked for.
     clock: Option<PathBuf>,
 }
@@ -93,7 +93,7 @@ impl Replicas {
         Self {
             daemons,
             dirs,
-            _db: db,
+            db,
             clock,
         }
     }
@@ -119,6 +119,45 @@ impl Replicas {
         for d in self.daemons.drain(..) {
             d.stop();
         }
+    }
+
+    /// Makes every claim to make key material `secs` older, as the database's clock
+    /// sees it (claims are timed by the database, not by the daemons' clocks).
+    async fn age_claims(&self, secs: i64) {
+        let (client, conn) = self
+            .db
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .execute(
+                "UPDATE material_claims SET claimed_ms = claimed_ms - $1",
+                &[&(secs * 1000)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until every daemon listens to the store's changes: its first connection
+    /// reports that everything may have changed, which drops every cache and session
+    /// copy once (a test that counts copies starts after).
+    async fn listening(&self) {
+        for d in &self.daemons {
+            let url = d.metrics_url().to_owned();
+            eventually("the daemon listens to the store's changes", || {
+                let url = url.clone();
+                async move {
+                    crate::metrics::scrape_async(&url)
+                        .await
+                        .value("p11kms_store_changes_total", &[])
+                        >= 1.0
+                }
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     /// Moves every daemon's clock forward to `secs` past the real one.
@@ -394,6 +433,7 @@ async fn three_daemons_on_one_database_and_token_agree_within_a_second() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_deleted_through_one_daemon_leaves_no_session_copy_in_another() {
     let r = Replicas::start_with(2, "", true);
+    r.listening().await;
     let mut c = r.admins().await;
     let (doomed, kept) = (
         create_key(&mut c[0]).await.key_id,
@@ -407,29 +447,35 @@ async fn a_key_deleted_through_one_daemon_leaves_no_session_copy_in_another() {
                 .value("p11kms_hsm_session_copies", &[])
         }
     };
-    // Daemon 1 uses each key from several calls at once (several sessions copy it).
-    let mut held = Vec::new();
+    // Each daemon uses each key from several calls at once (several sessions copy it).
+    let mut held = [Vec::new(), Vec::new()];
     for key in [&kept, &doomed] {
-        let calls: Vec<_> = (0..8)
-            .map(|_| {
-                let (mut cl, key) = (c[1].clone(), key.clone());
-                tokio::spawn(async move { encrypt(&mut cl, &key, b"copy me", &[]).await })
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap();
+        for (d, held) in held.iter_mut().enumerate() {
+            let calls: Vec<_> = (0..8)
+                .map(|_| {
+                    let (mut cl, key) = (c[d].clone(), key.clone());
+                    tokio::spawn(async move { encrypt(&mut cl, &key, b"copy me", &[]).await })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap();
+            }
+            held.push(copies(d).await);
         }
-        held.push(copies(1).await);
     }
-    let (of_kept, of_both) = (held[0], held[1]);
-    assert!(of_kept >= 1.0 && of_both > of_kept, "copies: {held:?}");
+    for h in &held {
+        assert!(h[0] >= 1.0 && h[1] > h[0], "copies: {held:?}");
+    }
     c[0].schedule_key_deletion(proto::ScheduleKeyDeletionRequest {
         key_id: doomed.clone(),
         pending_window_in_days: Some(7),
     })
     .await
     .unwrap();
-    // Exactly `doomed`'s copies go: `kept`'s stay.
+    // The daemon that scheduled it has dropped its copies by its answer.
+    assert_eq!(copies(0).await, held[0][0]);
+    // Exactly `doomed`'s copies go from the other daemon: `kept`'s stay.
+    let of_kept = held[1][0];
     let started = Instant::now();
     let mut now = copies(1).await;
     while now != of_kept {
@@ -441,7 +487,8 @@ async fn a_key_deleted_through_one_daemon_leaves_no_session_copy_in_another() {
         now = copies(1).await;
     }
     println!(
-        "daemon 1's session copies: {of_both} of both keys, {now} {:?} after the deletion of one was scheduled on daemon 0",
+        "daemon 1's session copies: {} of both keys, {now} {:?} after the deletion of one was scheduled on daemon 0",
+        held[1][1],
         started.elapsed()
     );
     encrypt(&mut c[1], &kept, b"still", &[]).await;
@@ -716,10 +763,10 @@ fn material_ids(dir: &TestDir) -> std::collections::HashSet<String> {
 /// On a shared store another daemon may be making such an object at any moment, so a
 /// start-up sweep destroys it only under the right to make it: not while the claim its
 /// maker took is fresh (it could be alive and about to record it), and at the first
-/// start after that claim went stale. Other daemons' keys are untouched.
+/// start after that claim went stale (five minutes). Other daemons' keys are untouched.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_orphan_on_a_shared_store_is_swept_once_its_maker_cannot_be_making_it() {
-    let mut r = Replicas::start_with(2, "", true);
+    let mut r = Replicas::start(2);
     let mut c0 = r.daemons[0].admin().await;
     let kept = create_key(&mut c0).await.key_id;
     let before = material_ids(&r.dirs[0]);
@@ -750,8 +797,9 @@ async fn an_orphan_on_a_shared_store_is_swept_once_its_maker_cannot_be_making_it
     assert!(material_ids(&r.dirs[0]).contains(&orphan));
     d.stop();
 
-    // A minute later on the daemons' clock the claim is stale: the next start destroys it.
-    r.set_clock(60);
+    // Once the claim is old enough (10 minutes, by the database's clock), the next
+    // start takes it over and destroys the object.
+    r.age_claims(600).await;
     let d = Daemon::start(&r.dirs[1]);
     eventually("the start-up sweep destroys the object", || async {
         d.log()

@@ -72,11 +72,7 @@ impl Store for PostgresStore {
                 .await?;
             }
             // The claim CreateKey took on its first version (see `claim_material`).
-            tx.execute(
-                "DELETE FROM material_claims WHERE key_id = $1",
-                &[&rec.key_id.to_string()],
-            )
-            .await?;
+            give_back_claim(&tx, &rec.key_id.to_string(), rec.current_version).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -461,11 +457,7 @@ impl Store for PostgresStore {
             if n == 0 {
                 return Err(StoreError::Missing("key"));
             }
-            tx.execute(
-                "DELETE FROM material_claims WHERE key_id = $1 AND version = $2",
-                &[&key, &i64::from(m.version.0)],
-            )
-            .await?;
+            give_back_claim(&tx, &key, m.version).await?;
             super::announce(&*tx, &Change::Key(id)).await?;
             tx.commit().await?;
             Ok(())
@@ -520,18 +512,21 @@ impl Store for PostgresStore {
         &self,
         id: &KeyId,
         version: MaterialVersion,
-        now: SystemTime,
         stale_after: std::time::Duration,
     ) -> Result<bool, StoreError> {
         let key = id.to_string();
-        let stale = to_ms(now) - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+        let stale = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         self.with(move |c| async move {
+            // The database's clock, not the daemon's: daemons' clocks may differ.
             let n = c
                 .execute(
-                    "INSERT INTO material_claims (key_id, version, claimed_ms) VALUES ($1, $2, $3)
-                     ON CONFLICT (key_id, version) DO UPDATE SET claimed_ms = excluded.claimed_ms
-                     WHERE material_claims.claimed_ms < $4",
-                    &[&key, &i64::from(version.0), &to_ms(now), &stale],
+                    "INSERT INTO material_claims (key_id, version, claimed_ms, owner)
+                     VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint, $3)
+                     ON CONFLICT (key_id, version) DO UPDATE
+                         SET claimed_ms = excluded.claimed_ms, owner = excluded.owner
+                     WHERE material_claims.owner = excluded.owner
+                        OR material_claims.claimed_ms < excluded.claimed_ms - $4",
+                    &[&key, &i64::from(version.0), &&*owner(), &stale],
                 )
                 .await?;
             Ok(n == 1)
@@ -542,8 +537,8 @@ impl Store for PostgresStore {
         let key = id.to_string();
         self.with(move |c| async move {
             c.execute(
-                "DELETE FROM material_claims WHERE key_id = $1 AND version = $2",
-                &[&key, &i64::from(version.0)],
+                "DELETE FROM material_claims WHERE key_id = $1 AND version = $2 AND owner = $3",
+                &[&key, &i64::from(version.0), &&*owner()],
             )
             .await?;
             Ok(())
@@ -565,4 +560,32 @@ impl Store for PostgresStore {
             Ok(())
         })
     }
+}
+
+/// This store handle's name in claims (see [`super::ORIGIN`]).
+fn owner() -> std::sync::Arc<str> {
+    super::ORIGIN
+        .try_with(std::sync::Arc::clone)
+        .unwrap_or_else(|_| "".into())
+}
+
+/// Recording `version` of `key` gives back this daemon's claim to make it, and refuses
+/// (ClaimLost, rolling the transaction back) while another daemon holds one. No claim
+/// at all is fine: a store only one daemon writes, or a version made without a race.
+async fn give_back_claim(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &str,
+    version: MaterialVersion,
+) -> Result<(), StoreError> {
+    let me = owner();
+    let holders = tx
+        .query(
+            "DELETE FROM material_claims WHERE key_id = $1 AND version = $2 RETURNING owner",
+            &[&key, &i64::from(version.0)],
+        )
+        .await?;
+    if holders.iter().any(|r| r.get::<_, &str>(0) != &*me) {
+        return Err(StoreError::ClaimLost);
+    }
+    Ok(())
 }

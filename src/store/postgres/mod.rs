@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
         claimed_ms BIGINT NOT NULL,
         PRIMARY KEY (key_id, version)
      );",
+    // 3: whose claim it is (the store handle's name), so that a maker whose claim was
+    // taken over cannot record the version; claimed_ms from the database's clock.
+    "ALTER TABLE material_claims ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The advisory lock the migrations run under (any constant, the same in every build).
@@ -194,11 +197,22 @@ impl PostgresStore {
         tls: DbTls,
     ) -> Result<Self, StoreError> {
         use tokio_postgres::config::SslMode;
-        config.ssl_mode(if tls.enabled() {
-            SslMode::Require
-        } else {
-            SslMode::Disable
-        });
+        // TLS exactly when configured: never a silent fall-back to plain text, and no
+        // attempt the connector could not complete.
+        match (tls.enabled(), config.get_ssl_mode()) {
+            (false, SslMode::Require) => {
+                return Err(StoreError::Database(
+                    "sslmode=require, but no TLS is configured (store.tls_ca_file)".into(),
+                ))
+            }
+            (true, SslMode::Disable) => {
+                return Err(StoreError::Database(
+                    "sslmode=disable, but TLS is configured (store.tls_ca_file)".into(),
+                ))
+            }
+            (true, _) => config.ssl_mode(SslMode::Require),
+            (false, _) => config.ssl_mode(SslMode::Disable),
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("p11kms-postgres")
@@ -530,7 +544,23 @@ mod tests {
             chain = format!("{chain}: {s}");
             source = s.source();
         }
-        assert!(chain.contains("certificate"), "{chain}");
+        assert!(chain.contains("UnknownIssuer"), "{chain}");
+        // The right CA, but a certificate that does not name the host connected to.
+        let mut by_name = tokio_postgres::Config::new();
+        by_name
+            .host("localhost")
+            .port(db.port)
+            .user("p11kms")
+            .dbname("p11kms");
+        let e = PostgresStore::connect_with(by_name, 1, DbTls::load(&files(&pki)).unwrap())
+            .expect_err("a certificate for 127.0.0.1 accepted for localhost");
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        assert!(chain.contains("not valid for name"), "{chain}");
         let store = PostgresStore::connect_with(db.config(), 1, DbTls::load(&files(&pki)).unwrap())
             .unwrap();
         let encrypted = store
@@ -597,27 +627,34 @@ mod tests {
         );
         let ids = crate::store::suite::seed(&a);
         let (id, v2) = (ids[0], MaterialVersion(2));
-        let now = std::time::SystemTime::now();
         let stale = std::time::Duration::from_secs(30);
-        assert!(a.claim_material(&id, v2, now, stale).unwrap());
-        assert!(!b.claim_material(&id, v2, now, stale).unwrap());
-        // A dead daemon's claim, once stale, is taken over.
-        let later = now + std::time::Duration::from_secs(31);
-        assert!(b.claim_material(&id, v2, later, stale).unwrap());
-        assert!(!a.claim_material(&id, v2, later, stale).unwrap());
+        assert!(a.claim_material(&id, v2, stale).unwrap());
+        assert!(
+            a.claim_material(&id, v2, stale).unwrap(),
+            "a daemon's own claim"
+        );
+        assert!(!b.claim_material(&id, v2, stale).unwrap());
+        // b releasing does not release a's claim.
         b.release_material(&id, v2).unwrap();
-        assert!(a.claim_material(&id, v2, later, stale).unwrap());
-        // Recording the version gives the right back.
+        assert!(!b.claim_material(&id, v2, stale).unwrap());
+        // A claim older than `stale_after` by the database's clock is taken over...
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = std::time::Duration::ZERO;
+        assert!(b.claim_material(&id, v2, now).unwrap());
+        assert!(!a.claim_material(&id, v2, stale).unwrap());
+        // ... and its first holder can no longer record the version.
         let m = a.get_key(&id).unwrap().unwrap().versions[0].clone();
-        a.add_material(
-            &id,
-            &crate::store::MaterialRecord { version: v2, ..m },
-            None,
-        )
-        .unwrap();
-        assert!(b
-            .claim_material(&id, MaterialVersion(2), later, stale)
-            .unwrap());
+        let record = crate::store::MaterialRecord { version: v2, ..m };
+        assert!(matches!(
+            a.add_material(&id, &record, None),
+            Err(StoreError::ClaimLost)
+        ));
+        assert_eq!(a.get_key(&id).unwrap().unwrap().current_version.0, 1);
+        b.release_material(&id, v2).unwrap();
+        assert!(a.claim_material(&id, v2, stale).unwrap());
+        // Recording the version gives the right back.
+        a.add_material(&id, &record, None).unwrap();
+        assert!(b.claim_material(&id, v2, stale).unwrap());
     }
 
     /// A store handle hears the changes other handles announce, not its own (its

@@ -103,11 +103,11 @@ impl MakeTlsConnect<Socket> for DbTls {
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> Result<DbTlsConnect, io::Error> {
-        let name = ServerName::try_from(domain.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // Checked at the handshake, not here: tokio-postgres asks for a connector for
+        // every host, a Unix socket's (named "") too, even when TLS is off.
         Ok(DbTlsConnect {
             config: self.0.clone(),
-            name,
+            domain: domain.to_owned(),
         })
     }
 }
@@ -115,7 +115,7 @@ impl MakeTlsConnect<Socket> for DbTls {
 /// One connection's TLS handshake, for the host it connects to.
 pub(crate) struct DbTlsConnect {
     config: Option<Arc<rustls::ClientConfig>>,
-    name: ServerName<'static>,
+    domain: String,
 }
 
 impl TlsConnect<Socket> for DbTlsConnect {
@@ -128,8 +128,14 @@ impl TlsConnect<Socket> for DbTlsConnect {
             let config = self.config.ok_or_else(|| {
                 io::Error::other("TLS to the database is not configured (store.tls_ca_file)")
             })?;
+            let name = ServerName::try_from(self.domain).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("TLS to the database needs a host name or address to check its certificate against ({e})"),
+                )
+            })?;
             let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await?;
             Ok(DbTlsStream(Box::new(tls)))
         })

@@ -137,10 +137,9 @@ impl Vault {
         // objects of its CKA_ID, so two daemons must never make the same version. While
         // another holds it, wait for its record and adopt that.
         loop {
-            let now = self.settings.clock.now();
             let claimed = self
                 .store_call(move |s| {
-                    s.claim_material(&id, next, now, crate::vault::MATERIAL_CLAIM_STALE)
+                    s.claim_material(&id, next, crate::vault::MATERIAL_CLAIM_STALE)
                 })
                 .await?;
             if claimed {

@@ -578,6 +578,15 @@ mod tests {
         crate::store::suite::seed(&store);
     }
 
+    /// A Unix socket, for which the driver asks the TLS connector too (with no host
+    /// name) even though TLS is off there.
+    #[test]
+    fn a_unix_socket_connects_without_tls() {
+        let db = testdb::TestDb::start();
+        let store = PostgresStore::connect(db.socket_config(), 1).unwrap();
+        crate::store::suite::seed(&store);
+    }
+
     #[test]
     fn postgres_store_passes_the_conformance_suite() {
         let db = testdb::TestDb::start();

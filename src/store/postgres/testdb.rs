@@ -156,6 +156,16 @@ impl TestDb {
         run(stop);
     }
 
+    /// A client configuration for the cluster's `p11kms` database over its Unix socket.
+    pub(crate) fn socket_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(self.dir.path())
+            .port(self.port)
+            .user("p11kms")
+            .dbname("p11kms");
+        c
+    }
+
     /// A client configuration for the cluster's `p11kms` database.
     pub(crate) fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();

@@ -494,6 +494,10 @@ async fn credentials_are_managed_and_minted_from_the_cli() {
 fn cli_with_closed_stdout(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
+    // The read end is closed before the child starts: a command that prints at once
+    // (`audit tail` reads files only) could otherwise fill the pipe before it closes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
     let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
         .arg("--data-dir")
         .arg(dir)
@@ -502,11 +506,10 @@ fn cli_with_closed_stdout(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .env_remove("P11KMS_IDENTITY")
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(writer))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }

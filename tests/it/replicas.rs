@@ -43,9 +43,9 @@ fn replica_of(a: &TestDir) -> TestDir {
 
 /// `n` daemons on one new database and the first one's token (dropped in this order:
 /// the daemons, their directories, the database).
-struct Replicas {
-    daemons: Vec<Daemon>,
-    dirs: Vec<TestDir>,
+pub(crate) struct Replicas {
+    pub(crate) daemons: Vec<Daemon>,
+    pub(crate) dirs: Vec<TestDir>,
     db: testdb::TestDb,
     /// The test clock all of them read, when asked for.
     clock: Option<PathBuf>,
@@ -58,7 +58,7 @@ impl Replicas {
 
     /// With `config` appended to each daemon's configuration and, when `clock`, one
     /// test clock for all and a sweep every second.
-    fn start_with(n: usize, config: &str, clock: bool) -> Self {
+    pub(crate) fn start_with(n: usize, config: &str, clock: bool) -> Self {
         let db = testdb::TestDb::start();
         let first = TestDir::new();
         first.prepare();
@@ -115,7 +115,7 @@ impl Replicas {
     }
 
     /// Stops every daemon still running (each must exit cleanly), then drops the rest.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         for d in self.daemons.drain(..) {
             d.stop();
         }
@@ -123,7 +123,7 @@ impl Replicas {
 
     /// Makes every claim to make key material `secs` older, as the database's clock
     /// sees it (claims are timed by the database, not by the daemons' clocks).
-    async fn age_claims(&self, secs: i64) {
+    pub(crate) async fn age_claims(&self, secs: i64) {
         let (client, conn) = self
             .db
             .config()

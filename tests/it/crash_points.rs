@@ -324,6 +324,27 @@ crash_point_tests! {
     audit_after_sync => "audit.after_sync",
 }
 
+/// A number from the environment, or `default`.
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Which of the `new` ciphertexts acknowledged before this round to check again: all of
+/// them when `full`, else 100 picked at random (a long run's checks would otherwise
+/// grow with the square of its rounds).
+fn older_to_check(rng: &mut Rng, new: usize, full: bool) -> Vec<usize> {
+    if full {
+        (0..new).collect()
+    } else {
+        (0..100.min(new))
+            .map(|_| rng.below(new as u64) as usize)
+            .collect()
+    }
+}
+
 /// A small deterministic generator (xorshift64*), so that a seed replays a run.
 struct Rng(u64);
 
@@ -466,14 +487,10 @@ async fn retire_old_keys(dir: &TestDir, keys: &mut Vec<String>, told: &mut Told)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_under_mixed_load_lose_nothing() {
-    let rounds: u64 = std::env::var("P11KMS_KILL_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("P11KMS_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
+    let (rounds, seed) = (
+        env_u64("P11KMS_KILL_ROUNDS", 3),
+        env_u64("P11KMS_KILL_SEED", 0x5eed),
+    );
     let mut rng = Rng(seed | 1);
     let dir = TestDir::new();
     let (mut told, keys) = baseline(&dir).await;
@@ -505,13 +522,7 @@ async fn random_kills_under_mixed_load_lose_nothing() {
         // and all of them every 10 rounds and at the end; in between, 100 older ones
         // picked at random.
         let full = round % 10 == 9 || round + 1 == rounds;
-        let older: Vec<usize> = if full {
-            (0..new).collect()
-        } else {
-            (0..100.min(new))
-                .map(|_| rng.below(new as u64) as usize)
-                .collect()
-        };
+        let older = older_to_check(&mut rng, new, full);
         let checked = std::time::Instant::now();
         check_invariants(&dir, &told, older.into_iter().chain(new..told.blobs.len())).await;
         eprintln!(
@@ -545,14 +556,10 @@ async fn random_kills_under_mixed_load_lose_nothing() {
 /// `P11KMS_REPLICA_KILL_ROUNDS` (default 3) and `P11KMS_KILL_SEED` set the run.
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_of_one_of_two_replicas_lose_nothing() {
-    let rounds: u64 = std::env::var("P11KMS_REPLICA_KILL_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3);
-    let seed: u64 = std::env::var("P11KMS_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
+    let (rounds, seed) = (
+        env_u64("P11KMS_REPLICA_KILL_ROUNDS", 3),
+        env_u64("P11KMS_KILL_SEED", 0x5eed),
+    );
     let mut rng = Rng(seed | 1);
     let mut r = crate::replicas::Replicas::start_with(2, "", true);
     let mut told = Told::default();
@@ -593,13 +600,7 @@ async fn random_kills_of_one_of_two_replicas_lose_nothing() {
         // As in the single daemon's run: the new ciphertexts and 100 older ones, and all
         // of them every 10 rounds and at the end.
         let full = round % 10 == 9 || round + 1 == rounds;
-        let older: Vec<usize> = if full {
-            (0..new).collect()
-        } else {
-            (0..100.min(new))
-                .map(|_| rng.below(new as u64) as usize)
-                .collect()
-        };
+        let older = older_to_check(&mut rng, new, full);
         check_invariants(
             &r.dirs[victim],
             &told,

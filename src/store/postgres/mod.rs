@@ -519,6 +519,17 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
+    /// An error and its sources, as one line.
+    fn error_chain(e: &dyn std::error::Error) -> String {
+        let mut chain = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        chain
+    }
+
     /// Over TLS the session is encrypted (the server's own view, pg_stat_ssl), with
     /// the server verified; a plain connection and one that trusts another CA fail.
     #[test]
@@ -538,12 +549,7 @@ mod tests {
         let foreign =
             PostgresStore::connect_with(db.config(), 1, DbTls::load(&files(&other)).unwrap());
         let e = foreign.expect_err("a server certificate from another CA accepted");
-        let mut chain = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            chain = format!("{chain}: {s}");
-            source = s.source();
-        }
+        let chain = error_chain(&e);
         assert!(chain.contains("UnknownIssuer"), "{chain}");
         // The right CA, but a certificate that does not name the host connected to.
         let mut by_name = tokio_postgres::Config::new();
@@ -554,12 +560,7 @@ mod tests {
             .dbname("p11kms");
         let e = PostgresStore::connect_with(by_name, 1, DbTls::load(&files(&pki)).unwrap())
             .expect_err("a certificate for 127.0.0.1 accepted for localhost");
-        let mut chain = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            chain = format!("{chain}: {s}");
-            source = s.source();
-        }
+        let chain = error_chain(&e);
         assert!(chain.contains("not valid for name"), "{chain}");
         let store = PostgresStore::connect_with(db.config(), 1, DbTls::load(&files(&pki)).unwrap())
             .unwrap();

@@ -159,6 +159,8 @@ struct WorkerState {
 /// One worker thread's place in the pool.
 struct WorkerSlot {
     handle: thread::JoinHandle<()>,
+    /// Whether it also serves the fast lane (see [`Workers::fast_rx`]).
+    fast: bool,
     /// Its own channel, for jobs that must run on this very worker.
     control: crossbeam_channel::Sender<Job>,
     state: Arc<WorkerState>,
@@ -167,6 +169,13 @@ struct WorkerSlot {
 /// The worker threads, and how to start more (a replacement for one that hangs).
 pub(super) struct Workers {
     rx: crossbeam_channel::Receiver<Job>,
+    /// Short calls while the token answers fast, served by a few workers only (one per
+    /// core): with every job free to wake any of dozens of parked workers, each call
+    /// cost a wake-up and a park of a thread of its own, two context switches; a few
+    /// busy workers take the next job without sleeping. Measured on 2 cores at 32
+    /// calls in flight: 18-20% more Encrypts and Decrypts than with the 64 workers all
+    /// taking every job. A slow token's calls go to every worker (the general lane).
+    fast_rx: crossbeam_channel::Receiver<Job>,
     slots: Mutex<Vec<WorkerSlot>>,
     stopping: AtomicBool,
     factory: SessionFactory,
@@ -180,9 +189,15 @@ impl Workers {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Starts one worker thread with a session of its own (opened on its first call).
-    fn spawn(self: &Arc<Self>) -> Result<WorkerSlot, HsmError> {
+    /// Starts one worker thread with a session of its own (opened on its first call);
+    /// with `fast`, it serves the fast lane too.
+    fn spawn(self: &Arc<Self>, fast: bool) -> Result<WorkerSlot, HsmError> {
         let rx = self.rx.clone();
+        let fast_rx = if fast {
+            self.fast_rx.clone()
+        } else {
+            crossbeam_channel::never()
+        };
         let (control, ctl) = crossbeam_channel::unbounded::<Job>();
         let state = Arc::new(WorkerState::default());
         let (me, mine) = (Arc::downgrade(self), Arc::clone(&state));
@@ -195,6 +210,7 @@ impl Workers {
                 loop {
                     let job = crossbeam_channel::select! {
                         recv(ctl) -> j => j,
+                        recv(fast_rx) -> j => j,
                         recv(rx) -> j => j,
                     };
                     let Ok(Job { span, work }) = job else { break };
@@ -226,6 +242,7 @@ impl Workers {
             .map_err(HsmError::Thread)?;
         Ok(WorkerSlot {
             handle,
+            fast,
             control,
             state,
         })
@@ -255,7 +272,7 @@ impl Workers {
             if since == 0 || now.saturating_sub(since - 1) <= limit_ms {
                 continue;
             }
-            match self.spawn() {
+            match self.spawn(slot.fast) {
                 Ok(fresh) => {
                     slot.state.abandoned.store(true, Ordering::Release);
                     // The hung thread is not joined: it may never come back.
@@ -276,6 +293,8 @@ impl Workers {
 #[derive(Clone)]
 pub struct HsmPool {
     jobs: crossbeam_channel::Sender<Job>,
+    /// The fast lane (see [`Workers::fast_rx`]).
+    fast_jobs: crossbeam_channel::Sender<Job>,
     // Bounds queued work so that a burst waits asynchronously instead of piling up.
     permits: Arc<Semaphore>,
     workers: Arc<Workers>,
@@ -301,7 +320,11 @@ impl HsmPool {
     ) -> Result<Self, HsmError> {
         let tag = module.tag_failure(slot, &pin)?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let (fast_tx, fast_rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
+        let fast_lane = thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .min(sessions);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let factory: SessionFactory = {
             let (ctx, pin, copies, metrics, health) = (
@@ -324,6 +347,7 @@ impl HsmPool {
         };
         let workers = Arc::new(Workers {
             rx: rx.clone(),
+            fast_rx: fast_rx.clone(),
             slots: Mutex::new(Vec::with_capacity(sessions)),
             stopping: AtomicBool::new(false),
             factory: Arc::clone(&factory),
@@ -331,8 +355,8 @@ impl HsmPool {
             born: Instant::now(),
             started: AtomicUsize::new(0),
         });
-        for _ in 0..sessions {
-            let slot = workers.spawn()?;
+        for n in 0..sessions {
+            let slot = workers.spawn(n < fast_lane)?;
             lock(&workers.slots).push(slot);
         }
         let total_permits = sessions * cfg.queue_per_session.max(1);
@@ -342,7 +366,7 @@ impl HsmPool {
         cfg.metrics.sample(
             "p11kms_hsm_queue_depth",
             "HSM jobs waiting for a free worker",
-            move || i64::try_from(rx.len()).unwrap_or(i64::MAX),
+            move || i64::try_from(rx.len() + fast_rx.len()).unwrap_or(i64::MAX),
         );
         let held = Arc::clone(&permits);
         cfg.metrics.sample(
@@ -373,6 +397,7 @@ impl HsmPool {
         })?;
         let pool = Self {
             jobs: tx,
+            fast_jobs: fast_tx,
             permits,
             size: sessions,
             workers,
@@ -610,7 +635,12 @@ impl HsmPool {
             metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
-        self.jobs.send(job).map_err(|_| HsmError::PoolStopped)?;
+        let lane = if kind.short && self.inline.token_is_fast() {
+            &self.fast_jobs
+        } else {
+            &self.jobs
+        };
+        lane.send(job).map_err(|_| HsmError::PoolStopped)?;
         rx.instrument(Span::current())
             .await
             .map_err(|_| HsmError::PoolStopped)?

@@ -180,17 +180,7 @@ async fn check_invariants(dir: &TestDir, told: &Told, blobs: impl Iterator<Item 
         if st != "Enabled" {
             continue;
         }
-        let rotations = c
-            .list_key_rotations(proto::ListKeyRotationsRequest {
-                key_id: key.clone(),
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .rotations
-            .len();
+        let rotations = rotation_count(&mut c, key).await;
         assert_eq!(
             objects.get(&key.replace('-', "")).copied().unwrap_or(0),
             1 + rotations,

@@ -731,6 +731,20 @@ where
     }
 }
 
+/// How many rotations ListKeyRotations lists for `key` (one page of up to 1,000).
+pub async fn rotation_count(c: &mut KmsClient, key: &str) -> usize {
+    c.list_key_rotations(proto::ListKeyRotationsRequest {
+        key_id: key.to_owned(),
+        limit: Some(1000),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .rotations
+    .len()
+}
+
 /// The material version a ciphertext blob names (bytes 20..24 of format v1).
 pub fn material_version(blob: &[u8]) -> u32 {
     u32::from_be_bytes(blob[20..24].try_into().unwrap())

@@ -641,17 +641,7 @@ async fn two_daemons_rotating_one_key_at_once_make_each_version_once() {
         assert_eq!(decrypt(&mut cb, &from_a, &[]).await, b"from a");
         assert_eq!(decrypt(&mut ca, &from_b, &[]).await, b"from b");
     }
-    let rotations = ca
-        .list_key_rotations(proto::ListKeyRotationsRequest {
-            key_id: key.clone(),
-            limit: Some(100),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .rotations
-        .len();
+    let rotations = rotation_count(&mut ca, &key).await;
     assert_eq!(
         one_object_per_version(&r.dirs[0], &key),
         1 + rotations,

@@ -173,8 +173,9 @@ pub(super) struct Workers {
     /// core): with every job free to wake any of dozens of parked workers, each call
     /// cost a wake-up and a park of a thread of its own, two context switches; a few
     /// busy workers take the next job without sleeping. Measured on 2 cores at 32
-    /// calls in flight: 18-20% more Encrypts and Decrypts than with the 64 workers all
-    /// taking every job. A slow token's calls go to every worker (the general lane).
+    /// calls in flight: 7-12% more Encrypts and Decrypts than with the 64 workers all
+    /// taking every job (docs/DESIGN.md, "Feeding"). A slow token's calls go to every
+    /// worker (the general lane).
     fast_rx: crossbeam_channel::Receiver<Job>,
     slots: Mutex<Vec<WorkerSlot>>,
     stopping: AtomicBool,

@@ -212,7 +212,7 @@ impl Metrics {
         let store_changes = Counter::default();
         r.register(
             "p11kms_store_changes",
-            "Changes announced by the shared store (PostgreSQL) that dropped cached data, this daemon's own included",
+            "Changes announced by other daemons on the shared store (PostgreSQL), and reconnections of the listener (which drop everything), that dropped cached data; a daemon's own writes are not counted",
             store_changes.clone(),
         );
         let rollovers = Counter::default();
@@ -436,7 +436,7 @@ impl Metrics {
         self.0.iv_reservations.inc();
     }
 
-    /// A change announced by the shared store dropped cached data.
+    /// A change another daemon announced (or a reconnection) dropped cached data.
     pub fn store_change(&self) {
         self.0.store_changes.inc();
     }

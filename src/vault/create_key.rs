@@ -176,8 +176,7 @@ impl Vault {
             self.lockout_check(caller, &probe, parsed, bypass).await?;
         }
         let material = crate::hsm::MaterialRef { key_id, version };
-        let shared = self.store.shared();
-        if shared {
+        if self.store.shared() {
             // Tells another daemon's orphan sweep that this object is being made: until
             // the key is inserted (which gives the claim back), it has no metadata.
             let claimed = self
@@ -194,7 +193,7 @@ impl Vault {
         }
         let made = self.hsm.create_material(material).await;
         if let Err(e) = made {
-            self.release_claim(shared, key_id, version).await;
+            self.release_claim(key_id, version).await;
             return Err(e.into());
         }
         crate::failpoint::hit("create_key.after_material");
@@ -215,7 +214,7 @@ impl Vault {
             if let Err(cleanup) = self.hsm.destroy_material(material).await {
                 tracing::warn!(key_id = %key_id, error = %cleanup, "could not remove the material of a failed CreateKey");
             }
-            self.release_claim(shared, key_id, version).await;
+            self.release_claim(key_id, version).await;
             return Err(e);
         }
         crate::failpoint::hit("create_key.after_insert");
@@ -226,8 +225,8 @@ impl Vault {
 
     /// Gives back the claim a failed CreateKey took (best effort: a claim left behind
     /// goes stale and names a key id nobody will use).
-    async fn release_claim(&self, shared: bool, id: KeyId, version: MaterialVersion) {
-        if shared {
+    async fn release_claim(&self, id: KeyId, version: MaterialVersion) {
+        if self.store.shared() {
             let _ = self
                 .store_call(move |s| s.release_material(&id, version))
                 .await;

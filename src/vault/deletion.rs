@@ -215,30 +215,31 @@ impl Vault {
         let shared = self.store.shared();
         let mut destroyed = 0;
         for m in objects {
+            if !shared {
+                destroyed += usize::from(self.destroy_if_orphan(m).await?);
+                continue;
+            }
+            // Claimed only for what looks orphaned, and read again under the claim.
             if !self.is_orphan(m).await? {
                 continue;
             }
-            if shared {
-                let (id, version) = (m.key_id, m.version);
-                let claimed = self
-                    .store_call(move |s| s.claim_material(&id, version, ORPHAN_CLAIM_STALE))
-                    .await?;
-                if !claimed {
-                    tracing::info!(material = %m.label(), "key material without metadata is being made by another daemon; left alone");
-                    continue;
-                }
-                let result = self.destroy_if_orphan(m).await;
-                // A claim over destroyed material is kept: should its maker be alive
-                // after all, recording the version is refused (ClaimLost).
-                if !matches!(result, Ok(true)) {
-                    let _ = self
-                        .store_call(move |s| s.release_material(&id, version))
-                        .await;
-                }
-                destroyed += usize::from(result?);
+            let (id, version) = (m.key_id, m.version);
+            let claimed = self
+                .store_call(move |s| s.claim_material(&id, version, ORPHAN_CLAIM_STALE))
+                .await?;
+            if !claimed {
+                tracing::info!(material = %m.label(), "key material without metadata is being made by another daemon; left alone");
                 continue;
             }
-            destroyed += usize::from(self.destroy_if_orphan(m).await?);
+            let result = self.destroy_if_orphan(m).await;
+            // A claim over destroyed material is kept: should its maker be alive after
+            // all, recording the version is refused (ClaimLost).
+            if !matches!(result, Ok(true)) {
+                let _ = self
+                    .store_call(move |s| s.release_material(&id, version))
+                    .await;
+            }
+            destroyed += usize::from(result?);
         }
         Ok(destroyed)
     }

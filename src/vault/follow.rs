@@ -26,7 +26,8 @@ impl Vault {
         self.store.watch(Arc::new(move |change| {
             if let Some(v) = vault.upgrade() {
                 v.forget(&change);
-                if let Some(rt) = &runtime {
+                // Only a key's change, or everything, can concern session copies.
+                if let (Change::Key(_) | Change::All, Some(rt)) = (&change, &runtime) {
                     rt.spawn(async move { v.drop_session_copies(change).await });
                 }
             }
@@ -57,17 +58,17 @@ impl Vault {
     /// them after announcements were missed. A failure is logged: the copies then stay
     /// until their session closes, and the key is refused all the same.
     async fn drop_session_copies(&self, change: Change) {
+        if let Change::Key(id) = change {
+            if !self.deleting(id).await {
+                return;
+            }
+        }
         let forget = || async {
             match &change {
                 Change::Key(id) => self.hsm.forget_key_everywhere(*id).await,
                 _ => self.hsm.forget_all_everywhere().await,
             }
         };
-        match &change {
-            Change::Key(id) if self.deleting(*id).await => {}
-            Change::All => {}
-            _ => return,
-        }
         // Once more after a moment if a session could not be reached (a worker busy
         // past the call timeout).
         let result = match forget().await {

@@ -36,6 +36,20 @@ struct Told {
     created: Vec<String>,
 }
 
+impl Told {
+    /// Adds what a round's clients were told, and keeps in `keys` the keys the next
+    /// round may use (the new ones, none scheduled for deletion). Returns how many
+    /// ciphertexts the round acknowledged.
+    fn take_in(&mut self, part: Told, keys: &mut Vec<String>) -> usize {
+        let acknowledged = part.blobs.len();
+        self.blobs.extend(part.blobs);
+        self.doomed.extend(part.doomed);
+        keys.extend(part.created);
+        keys.retain(|k| !self.doomed.contains(k));
+        acknowledged
+    }
+}
+
 const CONTEXT: &[(&str, &str)] = &[("crash", "test")];
 
 /// A daemon with a 1-second lifecycle sweep on a test clock, two keys with
@@ -503,11 +517,7 @@ async fn random_kills_under_mixed_load_lose_nothing() {
         d.crash();
         let part = load.await.unwrap();
         let new = told.blobs.len();
-        acknowledged += part.blobs.len();
-        told.blobs.extend(part.blobs);
-        told.doomed.extend(part.doomed);
-        keys.extend(part.created);
-        keys.retain(|k| !told.doomed.contains(k));
+        acknowledged += told.take_in(part, &mut keys);
         // Every ciphertext is checked after the crash that follows its acknowledgement,
         // and all of them every 10 rounds and at the end; in between, 100 older ones
         // picked at random.
@@ -581,11 +591,7 @@ async fn random_kills_of_one_of_two_replicas_lose_nothing() {
         stop.store(true, Ordering::Relaxed);
         let part = load.await.unwrap();
         let new = told.blobs.len();
-        acknowledged += part.blobs.len();
-        told.blobs.extend(part.blobs);
-        told.doomed.extend(part.doomed);
-        keys.extend(part.created);
-        keys.retain(|k| !told.doomed.contains(k));
+        acknowledged += told.take_in(part, &mut keys);
         r.age_claims(600).await;
         // As in the single daemon's run: the new ciphertexts and 100 older ones, and all
         // of them every 10 rounds and at the end.

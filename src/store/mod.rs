@@ -159,7 +159,8 @@ pub trait Store:
         Ok(true)
     }
     /// Takes the right to make material version `version` of a key in the token, before
-    /// the token object is made: false while another daemon holds it (taken less than
+    /// the token object is made: false while it is held, by another daemon or by another
+    /// request of this one (taken less than
     /// `stale_after` ago by the database's clock; an older claim is a dead or stalled
     /// daemon's and is taken over). Two daemons must never make the same version:
     /// making material first clears the token objects of its CKA_ID. `add_material` of

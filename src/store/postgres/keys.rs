@@ -517,15 +517,17 @@ impl Store for PostgresStore {
         let key = id.to_string();
         let stale = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         self.with(move |c| async move {
-            // The database's clock, not the daemon's: daemons' clocks may differ.
+            // The database's clock, not the daemon's: daemons' clocks may differ. A claim
+            // this daemon holds blocks it too: two of its requests may make new material
+            // for one key at once (one through a cache entry dropped since), and the
+            // second must wait for the first's record, not destroy its object.
             let n = c
                 .execute(
                     "INSERT INTO material_claims (key_id, version, claimed_ms, owner)
                      VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint, $3)
                      ON CONFLICT (key_id, version) DO UPDATE
                          SET claimed_ms = excluded.claimed_ms, owner = excluded.owner
-                     WHERE material_claims.owner = excluded.owner
-                        OR material_claims.claimed_ms < excluded.claimed_ms - $4",
+                     WHERE material_claims.claimed_ms < excluded.claimed_ms - $4",
                     &[&key, &i64::from(version.0), &&*owner(), &stale],
                 )
                 .await?;

@@ -640,8 +640,8 @@ mod tests {
         let stale = std::time::Duration::from_secs(30);
         assert!(a.claim_material(&id, v2, stale).unwrap());
         assert!(
-            a.claim_material(&id, v2, stale).unwrap(),
-            "a daemon's own claim"
+            !a.claim_material(&id, v2, stale).unwrap(),
+            "a daemon's own claim blocks its other requests too"
         );
         assert!(!b.claim_material(&id, v2, stale).unwrap());
         // b releasing does not release a's claim.

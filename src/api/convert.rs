@@ -26,11 +26,11 @@ pub(super) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
 
 pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
     let (key_manager, multi_region) = (m.key_manager().as_str().into(), m.multi_region());
-    let encryption_algorithms = m
-        .encryption_algorithms()
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
+    let owned = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
+    let encryption_algorithms = owned(m.encryption_algorithms());
+    let signing_algorithms = owned(&m.signing_algorithms());
+    let mac_algorithms = owned(&m.mac_algorithms());
+    let key_agreement_algorithms = owned(m.key_agreement_algorithms());
     proto::KeyMetadata {
         aws_account_id: m.account.to_string(),
         key_id: m.key_id.to_string(),
@@ -46,6 +46,9 @@ pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
         key_spec: m.key_spec.as_str().into(),
         encryption_algorithms,
         multi_region,
+        signing_algorithms,
+        mac_algorithms,
+        key_agreement_algorithms,
     }
 }
 

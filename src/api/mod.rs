@@ -1,6 +1,7 @@
 //! The transport: gRPC over mTLS. Translates wire types to domain types, calls one vault
 //! method per request, and maps errors to gRPC statuses. No policy logic, no HSM calls.
 
+mod asymmetric;
 mod batch;
 mod connections;
 mod convert;

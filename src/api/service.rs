@@ -33,7 +33,7 @@ impl KmsService {
 
     /// Runs one request through the vault's request path (`Vault::run`) and turns the
     /// result into a response or a status; both carry the request id.
-    async fn handle<T, R, F, Fut>(
+    pub(super) async fn handle<T, R, F, Fut>(
         &self,
         operation: &'static str,
         key_id: String,
@@ -257,6 +257,63 @@ impl KeyManagementService for KmsService {
             self.decrypt_one(caller, m)
         })
         .await
+    }
+
+    async fn sign(
+        &self,
+        req: Request<proto::SignRequest>,
+    ) -> Result<Response<proto::SignResponse>, Status> {
+        self.serve_sign(req).await
+    }
+
+    async fn verify(
+        &self,
+        req: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        self.serve_verify(req).await
+    }
+
+    async fn get_public_key(
+        &self,
+        req: Request<proto::GetPublicKeyRequest>,
+    ) -> Result<Response<proto::GetPublicKeyResponse>, Status> {
+        self.serve_get_public_key(req).await
+    }
+
+    async fn generate_mac(
+        &self,
+        req: Request<proto::GenerateMacRequest>,
+    ) -> Result<Response<proto::GenerateMacResponse>, Status> {
+        self.serve_generate_mac(req).await
+    }
+
+    async fn verify_mac(
+        &self,
+        req: Request<proto::VerifyMacRequest>,
+    ) -> Result<Response<proto::VerifyMacResponse>, Status> {
+        self.serve_verify_mac(req).await
+    }
+
+    async fn derive_shared_secret(
+        &self,
+        req: Request<proto::DeriveSharedSecretRequest>,
+    ) -> Result<Response<proto::DeriveSharedSecretResponse>, Status> {
+        self.serve_derive_shared_secret(req).await
+    }
+
+    async fn generate_data_key_pair(
+        &self,
+        req: Request<proto::GenerateDataKeyPairRequest>,
+    ) -> Result<Response<proto::GenerateDataKeyPairResponse>, Status> {
+        self.serve_generate_data_key_pair(req).await
+    }
+
+    async fn generate_data_key_pair_without_plaintext(
+        &self,
+        req: Request<proto::GenerateDataKeyPairWithoutPlaintextRequest>,
+    ) -> Result<Response<proto::GenerateDataKeyPairWithoutPlaintextResponse>, Status> {
+        self.serve_generate_data_key_pair_without_plaintext(req)
+            .await
     }
 
     async fn batch_encrypt(

@@ -18,6 +18,8 @@ pub(crate) fn code_of(e: &KmsError) -> Code {
         | KmsError::InvalidCiphertext(_)
         | KmsError::IncorrectKey(_)
         | KmsError::InvalidKeyUsage(_)
+        | KmsError::KmsInvalidSignature(_)
+        | KmsError::KmsInvalidMac(_)
         | KmsError::InvalidMarker(_)
         | KmsError::MalformedPolicyDocument(_)
         | KmsError::InvalidGrantToken(_)

@@ -54,6 +54,23 @@ impl Action {
     pub(crate) const RE_ENCRYPT_FROM: Self = Self("kms:ReEncryptFrom");
     /// kms:ReEncryptTo
     pub(crate) const RE_ENCRYPT_TO: Self = Self("kms:ReEncryptTo");
+    /// kms:GenerateDataKeyPair
+    pub(crate) const GENERATE_DATA_KEY_PAIR: Self = Self("kms:GenerateDataKeyPair");
+    /// kms:GenerateDataKeyPairWithoutPlaintext
+    pub(crate) const GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT: Self =
+        Self("kms:GenerateDataKeyPairWithoutPlaintext");
+    /// kms:Sign
+    pub(crate) const SIGN: Self = Self("kms:Sign");
+    /// kms:Verify
+    pub(crate) const VERIFY: Self = Self("kms:Verify");
+    /// kms:GetPublicKey
+    pub(crate) const GET_PUBLIC_KEY: Self = Self("kms:GetPublicKey");
+    /// kms:GenerateMac
+    pub(crate) const GENERATE_MAC: Self = Self("kms:GenerateMac");
+    /// kms:VerifyMac
+    pub(crate) const VERIFY_MAC: Self = Self("kms:VerifyMac");
+    /// kms:DeriveSharedSecret
+    pub(crate) const DERIVE_SHARED_SECRET: Self = Self("kms:DeriveSharedSecret");
     /// kms:GenerateRandom
     pub(crate) const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
     /// kms:EnableKey

@@ -35,6 +35,8 @@ pub(super) fn status_of(e: &KmsError) -> StatusCode {
         | KmsError::Disabled(_)
         | KmsError::KmsInvalidState(_)
         | KmsError::InvalidKeyUsage(_)
+        | KmsError::KmsInvalidSignature(_)
+        | KmsError::KmsInvalidMac(_)
         | KmsError::MalformedPolicyDocument(_)
         | KmsError::InvalidMarker(_)
         | KmsError::InvalidGrantId(_)

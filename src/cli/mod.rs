@@ -66,6 +66,18 @@ pub(crate) enum Command {
     ReEncrypt(client_cmds::crypto::ReEncryptArgs),
     /// Random bytes from the HSM.
     Random(client_cmds::crypto::RandomArgs),
+    /// Sign a message (or its digest) with an asymmetric SIGN_VERIFY key.
+    Sign(client_cmds::asymmetric::SignArgs),
+    /// Verify a signature with an asymmetric SIGN_VERIFY key, in the HSM.
+    Verify(client_cmds::asymmetric::VerifyArgs),
+    /// The public key of an asymmetric key (DER SubjectPublicKeyInfo, or PEM).
+    GetPublicKey(client_cmds::asymmetric::PublicKeyArgs),
+    /// An HMAC of a message with an HMAC key.
+    GenerateMac(client_cmds::asymmetric::MacArgs),
+    /// Check an HMAC with an HMAC key, in the HSM.
+    VerifyMac(client_cmds::asymmetric::VerifyMacArgs),
+    /// ECDH between a KEY_AGREEMENT key and a peer's public key.
+    DeriveSharedSecret(client_cmds::asymmetric::DeriveArgs),
     /// Identity policies, and offline policy evaluation.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -404,11 +416,20 @@ pub(crate) enum AliasCmd {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeyCmd {
-    /// Create a symmetric encryption key.
+    /// Create a key: symmetric encryption (the default), RSA, ECC or HMAC.
     Create {
         /// Description.
         #[arg(long, default_value = "")]
         description: String,
+        /// SYMMETRIC_DEFAULT (default), RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256,
+        /// ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, HMAC_224, HMAC_256, HMAC_384 or
+        /// HMAC_512.
+        #[arg(long, default_value = "")]
+        key_spec: String,
+        /// ENCRYPT_DECRYPT (default for SYMMETRIC_DEFAULT), SIGN_VERIFY,
+        /// GENERATE_VERIFY_MAC or KEY_AGREEMENT, as the key spec allows.
+        #[arg(long, default_value = "")]
+        key_usage: String,
         /// Key policy file (JSON); default: AWS's default key policy.
         #[arg(long)]
         policy_file: Option<PathBuf>,

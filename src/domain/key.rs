@@ -2,56 +2,11 @@
 
 use std::time::SystemTime;
 
-use super::{AccountId, KeyArn, KeyId};
-
-macro_rules! aws_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $s:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum $name { $($(#[$vdoc])* $variant),+ }
-
-        impl $name {
-            /// The AWS spelling.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $s),+ }
-            }
-            /// Parses the AWS spelling (exact, case-sensitive as AWS is).
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($s => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-aws_enum!(
-    /// What a key is for. Only symmetric encryption keys exist so far.
-    KeyUsage {
-        /// Encrypt and decrypt.
-        EncryptDecrypt = "ENCRYPT_DECRYPT"
-    }
-);
-
-aws_enum!(
-    /// The key's type. SYMMETRIC_DEFAULT is AES-256-GCM inside the HSM.
-    KeySpec {
-        /// AES-256-GCM.
-        SymmetricDefault = "SYMMETRIC_DEFAULT"
-    }
-);
-
-impl KeySpec {
-    /// The EncryptionAlgorithms DescribeKey lists for a key of this spec.
-    pub fn encryption_algorithms(self) -> &'static [&'static str] {
-        match self {
-            Self::SymmetricDefault => &["SYMMETRIC_DEFAULT"],
-        }
-    }
-}
+use super::{AccountId, KeyArn, KeyId, KeySpec, KeyUsage};
 
 aws_enum!(
     /// Who manages a key. Every p11kms key is its owner's: there are no AWS managed keys.
-    KeyManager {
+    pub KeyManager {
         /// The account that created it.
         Customer = "CUSTOMER"
     }
@@ -59,7 +14,7 @@ aws_enum!(
 
 aws_enum!(
     /// Where the key material came from.
-    Origin {
+    pub Origin {
         /// Generated inside the HSM by p11kms.
         AwsKms = "AWS_KMS"
     }
@@ -68,7 +23,7 @@ aws_enum!(
 aws_enum!(
     /// The key's lifecycle state, with AWS's names. Only Enabled is reachable until the
     /// lifecycle operations land; the others are here so that stored states round-trip.
-    KeyState {
+    pub KeyState {
         /// Usable.
         Enabled = "Enabled",
         /// Switched off by its owner.
@@ -84,7 +39,7 @@ aws_enum!(
 
 aws_enum!(
     /// Why a material version was made by a rotation (ListKeyRotations).
-    RotationType {
+    pub RotationType {
         /// On the key's rotation schedule.
         Automatic = "AUTOMATIC",
         /// By RotateKeyOnDemand.
@@ -110,9 +65,9 @@ pub struct KeyMetadata {
     pub creation_date: SystemTime,
     /// Free text from its owner.
     pub description: String,
-    /// ENCRYPT_DECRYPT.
+    /// What the key is for.
     pub key_usage: KeyUsage,
-    /// SYMMETRIC_DEFAULT.
+    /// The key's type.
     pub key_spec: KeySpec,
     /// AWS_KMS.
     pub origin: Origin,
@@ -133,9 +88,31 @@ impl KeyMetadata {
         KeyManager::Customer
     }
 
-    /// The encryption algorithms the key supports.
+    /// The encryption algorithms the key supports (none unless ENCRYPT_DECRYPT).
     pub fn encryption_algorithms(&self) -> &'static [&'static str] {
-        self.key_spec.encryption_algorithms()
+        self.key_spec.encryption_algorithms(self.key_usage)
+    }
+
+    /// The signing algorithms the key supports (none unless SIGN_VERIFY).
+    pub fn signing_algorithms(&self) -> Vec<&'static str> {
+        self.key_spec
+            .signing_algorithms(self.key_usage)
+            .iter()
+            .map(|a| a.as_str())
+            .collect()
+    }
+
+    /// The MAC algorithm of an HMAC key, as a list (empty for other keys).
+    pub fn mac_algorithms(&self) -> Vec<&'static str> {
+        self.key_spec
+            .mac_algorithm()
+            .map(|a| vec![a.as_str()])
+            .unwrap_or_default()
+    }
+
+    /// The key agreement algorithms the key supports (none unless KEY_AGREEMENT).
+    pub fn key_agreement_algorithms(&self) -> &'static [&'static str] {
+        self.key_spec.key_agreement_algorithms(self.key_usage)
     }
 
     /// Multi-Region keys do not exist here.

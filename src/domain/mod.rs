@@ -1,12 +1,16 @@
 //! Domain types shared by every layer below the transport: identifiers, key metadata,
 //! encryption context and secret byte containers. Nothing here does I/O.
 
+#[macro_use]
+mod aws_enum;
+
 mod access_key;
 mod context;
 mod digest;
 mod ids;
 mod key;
 mod key_ref;
+mod key_spec;
 mod secret;
 
 pub(crate) use access_key::RandomFailed;
@@ -16,6 +20,10 @@ pub(crate) use digest::sha256_hex;
 pub use ids::{AccountId, KeyId};
 pub(crate) use ids::{KeyArn, Partition, Region};
 pub use key::MaterialVersion;
-pub(crate) use key::{KeyMetadata, KeySpec, KeyState, KeyUsage, Origin, RotationType};
+pub(crate) use key::{KeyMetadata, KeyState, Origin, RotationType};
 pub(crate) use key_ref::{KeyRef, KeyRefError};
+pub(crate) use key_spec::{
+    Curve, Hash, KeySpec, KeyUsage, MacAlgorithm, MaterialKind, MessageType, SignatureScheme,
+    SigningAlgorithm,
+};
 pub use secret::{Pin, Plaintext};

@@ -69,6 +69,16 @@ pub enum HsmError {
     /// The call did not return within the configured deadline (`hsm.call_timeout_ms`).
     #[error("the HSM call did not return within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// The token cannot make or use keys of this kind (a mechanism or curve it lacks).
+    #[error("the PKCS#11 token cannot {0}")]
+    Unsupported(String),
+    /// The token refused a caller's input to a public-key operation (a ciphertext of the
+    /// wrong length, a peer point not on the curve).
+    #[error("the token refused the input: {0}")]
+    BadInput(&'static str),
+    /// The token answered with a public key or signature p11kms cannot read.
+    #[error("the token answered with a malformed {0}")]
+    Malformed(&'static str),
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 call failed")]
     Pkcs11(#[source] CkError),
@@ -87,6 +97,39 @@ impl HsmError {
                 | RvError::DeviceError,
             ) => Self::SessionLost(e),
             _ => Self::Pkcs11(e),
+        }
+    }
+
+    /// Classifies a failure to make material of `spec`: a mechanism, curve or size the
+    /// token does not offer is Unsupported, anything else as [`Self::from_call`].
+    pub(crate) fn from_generation(e: CkError, spec: crate::domain::KeySpec) -> Self {
+        match rv(&e) {
+            // Not CKR_TEMPLATE_INCONSISTENT: SoftHSM2 gives it now and then for a
+            // template it takes on the next try (see `retry_generation`).
+            Some(
+                RvError::MechanismInvalid
+                | RvError::CurveNotSupported
+                | RvError::DomainParamsInvalid
+                | RvError::KeySizeRange,
+            ) => Self::Unsupported(format!("make {} keys", spec.as_str())),
+            _ => Self::from_call(e),
+        }
+    }
+
+    /// Classifies a failure of a public-key call on caller input: the token's refusal
+    /// of the input's size or form is BadInput, anything else as [`Self::from_call`].
+    pub(crate) fn from_input(e: CkError, what: &'static str) -> Self {
+        match rv(&e) {
+            Some(
+                RvError::EncryptedDataInvalid
+                | RvError::EncryptedDataLenRange
+                | RvError::DataLenRange
+                | RvError::DataInvalid
+                | RvError::AttributeValueInvalid
+                | RvError::DomainParamsInvalid
+                | RvError::MechanismParamInvalid,
+            ) => Self::BadInput(what),
+            _ => Self::from_call(e),
         }
     }
 

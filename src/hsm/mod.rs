@@ -5,10 +5,14 @@
 mod error;
 mod health;
 mod inline;
+mod material;
+mod mechanisms;
 mod module;
+mod oaep;
 mod pool;
 mod secret_seal;
 mod session;
+mod signature;
 mod signing;
 mod supervisor;
 
@@ -19,6 +23,7 @@ pub(crate) use pool::{
     default_inline_sessions, DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_CHECK, DEFAULT_SESSIONS,
 };
 pub use pool::{HsmPool, PoolConfig};
+pub(crate) use signature::{ec_point_from_spki, Signed};
 pub(crate) use signing::{EcSigner, SigningKeyName};
 
 use crate::domain::{KeyId, MaterialVersion};
@@ -84,5 +89,35 @@ impl MaterialRef {
     /// CKA_LABEL, for operators browsing the token with other tools.
     pub fn label(&self) -> String {
         format!("p11kms/{}/v{}", self.key_id, self.version.0)
+    }
+}
+
+/// The hash of RSAES-OAEP (and of its MGF1), as AWS's RSAES_OAEP_SHA_1 and _SHA_256 name
+/// it; the label is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OaepHash {
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+impl OaepHash {
+    /// The hash's length in bytes (the OAEP overhead is twice it plus two).
+    pub(crate) fn len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+        }
+    }
+
+    fn mechanism(self) -> cryptoki::mechanism::Mechanism<'static> {
+        use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+        use cryptoki::mechanism::{Mechanism, MechanismType};
+        let (hash, mgf) = match self {
+            Self::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+            Self::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        };
+        Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
     }
 }

@@ -15,10 +15,15 @@ use tracing::{debug, warn, Instrument as _, Span};
 
 use super::health::Health;
 use super::inline::{Inline, Lease};
+use super::mechanisms::Mechanisms;
 use super::session::{KeyCopies, WorkerSession};
 use super::supervisor::{self, Supervisor};
 use super::{Forget, HsmError, MaterialRef, Module, TokenSelector};
-use crate::domain::{KeyId, Pin, Plaintext};
+use super::{OaepHash, Signed};
+use crate::domain::{
+    Curve, KeyId, KeySpec, KeyUsage, MacAlgorithm, MaterialKind, Pin, Plaintext, SignatureScheme,
+    SigningAlgorithm,
+};
 use crate::metrics::Metrics;
 
 /// What a job does: its names for the call-latency metric, and whether it is one short
@@ -45,6 +50,21 @@ const GCM_DECRYPT: CallKind = kind("decrypt", "CKM_AES_GCM", true);
 const DATA_KEY: CallKind = kind("generate_data_key", "CKM_AES_GCM", true);
 const RANDOM: CallKind = kind("generate_random", "none", true);
 const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
+const HMAC_KEY_GEN: CallKind = kind("create_material", "CKM_GENERIC_SECRET_KEY_GEN", false);
+const RSA_KEY_GEN: CallKind = kind("create_material", "CKM_RSA_PKCS_KEY_PAIR_GEN", false);
+const EC_KEY_GEN: CallKind = kind("create_material", "CKM_EC_KEY_PAIR_GEN", false);
+const SIGN_RSA_PKCS: CallKind = kind("sign", "CKM_RSA_PKCS", true);
+const SIGN_RSA_PSS: CallKind = kind("sign", "CKM_RSA_PKCS_PSS", true);
+const SIGN_ECDSA: CallKind = kind("sign", "CKM_ECDSA", true);
+const VERIFY_RSA_PKCS: CallKind = kind("verify", "CKM_RSA_PKCS", true);
+const VERIFY_RSA_PSS: CallKind = kind("verify", "CKM_RSA_PKCS_PSS", true);
+const VERIFY_ECDSA: CallKind = kind("verify", "CKM_ECDSA", true);
+const MAC: CallKind = kind("generate_mac", "CKM_SHA_HMAC", true);
+const VERIFY_MAC: CallKind = kind("verify_mac", "CKM_SHA_HMAC", true);
+const PUBLIC_KEY: CallKind = kind("get_public_key", "none", true);
+const RSA_DECRYPT: CallKind = kind("decrypt", "CKM_RSA_PKCS_OAEP", true);
+const RSA_ENCRYPT: CallKind = kind("encrypt", "CKM_RSA_PKCS_OAEP", true);
+const DERIVE: CallKind = kind("derive_shared_secret", "CKM_ECDH1_DERIVE", true);
 const DESTROY: CallKind = kind("destroy_material", "none", false);
 const PROBE: CallKind = kind("probe", "none", false);
 const LIST_MATERIAL: CallKind = kind("list_material", "none", false);
@@ -307,6 +327,8 @@ pub struct HsmPool {
     health: Arc<Health>,
     call_timeout: Duration,
     supervisor: Arc<Mutex<Option<Supervisor>>>,
+    /// The token's mechanisms, read at start.
+    mechanisms: Arc<Mechanisms>,
 }
 
 impl HsmPool {
@@ -327,7 +349,9 @@ impl HsmPool {
             .map_or(2, std::num::NonZeroUsize::get)
             .min(sessions);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
+        let mechanisms = Arc::new(Mechanisms::probe(module, slot)?);
         let factory: SessionFactory = {
+            let offered = Arc::clone(&mechanisms);
             let (ctx, pin, copies, metrics, health) = (
                 module.ctx().clone(),
                 pin,
@@ -341,6 +365,7 @@ impl HsmPool {
                     Arc::clone(&health),
                     pin.clone(),
                     Arc::clone(&copies),
+                    Arc::clone(&offered),
                     metrics.clone(),
                     tag,
                 )
@@ -408,6 +433,7 @@ impl HsmPool {
             health,
             call_timeout: cfg.call_timeout,
             supervisor: Arc::new(Mutex::new(Some(supervisor))),
+            mechanisms,
         };
         let sampled = Arc::clone(&pool.inline);
         cfg.metrics.sample(
@@ -820,15 +846,146 @@ impl HsmPool {
         Ok(())
     }
 
-    /// Generates new key material as a token object.
-    pub async fn create_material(&self, m: MaterialRef) -> Result<(), HsmError> {
-        self.run(KEY_GEN, None, move |ws| {
+    /// Ok when the token can make and use keys of `spec` and `usage`; else the
+    /// mechanism it lacks.
+    pub(crate) fn supports(&self, spec: KeySpec, usage: KeyUsage) -> Result<(), String> {
+        self.mechanisms.serve(spec, usage)
+    }
+
+    /// Signs with the private half of `m` (ECDSA signatures DER-encoded).
+    pub(crate) async fn sign(
+        &self,
+        m: MaterialRef,
+        alg: SigningAlgorithm,
+        signed: Signed,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, HsmError> {
+        let call = match alg.scheme() {
+            SignatureScheme::RsaPkcs1 => SIGN_RSA_PKCS,
+            SignatureScheme::RsaPss => SIGN_RSA_PSS,
+            SignatureScheme::Ecdsa => SIGN_ECDSA,
+        };
+        self.run(call, Some(m), move |ws| ws.sign(&m, alg, signed, &data))
+            .await
+    }
+
+    /// Verifies with the public half of `m` in the token: Ok(false) when the signature
+    /// does not verify.
+    pub(crate) async fn verify(
+        &self,
+        m: MaterialRef,
+        alg: SigningAlgorithm,
+        curve: Option<Curve>,
+        signed: Signed,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> Result<bool, HsmError> {
+        let call = match alg.scheme() {
+            SignatureScheme::RsaPkcs1 => VERIFY_RSA_PKCS,
+            SignatureScheme::RsaPss => VERIFY_RSA_PSS,
+            SignatureScheme::Ecdsa => VERIFY_ECDSA,
+        };
+        self.run(call, Some(m), move |ws| {
+            ws.verify(&m, alg, curve, signed, &data, &signature)
+        })
+        .await
+    }
+
+    /// HMAC of `data` under `m`.
+    pub(crate) async fn mac(
+        &self,
+        m: MaterialRef,
+        alg: MacAlgorithm,
+        data: Plaintext,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(MAC, Some(m), move |ws| ws.mac(&m, alg, data.expose()))
+            .await
+    }
+
+    /// Checks an HMAC of `data` under `m` in the token.
+    pub(crate) async fn verify_mac(
+        &self,
+        m: MaterialRef,
+        alg: MacAlgorithm,
+        data: Plaintext,
+        mac: Vec<u8>,
+    ) -> Result<bool, HsmError> {
+        self.run(VERIFY_MAC, Some(m), move |ws| {
+            ws.verify_mac(&m, alg, data.expose(), &mac)
+        })
+        .await
+    }
+
+    /// The public half of `m` as DER SubjectPublicKeyInfo.
+    pub(crate) async fn public_key(
+        &self,
+        m: MaterialRef,
+        kind: MaterialKind,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(PUBLIC_KEY, Some(m), move |ws| ws.public_key(&m, kind))
+            .await
+    }
+
+    /// RSAES-OAEP decryption with the private half of `m`.
+    pub(crate) async fn rsa_decrypt(
+        &self,
+        m: MaterialRef,
+        hash: OaepHash,
+        modulus_len: usize,
+        ciphertext: Vec<u8>,
+    ) -> Result<Plaintext, HsmError> {
+        self.run(RSA_DECRYPT, Some(m), move |ws| {
+            ws.rsa_decrypt(&m, hash, modulus_len, &ciphertext)
+        })
+        .await
+    }
+
+    /// RSAES-OAEP encryption with the public half of `m`.
+    pub(crate) async fn rsa_encrypt(
+        &self,
+        m: MaterialRef,
+        hash: OaepHash,
+        plaintext: Plaintext,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(RSA_ENCRYPT, Some(m), move |ws| {
+            ws.rsa_encrypt(&m, hash, plaintext.expose())
+        })
+        .await
+    }
+
+    /// ECDH between the private half of `m` and a peer's uncompressed point.
+    pub(crate) async fn derive_shared_secret(
+        &self,
+        m: MaterialRef,
+        curve: Curve,
+        peer_point: Vec<u8>,
+    ) -> Result<Plaintext, HsmError> {
+        self.run(DERIVE, Some(m), move |ws| {
+            ws.derive_shared_secret(&m, curve, &peer_point)
+        })
+        .await
+    }
+
+    /// Generates new key material of `spec` and `usage` in the token.
+    pub async fn create_material(
+        &self,
+        m: MaterialRef,
+        spec: KeySpec,
+        usage: KeyUsage,
+    ) -> Result<(), HsmError> {
+        let call = match spec.material() {
+            MaterialKind::Aes256 => KEY_GEN,
+            MaterialKind::Hmac(_) => HMAC_KEY_GEN,
+            MaterialKind::Rsa(_) => RSA_KEY_GEN,
+            MaterialKind::Ec(_) => EC_KEY_GEN,
+        };
+        self.run(call, None, move |ws| {
             // SoftHSM2 fails a token object made while other sessions read the token
             // now and then (see `HsmError::retry_generation`). Making material is
             // idempotent (orphans are cleared first), so try again briefly.
             let mut attempt = 0u32;
             loop {
-                match ws.generate_key(&m) {
+                match ws.generate(&m, spec, usage) {
                     Err(e) if e.retry_generation(attempt) => {
                         attempt += 1;
                         warn!(material = %m.label(), attempt, code = ?e.return_code(), "C_GenerateKey failed; retrying");

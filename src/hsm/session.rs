@@ -13,23 +13,33 @@ use cryptoki::types::Ulong;
 
 use super::error::TagFailure;
 use super::health::{Health, Staleness, Stamp};
+use super::material::Part;
+use super::mechanisms::Mechanisms;
 use super::module::login;
 use super::{Forget, HsmError, MaterialRef};
-use crate::domain::{Pin, Plaintext};
+use crate::domain::{KeySpec, KeyUsage, Pin, Plaintext};
 use crate::metrics::Metrics;
 
 /// Session copies kept per worker before the cache is emptied and rebuilt.
 const MAX_CACHED_KEYS: usize = 1024;
 const TAG_BITS: u64 = 128;
 
-/// The token objects carrying a material's CKA_ID (session copies have their own id).
-fn find_material(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmError> {
+/// The token objects of one part of a material, by its CKA_ID (session copies have
+/// their own id).
+fn find_material(s: &Session, m: &MaterialRef, part: Part) -> Result<Vec<ObjectHandle>, HsmError> {
     s.find_objects(&[
-        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Class(part.class()),
         Attribute::Token(true),
         Attribute::Id(m.cka_id()),
     ])
     .map_err(HsmError::from_call)
+}
+
+/// Every token object carrying a material's CKA_ID, whatever its class (both halves of
+/// a key pair).
+fn find_all_parts(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmError> {
+    s.find_objects(&[Attribute::Token(true), Attribute::Id(m.cka_id())])
+        .map_err(HsmError::from_call)
 }
 
 /// Session copies of token keys (`hsm.copy_keys`), shared by a pool's sessions: whether
@@ -79,8 +89,10 @@ pub(crate) struct WorkerSession {
     session: Option<Session>,
     /// Which initialisation of the module the session was opened in.
     stamp: Stamp,
-    keys: HashMap<MaterialRef, CachedKey>,
+    keys: HashMap<(MaterialRef, Part), CachedKey>,
     copies: Arc<KeyCopies>,
+    /// What the token offers, probed at start.
+    mechanisms: Arc<Mechanisms>,
     metrics: Metrics,
     /// Whether a session was ever opened: a later login is a re-login.
     opened_before: bool,
@@ -96,6 +108,7 @@ impl WorkerSession {
         health: Arc<Health>,
         pin: Pin,
         copies: Arc<KeyCopies>,
+        mechanisms: Arc<Mechanisms>,
         metrics: Metrics,
         tag: TagFailure,
     ) -> Self {
@@ -108,6 +121,7 @@ impl WorkerSession {
             stamp,
             keys: HashMap::new(),
             copies,
+            mechanisms,
             metrics,
             opened_before: false,
             seal_key: None,
@@ -228,9 +242,14 @@ impl WorkerSession {
     /// CKA_ID, copied into a session object when enabled (SoftHSM2 re-reads its token file
     /// on every use of a token object; the copy stays sensitive and non-extractable).
     fn key(&mut self, m: &MaterialRef) -> Result<ObjectHandle, HsmError> {
+        self.part(m, Part::Secret)
+    }
+
+    /// The handle of one part of a material, as [`Self::key`] finds a secret key.
+    fn part(&mut self, m: &MaterialRef, part: Part) -> Result<ObjectHandle, HsmError> {
         // First the session: a stale one takes its cached handles with it.
         self.session()?;
-        if let Some(k) = self.keys.get(m) {
+        if let Some(k) = self.keys.get(&(*m, part)) {
             return Ok(k.handle);
         }
         if self.keys.len() >= MAX_CACHED_KEYS {
@@ -238,7 +257,7 @@ impl WorkerSession {
         }
         let copies = Arc::clone(&self.copies);
         let s = self.session()?;
-        let found = find_material(s, m)?;
+        let found = find_material(s, m, part)?;
         let token_obj = match found.as_slice() {
             [one] => *one,
             [] => return Err(HsmError::KeyMissing(*m)),
@@ -285,7 +304,7 @@ impl WorkerSession {
                 is_copy: false,
             }
         };
-        self.keys.insert(*m, cached);
+        self.keys.insert((*m, part), cached);
         Ok(cached.handle)
     }
 
@@ -322,12 +341,15 @@ impl WorkerSession {
     pub(crate) fn material_objects(&mut self) -> Result<Vec<MaterialRef>, HsmError> {
         use cryptoki::object::AttributeType;
         let s = self.session()?;
-        let found = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::Token(true),
-            ])
-            .map_err(HsmError::from_call)?;
+        // Secret keys (AES, HMAC) and the private halves of key pairs: every material
+        // has exactly one of these.
+        let mut found = Vec::new();
+        for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+            found.extend(
+                s.find_objects(&[Attribute::Class(class), Attribute::Token(true)])
+                    .map_err(HsmError::from_call)?,
+            );
+        }
         let mut out = Vec::new();
         for h in found {
             let attrs = s
@@ -389,7 +411,7 @@ impl WorkerSession {
             return;
         }
         let (session, metrics) = (&self.session, &self.metrics);
-        self.keys.retain(|m, k| {
+        self.keys.retain(|(m, _), k| {
             if !what.covers(m) {
                 return true;
             }
@@ -436,21 +458,252 @@ impl WorkerSession {
         Ok(Plaintext::new(std::mem::take(&mut *out)))
     }
 
-    /// Generates an AES-256 token key: sensitive, never extractable, private, usable only
-    /// to encrypt and decrypt. Copyable so that workers can make session copies.
+    /// Generates the material of a key of `spec` and `usage` (see `material`): an AES or
+    /// HMAC token key, or an RSA or EC key pair, the secret parts sensitive, never
+    /// extractable and private. Copyable so that workers can make session copies.
     ///
     /// Any existing object with this CKA_ID is an orphan of a crash between making the
     /// material and recording it (the vault writes metadata only after this returns), so
-    /// nothing was ever encrypted under it: it is destroyed first, leaving one object
-    /// per CKA_ID.
-    pub(crate) fn generate_key(&mut self, m: &MaterialRef) -> Result<(), HsmError> {
+    /// nothing was ever encrypted or signed under it: it is destroyed first, leaving one
+    /// material per CKA_ID.
+    pub(crate) fn generate(
+        &mut self,
+        m: &MaterialRef,
+        spec: KeySpec,
+        usage: KeyUsage,
+    ) -> Result<(), HsmError> {
         self.forget(m);
         let s = self.session()?;
         destroy_all(s, m, true)?;
-        let template = aes_key_template(m.cka_id(), m.label().into_bytes());
-        s.generate_key(&Mechanism::AesKeyGen, &template)
-            .map_err(HsmError::from_call)?;
-        Ok(())
+        super::material::generate(s, m, spec, usage)
+    }
+
+    /// Whether the token offers a mechanism (probed at start).
+    pub(crate) fn offers(&self, mechanism: cryptoki::mechanism::MechanismType) -> bool {
+        self.mechanisms.offers(mechanism)
+    }
+
+    /// Signs with the private half of `m`; an ECDSA signature comes back DER-encoded.
+    pub(crate) fn sign(
+        &mut self,
+        m: &MaterialRef,
+        alg: crate::domain::SigningAlgorithm,
+        signed: super::Signed,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let key = self.part(m, Part::Private)?;
+        let input = super::signature::sign_input(alg, signed, data, |t| self.offers(t));
+        let raw = self
+            .session()?
+            .sign(&input.mechanism, key, &input.data)
+            .map_err(|e| HsmError::from_input(e, "message"))?;
+        match alg.scheme() {
+            crate::domain::SignatureScheme::Ecdsa => {
+                super::signature::ecdsa_to_der(&raw).ok_or(HsmError::Malformed("ECDSA signature"))
+            }
+            _ => Ok(raw),
+        }
+    }
+
+    /// Verifies with the public half of `m`: Ok(false) for a signature that does not
+    /// verify, or that is not one at all. `signature` is DER for ECDSA, as AWS's.
+    pub(crate) fn verify(
+        &mut self,
+        m: &MaterialRef,
+        alg: crate::domain::SigningAlgorithm,
+        curve: Option<crate::domain::Curve>,
+        signed: super::Signed,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, HsmError> {
+        let raw;
+        let signature = match (alg.scheme(), curve) {
+            (crate::domain::SignatureScheme::Ecdsa, Some(c)) => {
+                match super::signature::ecdsa_from_der(signature, c) {
+                    Some(r) => {
+                        raw = r;
+                        &raw[..]
+                    }
+                    None => return Ok(false),
+                }
+            }
+            _ => signature,
+        };
+        let key = self.part(m, Part::Public)?;
+        let input = super::signature::sign_input(alg, signed, data, |t| self.offers(t));
+        verdict(
+            self.session()?
+                .verify(&input.mechanism, key, &input.data, signature),
+        )
+    }
+
+    /// HMAC of `data` under the secret key `m`.
+    pub(crate) fn mac(
+        &mut self,
+        m: &MaterialRef,
+        alg: crate::domain::MacAlgorithm,
+        data: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        let key = self.key(m)?;
+        self.session()?
+            .sign(&super::signature::mac_mechanism(alg), key, data)
+            .map_err(HsmError::from_call)
+    }
+
+    /// Checks an HMAC in the token (C_Verify): Ok(false) when it does not match.
+    pub(crate) fn verify_mac(
+        &mut self,
+        m: &MaterialRef,
+        alg: crate::domain::MacAlgorithm,
+        data: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, HsmError> {
+        let key = self.key(m)?;
+        verdict(
+            self.session()?
+                .verify(&super::signature::mac_mechanism(alg), key, data, mac),
+        )
+    }
+
+    /// The public half of `m` as DER SubjectPublicKeyInfo, read from the token.
+    pub(crate) fn public_key(
+        &mut self,
+        m: &MaterialRef,
+        kind: crate::domain::MaterialKind,
+    ) -> Result<Vec<u8>, HsmError> {
+        use cryptoki::object::AttributeType as T;
+        let key = self.part(m, Part::Public)?;
+        let s = self.session()?;
+        match kind {
+            crate::domain::MaterialKind::Rsa(_) => {
+                let attrs = s
+                    .get_attributes(key, &[T::Modulus, T::PublicExponent])
+                    .map_err(HsmError::from_call)?;
+                let (mut n, mut e) = (None, None);
+                for a in attrs {
+                    match a {
+                        Attribute::Modulus(v) => n = Some(v),
+                        Attribute::PublicExponent(v) => e = Some(v),
+                        _ => {}
+                    }
+                }
+                match (n, e) {
+                    (Some(n), Some(e)) => Ok(super::signature::rsa_spki(&n, &e)),
+                    _ => Err(HsmError::Malformed("RSA public key")),
+                }
+            }
+            crate::domain::MaterialKind::Ec(curve) => {
+                let attrs = s
+                    .get_attributes(key, &[T::EcPoint])
+                    .map_err(HsmError::from_call)?;
+                let raw = attrs
+                    .into_iter()
+                    .find_map(|a| match a {
+                        Attribute::EcPoint(p) => Some(p),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let point = super::signature::ec_point_attribute(&raw, curve)
+                    .ok_or(HsmError::Malformed("EC public key"))?;
+                Ok(super::signature::ec_spki(curve, &point))
+            }
+            _ => Err(HsmError::Malformed("public key (the key has none)")),
+        }
+    }
+
+    /// RSAES-OAEP decryption with the private half of `m` (MGF1 with the same hash,
+    /// no label, as AWS). A token whose OAEP refuses the hash (SoftHSM2 takes SHA-1
+    /// only) does the raw RSA operation instead, and `oaep` decodes its output.
+    pub(crate) fn rsa_decrypt(
+        &mut self,
+        m: &MaterialRef,
+        hash: super::OaepHash,
+        modulus_len: usize,
+        ciphertext: &[u8],
+    ) -> Result<Plaintext, HsmError> {
+        use cryptoki::error::{Error, RvError};
+        let key = self.part(m, Part::Private)?;
+        let s = self.session()?;
+        match s.decrypt(&hash.mechanism(), key, ciphertext) {
+            Ok(p) => return Ok(Plaintext::new(p)),
+            Err(Error::Pkcs11(
+                RvError::ArgumentsBad | RvError::MechanismParamInvalid | RvError::MechanismInvalid,
+                cryptoki::context::Function::DecryptInit,
+            )) => {}
+            Err(e) => return Err(oaep_failure(e)),
+        }
+        let raw = zeroize::Zeroizing::new(
+            s.decrypt(&Mechanism::RsaX509, key, ciphertext)
+                .map_err(oaep_failure)?,
+        );
+        // CKM_RSA_X_509 may drop leading zero bytes; the decoding needs all k of them.
+        let mut em = zeroize::Zeroizing::new(vec![0u8; modulus_len.saturating_sub(raw.len())]);
+        em.extend_from_slice(&raw);
+        super::oaep::decode(&em, hash)
+            .map(Plaintext::new)
+            .ok_or(HsmError::BadInput("ciphertext"))
+    }
+
+    /// RSAES-OAEP encryption with the public half of `m`: in the token when its OAEP
+    /// takes the hash, else with the token's public key in software (a public-key
+    /// operation: nothing secret is involved).
+    pub(crate) fn rsa_encrypt(
+        &mut self,
+        m: &MaterialRef,
+        hash: super::OaepHash,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, HsmError> {
+        use cryptoki::error::{Error, RvError};
+        let key = self.part(m, Part::Public)?;
+        match self.session()?.encrypt(&hash.mechanism(), key, plaintext) {
+            Ok(c) => return Ok(c),
+            Err(Error::Pkcs11(
+                RvError::ArgumentsBad | RvError::MechanismParamInvalid | RvError::MechanismInvalid,
+                cryptoki::context::Function::EncryptInit,
+            )) => {}
+            Err(e) => return Err(HsmError::from_input(e, "plaintext")),
+        }
+        let spki = self.public_key(m, crate::domain::MaterialKind::Rsa(0))?;
+        software_oaep_encrypt(&spki, hash, plaintext)
+    }
+
+    /// ECDH (CKM_ECDH1_DERIVE, no KDF) between the private half of `m` and a peer's
+    /// uncompressed point: the shared secret, the x coordinate of the shared point. The
+    /// token derives it as a session object readable only for this call, then destroys
+    /// it.
+    pub(crate) fn derive_shared_secret(
+        &mut self,
+        m: &MaterialRef,
+        curve: crate::domain::Curve,
+        peer_point: &[u8],
+    ) -> Result<Plaintext, HsmError> {
+        use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+        use cryptoki::object::{AttributeType, KeyType};
+        let key = self.part(m, Part::Private)?;
+        let s = self.session()?;
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::ValueLen(Ulong::from(curve.field_len() as u64)),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ];
+        let derived = s
+            .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
+            .map_err(|e| HsmError::from_input(e, "public key"))?;
+        let value = s.get_attributes(derived, &[AttributeType::Value]);
+        let _ = s.destroy_object(derived);
+        let secret = value
+            .map_err(HsmError::from_call)?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Value(v) => Some(Plaintext::new(v)),
+                _ => None,
+            })
+            .ok_or(HsmError::Malformed("derived secret"))?;
+        Ok(secret)
     }
 }
 
@@ -530,11 +783,61 @@ pub(super) fn gcm_decrypt_raw(
     s.decrypt(&Mechanism::AesGcm(params), key, ciphertext_and_tag)
 }
 
+/// RSA-OAEP encryption with aws-lc, for tokens whose OAEP takes SHA-1 only.
+fn software_oaep_encrypt(
+    spki: &[u8],
+    hash: super::OaepHash,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, HsmError> {
+    use aws_lc_rs::rsa::{
+        OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256,
+    };
+    let alg = match hash {
+        super::OaepHash::Sha1 => &OAEP_SHA1_MGF1SHA1,
+        super::OaepHash::Sha256 => &OAEP_SHA256_MGF1SHA256,
+    };
+    let key = PublicEncryptingKey::from_der(spki)
+        .ok()
+        .and_then(|k| OaepPublicEncryptingKey::new(k).ok())
+        .ok_or(HsmError::Malformed("RSA public key"))?;
+    let mut out = vec![0u8; key.ciphertext_size()];
+    let n = key
+        .encrypt(alg, plaintext, &mut out, None)
+        .map_err(|_| HsmError::BadInput("plaintext"))?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// A failed RSA decryption: a ciphertext that does not decode under this key and hash.
+/// Tokens answer it with the generic codes too (SoftHSM2: CKR_GENERAL_ERROR), for
+/// decoding fails inside the mechanism; the session and key are fine.
+fn oaep_failure(e: cryptoki::error::Error) -> HsmError {
+    use cryptoki::error::{Error, RvError};
+    match e {
+        Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _) => {
+            HsmError::BadInput("ciphertext")
+        }
+        e => HsmError::from_input(e, "ciphertext"),
+    }
+}
+
+/// A C_Verify answer as a verdict: a signature or MAC that does not match (or has the
+/// wrong length) is Ok(false), not an error.
+fn verdict(res: Result<(), cryptoki::error::Error>) -> Result<bool, HsmError> {
+    use cryptoki::error::{Error, RvError};
+    match res {
+        Ok(()) => Ok(true),
+        Err(Error::Pkcs11(RvError::SignatureInvalid | RvError::SignatureLenRange, _)) => Ok(false),
+        Err(e) => Err(HsmError::from_input(e, "message")),
+    }
+}
+
 /// Destroys every token object with the material's CKA_ID. An object the module lists
 /// twice (see `key`) is gone by its second handle, which is not an error. With
 /// `orphans`, each one found is logged as left by a crash.
 fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmError> {
-    for o in find_material(s, m)? {
+    for o in find_all_parts(s, m)? {
         if orphans {
             tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
         }

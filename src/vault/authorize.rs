@@ -172,6 +172,13 @@ fn record_parameters(caller: &Caller, a: &Authz<'_>) {
             "kms:GranteePrincipal" => "granteePrincipal",
             "kms:RetiringPrincipal" => "retiringPrincipal",
             "kms:EncryptionAlgorithm" => "encryptionAlgorithm",
+            "kms:SigningAlgorithm" => "signingAlgorithm",
+            "kms:MessageType" => "messageType",
+            "kms:MacAlgorithm" => "macAlgorithm",
+            "kms:KeyAgreementAlgorithm" => "keyAgreementAlgorithm",
+            "kms:KeySpec" => "keySpec",
+            "kms:KeyUsage" => "keyUsage",
+            "kms:DataKeyPairSpec" => "keyPairSpec",
             "kms:BypassPolicyLockoutSafetyCheck" => "bypassPolicyLockoutSafetyCheck",
             _ => continue,
         };

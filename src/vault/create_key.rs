@@ -35,26 +35,11 @@ pub struct CreateKeyInput {
     pub bypass_policy_lockout_safety_check: bool,
 }
 
-/// Values AWS accepts that p11kms does not support yet: a valid request, so not a
-/// ValidationException but UnsupportedOperationException.
-const AWS_KEY_USAGES: &[&str] = &["SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"];
-const AWS_KEY_SPECS: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "SM2",
-    "ML_DSA_44",
-    "ML_DSA_65",
-    "ML_DSA_87",
-];
+/// Values AWS accepts that p11kms does not support: a valid request, so not a
+/// ValidationException but UnsupportedOperationException. (SM2 exists only in AWS's
+/// China Regions; PKCS#11 tokens do not offer ML-DSA widely yet.)
+const AWS_KEY_USAGES: &[&str] = &[];
+const AWS_KEY_SPECS: &[&str] = &["SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87"];
 const AWS_ORIGINS: &[&str] = &["EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
 
 fn parse_or_default<T>(
@@ -78,6 +63,35 @@ fn parse_or_default<T>(
     Err(KmsError::validation(format!(
         "{field} has an unknown value"
     )))
+}
+
+/// AWS's table of key specs and usages: KeyUsage may be left out only for a symmetric
+/// encryption key, and must be one the spec allows.
+fn check_combination(spec: KeySpec, usage: KeyUsage, usage_omitted: bool) -> Result<(), KmsError> {
+    if usage_omitted && spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::validation(format!(
+            "KeyUsage is required for KeySpec {}: one of {}",
+            spec.as_str(),
+            usage_names(spec)
+        )));
+    }
+    if !spec.usages().contains(&usage) {
+        return Err(KmsError::validation(format!(
+            "KeyUsage {} is not valid for KeySpec {}: use {}",
+            usage.as_str(),
+            spec.as_str(),
+            usage_names(spec)
+        )));
+    }
+    Ok(())
+}
+
+fn usage_names(spec: KeySpec) -> String {
+    spec.usages()
+        .iter()
+        .map(|u| u.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 impl Vault {
@@ -106,6 +120,7 @@ impl Vault {
             KeySpec::parse,
             AWS_KEY_SPECS,
         )?;
+        check_combination(key_spec, key_usage, input.key_usage.is_empty())?;
         let origin = parse_or_default(
             "Origin",
             &input.origin,
@@ -136,6 +151,16 @@ impl Vault {
                 .with("kms:BypassPolicyLockoutSafetyCheck", bypass.to_string()),
         )
         .await?;
+
+        // Refused before anything is made: a key the token cannot serve would be a key
+        // nobody can use.
+        self.hsm.supports(key_spec, key_usage).map_err(|lacking| {
+            KmsError::UnsupportedOperation(format!(
+                "the HSM does not offer {lacking}, which {} keys with KeyUsage {} need",
+                key_spec.as_str(),
+                key_usage.as_str()
+            ))
+        })?;
 
         let version = MaterialVersion(1);
         // Millisecond precision, as stored: DescribeKey shows the same date before and
@@ -191,7 +216,10 @@ impl Vault {
                 )));
             }
         }
-        let made = self.hsm.create_material(material).await;
+        let made = self
+            .hsm
+            .create_material(material, key_spec, key_usage)
+            .await;
         if let Err(e) = made {
             self.release_claim(key_id, version).await;
             return Err(e.into());

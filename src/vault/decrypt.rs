@@ -20,7 +20,7 @@ pub struct DecryptInput {
     pub grant_tokens: Vec<String>,
     /// Optional: "" or the key id / ARN that must have encrypted the blob.
     pub key_id: String,
-    /// "" or SYMMETRIC_DEFAULT.
+    /// "" or SYMMETRIC_DEFAULT; RSAES_OAEP_SHA_1 or _SHA_256 for an RSA key.
     pub algorithm: String,
 }
 
@@ -53,6 +53,9 @@ impl Vault {
         input: DecryptInput,
     ) -> Result<DecryptOutput, KmsError> {
         self.check_grant_tokens(&input.grant_tokens)?;
+        if let Some(oaep) = super::rsa_oaep::oaep_algorithm(&input.algorithm) {
+            return self.rsa_decrypt(caller, input, oaep).await;
+        }
         let encryption_algorithm =
             validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let (key, plaintext) = self
@@ -105,6 +108,7 @@ impl Vault {
         }
         self.authorize(caller, a).await?;
         key.check_usable(&arn)?;
+        key.check_symmetric_encryption(&arn)?;
         let plaintext = self.open(&parsed, &key, ctx).await?;
         Ok((key, plaintext))
     }

@@ -19,7 +19,7 @@ pub struct EncryptInput {
     pub context: EncryptionContext,
     /// Accepted for API compatibility.
     pub grant_tokens: Vec<String>,
-    /// "" or SYMMETRIC_DEFAULT.
+    /// "" or SYMMETRIC_DEFAULT; RSAES_OAEP_SHA_1 or _SHA_256 for an RSA key.
     pub algorithm: String,
 }
 
@@ -47,6 +47,9 @@ impl Vault {
             )));
         }
         self.check_grant_tokens(&input.grant_tokens)?;
+        if let Some(oaep) = super::rsa_oaep::oaep_algorithm(&input.algorithm) {
+            return self.rsa_encrypt(caller, input, oaep).await;
+        }
         let encryption_algorithm =
             validate::symmetric_algorithm("EncryptionAlgorithm", &input.algorithm)?;
         let key = self.resolve(caller, &input.key_id).await?;
@@ -60,6 +63,7 @@ impl Vault {
         )
         .await?;
         key.check_usable(&arn)?;
+        key.check_symmetric_encryption(&arn)?;
         let ciphertext_blob = self.seal(&key, &input.context, input.plaintext).await?;
         Ok(EncryptOutput {
             ciphertext_blob,

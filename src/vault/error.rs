@@ -36,6 +36,12 @@ pub enum KmsError {
     /// The operation is not valid for this key's usage or the algorithm.
     #[error("{0}")]
     InvalidKeyUsage(String),
+    /// Verify: the signature does not verify for this key, algorithm and message.
+    #[error("{0}")]
+    KmsInvalidSignature(String),
+    /// VerifyMac: the MAC does not verify for this key, algorithm and message.
+    #[error("{0}")]
+    KmsInvalidMac(String),
     /// A policy document that is not valid; the message says where and why.
     #[error("{0}")]
     MalformedPolicyDocument(String),
@@ -103,6 +109,8 @@ impl KmsError {
             Self::Disabled(_) => "DisabledException",
             Self::KmsInvalidState(_) => "KMSInvalidStateException",
             Self::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            Self::KmsInvalidSignature(_) => "KMSInvalidSignatureException",
+            Self::KmsInvalidMac(_) => "KMSInvalidMacException",
             Self::InvalidMarker(_) => "InvalidMarkerException",
             Self::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
@@ -144,6 +152,12 @@ impl From<HsmError> for KmsError {
             // gone for now, so the caller may retry.
             e @ (HsmError::SessionLost(_) | HsmError::PoolStopped | HsmError::Unavailable(_)) => {
                 Self::KeyUnavailable(e)
+            }
+            HsmError::Unsupported(what) => {
+                Self::UnsupportedOperation(format!("the HSM cannot {what}"))
+            }
+            HsmError::BadInput(what) => {
+                Self::validation(format!("the HSM refused the {what} as given"))
             }
             // Anything else, a hung call among them (the token did not answer, and
             // nothing says whether the work was done), is the service's fault.

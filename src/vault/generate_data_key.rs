@@ -75,6 +75,7 @@ impl Vault {
         )
         .await?;
         key.check_usable(&arn)?;
+        key.check_symmetric_encryption(&arn)?;
         let (data_key, ciphertext_blob) = self.seal_new_data_key(&key, &input.context, len).await?;
         Ok(DataKeyOutput {
             ciphertext_blob,

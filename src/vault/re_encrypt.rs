@@ -77,6 +77,7 @@ impl Vault {
         )
         .await?;
         dest.check_usable(&dest_arn)?;
+        dest.check_symmetric_encryption(&dest_arn)?;
         let (source, plaintext) = self
             .open_blob(
                 caller,

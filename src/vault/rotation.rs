@@ -68,6 +68,15 @@ impl Vault {
         let key = self.resolve(caller, key_id).await?;
         let arn = self.arn_of(&key);
         self.authorize(caller, Authz::key(action, &key)).await?;
+        // AWS rotates symmetric encryption keys only.
+        let (spec, usage, _) = key.kind();
+        if !spec.is_symmetric_encryption() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} is a {} key with KeyUsage {}; only symmetric encryption keys rotate",
+                spec.as_str(),
+                usage.as_str()
+            )));
+        }
         Ok((key, arn))
     }
 

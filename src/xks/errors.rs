@@ -63,7 +63,10 @@ impl XksErrorName {
     /// The name AWS KMS is told for a failure of the vault.
     pub(crate) fn of(e: &KmsError) -> Self {
         match e {
-            KmsError::Validation(_) | KmsError::Serialization(_) => Self::Validation,
+            KmsError::Validation(_)
+            | KmsError::Serialization(_)
+            | KmsError::KmsInvalidSignature(_)
+            | KmsError::KmsInvalidMac(_) => Self::Validation,
             KmsError::Disabled(_) | KmsError::KmsInvalidState(_) => Self::InvalidState,
             KmsError::InvalidCiphertext(_) | KmsError::IncorrectKey(_) => Self::InvalidCiphertext,
             KmsError::InvalidKeyUsage(_) => Self::InvalidKeyUsage,

@@ -227,14 +227,15 @@ def errors():
     expect_error("InvalidMarkerException", c.list_keys, Marker="bogus-marker")
     expect_error("TagException", c.tag_resource, KeyId=key["KeyId"],
                  Tags=[{"TagKey": "aws:reserved", "TagValue": "x"}])
-    expect_error("UnsupportedOperationException", c.create_key, KeySpec="RSA_2048",
-                 KeyUsage="ENCRYPT_DECRYPT")
+    expect_error("UnsupportedOperationException", c.create_key, KeySpec="SM2",
+                 KeyUsage="SIGN_VERIFY")
     c.disable_key(KeyId=key["KeyId"])
     expect_error("DisabledException", c.encrypt, KeyId=key["KeyId"], Plaintext=b"x")
     c.schedule_key_deletion(KeyId=other["KeyId"], PendingWindowInDays=7)
     expect_error("KMSInvalidStateException", c.enable_key, KeyId=other["KeyId"])
     # An operation KMS has that p11kms does not.
-    expect_error("UnknownOperationException", c.get_public_key, KeyId=key["KeyId"])
+    expect_error("UnknownOperationException", c.get_parameters_for_import, KeyId=key["KeyId"],
+                 WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
     print("ok")
 
 

@@ -60,7 +60,12 @@ fn minted(dir: &TestDir, principal: &str) -> Creds {
 /// Runs the Python driver with `creds` against `d`'s AWS JSON port, the environment
 /// holding nothing but what a user of the AWS tools would set.
 fn aws(d: &Daemon, creds: &Creds, args: &[&str], input: &[u8]) -> Output {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/aws_kms.py");
+    aws_script(d, creds, "aws_kms.py", args, input)
+}
+
+/// Runs `script` (under tests/interop) as [`aws`] runs aws_kms.py.
+pub fn aws_script(d: &Daemon, creds: &Creds, script: &str, args: &[&str], input: &[u8]) -> Output {
+    let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new(python_bin());
     cmd.arg(script).args(args);
     for var in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"] {
@@ -89,8 +94,9 @@ fn aws(d: &Daemon, creds: &Creds, args: &[&str], input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The output of a successful run; the failure's stderr and stdout otherwise.
 #[track_caller]
-fn ok(o: Output, what: &str) -> Vec<u8> {
+pub fn ok(o: Output, what: &str) -> Vec<u8> {
     assert!(
         o.status.success(),
         "{what}: {}{}",

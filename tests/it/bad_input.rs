@@ -111,9 +111,20 @@ async fn bad_requests_get_aws_error_names_and_the_daemon_keeps_serving() {
 
     // CreateKey parameters.
     for (spec, usage, origin, name) in [
-        ("RSA_2048", "", "", "UnsupportedOperationException"),
+        // AWS: KeyUsage is required for any spec but SYMMETRIC_DEFAULT.
+        ("RSA_2048", "", "", "ValidationException"),
         ("NOT_A_SPEC", "", "", "ValidationException"),
-        ("", "SIGN_VERIFY", "", "UnsupportedOperationException"),
+        // A spec and usage that do not go together.
+        ("", "SIGN_VERIFY", "", "ValidationException"),
+        ("HMAC_256", "SIGN_VERIFY", "", "ValidationException"),
+        // Known to AWS, not served by p11kms.
+        ("SM2", "SIGN_VERIFY", "", "UnsupportedOperationException"),
+        (
+            "ML_DSA_65",
+            "SIGN_VERIFY",
+            "",
+            "UnsupportedOperationException",
+        ),
         ("", "encrypt_decrypt", "", "ValidationException"),
         ("", "", "EXTERNAL", "UnsupportedOperationException"),
     ] {

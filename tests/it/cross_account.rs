@@ -28,10 +28,9 @@ const REFUSED: &str = "GetKeyPolicy PutKeyPolicy ListKeyPolicies EnableKey Disab
 /// "No" too, but refused earlier: an alias names keys of its own account only, so
 /// another account's key is NotFoundException before any policy (src/vault/aliases.rs).
 const NOT_ITS_ACCOUNT: &str = "CreateAlias UpdateAlias ListAliases";
-/// Actions of the table that p11kms has no RPC for (asymmetric and HMAC keys).
-const NOT_SERVED: &str = "kms:DeriveSharedSecret kms:GenerateDataKeyPair \
-    kms:GenerateDataKeyPairWithoutPlaintext kms:GenerateMac kms:GetPublicKey kms:Sign \
-    kms:Verify kms:VerifyMac";
+/// "Yes" too, for the asymmetric and HMAC keys (and the data key pairs).
+const USED_OTHER_KEYS: &str = "Sign Verify GetPublicKey GenerateMac VerifyMac \
+    DeriveSharedSecret GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext";
 
 const DESCRIPTION: &str = "owned by 111122223333";
 
@@ -80,6 +79,8 @@ macro_rules! keyed {
 }
 
 keyed!(GenerateDataKeyRequest GenerateDataKeyWithoutPlaintextRequest DescribeKeyRequest
+    SignRequest VerifyRequest GetPublicKeyRequest GenerateMacRequest VerifyMacRequest
+    DeriveSharedSecretRequest GenerateDataKeyPairRequest GenerateDataKeyPairWithoutPlaintextRequest
     ListGrantsRequest RevokeGrantRequest RetireGrantRequest GetKeyRotationStatusRequest
     GetKeyPolicyRequest PutKeyPolicyRequest ListKeyPoliciesRequest EnableKeyRequest
     DisableKeyRequest UpdateKeyDescriptionRequest ScheduleKeyDeletionRequest
@@ -172,7 +173,12 @@ impl Walk {
 
     #[track_caller]
     fn used<T>(&mut self, r: Result<Response<T>, Status>) -> T {
-        let rpc = self.call::<T>(USED, true);
+        self.used_in(USED, r)
+    }
+
+    #[track_caller]
+    fn used_in<T>(&mut self, list: &str, r: Result<Response<T>, Status>) -> T {
+        let rpc = self.call::<T>(list, true);
         self.noted(rpc, &r);
         match r {
             Ok(r) => r.into_inner(),
@@ -252,7 +258,12 @@ async fn setup() -> Setup {
 
 #[test]
 fn every_rpc_that_takes_a_key_has_an_expectation_that_the_table_agrees_with() {
-    let lists = [(USED, true), (REFUSED, false), (NOT_ITS_ACCOUNT, false)];
+    let lists = [
+        (USED, true),
+        (USED_OTHER_KEYS, true),
+        (REFUSED, false),
+        (NOT_ITS_ACCOUNT, false),
+    ];
     let listed: Vec<&str> = lists.iter().flat_map(|(l, _)| names(l)).collect();
     let unique: BTreeSet<String> = listed.iter().map(|n| n.to_string()).collect();
     assert_eq!(unique.len(), listed.len(), "an RPC in two lists");
@@ -262,9 +273,9 @@ fn every_rpc_that_takes_a_key_has_an_expectation_that_the_table_agrees_with() {
             assert_eq!(allowed_across_accounts(&a), open, "{a}");
         }
     }
-    // Every action the table opens is walked here, or has no RPC in p11kms.
+    // Every action the table opens is walked here.
     let mut walked: BTreeSet<String> = names(USED).into_iter().flat_map(actions).collect();
-    walked.extend(names(NOT_SERVED).into_iter().map(str::to_owned));
+    walked.extend(names(USED_OTHER_KEYS).into_iter().flat_map(actions));
     let table: BTreeSet<String> = CROSS_ACCOUNT_ACTIONS
         .iter()
         .map(|a| a.to_string())
@@ -332,6 +343,74 @@ async fn a_partner_account_trusted_by_the_key_policy_uses_the_key_and_its_grants
     let status = w.used(p.get_key_rotation_status(keyed(arn)).await);
     assert!(!status.key_rotation_enabled);
     w.covered(USED);
+    w.recorded(s._dir.path(), &role(OTHER_ACCOUNT, "Partner"));
+}
+
+/// A key of `spec` and `usage` in ACCOUNT with the setup's policy (the partner trusted).
+async fn other_key(s: &mut Setup, spec: &str, usage: &str) -> String {
+    let r = proto::CreateKeyRequest {
+        key_spec: spec.into(),
+        key_usage: usage.into(),
+        policy: s.policy.clone(),
+        ..Default::default()
+    };
+    let m = s.owner.create_key(r).await.unwrap().into_inner();
+    m.key_metadata.unwrap().arn
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partner_account_uses_asymmetric_and_hmac_keys_as_the_table_allows() {
+    let mut s = setup().await;
+    let signer = other_key(&mut s, "ECC_NIST_P256", "SIGN_VERIFY").await;
+    let mac = other_key(&mut s, "HMAC_256", "GENERATE_VERIFY_MAC").await;
+    let agree = other_key(&mut s, "ECC_NIST_P256", "KEY_AGREEMENT").await;
+    let peer = other_key(&mut s, "ECC_NIST_P256", "KEY_AGREEMENT").await;
+    let (p, o, arn) = (&mut s.partner, &mut s.owner, s.key.arn.as_str());
+    let mut w = Walk::default();
+    let list = USED_OTHER_KEYS;
+
+    let mut r = proto::SignRequest::on(&signer);
+    (r.message, r.signing_algorithm) = (b"partner".to_vec(), "ECDSA_SHA_256".into());
+    let sig = w.used_in(list, p.sign(r).await);
+    assert_eq!(sig.key_id, signer);
+    let mut r = proto::VerifyRequest::on(&signer);
+    (r.message, r.signature) = (b"partner".to_vec(), sig.signature);
+    r.signing_algorithm = "ECDSA_SHA_256".into();
+    assert!(w.used_in(list, p.verify(r).await).signature_valid);
+    let public = w.used_in(list, p.get_public_key(keyed(&signer)).await);
+    assert_eq!(public.key_spec, "ECC_NIST_P256");
+
+    let mut r = proto::GenerateMacRequest::on(&mac);
+    (r.message, r.mac_algorithm) = (b"partner".to_vec(), "HMAC_SHA_256".into());
+    let tag = w.used_in(list, p.generate_mac(r).await);
+    assert_eq!(tag.mac.len(), 32);
+    let mut r = proto::VerifyMacRequest::on(&mac);
+    (r.message, r.mac, r.mac_algorithm) = (b"partner".to_vec(), tag.mac, "HMAC_SHA_256".into());
+    assert!(w.used_in(list, p.verify_mac(r).await).mac_valid);
+
+    // Two KMS keys agree on one secret: each side with the other's public key.
+    let peer_public = o.get_public_key(keyed(&peer)).await.unwrap().into_inner();
+    let agree_public = o.get_public_key(keyed(&agree)).await.unwrap().into_inner();
+    let mut r = proto::DeriveSharedSecretRequest::on(&agree);
+    (r.key_agreement_algorithm, r.public_key) = ("ECDH".into(), peer_public.public_key);
+    let mine = w.used_in(list, p.derive_shared_secret(r).await);
+    let mut r = proto::DeriveSharedSecretRequest::on(&peer);
+    (r.key_agreement_algorithm, r.public_key) = ("ECDH".into(), agree_public.public_key);
+    let theirs = o.derive_shared_secret(r).await.unwrap().into_inner();
+    assert_eq!(mine.shared_secret.len(), 32);
+    assert_eq!(mine.shared_secret, theirs.shared_secret);
+
+    // Data key pairs under the partner-trusted symmetric key.
+    let mut r = proto::GenerateDataKeyPairRequest::on(arn);
+    r.key_pair_spec = "ECC_NIST_P256".into();
+    let pair = w.used_in(list, p.generate_data_key_pair(r).await);
+    let private = decrypt(o, &pair.private_key_ciphertext_blob, &[]).await;
+    assert_eq!(private, pair.private_key_plaintext);
+    let mut r = proto::GenerateDataKeyPairWithoutPlaintextRequest::on(arn);
+    r.key_pair_spec = "RSA_2048".into();
+    let pair = w.used_in(list, p.generate_data_key_pair_without_plaintext(r).await);
+    assert!(pair.public_key.len() > 256);
+    w.covered(list);
     w.recorded(s._dir.path(), &role(OTHER_ACCOUNT, "Partner"));
 }
 

@@ -26,6 +26,7 @@ mod secrets_scan;
 mod testdb;
 
 mod aliases;
+mod asymmetric;
 mod audit;
 mod audit_checkpoint;
 mod aws_json;

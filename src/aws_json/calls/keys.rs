@@ -9,11 +9,11 @@ use crate::vault::{Caller, CreateKeyInput, KmsError, ListKeysInput, Vault};
 /// The vault's metadata in AWS's shape.
 pub(in crate::aws_json) fn key_metadata(m: crate::domain::KeyMetadata) -> KeyMetadata {
     let (key_manager, multi_region) = (m.key_manager().as_str().to_owned(), m.multi_region());
-    let encryption_algorithms = m
-        .encryption_algorithms()
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
+    let owned = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<String>>();
+    let encryption_algorithms = owned(m.encryption_algorithms());
+    let signing_algorithms = owned(&m.signing_algorithms());
+    let mac_algorithms = owned(&m.mac_algorithms());
+    let key_agreement_algorithms = owned(m.key_agreement_algorithms());
     let key_spec = m.key_spec.as_str().to_owned();
     KeyMetadata {
         aws_account_id: m.account.to_string(),
@@ -30,6 +30,9 @@ pub(in crate::aws_json) fn key_metadata(m: crate::domain::KeyMetadata) -> KeyMet
         customer_master_key_spec: key_spec.clone(),
         key_spec,
         encryption_algorithms,
+        signing_algorithms,
+        mac_algorithms,
+        key_agreement_algorithms,
         multi_region,
     }
 }

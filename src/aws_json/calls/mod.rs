@@ -6,6 +6,7 @@
 //! each as the single call would.
 
 mod aliases;
+mod asymmetric;
 mod batch;
 mod credentials;
 mod crypto;

@@ -307,6 +307,9 @@ fn key_metadata_uses_aws_spelling() {
         customer_master_key_spec: "SYMMETRIC_DEFAULT".into(),
         key_spec: "SYMMETRIC_DEFAULT".into(),
         encryption_algorithms: vec!["SYMMETRIC_DEFAULT".into()],
+        signing_algorithms: Vec::new(),
+        mac_algorithms: Vec::new(),
+        key_agreement_algorithms: Vec::new(),
         multi_region: false,
     };
     let v = serde_json::to_value(&m).unwrap();

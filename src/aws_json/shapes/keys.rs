@@ -70,7 +70,14 @@ pub(in crate::aws_json) struct KeyMetadata {
     /// Deprecated by AWS but still returned beside KeySpec, with the same value.
     pub customer_master_key_spec: String,
     pub key_spec: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mac_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
 }
 

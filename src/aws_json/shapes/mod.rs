@@ -6,6 +6,7 @@
 //! AWS defines but p11kms cannot honour are refused (see `calls`), never ignored.
 
 mod aliases;
+mod asymmetric;
 mod batch;
 mod credentials;
 mod crypto;
@@ -15,6 +16,7 @@ mod policies;
 mod tags;
 
 pub(super) use aliases::*;
+pub(super) use asymmetric::*;
 pub(super) use batch::*;
 pub(super) use credentials::*;
 pub(super) use crypto::*;

@@ -34,6 +34,10 @@ pub(crate) struct EncryptArgs {
     /// Encryption context pair KEY=VALUE (repeatable).
     #[arg(long = "context", short = 'c', value_parser = parse_pair)]
     context: Vec<(String, String)>,
+    /// SYMMETRIC_DEFAULT (default), or RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 for an RSA
+    /// ENCRYPT_DECRYPT key.
+    #[arg(long, default_value = "")]
+    encryption_algorithm: String,
 }
 
 #[derive(Args, Debug)]
@@ -55,12 +59,16 @@ pub(crate) struct DecryptArgs {
     /// Write the plaintext as base64.
     #[arg(long)]
     base64: bool,
-    /// The key that must have encrypted the blob (optional).
+    /// The key that must have encrypted the blob (optional; required with an RSA key).
     #[arg(long, default_value = "")]
     key_id: String,
     /// Encryption context pair KEY=VALUE (repeatable).
     #[arg(long = "context", short = 'c', value_parser = parse_pair)]
     context: Vec<(String, String)>,
+    /// SYMMETRIC_DEFAULT (default), or RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 for an RSA
+    /// ENCRYPT_DECRYPT key.
+    #[arg(long, default_value = "")]
+    encryption_algorithm: String,
 }
 
 #[derive(Args, Debug)]
@@ -130,7 +138,7 @@ pub(super) async fn encrypt(c: &mut KmsClient, a: EncryptArgs) -> CliResult {
         plaintext: plaintext.to_vec(),
         encryption_context: ctx(a.context),
         grant_tokens: vec![],
-        encryption_algorithm: String::new(),
+        encryption_algorithm: a.encryption_algorithm,
     };
     let r = reply(c.encrypt(req).await)?;
     if a.raw {
@@ -151,6 +159,7 @@ pub(super) async fn decrypt(c: &mut KmsClient, a: DecryptArgs) -> CliResult {
         ciphertext_blob: blob,
         encryption_context: ctx(a.context),
         key_id: a.key_id,
+        encryption_algorithm: a.encryption_algorithm,
         ..Default::default()
     };
     let r = reply(c.decrypt(req).await)?;

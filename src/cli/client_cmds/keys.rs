@@ -14,6 +14,8 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
     match cmd {
         KeyCmd::Create {
             description,
+            key_spec,
+            key_usage,
             policy_file,
             bypass_policy_lockout_safety_check,
             ..
@@ -25,6 +27,8 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
             };
             let req = proto::CreateKeyRequest {
                 description,
+                key_spec,
+                key_usage,
                 policy,
                 bypass_policy_lockout_safety_check,
                 ..Default::default()
@@ -120,7 +124,7 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
 
 fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
     let Some(m) = m else { return Value::Null };
-    json!({
+    let mut out = json!({
         "AWSAccountId": m.aws_account_id,
         "KeyId": m.key_id,
         "Arn": m.arn,
@@ -135,7 +139,18 @@ fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
         "KeySpec": m.key_spec,
         "EncryptionAlgorithms": m.encryption_algorithms,
         "MultiRegion": m.multi_region,
-    })
+    });
+    // The algorithm lists a key of another kind has, as AWS shows them: only when set.
+    for (name, list) in [
+        ("SigningAlgorithms", m.signing_algorithms),
+        ("MacAlgorithms", m.mac_algorithms),
+        ("KeyAgreementAlgorithms", m.key_agreement_algorithms),
+    ] {
+        if let (false, Some(obj)) = (list.is_empty(), out.as_object_mut()) {
+            obj.insert(name.into(), json!(list));
+        }
+    }
+    out
 }
 
 /// Lists one page, or with `all` follows NextMarker and prints every key as one page.

@@ -3,6 +3,7 @@
 //! One module per command group; this one holds what they share and the dispatcher.
 
 mod aliases;
+pub(crate) mod asymmetric;
 mod batch;
 mod config;
 pub(crate) mod credentials;
@@ -120,6 +121,12 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::GenerateDataKey(a) => crypto::generate_data_key(c, a).await,
             Command::ReEncrypt(a) => crypto::re_encrypt(c, a).await,
             Command::Random(a) => crypto::random(c, a).await,
+            Command::Sign(a) => asymmetric::sign(c, a).await,
+            Command::Verify(a) => asymmetric::verify(c, a).await,
+            Command::GetPublicKey(a) => asymmetric::get_public_key(c, a).await,
+            Command::GenerateMac(a) => asymmetric::generate_mac(c, a).await,
+            Command::VerifyMac(a) => asymmetric::verify_mac(c, a).await,
+            Command::DeriveSharedSecret(a) => asymmetric::derive_shared_secret(c, a).await,
             Command::Policy(p) => policies::policy(c, p).await,
             Command::Principal(p) => policies::principal(c, p).await,
             Command::Grant(g) => grants::run(c, g).await,

@@ -7,11 +7,14 @@ use std::time::SystemTime;
 use super::token::new_grant_id;
 use super::{at_least_as_strict, Vault, MAX_GRANTS_PER_GRANTEE, MAX_GRANTS_PER_KEY};
 use crate::authz::{Action, ContextValue, GrantConstraints, Source};
+use crate::domain::{KeySpec, KeyUsage};
 use crate::identity::Principal;
 use crate::store::GrantRecord;
 use crate::vault::authorize::Authz;
 use crate::vault::{Caller, KmsError};
 
+/// Operations a grant on any key may allow.
+const EVERY_KEY_OPERATIONS: &[&str] = &["CreateGrant", "RetireGrant", "DescribeKey"];
 /// Operations a grant on a symmetric encryption key may allow.
 const SYMMETRIC_OPERATIONS: &[&str] = &[
     "Decrypt",
@@ -26,15 +29,47 @@ const SYMMETRIC_OPERATIONS: &[&str] = &[
     "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext",
 ];
-/// Grant operations AWS knows that need another kind of key.
-const OTHER_KEY_OPERATIONS: &[&str] = &[
-    "Sign",
-    "Verify",
+/// Operations a grant on an RSA ENCRYPT_DECRYPT key may allow, besides EVERY_KEY_OPERATIONS.
+const RSA_ENCRYPTION_OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncryptFrom",
+    "ReEncryptTo",
     "GetPublicKey",
-    "GenerateMac",
-    "VerifyMac",
-    "DeriveSharedSecret",
 ];
+/// ... on a SIGN_VERIFY key.
+const SIGNING_OPERATIONS: &[&str] = &["Sign", "Verify", "GetPublicKey"];
+/// ... on an HMAC key.
+const MAC_OPERATIONS: &[&str] = &["GenerateMac", "VerifyMac"];
+/// ... on a KEY_AGREEMENT key.
+const KEY_AGREEMENT_OPERATIONS: &[&str] = &["DeriveSharedSecret", "GetPublicKey"];
+
+/// Whether a grant on a key of `spec` and `usage` may allow `op` (AWS: a grant for an
+/// operation the key does not support fails with ValidationException).
+fn allowed_on(spec: KeySpec, usage: KeyUsage, op: &str) -> bool {
+    let own: &[&str] = match usage {
+        _ if spec.is_symmetric_encryption() => SYMMETRIC_OPERATIONS,
+        KeyUsage::EncryptDecrypt => RSA_ENCRYPTION_OPERATIONS,
+        KeyUsage::SignVerify => SIGNING_OPERATIONS,
+        KeyUsage::GenerateVerifyMac => MAC_OPERATIONS,
+        KeyUsage::KeyAgreement => KEY_AGREEMENT_OPERATIONS,
+    };
+    own.contains(&op) || EVERY_KEY_OPERATIONS.contains(&op)
+}
+
+/// Every grant operation AWS knows.
+fn known(op: &str) -> bool {
+    [
+        EVERY_KEY_OPERATIONS,
+        SYMMETRIC_OPERATIONS,
+        RSA_ENCRYPTION_OPERATIONS,
+        SIGNING_OPERATIONS,
+        MAC_OPERATIONS,
+        KEY_AGREEMENT_OPERATIONS,
+    ]
+    .iter()
+    .any(|set| set.contains(&op))
+}
 /// AWS: a constraint has at most 8 pairs, each value at most 384 characters. Keys get
 /// the same bound: without one, a few grants with megabyte keys would make every
 /// ListGrants answer larger than the transport accepts.
@@ -74,12 +109,7 @@ fn operations(ops: &[String]) -> Result<Vec<String>, KmsError> {
     }
     let mut out = BTreeSet::new();
     for op in ops {
-        if OTHER_KEY_OPERATIONS.contains(&op.as_str()) {
-            return Err(KmsError::validation(format!(
-                "grant operation {op} is not valid for a symmetric encryption key"
-            )));
-        }
-        if !SYMMETRIC_OPERATIONS.contains(&op.as_str()) {
+        if !known(op) {
             return Err(KmsError::validation(format!(
                 "{op:?} is not a grant operation"
             )));
@@ -172,6 +202,20 @@ impl Vault {
         a.many = vec![("kms:GrantOperations", ContextValue::Many(ops.clone()))];
         let decision = self.authorize(caller, a).await?;
         key.check_usable(&arn)?;
+        let (spec, usage, _) = key.kind();
+        if let Some(op) = ops.iter().find(|op| !allowed_on(spec, usage, op)) {
+            return Err(KmsError::validation(format!(
+                "grant operation {op} is not valid for a {} key with KeyUsage {}",
+                spec.as_str(),
+                usage.as_str()
+            )));
+        }
+        if constraints.is_some() && !spec.is_symmetric_encryption() {
+            return Err(KmsError::validation(format!(
+                "a grant for a {} key cannot have an encryption context constraint: its operations take no encryption context",
+                spec.as_str()
+            )));
+        }
 
         // Allowed only through grants: the new grant may pass on no more than one of them.
         if !decision.matched.is_empty()
@@ -255,9 +299,46 @@ mod tests {
             ops(&["Decrypt", "Encrypt", "Decrypt"]).unwrap(),
             vec!["Decrypt", "Encrypt"]
         );
-        assert!(matches!(ops(&["Sign"]), Err(KmsError::Validation(m)) if m.contains("symmetric")));
+        // Known to AWS: whether the key supports it is checked once the key is known.
+        assert!(ops(&["Sign", "GenerateMac"]).is_ok());
         assert!(ops(&["decrypt"]).is_err());
+        assert!(ops(&["Frobnicate"]).is_err());
         assert!(ops(&[]).is_err());
+    }
+
+    #[test]
+    fn grant_operations_follow_the_key_type() {
+        use crate::domain::{KeySpec as S, KeyUsage as U};
+        assert!(allowed_on(
+            S::SymmetricDefault,
+            U::EncryptDecrypt,
+            "GenerateDataKey"
+        ));
+        assert!(!allowed_on(S::SymmetricDefault, U::EncryptDecrypt, "Sign"));
+        assert!(allowed_on(S::Rsa2048, U::EncryptDecrypt, "Decrypt"));
+        assert!(!allowed_on(
+            S::Rsa2048,
+            U::EncryptDecrypt,
+            "GenerateDataKey"
+        ));
+        assert!(!allowed_on(S::Rsa2048, U::EncryptDecrypt, "Sign"));
+        assert!(allowed_on(S::Rsa2048, U::SignVerify, "Sign"));
+        assert!(!allowed_on(S::EccNistP256, U::SignVerify, "Encrypt"));
+        assert!(allowed_on(S::Hmac256, U::GenerateVerifyMac, "VerifyMac"));
+        assert!(!allowed_on(
+            S::Hmac256,
+            U::GenerateVerifyMac,
+            "GetPublicKey"
+        ));
+        assert!(allowed_on(
+            S::EccNistP384,
+            U::KeyAgreement,
+            "DeriveSharedSecret"
+        ));
+        for u in [U::SignVerify, U::GenerateVerifyMac, U::KeyAgreement] {
+            assert!(allowed_on(S::EccNistP256, u, "DescribeKey"));
+            assert!(allowed_on(S::EccNistP256, u, "RetireGrant"));
+        }
     }
 
     #[test]

@@ -168,7 +168,10 @@ impl Vault {
         let stored = m.clone();
         let next_rotation = rotation.and_then(|(_, n)| n);
         let made = async {
-            self.hsm.create_material(key.material_ref(next)).await?;
+            let (spec, usage, _) = key.kind();
+            self.hsm
+                .create_material(key.material_ref(next), spec, usage)
+                .await?;
             crate::failpoint::hit("new_material.after_material");
             self.store_call(move |s| s.add_material(&id, &stored, next_rotation))
                 .await

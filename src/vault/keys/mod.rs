@@ -294,6 +294,20 @@ impl KeyEntry {
         }
     }
 
+    /// For the symmetric encryption operations (Encrypt, Decrypt, the data keys,
+    /// ReEncrypt): InvalidKeyUsageException for any other kind of key.
+    pub(crate) fn check_symmetric_encryption(&self, arn: &KeyArn) -> Result<(), KmsError> {
+        let r = &self.lock().record;
+        if r.key_spec.is_symmetric_encryption() && r.key_usage == KeyUsage::EncryptDecrypt {
+            return Ok(());
+        }
+        Err(KmsError::InvalidKeyUsage(format!(
+            "{arn} is a {} key with KeyUsage {}; this operation needs a symmetric encryption key",
+            r.key_spec.as_str(),
+            r.key_usage.as_str()
+        )))
+    }
+
     /// For management operations AWS refuses on a key pending deletion: Ok when the
     /// key is Enabled or Disabled, KMSInvalidStateException otherwise.
     pub(crate) fn check_manageable(&self, arn: &KeyArn) -> Result<(), KmsError> {

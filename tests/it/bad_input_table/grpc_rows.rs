@@ -234,12 +234,17 @@ pub(super) fn grpc_table(f: Fixture) -> Table<GrpcReq> {
             |c| c.create_key(with(ck(), |r| r.description = "d".repeat(8193)));
         "CreateKey KeyUsage unknown", VALIDATION,
             |c| c.create_key(with(ck(), |r| r.key_usage = "DECRYPT_ONLY".into()));
-        "CreateKey KeyUsage SIGN_VERIFY", UNSUPPORTED,
+        "CreateKey KeyUsage SIGN_VERIFY of a SYMMETRIC_DEFAULT key", VALIDATION,
             |c| c.create_key(with(ck(), |r| r.key_usage = "SIGN_VERIFY".into()));
         "CreateKey KeySpec unknown", VALIDATION,
             |c| c.create_key(with(ck(), |r| r.key_spec = "AES_1024".into()));
-        "CreateKey KeySpec RSA_2048", UNSUPPORTED,
+        "CreateKey KeySpec RSA_2048 without KeyUsage", VALIDATION,
             |c| c.create_key(with(ck(), |r| r.key_spec = "RSA_2048".into()));
+        "CreateKey KeySpec ML_DSA_44", UNSUPPORTED,
+            |c| c.create_key(with(ck(), |r| {
+                r.key_spec = "ML_DSA_44".into();
+                r.key_usage = "SIGN_VERIFY".into();
+            }));
         "CreateKey Origin unknown", VALIDATION, |c| c.create_key(with(ck(), |r| r.origin = "MOON".into()));
         "CreateKey Origin EXTERNAL", UNSUPPORTED,
             |c| c.create_key(with(ck(), |r| r.origin = "EXTERNAL".into()));

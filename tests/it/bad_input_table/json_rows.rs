@@ -119,6 +119,36 @@ pub(super) fn json_table(f: Fixture, signer: &Signer, host: &str) -> Table<JsonR
             {"NumberOfBytes": 8, "CustomKeyStoreId": "cks-1"};
         "GenerateRandom unknown members (ignored)", Expect::Ok, "GenerateRandom",
             {"NumberOfBytes": 8, "Unknown": {"deep": [1, 2, {"x": null}]}, "Other": 1e300};
+        "Sign SigningAlgorithm missing", VALIDATION, "Sign", {"KeyId": key, "Message": "bQ=="};
+        "Sign Message missing", VALIDATION, "Sign", {"KeyId": key, "SigningAlgorithm": "ECDSA_SHA_256"};
+        "Sign SigningAlgorithm unknown", VALIDATION, "Sign",
+            {"KeyId": key, "Message": "bQ==", "SigningAlgorithm": "ECDSA_MD5"};
+        "Sign MessageType unknown", VALIDATION, "Sign",
+            {"KeyId": key, "Message": "bQ==", "SigningAlgorithm": "ECDSA_SHA_256", "MessageType": "HASH"};
+        "Sign with a symmetric key", INVALID_KEY_USAGE, "Sign",
+            {"KeyId": key, "Message": "bQ==", "SigningAlgorithm": "ECDSA_SHA_256"};
+        "Sign Message not base64", SERIALIZATION, "Sign",
+            {"KeyId": key, "Message": "***", "SigningAlgorithm": "ECDSA_SHA_256"};
+        "Verify Signature missing", VALIDATION, "Verify",
+            {"KeyId": key, "Message": "bQ==", "SigningAlgorithm": "ECDSA_SHA_256"};
+        "GetPublicKey KeyId missing", VALIDATION, "GetPublicKey", {};
+        "GetPublicKey of a symmetric key", UNSUPPORTED, "GetPublicKey", {"KeyId": key};
+        "GenerateMac MacAlgorithm missing", VALIDATION, "GenerateMac", {"KeyId": key, "Message": "bQ=="};
+        "GenerateMac with a symmetric key", INVALID_KEY_USAGE, "GenerateMac",
+            {"KeyId": key, "Message": "bQ==", "MacAlgorithm": "HMAC_SHA_256"};
+        "VerifyMac Mac missing", VALIDATION, "VerifyMac",
+            {"KeyId": key, "Message": "bQ==", "MacAlgorithm": "HMAC_SHA_256"};
+        "DeriveSharedSecret PublicKey missing", VALIDATION, "DeriveSharedSecret",
+            {"KeyId": key, "KeyAgreementAlgorithm": "ECDH"};
+        "DeriveSharedSecret KeyAgreementAlgorithm other", VALIDATION, "DeriveSharedSecret",
+            {"KeyId": key, "KeyAgreementAlgorithm": "DH", "PublicKey": "bQ=="};
+        "DeriveSharedSecret Recipient", UNSUPPORTED, "DeriveSharedSecret",
+            {"KeyId": key, "KeyAgreementAlgorithm": "ECDH", "PublicKey": "bQ==", "Recipient": {}};
+        "GenerateDataKeyPair KeyPairSpec missing", VALIDATION, "GenerateDataKeyPair", {"KeyId": key};
+        "GenerateDataKeyPair KeyPairSpec unknown", VALIDATION, "GenerateDataKeyPair",
+            {"KeyId": key, "KeyPairSpec": "RSA_1024"};
+        "GenerateDataKeyPairWithoutPlaintext KeyPairSpec SM2", UNSUPPORTED,
+            "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "SM2"};
         "BatchEncrypt Items missing", VALIDATION, "BatchEncrypt", {};
         "BatchEncrypt Items empty", VALIDATION, "BatchEncrypt", {"Items": []};
         "BatchDecrypt Items an object", SERIALIZATION, "BatchDecrypt", {"Items": {"CiphertextBlob": blob64}};
@@ -126,7 +156,10 @@ pub(super) fn json_table(f: Fixture, signer: &Signer, host: &str) -> Table<JsonR
         // CreateKey and key policies.
         "CreateKey Description 8193 characters", VALIDATION, "CreateKey", {"Description": "d".repeat(8193)};
         "CreateKey KeyUsage unknown", VALIDATION, "CreateKey", {"KeyUsage": "DECRYPT_ONLY"};
-        "CreateKey KeySpec RSA_4096", UNSUPPORTED, "CreateKey", {"KeySpec": "RSA_4096"};
+        "CreateKey KeySpec RSA_4096 without KeyUsage", VALIDATION, "CreateKey", {"KeySpec": "RSA_4096"};
+        "CreateKey KeySpec HMAC_256 with KeyUsage ENCRYPT_DECRYPT", VALIDATION, "CreateKey",
+            {"KeySpec": "HMAC_256", "KeyUsage": "ENCRYPT_DECRYPT"};
+        "CreateKey KeySpec SM2", UNSUPPORTED, "CreateKey", {"KeySpec": "SM2", "KeyUsage": "SIGN_VERIFY"};
         "CreateKey Origin AWS_CLOUDHSM", UNSUPPORTED, "CreateKey", {"Origin": "AWS_CLOUDHSM"};
         "CreateKey MultiRegion true", UNSUPPORTED, "CreateKey", {"MultiRegion": true};
         "CreateKey Tags", UNSUPPORTED, "CreateKey", {"Tags": [{"TagKey": "a", "TagValue": "b"}]};

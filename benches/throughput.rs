@@ -26,6 +26,10 @@
 //! - **audit**: Encrypt with the audit trail on (fsync per batch) against the same
 //!   daemon with the trail off, each side BENCH_ROUNDS times in alternating order,
 //!   medians compared;
+//! - **sign**: raw C_Sign on session copies (ECDSA P-256 with SHA-256, RSA-2048 PKCS#1
+//!   v1.5 with SHA-256, HMAC-SHA-256; 1 and N threads), then the deployed daemon's Sign
+//!   (ECC_NIST_P256, RSA_2048) and GenerateMac (HMAC_256) over gRPC at each calls in
+//!   flight, each against the raw N-thread figure of its mechanism;
 //! - **store**: the daemon as deployed on PostgreSQL (a throw-away cluster on this
 //!   machine, as `tests/` start them) against one on SQLite: Encrypt at each calls in
 //!   flight and CreateKey at 4, BENCH_ROUNDS alternating rounds per side, medians
@@ -36,7 +40,7 @@
 //! (environment):
 //! - `BENCH_SECS` (default 2): seconds per measurement;
 //! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, xks, slow,
-//!   batch, audit, store; and `soak`, which runs only when named: see `throughput/soak.rs`);
+//!   batch, audit, sign, store; and `soak`, which runs only when named: see `throughput/soak.rs`);
 //! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops and audit sections;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons of
@@ -67,6 +71,8 @@ mod load;
 mod p11shim;
 #[path = "throughput/raw.rs"]
 mod raw;
+#[path = "throughput/raw_sign.rs"]
+mod raw_sign;
 #[path = "throughput/report.rs"]
 mod report;
 #[path = "throughput/soak.rs"]
@@ -102,6 +108,12 @@ enum Op {
     BatchEncrypt,
     /// CreateKey (a new key each call).
     CreateKey,
+    /// Sign with ECDSA_SHA_256 (an ECC_NIST_P256 key).
+    SignEcdsa,
+    /// Sign with RSASSA_PKCS1_V1_5_SHA_256 (an RSA_2048 key).
+    SignRsa,
+    /// GenerateMac with HMAC_SHA_256 (an HMAC_256 key).
+    GenerateMac,
 }
 
 /// Items per BatchEncrypt.
@@ -329,6 +341,22 @@ impl Daemon {
         )
     }
 
+    /// A key of `spec` and `usage` on this daemon.
+    async fn key_of(&self, spec: &str, usage: &str) -> BoxResult<String> {
+        let mut c = connect(&self.endpoint, &self.identity).await?;
+        let r = proto::CreateKeyRequest {
+            key_spec: spec.into(),
+            key_usage: usage.into(),
+            ..Default::default()
+        };
+        Ok(c.create_key(r)
+            .await?
+            .into_inner()
+            .key_metadata
+            .ok_or("no metadata")?
+            .key_id)
+    }
+
     async fn grpc(&self, key: &str) -> BoxResult<Grpc> {
         Grpc::connect(&self.endpoint, &self.identity, key).await
     }
@@ -344,6 +372,29 @@ fn main() -> BoxResult<()> {
     let mut report = Report::default();
 
     // Raw PKCS#11 first, alone on the machine.
+    let mut raw_sign = Vec::new();
+    if wanted("sign") {
+        let tmp = tempfile::tempdir()?;
+        let dir = DevDir::at(tmp.path());
+        dir.prepare()?;
+        for (signer, n, rate) in raw_sign::baseline(&dir, cores)? {
+            let name = format!(
+                "raw C_Sign, {signer:?}, session copy, {n} thread{}",
+                if n == 1 { "" } else { "s" }
+            );
+            report.push(Row::new(
+                "raw",
+                name,
+                Stats {
+                    rate,
+                    ..Stats::default()
+                },
+            ));
+            if n == cores {
+                raw_sign.push((signer, rate));
+            }
+        }
+    }
     let mut best_raw = None;
     if wanted("raw") || wanted("ops") {
         let tmp = tempfile::tempdir()?;
@@ -489,6 +540,32 @@ fn main() -> BoxResult<()> {
                         .ratio("of gRPC Encrypt", s.rate / grpc_rate);
                     if let Some(r) = best_raw {
                         row = row.ratio("of raw", s.rate / r);
+                    }
+                    report.push(row);
+                }
+            }
+        }
+
+        if wanted("sign") {
+            use raw_sign::Signer;
+            for (op, spec, usage, signer) in [
+                (Op::SignEcdsa, "ECC_NIST_P256", "SIGN_VERIFY", Signer::EcdsaP256),
+                (Op::SignRsa, "RSA_2048", "SIGN_VERIFY", Signer::Rsa2048),
+                (Op::GenerateMac, "HMAC_256", "GENERATE_VERIFY_MAC", Signer::Hmac256),
+            ] {
+                let key = deployed.key_of(spec, usage).await?;
+                let g = Grpc::connect_without_blob(&deployed.endpoint, &deployed.identity, &key)
+                    .await?;
+                let raw = raw_sign
+                    .iter()
+                    .find(|(s, _)| format!("{s:?}") == format!("{signer:?}"))
+                    .map(|(_, r)| *r);
+                for c in in_flight() {
+                    let (s, cpu) = deployed.measured(g.load(op, c, None, secs), secs).await;
+                    let mut row = Row::new("sign", format!("{op:?} ({spec}), gRPC, {c} in flight"), s)
+                        .figure(CPU_PER_CALL, cpu);
+                    if let Some(r) = raw {
+                        row = row.ratio("of raw C_Sign, N threads", s.rate / r);
                     }
                     report.push(row);
                 }

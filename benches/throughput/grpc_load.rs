@@ -37,6 +37,24 @@ impl Grpc {
         })
     }
 
+    /// Four connections for the calls that need no ciphertext (Sign, GenerateMac), with
+    /// a key that cannot encrypt.
+    pub(crate) async fn connect_without_blob(
+        endpoint: &str,
+        identity: &Identity,
+        key: &str,
+    ) -> BoxResult<Self> {
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect(endpoint, identity).await?);
+        }
+        Ok(Self {
+            clients: Arc::new(clients),
+            key: key.into(),
+            blob: Arc::new(Vec::new()),
+        })
+    }
+
     /// `op` from `concurrency` tasks (see [`drive`]).
     pub(crate) async fn load(
         &self,
@@ -105,6 +123,29 @@ impl Grpc {
                 .describe_key(proto::DescribeKeyRequest {
                     key_id: key,
                     ..Default::default()
+                })
+                .await
+                .map(drop),
+            Op::SignEcdsa | Op::SignRsa => c
+                .sign(proto::SignRequest {
+                    key_id: key,
+                    message: vec![7; 32],
+                    signing_algorithm: if op == Op::SignEcdsa {
+                        "ECDSA_SHA_256"
+                    } else {
+                        "RSASSA_PKCS1_V1_5_SHA_256"
+                    }
+                    .into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Op::GenerateMac => c
+                .generate_mac(proto::GenerateMacRequest {
+                    key_id: key,
+                    message: vec![7; 32],
+                    mac_algorithm: "HMAC_SHA_256".into(),
+                    grant_tokens: vec![],
                 })
                 .await
                 .map(drop),

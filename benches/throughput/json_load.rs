@@ -156,6 +156,23 @@ impl Json {
                 "TrentService.DescribeKey",
                 format!(r#"{{"KeyId":"{key}"}}"#),
             ),
+            Op::SignEcdsa | Op::SignRsa => (
+                "TrentService.Sign",
+                format!(
+                    r#"{{"KeyId":"{key}","Message":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","SigningAlgorithm":"{}"}}"#,
+                    if op == Op::SignEcdsa {
+                        "ECDSA_SHA_256"
+                    } else {
+                        "RSASSA_PKCS1_V1_5_SHA_256"
+                    }
+                ),
+            ),
+            Op::GenerateMac => (
+                "TrentService.GenerateMac",
+                format!(
+                    r#"{{"KeyId":"{key}","Message":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","MacAlgorithm":"HMAC_SHA_256"}}"#
+                ),
+            ),
             Op::BatchEncrypt => {
                 let item = format!(
                     r#"{{"KeyId":"{key}","Plaintext":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}}"#

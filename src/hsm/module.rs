@@ -311,7 +311,8 @@ pub(crate) fn login(s: &cryptoki::session::Session, pin: &Pin) -> Result<(), Hsm
 /// A key object as the token reports it, for inventories and tests.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenObject {
-    /// `secret-key` (KMS key material) or `private-key` (the audit checkpoint key).
+    /// `secret-key` (AES and HMAC key material), `private-key` or `public-key` (the halves
+    /// of asymmetric key material and of the audit checkpoint key).
     pub class: &'static str,
     /// CKA_LABEL.
     pub label: String,
@@ -328,8 +329,8 @@ pub struct TokenObject {
 }
 
 impl Module {
-    /// Every secret-key and private-key token object, read directly from the token (no
-    /// daemon). Public keys are left out: they are meant to be read.
+    /// Every secret-key, private-key and public-key token object, read directly from the
+    /// token (no daemon).
     pub fn key_objects(&self, slot: Slot, pin: &Pin) -> Result<Vec<TokenObject>, HsmError> {
         use cryptoki::object::{Attribute, AttributeType, ObjectClass};
         let s = self.ctx.open_ro_session(slot).map_err(HsmError::Pkcs11)?;
@@ -338,6 +339,7 @@ impl Module {
         for (class, name) in [
             (ObjectClass::SECRET_KEY, "secret-key"),
             (ObjectClass::PRIVATE_KEY, "private-key"),
+            (ObjectClass::PUBLIC_KEY, "public-key"),
         ] {
             let found = s
                 .find_objects(&[Attribute::Class(class), Attribute::Token(true)])
@@ -346,8 +348,15 @@ impl Module {
         }
         let mut out = Vec::new();
         for (h, class) in handles {
-            let attrs = s.get_attributes(
-                h,
+            // A public key has no CKA_SENSITIVE or CKA_EXTRACTABLE to ask for.
+            let wanted: &[AttributeType] = if class == "public-key" {
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::Token,
+                    AttributeType::Private,
+                ]
+            } else {
                 &[
                     AttributeType::Label,
                     AttributeType::Id,
@@ -355,8 +364,9 @@ impl Module {
                     AttributeType::Sensitive,
                     AttributeType::Extractable,
                     AttributeType::Private,
-                ],
-            );
+                ]
+            };
+            let attrs = s.get_attributes(h, wanted);
             let attrs = match attrs {
                 Ok(a) => a,
                 // Destroyed since it was found (a running daemon's deletion sweep): it
@@ -373,6 +383,7 @@ impl Module {
                 id: String::new(),
                 token: false,
                 sensitive: false,
+                // Read below for secret and private keys; public keys are meant to be read.
                 extractable: true,
                 private: false,
             };

@@ -349,7 +349,7 @@ impl HsmPool {
             .map_or(2, std::num::NonZeroUsize::get)
             .min(sessions);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
-        let mechanisms = Arc::new(Mechanisms::probe(module, slot)?);
+        let mechanisms = Arc::new(Mechanisms::probe(module, slot, &pin)?);
         let factory: SessionFactory = {
             let offered = Arc::clone(&mechanisms);
             let (ctx, pin, copies, metrics, health) = (

@@ -612,8 +612,12 @@ impl WorkerSession {
     }
 
     /// RSAES-OAEP decryption with the private half of `m` (MGF1 with the same hash,
-    /// no label, as AWS). A token whose OAEP refuses the hash (SoftHSM2 takes SHA-1
-    /// only) does the raw RSA operation instead, and `oaep` decodes its output.
+    /// no label, as AWS). The token does the private-key operation; where it offers raw
+    /// RSA (CKM_RSA_X_509) the OAEP decoding is p11kms's (`oaep`): one constant-time
+    /// path and one error for every bad ciphertext, whatever the token. Tokens answer a
+    /// failed decoding in their own ways (SoftHSM2 CKR_GENERAL_ERROR, kryoptic
+    /// CKR_DEVICE_ERROR, which would read as a lost session), and SoftHSM2's OAEP takes
+    /// SHA-1 only. A token without raw RSA gets CKM_RSA_PKCS_OAEP.
     pub(crate) fn rsa_decrypt(
         &mut self,
         m: &MaterialRef,
@@ -623,25 +627,42 @@ impl WorkerSession {
     ) -> Result<Plaintext, HsmError> {
         use cryptoki::error::{Error, RvError};
         let key = self.part(m, Part::Private)?;
+        let raw_rsa = self.mechanisms.raw_rsa();
         let s = self.session()?;
-        match s.decrypt(&hash.mechanism(), key, ciphertext) {
-            Ok(p) => return Ok(Plaintext::new(p)),
-            Err(Error::Pkcs11(
-                RvError::ArgumentsBad | RvError::MechanismParamInvalid | RvError::MechanismInvalid,
-                cryptoki::context::Function::DecryptInit,
-            )) => {}
-            Err(e) => return Err(oaep_failure(e)),
+        if raw_rsa {
+            match s.decrypt(&Mechanism::RsaX509, key, ciphertext) {
+                Ok(raw) => {
+                    let raw = zeroize::Zeroizing::new(raw);
+                    // CKM_RSA_X_509 may drop leading zero bytes; decoding needs all k.
+                    let mut em =
+                        zeroize::Zeroizing::new(vec![0u8; modulus_len.saturating_sub(raw.len())]);
+                    em.extend_from_slice(&raw);
+                    return super::oaep::decode(&em, hash)
+                        .map(Plaintext::new)
+                        .ok_or(HsmError::BadInput("ciphertext"));
+                }
+                // Raw RSA refuses only a ciphertext not below the modulus.
+                Err(Error::Pkcs11(
+                    RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::DataInvalid
+                    | RvError::DataLenRange,
+                    _,
+                )) => return Err(HsmError::BadInput("ciphertext")),
+                Err(e) => {
+                    let e = HsmError::from_call(e);
+                    if e.is_session_lost() || e.needs_reinit() {
+                        return Err(e);
+                    }
+                    // Listed but refused for these keys (kryoptic): OAEP from now on.
+                    self.mechanisms.refuse_raw_rsa(&e);
+                }
+            }
         }
-        let raw = zeroize::Zeroizing::new(
-            s.decrypt(&Mechanism::RsaX509, key, ciphertext)
-                .map_err(oaep_failure)?,
-        );
-        // CKM_RSA_X_509 may drop leading zero bytes; the decoding needs all k of them.
-        let mut em = zeroize::Zeroizing::new(vec![0u8; modulus_len.saturating_sub(raw.len())]);
-        em.extend_from_slice(&raw);
-        super::oaep::decode(&em, hash)
+        self.session()?
+            .decrypt(&hash.mechanism(), key, ciphertext)
             .map(Plaintext::new)
-            .ok_or(HsmError::BadInput("ciphertext"))
+            .map_err(oaep_failure)
     }
 
     /// RSAES-OAEP encryption with the public half of `m`: in the token when its OAEP
@@ -809,13 +830,17 @@ fn software_oaep_encrypt(
     Ok(out)
 }
 
-/// A failed RSA decryption: a ciphertext that does not decode under this key and hash.
-/// Tokens answer it with the generic codes too (SoftHSM2: CKR_GENERAL_ERROR), for
-/// decoding fails inside the mechanism; the session and key are fine.
+/// A failed CKM_RSA_PKCS_OAEP decryption: a ciphertext that does not decode under this
+/// key and hash. Tokens answer it with generic codes too, for decoding fails inside the
+/// mechanism (SoftHSM2: CKR_GENERAL_ERROR; kryoptic: CKR_DEVICE_ERROR, from C_Decrypt
+/// after C_DecryptInit took the key): the session and key are fine, and reading it as
+/// a lost session would let bad ciphertexts mark the token down.
 fn oaep_failure(e: cryptoki::error::Error) -> HsmError {
+    use cryptoki::context::Function;
     use cryptoki::error::{Error, RvError};
     match e {
-        Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _) => {
+        Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)
+        | Error::Pkcs11(RvError::DeviceError, Function::Decrypt) => {
             HsmError::BadInput("ciphertext")
         }
         e => HsmError::from_input(e, "ciphertext"),

@@ -5,7 +5,9 @@ OpenSSL verifies a signature of each key type. Configured by the same environmen
 aws_kms.py. Exits non-zero with a message on the first failure; prints "ok" at the end.
 
 Subcommands:
-  all         every key spec and algorithm, RAW and DIGEST, and the errors
+  all [--without-secp256k1]
+              every key spec and algorithm, RAW and DIGEST, and the errors; with the
+              flag, the token has no secp256k1 and CreateKey must say so
 """
 
 import base64
@@ -118,8 +120,14 @@ def rsa_signing():
                      Signature=forged, SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")
 
 
+WITHOUT_SECP256K1 = "--without-secp256k1" in sys.argv
+
+
 def ecc_signing():
     for spec, (alg, curve) in ECC.items():
+        if spec == "ECC_SECG_P256K1" and WITHOUT_SECP256K1:
+            expect_error("UnsupportedOperationException", kms().create_key, KeySpec=spec, KeyUsage="SIGN_VERIFY")
+            continue
         meta = create(spec, "SIGN_VERIFY")
         check(meta["SigningAlgorithms"] == [alg], f"algorithms {meta}")
         out, pub = public_key(meta["KeyId"])

@@ -1,5 +1,6 @@
-//! The raw PKCS#11 limit of the signing calls: C_Sign of a 32-byte message with
-//! ECDSA P-256 (CKM_ECDSA_SHA256), RSA-2048 PKCS#1 v1.5 (CKM_SHA256_RSA_PKCS) and
+//! The raw PKCS#11 limit of the signing calls: C_Sign of 32 bytes with ECDSA P-256
+//! (CKM_ECDSA over them as a SHA-256 digest: SoftHSM2 has no CKM_ECDSA_SHA256, so the
+//! daemon hashes and signs this way too), RSA-2048 PKCS#1 v1.5 (CKM_SHA256_RSA_PKCS) and
 //! HMAC-SHA-256 (CKM_SHA256_HMAC), from `threads` threads, each with its own session and
 //! a session copy of the key, on the same token the daemon uses.
 
@@ -19,7 +20,7 @@ use super::{secs, BoxResult};
 /// What is signed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Signer {
-    /// ECDSA P-256 with SHA-256.
+    /// ECDSA P-256 of a SHA-256 digest.
     EcdsaP256,
     /// RSA-2048 PKCS#1 v1.5 with SHA-256.
     Rsa2048,
@@ -32,7 +33,7 @@ impl Signer {
 
     fn mechanism(self) -> Mechanism<'static> {
         match self {
-            Self::EcdsaP256 => Mechanism::EcdsaSha256,
+            Self::EcdsaP256 => Mechanism::Ecdsa,
             Self::Rsa2048 => Mechanism::Sha256RsaPkcs,
             Self::Hmac256 => Mechanism::Sha256Hmac,
         }

@@ -78,6 +78,9 @@ pub(crate) enum Command {
     VerifyMac(client_cmds::asymmetric::VerifyMacArgs),
     /// ECDH between a KEY_AGREEMENT key and a peer's public key.
     DeriveSharedSecret(client_cmds::asymmetric::DeriveArgs),
+    /// An RSA or ECC key pair for use outside p11kms, its private key encrypted under a
+    /// symmetric key (and in plaintext unless --without-plaintext), as JSON.
+    GenerateDataKeyPair(client_cmds::asymmetric::DataKeyPairArgs),
     /// Identity policies, and offline policy evaluation.
     #[command(subcommand)]
     Policy(PolicyCmd),

@@ -7,7 +7,7 @@ use super::decrypt::{check_blob_len, DecryptInput, DecryptOutput};
 use super::encrypt::{EncryptInput, EncryptOutput};
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{KeyArn, KeyUsage, MaterialKind};
+use crate::domain::{KeyArn, KeyUsage, MaterialKind, Plaintext};
 use crate::hsm::OaepHash;
 
 /// The OAEP hash an EncryptionAlgorithm names, with AWS's spelling; None for any
@@ -71,36 +71,50 @@ impl Vault {
         &self,
         caller: &Caller,
         input: EncryptInput,
-        (hash, alg): (OaepHash, &'static str),
+        oaep: (OaepHash, &'static str),
     ) -> Result<EncryptOutput, KmsError> {
-        let (key, arn, bits) = self
-            .oaep_key(
+        let (ciphertext_blob, key_arn) = self
+            .oaep_seal(
                 caller,
                 Action::ENCRYPT,
                 &input.key_id,
-                alg,
+                oaep,
                 !input.context.is_empty(),
-            )
-            .await?;
-        let max = max_plaintext(bits, hash);
-        if input.plaintext.len() > max {
-            return Err(KmsError::validation(format!(
-                "Plaintext must be at most {max} bytes for {alg} with this {bits}-bit key"
-            )));
-        }
-        let ciphertext_blob = self
-            .hsm
-            .rsa_encrypt(
-                key.material_ref(key.current_version()),
-                hash,
                 input.plaintext,
             )
             .await?;
         Ok(EncryptOutput {
             ciphertext_blob,
-            key_arn: arn,
-            encryption_algorithm: alg,
+            key_arn,
+            encryption_algorithm: oaep.1,
         })
+    }
+
+    /// RSAES-OAEP encryption of `plaintext` under `key_id`, authorized for `action`
+    /// (Encrypt, or ReEncrypt's destination).
+    pub(crate) async fn oaep_seal(
+        &self,
+        caller: &Caller,
+        action: Action,
+        key_id: &str,
+        (hash, alg): (OaepHash, &'static str),
+        has_context: bool,
+        plaintext: Plaintext,
+    ) -> Result<(Vec<u8>, KeyArn), KmsError> {
+        let (key, arn, bits) = self
+            .oaep_key(caller, action, key_id, alg, has_context)
+            .await?;
+        let max = max_plaintext(bits, hash);
+        if plaintext.len() > max {
+            return Err(KmsError::validation(format!(
+                "Plaintext must be at most {max} bytes for {alg} with this {bits}-bit key"
+            )));
+        }
+        let ciphertext = self
+            .hsm
+            .rsa_encrypt(key.material_ref(key.current_version()), hash, plaintext)
+            .await?;
+        Ok((ciphertext, arn))
     }
 
     /// Decrypt with the private half of an RSA key; KeyId is required, as AWS.
@@ -108,24 +122,49 @@ impl Vault {
         &self,
         caller: &Caller,
         input: DecryptInput,
-        (hash, alg): (OaepHash, &'static str),
+        oaep: (OaepHash, &'static str),
     ) -> Result<DecryptOutput, KmsError> {
-        check_blob_len("CiphertextBlob", &input.ciphertext_blob)?;
-        if input.key_id.is_empty() {
+        let (plaintext, key_arn) = self
+            .oaep_open(
+                caller,
+                Action::DECRYPT,
+                "KeyId",
+                &input.key_id,
+                oaep,
+                !input.context.is_empty(),
+                input.ciphertext_blob,
+            )
+            .await?;
+        Ok(DecryptOutput {
+            key_arn,
+            plaintext,
+            encryption_algorithm: oaep.1,
+        })
+    }
+
+    /// RSAES-OAEP decryption of `ciphertext` with `key_id` (named by `field`, which
+    /// must be given), authorized for `action` (Decrypt, or ReEncrypt's source).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn oaep_open(
+        &self,
+        caller: &Caller,
+        action: Action,
+        field: &str,
+        key_id: &str,
+        (hash, alg): (OaepHash, &'static str),
+        has_context: bool,
+        ciphertext: Vec<u8>,
+    ) -> Result<(Plaintext, KeyArn), KmsError> {
+        check_blob_len("CiphertextBlob", &ciphertext)?;
+        if key_id.is_empty() {
             return Err(KmsError::validation(format!(
-                "KeyId is required to decrypt with {alg}"
+                "{field} is required to decrypt with {alg}"
             )));
         }
         let (key, arn, bits) = self
-            .oaep_key(
-                caller,
-                Action::DECRYPT,
-                &input.key_id,
-                alg,
-                !input.context.is_empty(),
-            )
+            .oaep_key(caller, action, key_id, alg, has_context)
             .await?;
-        if input.ciphertext_blob.len() != bits / 8 {
+        if ciphertext.len() != bits / 8 {
             return Err(KmsError::InvalidCiphertext(format!(
                 "an {alg} ciphertext of this {bits}-bit key is {} bytes",
                 bits / 8
@@ -137,7 +176,7 @@ impl Vault {
                 key.material_ref(key.current_version()),
                 hash,
                 bits / 8,
-                input.ciphertext_blob,
+                ciphertext,
             )
             .await
             .map_err(|e| match e {
@@ -147,11 +186,7 @@ impl Vault {
                 ),
                 other => other.into(),
             })?;
-        Ok(DecryptOutput {
-            key_arn: arn,
-            plaintext,
-            encryption_algorithm: alg,
-        })
+        Ok((plaintext, arn))
     }
 }
 

@@ -265,6 +265,24 @@ def rsa_encryption():
     sym = kms().create_key()["KeyMetadata"]["KeyId"]
     expect_error("InvalidKeyUsageException", kms().encrypt, KeyId=sym, Plaintext=b"x",
                  EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    # ReEncrypt from an RSA key to a symmetric one, and back to another RSA key.
+    rsa_a = create("RSA_2048", "ENCRYPT_DECRYPT")["KeyId"]
+    rsa_b = create("RSA_3072", "ENCRYPT_DECRYPT")["KeyId"]
+    _, pub_a = public_key(rsa_a)
+    ct = pub_a.encrypt(b"moved", padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    moved = kms().re_encrypt(CiphertextBlob=ct, SourceKeyId=rsa_a, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                             DestinationKeyId=sym, DestinationEncryptionContext={"to": "sym"})
+    check(moved["SourceEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
+          and moved["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT", f"{moved}")
+    check(kms().decrypt(CiphertextBlob=moved["CiphertextBlob"], EncryptionContext={"to": "sym"})["Plaintext"] == b"moved",
+          "ReEncrypt from RSA")
+    back = kms().re_encrypt(CiphertextBlob=moved["CiphertextBlob"], SourceEncryptionContext={"to": "sym"},
+                            DestinationKeyId=rsa_b, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    check(len(back["CiphertextBlob"]) == 384 and back["KeyId"].endswith(rsa_b), "ReEncrypt to RSA")
+    got = kms().decrypt(KeyId=rsa_b, CiphertextBlob=back["CiphertextBlob"], EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    check(got["Plaintext"] == b"moved", "the RSA destination decrypts")
+    expect_error("ValidationException", kms().re_encrypt, CiphertextBlob=ct, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                 DestinationKeyId=sym)
 
 
 def data_key_pairs():

@@ -121,6 +121,21 @@ async fn the_cli_signs_macs_and_agrees_over_grpc_and_openssl_checks_the_results(
         ],
     );
     assert!(String::from_utf8_lossy(&verified).contains("Verified OK"));
+    // The AWS CLI's forms: --message fileb://FILE, --signature fileb://FILE (raw bytes).
+    let msg_arg = format!("fileb://{}", p.join("msg").display());
+    let sig_arg = format!("fileb://{}", p.join("sig.der").display());
+    let args = [
+        "verify",
+        "--key-id",
+        &id,
+        "--signing-algorithm",
+        "ECDSA_SHA_384",
+        "--message",
+        &msg_arg,
+        "--signature",
+        &sig_arg,
+    ];
+    assert_eq!(json_of(&cli(&args, b""))["SignatureValid"], true);
     let sig = signed["Signature"].as_str().unwrap();
     let ok = json_of(&cli(
         &[
@@ -243,6 +258,48 @@ async fn the_cli_signs_macs_and_agrees_over_grpc_and_openssl_checks_the_results(
         b"",
     ));
     assert_eq!(b64(&got["SharedSecret"]), want);
+
+    // A data key pair: OpenSSL reads the private key and finds the public key in it;
+    // the encrypted copy decrypts, with its context, to the same private key.
+    let sym = json_of(&cli(&["key", "create"], b""));
+    let sym = sym["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let pair = json_of(&cli(
+        &[
+            "generate-data-key-pair",
+            "--key-id",
+            &sym,
+            "--key-pair-spec",
+            "RSA_2048",
+            "-c",
+            "use=tls",
+        ],
+        b"",
+    ));
+    std::fs::write(p.join("pair.der"), b64(&pair["PrivateKeyPlaintext"])).unwrap();
+    let public = openssl(
+        p,
+        &[
+            "pkey", "-inform", "DER", "-in", "pair.der", "-pubout", "-outform", "DER",
+        ],
+    );
+    assert_eq!(public, b64(&pair["PublicKey"]));
+    let blob = pair["PrivateKeyCiphertextBlob"].as_str().unwrap();
+    let o = cli(&["decrypt", "-c", "use=tls"], blob.as_bytes());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, b64(&pair["PrivateKeyPlaintext"]));
+    let bare = json_of(&cli(
+        &[
+            "generate-data-key-pair",
+            "--key-id",
+            &sym,
+            "--key-pair-spec",
+            "ECC_NIST_P256",
+            "--without-plaintext",
+        ],
+        b"",
+    ));
+    assert!(bare.get("PrivateKeyPlaintext").is_none(), "{bare}");
+    assert!(!b64(&bare["PrivateKeyCiphertextBlob"]).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

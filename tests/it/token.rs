@@ -36,10 +36,16 @@ async fn the_audit_checkpoint_key_is_a_sensitive_non_extractable_token_object() 
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let keys: Vec<_> = objects.iter().filter(|o| o["id"] == hex.as_str()).collect();
+    let pair: Vec<_> = objects.iter().filter(|o| o["id"] == hex.as_str()).collect();
+    assert_eq!(pair.len(), 2, "{objects:?}");
+    let public = pair.iter().find(|o| o["class"] == "public-key");
+    assert!(public.is_some_and(|p| p["private"] == false), "{objects:?}");
+    let keys: Vec<_> = pair
+        .iter()
+        .filter(|o| o["class"] == "private-key")
+        .collect();
     assert_eq!(keys.len(), 1, "{objects:?}");
     let o = keys[0];
-    assert_eq!(o["class"], "private-key");
     assert_eq!(o["label"], "p11kms/audit-checkpoint");
     assert_eq!(o["token"], true);
     assert_eq!(o["sensitive"], true);

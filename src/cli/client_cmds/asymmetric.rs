@@ -20,8 +20,9 @@ pub(crate) struct SignArgs {
     /// Key id, key ARN, alias name or alias ARN.
     #[arg(long)]
     key_id: String,
-    /// Message file (or its digest with --message-type DIGEST), or - for stdin.
-    #[arg(long = "in", default_value = "-")]
+    /// Message file (or its digest with --message-type DIGEST), or - for stdin. The AWS
+    /// CLI's `--message fileb://FILE` works too.
+    #[arg(long = "in", visible_alias = "message", default_value = "-", value_parser = file_arg)]
     input: PathBuf,
     /// RAW (default) or DIGEST.
     #[arg(long, default_value = "RAW")]
@@ -35,7 +36,8 @@ pub(crate) struct SignArgs {
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     sign: SignArgs,
-    /// The signature, base64 (as `p11kms sign` prints it).
+    /// The signature: base64 (as `p11kms sign` prints it), or `fileb://FILE` with the
+    /// raw bytes, as the AWS CLI takes it.
     #[arg(long)]
     signature: String,
 }
@@ -56,8 +58,8 @@ pub(crate) struct MacArgs {
     /// Key id, key ARN, alias name or alias ARN.
     #[arg(long)]
     key_id: String,
-    /// Message file, or - for stdin.
-    #[arg(long = "in", default_value = "-")]
+    /// Message file, or - for stdin. The AWS CLI's `--message fileb://FILE` works too.
+    #[arg(long = "in", visible_alias = "message", default_value = "-", value_parser = file_arg)]
     input: PathBuf,
     /// The key's MAC algorithm, e.g. HMAC_SHA_256.
     #[arg(long)]
@@ -68,9 +70,27 @@ pub(crate) struct MacArgs {
 pub(crate) struct VerifyMacArgs {
     #[command(flatten)]
     mac: MacArgs,
-    /// The MAC, base64 (as `p11kms generate-mac` prints it).
+    /// The MAC: base64 (as `p11kms generate-mac` prints it), or `fileb://FILE` with the
+    /// raw bytes, as the AWS CLI takes it.
     #[arg(long = "mac")]
     mac_b64: String,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DataKeyPairArgs {
+    /// The symmetric encryption key that encrypts the private key.
+    #[arg(long)]
+    key_id: String,
+    /// RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521 or
+    /// ECC_SECG_P256K1.
+    #[arg(long)]
+    key_pair_spec: String,
+    /// Encryption context pair KEY=VALUE (repeatable), bound to the encrypted private key.
+    #[arg(long = "context", short = 'c', value_parser = crate::cli::io::parse_pair)]
+    context: Vec<(String, String)>,
+    /// Return only the encrypted private key (and the public key).
+    #[arg(long)]
+    without_plaintext: bool,
 }
 
 #[derive(Args, Debug)]
@@ -81,8 +101,9 @@ pub(crate) struct DeriveArgs {
     /// ECDH.
     #[arg(long, default_value = "ECDH")]
     key_agreement_algorithm: String,
-    /// The peer's public key: a PEM or DER SubjectPublicKeyInfo file.
-    #[arg(long)]
+    /// The peer's public key: a PEM or DER SubjectPublicKeyInfo file (`fileb://FILE`
+    /// too, as the AWS CLI takes it).
+    #[arg(long, value_parser = file_arg)]
     public_key: PathBuf,
 }
 
@@ -112,7 +133,7 @@ pub(super) async fn verify(c: &mut KmsClient, a: VerifyArgs) -> CliResult {
             key_id: a.sign.key_id,
             message,
             message_type: a.sign.message_type,
-            signature: decode_b64(a.signature.as_bytes())?,
+            signature: bytes_arg(&a.signature)?,
             signing_algorithm: a.sign.signing_algorithm,
             grant_tokens: vec![],
         })
@@ -187,7 +208,7 @@ pub(super) async fn verify_mac(c: &mut KmsClient, a: VerifyMacArgs) -> CliResult
             message,
             key_id: a.mac.key_id,
             mac_algorithm: a.mac.mac_algorithm,
-            mac: decode_b64(a.mac_b64.as_bytes())?,
+            mac: bytes_arg(&a.mac_b64)?,
             grant_tokens: vec![],
         })
         .await,
@@ -219,6 +240,47 @@ pub(super) async fn derive_shared_secret(c: &mut KmsClient, a: DeriveArgs) -> Cl
     }))
 }
 
+pub(super) async fn generate_data_key_pair(c: &mut KmsClient, a: DataKeyPairArgs) -> CliResult {
+    let encryption_context = a.context.into_iter().collect();
+    if a.without_plaintext {
+        let r = reply(
+            c.generate_data_key_pair_without_plaintext(
+                proto::GenerateDataKeyPairWithoutPlaintextRequest {
+                    key_id: a.key_id,
+                    encryption_context,
+                    key_pair_spec: a.key_pair_spec,
+                    grant_tokens: vec![],
+                },
+            )
+            .await,
+        )?;
+        return print_json(&json!({
+            "PrivateKeyCiphertextBlob": B64.encode(&r.private_key_ciphertext_blob),
+            "PublicKey": B64.encode(&r.public_key),
+            "KeyId": r.key_id,
+            "KeyPairSpec": r.key_pair_spec,
+        }));
+    }
+    let r = reply(
+        c.generate_data_key_pair(proto::GenerateDataKeyPairRequest {
+            key_id: a.key_id,
+            encryption_context,
+            key_pair_spec: a.key_pair_spec,
+            grant_tokens: vec![],
+        })
+        .await,
+    )?;
+    // The user asked for the private key on stdout; that is the point.
+    let private = zeroize::Zeroizing::new(B64.encode(&r.private_key_plaintext));
+    print_json(&json!({
+        "PrivateKeyCiphertextBlob": B64.encode(&r.private_key_ciphertext_blob),
+        "PrivateKeyPlaintext": private.as_str(),
+        "PublicKey": B64.encode(&r.public_key),
+        "KeyId": r.key_id,
+        "KeyPairSpec": r.key_pair_spec,
+    }))
+}
+
 /// A public key file as DER: PEM ("BEGIN PUBLIC KEY") is decoded, anything else is
 /// taken as DER already.
 fn spki(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
@@ -232,4 +294,22 @@ fn spki(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         .ok_or("the PEM public key has no END line")?;
     let joined: String = body.split_whitespace().collect();
     Ok(decode_b64(joined.as_bytes())?)
+}
+
+/// A file argument, the AWS CLI's `fileb://` and `file://` prefixes taken off.
+fn file_arg(s: &str) -> Result<PathBuf, String> {
+    let path = s
+        .strip_prefix("fileb://")
+        .or_else(|| s.strip_prefix("file://"))
+        .unwrap_or(s);
+    Ok(PathBuf::from(path))
+}
+
+/// A binary argument: `fileb://FILE` (the file's bytes, as the AWS CLI reads them) or
+/// base64 text.
+fn bytes_arg(s: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    match s.strip_prefix("fileb://") {
+        Some(path) => Ok(read_input(std::path::Path::new(path))?.to_vec()),
+        None => Ok(decode_b64(s.as_bytes())?),
+    }
 }

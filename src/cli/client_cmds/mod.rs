@@ -127,6 +127,7 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::GenerateMac(a) => asymmetric::generate_mac(c, a).await,
             Command::VerifyMac(a) => asymmetric::verify_mac(c, a).await,
             Command::DeriveSharedSecret(a) => asymmetric::derive_shared_secret(c, a).await,
+            Command::GenerateDataKeyPair(a) => asymmetric::generate_data_key_pair(c, a).await,
             Command::Policy(p) => policies::policy(c, p).await,
             Command::Principal(p) => policies::principal(c, p).await,
             Command::Grant(g) => grants::run(c, g).await,

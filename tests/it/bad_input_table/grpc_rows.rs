@@ -210,8 +210,13 @@ pub(super) fn grpc_table(f: Fixture) -> Table<GrpcReq> {
             |c| c.re_encrypt(with(re(), |r| {
                 r.destination_encryption_context = ctx(&[("k", &"v".repeat(9000))]);
             }));
-        "ReEncrypt SourceEncryptionAlgorithm asymmetric", INVALID_KEY_USAGE,
+        "ReEncrypt SourceEncryptionAlgorithm asymmetric without SourceKeyId", VALIDATION,
             |c| c.re_encrypt(with(re(), |r| r.source_encryption_algorithm = "RSAES_OAEP_SHA_1".into()));
+        "ReEncrypt SourceEncryptionAlgorithm asymmetric, symmetric SourceKeyId", INVALID_KEY_USAGE,
+            |c| c.re_encrypt(with(re(), |r| {
+                r.source_encryption_algorithm = "RSAES_OAEP_SHA_1".into();
+                r.source_key_id = key.into();
+            }));
         "ReEncrypt DestinationEncryptionAlgorithm unknown", VALIDATION,
             |c| c.re_encrypt(with(re(), |r| r.destination_encryption_algorithm = "ROT13".into()));
         "ReEncrypt GrantTokens 11", VALIDATION,

@@ -561,11 +561,19 @@ fn main() -> BoxResult<()> {
                     .find(|(s, _)| format!("{s:?}") == format!("{signer:?}"))
                     .map(|(_, r)| *r);
                 for c in in_flight() {
+                    let (inline0, calls0) = deployed.hsm_calls();
                     let (s, cpu) = deployed.measured(g.load(op, c, None, secs), secs).await;
+                    let (inline1, calls1) = deployed.hsm_calls();
                     let mut row = Row::new("sign", format!("{op:?} ({spec}), gRPC, {c} in flight"), s)
                         .figure(CPU_PER_CALL, cpu);
                     if let Some(r) = raw {
                         row = row.ratio("of raw C_Sign, N threads", s.rate / r);
+                    }
+                    if let Some(e) = echo.get(&("grpc", c)) {
+                        row = row.ratio("of echo", s.rate / e);
+                    }
+                    if calls1 > calls0 {
+                        row = row.ratio("HSM calls inline", (inline1 - inline0) / (calls1 - calls0));
                     }
                     report.push(row);
                 }

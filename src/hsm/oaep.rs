@@ -119,6 +119,18 @@ mod tests {
         assert!(decode(&[0u8; 10], OaepHash::Sha256).is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_block_decodes_or_is_refused_without_panicking(
+            em in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            for h in [OaepHash::Sha1, OaepHash::Sha256] {
+                // A random block all but never has the label hash: refused, no panic.
+                proptest::prop_assert!(decode(&em, h).is_none());
+            }
+        }
+    }
+
     /// n and d from the key's PKCS#8 (RFC 8017 A.1.2 inside RFC 5208).
     fn rsa_n_d(key: &PrivateDecryptingKey) -> (BigUint, BigUint) {
         use aws_lc_rs::encoding::AsDer;

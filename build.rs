@@ -14,6 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".p11kms.v1.GenerateDataKeyResponse",
             ".p11kms.v1.GenerateRandomResponse",
             ".p11kms.v1.AccessKey",
+            ".p11kms.v1.GenerateMacRequest",
+            ".p11kms.v1.VerifyMacRequest",
+            ".p11kms.v1.DeriveSharedSecretResponse",
+            ".p11kms.v1.GenerateDataKeyPairResponse",
         ])
         .compile_protos(&["proto/p11kms/v1/kms.proto"], &["proto"])?;
     Ok(())

@@ -1,6 +1,8 @@
 //! The gRPC handlers of the asymmetric and HMAC calls: wire request → the vault's
 //! input, the vault's output → wire answer, as the AWS JSON calls do it.
 
+use std::mem::take;
+
 use tonic::{Request, Response, Status};
 
 use super::convert::context;
@@ -92,12 +94,12 @@ impl KmsService {
         req: Request<proto::GenerateMacRequest>,
     ) -> Result<Response<proto::GenerateMacResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("GenerateMac", key_id, req, |caller, m| async move {
+        self.handle("GenerateMac", key_id, req, |caller, mut m| async move {
             let input = MacInput {
-                key_id: m.key_id,
-                message: Plaintext::new(m.message),
-                mac_algorithm: m.mac_algorithm,
-                grant_tokens: m.grant_tokens,
+                key_id: take(&mut m.key_id),
+                message: Plaintext::new(take(&mut m.message)),
+                mac_algorithm: take(&mut m.mac_algorithm),
+                grant_tokens: take(&mut m.grant_tokens),
             };
             let out = self.vault.generate_mac(&caller, input).await?;
             Ok(proto::GenerateMacResponse {
@@ -115,14 +117,17 @@ impl KmsService {
         req: Request<proto::VerifyMacRequest>,
     ) -> Result<Response<proto::VerifyMacResponse>, Status> {
         let key_id = req.get_ref().key_id.clone();
-        self.handle("VerifyMac", key_id, req, |caller, m| async move {
+        self.handle("VerifyMac", key_id, req, |caller, mut m| async move {
             let input = MacInput {
-                key_id: m.key_id,
-                message: Plaintext::new(m.message),
-                mac_algorithm: m.mac_algorithm,
-                grant_tokens: m.grant_tokens,
+                key_id: take(&mut m.key_id),
+                message: Plaintext::new(take(&mut m.message)),
+                mac_algorithm: take(&mut m.mac_algorithm),
+                grant_tokens: take(&mut m.grant_tokens),
             };
-            let out = self.vault.verify_mac(&caller, input, m.mac).await?;
+            let out = self
+                .vault
+                .verify_mac(&caller, input, take(&mut m.mac))
+                .await?;
             Ok(proto::VerifyMacResponse {
                 key_id: out.key_arn.to_string(),
                 mac_valid: true,
@@ -148,8 +153,8 @@ impl KmsService {
             let out = self.vault.derive_shared_secret(&caller, input).await?;
             Ok(proto::DeriveSharedSecretResponse {
                 key_id: out.key_arn.to_string(),
-                // The wire message is not zeroized; the vault's copy is.
-                shared_secret: out.shared_secret.expose().to_vec(),
+                // Wiped when the answer is dropped (src/proto/redact.rs).
+                shared_secret: out.shared_secret.into_exposed_vec(),
                 key_agreement_algorithm: "ECDH".into(),
                 key_origin: out.key_origin.as_str().into(),
             })
@@ -176,10 +181,10 @@ impl KmsService {
                 .await?;
             Ok(proto::GenerateDataKeyPairResponse {
                 private_key_ciphertext_blob: out.private_key_ciphertext_blob,
-                // The wire message is not zeroized; the vault's copy is.
+                // Wiped when the answer is dropped (src/proto/redact.rs).
                 private_key_plaintext: out
                     .private_key_plaintext
-                    .map(|p| p.expose().to_vec())
+                    .map(Plaintext::into_exposed_vec)
                     .unwrap_or_default(),
                 public_key: out.public_key,
                 key_id: out.key_arn.to_string(),

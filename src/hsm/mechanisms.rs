@@ -71,7 +71,10 @@ impl Mechanisms {
                     cryptoki::error::RvError::MechanismInvalid,
                     _,
                 )) => {}
-                Err(e) => return Err(HsmError::Pkcs11(e)),
+                // Start-up does not fail for what only asymmetric and HMAC keys need.
+                Err(e) => {
+                    tracing::warn!(mechanism = %m, error = %e, "C_GetMechanismInfo failed; taking the mechanism as not offered");
+                }
             }
         }
         let mut me = Self {

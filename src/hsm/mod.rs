@@ -23,7 +23,7 @@ pub(crate) use pool::{
     default_inline_sessions, DEFAULT_CALL_TIMEOUT, DEFAULT_HEALTH_CHECK, DEFAULT_SESSIONS,
 };
 pub use pool::{HsmPool, PoolConfig};
-pub(crate) use signature::{ec_point_from_spki, Signed};
+pub(crate) use signature::{ec_point_from_spki, ec_point_on_curve, Signed};
 pub(crate) use signing::{EcSigner, SigningKeyName};
 
 use crate::domain::{KeyId, MaterialVersion};

@@ -6,6 +6,7 @@
 //! (Manger's attack needs exactly that difference).
 
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroizing;
 
 use super::OaepHash;
 
@@ -44,16 +45,23 @@ pub(crate) fn decode(em: &[u8], h: OaepHash) -> Option<Vec<u8>> {
     }
     let (y, rest) = em.split_first()?;
     let (masked_seed, masked_db) = rest.split_at(h_len);
-    let seed: Vec<u8> = masked_seed
-        .iter()
-        .zip(mgf1(h, masked_db, h_len))
-        .map(|(a, b)| a ^ b)
-        .collect();
-    let db: Vec<u8> = masked_db
-        .iter()
-        .zip(mgf1(h, &seed, masked_db.len()))
-        .map(|(a, b)| a ^ b)
-        .collect();
+    // The seed and the masks give DB (and the message) back: wiped with it.
+    let seed_mask = Zeroizing::new(mgf1(h, masked_db, h_len));
+    let seed: Zeroizing<Vec<u8>> = Zeroizing::new(
+        masked_seed
+            .iter()
+            .zip(seed_mask.iter())
+            .map(|(a, b)| a ^ b)
+            .collect(),
+    );
+    let db_mask = Zeroizing::new(mgf1(h, &seed, masked_db.len()));
+    let db: Zeroizing<Vec<u8>> = Zeroizing::new(
+        masked_db
+            .iter()
+            .zip(db_mask.iter())
+            .map(|(a, b)| a ^ b)
+            .collect(),
+    );
     let (l_hash, padded) = db.split_at(h_len);
     let mut good = y.ct_eq(&0) & l_hash.ct_eq(&hash(h, &[]));
     // PS (zeros), then 0x01, then the message: find the 0x01 without branching on it.
@@ -127,6 +135,64 @@ mod tests {
             for h in [OaepHash::Sha1, OaepHash::Sha256] {
                 // A random block all but never has the label hash: refused, no panic.
                 proptest::prop_assert!(decode(&em, h).is_none());
+            }
+        }
+    }
+
+    /// An encoded block (RFC 8017 7.1.1 step 2) of `db` (lHash || PS || 0x01 || M, or a
+    /// damaged one) with `seed`, and first byte `y`: what decoding must take apart.
+    fn encode(h: OaepHash, k: usize, y: u8, seed: &[u8], db: &[u8]) -> Vec<u8> {
+        assert_eq!(db.len(), k - h.len() - 1);
+        let masked_db: Vec<u8> = db
+            .iter()
+            .zip(mgf1(h, seed, db.len()))
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let masked_seed: Vec<u8> = seed
+            .iter()
+            .zip(mgf1(h, &masked_db, h.len()))
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let mut em = vec![y];
+        em.extend(masked_seed);
+        em.extend(masked_db);
+        em
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn only_a_well_formed_block_decodes(
+            msg in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+            seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 32),
+            damage in 0usize..5,
+            at in proptest::prelude::any::<usize>(),
+        ) {
+            let (h, k) = (OaepHash::Sha256, 128usize);
+            let ps = k - msg.len() - 2 * h.len() - 2;
+            let mut db = hash(h, &[]);
+            db.extend(std::iter::repeat_n(0u8, ps));
+            db.push(1);
+            db.extend_from_slice(&msg);
+            let mut y = 0u8;
+            match damage {
+                0 => {}
+                1 => y = 1 + (at % 255) as u8,
+                2 => db[at % h.len()] ^= 0x80,
+                // No 0x01 anywhere: zeros to the end (a 0x01 in the message would
+                // rightly be taken as the separator).
+                3 => db[h.len()..].iter_mut().for_each(|b| *b = 0),
+                _ => {
+                    // A nonzero byte before the 0x01 (or the 0x01 made another value).
+                    let i = h.len() + at % (ps + 1);
+                    db[i] = 2 + (at % 200) as u8;
+                }
+            }
+            let em = encode(h, k, y, &seed, &db);
+            let got = decode(&em, h);
+            if damage == 0 {
+                proptest::prop_assert_eq!(got, Some(msg));
+            } else {
+                proptest::prop_assert!(got.is_none(), "damage {} decoded", damage);
             }
         }
     }

@@ -341,10 +341,14 @@ impl WorkerSession {
     pub(crate) fn material_objects(&mut self) -> Result<Vec<MaterialRef>, HsmError> {
         use cryptoki::object::AttributeType;
         let s = self.session()?;
-        // Secret keys (AES, HMAC) and the private halves of key pairs: every material
-        // has exactly one of these.
+        // Secret keys (AES, HMAC) and both halves of key pairs: a half left alone is
+        // swept like any orphan.
         let mut found = Vec::new();
-        for class in [ObjectClass::SECRET_KEY, ObjectClass::PRIVATE_KEY] {
+        for class in [
+            ObjectClass::SECRET_KEY,
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+        ] {
             found.extend(
                 s.find_objects(&[Attribute::Class(class), Attribute::Token(true)])
                     .map_err(HsmError::from_call)?,
@@ -558,11 +562,17 @@ impl WorkerSession {
         data: &[u8],
         mac: &[u8],
     ) -> Result<bool, HsmError> {
+        // Computed by the token and compared here, in constant time: a token's own
+        // C_Verify may compare with memcmp (SoftHSM2 does), which leaks how many leading
+        // bytes of a guess were right.
+        use subtle::ConstantTimeEq;
         let key = self.key(m)?;
-        verdict(
+        let want = zeroize::Zeroizing::new(
             self.session()?
-                .verify(&super::signature::mac_mechanism(alg), key, data, mac),
-        )
+                .sign(&super::signature::mac_mechanism(alg), key, data)
+                .map_err(HsmError::from_call)?,
+        );
+        Ok(want.len() == mac.len() && bool::from(want.as_slice().ct_eq(mac)))
     }
 
     /// The public half of `m` as DER SubjectPublicKeyInfo, read from the token.
@@ -654,8 +664,23 @@ impl WorkerSession {
                     if e.is_session_lost() || e.needs_reinit() {
                         return Err(e);
                     }
-                    // Listed but refused for these keys (kryoptic): OAEP from now on.
-                    self.mechanisms.refuse_raw_rsa(&e);
+                    // Tokens answer a ciphertext not below the modulus with generic
+                    // codes (SoftHSM2: CKR_GENERAL_ERROR), and kryoptic answers every
+                    // raw RSA decryption so. Which one this is, a known-good input
+                    // tells: the integer 2 is below every modulus. Only if that fails
+                    // too does the token refuse raw RSA (OAEP from then on); otherwise
+                    // the caller's ciphertext was bad.
+                    let mut two = vec![0u8; modulus_len];
+                    if let Some(last) = two.last_mut() {
+                        *last = 2;
+                    }
+                    match self.session()?.decrypt(&Mechanism::RsaX509, key, &two) {
+                        Ok(out) => {
+                            drop(zeroize::Zeroizing::new(out));
+                            return Err(HsmError::BadInput("ciphertext"));
+                        }
+                        Err(_) => self.mechanisms.refuse_raw_rsa(&e),
+                    }
                 }
             }
         }
@@ -708,14 +733,22 @@ impl WorkerSession {
             Attribute::KeyType(KeyType::GENERIC_SECRET),
             Attribute::ValueLen(Ulong::from(curve.field_len() as u64)),
             Attribute::Token(false),
+            Attribute::Private(true),
             Attribute::Sensitive(false),
             Attribute::Extractable(true),
         ];
         let derived = s
             .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
             .map_err(|e| HsmError::from_input(e, "public key"))?;
+        // cryptoki copies CKA_VALUE out of buffers it does not wipe: a copy of the
+        // secret may stay in freed memory until reused (no safe way around it here).
         let value = s.get_attributes(derived, &[AttributeType::Value]);
-        let _ = s.destroy_object(derived);
+        if let Err(e) = s.destroy_object(derived) {
+            // A readable secret must not outlive the call: the session goes, and every
+            // session object with it.
+            tracing::warn!(error = %e, "could not destroy a derived shared secret; closing the session");
+            self.reset();
+        }
         let secret = value
             .map_err(HsmError::from_call)?
             .into_iter()
@@ -839,10 +872,10 @@ fn oaep_failure(e: cryptoki::error::Error) -> HsmError {
     use cryptoki::context::Function;
     use cryptoki::error::{Error, RvError};
     match e {
-        Error::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)
-        | Error::Pkcs11(RvError::DeviceError, Function::Decrypt) => {
-            HsmError::BadInput("ciphertext")
-        }
+        Error::Pkcs11(
+            RvError::GeneralError | RvError::FunctionFailed | RvError::DeviceError,
+            Function::Decrypt,
+        ) => HsmError::BadInput("ciphertext"),
         e => HsmError::from_input(e, "ciphertext"),
     }
 }

@@ -191,7 +191,8 @@ pub(crate) fn ecdsa_from_der(der: &[u8], curve: Curve) -> Option<Vec<u8>> {
     .ok()?;
     let mut out = Vec::with_capacity(2 * n);
     for (bytes, positive) in [r, s] {
-        // yasna gives the magnitude without the sign byte; zero is not a valid r or s.
+        // yasna gives the two's-complement bytes, a leading zero sign byte included:
+        // dropped with the other leading zeros. Zero is not a valid r or s.
         let start = bytes.iter().position(|b| *b != 0)?;
         let bytes = bytes.get(start..)?;
         if !positive || bytes.len() > n {
@@ -266,6 +267,22 @@ pub(crate) fn ec_point_from_spki(der: &[u8], curve: Curve) -> Option<Vec<u8>> {
         && point.len() == want
         && point.first() == Some(&0x04))
     .then_some(point)
+}
+
+/// Whether `point` (uncompressed) is a point on `curve`, as aws-lc parses a peer's key
+/// for ECDH: a point off the curve would give the token's derivation an invalid-curve
+/// input. secp256k1 is never a KEY_AGREEMENT curve.
+pub(crate) fn ec_point_on_curve(curve: Curve, point: &[u8]) -> bool {
+    use aws_lc_rs::agreement::{
+        ParsedPublicKey, UnparsedPublicKey, ECDH_P256, ECDH_P384, ECDH_P521,
+    };
+    let alg = match curve {
+        Curve::P256 => &ECDH_P256,
+        Curve::P384 => &ECDH_P384,
+        Curve::P521 => &ECDH_P521,
+        Curve::Secp256k1 => return false,
+    };
+    ParsedPublicKey::try_from(&UnparsedPublicKey::new(alg, point)).is_ok()
 }
 
 /// CKA_EC_POINT as an uncompressed point. PKCS#11 says the attribute is the DER OCTET

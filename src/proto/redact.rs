@@ -6,7 +6,9 @@ use std::fmt;
 use zeroize::Zeroize;
 
 use super::generated::{
-    AccessKey, DecryptResponse, EncryptRequest, GenerateDataKeyResponse, GenerateRandomResponse,
+    AccessKey, DecryptResponse, DeriveSharedSecretResponse, EncryptRequest,
+    GenerateDataKeyPairResponse, GenerateDataKeyResponse, GenerateMacRequest,
+    GenerateRandomResponse, VerifyMacRequest,
 };
 
 impl fmt::Debug for EncryptRequest {
@@ -86,6 +88,88 @@ impl Drop for AccessKey {
     }
 }
 
+impl fmt::Debug for GenerateMacRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateMacRequest")
+            .field(
+                "Message",
+                &format_args!("<{} bytes redacted>", self.message.len()),
+            )
+            .field("KeyId", &self.key_id)
+            .field("MacAlgorithm", &self.mac_algorithm)
+            .field("GrantTokens", &self.grant_tokens.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for VerifyMacRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyMacRequest")
+            .field(
+                "Message",
+                &format_args!("<{} bytes redacted>", self.message.len()),
+            )
+            .field("KeyId", &self.key_id)
+            .field("MacAlgorithm", &self.mac_algorithm)
+            .field("Mac", &format_args!("<{} bytes>", self.mac.len()))
+            .field("GrantTokens", &self.grant_tokens.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for DeriveSharedSecretResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeriveSharedSecretResponse")
+            .field("KeyId", &self.key_id)
+            .field(
+                "SharedSecret",
+                &format_args!("<{} bytes redacted>", self.shared_secret.len()),
+            )
+            .field("KeyAgreementAlgorithm", &self.key_agreement_algorithm)
+            .field("KeyOrigin", &self.key_origin)
+            .finish()
+    }
+}
+
+impl fmt::Debug for GenerateDataKeyPairResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateDataKeyPairResponse")
+            .field(
+                "PrivateKeyCiphertextBlob",
+                &format_args!("<{} bytes>", self.private_key_ciphertext_blob.len()),
+            )
+            .field(
+                "PrivateKeyPlaintext",
+                &format_args!("<{} bytes redacted>", self.private_key_plaintext.len()),
+            )
+            .field(
+                "PublicKey",
+                &format_args!("<{} bytes>", self.public_key.len()),
+            )
+            .field("KeyId", &self.key_id)
+            .field("KeyPairSpec", &self.key_pair_spec)
+            .finish()
+    }
+}
+
+/// The secret field of each message, wiped when the message goes.
+macro_rules! wipe_field_on_drop {
+    ($($t:ty => $field:ident),+) => {$(
+        impl Drop for $t {
+            fn drop(&mut self) {
+                self.$field.zeroize();
+            }
+        }
+    )+};
+}
+
+wipe_field_on_drop!(
+    GenerateMacRequest => message,
+    VerifyMacRequest => message,
+    DeriveSharedSecretResponse => shared_secret,
+    GenerateDataKeyPairResponse => private_key_plaintext
+);
+
 macro_rules! wipe_on_drop {
     ($($t:ty),+) => {$(
         impl Drop for $t {
@@ -140,6 +224,24 @@ mod tests {
         };
         let shown_batches = [format!("{batch_in:?}"), format!("{batch_out:?}")];
         for s in shown_batches {
+            assert!(!s.contains("TOP-SECRET"), "{s}");
+            assert!(!s.contains("84, 79, 80"), "{s}");
+            assert!(s.contains("17 bytes redacted"), "{s}");
+        }
+        let mut mac = GenerateMacRequest::default();
+        mac.message = marker.clone();
+        let mut vmac = VerifyMacRequest::default();
+        vmac.message = marker.clone();
+        let mut shared = DeriveSharedSecretResponse::default();
+        shared.shared_secret = marker.clone();
+        let mut pair = GenerateDataKeyPairResponse::default();
+        pair.private_key_plaintext = marker.clone();
+        for s in [
+            format!("{mac:?}"),
+            format!("{vmac:?}"),
+            format!("{shared:?}"),
+            format!("{pair:?}"),
+        ] {
             assert!(!s.contains("TOP-SECRET"), "{s}");
             assert!(!s.contains("84, 79, 80"), "{s}");
             assert!(s.contains("17 bytes redacted"), "{s}");

@@ -71,9 +71,11 @@ impl Vault {
                 )))
             }
         };
-        let point = crate::hsm::ec_point_from_spki(&input.public_key, curve).ok_or_else(|| {
+        let point = crate::hsm::ec_point_from_spki(&input.public_key, curve)
+            .filter(|p| crate::hsm::ec_point_on_curve(curve, p))
+            .ok_or_else(|| {
             KmsError::validation(format!(
-                "PublicKey must be a DER SubjectPublicKeyInfo of an uncompressed point on the key's curve ({})",
+                "PublicKey must be a DER SubjectPublicKeyInfo of an uncompressed point on the key's curve ({}), and the point must lie on it",
                 spec.as_str()
             ))
         })?;

@@ -106,93 +106,122 @@ impl Vault {
 }
 
 impl Vault {
-    /// ReEncrypt from or to an RSA key: the source opened as Decrypt opens it (an RSA
-    /// source needs SourceKeyId and its algorithm, as AWS), the plaintext sealed under
-    /// the destination as Encrypt seals it; kms:ReEncryptFrom and kms:ReEncryptTo as for
-    /// symmetric keys.
+    /// ReEncrypt from or to an RSA key, in the symmetric path's order: the destination
+    /// is authorized first (kms:ReEncryptTo), then the source (kms:ReEncryptFrom), each
+    /// with kms:ReEncryptOnSameKey; an RSA source needs SourceKeyId and its algorithm, as
+    /// AWS. The source opens as Decrypt opens it, the destination seals as Encrypt.
     async fn re_encrypt_rsa(
         &self,
         caller: &Caller,
         input: ReEncryptInput,
     ) -> Result<ReEncryptOutput, KmsError> {
-        use super::rsa_oaep::oaep_algorithm;
+        use super::decrypt::check_blob_len;
+        use super::rsa_oaep::{oaep_algorithm, OaepUse};
+        check_blob_len("CiphertextBlob", &input.ciphertext_blob)?;
         if input.destination_key_id.is_empty() {
             return Err(KmsError::validation("DestinationKeyId is required"));
         }
-        let (plaintext, source_key_arn, source_algorithm) =
-            match oaep_algorithm(&input.source_algorithm) {
-                Some(oaep) => {
-                    let (p, arn) = self
-                        .oaep_open(
-                            caller,
-                            Action::RE_ENCRYPT_FROM,
-                            "SourceKeyId",
-                            &input.source_key_id,
-                            oaep,
-                            !input.source_context.is_empty(),
-                            input.ciphertext_blob,
-                        )
-                        .await?;
-                    (p, arn, oaep.1)
+        let source_oaep = oaep_algorithm(&input.source_algorithm);
+        let dest_oaep = oaep_algorithm(&input.destination_algorithm);
+        let source_algorithm = match source_oaep {
+            Some((_, a)) => a,
+            None => {
+                validate::symmetric_algorithm("SourceEncryptionAlgorithm", &input.source_algorithm)?
+            }
+        };
+        let destination_algorithm = match dest_oaep {
+            Some((_, a)) => a,
+            None => validate::symmetric_algorithm(
+                "DestinationEncryptionAlgorithm",
+                &input.destination_algorithm,
+            )?,
+        };
+        // Which key the source is, for kms:ReEncryptOnSameKey: named (RSA), or in the
+        // blob's header (symmetric; a blob that does not parse is refused below).
+        let source_id = match source_oaep {
+            Some((_, alg)) => {
+                if input.source_key_id.is_empty() {
+                    return Err(KmsError::validation(format!(
+                        "SourceKeyId is required to decrypt with {alg}"
+                    )));
                 }
-                None => {
-                    let alg = validate::symmetric_algorithm(
-                        "SourceEncryptionAlgorithm",
-                        &input.source_algorithm,
-                    )?;
-                    let (key, p) = self
-                        .open_blob(
-                            caller,
-                            Action::RE_ENCRYPT_FROM,
-                            &input.ciphertext_blob,
-                            &input.source_key_id,
-                            &input.source_context,
-                            None,
-                        )
-                        .await?;
-                    (p, self.arn_of(&key), alg)
-                }
-            };
-        let (ciphertext_blob, key_arn, destination_algorithm) =
-            match oaep_algorithm(&input.destination_algorithm) {
-                Some(oaep) => {
-                    let (c, arn) = self
-                        .oaep_seal(
-                            caller,
-                            Action::RE_ENCRYPT_TO,
-                            &input.destination_key_id,
-                            oaep,
-                            !input.destination_context.is_empty(),
-                            plaintext,
-                        )
-                        .await?;
-                    (c, arn, oaep.1)
-                }
-                None => {
-                    let alg = validate::symmetric_algorithm(
-                        "DestinationEncryptionAlgorithm",
-                        &input.destination_algorithm,
-                    )?;
-                    let dest = self.resolve(caller, &input.destination_key_id).await?;
-                    let arn = self.arn_of(&dest);
-                    // An RSA source is never the symmetric destination.
-                    self.authorize(
+                Some(self.resolve(caller, &input.source_key_id).await?.key_id())
+            }
+            None => super::blob::parse(&input.ciphertext_blob)
+                .ok()
+                .map(|b| b.key_id),
+        };
+        let dest = self.resolve(caller, &input.destination_key_id).await?;
+        let same_key = source_id == Some(dest.key_id());
+        let dest_rsa = match dest_oaep {
+            Some(oaep) => Some(
+                self.oaep_key(
+                    caller,
+                    OaepUse {
+                        action: Action::RE_ENCRYPT_TO,
+                        key_id: &input.destination_key_id,
+                        oaep,
+                        has_context: !input.destination_context.is_empty(),
+                        same_key: Some(same_key),
+                    },
+                )
+                .await?,
+            ),
+            None => {
+                let arn = self.arn_of(&dest);
+                self.authorize(
+                    caller,
+                    Authz::key(Action::RE_ENCRYPT_TO, &dest)
+                        .requested_as(&input.destination_key_id)
+                        .with_context(&input.destination_context)
+                        .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+                        .with("kms:ReEncryptOnSameKey", same_key.to_string()),
+                )
+                .await?;
+                dest.check_usable(&arn)?;
+                dest.check_symmetric_encryption(&arn)?;
+                None
+            }
+        };
+        let (plaintext, source_key_arn) = match source_oaep {
+            Some(oaep) => {
+                let k = self
+                    .oaep_key(
                         caller,
-                        Authz::key(Action::RE_ENCRYPT_TO, &dest)
-                            .requested_as(&input.destination_key_id)
-                            .with_context(&input.destination_context)
-                            .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
-                            .with("kms:ReEncryptOnSameKey", "false"),
+                        OaepUse {
+                            action: Action::RE_ENCRYPT_FROM,
+                            key_id: &input.source_key_id,
+                            oaep,
+                            has_context: !input.source_context.is_empty(),
+                            same_key: Some(same_key),
+                        },
                     )
                     .await?;
-                    dest.check_usable(&arn)?;
-                    dest.check_symmetric_encryption(&arn)?;
-                    let c = self
-                        .seal(&dest, &input.destination_context, plaintext)
-                        .await?;
-                    (c, arn, alg)
-                }
-            };
+                let p = self.oaep_open(&k, input.ciphertext_blob).await?;
+                (p, k.arn)
+            }
+            None => {
+                let (key, p) = self
+                    .open_blob(
+                        caller,
+                        Action::RE_ENCRYPT_FROM,
+                        &input.ciphertext_blob,
+                        &input.source_key_id,
+                        &input.source_context,
+                        Some(dest.key_id()),
+                    )
+                    .await?;
+                (p, self.arn_of(&key))
+            }
+        };
+        let (ciphertext_blob, key_arn) = match &dest_rsa {
+            Some(k) => (self.oaep_seal(k, plaintext).await?, k.arn.clone()),
+            None => (
+                self.seal(&dest, &input.destination_context, plaintext)
+                    .await?,
+                self.arn_of(&dest),
+            ),
+        };
         Ok(ReEncryptOutput {
             ciphertext_blob,
             source_key_arn,

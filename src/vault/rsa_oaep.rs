@@ -26,26 +26,43 @@ pub(crate) fn max_plaintext(bits: usize, hash: OaepHash) -> usize {
     (bits / 8).saturating_sub(2 * hash.len() + 2)
 }
 
+/// One use of an RSA key for RSAES-OAEP, as authorized: the operation (Encrypt, Decrypt,
+/// or a half of ReEncrypt), the key named, the algorithm, whether the request carried
+/// an encryption context (AWS allows none with asymmetric keys), and for ReEncrypt
+/// whether source and destination are one key (kms:ReEncryptOnSameKey).
+pub(crate) struct OaepUse<'a> {
+    pub(crate) action: Action,
+    pub(crate) key_id: &'a str,
+    pub(crate) oaep: (OaepHash, &'static str),
+    pub(crate) has_context: bool,
+    pub(crate) same_key: Option<bool>,
+}
+
+/// An RSA ENCRYPT_DECRYPT key, authorized for one use.
+pub(crate) struct OaepKey {
+    key: std::sync::Arc<super::keys::KeyEntry>,
+    pub(crate) arn: KeyArn,
+    bits: usize,
+    oaep: (OaepHash, &'static str),
+}
+
 impl Vault {
-    /// The RSA ENCRYPT_DECRYPT key `key_id` names, authorized for `action` with `alg`,
-    /// usable; its modulus size.
-    async fn oaep_key(
+    /// The RSA ENCRYPT_DECRYPT key `u` names, authorized, usable.
+    pub(crate) async fn oaep_key(
         &self,
         caller: &Caller,
-        action: Action,
-        key_id: &str,
-        alg: &'static str,
-        has_context: bool,
-    ) -> Result<(std::sync::Arc<super::keys::KeyEntry>, KeyArn, usize), KmsError> {
-        let key = self.resolve(caller, key_id).await?;
+        u: OaepUse<'_>,
+    ) -> Result<OaepKey, KmsError> {
+        let alg = u.oaep.1;
+        let key = self.resolve(caller, u.key_id).await?;
         let arn = self.arn_of(&key);
-        self.authorize(
-            caller,
-            Authz::key(action, &key)
-                .requested_as(key_id)
-                .with("kms:EncryptionAlgorithm", alg),
-        )
-        .await?;
+        let mut a = Authz::key(u.action, &key)
+            .requested_as(u.key_id)
+            .with("kms:EncryptionAlgorithm", alg);
+        if let Some(same) = u.same_key {
+            a = a.with("kms:ReEncryptOnSameKey", same.to_string());
+        }
+        self.authorize(caller, a).await?;
         key.check_usable(&arn)?;
         let (spec, usage, _) = key.kind();
         let bits = match (spec.material(), usage) {
@@ -58,122 +75,54 @@ impl Vault {
                 )))
             }
         };
-        if has_context {
+        if u.has_context {
             return Err(KmsError::validation(
                 "EncryptionContext is not supported with asymmetric KMS keys",
             ));
         }
-        Ok((key, arn, bits))
-    }
-
-    /// Encrypt under the public half of an RSA key.
-    pub(crate) async fn rsa_encrypt(
-        &self,
-        caller: &Caller,
-        input: EncryptInput,
-        oaep: (OaepHash, &'static str),
-    ) -> Result<EncryptOutput, KmsError> {
-        let (ciphertext_blob, key_arn) = self
-            .oaep_seal(
-                caller,
-                Action::ENCRYPT,
-                &input.key_id,
-                oaep,
-                !input.context.is_empty(),
-                input.plaintext,
-            )
-            .await?;
-        Ok(EncryptOutput {
-            ciphertext_blob,
-            key_arn,
-            encryption_algorithm: oaep.1,
+        Ok(OaepKey {
+            key,
+            arn,
+            bits,
+            oaep: u.oaep,
         })
     }
 
-    /// RSAES-OAEP encryption of `plaintext` under `key_id`, authorized for `action`
-    /// (Encrypt, or ReEncrypt's destination).
+    /// RSAES-OAEP encryption under an authorized key, within the plaintext limit.
     pub(crate) async fn oaep_seal(
         &self,
-        caller: &Caller,
-        action: Action,
-        key_id: &str,
-        (hash, alg): (OaepHash, &'static str),
-        has_context: bool,
+        k: &OaepKey,
         plaintext: Plaintext,
-    ) -> Result<(Vec<u8>, KeyArn), KmsError> {
-        let (key, arn, bits) = self
-            .oaep_key(caller, action, key_id, alg, has_context)
-            .await?;
+    ) -> Result<Vec<u8>, KmsError> {
+        let ((hash, alg), bits) = (k.oaep, k.bits);
         let max = max_plaintext(bits, hash);
         if plaintext.len() > max {
             return Err(KmsError::validation(format!(
                 "Plaintext must be at most {max} bytes for {alg} with this {bits}-bit key"
             )));
         }
-        let ciphertext = self
+        Ok(self
             .hsm
-            .rsa_encrypt(key.material_ref(key.current_version()), hash, plaintext)
-            .await?;
-        Ok((ciphertext, arn))
+            .rsa_encrypt(k.key.material_ref(k.key.current_version()), hash, plaintext)
+            .await?)
     }
 
-    /// Decrypt with the private half of an RSA key; KeyId is required, as AWS.
-    pub(crate) async fn rsa_decrypt(
-        &self,
-        caller: &Caller,
-        input: DecryptInput,
-        oaep: (OaepHash, &'static str),
-    ) -> Result<DecryptOutput, KmsError> {
-        let (plaintext, key_arn) = self
-            .oaep_open(
-                caller,
-                Action::DECRYPT,
-                "KeyId",
-                &input.key_id,
-                oaep,
-                !input.context.is_empty(),
-                input.ciphertext_blob,
-            )
-            .await?;
-        Ok(DecryptOutput {
-            key_arn,
-            plaintext,
-            encryption_algorithm: oaep.1,
-        })
-    }
-
-    /// RSAES-OAEP decryption of `ciphertext` with `key_id` (named by `field`, which
-    /// must be given), authorized for `action` (Decrypt, or ReEncrypt's source).
-    #[allow(clippy::too_many_arguments)]
+    /// RSAES-OAEP decryption with an authorized key.
     pub(crate) async fn oaep_open(
         &self,
-        caller: &Caller,
-        action: Action,
-        field: &str,
-        key_id: &str,
-        (hash, alg): (OaepHash, &'static str),
-        has_context: bool,
+        k: &OaepKey,
         ciphertext: Vec<u8>,
-    ) -> Result<(Plaintext, KeyArn), KmsError> {
-        check_blob_len("CiphertextBlob", &ciphertext)?;
-        if key_id.is_empty() {
-            return Err(KmsError::validation(format!(
-                "{field} is required to decrypt with {alg}"
-            )));
-        }
-        let (key, arn, bits) = self
-            .oaep_key(caller, action, key_id, alg, has_context)
-            .await?;
+    ) -> Result<Plaintext, KmsError> {
+        let ((hash, alg), bits) = (k.oaep, k.bits);
         if ciphertext.len() != bits / 8 {
             return Err(KmsError::InvalidCiphertext(format!(
                 "an {alg} ciphertext of this {bits}-bit key is {} bytes",
                 bits / 8
             )));
         }
-        let plaintext = self
-            .hsm
+        self.hsm
             .rsa_decrypt(
-                key.material_ref(key.current_version()),
+                k.key.material_ref(k.key.current_version()),
                 hash,
                 bits / 8,
                 ciphertext,
@@ -185,8 +134,60 @@ impl Vault {
                         .into(),
                 ),
                 other => other.into(),
-            })?;
-        Ok((plaintext, arn))
+            })
+    }
+
+    /// Encrypt under the public half of an RSA key.
+    pub(crate) async fn rsa_encrypt(
+        &self,
+        caller: &Caller,
+        input: EncryptInput,
+        oaep: (OaepHash, &'static str),
+    ) -> Result<EncryptOutput, KmsError> {
+        let use_ = OaepUse {
+            action: Action::ENCRYPT,
+            key_id: &input.key_id,
+            oaep,
+            has_context: !input.context.is_empty(),
+            same_key: None,
+        };
+        let k = self.oaep_key(caller, use_).await?;
+        let ciphertext_blob = self.oaep_seal(&k, input.plaintext).await?;
+        Ok(EncryptOutput {
+            ciphertext_blob,
+            key_arn: k.arn,
+            encryption_algorithm: oaep.1,
+        })
+    }
+
+    /// Decrypt with the private half of an RSA key; KeyId is required, as AWS.
+    pub(crate) async fn rsa_decrypt(
+        &self,
+        caller: &Caller,
+        input: DecryptInput,
+        oaep: (OaepHash, &'static str),
+    ) -> Result<DecryptOutput, KmsError> {
+        check_blob_len("CiphertextBlob", &input.ciphertext_blob)?;
+        if input.key_id.is_empty() {
+            return Err(KmsError::validation(format!(
+                "KeyId is required to decrypt with {}",
+                oaep.1
+            )));
+        }
+        let use_ = OaepUse {
+            action: Action::DECRYPT,
+            key_id: &input.key_id,
+            oaep,
+            has_context: !input.context.is_empty(),
+            same_key: None,
+        };
+        let k = self.oaep_key(caller, use_).await?;
+        let plaintext = self.oaep_open(&k, input.ciphertext_blob).await?;
+        Ok(DecryptOutput {
+            key_arn: k.arn,
+            plaintext,
+            encryption_algorithm: oaep.1,
+        })
     }
 }
 

@@ -241,6 +241,7 @@ impl Vault {
             request.onto(Authz::key(Action::DESCRIBE_KEY, &entry).requested_as(key)),
         )
         .await?;
+        entry.check_symmetric_encryption(&self.arn_of(&entry))?;
         let usage = self.xks_usage(&entry, usage).await?;
         let mut key_usage = Vec::new();
         if usage.encrypt {
@@ -411,6 +412,8 @@ impl Vault {
         )
         .await?;
         entry.check_usable(&arn)?;
+        // Only AES keys back an external key (the proxy API is AES-256-GCM).
+        entry.check_symmetric_encryption(&arn)?;
         Ok(entry)
     }
 

@@ -204,6 +204,15 @@ def key_agreement():
                      KeyAgreementAlgorithm="ECDH", PublicKey=other_der)
         expect_error("ValidationException", kms().derive_shared_secret, KeyId=meta["KeyId"],
                      KeyAgreementAlgorithm="ECDH", PublicKey=b"not a key")
+        # A point off the curve (the last byte of y changed), many times over: refused
+        # before the token sees it, and the token stays up for the next call.
+        off = bytearray(mine_der)
+        off[-1] ^= 0x01
+        for _ in range(6):
+            expect_error("ValidationException", kms().derive_shared_secret, KeyId=meta["KeyId"],
+                         KeyAgreementAlgorithm="ECDH", PublicKey=bytes(off))
+        again = kms().derive_shared_secret(KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=mine_der)
+        check(again["SharedSecret"] == want, "ECDH works after the refusals")
         expect_error("InvalidKeyUsageException", kms().sign, KeyId=meta["KeyId"], Message=b"m",
                      SigningAlgorithm="ECDSA_SHA_256")
 
@@ -231,6 +240,12 @@ def rsa_encryption():
         check(meta["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"], f"{meta}")
         check("SigningAlgorithms" not in meta, f"{meta}")
         out, pub = public_key(key_id)
+        # Not below the modulus, and all zeros: bad ciphertexts, which must leave RSA
+        # decryption working for everyone (the decrypts below).
+        for bad in (b"\xff" * (bits // 8), b"\x00" * (bits // 8)):
+            for alg in ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"):
+                expect_error("InvalidCiphertextException", kms().decrypt, KeyId=key_id, CiphertextBlob=bad,
+                             EncryptionAlgorithm=alg)
         for alg, h, name in (("RSAES_OAEP_SHA_1", hashes.SHA1, "sha1"), ("RSAES_OAEP_SHA_256", hashes.SHA256, "sha256")):
             limit = bits // 8 - 2 * h.digest_size - 2
             oaep = padding.OAEP(mgf=padding.MGF1(algorithm=h()), algorithm=h(), label=None)

@@ -1244,3 +1244,42 @@ secret_file = "xks.secret"
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_symmetric_encryption_keys_back_an_external_key() {
+    let (x, mut a) = Xks::start().await;
+    let hmac = a
+        .admin
+        .create_key(proto::CreateKeyRequest {
+            key_spec: "HMAC_256".into(),
+            key_usage: "GENERATE_VERIFY_MAC".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    a.admin
+        .update_alias(proto::UpdateAliasRequest {
+            alias_name: "alias/xks-both".into(),
+            target_key_id: hmac.key_id,
+        })
+        .await
+        .unwrap();
+    let (s, m) = x.call(
+        "/keys/both/metadata",
+        &json!({"requestMetadata": metadata("DescribeKey", "t")}),
+    );
+    assert_eq!(
+        (s, error_name(&m)),
+        (400, "InvalidKeyUsageException"),
+        "{m}"
+    );
+    let (s, e) = x.encrypt("both", b"not under an HMAC key", None, false);
+    assert_eq!(
+        (s, error_name(&e)),
+        (400, "InvalidKeyUsageException"),
+        "{e}"
+    );
+}

@@ -184,6 +184,14 @@ pub trait Store:
         let _ = (id, version);
         Ok(())
     }
+    /// Hands this daemon's claim over material the orphan sweep destroyed to whoever
+    /// makes the version next: the claim stays (a maker that was only slow still cannot
+    /// record the version: `ClaimLost`), but the next `claim_material` takes it at once
+    /// instead of waiting for it to go stale. A store only one daemon opens has no claims.
+    fn abandon_material(&self, id: &KeyId, version: MaterialVersion) -> Result<(), StoreError> {
+        let _ = (id, version);
+        Ok(())
+    }
     /// Whether other daemons may share the store (and the token with it): then no
     /// daemon may take a token object without metadata for an orphan, as another may be
     /// between making a key's material and recording it.

@@ -209,7 +209,8 @@ impl Vault {
     /// under it; a version another daemon is making is left alone (and destroyed by a
     /// later start once its claim is [`ORPHAN_CLAIM_STALE`] old, if that daemon died).
     /// The claim over a destroyed object is kept, so that a maker that was only slow
-    /// cannot record the version after all.
+    /// cannot record the version after all, but abandoned, so that the next maker of the
+    /// version takes it at once (`Store::abandon_material`).
     pub async fn destroy_orphan_material(&self) -> Result<usize, KmsError> {
         let objects = self.hsm.material_objects().await?;
         let shared = self.store.shared();
@@ -232,13 +233,17 @@ impl Vault {
                 continue;
             }
             let result = self.destroy_if_orphan(m).await;
-            // A claim over destroyed material is kept: should its maker be alive after
-            // all, recording the version is refused (ClaimLost).
-            if !matches!(result, Ok(true)) {
-                let _ = self
-                    .store_call(move |s| s.release_material(&id, version))
-                    .await;
-            }
+            // A claim over destroyed material is kept, abandoned: should its maker be
+            // alive after all, recording the version is refused (ClaimLost), while the
+            // next maker of the version takes it at once rather than waiting for it to
+            // go stale (a roll-over of that key would otherwise stall for that long).
+            let _ = if matches!(result, Ok(true)) {
+                self.store_call(move |s| s.abandon_material(&id, version))
+                    .await
+            } else {
+                self.store_call(move |s| s.release_material(&id, version))
+                    .await
+            };
             destroyed += usize::from(result?);
         }
         Ok(destroyed)

@@ -527,11 +527,25 @@ impl Store for PostgresStore {
                      VALUES ($1, $2, (extract(epoch from clock_timestamp()) * 1000)::bigint, $3)
                      ON CONFLICT (key_id, version) DO UPDATE
                          SET claimed_ms = excluded.claimed_ms, owner = excluded.owner
-                     WHERE material_claims.claimed_ms < excluded.claimed_ms - $4",
-                    &[&key, &i64::from(version.0), &&*owner(), &stale],
+                     WHERE material_claims.claimed_ms < excluded.claimed_ms - $4
+                        OR material_claims.owner = $5",
+                    &[&key, &i64::from(version.0), &&*owner(), &stale, &ABANDONED],
                 )
                 .await?;
             Ok(n == 1)
+        })
+    }
+
+    fn abandon_material(&self, id: &KeyId, version: MaterialVersion) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            c.execute(
+                "UPDATE material_claims SET owner = $4
+                 WHERE key_id = $1 AND version = $2 AND owner = $3",
+                &[&key, &i64::from(version.0), &&*owner(), &ABANDONED],
+            )
+            .await?;
+            Ok(())
         })
     }
 
@@ -563,6 +577,11 @@ impl Store for PostgresStore {
         })
     }
 }
+
+/// The owner of a claim the orphan sweep gave up (`abandon_material`): no store
+/// handle's name (those are origins), so it blocks every recorder and yields to every
+/// maker.
+const ABANDONED: &str = "(abandoned by the orphan sweep)";
 
 /// This store handle's name in claims (see [`super::ORIGIN`]).
 fn owner() -> std::sync::Arc<str> {

@@ -665,6 +665,25 @@ mod tests {
         // Recording the version gives the right back.
         a.add_material(&id, &record, None).unwrap();
         assert!(b.claim_material(&id, v2, stale).unwrap());
+
+        // A claim over material the orphan sweep destroyed (version 3): it keeps a slow
+        // maker from recording, yet the next maker takes it at once.
+        let v3 = MaterialVersion(3);
+        assert!(a.claim_material(&id, v3, stale).unwrap());
+        a.abandon_material(&id, v3).unwrap();
+        let record3 = crate::store::MaterialRecord {
+            version: v3,
+            ..record.clone()
+        };
+        assert!(matches!(
+            a.add_material(&id, &record3, None),
+            Err(StoreError::ClaimLost)
+        ));
+        assert!(b.claim_material(&id, v3, stale).unwrap());
+        assert!(!a.claim_material(&id, v3, stale).unwrap());
+        // Only its holder abandons a claim.
+        a.abandon_material(&id, v3).unwrap();
+        assert!(!a.claim_material(&id, v3, stale).unwrap());
     }
 
     /// A store handle hears the changes other handles announce, not its own (its

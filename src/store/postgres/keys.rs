@@ -520,7 +520,11 @@ impl Store for PostgresStore {
             // The database's clock, not the daemon's: daemons' clocks may differ. A claim
             // this daemon holds blocks it too: two of its requests may make new material
             // for one key at once (one through a cache entry dropped since), and the
-            // second must wait for the first's record, not destroy its object.
+            // second must wait for the first's record, not destroy its object. A claim
+            // whose owner has no connection to the database left (pg_stat_activity, by
+            // application_name) is a dead daemon's: taken over at once. One that looks
+            // dead but is not (its role cannot see others' application_name) is taken
+            // over too, which is safe: its maker's record is refused (ClaimLost).
             let n = c
                 .execute(
                     "INSERT INTO material_claims (key_id, version, claimed_ms, owner)
@@ -528,8 +532,17 @@ impl Store for PostgresStore {
                      ON CONFLICT (key_id, version) DO UPDATE
                          SET claimed_ms = excluded.claimed_ms, owner = excluded.owner
                      WHERE material_claims.claimed_ms < excluded.claimed_ms - $4
-                        OR material_claims.owner = $5",
-                    &[&key, &i64::from(version.0), &&*owner(), &stale, &ABANDONED],
+                        OR material_claims.owner = $5
+                        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                                       WHERE application_name = $6 || material_claims.owner)",
+                    &[
+                        &key,
+                        &i64::from(version.0),
+                        &&*owner(),
+                        &stale,
+                        &ABANDONED,
+                        &super::APPLICATION_PREFIX,
+                    ],
                 )
                 .await?;
             Ok(n == 1)

@@ -150,6 +150,10 @@ const LEAD_LOCK: i64 = 0x7031_6b6d_735f_6c64;
 /// listens to, to drop what its caches hold of it.
 const CHANNEL: &str = "p11kms_changes";
 
+/// What every connection's application_name starts with; the store handle's origin
+/// follows.
+pub(crate) const APPLICATION_PREFIX: &str = "p11kms/";
+
 tokio::task_local! {
     /// The store handle a write runs for (set by `PostgresStore::with`): its
     /// announcements carry it, so that its own listener can pass them by.
@@ -213,6 +217,11 @@ impl PostgresStore {
             (true, _) => config.ssl_mode(SslMode::Require),
             (false, _) => config.ssl_mode(SslMode::Disable),
         };
+        // Every connection of this handle carries its origin as application_name: a
+        // claim whose owner has no connection left is a dead daemon's, taken over at
+        // once (see `claim_material`) rather than after it goes stale.
+        let origin: std::sync::Arc<str> = new_origin()?.into();
+        config.application_name(format!("{APPLICATION_PREFIX}{origin}"));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("p11kms-postgres")
@@ -242,7 +251,7 @@ impl PostgresStore {
             leader: std::sync::Arc::default(),
             config,
             tls,
-            origin: new_origin()?.into(),
+            origin,
             watcher: std::sync::Arc::default(),
         };
         store.with(|mut c| async move { migrate(&mut c).await })?;
@@ -684,6 +693,20 @@ mod tests {
         // Only its holder abandons a claim.
         a.abandon_material(&id, v3).unwrap();
         assert!(!a.claim_material(&id, v3, stale).unwrap());
+
+        // A dead daemon's claim (its connections gone) is taken over at once.
+        let v4 = MaterialVersion(4);
+        assert!(b.claim_material(&id, v4, stale).unwrap());
+        assert!(!a.claim_material(&id, v4, stale).unwrap());
+        drop(b);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !a.claim_material(&id, v4, stale).unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a closed store's claim was not taken over"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// A store handle hears the changes other handles announce, not its own (its

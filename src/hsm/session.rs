@@ -895,6 +895,9 @@ fn verdict(res: Result<(), cryptoki::error::Error>) -> Result<bool, HsmError> {
 /// twice (see `key`) is gone by its second handle, which is not an error. With
 /// `orphans`, each one found is logged as left by a crash.
 fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmError> {
+    // Every part is tried, the first failure reported: a key pair's private half must
+    // not survive because its public half could not be destroyed first.
+    let mut failed = None;
     for o in find_all_parts(s, m)? {
         if orphans {
             tracing::warn!(material = %m.label(), "destroying an orphaned key object left by a crash");
@@ -905,8 +908,10 @@ fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmErr
                 _,
             ))
             | Ok(()) => {}
-            Err(e) => return Err(HsmError::from_call(e)),
+            Err(e) => {
+                failed.get_or_insert(HsmError::from_call(e));
+            }
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }

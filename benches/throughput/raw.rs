@@ -66,8 +66,11 @@ fn raw_encrypt(
     Ok(count.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64())
 }
 
-/// (name, threads, session copy, calls/s) for 1 and `threads` threads, token key and copy.
-pub(crate) fn baseline(dir: &DevDir, threads: usize) -> BoxResult<Vec<(String, usize, bool, f64)>> {
+/// The dev directory's SoftHSM2 token, initialised if needed: the module, its slot and
+/// a logged-in session (for the raw figures of this file and `raw_sign`).
+pub(crate) fn open_dev_token(
+    dir: &DevDir,
+) -> BoxResult<(Pkcs11, cryptoki::slot::Slot, Session)> {
     // Single-threaded at this point: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
     let module = p11kms::softhsm_module()?;
@@ -85,6 +88,12 @@ pub(crate) fn baseline(dir: &DevDir, threads: usize) -> BoxResult<Vec<(String, u
         .ok_or("no dev token")?;
     let s = ctx.open_rw_session(slot)?;
     s.login(UserType::User, Some(&AuthPin::from(pin(dir, "user.pin")?)))?;
+    Ok((ctx, slot, s))
+}
+
+/// (name, threads, session copy, calls/s) for 1 and `threads` threads, token key and copy.
+pub(crate) fn baseline(dir: &DevDir, threads: usize) -> BoxResult<Vec<(String, usize, bool, f64)>> {
+    let (ctx, slot, s) = open_dev_token(dir)?;
     let key = s.generate_key(
         &Mechanism::AesKeyGen,
         &[

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::{AuthPin, Ulong};
+use cryptoki::session::Session;
+use cryptoki::types::Ulong;
 use p11kms::DevDir;
 
 use super::{secs, BoxResult};
@@ -124,23 +124,7 @@ fn run(
 
 /// (signer, threads, calls/s) for 1 and `threads` threads.
 pub(crate) fn baseline(dir: &DevDir, threads: usize) -> BoxResult<Vec<(Signer, usize, f64)>> {
-    std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
-    let module = p11kms::softhsm_module()?;
-    dir.init_token_if_missing(&module, &Default::default())?;
-    let ctx = Pkcs11::new(&module)?;
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-    let slot = ctx
-        .get_slots_with_initialized_token()?
-        .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .map(|t| t.label().trim_end() == p11kms::DEV_TOKEN_LABEL)
-                .unwrap_or(false)
-        })
-        .ok_or("no dev token")?;
-    let pin = std::fs::read_to_string(dir.root().join("user.pin"))?;
-    let s = ctx.open_rw_session(slot)?;
-    s.login(UserType::User, Some(&AuthPin::from(pin.trim().to_owned())))?;
+    let (ctx, slot, s) = super::raw::open_dev_token(dir)?;
     let mut out = Vec::new();
     for signer in Signer::ALL {
         let (key, public) = signer.make(&s)?;

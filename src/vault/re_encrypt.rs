@@ -71,17 +71,8 @@ impl Vault {
         // that does not parse is refused by open_blob below, after this check.
         let same_key =
             super::blob::parse(&input.ciphertext_blob).is_ok_and(|b| b.key_id == dest.key_id());
-        self.authorize(
-            caller,
-            Authz::key(Action::RE_ENCRYPT_TO, &dest)
-                .requested_as(&input.destination_key_id)
-                .with_context(&input.destination_context)
-                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
-                .with("kms:ReEncryptOnSameKey", same_key.to_string()),
-        )
-        .await?;
-        dest.check_usable(&dest_arn)?;
-        dest.check_symmetric_encryption(&dest_arn)?;
+        self.symmetric_destination(caller, &dest, &input, same_key)
+            .await?;
         let (source, plaintext) = self
             .open_blob(
                 caller,
@@ -106,6 +97,28 @@ impl Vault {
 }
 
 impl Vault {
+    /// A symmetric destination, authorized for kms:ReEncryptTo and usable.
+    async fn symmetric_destination(
+        &self,
+        caller: &Caller,
+        dest: &super::keys::KeyEntry,
+        input: &ReEncryptInput,
+        same_key: bool,
+    ) -> Result<(), KmsError> {
+        let arn = self.arn_of(dest);
+        self.authorize(
+            caller,
+            Authz::key(Action::RE_ENCRYPT_TO, dest)
+                .requested_as(&input.destination_key_id)
+                .with_context(&input.destination_context)
+                .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+                .with("kms:ReEncryptOnSameKey", same_key.to_string()),
+        )
+        .await?;
+        dest.check_usable(&arn)?;
+        dest.check_symmetric_encryption(&arn)
+    }
+
     /// ReEncrypt from or to an RSA key, in the symmetric path's order: the destination
     /// is authorized first (kms:ReEncryptTo), then the source (kms:ReEncryptFrom), each
     /// with kms:ReEncryptOnSameKey; an RSA source needs SourceKeyId and its algorithm, as
@@ -168,18 +181,8 @@ impl Vault {
                 .await?,
             ),
             None => {
-                let arn = self.arn_of(&dest);
-                self.authorize(
-                    caller,
-                    Authz::key(Action::RE_ENCRYPT_TO, &dest)
-                        .requested_as(&input.destination_key_id)
-                        .with_context(&input.destination_context)
-                        .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
-                        .with("kms:ReEncryptOnSameKey", same_key.to_string()),
-                )
-                .await?;
-                dest.check_usable(&arn)?;
-                dest.check_symmetric_encryption(&arn)?;
+                self.symmetric_destination(caller, &dest, &input, same_key)
+                    .await?;
                 None
             }
         };

@@ -68,9 +68,7 @@ fn raw_encrypt(
 
 /// The dev directory's SoftHSM2 token, initialised if needed: the module, its slot and
 /// a logged-in session (for the raw figures of this file and `raw_sign`).
-pub(crate) fn open_dev_token(
-    dir: &DevDir,
-) -> BoxResult<(Pkcs11, cryptoki::slot::Slot, Session)> {
+pub(crate) fn open_dev_token(dir: &DevDir) -> BoxResult<(Pkcs11, cryptoki::slot::Slot, Session)> {
     // Single-threaded at this point: nothing else reads the environment.
     std::env::set_var("SOFTHSM2_CONF", dir.softhsm_conf());
     let module = p11kms::softhsm_module()?;

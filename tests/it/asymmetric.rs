@@ -549,6 +549,76 @@ async fn policies_see_the_new_actions_and_condition_keys_and_grants_follow_the_k
             "ValidationException",
         );
     }
+    // VerifyMac through a grant; GenerateMac is not in it.
+    root.create_grant(grant(&hmac, &["VerifyMac"]))
+        .await
+        .unwrap();
+    let tag = root
+        .generate_mac(mac("HMAC_SHA_512"))
+        .await
+        .unwrap()
+        .into_inner();
+    let v = proto::VerifyMacRequest {
+        key_id: hmac.clone(),
+        message: b"m".to_vec(),
+        mac_algorithm: "HMAC_SHA_512".into(),
+        mac: tag.mac,
+        grant_tokens: vec![],
+    };
+    assert!(g.verify_mac(v).await.unwrap().into_inner().mac_valid);
+    assert_kms_error(
+        g.generate_mac(mac("HMAC_SHA_512")).await,
+        "AccessDeniedException",
+    );
+
+    // kms:EncryptionAlgorithm on RSA keys, kms:DataKeyPairSpec on data key pairs.
+    let rsa = make(&mut root, "RSA_2048", "ENCRYPT_DECRYPT").await;
+    let sym = create_key(&mut root).await.key_id;
+    let oaep = role(ACCOUNT, "oaep");
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}},
+        {"Effect": "Allow", "Action": "kms:GenerateDataKeyPair", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:DataKeyPairSpec": "ECC_NIST_P256"}}}]});
+    put_identity_policy(&mut root, &oaep, "oaep", policy).await;
+    let mut o = d.client_as(&oaep).await;
+    let enc = |alg: &str| proto::EncryptRequest {
+        key_id: rsa.clone(),
+        plaintext: b"x".to_vec(),
+        encryption_context: Default::default(),
+        grant_tokens: vec![],
+        encryption_algorithm: alg.into(),
+    };
+    o.encrypt(enc("RSAES_OAEP_SHA_256")).await.unwrap();
+    assert_kms_error(
+        o.encrypt(enc("RSAES_OAEP_SHA_1")).await,
+        "AccessDeniedException",
+    );
+    let pair = |spec: &str| proto::GenerateDataKeyPairRequest {
+        key_id: sym.clone(),
+        encryption_context: Default::default(),
+        key_pair_spec: spec.into(),
+        grant_tokens: vec![],
+    };
+    o.generate_data_key_pair(pair("ECC_NIST_P256"))
+        .await
+        .unwrap();
+    assert_kms_error(
+        o.generate_data_key_pair(pair("RSA_2048")).await,
+        "AccessDeniedException",
+    );
+    assert_kms_error(
+        o.generate_data_key_pair_without_plaintext(
+            proto::GenerateDataKeyPairWithoutPlaintextRequest {
+                key_id: sym.clone(),
+                key_pair_spec: "ECC_NIST_P256".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+        "AccessDeniedException",
+    );
+
     let mut constrained = grant(&hmac, &["GenerateMac"]);
     constrained.constraints = Some(proto::GrantConstraints {
         encryption_context_subset: [("a".to_string(), "b".to_string())].into(),

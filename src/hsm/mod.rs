@@ -5,6 +5,7 @@
 mod error;
 mod health;
 mod inline;
+mod key_ops;
 mod material;
 mod mechanisms;
 mod module;

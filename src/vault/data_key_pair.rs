@@ -8,7 +8,7 @@ use aws_lc_rs::signature::KeyPair as _;
 use super::authorize::Authz;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
-use crate::domain::{EncryptionContext, KeyArn, Plaintext};
+use crate::domain::{Curve, EncryptionContext, KeyArn, KeySpec, MaterialKind, Plaintext};
 
 /// Parameters of both operations.
 #[derive(Debug)]
@@ -39,61 +39,58 @@ pub struct DataKeyPairOutput {
     pub key_pair_spec: &'static str,
 }
 
-/// A pair of `spec`, made by aws-lc: (PKCS#8 DER, SubjectPublicKeyInfo DER).
-fn generate(spec: &'static str) -> Result<(Plaintext, Vec<u8>), KmsError> {
+/// A pair of `spec` (an RSA or EC key spec), made by aws-lc: (PKCS#8 DER,
+/// SubjectPublicKeyInfo DER).
+fn generate(spec: KeySpec) -> Result<(Plaintext, Vec<u8>), KmsError> {
     use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
     use aws_lc_rs::signature::{self as sig, EcdsaKeyPair};
     let failed = |_| KmsError::internal(std::io::Error::other("key pair generation failed"));
-    let rsa = |size| -> Result<(Plaintext, Vec<u8>), KmsError> {
-        let pair = RsaKeyPair::generate(size).map_err(failed)?;
-        let private: aws_lc_rs::encoding::Pkcs8V1Der<'static> = pair.as_der().map_err(failed)?;
-        let public: aws_lc_rs::encoding::PublicKeyX509Der<'static> =
-            pair.public_key().as_der().map_err(failed)?;
-        Ok((
-            Plaintext::new(private.as_ref().to_vec()),
-            public.as_ref().to_vec(),
-        ))
-    };
-    let ec = |alg| -> Result<(Plaintext, Vec<u8>), KmsError> {
-        let pair = EcdsaKeyPair::generate(alg).map_err(failed)?;
-        let private = pair.to_pkcs8v1().map_err(failed)?;
-        let public: aws_lc_rs::encoding::PublicKeyX509Der<'static> =
-            pair.public_key().as_der().map_err(failed)?;
-        Ok((
-            Plaintext::new(private.as_ref().to_vec()),
-            public.as_ref().to_vec(),
-        ))
-    };
-    match spec {
-        "RSA_2048" => rsa(KeySize::Rsa2048),
-        "RSA_3072" => rsa(KeySize::Rsa3072),
-        "RSA_4096" => rsa(KeySize::Rsa4096),
-        "ECC_NIST_P256" => ec(&sig::ECDSA_P256_SHA256_ASN1_SIGNING),
-        "ECC_NIST_P384" => ec(&sig::ECDSA_P384_SHA384_ASN1_SIGNING),
-        "ECC_NIST_P521" => ec(&sig::ECDSA_P521_SHA512_ASN1_SIGNING),
-        "ECC_SECG_P256K1" => ec(&sig::ECDSA_P256K1_SHA256_ASN1_SIGNING),
-        _ => Err(KmsError::validation("KeyPairSpec has an unknown value")),
-    }
+    let (private, public): (Vec<u8>, aws_lc_rs::encoding::PublicKeyX509Der<'static>) =
+        match spec.material() {
+            MaterialKind::Rsa(bits) => {
+                let size = match bits {
+                    2048 => KeySize::Rsa2048,
+                    3072 => KeySize::Rsa3072,
+                    4096 => KeySize::Rsa4096,
+                    _ => return Err(KmsError::validation("KeyPairSpec has an unknown value")),
+                };
+                let pair = RsaKeyPair::generate(size).map_err(failed)?;
+                let private: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+                    pair.as_der().map_err(failed)?;
+                let public = pair.public_key().as_der().map_err(failed)?;
+                (private.as_ref().to_vec(), public)
+            }
+            MaterialKind::Ec(curve) => {
+                let alg = match curve {
+                    Curve::P256 => &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    Curve::P384 => &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
+                    Curve::P521 => &sig::ECDSA_P521_SHA512_ASN1_SIGNING,
+                    Curve::Secp256k1 => &sig::ECDSA_P256K1_SHA256_ASN1_SIGNING,
+                };
+                let pair = EcdsaKeyPair::generate(alg).map_err(failed)?;
+                let private = pair.to_pkcs8v1().map_err(failed)?;
+                let public = pair.public_key().as_der().map_err(failed)?;
+                (private.as_ref().to_vec(), public)
+            }
+            MaterialKind::Aes256 | MaterialKind::Hmac(_) => {
+                return Err(KmsError::validation("KeyPairSpec has an unknown value"))
+            }
+        };
+    Ok((Plaintext::new(private), public.as_ref().to_vec()))
 }
 
-/// The spec's own static spelling; UnsupportedOperation for AWS's SM2.
-fn key_pair_spec(s: &str) -> Result<&'static str, KmsError> {
-    const SPECS: [&str; 7] = [
-        "RSA_2048",
-        "RSA_3072",
-        "RSA_4096",
-        "ECC_NIST_P256",
-        "ECC_NIST_P384",
-        "ECC_NIST_P521",
-        "ECC_SECG_P256K1",
-    ];
-    match SPECS.iter().find(|x| **x == s) {
-        Some(x) => Ok(x),
-        None if s == "SM2" => Err(KmsError::UnsupportedOperation(
+/// A KeyPairSpec: AWS spells them as the RSA and ECC key specs. UnsupportedOperation
+/// for AWS's SM2.
+fn key_pair_spec(s: &str) -> Result<KeySpec, KmsError> {
+    match KeySpec::parse(s) {
+        Some(spec) if matches!(spec.material(), MaterialKind::Rsa(_) | MaterialKind::Ec(_)) => {
+            Ok(spec)
+        }
+        _ if s == "SM2" => Err(KmsError::UnsupportedOperation(
             "KeyPairSpec SM2 is not supported by p11kms".into(),
         )),
-        None if s.is_empty() => Err(KmsError::validation("KeyPairSpec is required")),
-        None => Err(KmsError::validation("KeyPairSpec has an unknown value")),
+        _ if s.is_empty() => Err(KmsError::validation("KeyPairSpec is required")),
+        _ => Err(KmsError::validation("KeyPairSpec has an unknown value")),
     }
 }
 
@@ -120,7 +117,7 @@ impl Vault {
                 .requested_as(&input.key_id)
                 .with_context(&input.context)
                 .with("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
-                .with("kms:DataKeyPairSpec", spec),
+                .with("kms:DataKeyPairSpec", spec.as_str()),
         )
         .await?;
         key.check_usable(&arn)?;
@@ -133,7 +130,7 @@ impl Vault {
             private_key_plaintext: with_plaintext.then_some(private),
             public_key,
             key_arn: arn,
-            key_pair_spec: spec,
+            key_pair_spec: spec.as_str(),
         })
     }
 }

@@ -15,10 +15,11 @@ use super::module::login;
 use super::{HsmError, Module};
 use crate::domain::{Curve, KeySpec, KeyUsage, MaterialKind, Pin};
 
-/// Every mechanism p11kms may use for customer keys.
-const INTERESTING: [MechanismType; 26] = [
-    MechanismType::AES_KEY_GEN,
-    MechanismType::AES_GCM,
+/// Every mechanism whose presence decides something (`offers`): what asymmetric and
+/// HMAC keys need, the hash-and-sign mechanisms, raw RSA. AES is checked at start-up
+/// apart (the daemon does not start without it). A mechanism missing here reads as not
+/// offered: the test below keeps the list whole.
+const INTERESTING: [MechanismType; 22] = [
     MechanismType::GENERIC_SECRET_KEY_GEN,
     MechanismType::SHA224_HMAC,
     MechanismType::SHA256_HMAC,
@@ -41,8 +42,6 @@ const INTERESTING: [MechanismType; 26] = [
     MechanismType::ECDSA_SHA384,
     MechanismType::ECDSA_SHA512,
     MechanismType::ECDH1_DERIVE,
-    MechanismType::SHA1,
-    MechanismType::SHA256,
 ];
 
 /// The token's mechanisms, and the curves it makes EC keys on.
@@ -152,4 +151,27 @@ fn curves(module: &Module, slot: Slot, pin: &Pin) -> Result<Vec<Curve>, HsmError
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SigningAlgorithm;
+
+    #[test]
+    fn every_mechanism_asked_about_is_probed() {
+        let probed = |m: MechanismType| INTERESTING.contains(&m);
+        for &spec in KeySpec::ALL {
+            for &usage in spec.usages() {
+                for m in super::super::material::required_mechanisms(spec, usage) {
+                    assert!(probed(m), "{m} ({} {})", spec.as_str(), usage.as_str());
+                }
+            }
+        }
+        for &alg in SigningAlgorithm::ALL {
+            let m = super::super::signature::combined(alg).mechanism_type();
+            assert!(probed(m), "{m} ({})", alg.as_str());
+        }
+        assert!(probed(MechanismType::RSA_X_509));
+    }
 }

@@ -79,7 +79,7 @@ fn digest_info_prefix(h: Hash) -> &'static [u8] {
 }
 
 /// The mechanism that hashes and signs in one call, when PKCS#11 has one.
-fn combined(alg: SigningAlgorithm) -> Mechanism<'static> {
+pub(super) fn combined(alg: SigningAlgorithm) -> Mechanism<'static> {
     let h = alg.hash();
     let pss = PkcsPssParams {
         hash_alg: hash_mechanism(h),

@@ -38,7 +38,6 @@ pub struct CreateKeyInput {
 /// Values AWS accepts that p11kms does not support: a valid request, so not a
 /// ValidationException but UnsupportedOperationException. (SM2 exists only in AWS's
 /// China Regions; PKCS#11 tokens do not offer ML-DSA widely yet.)
-const AWS_KEY_USAGES: &[&str] = &[];
 const AWS_KEY_SPECS: &[&str] = &["SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87"];
 const AWS_ORIGINS: &[&str] = &["EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
 
@@ -111,7 +110,8 @@ impl Vault {
             &input.key_usage,
             KeyUsage::EncryptDecrypt,
             KeyUsage::parse,
-            AWS_KEY_USAGES,
+            // p11kms serves every usage AWS has.
+            &[],
         )?;
         let key_spec = parse_or_default(
             "KeySpec",

@@ -85,7 +85,7 @@ pub use authz::{
 
 // Secret containers (zeroized, no `Display`): the envelope keyrings' data keys, and the
 // vault's plaintexts and PIN.
-pub use domain::{Pin, Plaintext};
+pub use domain::{public_key_pem, Pin, Plaintext};
 
 // The vault embedded without the gRPC layer, over any `Store` and a real token:
 // tests/faults.rs drives it over a fault-injecting store. Only what that test needs.

@@ -173,14 +173,7 @@ impl CheckpointPublicKey {
 
     /// PEM SubjectPublicKeyInfo, as OpenSSL writes it.
     pub fn to_pem(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(self.spki());
-        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-        for chunk in b64.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(chunk));
-            pem.push('\n');
-        }
-        pem.push_str("-----END PUBLIC KEY-----\n");
-        pem
+        crate::domain::public_key_pem(&self.spki())
     }
 
     /// `sha256:` and the hex SHA-256 of the SubjectPublicKeyInfo DER (what

@@ -11,6 +11,7 @@ mod ids;
 mod key;
 mod key_ref;
 mod key_spec;
+mod pem;
 mod secret;
 
 pub(crate) use access_key::RandomFailed;
@@ -26,4 +27,5 @@ pub(crate) use key_spec::{
     Curve, Hash, KeySpec, KeyUsage, MacAlgorithm, MaterialKind, MessageType, SignatureScheme,
     SigningAlgorithm,
 };
+pub use pem::public_key_pem;
 pub use secret::{Pin, Plaintext};

@@ -155,13 +155,7 @@ pub(super) async fn get_public_key(c: &mut KmsClient, a: PublicKeyArgs) -> CliRe
         .await,
     )?;
     if let Some(path) = a.pem_out {
-        let body = B64.encode(&r.public_key);
-        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-        for line in body.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line)?);
-            pem.push('\n');
-        }
-        pem.push_str("-----END PUBLIC KEY-----\n");
+        let pem = p11kms::public_key_pem(&r.public_key);
         return write_output(&path, pem.as_bytes()).map_err(Into::into);
     }
     let mut out = json!({
@@ -281,19 +275,16 @@ pub(super) async fn generate_data_key_pair(c: &mut KmsClient, a: DataKeyPairArgs
     }))
 }
 
-/// A public key file as DER: PEM ("BEGIN PUBLIC KEY") is decoded, anything else is
+/// A public key file as DER: PEM (`BEGIN PUBLIC KEY`) is decoded, anything else is
 /// taken as DER already.
 fn spki(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let text = String::from_utf8_lossy(bytes);
-    let Some(start) = text.find("-----BEGIN PUBLIC KEY-----") else {
+    use rustls_pki_types::pem::PemObject as _;
+    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
         return Ok(bytes.to_vec());
-    };
-    let body = text
-        .get(start + "-----BEGIN PUBLIC KEY-----".len()..)
-        .and_then(|rest| rest.split("-----END PUBLIC KEY-----").next())
-        .ok_or("the PEM public key has no END line")?;
-    let joined: String = body.split_whitespace().collect();
-    Ok(decode_b64(joined.as_bytes())?)
+    }
+    let der = rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(bytes)
+        .map_err(|e| format!("the PEM public key does not read: {e}"))?;
+    Ok(der.as_ref().to_vec())
 }
 
 /// A file argument, the AWS CLI's `fileb://` and `file://` prefixes taken off.

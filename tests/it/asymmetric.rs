@@ -65,24 +65,20 @@ async fn the_cli_signs_macs_and_agrees_over_grpc_and_openssl_checks_the_results(
     let _d = Daemon::start(&dir);
     let p = dir.path();
     let cli = |args: &[&str], stdin: &[u8]| run_cli(p, args, stdin);
+    // `key create` with a spec and usage: the metadata it prints, and the key id.
+    let create = |spec: &str, usage: &str| {
+        let args = ["key", "create", "--key-spec", spec, "--key-usage", usage];
+        let key = json_of(&cli(&args, b""));
+        let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        (key, id)
+    };
 
     // ECDSA: signed through the CLI, verified by OpenSSL with the PEM the CLI wrote.
-    let key = json_of(&cli(
-        &[
-            "key",
-            "create",
-            "--key-spec",
-            "ECC_NIST_P384",
-            "--key-usage",
-            "SIGN_VERIFY",
-        ],
-        b"",
-    ));
+    let (key, id) = create("ECC_NIST_P384", "SIGN_VERIFY");
     assert_eq!(
         key["KeyMetadata"]["SigningAlgorithms"],
         serde_json::json!(["ECDSA_SHA_384"])
     );
-    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
     let message = b"signed through the p11kms CLI";
     let signed = json_of(&cli(
         &[
@@ -166,18 +162,7 @@ async fn the_cli_signs_macs_and_agrees_over_grpc_and_openssl_checks_the_results(
     assert!(String::from_utf8_lossy(&bad.stderr).contains("KMSInvalidSignatureException"));
 
     // HMAC: the MAC the CLI prints verifies, and only for its message.
-    let key = json_of(&cli(
-        &[
-            "key",
-            "create",
-            "--key-spec",
-            "HMAC_384",
-            "--key-usage",
-            "GENERATE_VERIFY_MAC",
-        ],
-        b"",
-    ));
-    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let (_, id) = create("HMAC_384", "GENERATE_VERIFY_MAC");
     let mac = json_of(&cli(
         &[
             "generate-mac",
@@ -204,18 +189,7 @@ async fn the_cli_signs_macs_and_agrees_over_grpc_and_openssl_checks_the_results(
     assert!(String::from_utf8_lossy(&bad.stderr).contains("KMSInvalidMacException"));
 
     // ECDH: OpenSSL derives the same secret from its own key and p11kms's public key.
-    let key = json_of(&cli(
-        &[
-            "key",
-            "create",
-            "--key-spec",
-            "ECC_NIST_P256",
-            "--key-usage",
-            "KEY_AGREEMENT",
-        ],
-        b"",
-    ));
-    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let (_, id) = create("ECC_NIST_P256", "KEY_AGREEMENT");
     let public = json_of(&cli(&["get-public-key", "--key-id", &id], b""));
     std::fs::write(p.join("kms.der"), b64(&public["PublicKey"])).unwrap();
     openssl(
@@ -309,28 +283,11 @@ async fn an_asymmetric_key_follows_the_key_state_table_and_its_deletion_destroys
     let offset = dir.with_test_clock();
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
-    let create = |spec: &str, usage: &str| proto::CreateKeyRequest {
-        key_spec: spec.into(),
-        key_usage: usage.into(),
-        ..Default::default()
-    };
-    let doomed = c
-        .create_key(create("RSA_2048", "SIGN_VERIFY"))
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
-    let other = c
-        .create_key(create("HMAC_256", "GENERATE_VERIFY_MAC"))
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let doomed = make(&mut c, "RSA_2048", "SIGN_VERIFY").await;
+    let other = make(&mut c, "HMAC_256", "GENERATE_VERIFY_MAC").await;
     // A private and a public object, nothing else.
-    assert_eq!(dir.objects_of(&doomed.key_id), 2);
-    assert_eq!(dir.objects_of(&other.key_id), 1);
+    assert_eq!(dir.objects_of(&doomed), 2);
+    assert_eq!(dir.objects_of(&other), 1);
     let sign = |id: &str| proto::SignRequest {
         key_id: id.into(),
         message: b"state".to_vec(),
@@ -342,29 +299,23 @@ async fn an_asymmetric_key_follows_the_key_state_table_and_its_deletion_destroys
         grant_tokens: vec![],
     };
     // Used (so the workers hold session copies of both halves), then disabled.
-    c.sign(sign(&doomed.key_id)).await.unwrap();
-    c.get_public_key(public(&doomed.key_id)).await.unwrap();
+    c.sign(sign(&doomed)).await.unwrap();
+    c.get_public_key(public(&doomed)).await.unwrap();
     let id = proto::DisableKeyRequest {
-        key_id: doomed.key_id.clone(),
+        key_id: doomed.clone(),
     };
     c.disable_key(id).await.unwrap();
-    assert_kms_error(c.sign(sign(&doomed.key_id)).await, "DisabledException");
-    assert_kms_error(
-        c.get_public_key(public(&doomed.key_id)).await,
-        "DisabledException",
-    );
+    assert_kms_error(c.sign(sign(&doomed)).await, "DisabledException");
+    assert_kms_error(c.get_public_key(public(&doomed)).await, "DisabledException");
     // Pending deletion: every use is KMSInvalidStateException; DescribeKey still works.
     let r = proto::ScheduleKeyDeletionRequest {
-        key_id: doomed.key_id.clone(),
+        key_id: doomed.clone(),
         pending_window_in_days: Some(7),
     };
     c.schedule_key_deletion(r).await.unwrap();
-    assert_kms_error(
-        c.sign(sign(&doomed.key_id)).await,
-        "KMSInvalidStateException",
-    );
+    assert_kms_error(c.sign(sign(&doomed)).await, "KMSInvalidStateException");
     let mut v = proto::VerifyRequest {
-        key_id: doomed.key_id.clone(),
+        key_id: doomed.clone(),
         message: b"state".to_vec(),
         signature: vec![1; 256],
         signing_algorithm: "RSASSA_PSS_SHA_256".into(),
@@ -372,31 +323,27 @@ async fn an_asymmetric_key_follows_the_key_state_table_and_its_deletion_destroys
     };
     assert_kms_error(c.verify(v.clone()).await, "KMSInvalidStateException");
     assert_kms_error(
-        c.get_public_key(public(&doomed.key_id)).await,
+        c.get_public_key(public(&doomed)).await,
         "KMSInvalidStateException",
     );
     // The session copies went at once; the token objects stay until the window ends.
-    assert_eq!(dir.objects_of(&doomed.key_id), 2);
+    assert_eq!(dir.objects_of(&doomed), 2);
     std::fs::write(&offset, (8 * 86_400).to_string()).unwrap();
     eventually("the key's destruction", || {
         let mut probe = c.clone();
         let r = proto::DescribeKeyRequest {
-            key_id: doomed.key_id.clone(),
+            key_id: doomed.clone(),
             grant_tokens: vec![],
         };
         async move { probe.describe_key(r).await.is_err() }
     })
     .await;
-    assert_eq!(
-        dir.objects_of(&doomed.key_id),
-        0,
-        "a half left in the token"
-    );
-    assert_eq!(dir.objects_of(&other.key_id), 1);
-    v.key_id = doomed.key_id.clone();
+    assert_eq!(dir.objects_of(&doomed), 0, "a half left in the token");
+    assert_eq!(dir.objects_of(&other), 1);
+    v.key_id = doomed.clone();
     assert_kms_error(c.verify(v).await, "NotFoundException");
     let mac = proto::GenerateMacRequest {
-        key_id: other.key_id.clone(),
+        key_id: other.clone(),
         message: b"still here".to_vec(),
         mac_algorithm: "HMAC_SHA_256".into(),
         grant_tokens: vec![],

@@ -14,8 +14,9 @@ pub(crate) const MAX_MESSAGE: usize = 4096;
 /// AWS: a Verify signature is 1 to 6144 bytes.
 pub(crate) const MAX_SIGNATURE: usize = 6144;
 
-/// Sign parameters (and Verify's, with the signature).
-#[derive(Debug, Default)]
+/// Sign parameters (and Verify's, with the signature). Debug shows the message's
+/// length only: what is signed may be confidential.
+#[derive(Default)]
 pub struct SignInput {
     /// Key id, key ARN, alias name or alias ARN.
     pub key_id: String,
@@ -27,6 +28,18 @@ pub struct SignInput {
     pub signing_algorithm: String,
     /// Tokens of grants the caller relies on.
     pub grant_tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for SignInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInput")
+            .field("key_id", &self.key_id)
+            .field("message", &format_args!("<{} bytes>", self.message.len()))
+            .field("message_type", &self.message_type)
+            .field("signing_algorithm", &self.signing_algorithm)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish()
+    }
 }
 
 /// Sign's result.
@@ -194,5 +207,19 @@ fn signed(t: MessageType) -> Signed {
     match t {
         MessageType::Raw => Signed::Message,
         MessageType::Digest => Signed::Digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_shows_the_message_length_only() {
+        let input = super::SignInput {
+            message: b"CONFIDENTIAL-DOCUMENT".to_vec(),
+            ..Default::default()
+        };
+        let shown = format!("{input:?}");
+        assert!(!shown.contains("67, 79, 78"), "{shown}"); // "CON" as a byte list
+        assert!(shown.contains("<21 bytes>"), "{shown}");
     }
 }

@@ -747,8 +747,8 @@ async fn reload_on_signal(
     }
 }
 
-/// Destroys keys past their deletion date and rotates keys whose automatic rotation is
-/// due: once at start (finishing any destruction a crash interrupted), then every
+/// Destroys keys past their deletion date, rotates keys whose automatic rotation is due
+/// and destroys imported material past its ValidTo: once at start (finishing any destruction a crash interrupted), then every
 /// `interval`. A failure is logged and retried next time.
 async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
     let mut tick = tokio::time::interval(interval);
@@ -779,6 +779,13 @@ async fn sweep(vault: Arc<Vault>, interval: std::time::Duration) {
             Ok(n) if n > 0 => info!(count = n, "keys rotated on schedule"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rotating due keys failed; will retry"),
+        }
+        match vault.expire_imported_material().await {
+            Ok(n) if n > 0 => info!(count = n, "imported key material expired"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring imported key material failed; will retry")
+            }
         }
     }
 }

@@ -95,9 +95,9 @@ pub use domain::{
 pub use hsm::{HsmPool, Module as HsmModule, ModuleEnv as HsmModuleEnv, PoolConfig, TokenSelector};
 pub use store::{
     copy_sqlite_to_postgres, AccessKeyRecord, AccessKeyStore, AliasRecord, AliasStore, CopyReport,
-    DbTlsFiles, GrantRecord, GrantStore, KeyRecord, MaterialRecord, PasswordSource, PolicyStore,
-    PostgresStore, RotationSchedule, SqliteStore, Store, StoreBackend, StoreConfigError,
-    StoreError, StoreSection,
+    DbTlsFiles, GrantRecord, GrantStore, ImportedMaterial, KeyRecord, MaterialRecord,
+    PasswordSource, PolicyStore, PostgresStore, RotationSchedule, SqliteStore, Store, StoreBackend,
+    StoreConfigError, StoreError, StoreSection,
 };
 pub use store::{Change as StoreChange, OnChange as OnStoreChange};
 pub use vault::{

@@ -126,6 +126,24 @@ impl Store for FaultyStore {
     fn keys_due_for_rotation(&self, now: std::time::SystemTime) -> Result<Vec<KeyId>, StoreError> {
         self.inner.keys_due_for_rotation(now)
     }
+    fn set_imported(
+        &self,
+        id: &KeyId,
+        terms: &p11kms::ImportedMaterial,
+        prior: Option<&[u8]>,
+        check: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner.set_imported(id, terms, prior, check)
+    }
+    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.inner.clear_imported(id)
+    }
+    fn keys_with_expired_material(
+        &self,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<KeyId>, StoreError> {
+        self.inner.keys_with_expired_material(now)
+    }
     fn claim_invocations(
         &self,
         id: &KeyId,

@@ -49,6 +49,11 @@ pub(super) fn key_metadata(m: KeyMetadata) -> proto::KeyMetadata {
         signing_algorithms,
         mac_algorithms,
         key_agreement_algorithms,
+        expiration_model: m
+            .expiration_model
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_default(),
+        valid_to: m.valid_to.map(timestamp),
     }
 }
 

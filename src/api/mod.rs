@@ -6,6 +6,7 @@ mod batch;
 mod connections;
 mod convert;
 mod echo;
+mod import;
 mod server;
 mod service;
 mod status;

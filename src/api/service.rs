@@ -301,6 +301,27 @@ impl KeyManagementService for KmsService {
         self.serve_derive_shared_secret(req).await
     }
 
+    async fn get_parameters_for_import(
+        &self,
+        req: Request<proto::GetParametersForImportRequest>,
+    ) -> Result<Response<proto::GetParametersForImportResponse>, Status> {
+        self.serve_get_parameters_for_import(req).await
+    }
+
+    async fn import_key_material(
+        &self,
+        req: Request<proto::ImportKeyMaterialRequest>,
+    ) -> Result<Response<proto::ImportKeyMaterialResponse>, Status> {
+        self.serve_import_key_material(req).await
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        req: Request<proto::DeleteImportedKeyMaterialRequest>,
+    ) -> Result<Response<proto::DeleteImportedKeyMaterialResponse>, Status> {
+        self.serve_delete_imported_key_material(req).await
+    }
+
     async fn generate_data_key_pair(
         &self,
         req: Request<proto::GenerateDataKeyPairRequest>,

@@ -71,6 +71,12 @@ impl Action {
     pub(crate) const VERIFY_MAC: Self = Self("kms:VerifyMac");
     /// kms:DeriveSharedSecret
     pub(crate) const DERIVE_SHARED_SECRET: Self = Self("kms:DeriveSharedSecret");
+    /// kms:GetParametersForImport
+    pub(crate) const GET_PARAMETERS_FOR_IMPORT: Self = Self("kms:GetParametersForImport");
+    /// kms:ImportKeyMaterial
+    pub(crate) const IMPORT_KEY_MATERIAL: Self = Self("kms:ImportKeyMaterial");
+    /// kms:DeleteImportedKeyMaterial
+    pub(crate) const DELETE_IMPORTED_KEY_MATERIAL: Self = Self("kms:DeleteImportedKeyMaterial");
     /// kms:GenerateRandom
     pub(crate) const GENERATE_RANDOM: Self = Self("kms:GenerateRandom");
     /// kms:EnableKey

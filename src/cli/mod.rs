@@ -81,6 +81,14 @@ pub(crate) enum Command {
     /// An RSA or ECC key pair for use outside p11kms, its private key encrypted under a
     /// symmetric key (and in plaintext unless --without-plaintext), as JSON.
     GenerateDataKeyPair(client_cmds::asymmetric::DataKeyPairArgs),
+    /// A wrapping public key and import token for importing material into an EXTERNAL
+    /// key (valid 24 hours).
+    GetParametersForImport(client_cmds::import::ParametersArgs),
+    /// Import key material wrapped for the wrapping key of an import token; the key
+    /// becomes Enabled.
+    ImportKeyMaterial(client_cmds::import::ImportArgs),
+    /// Destroy a key's imported material at once; the key returns to PendingImport.
+    DeleteImportedKeyMaterial(client_cmds::import::DeleteArgs),
     /// Identity policies, and offline policy evaluation.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -439,6 +447,10 @@ pub(crate) enum KeyCmd {
         /// Skip the check that the policy still lets you update it.
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
+        /// AWS_KMS (default): material made in the HSM. EXTERNAL: no material until
+        /// `import-key-material` (the key starts in PendingImport).
+        #[arg(long, default_value = "")]
+        origin: String,
     },
     /// Enable a key.
     Enable {

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use super::{AccountId, KeyArn, KeyId, KeySpec, KeyUsage};
+use super::{AccountId, ExpirationModel, KeyArn, KeyId, KeySpec, KeyUsage};
 
 aws_enum!(
     /// Who manages a key. Every p11kms key is its owner's: there are no AWS managed keys.
@@ -16,13 +16,15 @@ aws_enum!(
     /// Where the key material came from.
     pub Origin {
         /// Generated inside the HSM by p11kms.
-        AwsKms = "AWS_KMS"
+        AwsKms = "AWS_KMS",
+        /// Imported by its owner (ImportKeyMaterial); made without material.
+        External = "EXTERNAL"
     }
 );
 
 aws_enum!(
-    /// The key's lifecycle state, with AWS's names. Only Enabled is reachable until the
-    /// lifecycle operations land; the others are here so that stored states round-trip.
+    /// The key's lifecycle state, with AWS's names (Unavailable and Creating are never
+    /// reached here; they round-trip if stored).
     pub KeyState {
         /// Usable.
         Enabled = "Enabled",
@@ -33,7 +35,10 @@ aws_enum!(
         /// Material destroyed.
         Unavailable = "Unavailable",
         /// Being created.
-        Creating = "Creating"
+        Creating = "Creating",
+        /// An imported-material key without its material: made so, or its material
+        /// expired or was deleted.
+        PendingImport = "PendingImport"
     }
 );
 
@@ -69,12 +74,16 @@ pub struct KeyMetadata {
     pub key_usage: KeyUsage,
     /// The key's type.
     pub key_spec: KeySpec,
-    /// AWS_KMS.
+    /// AWS_KMS or EXTERNAL.
     pub origin: Origin,
     /// Lifecycle state.
     pub key_state: KeyState,
     /// When a key pending deletion will be destroyed.
     pub deletion_date: Option<SystemTime>,
+    /// Whether the imported material expires (EXTERNAL keys with material only).
+    pub expiration_model: Option<ExpirationModel>,
+    /// When the imported material expires.
+    pub valid_to: Option<SystemTime>,
 }
 
 impl KeyMetadata {

@@ -8,6 +8,7 @@ mod access_key;
 mod context;
 mod digest;
 mod ids;
+mod import;
 mod key;
 mod key_ref;
 mod key_spec;
@@ -17,9 +18,12 @@ mod secret;
 pub(crate) use access_key::RandomFailed;
 pub use access_key::{AccessKeyId, AccessKeyStatus, SecretAccessKey};
 pub(crate) use context::{encode_pairs, EncryptionContext};
-pub(crate) use digest::sha256_hex;
+pub(crate) use digest::{from_hex, sha256_hex, to_hex};
 pub use ids::{AccountId, KeyId};
 pub(crate) use ids::{KeyArn, Partition, Region};
+pub(crate) use import::{
+    ExpirationModel, WrappingAlgorithm, WrappingKeySpec, RETIRED_WRAPPING_ALGORITHMS,
+};
 pub use key::MaterialVersion;
 pub(crate) use key::{KeyMetadata, KeyState, Origin, RotationType};
 pub(crate) use key_ref::{KeyRef, KeyRefError};

@@ -79,6 +79,18 @@ pub enum HsmError {
     /// The token answered with a public key or signature p11kms cannot read.
     #[error("the token answered with a malformed {0}")]
     Malformed(&'static str),
+    /// The wrapping key of an import token is not in the token (swept after expiry,
+    /// or the token was replaced).
+    #[error("the import token's wrapping key is not in the token")]
+    WrappingKeyMissing,
+    /// The token could not unwrap imported material with the wrapping key and
+    /// algorithm (the token's return code, for the log).
+    #[error("the token could not unwrap the key material: {0}")]
+    WrappedKeyInvalid(String),
+    /// Unwrapped material that is not what the key takes: the wrong size, or not the
+    /// material imported before.
+    #[error("{0}")]
+    IncorrectMaterial(String),
     /// Any other PKCS#11 failure.
     #[error("PKCS#11 call failed")]
     Pkcs11(#[source] CkError),

@@ -289,7 +289,7 @@ impl WorkerSession {
 }
 
 /// RSA-OAEP encryption with aws-lc, for tokens whose OAEP takes SHA-1 only.
-fn software_oaep_encrypt(
+pub(super) fn software_oaep_encrypt(
     spki: &[u8],
     hash: OaepHash,
     plaintext: &[u8],

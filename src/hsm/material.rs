@@ -150,7 +150,7 @@ fn private_template(
 }
 
 /// An HMAC key: a generic secret of `len` bytes that can sign and verify and nothing else.
-fn hmac_template(id: Vec<u8>, label: Vec<u8>, len: usize) -> [Attribute; 16] {
+pub(super) fn hmac_template(id: Vec<u8>, label: Vec<u8>, len: usize) -> [Attribute; 16] {
     [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),

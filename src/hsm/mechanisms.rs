@@ -19,7 +19,7 @@ use crate::domain::{Curve, KeySpec, KeyUsage, MaterialKind, Pin};
 /// HMAC keys need, the hash-and-sign mechanisms, raw RSA. AES is checked at start-up
 /// apart (the daemon does not start without it). A mechanism missing here reads as not
 /// offered: the test below keeps the list whole.
-const INTERESTING: [MechanismType; 22] = [
+const INTERESTING: [MechanismType; 23] = [
     MechanismType::GENERIC_SECRET_KEY_GEN,
     MechanismType::SHA224_HMAC,
     MechanismType::SHA256_HMAC,
@@ -42,6 +42,7 @@ const INTERESTING: [MechanismType; 22] = [
     MechanismType::ECDSA_SHA384,
     MechanismType::ECDSA_SHA512,
     MechanismType::ECDH1_DERIVE,
+    MechanismType::AES_KEY_WRAP_PAD,
 ];
 
 /// The token's mechanisms, and the curves it makes EC keys on.
@@ -173,5 +174,6 @@ mod tests {
             assert!(probed(m), "{m} ({})", alg.as_str());
         }
         assert!(probed(MechanismType::RSA_X_509));
+        assert!(probed(MechanismType::AES_KEY_WRAP_PAD), "imports");
     }
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod health;
+mod import;
 mod inline;
 mod key_ops;
 mod material;
@@ -18,6 +19,7 @@ mod signing;
 mod supervisor;
 
 pub(crate) use error::HsmError;
+pub(crate) use import::{Wrapping, WrappingKeyRef};
 pub(crate) use module::TokenObject;
 pub use module::{Module, ModuleEnv, TokenSelector};
 pub(crate) use pool::{

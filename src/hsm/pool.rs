@@ -19,7 +19,7 @@ use super::mechanisms::Mechanisms;
 use super::session::{KeyCopies, WorkerSession};
 use super::supervisor::{self, Supervisor};
 use super::{Forget, HsmError, MaterialRef, Module, TokenSelector};
-use super::{OaepHash, Signed};
+use super::{OaepHash, Signed, Wrapping, WrappingKeyRef};
 use crate::domain::{
     Curve, KeyId, KeySpec, KeyUsage, MacAlgorithm, MaterialKind, Pin, Plaintext, SignatureScheme,
     SigningAlgorithm,
@@ -69,6 +69,9 @@ const RSA_DECRYPT: CallKind = kind("decrypt", "CKM_RSA_PKCS_OAEP", false);
 const RSA_ENCRYPT: CallKind = kind("encrypt", "CKM_RSA_PKCS_OAEP", true);
 const DERIVE: CallKind = kind("derive_shared_secret", "CKM_ECDH1_DERIVE", false);
 const DESTROY: CallKind = kind("destroy_material", "none", false);
+const WRAPPING_KEY_GEN: CallKind = kind("make_wrapping_key", "CKM_RSA_PKCS_KEY_PAIR_GEN", false);
+const UNWRAP: CallKind = kind("import_material", "CKM_RSA_PKCS_OAEP", false);
+const SWEEP_WRAPPING_KEYS: CallKind = kind("destroy_wrapping_keys", "none", false);
 const PROBE: CallKind = kind("probe", "none", false);
 const LIST_MATERIAL: CallKind = kind("list_material", "none", false);
 const SEAL_SECRET: CallKind = kind("seal_secret", "CKM_AES_GCM", true);
@@ -965,6 +968,50 @@ impl HsmPool {
     ) -> Result<Plaintext, HsmError> {
         self.run(DERIVE, Some(m), move |ws| {
             ws.derive_shared_secret(&m, curve, &peer_point)
+        })
+        .await
+    }
+
+    /// Makes an RSA wrapping key of `bits` for an import token, after proving that the
+    /// token can unwrap with `wrapping`; returns its public key (DER SPKI).
+    pub(crate) async fn make_wrapping_key(
+        &self,
+        w: WrappingKeyRef,
+        bits: u32,
+        wrapping: Wrapping,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(WRAPPING_KEY_GEN, None, move |ws| {
+            ws.make_wrapping_key(&w, bits, wrapping)
+        })
+        .await
+    }
+
+    /// Unwraps imported material into `m` (see `WorkerSession::import_material`);
+    /// returns the import check to keep.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn import_material(
+        &self,
+        m: MaterialRef,
+        spec: KeySpec,
+        w: WrappingKeyRef,
+        bits: u32,
+        wrapping: Wrapping,
+        wrapped: Vec<u8>,
+        prior: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.run(UNWRAP, None, move |ws| {
+            ws.import_material(&m, spec, &w, bits, wrapping, &wrapped, prior.as_deref())
+        })
+        .await
+    }
+
+    /// Destroys the wrapping keys of import tokens that expired before `now_secs`.
+    pub(crate) async fn destroy_expired_wrapping_keys(
+        &self,
+        now_secs: u64,
+    ) -> Result<usize, HsmError> {
+        self.run(SWEEP_WRAPPING_KEYS, None, move |ws| {
+            ws.destroy_expired_wrapping_keys(now_secs)
         })
         .await
     }

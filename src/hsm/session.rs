@@ -26,7 +26,11 @@ const TAG_BITS: u64 = 128;
 
 /// The token objects of one part of a material, by its CKA_ID (session copies have
 /// their own id).
-fn find_material(s: &Session, m: &MaterialRef, part: Part) -> Result<Vec<ObjectHandle>, HsmError> {
+pub(super) fn find_material(
+    s: &Session,
+    m: &MaterialRef,
+    part: Part,
+) -> Result<Vec<ObjectHandle>, HsmError> {
     s.find_objects(&[
         Attribute::Class(part.class()),
         Attribute::Token(true),

@@ -162,14 +162,8 @@ impl<'r> Authorization<'r> {
 
 /// 64 hex digits (either case) → 32 bytes.
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len() != 64 {
         return None;
     }
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let text = std::str::from_utf8(pair).ok()?;
-            u8::from_str_radix(text, 16).ok()
-        })
-        .collect()
+    crate::domain::from_hex(s)
 }

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{ImportedMaterial, StoreError};
 use crate::authz::GrantConstraints;
+use crate::domain::ExpirationModel;
 
 /// A grant's constraints column: a JSON object with one or both members, each an object
 /// of context pairs. Members are never renamed: add new ones.
@@ -111,6 +112,22 @@ impl TagTable {
         what: "a principal",
         fold_case: true,
     };
+}
+
+/// The stored terms of imported material (both columns are NULL while there is none).
+pub(crate) fn imported_terms(
+    model: Option<&str>,
+    valid_to: Option<i64>,
+) -> Result<Option<ImportedMaterial>, StoreError> {
+    model
+        .map(|m| {
+            Ok(ImportedMaterial {
+                expiration_model: ExpirationModel::parse(m)
+                    .ok_or(StoreError::Corrupt("expiration model"))?,
+                valid_to: valid_to.map(from_ms),
+            })
+        })
+        .transpose()
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ pub use backend::{PasswordSource, StoreBackend, StoreConfigError, StoreSection};
 pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use postgres::{DbTlsFiles, PostgresStore};
 pub use record::{
-    AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule,
+    AccessKeyRecord, AliasRecord, GrantRecord, ImportedMaterial, KeyRecord, MaterialRecord,
+    RotationSchedule,
 };
 pub use sqlite::SqliteStore;
 
@@ -87,11 +88,12 @@ pub trait Store:
     /// Enabled or Disabled, only from one of those two (so it cannot undo a scheduled
     /// deletion that landed meanwhile): false when the key is in another state.
     fn set_key_enabled(&self, id: &KeyId, enabled: bool) -> Result<bool, StoreError>;
-    /// PendingDeletion with a deletion date (ScheduleKeyDeletion). Only from Enabled or
-    /// Disabled: false when the key is in another state.
+    /// PendingDeletion with a deletion date (ScheduleKeyDeletion). Only from Enabled,
+    /// Disabled or PendingImport: false when the key is in another state.
     fn schedule_deletion(&self, id: &KeyId, at: std::time::SystemTime) -> Result<bool, StoreError>;
-    /// Back to Disabled with no deletion date (CancelKeyDeletion). False when the key is
-    /// not pending deletion, or its destruction has begun (it cannot be undone then).
+    /// Back to Disabled with no deletion date (CancelKeyDeletion), or to PendingImport
+    /// for an EXTERNAL key without material. False when the key is not pending
+    /// deletion, or its destruction has begun (it cannot be undone then).
     fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError>;
     /// Keys whose deletion date is at or before `now`, and keys whose destruction has
     /// begun (and must be finished after a crash).
@@ -148,6 +150,26 @@ pub trait Store:
         block: u64,
         max: u64,
     ) -> Result<Option<std::ops::Range<u64>>, StoreError>;
+    /// Records imported material of an EXTERNAL key: its terms, and `check` unless the
+    /// key has one already; a key in PendingImport becomes Enabled. Only while the key's
+    /// check is still `prior` (so that two first imports of different material cannot
+    /// both land) and the key is Enabled, Disabled or PendingImport: false otherwise.
+    fn set_imported(
+        &self,
+        id: &KeyId,
+        terms: &ImportedMaterial,
+        prior: Option<&[u8]>,
+        check: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Forgets the imported material of an EXTERNAL key (deleted or expired): an
+    /// Enabled or Disabled key becomes PendingImport; the import check stays. False
+    /// when the key is not EXTERNAL.
+    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError>;
+    /// EXTERNAL keys whose imported material expires at or before `now`.
+    fn keys_with_expired_material(
+        &self,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<KeyId>, StoreError>;
     /// A real write that changes nothing else (the readiness probe): fails when the
     /// store cannot take writes (locked, read-only, full).
     fn heartbeat(&self, now: std::time::SystemTime) -> Result<(), StoreError>;

@@ -4,8 +4,8 @@ use std::time::SystemTime;
 
 use crate::authz::GrantConstraints;
 use crate::domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion,
-    Origin, RotationType,
+    AccessKeyId, AccessKeyStatus, AccountId, ExpirationModel, KeyId, KeySpec, KeyState, KeyUsage,
+    MaterialVersion, Origin, RotationType,
 };
 
 /// A key as stored.
@@ -37,6 +37,20 @@ pub struct KeyRecord {
     pub policy: Option<String>,
     /// Automatic rotation, when enabled.
     pub rotation: Option<RotationSchedule>,
+    /// EXTERNAL keys: the terms of the material in the token, None while there is none.
+    pub imported: Option<ImportedMaterial>,
+    /// EXTERNAL keys: what proves that material imported again is the material first
+    /// imported (see `hsm::import`), kept when the material is deleted or expires.
+    pub import_check: Option<Vec<u8>>,
+}
+
+/// The terms of imported key material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportedMaterial {
+    /// Whether it expires.
+    pub expiration_model: ExpirationModel,
+    /// When it expires (KEY_MATERIAL_EXPIRES only; millisecond precision once stored).
+    pub valid_to: Option<SystemTime>,
 }
 
 /// A key's automatic rotation schedule.

@@ -3,12 +3,12 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    AccessKeyRecord, AliasRecord, GrantRecord, KeyRecord, MaterialRecord, RotationSchedule, Store,
-    StoreError,
+    AccessKeyRecord, AliasRecord, GrantRecord, ImportedMaterial, KeyRecord, MaterialRecord,
+    RotationSchedule, Store, StoreError,
 };
 use crate::domain::{
-    AccessKeyId, AccessKeyStatus, AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion,
-    Origin, RotationType,
+    AccessKeyId, AccessKeyStatus, AccountId, ExpirationModel, KeyId, KeySpec, KeyState, KeyUsage,
+    MaterialVersion, Origin, RotationType,
 };
 
 fn record(account: &str) -> KeyRecord {
@@ -32,6 +32,8 @@ fn record(account: &str) -> KeyRecord {
         }],
         policy: None,
         rotation: None,
+        imported: None,
+        import_check: None,
     }
 }
 
@@ -59,6 +61,7 @@ pub(crate) fn run(store: &dyn Store) {
     descriptions(store);
     key_tags(store);
     deletion(store);
+    imported_material(store);
     access_keys(store);
     store.heartbeat(std::time::SystemTime::now()).unwrap();
     store.heartbeat(std::time::SystemTime::now()).unwrap();
@@ -109,6 +112,99 @@ fn deletion(store: &dyn Store) {
         store.finish_destruction(&r.key_id, t(2_002)),
         Err(StoreError::Missing(_))
     ));
+}
+
+fn imported_material(store: &dyn Store) {
+    let t = |s: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + 7);
+    let get = |id: &KeyId| store.get_key(id).unwrap().unwrap();
+    // An AWS_KMS key takes no imported material.
+    let own = record("444444444444");
+    store.insert_key(&own).unwrap();
+    let expires = ImportedMaterial {
+        expiration_model: ExpirationModel::Expires,
+        valid_to: Some(t(5_000)),
+    };
+    assert!(!store
+        .set_imported(&own.key_id, &expires, None, b"c")
+        .unwrap());
+    assert!(!store.clear_imported(&own.key_id).unwrap());
+
+    let mut r = record("444444444444");
+    r.origin = Origin::External;
+    r.key_state = KeyState::PendingImport;
+    store.insert_key(&r).unwrap();
+    assert_eq!(get(&r.key_id), r, "inserted as made");
+    // A first import that expects a check the key does not have does not land.
+    assert!(!store
+        .set_imported(&r.key_id, &expires, Some(b"x"), b"c1")
+        .unwrap());
+    assert!(store
+        .set_imported(&r.key_id, &expires, None, b"c1")
+        .unwrap());
+    let k = get(&r.key_id);
+    assert_eq!(k.key_state, KeyState::Enabled);
+    assert_eq!(k.imported, Some(expires));
+    assert_eq!(k.import_check.as_deref(), Some(&b"c1"[..]));
+    // A second "first" import (racing the first) is refused; a re-import keeps the check.
+    assert!(!store
+        .set_imported(&r.key_id, &expires, None, b"c2")
+        .unwrap());
+    let forever = ImportedMaterial {
+        expiration_model: ExpirationModel::DoesNotExpire,
+        valid_to: None,
+    };
+    assert!(store.set_key_enabled(&r.key_id, false).unwrap());
+    assert!(store
+        .set_imported(&r.key_id, &forever, Some(b"c1"), b"c2")
+        .unwrap());
+    let k = get(&r.key_id);
+    assert_eq!(
+        (k.key_state, k.imported, k.import_check.as_deref()),
+        (KeyState::Disabled, Some(forever), Some(&b"c1"[..])),
+        "a disabled key stays disabled, and the first check stays"
+    );
+    assert!(store
+        .keys_with_expired_material(t(9_999))
+        .unwrap()
+        .is_empty());
+    assert!(store.set_key_enabled(&r.key_id, true).unwrap());
+    assert!(store
+        .set_imported(&r.key_id, &expires, Some(b"c1"), b"c1")
+        .unwrap());
+    assert!(store
+        .keys_with_expired_material(t(4_999))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.keys_with_expired_material(t(5_000)).unwrap(),
+        [r.key_id]
+    );
+    // Expired or deleted: PendingImport, terms gone, check kept; nothing to enable.
+    assert!(store.clear_imported(&r.key_id).unwrap());
+    let k = get(&r.key_id);
+    assert_eq!(
+        (k.key_state, k.imported, k.import_check.as_deref()),
+        (KeyState::PendingImport, None, Some(&b"c1"[..]))
+    );
+    assert!(store
+        .keys_with_expired_material(t(9_999))
+        .unwrap()
+        .is_empty());
+    assert!(!store.set_key_enabled(&r.key_id, true).unwrap());
+    // Scheduled for deletion from PendingImport, and cancelled back to it.
+    assert!(store.schedule_deletion(&r.key_id, t(7_000)).unwrap());
+    assert!(!store
+        .set_imported(&r.key_id, &expires, Some(b"c1"), b"c1")
+        .unwrap());
+    assert!(store.cancel_deletion(&r.key_id).unwrap());
+    assert_eq!(get(&r.key_id).key_state, KeyState::PendingImport);
+    // With material, a cancelled deletion leaves the key Disabled as any other.
+    assert!(store
+        .set_imported(&r.key_id, &forever, Some(b"c1"), b"c1")
+        .unwrap());
+    assert!(store.schedule_deletion(&r.key_id, t(7_000)).unwrap());
+    assert!(store.cancel_deletion(&r.key_id).unwrap());
+    assert_eq!(get(&r.key_id).key_state, KeyState::Disabled);
 }
 
 fn key_tags(store: &dyn Store) {

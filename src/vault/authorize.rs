@@ -179,6 +179,10 @@ fn record_parameters(caller: &Caller, a: &Authz<'_>) {
             "kms:KeySpec" => "keySpec",
             "kms:KeyUsage" => "keyUsage",
             "kms:DataKeyPairSpec" => "keyPairSpec",
+            "kms:WrappingAlgorithm" => "wrappingAlgorithm",
+            "kms:WrappingKeySpec" => "wrappingKeySpec",
+            "kms:ExpirationModel" => "expirationModel",
+            "kms:ValidTo" => "validTo",
             "kms:BypassPolicyLockoutSafetyCheck" => "bypassPolicyLockoutSafetyCheck",
             _ => continue,
         };

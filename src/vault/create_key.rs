@@ -1,5 +1,6 @@
-//! CreateKey: new AES-256 material in the HSM, then its metadata (HSM object first, so a
-//! crash leaves at most an orphan object, never a key id without material).
+//! CreateKey: new material in the HSM, then its metadata (HSM object first, so a crash
+//! leaves at most an orphan object, never a key id without material); for Origin
+//! EXTERNAL, metadata alone (the material comes with ImportKeyMaterial).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +28,7 @@ pub struct CreateKeyInput {
     pub key_usage: String,
     /// "" or SYMMETRIC_DEFAULT.
     pub key_spec: String,
-    /// "" or AWS_KMS.
+    /// "" or AWS_KMS, or EXTERNAL for a key whose material its owner imports.
     pub origin: String,
     /// Key policy document; empty for AWS's default key policy.
     pub policy: String,
@@ -39,7 +40,7 @@ pub struct CreateKeyInput {
 /// ValidationException but UnsupportedOperationException. (SM2 exists only in AWS's
 /// China Regions; PKCS#11 tokens do not offer ML-DSA widely yet.)
 const AWS_KEY_SPECS: &[&str] = &["SM2", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87"];
-const AWS_ORIGINS: &[&str] = &["EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
+const AWS_ORIGINS: &[&str] = &["AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"];
 
 fn parse_or_default<T>(
     field: &str,
@@ -183,7 +184,12 @@ impl Vault {
             key_usage,
             key_spec,
             origin,
-            key_state: KeyState::Enabled,
+            // A key for imported material has none until ImportKeyMaterial.
+            key_state: if origin == Origin::External {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             deletion_date: None,
             current_version: version,
             versions: vec![MaterialRecord {
@@ -194,11 +200,20 @@ impl Vault {
             }],
             policy: policy.as_ref().map(|(_, text)| text.clone()),
             rotation: None,
+            imported: None,
+            import_check: None,
         };
         if let Some((parsed, _)) = &policy {
             // Checked against the new key as it will be, before any material exists.
             let probe = self.uncached_entry(record.clone());
             self.lockout_check(caller, &probe, parsed, bypass).await?;
+        }
+        if origin == Origin::External {
+            // No material to make: only metadata, which ImportKeyMaterial completes.
+            let stored = record.clone();
+            self.insert_counted(stored).await?;
+            info!(key_id = %key_id, "key created for imported material");
+            return Ok(self.cache_new_key(record).metadata(arn));
         }
         let material = crate::hsm::MaterialRef { key_id, version };
         if self.store.shared() {
@@ -225,18 +240,7 @@ impl Vault {
             return Err(e.into());
         }
         crate::failpoint::hit("create_key.after_material");
-        let stored = record.clone();
-        let account_of = record.account.clone();
-        let inserted = self
-            .store_call(move |s| {
-                if s.count_keys(&account_of)? >= MAX_KEYS_PER_ACCOUNT {
-                    return Err(crate::store::StoreError::LimitExceeded(format!(
-                        "an account has at most {MAX_KEYS_PER_ACCOUNT} KMS keys"
-                    )));
-                }
-                s.insert_key(&stored)
-            })
-            .await;
+        let inserted = self.insert_counted(record.clone()).await;
         if let Err(e) = inserted {
             // No metadata points at the new material: remove it rather than leave an orphan.
             if let Err(cleanup) = self.hsm.destroy_material(material).await {
@@ -249,6 +253,19 @@ impl Vault {
         info!(key_id = %key_id, "key created");
         let entry = self.cache_new_key(record);
         Ok(entry.metadata(arn))
+    }
+
+    /// Inserts a new key unless its account has the most keys it may have.
+    async fn insert_counted(&self, record: KeyRecord) -> Result<(), KmsError> {
+        self.store_call(move |s| {
+            if s.count_keys(&record.account)? >= MAX_KEYS_PER_ACCOUNT {
+                return Err(crate::store::StoreError::LimitExceeded(format!(
+                    "an account has at most {MAX_KEYS_PER_ACCOUNT} KMS keys"
+                )));
+            }
+            s.insert_key(&record)
+        })
+        .await
     }
 
     /// Gives back the claim a failed CreateKey took (best effort: a claim left behind

@@ -259,12 +259,15 @@ impl Vault {
         Ok(true)
     }
 
-    /// Whether no metadata points at `m`: its key is unknown, or `m` is past the key's
-    /// current version.
+    /// Whether no metadata points at `m`: its key is unknown, `m` is past the key's
+    /// current version, or the key takes imported material and has none recorded (an
+    /// import or deletion of it that a crash interrupted).
     async fn is_orphan(&self, m: MaterialRef) -> Result<bool, KmsError> {
         let id = m.key_id;
         let stored = self.store_call(move |s| s.get_key(&id)).await?;
-        Ok(stored.is_none_or(|k| m.version > k.current_version))
+        Ok(stored.is_none_or(|k| {
+            m.version > k.current_version || Self::imported_material_unrecorded(&k)
+        }))
     }
 
     /// The error for a key that existed and was destroyed, if `id` is one.

@@ -42,6 +42,16 @@ pub enum KmsError {
     /// VerifyMac: the MAC does not verify for this key, algorithm and message.
     #[error("{0}")]
     KmsInvalidMac(String),
+    /// Imported material that is not what the key takes (its size, or other material
+    /// than the key had).
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
+    /// An import token that p11kms did not issue, or issued for another key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// An import token past its ParametersValidTo.
+    #[error("{0}")]
+    ExpiredImportToken(String),
     /// A policy document that is not valid; the message says where and why.
     #[error("{0}")]
     MalformedPolicyDocument(String),
@@ -111,6 +121,9 @@ impl KmsError {
             Self::InvalidKeyUsage(_) => "InvalidKeyUsageException",
             Self::KmsInvalidSignature(_) => "KMSInvalidSignatureException",
             Self::KmsInvalidMac(_) => "KMSInvalidMacException",
+            Self::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+            Self::InvalidImportToken(_) => "InvalidImportTokenException",
+            Self::ExpiredImportToken(_) => "ExpiredImportTokenException",
             Self::InvalidMarker(_) => "InvalidMarkerException",
             Self::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             Self::InvalidGrantToken(_) => "InvalidGrantTokenException",
@@ -156,6 +169,13 @@ impl From<HsmError> for KmsError {
             HsmError::Unsupported(what) => {
                 Self::UnsupportedOperation(format!("the HSM cannot {what}"))
             }
+            HsmError::IncorrectMaterial(why) => Self::IncorrectKeyMaterial(why),
+            HsmError::WrappedKeyInvalid(_) => Self::InvalidCiphertext(
+                "the EncryptedKeyMaterial cannot be unwrapped with the import token's wrapping key and wrapping algorithm".into(),
+            ),
+            HsmError::WrappingKeyMissing => Self::InvalidImportToken(
+                "the wrapping key of this import token no longer exists; get new parameters for import".into(),
+            ),
             HsmError::BadInput(what) => {
                 Self::validation(format!("the HSM refused the {what} as given"))
             }

@@ -21,6 +21,8 @@ mod generate_data_key;
 mod generate_random;
 mod grants;
 mod health;
+mod import;
+mod import_token;
 mod key_policy;
 mod key_state;
 mod keys;
@@ -60,6 +62,7 @@ pub use encrypt::EncryptInput;
 pub use error::KmsError;
 pub(crate) use generate_data_key::DataKeyInput;
 pub(crate) use grants::{CreateGrantInput, GrantPage, ListGrantsInput, ListRetirableGrantsInput};
+pub(crate) use import::{GetParametersForImportInput, ImportKeyMaterialInput};
 pub(crate) use key_policy::{ListKeyPoliciesInput, DEFAULT_POLICY_NAME};
 pub(crate) use list_keys::ListKeysInput;
 pub(crate) use mac::MacInput;
@@ -127,6 +130,9 @@ pub struct Vault {
     metrics: crate::metrics::Metrics,
     /// Set when shutdown begins: `/readyz` then sends traffic elsewhere.
     draining: std::sync::atomic::AtomicBool,
+    /// One import, deletion or expiry of imported material at a time: each is a token
+    /// change and a store change that must not interleave with another's.
+    imports: tokio::sync::Mutex<()>,
 }
 
 impl Vault {
@@ -165,6 +171,7 @@ impl Vault {
             audit: None,
             metrics: crate::metrics::Metrics::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            imports: tokio::sync::Mutex::new(()),
         })
     }
 

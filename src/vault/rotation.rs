@@ -68,8 +68,14 @@ impl Vault {
         let key = self.resolve(caller, key_id).await?;
         let arn = self.arn_of(&key);
         self.authorize(caller, Authz::key(action, &key)).await?;
-        // AWS rotates symmetric encryption keys only.
-        let (spec, usage, _) = key.kind();
+        // AWS rotates symmetric encryption keys only, and not those whose material was
+        // imported (p11kms cannot make more of material it never had).
+        let (spec, usage, origin) = key.kind();
+        if origin == crate::domain::Origin::External {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} origin is EXTERNAL, which is not valid for this operation"
+            )));
+        }
         if !spec.is_symmetric_encryption() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{arn} is a {} key with KeyUsage {}; only symmetric encryption keys rotate",

@@ -66,7 +66,10 @@ impl XksErrorName {
             KmsError::Validation(_)
             | KmsError::Serialization(_)
             | KmsError::KmsInvalidSignature(_)
-            | KmsError::KmsInvalidMac(_) => Self::Validation,
+            | KmsError::KmsInvalidMac(_)
+            | KmsError::IncorrectKeyMaterial(_)
+            | KmsError::InvalidImportToken(_)
+            | KmsError::ExpiredImportToken(_) => Self::Validation,
             KmsError::Disabled(_) | KmsError::KmsInvalidState(_) => Self::InvalidState,
             KmsError::InvalidCiphertext(_) | KmsError::IncorrectKey(_) => Self::InvalidCiphertext,
             KmsError::InvalidKeyUsage(_) => Self::InvalidKeyUsage,

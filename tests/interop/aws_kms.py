@@ -234,8 +234,7 @@ def errors():
     c.schedule_key_deletion(KeyId=other["KeyId"], PendingWindowInDays=7)
     expect_error("KMSInvalidStateException", c.enable_key, KeyId=other["KeyId"])
     # An operation KMS has that p11kms does not.
-    expect_error("UnknownOperationException", c.get_parameters_for_import, KeyId=key["KeyId"],
-                 WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    expect_error("UnknownOperationException", c.describe_custom_key_stores)
     print("ok")
 
 

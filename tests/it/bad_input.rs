@@ -126,7 +126,7 @@ async fn bad_requests_get_aws_error_names_and_the_daemon_keeps_serving() {
             "UnsupportedOperationException",
         ),
         ("", "encrypt_decrypt", "", "ValidationException"),
-        ("", "", "EXTERNAL", "UnsupportedOperationException"),
+        ("", "", "AWS_CLOUDHSM", "UnsupportedOperationException"),
     ] {
         assert_kms_error(
             c.create_key(proto::CreateKeyRequest {

@@ -24,7 +24,7 @@ const USED: &str = "Encrypt Decrypt GenerateDataKey GenerateDataKeyWithoutPlaint
 const REFUSED: &str = "GetKeyPolicy PutKeyPolicy ListKeyPolicies EnableKey DisableKey \
     UpdateKeyDescription ScheduleKeyDeletion CancelKeyDeletion EnableKeyRotation \
     DisableKeyRotation RotateKeyOnDemand ListKeyRotations TagResource UntagResource \
-    ListResourceTags";
+    ListResourceTags GetParametersForImport ImportKeyMaterial DeleteImportedKeyMaterial";
 /// "No" too, but refused earlier: an alias names keys of its own account only, so
 /// another account's key is NotFoundException before any policy (src/vault/aliases.rs).
 const NOT_ITS_ACCOUNT: &str = "CreateAlias UpdateAlias ListAliases";
@@ -86,7 +86,8 @@ keyed!(GenerateDataKeyRequest GenerateDataKeyWithoutPlaintextRequest DescribeKey
     DisableKeyRequest UpdateKeyDescriptionRequest ScheduleKeyDeletionRequest
     CancelKeyDeletionRequest EnableKeyRotationRequest DisableKeyRotationRequest
     RotateKeyOnDemandRequest ListKeyRotationsRequest TagResourceRequest UntagResourceRequest
-    ListResourceTagsRequest ListAliasesRequest);
+    ListResourceTagsRequest ListAliasesRequest GetParametersForImportRequest
+    ImportKeyMaterialRequest DeleteImportedKeyMaterialRequest);
 
 /// The same, as the request of any RPC that takes one of these.
 fn keyed<T: Keyed>(key: &str) -> tonic::Request<T> {
@@ -454,6 +455,15 @@ async fn a_partner_account_cannot_manage_the_key_whatever_the_policies_allow() {
     r.tag_keys.push("owner".into());
     w.refused(p.untag_resource(r).await);
     w.refused(p.list_resource_tags(keyed(arn)).await);
+    // Bring your own key: a well-formed request each, so that only the table refuses.
+    let mut r = proto::GetParametersForImportRequest::on(arn);
+    (r.wrapping_algorithm, r.wrapping_key_spec) = ("RSAES_OAEP_SHA_1".into(), "RSA_2048".into());
+    w.refused(p.get_parameters_for_import(r).await);
+    let mut r = proto::ImportKeyMaterialRequest::on(arn);
+    (r.import_token, r.encrypted_key_material) = (vec![1], vec![1]);
+    r.expiration_model = "KEY_MATERIAL_DOES_NOT_EXPIRE".into();
+    w.refused(p.import_key_material(r).await);
+    w.refused(p.delete_imported_key_material(keyed(arn)).await);
     w.covered(REFUSED);
     w.recorded(s._dir.path(), &role(OTHER_ACCOUNT, "Partner"));
 

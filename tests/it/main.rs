@@ -52,6 +52,7 @@ mod grants;
 mod guardrails;
 mod hsm_faults;
 mod identity;
+mod import;
 mod iv_budget;
 mod lifecycle;
 mod logs;

@@ -30,6 +30,11 @@ const RECORDED: &[&str] = &[
     "macAlgorithm",
     "keyAgreementAlgorithm",
     "keyPairSpec",
+    // Imports: how the material was wrapped and its terms, never the token or material.
+    "wrappingAlgorithm",
+    "wrappingKeySpec",
+    "expirationModel",
+    "validTo",
     "operations",
     "tagKeys",
     "accessKeyId",

@@ -34,6 +34,8 @@ pub(in crate::aws_json) fn key_metadata(m: crate::domain::KeyMetadata) -> KeyMet
         mac_algorithms,
         key_agreement_algorithms,
         multi_region,
+        expiration_model: m.expiration_model.map(|e| e.as_str().to_owned()),
+        valid_to: m.valid_to.map(epoch),
     }
 }
 

@@ -11,6 +11,7 @@ mod batch;
 mod credentials;
 mod crypto;
 mod grants;
+mod import;
 mod keys;
 mod policies;
 mod tags;

@@ -311,6 +311,8 @@ fn key_metadata_uses_aws_spelling() {
         mac_algorithms: Vec::new(),
         key_agreement_algorithms: Vec::new(),
         multi_region: false,
+        expiration_model: None,
+        valid_to: None,
     };
     let v = serde_json::to_value(&m).unwrap();
     for member in [
@@ -326,6 +328,7 @@ fn key_metadata_uses_aws_spelling() {
         assert!(v.get(member).is_some(), "{member} in {v}");
     }
     assert!(v.get("DeletionDate").is_none());
+    assert!(v.get("ValidTo").is_none() && v.get("ExpirationModel").is_none());
 }
 
 #[test]

@@ -288,7 +288,7 @@ fn spki(bytes: &[u8]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
 }
 
 /// A file argument, the AWS CLI's `fileb://` and `file://` prefixes taken off.
-fn file_arg(s: &str) -> Result<PathBuf, String> {
+pub(super) fn file_arg(s: &str) -> Result<PathBuf, String> {
     let path = s
         .strip_prefix("fileb://")
         .or_else(|| s.strip_prefix("file://"))
@@ -298,7 +298,7 @@ fn file_arg(s: &str) -> Result<PathBuf, String> {
 
 /// A binary argument: `fileb://FILE` (the file's bytes, as the AWS CLI reads them) or
 /// base64 text.
-fn bytes_arg(s: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+pub(super) fn bytes_arg(s: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     match s.strip_prefix("fileb://") {
         Some(path) => Ok(read_input(std::path::Path::new(path))?.to_vec()),
         None => Ok(decode_b64(s.as_bytes())?),

@@ -18,6 +18,7 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
             key_usage,
             policy_file,
             bypass_policy_lockout_safety_check,
+            origin,
             ..
         } => {
             // No file: an empty policy, for which the daemon applies AWS's default key policy.
@@ -31,7 +32,7 @@ pub(super) async fn run(c: &mut KmsClient, cmd: KeyCmd) -> CliResult {
                 key_usage,
                 policy,
                 bypass_policy_lockout_safety_check,
-                ..Default::default()
+                origin,
             };
             let r = reply(c.create_key(req).await)?;
             print_json(&json!({ "KeyMetadata": metadata_json(r.key_metadata) }))
@@ -148,6 +149,13 @@ fn metadata_json(m: Option<proto::KeyMetadata>) -> Value {
     ] {
         if let (false, Some(obj)) = (list.is_empty(), out.as_object_mut()) {
             obj.insert(name.into(), json!(list));
+        }
+    }
+    // Imported material's terms, as AWS shows them: only when the key has some.
+    if let (false, Some(obj)) = (m.expiration_model.is_empty(), out.as_object_mut()) {
+        obj.insert("ExpirationModel".into(), json!(m.expiration_model));
+        if let Some(t) = date(m.valid_to) {
+            obj.insert("ValidTo".into(), json!(t));
         }
     }
     out

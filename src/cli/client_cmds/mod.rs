@@ -9,6 +9,7 @@ mod config;
 pub(crate) mod credentials;
 pub(crate) mod crypto;
 mod grants;
+pub(crate) mod import;
 mod keys;
 mod policies;
 mod tags;
@@ -128,6 +129,9 @@ pub(crate) fn run(conn: &Conn, cmd: Command) -> CliResult {
             Command::VerifyMac(a) => asymmetric::verify_mac(c, a).await,
             Command::DeriveSharedSecret(a) => asymmetric::derive_shared_secret(c, a).await,
             Command::GenerateDataKeyPair(a) => asymmetric::generate_data_key_pair(c, a).await,
+            Command::GetParametersForImport(a) => import::get_parameters(c, a).await,
+            Command::ImportKeyMaterial(a) => import::import(c, a).await,
+            Command::DeleteImportedKeyMaterial(a) => import::delete(c, a).await,
             Command::Policy(p) => policies::policy(c, p).await,
             Command::Principal(p) => policies::principal(c, p).await,
             Command::Grant(g) => grants::run(c, g).await,

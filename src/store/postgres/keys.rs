@@ -7,7 +7,10 @@ use super::{count, from_ms, limit, to_i64, to_ms, to_u64, PostgresStore};
 use crate::domain::{
     AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
 };
-use crate::store::{Change, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
+use crate::store::encoding::imported_terms;
+use crate::store::{
+    Change, ImportedMaterial, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError,
+};
 
 /// The key ids in the first column of `rows`.
 fn key_ids(rows: &[tokio_postgres::Row]) -> Result<Vec<KeyId>, StoreError> {
@@ -34,8 +37,10 @@ impl Store for PostgresStore {
                 .execute(
                     "INSERT INTO keys (key_id, account, description, creation_ms, key_usage,
                         key_spec, origin, key_state, deletion_ms, current_version, policy,
-                        rotation_period_days, next_rotation_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                        rotation_period_days, next_rotation_ms, expiration_model, valid_to_ms,
+                        import_check)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                        $16)
                      ON CONFLICT (key_id) DO NOTHING",
                     &[
                         &rec.key_id.to_string(),
@@ -51,6 +56,9 @@ impl Store for PostgresStore {
                         &rec.policy,
                         &rec.rotation.map(|r| i64::from(r.period_days)),
                         &rec.rotation.map(|r| to_ms(r.next)),
+                        &rec.imported.map(|i| i.expiration_model.as_str()),
+                        &rec.imported.and_then(|i| i.valid_to).map(to_ms),
+                        &rec.import_check,
                     ],
                 )
                 .await?;
@@ -86,7 +94,8 @@ impl Store for PostgresStore {
                 .query_opt(
                     "SELECT account, description, creation_ms, key_usage, key_spec, origin,
                             key_state, deletion_ms, current_version, policy,
-                            rotation_period_days, next_rotation_ms
+                            rotation_period_days, next_rotation_ms, expiration_model,
+                            valid_to_ms, import_check
                      FROM keys WHERE key_id = $1",
                     &[&key],
                 )
@@ -148,6 +157,8 @@ impl Store for PostgresStore {
                     }),
                     _ => None,
                 },
+                imported: imported_terms(row.get::<_, Option<String>>(12).as_deref(), row.get(13))?,
+                import_check: row.get(14),
             }))
         })
     }
@@ -202,7 +213,7 @@ impl Store for PostgresStore {
             let n = c
                 .execute(
                     "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = $2
-                     WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled')",
+                     WHERE key_id = $1 AND key_state IN ('Enabled', 'Disabled', 'PendingImport')",
                     &[&key, &to_ms(at)],
                 )
                 .await?;
@@ -218,7 +229,9 @@ impl Store for PostgresStore {
         self.with(move |c| async move {
             let n = c
                 .execute(
-                    "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
+                    "UPDATE keys SET deletion_ms = NULL,
+                        key_state = CASE WHEN origin = 'EXTERNAL' AND expiration_model IS NULL
+                                         THEN 'PendingImport' ELSE 'Disabled' END
                      WHERE key_id = $1 AND key_state = 'PendingDeletion'
                        AND destroy_started_ms IS NULL",
                     &[&key],
@@ -350,6 +363,74 @@ impl Store for PostgresStore {
                     "SELECT key_id FROM keys
                      WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL
                        AND next_rotation_ms <= $1
+                     ORDER BY key_id",
+                    &[&to_ms(now)],
+                )
+                .await?;
+            key_ids(&rows)
+        })
+    }
+
+    fn set_imported(
+        &self,
+        id: &KeyId,
+        terms: &ImportedMaterial,
+        prior: Option<&[u8]>,
+        check: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (key, id, terms) = (id.to_string(), *id, *terms);
+        let (prior, check) = (prior.map(<[u8]>::to_vec), check.to_vec());
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "UPDATE keys SET expiration_model = $2, valid_to_ms = $3,
+                        import_check = COALESCE(import_check, $4),
+                        key_state = CASE WHEN key_state = 'PendingImport' THEN 'Enabled'
+                                         ELSE key_state END
+                     WHERE key_id = $1 AND origin = 'EXTERNAL'
+                       AND key_state IN ('Enabled', 'Disabled', 'PendingImport')
+                       AND import_check IS NOT DISTINCT FROM $5",
+                    &[
+                        &key,
+                        &terms.expiration_model.as_str(),
+                        &terms.valid_to.map(to_ms),
+                        &check,
+                        &prior,
+                    ],
+                )
+                .await?;
+            if n > 0 {
+                super::announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(changed(n))
+        })
+    }
+
+    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let (key, id) = (id.to_string(), *id);
+        self.with(move |c| async move {
+            let n = c
+                .execute(
+                    "UPDATE keys SET expiration_model = NULL, valid_to_ms = NULL,
+                        key_state = CASE WHEN key_state IN ('Enabled', 'Disabled')
+                                         THEN 'PendingImport' ELSE key_state END
+                     WHERE key_id = $1 AND origin = 'EXTERNAL'",
+                    &[&key],
+                )
+                .await?;
+            if n > 0 {
+                super::announce(&**c, &Change::Key(id)).await?;
+            }
+            Ok(changed(n))
+        })
+    }
+
+    fn keys_with_expired_material(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        self.with(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT key_id FROM keys
+                     WHERE origin = 'EXTERNAL' AND valid_to_ms IS NOT NULL AND valid_to_ms <= $1
                      ORDER BY key_id",
                     &[&to_ms(now)],
                 )

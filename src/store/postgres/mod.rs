@@ -126,6 +126,11 @@ const MIGRATIONS: &[&str] = &[
     // 3: whose claim it is (the store handle's name), so that a maker whose claim was
     // taken over cannot record the version; claimed_ms from the database's clock.
     "ALTER TABLE material_claims ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
+    // 4: imported key material: its terms while it is in the token, and the check that
+    // a re-import brings the same material.
+    "ALTER TABLE keys ADD COLUMN expiration_model TEXT;
+     ALTER TABLE keys ADD COLUMN valid_to_ms BIGINT;
+     ALTER TABLE keys ADD COLUMN import_check BYTEA;",
 ];
 
 /// The advisory lock the migrations run under (any constant, the same in every build).

@@ -10,8 +10,10 @@ use super::{from_ms, key_ids, string_pairs, to_i64, to_ms, to_u64, SqliteStore};
 use crate::domain::{
     AccountId, KeyId, KeySpec, KeyState, KeyUsage, MaterialVersion, Origin, RotationType,
 };
-use crate::store::encoding::TagTable;
-use crate::store::{KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError};
+use crate::store::encoding::{imported_terms, TagTable};
+use crate::store::{
+    ImportedMaterial, KeyRecord, MaterialRecord, RotationSchedule, Store, StoreError,
+};
 
 impl Store for SqliteStore {
     fn insert_key(&self, rec: &KeyRecord) -> Result<(), StoreError> {
@@ -20,8 +22,9 @@ impl Store for SqliteStore {
         let n = tx.execute(
             "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
                 key_spec, origin, key_state, deletion_ms, current_version, policy,
-                rotation_period_days, next_rotation_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                rotation_period_days, next_rotation_ms, expiration_model, valid_to_ms,
+                import_check)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 rec.key_id.to_string(),
                 rec.account.as_str(),
@@ -36,6 +39,9 @@ impl Store for SqliteStore {
                 rec.policy,
                 rec.rotation.map(|r| r.period_days),
                 rec.rotation.map(|r| to_ms(r.next)),
+                rec.imported.map(|i| i.expiration_model.as_str()),
+                rec.imported.and_then(|i| i.valid_to).map(to_ms),
+                rec.import_check,
             ],
         )?;
         if n == 0 {
@@ -64,7 +70,7 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
                         deletion_ms, current_version, policy, rotation_period_days,
-                        next_rotation_ms
+                        next_rotation_ms, expiration_model, valid_to_ms, import_check
                  FROM keys WHERE key_id = ?1",
                 params![id.to_string()],
                 |r| {
@@ -80,6 +86,11 @@ impl Store for SqliteStore {
                         r.get::<_, u32>(8)?,
                         r.get::<_, Option<String>>(9)?,
                         (r.get::<_, Option<u32>>(10)?, r.get::<_, Option<i64>>(11)?),
+                        (
+                            r.get::<_, Option<String>>(12)?,
+                            r.get::<_, Option<i64>>(13)?,
+                            r.get::<_, Option<Vec<u8>>>(14)?,
+                        ),
                     ))
                 },
             )
@@ -96,6 +107,7 @@ impl Store for SqliteStore {
             current,
             policy,
             (period, next_rotation),
+            (expiration_model, valid_to, import_check),
         )) = row
         else {
             return Ok(None);
@@ -149,6 +161,8 @@ impl Store for SqliteStore {
                 }),
                 _ => None,
             },
+            imported: imported_terms(expiration_model.as_deref(), valid_to)?,
+            import_check,
         }))
     }
 
@@ -187,7 +201,7 @@ impl Store for SqliteStore {
     fn schedule_deletion(&self, id: &KeyId, at: SystemTime) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE keys SET key_state = 'PendingDeletion', deletion_ms = ?2
-             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled')",
+             WHERE key_id = ?1 AND key_state IN ('Enabled', 'Disabled', 'PendingImport')",
             params![id.to_string(), to_ms(at)],
         )?;
         Ok(n == 1)
@@ -195,7 +209,9 @@ impl Store for SqliteStore {
 
     fn cancel_deletion(&self, id: &KeyId) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "UPDATE keys SET key_state = 'Disabled', deletion_ms = NULL
+            "UPDATE keys SET deletion_ms = NULL,
+                key_state = CASE WHEN origin = 'EXTERNAL' AND expiration_model IS NULL
+                                 THEN 'PendingImport' ELSE 'Disabled' END
              WHERE key_id = ?1 AND key_state = 'PendingDeletion' AND destroy_started_ms IS NULL",
             params![id.to_string()],
         )?;
@@ -288,6 +304,52 @@ impl Store for SqliteStore {
             &self.conn(),
             "SELECT key_id FROM keys
              WHERE key_state = 'Enabled' AND next_rotation_ms IS NOT NULL AND next_rotation_ms <= ?1
+             ORDER BY key_id",
+            params![to_ms(now)],
+        )
+    }
+
+    fn set_imported(
+        &self,
+        id: &KeyId,
+        terms: &ImportedMaterial,
+        prior: Option<&[u8]>,
+        check: &[u8],
+    ) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET expiration_model = ?2, valid_to_ms = ?3,
+                import_check = COALESCE(import_check, ?4),
+                key_state = CASE WHEN key_state = 'PendingImport' THEN 'Enabled' ELSE key_state END
+             WHERE key_id = ?1 AND origin = 'EXTERNAL'
+               AND key_state IN ('Enabled', 'Disabled', 'PendingImport')
+               AND import_check IS ?5",
+            params![
+                id.to_string(),
+                terms.expiration_model.as_str(),
+                terms.valid_to.map(to_ms),
+                check,
+                prior,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE keys SET expiration_model = NULL, valid_to_ms = NULL,
+                key_state = CASE WHEN key_state IN ('Enabled', 'Disabled')
+                                 THEN 'PendingImport' ELSE key_state END
+             WHERE key_id = ?1 AND origin = 'EXTERNAL'",
+            params![id.to_string()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn keys_with_expired_material(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
+        key_ids(
+            &self.conn(),
+            "SELECT key_id FROM keys
+             WHERE origin = 'EXTERNAL' AND valid_to_ms IS NOT NULL AND valid_to_ms <= ?1
              ORDER BY key_id",
             params![to_ms(now)],
         )

@@ -118,6 +118,12 @@ impl Vault {
         exhausted: MaterialVersion,
         rotation: Option<(RotationType, Option<SystemTime>)>,
     ) -> Result<MaterialVersion, KmsError> {
+        if key.kind().2 == crate::domain::Origin::External {
+            // Only its owner has imported material: none can be made to take over.
+            return Err(KmsError::LimitExceeded(
+                "this key's imported material has been used for as many encryptions as AES-GCM with random IVs allows; encrypt under another key".into(),
+            ));
+        }
         let next = exhausted
             .0
             .checked_add(1)

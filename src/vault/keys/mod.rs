@@ -155,6 +155,8 @@ impl KeyEntry {
             origin: r.origin,
             key_state: r.key_state,
             deletion_date: r.deletion_date,
+            expiration_model: r.imported.map(|i| i.expiration_model),
+            valid_to: r.imported.and_then(|i| i.valid_to),
         }
     }
 
@@ -192,7 +194,8 @@ impl KeyEntry {
     }
 
     /// Takes the metadata a request may change (state, deletion date, description,
-    /// policy, rotation schedule) from the record as the store now holds it. Material
+    /// policy, rotation schedule, imported material) from the record as the store now
+    /// holds it. Material
     /// versions and the IV budget are kept: they change only under the same lock, by
     /// `take_invocation` and `new_material`, which keep memory and store in step.
     fn adopt(&self, stored: KeyRecord, partition: &Partition) {
@@ -216,6 +219,8 @@ impl KeyEntry {
         r.description = stored.description;
         r.policy = stored.policy;
         r.rotation = stored.rotation;
+        r.imported = stored.imported;
+        r.import_check = stored.import_check;
     }
 
     /// The lifecycle state.
@@ -241,6 +246,13 @@ impl KeyEntry {
             .iter()
             .filter_map(|m| m.rotation.map(|t| (m.version, m.created, t)))
             .collect()
+    }
+
+    /// The imported material's terms (None while an EXTERNAL key has none, and for
+    /// every other key), and the check a re-import must pass.
+    pub(crate) fn imported(&self) -> (Option<crate::store::ImportedMaterial>, Option<Vec<u8>>) {
+        let s = self.lock();
+        (s.record.imported, s.record.import_check.clone())
     }
 
     /// The current material version.
@@ -309,10 +321,10 @@ impl KeyEntry {
     }
 
     /// For management operations AWS refuses on a key pending deletion: Ok when the
-    /// key is Enabled or Disabled, KMSInvalidStateException otherwise.
+    /// key is Enabled, Disabled or PendingImport, KMSInvalidStateException otherwise.
     pub(crate) fn check_manageable(&self, arn: &KeyArn) -> Result<(), KmsError> {
         match self.lock().record.key_state {
-            KeyState::Enabled | KeyState::Disabled => Ok(()),
+            KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport => Ok(()),
             other => Err(KmsError::KmsInvalidState(format!(
                 "{arn} is {}.",
                 other.as_str()

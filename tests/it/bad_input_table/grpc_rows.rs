@@ -251,8 +251,8 @@ pub(super) fn grpc_table(f: Fixture) -> Table<GrpcReq> {
                 r.key_usage = "SIGN_VERIFY".into();
             }));
         "CreateKey Origin unknown", VALIDATION, |c| c.create_key(with(ck(), |r| r.origin = "MOON".into()));
-        "CreateKey Origin EXTERNAL", UNSUPPORTED,
-            |c| c.create_key(with(ck(), |r| r.origin = "EXTERNAL".into()));
+        "CreateKey Origin AWS_CLOUDHSM", UNSUPPORTED,
+            |c| c.create_key(with(ck(), |r| r.origin = "AWS_CLOUDHSM".into()));
         "CreateKey Policy not JSON", MALFORMED_POLICY,
             |c| c.create_key(with(ck(), |r| r.policy = r#"{"Version":"#.into()));
         "CreateKey Policy 10,000 levels deep", MALFORMED_POLICY,

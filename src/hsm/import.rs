@@ -1,0 +1,652 @@
+//! Imported key material: the RSA wrapping keys GetParametersForImport makes in the
+//! token, and the unwrapping of material into the token with C_UnwrapKey, so that the
+//! daemon never holds the material in plaintext.
+//!
+//! RSAES_OAEP_* unwraps the material with the wrapping key in one call.
+//! RSA_AES_KEY_WRAP_* unwraps the ephemeral AES key with the wrapping key into a
+//! session object that can only unwrap, then the material with that key (AES key wrap
+//! with padding, RFC 5649, which SoftHSM2 offers as CKM_AES_KEY_WRAP_PAD), and destroys
+//! the ephemeral key. Whether the token can do the requested algorithm is proven when
+//! the wrapping key is made: a test value is wrapped with it in software and unwrapped
+//! in the token, so a token that cannot (SoftHSM2's OAEP takes SHA-1 only) is refused
+//! before anyone wraps material for it.
+//!
+//! A re-import must bring the same material: what proves it without seeing either is
+//! the import check, made by the first import and kept by the store (see
+//! [`ImportCheck`]).
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::types::Ulong;
+use zeroize::Zeroizing;
+
+use super::material::Part;
+use super::session::{gcm_decrypt_raw, gcm_encrypt, WorkerSession};
+use super::{signature, HsmError, MaterialRef, OaepHash};
+use crate::domain::{KeySpec, MaterialKind};
+
+/// CKA_ID prefix of wrapping keys: never 20 bytes long, so never read as key material.
+const WRAPPING_ID_PREFIX: &[u8] = b"p11kms-import-wrapping/";
+/// CKA_LABEL prefix of wrapping keys, followed by `<id hex>/until/<unix seconds>`.
+const WRAPPING_LABEL_PREFIX: &str = "p11kms/import-wrapping-key/";
+/// AAD of the AES-GCM import check of symmetric material.
+const CHECK_AAD: &[u8] = b"p11kms imported key material check v1";
+/// What HMAC material is asked to MAC for its import check.
+const CHECK_MESSAGE: &[u8] = b"p11kms imported key material check v1";
+
+/// One RSA wrapping key in the token: its id, and when it may be destroyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WrappingKeyRef {
+    /// Random, from the import token.
+    pub(crate) id: [u8; 16],
+    /// When its import token expires (seconds since the epoch); the sweep destroys
+    /// the key after that.
+    pub(crate) valid_to_secs: u64,
+}
+
+impl WrappingKeyRef {
+    fn cka_id(&self) -> Vec<u8> {
+        let mut id = WRAPPING_ID_PREFIX.to_vec();
+        id.extend_from_slice(&self.id);
+        id
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "{WRAPPING_LABEL_PREFIX}{}/until/{}",
+            crate::domain::to_hex(&self.id),
+            self.valid_to_secs
+        )
+    }
+
+    /// The wrapping key a label made by [`Self::label`] names.
+    fn from_label(label: &str) -> Option<Self> {
+        let rest = label.strip_prefix(WRAPPING_LABEL_PREFIX)?;
+        let (id, until) = rest.split_once("/until/")?;
+        let id: [u8; 16] = crate::domain::from_hex(id)?.try_into().ok()?;
+        Some(Self {
+            id,
+            valid_to_secs: until.parse().ok()?,
+        })
+    }
+}
+
+/// How the material travels (a WrappingAlgorithm, in the token's terms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Wrapping {
+    /// The hash of the RSAES-OAEP step.
+    pub(crate) hash: OaepHash,
+    /// Whether the material is under an ephemeral AES key (RFC 5649).
+    pub(crate) aes_key_wrap: bool,
+}
+
+impl Wrapping {
+    fn describe(self) -> String {
+        let oaep = match self.hash {
+            OaepHash::Sha1 => "RSA-OAEP with SHA-1",
+            OaepHash::Sha256 => "RSA-OAEP with SHA-256",
+        };
+        if self.aes_key_wrap {
+            format!("unwrap keys with {oaep} and then AES key wrap with padding (CKM_AES_KEY_WRAP_PAD, RFC 5649)")
+        } else {
+            format!("unwrap keys with {oaep}")
+        }
+    }
+}
+
+/// Proof that material imported again is the material first imported, made without
+/// reading either: for AES material, an AES-GCM encryption of random bytes under it
+/// (IV || ciphertext || tag) that only the same key opens; for HMAC material, its MAC
+/// of a fixed message.
+pub(crate) type ImportCheck = Vec<u8>;
+
+impl WorkerSession {
+    /// Makes an RSA wrapping key pair of `bits`: the private half a token object that
+    /// can only unwrap, the public half read out and destroyed. Proves that the token
+    /// can unwrap with `wrapping` (destroying the key when it cannot). Returns the public
+    /// key as DER SubjectPublicKeyInfo.
+    pub(crate) fn make_wrapping_key(
+        &mut self,
+        w: &WrappingKeyRef,
+        bits: u32,
+        wrapping: Wrapping,
+    ) -> Result<Vec<u8>, HsmError> {
+        let m = self.mechanisms();
+        let mut lacking = [
+            MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+            MechanismType::RSA_PKCS_OAEP,
+        ]
+        .into_iter()
+        .filter(|t| !m.offers(*t))
+        .collect::<Vec<_>>();
+        if wrapping.aes_key_wrap && !m.offers(MechanismType::AES_KEY_WRAP_PAD) {
+            lacking.push(MechanismType::AES_KEY_WRAP_PAD);
+        }
+        if !lacking.is_empty() {
+            return Err(HsmError::Unsupported(format!(
+                "{} (it does not offer {})",
+                wrapping.describe(),
+                lacking
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let (id, label) = (w.cka_id(), w.label().into_bytes());
+        let s = self.session()?;
+        let public = [
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::ModulusBits(Ulong::from(u64::from(bits))),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            Attribute::Encrypt(false),
+            Attribute::Verify(false),
+            Attribute::Wrap(false),
+            Attribute::Id(id.clone()),
+            Attribute::Label(label.clone()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Sign(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(true),
+            Attribute::Derive(false),
+            Attribute::SignRecover(false),
+            Attribute::Id(id),
+            Attribute::Label(label),
+        ];
+        let (pub_h, priv_h) = s
+            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+            .map_err(HsmError::from_call)?;
+        let spki = rsa_spki_of(s, pub_h);
+        let _ = s.destroy_object(pub_h);
+        let proven = spki.and_then(|spki| {
+            prove_unwrap(s, priv_h, &spki, bits, wrapping)?;
+            Ok(spki)
+        });
+        if proven.is_err() {
+            let _ = s.destroy_object(priv_h);
+        }
+        proven
+    }
+
+    /// Unwraps `wrapped` with wrapping key `w` into material `m` of a key of `spec`:
+    /// checked (its size, and against `prior` when the key had material before) in a
+    /// session object first, then made a token object unless the token holds it
+    /// already. Returns the import check to keep.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn import_material(
+        &mut self,
+        m: &MaterialRef,
+        spec: KeySpec,
+        w: &WrappingKeyRef,
+        bits: u32,
+        wrapping: Wrapping,
+        wrapped: &[u8],
+        prior: Option<&[u8]>,
+    ) -> Result<ImportCheck, HsmError> {
+        let kind = spec.material();
+        let offers_kwp = self.mechanisms().offers(MechanismType::AES_KEY_WRAP_PAD);
+        let s = self.session()?;
+        let wrapping_key = match s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Token(true),
+                Attribute::Id(w.cka_id()),
+            ])
+            .map_err(HsmError::from_call)?
+            .first()
+        {
+            Some(h) => *h,
+            None => return Err(HsmError::WrappingKeyMissing),
+        };
+        let check_copy = unwrap(
+            s,
+            wrapping_key,
+            bits,
+            wrapping,
+            wrapped,
+            &material_template(kind, None)?,
+        )?;
+        let checked = check(s, check_copy, kind, prior, offers_kwp);
+        // The checking copy never outlives the call, whatever the check said.
+        if let Err(e) = s.destroy_object(check_copy) {
+            tracing::warn!(error = %e, "could not destroy the session copy of imported material; closing the session");
+            self.reset();
+            return Err(HsmError::from_call(e));
+        }
+        let check = checked?;
+        if super::session::find_material(s, m, Part::Secret)?.is_empty() {
+            unwrap(
+                s,
+                wrapping_key,
+                bits,
+                wrapping,
+                wrapped,
+                &material_template(kind, Some(m))?,
+            )?;
+        }
+        Ok(check)
+    }
+
+    /// Destroys the wrapping keys whose import tokens expired before `now_secs`.
+    /// Returns how many.
+    pub(crate) fn destroy_expired_wrapping_keys(
+        &mut self,
+        now_secs: u64,
+    ) -> Result<usize, HsmError> {
+        let s = self.session()?;
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Token(true),
+                Attribute::KeyType(KeyType::RSA),
+            ])
+            .map_err(HsmError::from_call)?;
+        let mut destroyed = 0;
+        for h in found {
+            let label = s
+                .get_attributes(h, &[AttributeType::Label])
+                .map_err(HsmError::from_call)?
+                .into_iter()
+                .find_map(|a| match a {
+                    Attribute::Label(l) => String::from_utf8(l).ok(),
+                    _ => None,
+                });
+            let Some(w) = label.as_deref().and_then(WrappingKeyRef::from_label) else {
+                continue;
+            };
+            if w.valid_to_secs < now_secs {
+                match s.destroy_object(h) {
+                    Ok(()) => destroyed += 1,
+                    Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => {}
+                    Err(e) => return Err(HsmError::from_call(e)),
+                }
+            }
+        }
+        Ok(destroyed)
+    }
+}
+
+/// DER SubjectPublicKeyInfo of an RSA public key object.
+fn rsa_spki_of(s: &Session, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
+    let (mut n, mut e) = (None, None);
+    for a in s
+        .get_attributes(
+            public,
+            &[AttributeType::Modulus, AttributeType::PublicExponent],
+        )
+        .map_err(HsmError::from_call)?
+    {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    match (n, e) {
+        (Some(n), Some(e)) => Ok(signature::rsa_spki(&n, &e)),
+        _ => Err(HsmError::Malformed("RSA public key")),
+    }
+}
+
+/// Wraps a random AES key in software with the new wrapping key's public half, as an
+/// importer would, and unwraps it in the token: Unsupported when the token cannot.
+fn prove_unwrap(
+    s: &Session,
+    private: ObjectHandle,
+    spki: &[u8],
+    bits: u32,
+    wrapping: Wrapping,
+) -> Result<(), HsmError> {
+    let mut test_key = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(test_key.as_mut_slice())
+        .map_err(|_| HsmError::Malformed("random bytes"))?;
+    let wrapped = if wrapping.aes_key_wrap {
+        let mut kek = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(kek.as_mut_slice())
+            .map_err(|_| HsmError::Malformed("random bytes"))?;
+        let mut out = super::key_ops::software_oaep_encrypt(spki, wrapping.hash, kek.as_slice())?;
+        out.extend(aes_kwp_wrap(kek.as_slice(), test_key.as_slice())?);
+        out
+    } else {
+        super::key_ops::software_oaep_encrypt(spki, wrapping.hash, test_key.as_slice())?
+    };
+    let template = material_template(MaterialKind::Aes256, None)?;
+    match unwrap(s, private, bits, wrapping, &wrapped, &template) {
+        Ok(h) => {
+            s.destroy_object(h).map_err(HsmError::from_call)?;
+            Ok(())
+        }
+        Err(HsmError::WrappedKeyInvalid(rv)) => {
+            tracing::info!(code = %rv, wrapping = %wrapping.describe(), "the token cannot unwrap a test key wrapped for it");
+            Err(HsmError::Unsupported(wrapping.describe()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// RFC 5649 AES key wrap with padding, in software (for the proof only).
+fn aes_kwp_wrap(kek: &[u8], key: &[u8]) -> Result<Vec<u8>, HsmError> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
+    // Output: the key rounded up to 8 bytes, plus the 8-byte integrity block.
+    let kek = AesKek::new(&AES_256, kek).map_err(|_| HsmError::Malformed("AES key"))?;
+    let mut out = vec![0u8; key.len() + 16];
+    let n = kek
+        .wrap_with_padding(key, &mut out)
+        .map_err(|_| HsmError::Malformed("wrapped key"))?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// C_UnwrapKey of `wrapped` per `wrapping` with the wrapping key `private`, into an
+/// object of `template`. The token's refusal of the input, whatever code it gives
+/// (SoftHSM2 and kryoptic differ, and kryoptic says CKR_DEVICE_ERROR for a bad OAEP
+/// block), is WrappedKeyInvalid; only a lost session is reported as such.
+fn unwrap(
+    s: &Session,
+    private: ObjectHandle,
+    bits: u32,
+    wrapping: Wrapping,
+    wrapped: &[u8],
+    template: &[Attribute],
+) -> Result<ObjectHandle, HsmError> {
+    let oaep = wrapping.hash.mechanism();
+    if !wrapping.aes_key_wrap {
+        return s
+            .unwrap_key(&oaep, private, wrapped, template)
+            .map_err(refused_input);
+    }
+    let modulus_len = (bits / 8) as usize;
+    if wrapped.len() <= modulus_len {
+        return Err(HsmError::WrappedKeyInvalid(
+            "shorter than the wrapped AES key and any material".into(),
+        ));
+    }
+    let (rsa_part, kwp_part) = wrapped.split_at(modulus_len);
+    let ephemeral = s
+        .unwrap_key(
+            &oaep,
+            private,
+            rsa_part,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(true),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+            ],
+        )
+        .map_err(refused_input)?;
+    let made = s
+        .unwrap_key(&Mechanism::AesKeyWrapPad, ephemeral, kwp_part, template)
+        .map_err(refused_input);
+    if let Err(e) = s.destroy_object(ephemeral) {
+        // It goes with the session; the caller's error handling closes it when lost.
+        tracing::warn!(error = %e, "could not destroy an ephemeral import key");
+    }
+    made
+}
+
+/// An unwrap's failure: the session's loss as such, anything else the input's fault.
+fn refused_input(e: CkError) -> HsmError {
+    match &e {
+        CkError::Pkcs11(
+            rv @ (RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::UserNotLoggedIn
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent),
+            _,
+        ) => {
+            let _ = rv;
+            HsmError::from_call(e)
+        }
+        CkError::Pkcs11(rv, _) => HsmError::WrappedKeyInvalid(format!("{rv:?}")),
+        other => HsmError::WrappedKeyInvalid(other.to_string()),
+    }
+}
+
+/// The template imported material is unwrapped into: a session copy to check (`m`
+/// None) or the material's token object, as sensitive, non-extractable and narrow in
+/// use as generated material (see `material`).
+fn material_template(
+    kind: MaterialKind,
+    m: Option<&MaterialRef>,
+) -> Result<Vec<Attribute>, HsmError> {
+    let (id, label) = match m {
+        Some(m) => (m.cka_id(), m.label().into_bytes()),
+        None => (
+            b"p11kms import check".to_vec(),
+            b"p11kms import check".to_vec(),
+        ),
+    };
+    let mut t =
+        match kind {
+            MaterialKind::Aes256 => super::session::aes_key_template(id, label).to_vec(),
+            MaterialKind::Hmac(len) => super::material::hmac_template(id, label, len).to_vec(),
+            MaterialKind::Rsa(_) | MaterialKind::Ec(_) => return Err(HsmError::Unsupported(
+                "import asymmetric key material yet (p11kms imports symmetric and HMAC material)"
+                    .into(),
+            )),
+        };
+    // The length is the material's, whatever it is: checked after unwrapping.
+    t.retain(|a| !matches!(a, Attribute::ValueLen(_)));
+    if m.is_none() {
+        // The checking copy lives in the session only, and may be wrapped (under a key
+        // of the token's that nobody sees) to learn its length where the token does not
+        // report one (see `material_len`).
+        for a in &mut t {
+            match a {
+                Attribute::Token(on) => *on = false,
+                Attribute::Extractable(on) => *on = true,
+                _ => {}
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// The length of the unwrapped material `h` without reading it, as a range: exact
+/// where the token reports CKA_VALUE_LEN; else (SoftHSM2 leaves it 0 on unwrapped keys)
+/// to within 8 bytes, from the length of its AES key wrap with padding under a session
+/// key of the token's own (RFC 5649 rounds up to 8 bytes and adds 8).
+fn material_len(
+    s: &Session,
+    h: ObjectHandle,
+    offers_kwp: bool,
+) -> Result<std::ops::RangeInclusive<usize>, HsmError> {
+    let reported = s
+        .get_attributes(h, &[AttributeType::ValueLen])
+        .map_err(HsmError::from_call)?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::ValueLen(n) => Some(u64::from(n) as usize),
+            _ => None,
+        })
+        .unwrap_or(0);
+    if reported > 0 {
+        return Ok(reported..=reported);
+    }
+    if !offers_kwp {
+        return Err(HsmError::Unsupported(
+            "tell the length of unwrapped key material (it reports no CKA_VALUE_LEN and offers no CKM_AES_KEY_WRAP_PAD)".into(),
+        ));
+    }
+    let kek = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(Ulong::from(32u64)),
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(false),
+            ],
+        )
+        .map_err(HsmError::from_call)?;
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, h);
+    let _ = s.destroy_object(kek);
+    let n = wrapped.map_err(HsmError::from_call)?.len();
+    let upper = n.saturating_sub(8);
+    Ok(upper.saturating_sub(7).max(1)..=upper)
+}
+
+/// The size check of unwrapped material and its import check: against `prior` when
+/// given (IncorrectMaterial when it differs), else a new one.
+fn check(
+    s: &Session,
+    h: ObjectHandle,
+    kind: MaterialKind,
+    prior: Option<&[u8]>,
+    offers_kwp: bool,
+) -> Result<ImportCheck, HsmError> {
+    let len = material_len(s, h, offers_kwp)?;
+    match kind {
+        MaterialKind::Aes256 => {
+            // A length known to within 8 bytes is exact here: AES keys are 16, 24 or
+            // 32 bytes, and using the key below fails for any other length.
+            if !len.contains(&32) {
+                return Err(HsmError::IncorrectMaterial(format!(
+                    "symmetric key material must be 256 bits (32 bytes), not {} bytes",
+                    len.end()
+                )));
+            }
+            match prior.map(|p| p.split_at_checked(12)) {
+                Some(Some((iv, sealed))) => match gcm_decrypt_raw(s, h, iv, CHECK_AAD, sealed) {
+                    Ok(_) => Ok(prior.unwrap_or_default().to_vec()),
+                    Err(_) => Err(different()),
+                },
+                Some(_) => Err(HsmError::Malformed("stored import check")),
+                None => {
+                    let mut iv = [0u8; 12];
+                    s.generate_random_slice(&mut iv)
+                        .map_err(HsmError::from_call)?;
+                    let mut value = Zeroizing::new([0u8; 32]);
+                    s.generate_random_slice(value.as_mut_slice())
+                        .map_err(HsmError::from_call)?;
+                    let sealed =
+                        gcm_encrypt(s, h, &iv, CHECK_AAD, value.as_slice()).map_err(|e| {
+                            tracing::info!(error = %e, "imported AES material does not encrypt");
+                            HsmError::IncorrectMaterial(
+                                "symmetric key material must be 256 bits (32 bytes)".into(),
+                            )
+                        })?;
+                    let mut out = iv.to_vec();
+                    out.extend(sealed);
+                    Ok(out)
+                }
+            }
+        }
+        MaterialKind::Hmac(want) => {
+            let (min, max) = hmac_material_len(want);
+            // Where the length is known to within 8 bytes only, a length that may be in
+            // range passes (a key a few bytes short of the minimum then passes as one
+            // zero-padded to it, which HMAC treats the same).
+            if *len.end() < min || *len.start() > max {
+                return Err(HsmError::IncorrectMaterial(format!(
+                    "HMAC key material for this key spec must be {min} to {max} bytes, not {}",
+                    len.end()
+                )));
+            }
+            let alg = hmac_algorithm(want);
+            let mac = s
+                .sign(&signature::mac_mechanism(alg), h, CHECK_MESSAGE)
+                .map_err(HsmError::from_call)?;
+            match prior {
+                Some(p) => {
+                    use subtle::ConstantTimeEq;
+                    if p.len() == mac.len() && bool::from(p.ct_eq(&mac)) {
+                        Ok(mac)
+                    } else {
+                        Err(different())
+                    }
+                }
+                None => Ok(mac),
+            }
+        }
+        MaterialKind::Rsa(_) | MaterialKind::Ec(_) => Err(HsmError::Unsupported(
+            "import asymmetric key material yet".into(),
+        )),
+    }
+}
+
+fn different() -> HsmError {
+    HsmError::IncorrectMaterial(
+        "this is not the key material that was imported into this key before; a key takes only its own material".into(),
+    )
+}
+
+/// AWS's sizes for imported HMAC material of a key whose generated material is `len`
+/// bytes: from the hash's length to its block size.
+fn hmac_material_len(len: usize) -> (usize, usize) {
+    match len {
+        28 | 32 => (len, 64),
+        _ => (len, 128),
+    }
+}
+
+/// The MAC algorithm of HMAC material of `len` bytes (as generated for its key spec).
+fn hmac_algorithm(len: usize) -> crate::domain::MacAlgorithm {
+    use crate::domain::MacAlgorithm as M;
+    match len {
+        28 => M::HmacSha224,
+        32 => M::HmacSha256,
+        48 => M::HmacSha384,
+        _ => M::HmacSha512,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_key_labels_round_trip_and_nothing_else_reads_as_one() {
+        let w = WrappingKeyRef {
+            id: [0xab; 16],
+            valid_to_secs: 1_800_000_000,
+        };
+        assert_eq!(WrappingKeyRef::from_label(&w.label()), Some(w));
+        assert_ne!(w.cka_id().len(), 20, "never a material's CKA_ID length");
+        assert!(MaterialRef::from_cka_id(&w.cka_id()).is_none());
+        for other in [
+            "p11kms/abc/v1",
+            "p11kms/import-wrapping-key/zz/until/5",
+            "p11kms/import-wrapping-key/abababababababababababababababab/until/x",
+            "p11kms/import-wrapping-key/abab/until/5",
+        ] {
+            assert_eq!(WrappingKeyRef::from_label(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn hmac_material_sizes_run_from_the_hash_to_the_block() {
+        assert_eq!(hmac_material_len(28), (28, 64));
+        assert_eq!(hmac_material_len(32), (32, 64));
+        assert_eq!(hmac_material_len(48), (48, 128));
+        assert_eq!(hmac_material_len(64), (64, 128));
+    }
+}

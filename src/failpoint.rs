@@ -13,6 +13,8 @@ pub const CRASH_POINTS: &[&str] = &[
     "destroy.after_begin",
     "destroy.after_version",
     "destroy.after_finish",
+    "import.after_unwrap",
+    "delete_import.after_record",
     "alias.after_write",
     "grant.after_write",
     "audit.after_write",

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use super::material::Part;
 use super::session::{gcm_decrypt_raw, gcm_encrypt, WorkerSession};
 use super::{signature, HsmError, MaterialRef, OaepHash};
-use crate::domain::{KeySpec, MaterialKind};
+use crate::domain::{Curve, KeySpec, KeyUsage, MaterialKind};
 
 /// CKA_ID prefix of wrapping keys: never 20 bytes long, so never read as key material.
 const WRAPPING_ID_PREFIX: &[u8] = b"p11kms-import-wrapping/";
@@ -177,15 +177,17 @@ impl WorkerSession {
         proven
     }
 
-    /// Unwraps `wrapped` with wrapping key `w` into material `m` of a key of `spec`:
-    /// checked (its size, and against `prior` when the key had material before) in a
-    /// session object first, then made a token object unless the token holds it
-    /// already. Returns the import check to keep.
+    /// Unwraps `wrapped` with wrapping key `w` into material `m` of a key of `spec` and
+    /// `usage`: checked (its size or key, and against `prior` when the key had material
+    /// before) in a session object first, then made a token object unless the token
+    /// holds it already (for a key pair, the private half unwrapped and the public half
+    /// made from what the check learnt). Returns the import check to keep.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn import_material(
         &mut self,
         m: &MaterialRef,
         spec: KeySpec,
+        usage: KeyUsage,
         w: &WrappingKeyRef,
         bits: u32,
         wrapping: Wrapping,
@@ -213,25 +215,48 @@ impl WorkerSession {
             bits,
             wrapping,
             wrapped,
-            &material_template(kind, None)?,
+            &material_template(kind, usage, None),
         )?;
-        let checked = check(s, check_copy, kind, prior, offers_kwp);
+        let checked = match kind {
+            MaterialKind::Aes256 | MaterialKind::Hmac(_) => {
+                check(s, check_copy, kind, prior, offers_kwp).map(|c| (c, None))
+            }
+            MaterialKind::Rsa(bits) => check_rsa(s, check_copy, bits, prior),
+            MaterialKind::Ec(curve) => check_ec(s, check_copy, curve, prior),
+        };
         // The checking copy never outlives the call, whatever the check said.
         if let Err(e) = s.destroy_object(check_copy) {
             tracing::warn!(error = %e, "could not destroy the session copy of imported material; closing the session");
             self.reset();
             return Err(HsmError::from_call(e));
         }
-        let check = checked?;
-        if super::session::find_material(s, m, Part::Secret)?.is_empty() {
-            unwrap(
+        let (check, public) = checked?;
+        let (secret_part, public_part) = match kind {
+            MaterialKind::Aes256 | MaterialKind::Hmac(_) => (Part::Secret, None),
+            _ => (Part::Private, Some(Part::Public)),
+        };
+        let mut made = None;
+        if super::session::find_material(s, m, secret_part)?.is_empty() {
+            made = Some(unwrap(
                 s,
                 wrapping_key,
                 bits,
                 wrapping,
                 wrapped,
-                &material_template(kind, Some(m))?,
-            )?;
+                &material_template(kind, usage, Some(m)),
+            )?);
+        }
+        if let (Some(part), Some(public)) = (public_part, public) {
+            if super::session::find_material(s, m, part)?.is_empty() {
+                let created = s
+                    .create_object(&public.template(m, usage))
+                    .map_err(HsmError::from_call);
+                if let (Err(_), Some(private)) = (&created, made) {
+                    // Half a key pair is no key: the private half goes too.
+                    let _ = s.destroy_object(private);
+                }
+                created?;
+            }
         }
         Ok(check)
     }
@@ -319,7 +344,7 @@ fn prove_unwrap(
     } else {
         super::key_ops::software_oaep_encrypt(spki, wrapping.hash, test_key.as_slice())?
     };
-    let template = material_template(MaterialKind::Aes256, None)?;
+    let template = material_template(MaterialKind::Aes256, KeyUsage::EncryptDecrypt, None);
     match unwrap(s, private, bits, wrapping, &wrapped, &template) {
         Ok(h) => {
             s.destroy_object(h).map_err(HsmError::from_call)?;
@@ -418,18 +443,23 @@ fn refused_input(e: CkError) -> HsmError {
             let _ = rv;
             HsmError::from_call(e)
         }
-        CkError::Pkcs11(rv, _) => HsmError::WrappedKeyInvalid(format!("{rv:?}")),
+        CkError::Pkcs11(rv, f) => {
+            tracing::info!(code = ?rv, function = ?f, "the token did not unwrap the material");
+            HsmError::WrappedKeyInvalid(format!("{rv:?}"))
+        }
         other => HsmError::WrappedKeyInvalid(other.to_string()),
     }
 }
 
 /// The template imported material is unwrapped into: a session copy to check (`m`
 /// None) or the material's token object, as sensitive, non-extractable and narrow in
-/// use as generated material (see `material`).
+/// use as generated material (see `material`). The checking copy of an EC private key
+/// may also sign and derive: its public point is learnt with both (see `check_ec`).
 fn material_template(
     kind: MaterialKind,
+    usage: KeyUsage,
     m: Option<&MaterialRef>,
-) -> Result<Vec<Attribute>, HsmError> {
+) -> Vec<Attribute> {
     let (id, label) = match m {
         Some(m) => (m.cka_id(), m.label().into_bytes()),
         None => (
@@ -437,30 +467,235 @@ fn material_template(
             b"p11kms import check".to_vec(),
         ),
     };
-    let mut t =
-        match kind {
-            MaterialKind::Aes256 => super::session::aes_key_template(id, label).to_vec(),
-            MaterialKind::Hmac(len) => super::material::hmac_template(id, label, len).to_vec(),
-            MaterialKind::Rsa(_) | MaterialKind::Ec(_) => return Err(HsmError::Unsupported(
-                "import asymmetric key material yet (p11kms imports symmetric and HMAC material)"
-                    .into(),
-            )),
-        };
+    let (sign, decrypt, derive) = match (kind, m) {
+        (MaterialKind::Ec(_), None) => (true, false, true),
+        _ => (
+            usage == KeyUsage::SignVerify,
+            usage == KeyUsage::EncryptDecrypt,
+            usage == KeyUsage::KeyAgreement,
+        ),
+    };
+    let secret = matches!(kind, MaterialKind::Aes256 | MaterialKind::Hmac(_));
+    let mut t = match kind {
+        MaterialKind::Aes256 => super::session::aes_key_template(id, label).to_vec(),
+        MaterialKind::Hmac(len) => super::material::hmac_template(id, label, len).to_vec(),
+        MaterialKind::Rsa(_) => {
+            super::material::private_template(id, label, KeyType::RSA, sign, decrypt, false)
+                .to_vec()
+        }
+        MaterialKind::Ec(_) => {
+            super::material::private_template(id, label, KeyType::EC, sign, false, derive).to_vec()
+        }
+    };
+    if !secret {
+        // Key pair generation takes the class from the call; unwrapping needs it said.
+        t.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
+    }
     // The length is the material's, whatever it is: checked after unwrapping.
     t.retain(|a| !matches!(a, Attribute::ValueLen(_)));
     if m.is_none() {
-        // The checking copy lives in the session only, and may be wrapped (under a key
-        // of the token's that nobody sees) to learn its length where the token does not
-        // report one (see `material_len`).
+        // The checking copy lives in the session only; a secret one may be wrapped
+        // (under a key of the token's that nobody sees) to learn its length where the
+        // token does not report one (see `material_len`).
         for a in &mut t {
             match a {
                 Attribute::Token(on) => *on = false,
-                Attribute::Extractable(on) => *on = true,
+                Attribute::Extractable(on) => *on = secret,
                 _ => {}
             }
         }
     }
-    Ok(t)
+    t
+}
+
+/// The public half of an imported key pair, as the check learnt it.
+enum PublicHalf {
+    /// Modulus and public exponent.
+    Rsa(Vec<u8>, Vec<u8>),
+    /// Curve and uncompressed point.
+    Ec(Curve, Vec<u8>),
+}
+
+impl PublicHalf {
+    /// Its token object, as generated public halves are (see `material`).
+    fn template(&self, m: &MaterialRef, usage: KeyUsage) -> Vec<Attribute> {
+        let mut t = vec![
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(usage == KeyUsage::SignVerify),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
+            Attribute::Id(m.cka_id()),
+            Attribute::Label(m.label().into_bytes()),
+        ];
+        match self {
+            Self::Rsa(n, e) => t.extend([
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Modulus(n.clone()),
+                Attribute::PublicExponent(e.clone()),
+                Attribute::Encrypt(usage == KeyUsage::EncryptDecrypt),
+            ]),
+            Self::Ec(curve, point) => t.extend([
+                Attribute::KeyType(KeyType::EC),
+                Attribute::EcParams(curve.oid_der().to_vec()),
+                Attribute::EcPoint(yasna::construct_der(|w| w.write_bytes(point))),
+                Attribute::Encrypt(false),
+            ]),
+        }
+        t
+    }
+}
+
+/// An imported RSA private key: its size must be the key spec's; the import check is
+/// its public key (DER SPKI), which a re-import must match.
+fn check_rsa(
+    s: &Session,
+    h: ObjectHandle,
+    bits: usize,
+    prior: Option<&[u8]>,
+) -> Result<(ImportCheck, Option<PublicHalf>), HsmError> {
+    let (mut n, mut e) = (None, None);
+    for a in s
+        .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+        .map_err(HsmError::from_call)?
+    {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(n), Some(e)) = (n, e) else {
+        return Err(HsmError::Malformed("RSA private key's public attributes"));
+    };
+    let modulus_bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+    if modulus_bits != bits {
+        return Err(HsmError::IncorrectMaterial(format!(
+            "the RSA private key is {modulus_bits} bits; this key spec needs {bits}"
+        )));
+    }
+    let spki = signature::rsa_spki(&n, &e);
+    same_public(prior, &spki)?;
+    Ok((spki, Some(PublicHalf::Rsa(n, e))))
+}
+
+/// An imported EC private key: on the key spec's curve; its public point learnt
+/// without the private scalar leaving the token: ECDH with the curve's generator gives
+/// the point's x (d·G), aws-lc decompresses both candidate points, and a signature the
+/// token makes with the key tells which one it is. The import check is its DER SPKI.
+fn check_ec(
+    s: &Session,
+    h: ObjectHandle,
+    curve: Curve,
+    prior: Option<&[u8]>,
+) -> Result<(ImportCheck, Option<PublicHalf>), HsmError> {
+    let params = s
+        .get_attributes(h, &[AttributeType::EcParams])
+        .map_err(HsmError::from_call)?
+        .into_iter()
+        .find_map(|a| match a {
+            Attribute::EcParams(p) => Some(p),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if params != curve.oid_der() {
+        return Err(HsmError::IncorrectMaterial(
+            "the EC private key is not on this key spec's curve".into(),
+        ));
+    }
+    let (x, destroyed) = super::key_ops::ecdh(s, h, curve, &generator(curve)?);
+    if !destroyed {
+        return Err(HsmError::Malformed("derived point (left in the session)"));
+    }
+    let x = x?;
+    let (verifying, hash) = ecdsa_fixed(curve);
+    let mut message = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut message).map_err(|_| HsmError::Malformed("random bytes"))?;
+    let digest = aws_lc_rs::digest::digest(hash, &message);
+    let rs = s
+        .sign(&Mechanism::Ecdsa, h, digest.as_ref())
+        .map_err(HsmError::from_call)?;
+    for prefix in [0x02u8, 0x03] {
+        let mut compressed = vec![prefix];
+        compressed.extend_from_slice(x.expose());
+        let Ok(parsed) = aws_lc_rs::signature::ParsedPublicKey::new(verifying, &compressed) else {
+            continue;
+        };
+        if parsed.verify_sig(&message, &rs).is_err() {
+            continue;
+        }
+        let spki = aws_lc_rs::encoding::AsDer::as_der(&parsed)
+            .map_err(|_| HsmError::Malformed("EC public key"))?
+            .as_ref()
+            .to_vec();
+        let point = signature::ec_point_from_spki(&spki, curve)
+            .ok_or(HsmError::Malformed("EC public key"))?;
+        same_public(prior, &spki)?;
+        return Ok((spki, Some(PublicHalf::Ec(curve, point))));
+    }
+    Err(HsmError::Malformed(
+        "EC public key (no candidate point verifies)",
+    ))
+}
+
+/// The generator of `curve`, uncompressed: the public key of the private scalar 1, as
+/// aws-lc computes it (an RFC 5915 ECPrivateKey without its public key).
+fn generator(curve: Curve) -> Result<Vec<u8>, HsmError> {
+    use aws_lc_rs::signature::{
+        EcdsaKeyPair, KeyPair, ECDSA_P256K1_SHA256_FIXED_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
+        ECDSA_P384_SHA384_FIXED_SIGNING, ECDSA_P521_SHA512_FIXED_SIGNING,
+    };
+    let alg = match curve {
+        Curve::P256 => &ECDSA_P256_SHA256_FIXED_SIGNING,
+        Curve::P384 => &ECDSA_P384_SHA384_FIXED_SIGNING,
+        Curve::P521 => &ECDSA_P521_SHA512_FIXED_SIGNING,
+        Curve::Secp256k1 => &ECDSA_P256K1_SHA256_FIXED_SIGNING,
+    };
+    let mut one = vec![0u8; curve.field_len()];
+    if let Some(last) = one.last_mut() {
+        *last = 1;
+    }
+    let der = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(1);
+            w.next().write_bytes(&one);
+            w.next()
+                .write_tagged(yasna::Tag::context(0), |w| w.write_der(curve.oid_der()));
+        })
+    });
+    let pair = EcdsaKeyPair::from_private_key_der(alg, &der)
+        .map_err(|_| HsmError::Malformed("curve generator"))?;
+    Ok(pair.public_key().as_ref().to_vec())
+}
+
+/// aws-lc's ECDSA verification with r || s signatures on `curve`, and its hash.
+fn ecdsa_fixed(
+    curve: Curve,
+) -> (
+    &'static aws_lc_rs::signature::EcdsaVerificationAlgorithm,
+    &'static aws_lc_rs::digest::Algorithm,
+) {
+    use aws_lc_rs::digest::{SHA256, SHA384, SHA512};
+    use aws_lc_rs::signature::{
+        ECDSA_P256K1_SHA256_FIXED, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED,
+        ECDSA_P521_SHA512_FIXED,
+    };
+    match curve {
+        Curve::P256 => (&ECDSA_P256_SHA256_FIXED, &SHA256),
+        Curve::P384 => (&ECDSA_P384_SHA384_FIXED, &SHA384),
+        Curve::P521 => (&ECDSA_P521_SHA512_FIXED, &SHA512),
+        Curve::Secp256k1 => (&ECDSA_P256K1_SHA256_FIXED, &SHA256),
+    }
+}
+
+/// IncorrectMaterial unless `spki` is the public key imported before (when there was
+/// one).
+fn same_public(prior: Option<&[u8]>, spki: &[u8]) -> Result<(), HsmError> {
+    match prior {
+        Some(p) if p != spki => Err(different()),
+        _ => Ok(()),
+    }
 }
 
 /// The length of the unwrapped material `h` without reading it, as a range: exact
@@ -587,9 +822,9 @@ fn check(
                 None => Ok(mac),
             }
         }
-        MaterialKind::Rsa(_) | MaterialKind::Ec(_) => Err(HsmError::Unsupported(
-            "import asymmetric key material yet".into(),
-        )),
+        MaterialKind::Rsa(_) | MaterialKind::Ec(_) => {
+            Err(HsmError::Malformed("key pair material checked as a secret"))
+        }
     }
 }
 

@@ -251,41 +251,62 @@ impl WorkerSession {
         curve: Curve,
         peer_point: &[u8],
     ) -> Result<Plaintext, HsmError> {
-        use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
-        use cryptoki::object::KeyType;
         let key = self.part(m, Part::Private)?;
-        let s = self.session()?;
-        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::ValueLen(Ulong::from(curve.field_len() as u64)),
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(false),
-            Attribute::Extractable(true),
-        ];
-        let derived = s
-            .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
-            .map_err(|e| HsmError::from_input(e, "public key"))?;
-        // cryptoki copies CKA_VALUE out of buffers it does not wipe: a copy of the
-        // secret may stay in freed memory until reused (no safe way around it here).
-        let value = s.get_attributes(derived, &[AttributeType::Value]);
-        if let Err(e) = s.destroy_object(derived) {
+        let (value, destroyed) = ecdh(self.session()?, key, curve, peer_point);
+        if !destroyed {
             // A readable secret must not outlive the call: the session goes, and every
             // session object with it.
-            tracing::warn!(error = %e, "could not destroy a derived shared secret; closing the session");
             self.reset();
         }
         value
-            .map_err(HsmError::from_call)?
+    }
+}
+
+/// ECDH of the private key `key` with `peer_point` (uncompressed) into a private
+/// session secret, read out and destroyed at once; the flag says whether it was
+/// destroyed (when not, the caller must close the session).
+pub(super) fn ecdh(
+    s: &cryptoki::session::Session,
+    key: cryptoki::object::ObjectHandle,
+    curve: Curve,
+    peer_point: &[u8],
+) -> (Result<Plaintext, HsmError>, bool) {
+    use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+    use cryptoki::object::KeyType;
+    let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen(Ulong::from(curve.field_len() as u64)),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    let derived = match s.derive_key(&Mechanism::Ecdh1Derive(params), key, &template) {
+        Ok(h) => h,
+        Err(e) => return (Err(HsmError::from_input(e, "public key")), true),
+    };
+    // cryptoki copies CKA_VALUE out of buffers it does not wipe: a copy of the
+    // secret may stay in freed memory until reused (no safe way around it here).
+    let value = s.get_attributes(derived, &[AttributeType::Value]);
+    let destroyed = match s.destroy_object(derived) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not destroy a derived shared secret; closing the session");
+            false
+        }
+    };
+    let value = value.map_err(HsmError::from_call).and_then(|attrs| {
+        attrs
             .into_iter()
             .find_map(|a| match a {
                 Attribute::Value(v) => Some(Plaintext::new(v)),
                 _ => None,
             })
             .ok_or(HsmError::Malformed("derived secret"))
-    }
+    });
+    (value, destroyed)
 }
 
 /// RSA-OAEP encryption with aws-lc, for tokens whose OAEP takes SHA-1 only.

@@ -125,7 +125,7 @@ pub(super) fn generate(
 }
 
 /// A private half: private, sensitive, never extractable, doing only what its usage says.
-fn private_template(
+pub(super) fn private_template(
     id: Vec<u8>,
     label: Vec<u8>,
     key_type: KeyType,

@@ -992,7 +992,7 @@ impl HsmPool {
     pub(crate) async fn import_material(
         &self,
         m: MaterialRef,
-        spec: KeySpec,
+        (spec, usage): (KeySpec, KeyUsage),
         w: WrappingKeyRef,
         bits: u32,
         wrapping: Wrapping,
@@ -1000,7 +1000,16 @@ impl HsmPool {
         prior: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, HsmError> {
         self.run(UNWRAP, None, move |ws| {
-            ws.import_material(&m, spec, &w, bits, wrapping, &wrapped, prior.as_deref())
+            ws.import_material(
+                &m,
+                spec,
+                usage,
+                &w,
+                bits,
+                wrapping,
+                &wrapped,
+                prior.as_deref(),
+            )
         })
         .await
     }

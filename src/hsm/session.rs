@@ -41,7 +41,7 @@ pub(super) fn find_material(
 
 /// Every token object carrying a material's CKA_ID, whatever its class (both halves of
 /// a key pair).
-fn find_all_parts(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmError> {
+pub(super) fn find_all_parts(s: &Session, m: &MaterialRef) -> Result<Vec<ObjectHandle>, HsmError> {
     s.find_objects(&[Attribute::Token(true), Attribute::Id(m.cka_id())])
         .map_err(HsmError::from_call)
 }

@@ -16,7 +16,7 @@ use super::import_token::ImportToken;
 use super::{Caller, KmsError, Vault};
 use crate::authz::Action;
 use crate::domain::{
-    ExpirationModel, KeyArn, KeyState, MaterialKind, Origin, WrappingAlgorithm, WrappingKeySpec,
+    ExpirationModel, KeyArn, KeyState, Origin, WrappingAlgorithm, WrappingKeySpec,
     RETIRED_WRAPPING_ALGORITHMS,
 };
 use crate::hsm::{OaepHash, Wrapping, WrappingKeyRef};
@@ -124,15 +124,6 @@ impl Vault {
         let key_spec = importable(&key, &arn)?;
         if let Some(why) = algorithm.refuses(key_spec, spec) {
             return Err(KmsError::validation(why));
-        }
-        if matches!(
-            key_spec.material(),
-            MaterialKind::Rsa(_) | MaterialKind::Ec(_)
-        ) {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "p11kms does not import {} key material yet: only symmetric and HMAC keys take imported material",
-                key_spec.as_str()
-            )));
         }
         let now = self.settings.clock.now();
         let valid_to = whole_seconds(now + PARAMETERS_VALID_FOR);
@@ -259,7 +250,7 @@ impl Vault {
             .hsm
             .import_material(
                 material,
-                key_spec,
+                (key_spec, key.kind().1),
                 WrappingKeyRef {
                     id: token.wrapping_key,
                     valid_to_secs: secs(token.valid_to),

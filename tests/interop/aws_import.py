@@ -6,8 +6,12 @@ known only to this script, and an HMAC key's MAC equals Python's `hmac`. Configu
 the same environment as aws_kms.py. Exits non-zero with a message on the first failure;
 prints "ok" at the end.
 
+Asymmetric keys: the private key is made and wrapped here (PKCS#8 DER), and the public
+key kept here must be GetPublicKey's, verify p11kms's signatures, encrypt what p11kms
+decrypts, and agree with p11kms on ECDH secrets.
+
 Subcommands:
-  all --supported ALG[,ALG...]
+  all --supported ALG[,ALG...] [--without-secp256k1]
               every key spec with every wrapping algorithm the token is expected to
               serve (the others must be refused as unsupported), the errors of
               ImportKeyMaterial and DeleteImportedKeyMaterial, and the key states
@@ -22,7 +26,7 @@ import sys
 import time
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
@@ -130,6 +134,108 @@ def hmac_round(spec, algorithm):
     kms().verify_mac(KeyId=key_id, Message=message, MacAlgorithm=mac_algorithm, Mac=mac)
 
 
+CURVES = {"ECC_NIST_P256": (ec.SECP256R1(), "ECDSA_SHA_256", hashes.SHA256()),
+          "ECC_NIST_P384": (ec.SECP384R1(), "ECDSA_SHA_384", hashes.SHA384()),
+          "ECC_NIST_P521": (ec.SECP521R1(), "ECDSA_SHA_512", hashes.SHA512()),
+          "ECC_SECG_P256K1": (ec.SECP256K1(), "ECDSA_SHA_256", hashes.SHA256())}
+
+
+def pkcs8(private):
+    return private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+
+def spki(public):
+    return public.public_bytes(serialization.Encoding.DER,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def import_pair(spec, usage, algorithm, private, wrapping_spec="RSA_2048"):
+    """Imports `private` into a new EXTERNAL key; GetPublicKey must give its public half."""
+    key_id = external_key(spec, usage)
+    params = parameters(key_id, algorithm, wrapping_spec)
+    import_material(key_id, params, algorithm, pkcs8(private))
+    public = kms().get_public_key(KeyId=key_id)
+    check(public["PublicKey"] == spki(private.public_key()),
+          f"{spec} {algorithm}: GetPublicKey is not the imported key's public half")
+    return key_id, params
+
+
+def ec_round(spec, algorithm, wrapping_spec="RSA_2048"):
+    curve, signing, h = CURVES[spec]
+    private = ec.generate_private_key(curve)
+    key_id, params = import_pair(spec, "SIGN_VERIFY", algorithm, private, wrapping_spec)
+    message = os.urandom(50)
+    sig = kms().sign(KeyId=key_id, Message=message, SigningAlgorithm=signing)["Signature"]
+    private.public_key().verify(sig, message, ec.ECDSA(h))
+    # A re-import of another key of the same curve is refused.
+    expect_error("IncorrectKeyMaterialException", import_material, key_id, params, algorithm,
+                 pkcs8(ec.generate_private_key(curve)))
+    return key_id
+
+
+def ecdh_round(algorithm):
+    private = ec.generate_private_key(ec.SECP384R1())
+    key_id, _ = import_pair("ECC_NIST_P384", "KEY_AGREEMENT", algorithm, private)
+    peer = ec.generate_private_key(ec.SECP384R1())
+    shared = kms().derive_shared_secret(KeyId=key_id, KeyAgreementAlgorithm="ECDH",
+                                        PublicKey=spki(peer.public_key()))["SharedSecret"]
+    check(shared == peer.exchange(ec.ECDH(), private.public_key()),
+          "the imported KEY_AGREEMENT key does not agree with its public half")
+
+
+def rsa_round(algorithm):
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_id, params = import_pair("RSA_2048", "SIGN_VERIFY", algorithm, private)
+    message = os.urandom(64)
+    sig = kms().sign(KeyId=key_id, Message=message, SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+    private.public_key().verify(sig, message, padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                                                          salt_length=32), hashes.SHA256())
+    expect_error("IncorrectKeyMaterialException", import_material, key_id, params, algorithm,
+                 pkcs8(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    # A 3072-bit key is not RSA_2048 material.
+    other = external_key("RSA_2048", "ENCRYPT_DECRYPT")
+    other_params = parameters(other, algorithm)
+    expect_error("IncorrectKeyMaterialException", import_material, other, other_params, algorithm,
+                 pkcs8(rsa.generate_private_key(public_exponent=65537, key_size=3072)))
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    import_material(other, other_params, algorithm, pkcs8(private))
+    secret = os.urandom(100)
+    ct = private.public_key().encrypt(secret, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                         algorithm=hashes.SHA256(), label=None))
+    back = kms().decrypt(KeyId=other, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    check(back["Plaintext"] == secret, "the imported RSA key does not decrypt for its public half")
+
+
+def asymmetric(supported, secp256k1):
+    aes_wrap = [a for a in supported if a.startswith("RSA_AES")]
+    oaep = [a for a in supported if a.startswith("RSAES")]
+    for algorithm in supported:
+        ec_round("ECC_NIST_P256", algorithm)
+    ecdh_round(supported[0])
+    ec_round("ECC_NIST_P384", supported[-1])
+    # P-521 under RSAES_OAEP needs more than a 2048-bit wrapping key, as AWS says.
+    key_id = external_key("ECC_NIST_P521", "SIGN_VERIFY")
+    for algorithm in oaep:
+        expect_error("ValidationException", kms().get_parameters_for_import, KeyId=key_id,
+                     WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
+    ec_round("ECC_NIST_P521", supported[0], "RSA_3072")
+    if secp256k1:
+        ec_round("ECC_SECG_P256K1", supported[0])
+    # P-384 material is not P-256 material.
+    key_id = external_key("ECC_NIST_P256", "SIGN_VERIFY")
+    params = parameters(key_id, supported[0])
+    expect_error("IncorrectKeyMaterialException", import_material, key_id, params, supported[0],
+                 pkcs8(ec.generate_private_key(ec.SECP384R1())))
+    if aes_wrap:
+        rsa_round(aes_wrap[0])
+    else:
+        key_id = external_key("RSA_2048", "SIGN_VERIFY")
+        for algorithm in ("RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"):
+            expect_error("UnsupportedOperationException", kms().get_parameters_for_import,
+                         KeyId=key_id, WrappingAlgorithm=algorithm, WrappingKeySpec="RSA_2048")
+
+
 def errors(algorithm):
     key_id, params, material, blob, context = symmetric_round(algorithm)
     other = external_key()
@@ -214,6 +320,7 @@ def main():
     if len(sys.argv) < 4 or sys.argv[1] != "all" or sys.argv[2] != "--supported":
         fail(__doc__)
     supported = sys.argv[3].split(",")
+    secp256k1 = "--without-secp256k1" not in sys.argv[4:]
     key_id = external_key()
     for algorithm in ALGORITHMS:
         if algorithm not in supported:
@@ -227,6 +334,7 @@ def main():
     symmetric_round(supported[0], "RSA_3072")
     symmetric_round(supported[-1], "RSA_4096")
     errors(supported[0])
+    asymmetric(supported, secp256k1)
     print("ok")
 
 

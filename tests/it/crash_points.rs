@@ -142,6 +142,9 @@ async fn check_invariants(dir: &TestDir, told: &Told, blobs: impl Iterator<Item 
                     "PendingDeletion" => {
                         assert!(told.doomed.contains(key), "{key} pending deletion")
                     }
+                    // A key for imported material whose import never completed, or
+                    // whose material was deleted (its token object is checked below).
+                    "PendingImport" => assert_eq!(m.origin, "EXTERNAL", "{key}"),
                     other => panic!("{key} is {other} after a crash"),
                 }
                 Some((key.clone(), m.key_state))
@@ -191,6 +194,13 @@ async fn check_invariants(dir: &TestDir, told: &Told, blobs: impl Iterator<Item 
         }
     }
     for (key, st) in &state {
+        if st == "PendingImport" {
+            assert_eq!(
+                objects.get(&key.replace('-', "")),
+                None,
+                "{key} is without material, yet the token holds some"
+            );
+        }
         if st != "Enabled" {
             continue;
         }
@@ -263,6 +273,52 @@ async fn crash_point(point: &str) {
             std::fs::write(dir.path().join("clock-offset"), (8 * 86_400).to_string()).unwrap();
             crash_at(&dir, point, &mut told, |_| async { Vec::new() }).await;
         }
+        p if p.starts_with("import.") || p.starts_with("delete_import.") => {
+            let delete = p.starts_with("delete_import.");
+            crash_at(&dir, point, &mut told, |mut c| async move {
+                let key = c
+                    .create_key(proto::CreateKeyRequest {
+                        origin: "EXTERNAL".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .key_metadata
+                    .unwrap()
+                    .key_id;
+                let params = c
+                    .get_parameters_for_import(proto::GetParametersForImportRequest {
+                        key_id: key.clone(),
+                        wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+                        wrapping_key_spec: "RSA_2048".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let import = proto::ImportKeyMaterialRequest {
+                    key_id: key.clone(),
+                    import_token: params.import_token,
+                    encrypted_key_material: crate::import::oaep_sha1_wrap(
+                        &params.public_key,
+                        &[7; 32],
+                    ),
+                    expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+                    valid_to: None,
+                };
+                let imported = c.import_key_material(import).await;
+                if delete {
+                    imported.unwrap();
+                    let _ = c
+                        .delete_imported_key_material(proto::DeleteImportedKeyMaterialRequest {
+                            key_id: key,
+                        })
+                        .await;
+                }
+                Vec::new()
+            })
+            .await;
+        }
         "alias.after_write" => {
             crash_at(&dir, point, &mut told, |mut c| async move {
                 let _ = c
@@ -322,6 +378,8 @@ crash_point_tests! {
     destroy_after_begin => "destroy.after_begin",
     destroy_after_version => "destroy.after_version",
     destroy_after_finish => "destroy.after_finish",
+    import_after_unwrap => "import.after_unwrap",
+    delete_import_after_record => "delete_import.after_record",
     alias_after_write => "alias.after_write",
     grant_after_write => "grant.after_write",
     audit_after_write => "audit.after_write",

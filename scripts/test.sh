@@ -31,7 +31,7 @@ cargo clippy --locked --all-targets --features failpoints -- -D warnings
 # The core integration tests on kryoptic: the same tests, the token chosen by the
 # daemon's configuration (tests/it/harness.rs, `test_token`). The modules are named
 # here; token::dev_mode_refuses_… is left out, it reads SoftHSM2's token directory.
-core="crypto lifecycle restart concurrency aliases grants blob_mutations iv_budget audit_checkpoint shim token_answers asymmetric"
+core="crypto lifecycle restart concurrency aliases grants blob_mutations iv_budget audit_checkpoint shim token_answers asymmetric import"
 core_tests="token::key_material_is_a_sensitive_non_extractable_token_object token::the_audit_checkpoint_key_is_a_sensitive_non_extractable_token_object"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast --features failpoints

@@ -142,6 +142,31 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     assert_eq!(m.expiration_model, "KEY_MATERIAL_EXPIRES");
     assert!(m.valid_to.is_some());
     assert_eq!(dir.objects_of(&id), 1, "the material is a token object");
+    // Unwrapped as generated material is made: sensitive, never extractable, private;
+    // and so is the wrapping key.
+    let objects = dir.token_objects();
+    let hex = format!("{}00000001", id.replace('-', ""));
+    let object = objects.iter().find(|o| o["id"] == hex.as_str()).unwrap();
+    let wrapping = objects
+        .iter()
+        .find(|o| {
+            o["label"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("p11kms/import-wrapping-key/"))
+        })
+        .unwrap();
+    for o in [object, wrapping] {
+        assert_eq!(
+            (
+                &o["token"],
+                &o["sensitive"],
+                &o["extractable"],
+                &o["private"]
+            ),
+            (&true.into(), &true.into(), &false.into(), &true.into()),
+            "{o}"
+        );
+    }
     let blob = encrypt(&mut c, &id, b"before the expiry", &[("a", "b")]).await;
 
     // Two hours on: past ValidTo. The sweep destroys the material and audits it.
@@ -227,4 +252,452 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
         }
     }
     d.stop();
+}
+
+/// OpenSSL, run in `dir`; its stdout when it succeeds.
+#[track_caller]
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let o = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+#[track_caller]
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The README's walk-through, as AWS's documentation does it with OpenSSL: material
+/// made by `openssl rand`, wrapped by `openssl pkeyutl` (RSAES-OAEP) or `openssl enc
+/// -id-aes256-wrap-pad` then `pkeyutl` (RSA_AES_KEY_WRAP), imported with the CLI; an
+/// HMAC key's MAC is then checked by `openssl dgst -mac HMAC` with the same material.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
+    let dir = TestDir::new();
+    let _d = Daemon::start(&dir);
+    let p = dir.path();
+    // Run in the directory, as a user follows the walk-through: relative file names.
+    let cli = |args: &[&str], stdin: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p11kms"))
+            .current_dir(p)
+            .arg("--data-dir")
+            .arg(p)
+            .args(args)
+            .env_remove("P11KMS_ENDPOINT")
+            .env_remove("P11KMS_IDENTITY")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let kryoptic = matches!(test_token(), TestToken::Kryoptic(_));
+    // What each token unwraps in itself (see `supported`).
+    let (oaep, oaep_md) = if kryoptic {
+        ("RSAES_OAEP_SHA_256", "sha256")
+    } else {
+        ("RSAES_OAEP_SHA_1", "sha1")
+    };
+
+    // A symmetric key: RSAES_OAEP straight over 32 random bytes.
+    let key = json_of(&cli(&["key", "create", "--origin", "EXTERNAL"], b""));
+    assert_eq!(key["KeyMetadata"]["KeyState"], "PendingImport");
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let params = json_of(&cli(
+        &[
+            "get-parameters-for-import",
+            "--key-id",
+            &id,
+            "--wrapping-algorithm",
+            oaep,
+            "--wrapping-key-spec",
+            "RSA_3072",
+            "--public-key-out",
+            "WrappingPublicKey.bin",
+            "--import-token-out",
+            "ImportToken.bin",
+        ],
+        b"",
+    ));
+    assert!(params["ParametersValidTo"].as_str().is_some());
+    openssl(p, &["rand", "-out", "PlaintextKeyMaterial.bin", "32"]);
+    let md = format!("rsa_oaep_md:{oaep_md}");
+    let mgf = format!("rsa_mgf1_md:{oaep_md}");
+    openssl(
+        p,
+        &[
+            "pkeyutl",
+            "-encrypt",
+            "-in",
+            "PlaintextKeyMaterial.bin",
+            "-out",
+            "EncryptedKeyMaterial.bin",
+            "-inkey",
+            "WrappingPublicKey.bin",
+            "-keyform",
+            "DER",
+            "-pubin",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &md,
+            "-pkeyopt",
+            &mgf,
+        ],
+    );
+    // Seconds since the epoch, as the AWS CLI also takes them: 300 days on.
+    let valid_to = now_secs() + 300 * 86_400;
+    let imported = json_of(&cli(
+        &[
+            "import-key-material",
+            "--key-id",
+            &id,
+            "--encrypted-key-material",
+            "fileb://EncryptedKeyMaterial.bin",
+            "--import-token",
+            "fileb://ImportToken.bin",
+            "--expiration-model",
+            "KEY_MATERIAL_EXPIRES",
+            "--valid-to",
+            &valid_to.to_string(),
+        ],
+        b"",
+    ));
+    assert!(imported["KeyId"].as_str().unwrap().ends_with(&id));
+    let described = json_of(&cli(&["key", "describe", "--key-id", &id], b""));
+    let m = &described["KeyMetadata"];
+    assert_eq!(m["KeyState"], "Enabled");
+    assert_eq!(m["ExpirationModel"], "KEY_MATERIAL_EXPIRES");
+    let want = time::OffsetDateTime::from_unix_timestamp(valid_to)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(m["ValidTo"], want.as_str(), "{m}");
+    let blob = cli(&["encrypt", "--key-id", &id], b"imported secret");
+    assert!(
+        blob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&blob.stderr)
+    );
+    let plain = cli(&["decrypt"], &blob.stdout);
+    assert_eq!(plain.stdout, b"imported secret");
+
+    // An HMAC key: RSA_AES_KEY_WRAP where the token unwraps with it (SoftHSM2), the
+    // ephemeral AES key made and used by OpenSSL, as AWS's documentation shows.
+    let key = json_of(&cli(
+        &[
+            "key",
+            "create",
+            "--origin",
+            "EXTERNAL",
+            "--key-spec",
+            "HMAC_256",
+            "--key-usage",
+            "GENERATE_VERIFY_MAC",
+        ],
+        b"",
+    ));
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let algorithm = if kryoptic {
+        oaep
+    } else {
+        "RSA_AES_KEY_WRAP_SHA_1"
+    };
+    json_of(&cli(
+        &[
+            "get-parameters-for-import",
+            "--key-id",
+            &id,
+            "--wrapping-algorithm",
+            algorithm,
+            "--wrapping-key-spec",
+            "RSA_2048",
+            "--public-key-out",
+            "HmacWrappingKey.bin",
+            "--import-token-out",
+            "HmacImportToken.bin",
+        ],
+        b"",
+    ));
+    openssl(p, &["rand", "-out", "HmacKeyMaterial.bin", "48"]);
+    if kryoptic {
+        openssl(
+            p,
+            &[
+                "pkeyutl",
+                "-encrypt",
+                "-in",
+                "HmacKeyMaterial.bin",
+                "-out",
+                "HmacEncrypted.bin",
+                "-inkey",
+                "HmacWrappingKey.bin",
+                "-keyform",
+                "DER",
+                "-pubin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                &md,
+                "-pkeyopt",
+                &mgf,
+            ],
+        );
+    } else {
+        openssl(p, &["rand", "-out", "aes-key.bin", "32"]);
+        let aes: String = std::fs::read(p.join("aes-key.bin"))
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        openssl(
+            p,
+            &[
+                "enc",
+                "-id-aes256-wrap-pad",
+                "-K",
+                &aes,
+                "-iv",
+                "A65959A6",
+                "-in",
+                "HmacKeyMaterial.bin",
+                "-out",
+                "material-wrapped.bin",
+            ],
+        );
+        openssl(
+            p,
+            &[
+                "pkeyutl",
+                "-encrypt",
+                "-in",
+                "aes-key.bin",
+                "-out",
+                "aes-key-wrapped.bin",
+                "-inkey",
+                "HmacWrappingKey.bin",
+                "-keyform",
+                "DER",
+                "-pubin",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
+            ],
+        );
+        let mut both = std::fs::read(p.join("aes-key-wrapped.bin")).unwrap();
+        both.extend(std::fs::read(p.join("material-wrapped.bin")).unwrap());
+        std::fs::write(p.join("HmacEncrypted.bin"), both).unwrap();
+    }
+    json_of(&cli(
+        &[
+            "import-key-material",
+            "--key-id",
+            &id,
+            "--encrypted-key-material",
+            "fileb://HmacEncrypted.bin",
+            "--import-token",
+            "fileb://HmacImportToken.bin",
+            "--expiration-model",
+            "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        ],
+        b"",
+    ));
+    std::fs::write(p.join("message.txt"), b"a message to authenticate").unwrap();
+    let mac = json_of(&cli(
+        &[
+            "generate-mac",
+            "--key-id",
+            &id,
+            "--mac-algorithm",
+            "HMAC_SHA_256",
+            "--message",
+            "fileb://message.txt",
+        ],
+        b"",
+    ));
+    let hexkey: String = std::fs::read(p.join("HmacKeyMaterial.bin"))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let macopt = format!("hexkey:{hexkey}");
+    let out = openssl(
+        p,
+        &[
+            "dgst",
+            "-sha256",
+            "-mac",
+            "HMAC",
+            "-macopt",
+            &macopt,
+            "-binary",
+            "message.txt",
+        ],
+    );
+    use base64::Engine as _;
+    let ours = base64::engine::general_purpose::STANDARD
+        .decode(mac["Mac"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        ours, out,
+        "the HSM's MAC is OpenSSL's with the imported material"
+    );
+
+    // The material goes at once; the key waits for it again.
+    let deleted = json_of(&cli(
+        &["delete-imported-key-material", "--key-id", &id],
+        b"",
+    ));
+    assert!(deleted["KeyId"].as_str().unwrap().ends_with(&id));
+    let again = cli(
+        &[
+            "generate-mac",
+            "--key-id",
+            &id,
+            "--mac-algorithm",
+            "HMAC_SHA_256",
+            "--message",
+            "fileb://message.txt",
+        ],
+        b"",
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("KMSInvalidStateException"));
+}
+
+/// Who may import is decided on the wrapping algorithm and key spec, and on the
+/// expiration model and ValidTo of the material, as AWS's condition keys say; every
+/// step is audited with those parameters and nothing of the token or the material.
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_decide_on_the_import_condition_keys_and_every_step_is_audited() {
+    use p11kms::proto;
+    let dir = TestDir::new();
+    let d = Daemon::start(&dir);
+    let mut root = d.admin().await;
+    let importer = role("111122223333", "Importer");
+    let week = now_secs() + 7 * 86_400;
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:DescribeKey"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "kms:GetParametersForImport", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:WrappingAlgorithm": "RSAES_OAEP_SHA_1",
+                                        "kms:WrappingKeySpec": "RSA_3072"}}},
+        {"Effect": "Allow", "Action": "kms:ImportKeyMaterial", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:ExpirationModel": "KEY_MATERIAL_EXPIRES"},
+                       "NumericLessThanEquals": {"kms:ValidTo": week.to_string()}}}]});
+    put_identity_policy(&mut root, &importer, "import", policy).await;
+    let mut c = d.client_as(&importer).await;
+    let key = root
+        .create_key(proto::CreateKeyRequest {
+            origin: "EXTERNAL".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    let params = |alg: &str, spec: &str| proto::GetParametersForImportRequest {
+        key_id: key.key_id.clone(),
+        wrapping_algorithm: alg.into(),
+        wrapping_key_spec: spec.into(),
+    };
+    for (alg, spec) in [
+        ("RSAES_OAEP_SHA_1", "RSA_2048"),
+        ("RSA_AES_KEY_WRAP_SHA_1", "RSA_3072"),
+    ] {
+        assert_kms_error(
+            c.get_parameters_for_import(params(alg, spec)).await,
+            "AccessDeniedException",
+        );
+    }
+    let p = c
+        .get_parameters_for_import(params("RSAES_OAEP_SHA_1", "RSA_3072"))
+        .await
+        .unwrap()
+        .into_inner();
+    let material = [0x5au8; 32];
+    crate::secrets_scan::sent_plaintext(&material);
+    let import = |model: &str, valid_to: Option<i64>| proto::ImportKeyMaterialRequest {
+        key_id: key.key_id.clone(),
+        import_token: p.import_token.clone(),
+        encrypted_key_material: oaep_sha1_wrap(&p.public_key, &material),
+        valid_to: valid_to.map(ts),
+        expiration_model: model.into(),
+    };
+    assert_kms_error(
+        c.import_key_material(import("KEY_MATERIAL_DOES_NOT_EXPIRE", None))
+            .await,
+        "AccessDeniedException",
+    );
+    assert_kms_error(
+        c.import_key_material(import("KEY_MATERIAL_EXPIRES", Some(week + 3600)))
+            .await,
+        "AccessDeniedException",
+    );
+    c.import_key_material(import("KEY_MATERIAL_EXPIRES", Some(week - 3600)))
+        .await
+        .unwrap();
+    assert_kms_error(
+        c.delete_imported_key_material(proto::DeleteImportedKeyMaterialRequest {
+            key_id: key.key_id.clone(),
+        })
+        .await,
+        "AccessDeniedException",
+    );
+    root.delete_imported_key_material(proto::DeleteImportedKeyMaterialRequest {
+        key_id: key.key_id.clone(),
+    })
+    .await
+    .unwrap();
+
+    let trail = crate::audit::records(&crate::audit::audit_dir(&dir));
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        trail.iter().filter(|r| r["eventName"] == name).collect()
+    };
+    let gets = of("GetParametersForImport");
+    assert_eq!(gets.len(), 3);
+    assert!(gets
+        .iter()
+        .all(|r| r["requestParameters"]["wrappingKeySpec"].is_string()));
+    let imports = of("ImportKeyMaterial");
+    assert_eq!(imports.len(), 3);
+    let done = imports
+        .iter()
+        .find(|r| r.get("errorCode").is_none())
+        .unwrap();
+    assert_eq!(
+        done["requestParameters"]["expirationModel"],
+        "KEY_MATERIAL_EXPIRES"
+    );
+    assert_eq!(
+        done["requestParameters"]["validTo"],
+        (week - 3600).to_string().as_str()
+    );
+    assert_eq!(
+        done["requestParameters"]["wrappingAlgorithm"],
+        "RSAES_OAEP_SHA_1"
+    );
+    assert_eq!(of("DeleteImportedKeyMaterial").len(), 2);
+    for r in &trail {
+        let text = r.to_string();
+        assert!(!text.contains("importToken") && !text.contains("encryptedKeyMaterial"));
+    }
 }

@@ -365,6 +365,13 @@ fn arb_json() -> impl Strategy<Value = Value> {
         "DestinationKeyId",
         "EncryptionContextSubset",
         "PendingWindowInDays",
+        "ImportToken",
+        "EncryptedKeyMaterial",
+        "ValidTo",
+        "ExpirationModel",
+        "WrappingAlgorithm",
+        "WrappingKeySpec",
+        "ImportType",
         "x",
     ]);
     let leaf = prop_oneof![

@@ -250,6 +250,28 @@ pub(super) fn grpc_table(f: Fixture) -> Table<GrpcReq> {
                 r.key_spec = "ML_DSA_44".into();
                 r.key_usage = "SIGN_VERIFY".into();
             }));
+        "GetParametersForImport WrappingKeySpec RSA_1024", VALIDATION,
+            |c| c.get_parameters_for_import(GetParametersForImportRequest {
+                key_id: key.into(),
+                wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+                wrapping_key_spec: "RSA_1024".into(),
+            });
+        "ImportKeyMaterial ValidTo before 1970", VALIDATION,
+            |c| c.import_key_material(ImportKeyMaterialRequest {
+                key_id: key.into(),
+                import_token: vec![1],
+                encrypted_key_material: vec![1],
+                valid_to: Some(prost_types::Timestamp { seconds: -1, nanos: 0 }),
+                expiration_model: String::new(),
+            });
+        "ImportKeyMaterial EncryptedKeyMaterial over 6144 bytes", VALIDATION,
+            |c| c.import_key_material(ImportKeyMaterialRequest {
+                key_id: key.into(),
+                import_token: vec![1],
+                encrypted_key_material: vec![1; 6145],
+                valid_to: None,
+                expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+            });
         "CreateKey Origin unknown", VALIDATION, |c| c.create_key(with(ck(), |r| r.origin = "MOON".into()));
         "CreateKey Origin AWS_CLOUDHSM", UNSUPPORTED,
             |c| c.create_key(with(ck(), |r| r.origin = "AWS_CLOUDHSM".into()));

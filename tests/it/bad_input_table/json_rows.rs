@@ -149,6 +149,31 @@ pub(super) fn json_table(f: Fixture, signer: &Signer, host: &str) -> Table<JsonR
             {"KeyId": key, "KeyPairSpec": "RSA_1024"};
         "GenerateDataKeyPairWithoutPlaintext KeyPairSpec SM2", UNSUPPORTED,
             "GenerateDataKeyPairWithoutPlaintext", {"KeyId": key, "KeyPairSpec": "SM2"};
+        "GetParametersForImport WrappingKeySpec missing", VALIDATION, "GetParametersForImport",
+            {"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_1"};
+        "GetParametersForImport WrappingAlgorithm unknown", VALIDATION, "GetParametersForImport",
+            {"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_512", "WrappingKeySpec": "RSA_2048"};
+        "GetParametersForImport RSAES_PKCS1_V1_5", UNSUPPORTED, "GetParametersForImport",
+            {"KeyId": key, "WrappingAlgorithm": "RSAES_PKCS1_V1_5", "WrappingKeySpec": "RSA_2048"};
+        "GetParametersForImport of an AWS_KMS key", UNSUPPORTED, "GetParametersForImport",
+            {"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_1", "WrappingKeySpec": "RSA_2048"};
+        "ImportKeyMaterial ImportToken missing", VALIDATION, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ=="};
+        "ImportKeyMaterial ValidTo a string", SERIALIZATION, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ==", "ImportToken": "bQ==", "ValidTo": "soon"};
+        "ImportKeyMaterial ValidTo not finite", VALIDATION, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ==", "ImportToken": "bQ==", "ValidTo": -5};
+        "ImportKeyMaterial without ValidTo", VALIDATION, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ==", "ImportToken": "bQ=="};
+        "ImportKeyMaterial ImportType NEW_KEY_MATERIAL", UNSUPPORTED, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ==", "ImportToken": "bQ==",
+             "ImportType": "NEW_KEY_MATERIAL"};
+        "ImportKeyMaterial into an AWS_KMS key", UNSUPPORTED, "ImportKeyMaterial",
+            {"KeyId": key, "EncryptedKeyMaterial": "bQ==", "ImportToken": "bQ==",
+             "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"};
+        "DeleteImportedKeyMaterial KeyId missing", VALIDATION, "DeleteImportedKeyMaterial", {};
+        "DeleteImportedKeyMaterial of an AWS_KMS key", UNSUPPORTED, "DeleteImportedKeyMaterial",
+            {"KeyId": key};
         "BatchEncrypt Items missing", VALIDATION, "BatchEncrypt", {};
         "BatchEncrypt Items empty", VALIDATION, "BatchEncrypt", {"Items": []};
         "BatchDecrypt Items an object", SERIALIZATION, "BatchDecrypt", {"Items": {"CiphertextBlob": blob64}};

@@ -129,14 +129,18 @@ impl Store for FaultyStore {
     fn set_imported(
         &self,
         id: &KeyId,
+        version: MaterialVersion,
         terms: &p11kms::ImportedMaterial,
         prior: Option<&[u8]>,
         check: &[u8],
     ) -> Result<bool, StoreError> {
-        self.inner.set_imported(id, terms, prior, check)
+        self.inner.set_imported(id, version, terms, prior, check)
     }
-    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.inner.clear_imported(id)
+    fn clear_imported(&self, id: &KeyId, now: std::time::SystemTime) -> Result<bool, StoreError> {
+        self.inner.clear_imported(id, now)
+    }
+    fn material_purged(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.inner.material_purged(id)
     }
     fn keys_with_expired_material(
         &self,

@@ -159,106 +159,82 @@ impl WorkerSession {
             Attribute::Unwrap(true),
             Attribute::Derive(false),
             Attribute::SignRecover(false),
+            // RSA-OAEP only: the key unwraps nothing by any other mechanism.
+            Attribute::AllowedMechanisms(vec![MechanismType::RSA_PKCS_OAEP]),
             Attribute::Id(id),
             Attribute::Label(label),
         ];
-        let (pub_h, priv_h) = s
-            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-            .map_err(HsmError::from_call)?;
+        // SoftHSM2 fails a token object made while other sessions read the token now
+        // and then (see `HsmError::retry_generation`): tried again briefly.
+        let mut attempt = 0u32;
+        let (pub_h, priv_h) = loop {
+            match s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private) {
+                Ok(pair) => break pair,
+                Err(CkError::Pkcs11(RvError::GeneralError | RvError::TemplateInconsistent, _))
+                    if attempt < 3 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+                }
+                Err(e) => return Err(HsmError::from_call(e)),
+            }
+        };
+        let mut leaked = false;
         let spki = rsa_spki_of(s, pub_h);
-        let _ = s.destroy_object(pub_h);
+        if s.destroy_object(pub_h).is_err() {
+            leaked = true;
+        }
         let proven = spki.and_then(|spki| {
-            prove_unwrap(s, priv_h, &spki, bits, wrapping)?;
+            prove_unwrap(s, priv_h, &spki, (bits, wrapping), &mut leaked)?;
             Ok(spki)
         });
         if proven.is_err() {
             let _ = s.destroy_object(priv_h);
+        }
+        if leaked {
+            self.reset();
         }
         proven
     }
 
     /// Unwraps `wrapped` with wrapping key `w` into material `m` of a key of `spec` and
     /// `usage`: checked (its size or key, and against `prior` when the key had material
-    /// before) in a session object first, then made a token object unless the token
-    /// holds it already (for a key pair, the private half unwrapped and the public half
-    /// made from what the check learnt). Returns the import check to keep.
-    #[allow(clippy::too_many_arguments)]
+    /// before) in a session object first, then made a token object (for a key pair, the
+    /// private half unwrapped and the public half made from what the check learnt).
+    /// With `replace` (the store records no material for the key) whatever the token
+    /// holds under the material's CKA_ID is a leftover and is destroyed first; without,
+    /// the objects the token holds are the recorded material, and only missing ones are
+    /// made. Returns the import check to keep.
     pub(crate) fn import_material(
         &mut self,
         m: &MaterialRef,
-        spec: KeySpec,
-        usage: KeyUsage,
+        (spec, usage): (KeySpec, KeyUsage),
         w: &WrappingKeyRef,
-        bits: u32,
-        wrapping: Wrapping,
+        (bits, wrapping): (u32, Wrapping),
         wrapped: &[u8],
-        prior: Option<&[u8]>,
+        (prior, replace): (Option<&[u8]>, bool),
     ) -> Result<ImportCheck, HsmError> {
-        let kind = spec.material();
         let offers_kwp = self.mechanisms().offers(MechanismType::AES_KEY_WRAP_PAD);
-        let s = self.session()?;
-        let wrapping_key = match s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::Token(true),
-                Attribute::Id(w.cka_id()),
-            ])
-            .map_err(HsmError::from_call)?
-            .first()
-        {
-            Some(h) => *h,
-            None => return Err(HsmError::WrappingKeyMissing),
-        };
-        let check_copy = unwrap(
-            s,
-            wrapping_key,
-            bits,
-            wrapping,
-            wrapped,
-            &material_template(kind, usage, None),
-        )?;
-        let checked = match kind {
-            MaterialKind::Aes256 | MaterialKind::Hmac(_) => {
-                check(s, check_copy, kind, prior, offers_kwp).map(|c| (c, None))
-            }
-            MaterialKind::Rsa(bits) => check_rsa(s, check_copy, bits, prior),
-            MaterialKind::Ec(curve) => check_ec(s, check_copy, curve, prior),
-        };
-        // The checking copy never outlives the call, whatever the check said.
-        if let Err(e) = s.destroy_object(check_copy) {
-            tracing::warn!(error = %e, "could not destroy the session copy of imported material; closing the session");
-            self.reset();
-            return Err(HsmError::from_call(e));
-        }
-        let (check, public) = checked?;
-        let (secret_part, public_part) = match kind {
-            MaterialKind::Aes256 | MaterialKind::Hmac(_) => (Part::Secret, None),
-            _ => (Part::Private, Some(Part::Public)),
-        };
-        let mut made = None;
-        if super::session::find_material(s, m, secret_part)?.is_empty() {
-            made = Some(unwrap(
+        let mut leaked = false;
+        let out = self.session().and_then(|s| {
+            let job = Import {
                 s,
-                wrapping_key,
+                m,
+                kind: spec.material(),
+                usage,
                 bits,
                 wrapping,
                 wrapped,
-                &material_template(kind, usage, Some(m)),
-            )?);
+                offers_kwp,
+            };
+            job.run(w, prior, replace, &mut leaked)
+        });
+        if leaked {
+            // A session object this call made could not be destroyed: the session goes,
+            // and every session object with it.
+            self.reset();
         }
-        if let (Some(part), Some(public)) = (public_part, public) {
-            if super::session::find_material(s, m, part)?.is_empty() {
-                let created = s
-                    .create_object(&public.template(m, usage))
-                    .map_err(HsmError::from_call);
-                if let (Err(_), Some(private)) = (&created, made) {
-                    // Half a key pair is no key: the private half goes too.
-                    let _ = s.destroy_object(private);
-                }
-                created?;
-            }
-        }
-        Ok(check)
+        out
     }
 
     /// Destroys the wrapping keys whose import tokens expired before `now_secs`.
@@ -300,6 +276,180 @@ impl WorkerSession {
     }
 }
 
+/// One import's unwrap, checks and token objects, on one session.
+struct Import<'a> {
+    s: &'a Session,
+    m: &'a MaterialRef,
+    kind: MaterialKind,
+    usage: KeyUsage,
+    bits: u32,
+    wrapping: Wrapping,
+    wrapped: &'a [u8],
+    offers_kwp: bool,
+}
+
+impl Import<'_> {
+    fn run(
+        &self,
+        w: &WrappingKeyRef,
+        prior: Option<&[u8]>,
+        replace: bool,
+        leaked: &mut bool,
+    ) -> Result<ImportCheck, HsmError> {
+        let s = self.s;
+        let Some(wrapping_key) = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Token(true),
+                Attribute::Id(w.cka_id()),
+            ])
+            .map_err(HsmError::from_call)?
+            .first()
+            .copied()
+        else {
+            return Err(HsmError::WrappingKeyMissing);
+        };
+        let template = material_template(self.kind, self.usage, None);
+        let check_copy = match self.unwrap(wrapping_key, &template, leaked) {
+            Ok(h) => h,
+            Err(e) => return Err(self.refused(e, wrapping_key, leaked)),
+        };
+        let checked = match self.kind {
+            MaterialKind::Aes256 | MaterialKind::Hmac(_) => {
+                check(s, check_copy, self.kind, prior, self.offers_kwp, leaked).map(|c| (c, None))
+            }
+            MaterialKind::Rsa(bits) => check_rsa(s, check_copy, bits, prior),
+            MaterialKind::Ec(curve) => check_ec(s, check_copy, curve, prior, leaked),
+        };
+        // The checking copy never outlives the call, whatever the check said.
+        if let Err(e) = s.destroy_object(check_copy) {
+            tracing::warn!(error = %e, "could not destroy the session copy of imported material");
+            *leaked = true;
+            return Err(HsmError::from_call(e));
+        }
+        let (check, public) = checked?;
+        let (secret_part, public_part) = match self.kind {
+            MaterialKind::Aes256 | MaterialKind::Hmac(_) => (Part::Secret, None),
+            _ => (Part::Private, Some(Part::Public)),
+        };
+        if replace {
+            super::session::destroy_all(s, self.m, false)?;
+        }
+        let mut made = None;
+        if replace || super::session::find_material(s, self.m, secret_part)?.is_empty() {
+            let template = material_template(self.kind, self.usage, Some(self.m));
+            made = Some(self.unwrap_to_token(wrapping_key, &template, leaked)?);
+        }
+        if let (Some(part), Some(public)) = (public_part, public) {
+            if made.is_some() || super::session::find_material(s, self.m, part)?.is_empty() {
+                let created = s
+                    .create_object(&public.template(self.m, self.usage))
+                    .map_err(HsmError::from_call);
+                if let (Err(_), Some(private)) = (&created, made) {
+                    // Half a key pair is no key: the private half goes too.
+                    let _ = s.destroy_object(private);
+                }
+                created?;
+            }
+        }
+        Ok(check)
+    }
+
+    fn unwrap(
+        &self,
+        wrapping_key: ObjectHandle,
+        template: &[Attribute],
+        leaked: &mut bool,
+    ) -> Result<ObjectHandle, CkError> {
+        unwrap(
+            self.s,
+            wrapping_key,
+            (self.bits, self.wrapping),
+            self.wrapped,
+            template,
+            leaked,
+        )
+    }
+
+    /// The unwrap into the token object, after the same unwrap into the checking copy
+    /// succeeded: a failure now is the token's, never the input's. SoftHSM2 fails a token
+    /// object made while other sessions read the token now and then (as for key
+    /// generation, `HsmError::retry_generation`): tried again briefly.
+    fn unwrap_to_token(
+        &self,
+        wrapping_key: ObjectHandle,
+        template: &[Attribute],
+        leaked: &mut bool,
+    ) -> Result<ObjectHandle, HsmError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.unwrap(wrapping_key, template, leaked) {
+                Ok(h) => return Ok(h),
+                Err(CkError::Pkcs11(RvError::GeneralError | RvError::TemplateInconsistent, _))
+                    if attempt < 3 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt)));
+                }
+                Err(e) => return Err(HsmError::from_call(e)),
+            }
+        }
+    }
+
+    /// What an unwrap of the caller's input that the token refused means. A lost
+    /// session is that; a wrapping key gone is the import token's; material that is not
+    /// a key of the spec (a PKCS#8 of another type) is IncorrectMaterial. A device or
+    /// general error is ambiguous (kryoptic answers a bad OAEP block with
+    /// CKR_DEVICE_ERROR, SoftHSM2 with CKR_GENERAL_ERROR): a test key wrapped in software
+    /// for the same wrapping key is unwrapped too, and only if that works was the input
+    /// at fault; else the token is, and the error says so.
+    fn refused(&self, e: CkError, wrapping_key: ObjectHandle, leaked: &mut bool) -> HsmError {
+        let CkError::Pkcs11(rv, f) = &e else {
+            return HsmError::from_call(e);
+        };
+        tracing::info!(code = ?rv, function = ?f, "the token did not unwrap the material");
+        match rv {
+            RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::UserNotLoggedIn
+            | RvError::DeviceRemoved
+            | RvError::TokenNotPresent => HsmError::from_call(e),
+            RvError::UnwrappingKeyHandleInvalid => HsmError::WrappingKeyMissing,
+            RvError::FunctionFailed
+            | RvError::TemplateInconsistent
+            | RvError::AttributeValueInvalid
+            | RvError::KeyTypeInconsistent
+            | RvError::KeySizeRange => HsmError::IncorrectMaterial(
+                "the unwrapped key material is not a key of this key spec".into(),
+            ),
+            RvError::DeviceError | RvError::GeneralError => {
+                let proven = rsa_spki_of(self.s, wrapping_key).and_then(|spki| {
+                    prove_unwrap(
+                        self.s,
+                        wrapping_key,
+                        &spki,
+                        (self.bits, self.wrapping),
+                        leaked,
+                    )
+                });
+                match proven {
+                    Ok(()) => HsmError::WrappedKeyInvalid(format!("{rv:?}")),
+                    Err(_) => HsmError::from_call(e),
+                }
+            }
+            RvError::EncryptedDataInvalid
+            | RvError::EncryptedDataLenRange
+            | RvError::WrappedKeyInvalid
+            | RvError::WrappedKeyLenRange
+            | RvError::DataInvalid
+            | RvError::DataLenRange
+            | RvError::ArgumentsBad
+            | RvError::MechanismParamInvalid => HsmError::WrappedKeyInvalid(format!("{rv:?}")),
+            _ => HsmError::from_call(e),
+        }
+    }
+}
+
 /// DER SubjectPublicKeyInfo of an RSA public key object.
 fn rsa_spki_of(s: &Session, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
     let (mut n, mut e) = (None, None);
@@ -328,8 +478,8 @@ fn prove_unwrap(
     s: &Session,
     private: ObjectHandle,
     spki: &[u8],
-    bits: u32,
-    wrapping: Wrapping,
+    (bits, wrapping): (u32, Wrapping),
+    leaked: &mut bool,
 ) -> Result<(), HsmError> {
     let mut test_key = Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(test_key.as_mut_slice())
@@ -345,16 +495,28 @@ fn prove_unwrap(
         super::key_ops::software_oaep_encrypt(spki, wrapping.hash, test_key.as_slice())?
     };
     let template = material_template(MaterialKind::Aes256, KeyUsage::EncryptDecrypt, None);
-    match unwrap(s, private, bits, wrapping, &wrapped, &template) {
+    match unwrap(s, private, (bits, wrapping), &wrapped, &template, leaked) {
         Ok(h) => {
-            s.destroy_object(h).map_err(HsmError::from_call)?;
+            if let Err(e) = s.destroy_object(h) {
+                *leaked = true;
+                return Err(HsmError::from_call(e));
+            }
             Ok(())
         }
-        Err(HsmError::WrappedKeyInvalid(rv)) => {
-            tracing::info!(code = %rv, wrapping = %wrapping.describe(), "the token cannot unwrap a test key wrapped for it");
+        Err(
+            e @ CkError::Pkcs11(
+                RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::UserNotLoggedIn
+                | RvError::DeviceRemoved
+                | RvError::TokenNotPresent,
+                _,
+            ),
+        ) => Err(HsmError::from_call(e)),
+        Err(e) => {
+            tracing::info!(error = %e, wrapping = %wrapping.describe(), "the token cannot unwrap a test key wrapped for it");
             Err(HsmError::Unsupported(wrapping.describe()))
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -372,89 +534,66 @@ fn aes_kwp_wrap(kek: &[u8], key: &[u8]) -> Result<Vec<u8>, HsmError> {
     Ok(out)
 }
 
-/// C_UnwrapKey of `wrapped` per `wrapping` with the wrapping key `private`, into an
-/// object of `template`. The token's refusal of the input, whatever code it gives
-/// (SoftHSM2 and kryoptic differ, and kryoptic says CKR_DEVICE_ERROR for a bad OAEP
-/// block), is WrappedKeyInvalid; only a lost session is reported as such.
+/// C_UnwrapKey of `wrapped` per `wrapping` with the wrapping key `private` (of `bits`),
+/// into an object of `template`, the token's answer as it gave it. The ephemeral AES key
+/// of RSA_AES_KEY_WRAP is a session object that can only unwrap, destroyed at once (or
+/// `leaked` is set, and the caller closes the session).
 fn unwrap(
     s: &Session,
     private: ObjectHandle,
-    bits: u32,
-    wrapping: Wrapping,
+    (bits, wrapping): (u32, Wrapping),
     wrapped: &[u8],
     template: &[Attribute],
-) -> Result<ObjectHandle, HsmError> {
+    leaked: &mut bool,
+) -> Result<ObjectHandle, CkError> {
     let oaep = wrapping.hash.mechanism();
     if !wrapping.aes_key_wrap {
-        return s
-            .unwrap_key(&oaep, private, wrapped, template)
-            .map_err(refused_input);
+        return s.unwrap_key(&oaep, private, wrapped, template);
     }
     let modulus_len = (bits / 8) as usize;
-    if wrapped.len() <= modulus_len {
-        return Err(HsmError::WrappedKeyInvalid(
-            "shorter than the wrapped AES key and any material".into(),
+    let Some((rsa_part, kwp_part)) = wrapped
+        .split_at_checked(modulus_len)
+        .filter(|(_, kwp)| !kwp.is_empty())
+    else {
+        // Shorter than the wrapped AES key and any material.
+        return Err(CkError::Pkcs11(
+            RvError::WrappedKeyLenRange,
+            cryptoki::context::Function::UnwrapKey,
         ));
-    }
-    let (rsa_part, kwp_part) = wrapped.split_at(modulus_len);
-    let ephemeral = s
-        .unwrap_key(
-            &oaep,
-            private,
-            rsa_part,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(false),
-                Attribute::Unwrap(true),
-                Attribute::Sign(false),
-                Attribute::Verify(false),
-                Attribute::Derive(false),
-            ],
-        )
-        .map_err(refused_input)?;
-    let made = s
-        .unwrap_key(&Mechanism::AesKeyWrapPad, ephemeral, kwp_part, template)
-        .map_err(refused_input);
+    };
+    let ephemeral = s.unwrap_key(
+        &oaep,
+        private,
+        rsa_part,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(true),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+        ],
+    )?;
+    let made = s.unwrap_key(&Mechanism::AesKeyWrapPad, ephemeral, kwp_part, template);
     if let Err(e) = s.destroy_object(ephemeral) {
-        // It goes with the session; the caller's error handling closes it when lost.
         tracing::warn!(error = %e, "could not destroy an ephemeral import key");
+        *leaked = true;
     }
     made
-}
-
-/// An unwrap's failure: the session's loss as such, anything else the input's fault.
-fn refused_input(e: CkError) -> HsmError {
-    match &e {
-        CkError::Pkcs11(
-            rv @ (RvError::SessionHandleInvalid
-            | RvError::SessionClosed
-            | RvError::UserNotLoggedIn
-            | RvError::DeviceRemoved
-            | RvError::TokenNotPresent),
-            _,
-        ) => {
-            let _ = rv;
-            HsmError::from_call(e)
-        }
-        CkError::Pkcs11(rv, f) => {
-            tracing::info!(code = ?rv, function = ?f, "the token did not unwrap the material");
-            HsmError::WrappedKeyInvalid(format!("{rv:?}"))
-        }
-        other => HsmError::WrappedKeyInvalid(other.to_string()),
-    }
 }
 
 /// The template imported material is unwrapped into: a session copy to check (`m`
 /// None) or the material's token object, as sensitive, non-extractable and narrow in
 /// use as generated material (see `material`). The checking copy of an EC private key
-/// may also sign and derive: its public point is learnt with both (see `check_ec`).
+/// may also sign and derive: its public point is learnt with both (see `check_ec`); an
+/// RSA one may sign, to prove that its private half matches its public half.
 fn material_template(
     kind: MaterialKind,
     usage: KeyUsage,
@@ -469,6 +608,7 @@ fn material_template(
     };
     let (sign, decrypt, derive) = match (kind, m) {
         (MaterialKind::Ec(_), None) => (true, false, true),
+        (MaterialKind::Rsa(_), None) => (true, false, false),
         _ => (
             usage == KeyUsage::SignVerify,
             usage == KeyUsage::EncryptDecrypt,
@@ -569,13 +709,38 @@ fn check_rsa(
     let (Some(n), Some(e)) = (n, e) else {
         return Err(HsmError::Malformed("RSA private key's public attributes"));
     };
-    let modulus_bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+    let significant: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
+    let modulus_bits = significant.first().map_or(0, |top| {
+        (significant.len() - 1) * 8 + (8 - top.leading_zeros() as usize)
+    });
     if modulus_bits != bits {
         return Err(HsmError::IncorrectMaterial(format!(
             "the RSA private key is {modulus_bits} bits; this key spec needs {bits}"
         )));
     }
     let spki = signature::rsa_spki(&n, &e);
+    // The token keeps a PKCS#8's fields as given: a signature that the public key
+    // verifies proves that the private half is this public key's.
+    let mut message = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut message).map_err(|_| HsmError::Malformed("random bytes"))?;
+    let mut digest_info = signature::digest_info_prefix(crate::domain::Hash::Sha256).to_vec();
+    digest_info.extend_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &message).as_ref(),
+    );
+    let signed = s.sign(&Mechanism::RsaPkcs, h, &digest_info);
+    let verified = signed.ok().is_some_and(|sig| {
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            &spki,
+        )
+        .verify(&message, &sig)
+        .is_ok()
+    });
+    if !verified {
+        return Err(HsmError::IncorrectMaterial(
+            "the RSA private key does not match its own public key".into(),
+        ));
+    }
     same_public(prior, &spki)?;
     Ok((spki, Some(PublicHalf::Rsa(n, e))))
 }
@@ -589,6 +754,7 @@ fn check_ec(
     h: ObjectHandle,
     curve: Curve,
     prior: Option<&[u8]>,
+    leaked: &mut bool,
 ) -> Result<(ImportCheck, Option<PublicHalf>), HsmError> {
     let params = s
         .get_attributes(h, &[AttributeType::EcParams])
@@ -606,7 +772,7 @@ fn check_ec(
     }
     let (x, destroyed) = super::key_ops::ecdh(s, h, curve, &generator(curve)?);
     if !destroyed {
-        return Err(HsmError::Malformed("derived point (left in the session)"));
+        *leaked = true;
     }
     let x = x?;
     let (verifying, hash) = ecdsa_fixed(curve);
@@ -706,6 +872,7 @@ fn material_len(
     s: &Session,
     h: ObjectHandle,
     offers_kwp: bool,
+    leaked: &mut bool,
 ) -> Result<std::ops::RangeInclusive<usize>, HsmError> {
     let reported = s
         .get_attributes(h, &[AttributeType::ValueLen])
@@ -742,8 +909,35 @@ fn material_len(
             ],
         )
         .map_err(HsmError::from_call)?;
+    // The mechanism is RFC 5649 on SoftHSM2; PKCS#11 2.40 gave the name to RFC 3394
+    // over PKCS#7 padding, which lengthens differently. So a session key of known
+    // length (32 bytes) is wrapped first: 40 bytes out is RFC 5649.
+    let known = s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(Ulong::from(32u64)),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(true),
+        ],
+    );
+    let calibration = known
+        .as_ref()
+        .ok()
+        .map(|k| s.wrap_key(&Mechanism::AesKeyWrapPad, kek, *k));
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, h);
-    let _ = s.destroy_object(kek);
+    for made in [Some(kek), known.ok()].into_iter().flatten() {
+        if s.destroy_object(made).is_err() {
+            *leaked = true;
+        }
+    }
+    if !matches!(calibration, Some(Ok(ref c)) if c.len() == 40) {
+        return Err(HsmError::Unsupported(
+            "tell the length of unwrapped key material (it reports no CKA_VALUE_LEN, and its CKM_AES_KEY_WRAP_PAD is not RFC 5649)".into(),
+        ));
+    }
     let n = wrapped.map_err(HsmError::from_call)?.len();
     let upper = n.saturating_sub(8);
     Ok(upper.saturating_sub(7).max(1)..=upper)
@@ -757,8 +951,9 @@ fn check(
     kind: MaterialKind,
     prior: Option<&[u8]>,
     offers_kwp: bool,
+    leaked: &mut bool,
 ) -> Result<ImportCheck, HsmError> {
-    let len = material_len(s, h, offers_kwp)?;
+    let len = material_len(s, h, offers_kwp, leaked)?;
     match kind {
         MaterialKind::Aes256 => {
             // A length known to within 8 bytes is exact here: AES keys are 16, 24 or
@@ -798,8 +993,8 @@ fn check(
         MaterialKind::Hmac(want) => {
             let (min, max) = hmac_material_len(want);
             // Where the length is known to within 8 bytes only, a length that may be in
-            // range passes (a key a few bytes short of the minimum then passes as one
-            // zero-padded to it, which HMAC treats the same).
+            // range passes here; SoftHSM2 (the token that reports no length) then refuses
+            // a key shorter than the hash when it computes the MAC below.
             if *len.end() < min || *len.start() > max {
                 return Err(HsmError::IncorrectMaterial(format!(
                     "HMAC key material for this key spec must be {min} to {max} bytes, not {}",
@@ -809,7 +1004,14 @@ fn check(
             let alg = hmac_algorithm(want);
             let mac = s
                 .sign(&signature::mac_mechanism(alg), h, CHECK_MESSAGE)
-                .map_err(HsmError::from_call)?;
+                .map_err(|e| match e {
+                    // SoftHSM2 refuses an HMAC key shorter than the hash: what the
+                    // 8-byte-wide measure above let through.
+                    CkError::Pkcs11(RvError::KeySizeRange, _) => HsmError::IncorrectMaterial(
+                        format!("HMAC key material for this key spec must be {min} to {max} bytes"),
+                    ),
+                    e => HsmError::from_call(e),
+                })?;
             match prior {
                 Some(p) => {
                     use subtle::ConstantTimeEq;

@@ -992,24 +992,14 @@ impl HsmPool {
     pub(crate) async fn import_material(
         &self,
         m: MaterialRef,
-        (spec, usage): (KeySpec, KeyUsage),
+        kind: (KeySpec, KeyUsage),
         w: WrappingKeyRef,
-        bits: u32,
-        wrapping: Wrapping,
+        how: (u32, Wrapping),
         wrapped: Vec<u8>,
-        prior: Option<Vec<u8>>,
+        (prior, replace): (Option<Vec<u8>>, bool),
     ) -> Result<Vec<u8>, HsmError> {
         self.run(UNWRAP, None, move |ws| {
-            ws.import_material(
-                &m,
-                spec,
-                usage,
-                &w,
-                bits,
-                wrapping,
-                &wrapped,
-                prior.as_deref(),
-            )
+            ws.import_material(&m, kind, &w, how, &wrapped, (prior.as_deref(), replace))
         })
         .await
     }

@@ -571,7 +571,7 @@ pub(super) fn gcm_decrypt_raw(
 /// Destroys every token object with the material's CKA_ID. An object the module lists
 /// twice (see `key`) is gone by its second handle, which is not an error. With
 /// `orphans`, each one found is logged as left by a crash.
-fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmError> {
+pub(super) fn destroy_all(s: &Session, m: &MaterialRef, orphans: bool) -> Result<(), HsmError> {
     // Every part is tried, the first failure reported: a key pair's private half must
     // not survive because its public half could not be destroyed first.
     let mut failed = None;

@@ -57,7 +57,7 @@ pub(crate) fn digest(h: Hash, data: &[u8]) -> Vec<u8> {
 
 /// The DER DigestInfo prefix (RFC 8017, 9.2 note 1) that PKCS#1 v1.5 signs before a
 /// digest: CKM_RSA_PKCS signs exactly the bytes it is given.
-fn digest_info_prefix(h: Hash) -> &'static [u8] {
+pub(super) fn digest_info_prefix(h: Hash) -> &'static [u8] {
     match h {
         Hash::Sha224 => &[
             0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,

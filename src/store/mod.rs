@@ -150,22 +150,30 @@ pub trait Store:
         block: u64,
         max: u64,
     ) -> Result<Option<std::ops::Range<u64>>, StoreError>;
-    /// Records imported material of an EXTERNAL key: its terms, and `check` unless the
-    /// key has one already; a key in PendingImport becomes Enabled. Only while the key's
-    /// check is still `prior` (so that two first imports of different material cannot
-    /// both land) and the key is Enabled, Disabled or PendingImport: false otherwise.
+    /// Records imported material (of material version `version`) of an EXTERNAL key: its
+    /// terms, and `check` unless the key has one already; a key in PendingImport becomes
+    /// Enabled, and no destruction of its material is pending any more. Only while the
+    /// key's check is still `prior` (so that two first imports of different material
+    /// cannot both land) and the key is Enabled, Disabled or PendingImport: false
+    /// otherwise. Gives back the claim on the version taken before the unwrap, and
+    /// refuses (`ClaimLost`) when another daemon has taken it over, as `add_material`.
     fn set_imported(
         &self,
         id: &KeyId,
+        version: MaterialVersion,
         terms: &ImportedMaterial,
         prior: Option<&[u8]>,
         check: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Forgets the imported material of an EXTERNAL key (deleted or expired): an
-    /// Enabled or Disabled key becomes PendingImport; the import check stays. False
-    /// when the key is not EXTERNAL.
-    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError>;
-    /// EXTERNAL keys whose imported material expires at or before `now`.
+    /// Forgets the imported material of an EXTERNAL key (deleted or expired) and marks
+    /// its destruction in the token pending since `now`: an Enabled or Disabled key
+    /// becomes PendingImport; the import check stays. False when the key is not EXTERNAL.
+    fn clear_imported(&self, id: &KeyId, now: std::time::SystemTime) -> Result<bool, StoreError>;
+    /// Records that the material whose destruction `clear_imported` marked is gone from
+    /// the token (unless the key has material again).
+    fn material_purged(&self, id: &KeyId) -> Result<(), StoreError>;
+    /// EXTERNAL keys whose imported material expires at or before `now`, or whose
+    /// deleted material is still to be destroyed.
     fn keys_with_expired_material(
         &self,
         now: std::time::SystemTime,

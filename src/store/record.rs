@@ -42,6 +42,9 @@ pub struct KeyRecord {
     /// EXTERNAL keys: what proves that material imported again is the material first
     /// imported (see `hsm::import`), kept when the material is deleted or expires.
     pub import_check: Option<Vec<u8>>,
+    /// EXTERNAL keys: since when material deleted or expired is still to be destroyed in
+    /// the token (the sweep finishes it).
+    pub purge_since: Option<SystemTime>,
 }
 
 /// The terms of imported key material.

@@ -34,6 +34,7 @@ fn record(account: &str) -> KeyRecord {
         rotation: None,
         imported: None,
         import_check: None,
+        purge_since: None,
     }
 }
 
@@ -115,6 +116,7 @@ fn deletion(store: &dyn Store) {
 }
 
 fn imported_material(store: &dyn Store) {
+    const V1: MaterialVersion = MaterialVersion(1);
     let t = |s: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + 7);
     let get = |id: &KeyId| store.get_key(id).unwrap().unwrap();
     // An AWS_KMS key takes no imported material.
@@ -125,9 +127,9 @@ fn imported_material(store: &dyn Store) {
         valid_to: Some(t(5_000)),
     };
     assert!(!store
-        .set_imported(&own.key_id, &expires, None, b"c")
+        .set_imported(&own.key_id, V1, &expires, None, b"c")
         .unwrap());
-    assert!(!store.clear_imported(&own.key_id).unwrap());
+    assert!(!store.clear_imported(&own.key_id, t(1)).unwrap());
 
     let mut r = record("444444444444");
     r.origin = Origin::External;
@@ -136,10 +138,10 @@ fn imported_material(store: &dyn Store) {
     assert_eq!(get(&r.key_id), r, "inserted as made");
     // A first import that expects a check the key does not have does not land.
     assert!(!store
-        .set_imported(&r.key_id, &expires, Some(b"x"), b"c1")
+        .set_imported(&r.key_id, V1, &expires, Some(b"x"), b"c1")
         .unwrap());
     assert!(store
-        .set_imported(&r.key_id, &expires, None, b"c1")
+        .set_imported(&r.key_id, V1, &expires, None, b"c1")
         .unwrap());
     let k = get(&r.key_id);
     assert_eq!(k.key_state, KeyState::Enabled);
@@ -147,7 +149,7 @@ fn imported_material(store: &dyn Store) {
     assert_eq!(k.import_check.as_deref(), Some(&b"c1"[..]));
     // A second "first" import (racing the first) is refused; a re-import keeps the check.
     assert!(!store
-        .set_imported(&r.key_id, &expires, None, b"c2")
+        .set_imported(&r.key_id, V1, &expires, None, b"c2")
         .unwrap());
     let forever = ImportedMaterial {
         expiration_model: ExpirationModel::DoesNotExpire,
@@ -155,7 +157,7 @@ fn imported_material(store: &dyn Store) {
     };
     assert!(store.set_key_enabled(&r.key_id, false).unwrap());
     assert!(store
-        .set_imported(&r.key_id, &forever, Some(b"c1"), b"c2")
+        .set_imported(&r.key_id, V1, &forever, Some(b"c1"), b"c2")
         .unwrap());
     let k = get(&r.key_id);
     assert_eq!(
@@ -169,7 +171,7 @@ fn imported_material(store: &dyn Store) {
         .is_empty());
     assert!(store.set_key_enabled(&r.key_id, true).unwrap());
     assert!(store
-        .set_imported(&r.key_id, &expires, Some(b"c1"), b"c1")
+        .set_imported(&r.key_id, V1, &expires, Some(b"c1"), b"c1")
         .unwrap());
     assert!(store
         .keys_with_expired_material(t(4_999))
@@ -179,13 +181,17 @@ fn imported_material(store: &dyn Store) {
         store.keys_with_expired_material(t(5_000)).unwrap(),
         [r.key_id]
     );
-    // Expired or deleted: PendingImport, terms gone, check kept; nothing to enable.
-    assert!(store.clear_imported(&r.key_id).unwrap());
+    // Expired or deleted: PendingImport, terms gone, check kept, the destruction pending
+    // (the sweep finds the key whatever the time) until it is done; nothing to enable.
+    assert!(store.clear_imported(&r.key_id, t(6_000)).unwrap());
     let k = get(&r.key_id);
     assert_eq!(
-        (k.key_state, k.imported, k.import_check.as_deref()),
-        (KeyState::PendingImport, None, Some(&b"c1"[..]))
+        (k.key_state, k.imported, k.import_check.as_deref(), k.purge_since),
+        (KeyState::PendingImport, None, Some(&b"c1"[..]), Some(t(6_000)))
     );
+    assert_eq!(store.keys_with_expired_material(t(0)).unwrap(), [r.key_id]);
+    store.material_purged(&r.key_id).unwrap();
+    assert_eq!(get(&r.key_id).purge_since, None);
     assert!(store
         .keys_with_expired_material(t(9_999))
         .unwrap()
@@ -194,13 +200,13 @@ fn imported_material(store: &dyn Store) {
     // Scheduled for deletion from PendingImport, and cancelled back to it.
     assert!(store.schedule_deletion(&r.key_id, t(7_000)).unwrap());
     assert!(!store
-        .set_imported(&r.key_id, &expires, Some(b"c1"), b"c1")
+        .set_imported(&r.key_id, V1, &expires, Some(b"c1"), b"c1")
         .unwrap());
     assert!(store.cancel_deletion(&r.key_id).unwrap());
     assert_eq!(get(&r.key_id).key_state, KeyState::PendingImport);
     // With material, a cancelled deletion leaves the key Disabled as any other.
     assert!(store
-        .set_imported(&r.key_id, &forever, Some(b"c1"), b"c1")
+        .set_imported(&r.key_id, V1, &forever, Some(b"c1"), b"c1")
         .unwrap());
     assert!(store.schedule_deletion(&r.key_id, t(7_000)).unwrap());
     assert!(store.cancel_deletion(&r.key_id).unwrap());

@@ -202,6 +202,7 @@ impl Vault {
             rotation: None,
             imported: None,
             import_check: None,
+            purge_since: None,
         };
         if let Some((parsed, _)) = &policy {
             // Checked against the new key as it will be, before any material exists.

@@ -198,85 +198,113 @@ impl Vault {
             .parameter("wrappingAlgorithm", token.algorithm.as_str());
         let _one_import_at_a_time = self.imports.lock().await;
         let version = key.current_version();
-        let material = key.material_ref(version);
         let id = key.key_id();
-        let (_, prior) = key.imported();
-        if self.store.shared() {
-            // Another daemon's start-up sweep must not take the object for an orphan
-            // before it is recorded (see CreateKey).
-            let claimed = self
-                .store_call(move |s| s.claim_material(&id, version, super::MATERIAL_CLAIM_STALE))
-                .await?;
-            if !claimed {
-                return Err(KmsError::KmsInvalidState(format!(
-                    "key material is being imported into {arn} by another request; try again"
-                )));
-            }
+        let _claim = self.claim_import(id, version, &arn).await?;
+        // What the store holds now, under the claim: not the cache, which another
+        // daemon's import or deletion may have left behind.
+        let stored = self
+            .store_call(move |s| s.get_key(&id))
+            .await?
+            .ok_or_else(|| KmsError::NotFound(format!("Key '{arn}' does not exist")))?;
+        if stored.key_state == KeyState::PendingDeletion {
+            return Err(KmsError::KmsInvalidState(format!(
+                "{arn} is pending deletion."
+            )));
         }
-        let imported = self
-            .import_and_record(
-                &key,
-                material,
-                key_spec,
-                &token,
-                input.encrypted_key_material,
-                prior,
-                terms,
-            )
-            .await;
-        if self.store.shared() {
-            let _ = self
-                .store_call(move |s| s.release_material(&id, version))
-                .await;
-        }
-        imported?;
+        self.import_and_record(
+            &key,
+            Unwrap {
+                material: key.material_ref(version),
+                kind: (key_spec, key.kind().1),
+                token: &token,
+                wrapped: input.encrypted_key_material,
+            },
+            stored,
+            terms,
+        )
+        .await?;
         tracing::info!(key_id = %id, expiration = terms.expiration_model.as_str(), "key material imported");
         Ok(ImportedKeyMaterial { key_arn: arn })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// On a store other daemons share, the right to change a key's material (see
+    /// `Store::claim_material`): one import, deletion or expiry at a time across
+    /// daemons, and no orphan sweep takes an object an import has just unwrapped. Given
+    /// back when the guard is dropped (a successful import gives it back as it records).
+    async fn claim_import(
+        &self,
+        id: crate::domain::KeyId,
+        version: crate::domain::MaterialVersion,
+        arn: &KeyArn,
+    ) -> Result<ImportClaim<'_>, KmsError> {
+        if !self.store.shared() {
+            return Ok(ImportClaim(None));
+        }
+        let claimed = self
+            .store_call(move |s| s.claim_material(&id, version, super::MATERIAL_CLAIM_STALE))
+            .await?;
+        if !claimed {
+            return Err(KmsError::KmsInvalidState(format!(
+                "the key material of {arn} is being changed by another request; try again"
+            )));
+        }
+        Ok(ImportClaim(Some((self, id, version))))
+    }
+
+    /// Unwraps into the token, then records. When the store says the key has no
+    /// material, whatever the token holds under its CKA_ID is a leftover (of an import
+    /// or deletion cut short) and is replaced, never trusted.
     async fn import_and_record(
         &self,
         key: &std::sync::Arc<super::keys::KeyEntry>,
-        material: crate::hsm::MaterialRef,
-        key_spec: crate::domain::KeySpec,
-        token: &ImportToken,
-        wrapped: Vec<u8>,
-        prior: Option<Vec<u8>>,
+        unwrap: Unwrap<'_>,
+        stored: crate::store::KeyRecord,
         terms: ImportedMaterial,
     ) -> Result<(), KmsError> {
-        let had_material = key.state() != KeyState::PendingImport;
+        let Unwrap {
+            material,
+            kind,
+            token,
+            wrapped,
+        } = unwrap;
+        let replace = stored.imported.is_none();
+        let prior = stored.import_check;
         let check = self
             .hsm
             .import_material(
                 material,
-                (key_spec, key.kind().1),
+                kind,
                 WrappingKeyRef {
                     id: token.wrapping_key,
                     valid_to_secs: secs(token.valid_to),
                 },
-                token.spec.bits(),
-                wrapping(token.algorithm),
+                (token.spec.bits(), wrapping(token.algorithm)),
                 wrapped,
-                prior.clone(),
+                (prior.clone(), replace),
             )
-            .await?;
+            .await;
+        let check = match check {
+            Ok(c) => c,
+            Err(e) => {
+                if replace {
+                    // A call cut short (a timeout) may still have made the object.
+                    self.remove_unrecorded(key, material).await;
+                }
+                return Err(e.into());
+            }
+        };
         crate::failpoint::hit("import.after_unwrap");
-        let id = key.key_id();
+        let (id, version) = (key.key_id(), material.version);
         let recorded = self
             .write_key(key, move |s| {
-                s.set_imported(&id, &terms, prior.as_deref(), &check)
+                s.set_imported(&id, version, &terms, prior.as_deref(), &check)
             })
             .await;
         match recorded {
             Ok(true) => Ok(()),
             other => {
-                if !had_material {
-                    // Nothing records the object made: remove it rather than leave material
-                    // in the token of a key that says it has none.
-                    if let Err(e) = self.hsm.destroy_material_everywhere(material).await {
-                        tracing::warn!(key_id = %id, error = %e, "could not remove the material of a failed import; the start-up sweep will");
-                    }
+                if replace {
+                    self.remove_unrecorded(key, material).await;
                 }
                 match other {
                     Err(e) => Err(e),
@@ -285,6 +313,27 @@ impl Vault {
                         self.arn_of(key)
                     ))),
                 }
+            }
+        }
+    }
+
+    /// Destroys the material an import made, when (read again) the store still records
+    /// none for the key: nothing may stay in the token that the store does not name.
+    async fn remove_unrecorded(
+        &self,
+        key: &super::keys::KeyEntry,
+        material: crate::hsm::MaterialRef,
+    ) {
+        let id = key.key_id();
+        match self.store_call(move |s| s.get_key(&id)).await {
+            Ok(Some(r)) if r.imported.is_some() => {}
+            Ok(_) => {
+                if let Err(e) = self.hsm.destroy_material_everywhere(material).await {
+                    tracing::warn!(key_id = %id, error = %e, "could not remove the material of a failed import; the start-up sweep or the next import replaces it");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key_id = %id, error = %e, "could not read a key after a failed import; its leftover material is replaced by the next import")
             }
         }
     }
@@ -313,19 +362,25 @@ impl Vault {
         Ok(arn)
     }
 
-    /// Records that `key` has no material, then destroys it everywhere.
+    /// Records that `key` has no material (its destruction pending), then destroys it
+    /// everywhere, then records that it is gone. A failure leaves the destruction
+    /// pending: the sweep finishes it.
     async fn remove_imported(
         &self,
         key: &std::sync::Arc<super::keys::KeyEntry>,
     ) -> Result<(), KmsError> {
-        let id = key.key_id();
-        self.write_key(key, move |s| s.clear_imported(&id)).await?;
+        let (id, version) = (key.key_id(), key.current_version());
+        let _claim = self.claim_import(id, version, &self.arn_of(key)).await?;
+        let now = self.settings.clock.now();
+        self.write_key(key, move |s| s.clear_imported(&id, now))
+            .await?;
         crate::failpoint::hit("delete_import.after_record");
         for version in key.versions() {
             self.hsm
                 .destroy_material_everywhere(key.material_ref(version))
                 .await?;
         }
+        self.store_call(move |s| s.material_purged(&id)).await?;
         Ok(())
     }
 
@@ -340,34 +395,50 @@ impl Vault {
             .await?;
         let mut expired = 0;
         for id in due {
-            let Some(key) = self.key(id).await? else {
-                continue;
+            let key = match self.key(id).await {
+                Ok(Some(k)) => k,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "cannot read a key whose imported material is due; the next sweep retries");
+                    continue;
+                }
             };
             let _one_import_at_a_time = self.imports.lock().await;
             // Read again under the lock: a re-import may have moved ValidTo.
-            let still_due = self
-                .store_call(move |s| s.get_key(&id))
-                .await?
-                .and_then(|r| r.imported)
+            let stored = match self.store_call(move |s| s.get_key(&id)).await {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "cannot read a key whose imported material is due; the next sweep retries");
+                    continue;
+                }
+            };
+            let expiring = stored
+                .imported
                 .and_then(|i| i.valid_to)
                 .is_some_and(|t| t <= now);
-            if !still_due {
+            if !expiring && stored.purge_since.is_none() {
                 continue;
             }
             let result = self.remove_imported(&key).await;
-            self.audit_background(
-                "DeleteExpiredKeyMaterial",
-                self.arn_of(&key).to_string(),
-                result.as_ref().err(),
-            )
-            .await;
+            if expiring {
+                self.audit_background(
+                    "DeleteExpiredKeyMaterial",
+                    self.arn_of(&key).to_string(),
+                    result.as_ref().err(),
+                )
+                .await;
+            }
             match result {
-                Ok(()) => {
+                Ok(()) if expiring => {
                     tracing::info!(key_id = %id, "imported key material expired and was destroyed");
                     expired += 1;
                 }
+                Ok(()) => {
+                    tracing::info!(key_id = %id, "deleted key material left in the token is destroyed")
+                }
                 Err(e) => {
-                    tracing::warn!(key_id = %id, error = %e, "destroying expired key material failed; the next sweep retries")
+                    tracing::warn!(key_id = %id, error = %e, "destroying imported key material failed; the next sweep retries")
                 }
             }
         }
@@ -385,6 +456,34 @@ impl Vault {
     /// none recorded (an import or deletion a crash interrupted).
     pub(crate) fn imported_material_unrecorded(rec: &crate::store::KeyRecord) -> bool {
         rec.origin == Origin::External && rec.imported.is_none()
+    }
+}
+
+/// What an import unwraps: into which material, of which kind, with which token.
+struct Unwrap<'a> {
+    material: crate::hsm::MaterialRef,
+    kind: (crate::domain::KeySpec, crate::domain::KeyUsage),
+    token: &'a ImportToken,
+    wrapped: Vec<u8>,
+}
+
+/// The claim `claim_import` took, given back on drop (in the background: dropping
+/// cannot wait). A claim already given back by `set_imported` is not there to give.
+struct ImportClaim<'a>(
+    Option<(
+        &'a Vault,
+        crate::domain::KeyId,
+        crate::domain::MaterialVersion,
+    )>,
+);
+
+impl Drop for ImportClaim<'_> {
+    fn drop(&mut self) {
+        if let Some((vault, id, version)) = self.0.take() {
+            let store = std::sync::Arc::clone(&vault.store);
+            // Best effort: a claim left behind goes stale and is taken over.
+            tokio::task::spawn_blocking(move || store.release_material(&id, version));
+        }
     }
 }
 

@@ -38,9 +38,9 @@ impl Store for PostgresStore {
                     "INSERT INTO keys (key_id, account, description, creation_ms, key_usage,
                         key_spec, origin, key_state, deletion_ms, current_version, policy,
                         rotation_period_days, next_rotation_ms, expiration_model, valid_to_ms,
-                        import_check)
+                        import_check, purge_since_ms)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16)
+                        $16, $17)
                      ON CONFLICT (key_id) DO NOTHING",
                     &[
                         &rec.key_id.to_string(),
@@ -59,6 +59,7 @@ impl Store for PostgresStore {
                         &rec.imported.map(|i| i.expiration_model.as_str()),
                         &rec.imported.and_then(|i| i.valid_to).map(to_ms),
                         &rec.import_check,
+                        &rec.purge_since.map(to_ms),
                     ],
                 )
                 .await?;
@@ -95,7 +96,7 @@ impl Store for PostgresStore {
                     "SELECT account, description, creation_ms, key_usage, key_spec, origin,
                             key_state, deletion_ms, current_version, policy,
                             rotation_period_days, next_rotation_ms, expiration_model,
-                            valid_to_ms, import_check
+                            valid_to_ms, import_check, purge_since_ms
                      FROM keys WHERE key_id = $1",
                     &[&key],
                 )
@@ -159,6 +160,7 @@ impl Store for PostgresStore {
                 },
                 imported: imported_terms(row.get::<_, Option<String>>(12).as_deref(), row.get(13))?,
                 import_check: row.get(14),
+                purge_since: row.get::<_, Option<i64>>(15).map(from_ms),
             }))
         })
     }
@@ -374,17 +376,19 @@ impl Store for PostgresStore {
     fn set_imported(
         &self,
         id: &KeyId,
+        version: MaterialVersion,
         terms: &ImportedMaterial,
         prior: Option<&[u8]>,
         check: &[u8],
     ) -> Result<bool, StoreError> {
         let (key, id, terms) = (id.to_string(), *id, *terms);
         let (prior, check) = (prior.map(<[u8]>::to_vec), check.to_vec());
-        self.with(move |c| async move {
-            let n = c
+        self.with(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let n = tx
                 .execute(
                     "UPDATE keys SET expiration_model = $2, valid_to_ms = $3,
-                        import_check = COALESCE(import_check, $4),
+                        purge_since_ms = NULL, import_check = COALESCE(import_check, $4),
                         key_state = CASE WHEN key_state = 'PendingImport' THEN 'Enabled'
                                          ELSE key_state END
                      WHERE key_id = $1 AND origin = 'EXTERNAL'
@@ -399,23 +403,28 @@ impl Store for PostgresStore {
                     ],
                 )
                 .await?;
-            if n > 0 {
-                super::announce(&**c, &Change::Key(id)).await?;
+            if n == 0 {
+                return Ok(false);
             }
-            Ok(changed(n))
+            // The claim the import took before unwrapping (see `claim_material`).
+            give_back_claim(&tx, &key, version).await?;
+            super::announce(&*tx, &Change::Key(id)).await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 
-    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
+    fn clear_imported(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
         let (key, id) = (id.to_string(), *id);
         self.with(move |c| async move {
             let n = c
                 .execute(
                     "UPDATE keys SET expiration_model = NULL, valid_to_ms = NULL,
+                        purge_since_ms = COALESCE(purge_since_ms, $2),
                         key_state = CASE WHEN key_state IN ('Enabled', 'Disabled')
                                          THEN 'PendingImport' ELSE key_state END
                      WHERE key_id = $1 AND origin = 'EXTERNAL'",
-                    &[&key],
+                    &[&key, &to_ms(now)],
                 )
                 .await?;
             if n > 0 {
@@ -425,12 +434,27 @@ impl Store for PostgresStore {
         })
     }
 
+    fn material_purged(&self, id: &KeyId) -> Result<(), StoreError> {
+        let key = id.to_string();
+        self.with(move |c| async move {
+            c.execute(
+                "UPDATE keys SET purge_since_ms = NULL
+                 WHERE key_id = $1 AND expiration_model IS NULL",
+                &[&key],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
     fn keys_with_expired_material(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
         self.with(move |c| async move {
             let rows = c
                 .query(
                     "SELECT key_id FROM keys
-                     WHERE origin = 'EXTERNAL' AND valid_to_ms IS NOT NULL AND valid_to_ms <= $1
+                     WHERE origin = 'EXTERNAL'
+                       AND ((valid_to_ms IS NOT NULL AND valid_to_ms <= $1)
+                            OR purge_since_ms IS NOT NULL)
                      ORDER BY key_id",
                     &[&to_ms(now)],
                 )

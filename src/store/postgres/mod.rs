@@ -126,11 +126,13 @@ const MIGRATIONS: &[&str] = &[
     // 3: whose claim it is (the store handle's name), so that a maker whose claim was
     // taken over cannot record the version; claimed_ms from the database's clock.
     "ALTER TABLE material_claims ADD COLUMN owner TEXT NOT NULL DEFAULT '';",
-    // 4: imported key material: its terms while it is in the token, and the check that
-    // a re-import brings the same material.
+    // 4: imported key material: its terms while it is in the token, the check that a
+    // re-import brings the same material, and since when material deleted or expired is
+    // still to be destroyed in the token.
     "ALTER TABLE keys ADD COLUMN expiration_model TEXT;
      ALTER TABLE keys ADD COLUMN valid_to_ms BIGINT;
-     ALTER TABLE keys ADD COLUMN import_check BYTEA;",
+     ALTER TABLE keys ADD COLUMN import_check BYTEA;
+     ALTER TABLE keys ADD COLUMN purge_since_ms BIGINT;",
 ];
 
 /// The advisory lock the migrations run under (any constant, the same in every build).

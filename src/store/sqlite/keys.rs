@@ -23,8 +23,8 @@ impl Store for SqliteStore {
             "INSERT OR IGNORE INTO keys (key_id, account, description, creation_ms, key_usage,
                 key_spec, origin, key_state, deletion_ms, current_version, policy,
                 rotation_period_days, next_rotation_ms, expiration_model, valid_to_ms,
-                import_check)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                import_check, purge_since_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 rec.key_id.to_string(),
                 rec.account.as_str(),
@@ -42,6 +42,7 @@ impl Store for SqliteStore {
                 rec.imported.map(|i| i.expiration_model.as_str()),
                 rec.imported.and_then(|i| i.valid_to).map(to_ms),
                 rec.import_check,
+                rec.purge_since.map(to_ms),
             ],
         )?;
         if n == 0 {
@@ -70,7 +71,8 @@ impl Store for SqliteStore {
             .query_row(
                 "SELECT account, description, creation_ms, key_usage, key_spec, origin, key_state,
                         deletion_ms, current_version, policy, rotation_period_days,
-                        next_rotation_ms, expiration_model, valid_to_ms, import_check
+                        next_rotation_ms, expiration_model, valid_to_ms, import_check,
+                        purge_since_ms
                  FROM keys WHERE key_id = ?1",
                 params![id.to_string()],
                 |r| {
@@ -90,6 +92,7 @@ impl Store for SqliteStore {
                             r.get::<_, Option<String>>(12)?,
                             r.get::<_, Option<i64>>(13)?,
                             r.get::<_, Option<Vec<u8>>>(14)?,
+                            r.get::<_, Option<i64>>(15)?,
                         ),
                     ))
                 },
@@ -107,7 +110,7 @@ impl Store for SqliteStore {
             current,
             policy,
             (period, next_rotation),
-            (expiration_model, valid_to, import_check),
+            (expiration_model, valid_to, import_check, purge_since),
         )) = row
         else {
             return Ok(None);
@@ -163,6 +166,7 @@ impl Store for SqliteStore {
             },
             imported: imported_terms(expiration_model.as_deref(), valid_to)?,
             import_check,
+            purge_since: purge_since.map(from_ms),
         }))
     }
 
@@ -312,12 +316,13 @@ impl Store for SqliteStore {
     fn set_imported(
         &self,
         id: &KeyId,
+        _version: MaterialVersion,
         terms: &ImportedMaterial,
         prior: Option<&[u8]>,
         check: &[u8],
     ) -> Result<bool, StoreError> {
         let n = self.conn().execute(
-            "UPDATE keys SET expiration_model = ?2, valid_to_ms = ?3,
+            "UPDATE keys SET expiration_model = ?2, valid_to_ms = ?3, purge_since_ms = NULL,
                 import_check = COALESCE(import_check, ?4),
                 key_state = CASE WHEN key_state = 'PendingImport' THEN 'Enabled' ELSE key_state END
              WHERE key_id = ?1 AND origin = 'EXTERNAL'
@@ -334,22 +339,34 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
-    fn clear_imported(&self, id: &KeyId) -> Result<bool, StoreError> {
+    fn clear_imported(&self, id: &KeyId, now: SystemTime) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE keys SET expiration_model = NULL, valid_to_ms = NULL,
+                purge_since_ms = COALESCE(purge_since_ms, ?2),
                 key_state = CASE WHEN key_state IN ('Enabled', 'Disabled')
                                  THEN 'PendingImport' ELSE key_state END
              WHERE key_id = ?1 AND origin = 'EXTERNAL'",
-            params![id.to_string()],
+            params![id.to_string(), to_ms(now)],
         )?;
         Ok(n == 1)
+    }
+
+    fn material_purged(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE keys SET purge_since_ms = NULL
+             WHERE key_id = ?1 AND expiration_model IS NULL",
+            params![id.to_string()],
+        )?;
+        Ok(())
     }
 
     fn keys_with_expired_material(&self, now: SystemTime) -> Result<Vec<KeyId>, StoreError> {
         key_ids(
             &self.conn(),
             "SELECT key_id FROM keys
-             WHERE origin = 'EXTERNAL' AND valid_to_ms IS NOT NULL AND valid_to_ms <= ?1
+             WHERE origin = 'EXTERNAL'
+               AND ((valid_to_ms IS NOT NULL AND valid_to_ms <= ?1)
+                    OR purge_since_ms IS NOT NULL)
              ORDER BY key_id",
             params![to_ms(now)],
         )

@@ -126,11 +126,13 @@ const MIGRATIONS: &[&str] = &[
         sealed_secret BLOB NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX access_keys_by_principal ON access_keys(principal, created_ms);",
-    // 10: imported key material: its terms while it is in the token, and the check
-    // that a re-import brings the same material.
+    // 10: imported key material: its terms while it is in the token, the check that a
+    // re-import brings the same material, and since when material deleted or expired
+    // is still to be destroyed in the token.
     "ALTER TABLE keys ADD COLUMN expiration_model TEXT;
      ALTER TABLE keys ADD COLUMN valid_to_ms INTEGER;
-     ALTER TABLE keys ADD COLUMN import_check BLOB;",
+     ALTER TABLE keys ADD COLUMN import_check BLOB;
+     ALTER TABLE keys ADD COLUMN purge_since_ms INTEGER;",
 ];
 
 /// The SQLite implementation of [`Store`].

@@ -248,13 +248,6 @@ impl KeyEntry {
             .collect()
     }
 
-    /// The imported material's terms (None while an EXTERNAL key has none, and for
-    /// every other key), and the check a re-import must pass.
-    pub(crate) fn imported(&self) -> (Option<crate::store::ImportedMaterial>, Option<Vec<u8>>) {
-        let s = self.lock();
-        (s.record.imported, s.record.import_check.clone())
-    }
-
     /// The current material version.
     pub(crate) fn current_version(&self) -> MaterialVersion {
         self.lock().record.current_version

@@ -29,8 +29,12 @@ use crate::domain::{Curve, KeySpec, KeyUsage, MaterialKind};
 
 /// CKA_ID prefix of wrapping keys: never 20 bytes long, so never read as key material.
 const WRAPPING_ID_PREFIX: &[u8] = b"p11kms-import-wrapping/";
-/// CKA_LABEL prefix of wrapping keys, followed by `<id hex>/until/<unix seconds>`.
+/// CKA_LABEL prefix of wrapping keys, followed by `<key id>/<id hex>/until/<unix seconds>`.
 const WRAPPING_LABEL_PREFIX: &str = "p11kms/import-wrapping-key/";
+/// Wrapping keys kept per KMS key: each GetParametersForImport makes one (an RSA key
+/// generation and a token object for 24 hours), so a caller may not fill the token;
+/// past this, the one that expires first goes, and its import token stops working.
+const MAX_WRAPPING_KEYS_PER_KEY: usize = 10;
 /// AAD of the AES-GCM import check of symmetric material.
 const CHECK_AAD: &[u8] = b"p11kms imported key material check v1";
 /// What HMAC material is asked to MAC for its import check.
@@ -39,6 +43,8 @@ const CHECK_MESSAGE: &[u8] = b"p11kms imported key material check v1";
 /// One RSA wrapping key in the token: its id, and when it may be destroyed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WrappingKeyRef {
+    /// The KMS key it is for.
+    pub(crate) key_id: crate::domain::KeyId,
     /// Random, from the import token.
     pub(crate) id: [u8; 16],
     /// When its import token expires (seconds since the epoch); the sweep destroys
@@ -55,7 +61,8 @@ impl WrappingKeyRef {
 
     fn label(&self) -> String {
         format!(
-            "{WRAPPING_LABEL_PREFIX}{}/until/{}",
+            "{WRAPPING_LABEL_PREFIX}{}/{}/until/{}",
+            self.key_id,
             crate::domain::to_hex(&self.id),
             self.valid_to_secs
         )
@@ -64,9 +71,11 @@ impl WrappingKeyRef {
     /// The wrapping key a label made by [`Self::label`] names.
     fn from_label(label: &str) -> Option<Self> {
         let rest = label.strip_prefix(WRAPPING_LABEL_PREFIX)?;
+        let (key_id, rest) = rest.split_once('/')?;
         let (id, until) = rest.split_once("/until/")?;
         let id: [u8; 16] = crate::domain::from_hex(id)?.try_into().ok()?;
         Some(Self {
+            key_id: key_id.parse().ok()?,
             id,
             valid_to_secs: until.parse().ok()?,
         })
@@ -137,6 +146,18 @@ impl WorkerSession {
         }
         let (id, label) = (w.cka_id(), w.label().into_bytes());
         let s = self.session()?;
+        let mut kept: Vec<(WrappingKeyRef, ObjectHandle)> = wrapping_keys(s)?
+            .into_iter()
+            .filter(|(k, _)| k.key_id == w.key_id)
+            .collect();
+        kept.sort_by_key(|(k, _)| k.valid_to_secs);
+        let excess = (kept.len() + 1).saturating_sub(MAX_WRAPPING_KEYS_PER_KEY);
+        for (_, h) in kept.into_iter().take(excess) {
+            match s.destroy_object(h) {
+                Ok(()) | Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => {}
+                Err(e) => return Err(HsmError::from_call(e)),
+            }
+        }
         let public = [
             Attribute::Token(false),
             Attribute::Private(false),
@@ -244,26 +265,8 @@ impl WorkerSession {
         now_secs: u64,
     ) -> Result<usize, HsmError> {
         let s = self.session()?;
-        let found = s
-            .find_objects(&[
-                Attribute::Class(ObjectClass::PRIVATE_KEY),
-                Attribute::Token(true),
-                Attribute::KeyType(KeyType::RSA),
-            ])
-            .map_err(HsmError::from_call)?;
         let mut destroyed = 0;
-        for h in found {
-            let label = s
-                .get_attributes(h, &[AttributeType::Label])
-                .map_err(HsmError::from_call)?
-                .into_iter()
-                .find_map(|a| match a {
-                    Attribute::Label(l) => String::from_utf8(l).ok(),
-                    _ => None,
-                });
-            let Some(w) = label.as_deref().and_then(WrappingKeyRef::from_label) else {
-                continue;
-            };
+        for (w, h) in wrapping_keys(s)? {
             if w.valid_to_secs < now_secs {
                 match s.destroy_object(h) {
                     Ok(()) => destroyed += 1,
@@ -448,6 +451,33 @@ impl Import<'_> {
             _ => HsmError::from_call(e),
         }
     }
+}
+
+/// Every wrapping key in the token, by its label.
+fn wrapping_keys(s: &Session) -> Result<Vec<(WrappingKeyRef, ObjectHandle)>, HsmError> {
+    let found = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Token(true),
+            Attribute::KeyType(KeyType::RSA),
+        ])
+        .map_err(HsmError::from_call)?;
+    let mut out = Vec::new();
+    for h in found {
+        let label = match s.get_attributes(h, &[AttributeType::Label]) {
+            Ok(attrs) => attrs.into_iter().find_map(|a| match a {
+                Attribute::Label(l) => String::from_utf8(l).ok(),
+                _ => None,
+            }),
+            // Destroyed meanwhile (another worker's sweep, or SoftHSM2 listing it twice).
+            Err(CkError::Pkcs11(RvError::ObjectHandleInvalid, _)) => None,
+            Err(e) => return Err(HsmError::from_call(e)),
+        };
+        if let Some(w) = label.as_deref().and_then(WrappingKeyRef::from_label) {
+            out.push((w, h));
+        }
+    }
+    Ok(out)
 }
 
 /// DER SubjectPublicKeyInfo of an RSA public key object.
@@ -1063,6 +1093,7 @@ mod tests {
     #[test]
     fn wrapping_key_labels_round_trip_and_nothing_else_reads_as_one() {
         let w = WrappingKeyRef {
+            key_id: crate::domain::KeyId::generate(),
             id: [0xab; 16],
             valid_to_secs: 1_800_000_000,
         };
@@ -1074,6 +1105,7 @@ mod tests {
             "p11kms/import-wrapping-key/zz/until/5",
             "p11kms/import-wrapping-key/abababababababababababababababab/until/x",
             "p11kms/import-wrapping-key/abab/until/5",
+            "p11kms/import-wrapping-key/not-a-key/abababababababababababababababab/until/5",
         ] {
             assert_eq!(WrappingKeyRef::from_label(other), None, "{other}");
         }

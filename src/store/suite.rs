@@ -186,8 +186,18 @@ fn imported_material(store: &dyn Store) {
     assert!(store.clear_imported(&r.key_id, t(6_000)).unwrap());
     let k = get(&r.key_id);
     assert_eq!(
-        (k.key_state, k.imported, k.import_check.as_deref(), k.purge_since),
-        (KeyState::PendingImport, None, Some(&b"c1"[..]), Some(t(6_000)))
+        (
+            k.key_state,
+            k.imported,
+            k.import_check.as_deref(),
+            k.purge_since
+        ),
+        (
+            KeyState::PendingImport,
+            None,
+            Some(&b"c1"[..]),
+            Some(t(6_000))
+        )
     );
     assert_eq!(store.keys_with_expired_material(t(0)).unwrap(), [r.key_id]);
     store.material_purged(&r.key_id).unwrap();

@@ -131,6 +131,7 @@ impl Vault {
         aws_lc_rs::rand::fill(&mut id)
             .map_err(|_| KmsError::internal(crate::domain::RandomFailed))?;
         let wrapping_key = WrappingKeyRef {
+            key_id: key.key_id(),
             id,
             valid_to_secs: secs(valid_to),
         };
@@ -275,6 +276,7 @@ impl Vault {
                 material,
                 kind,
                 WrappingKeyRef {
+                    key_id: token.key_id,
                     id: token.wrapping_key,
                     valid_to_secs: secs(token.valid_to),
                 },
@@ -555,9 +557,11 @@ fn import_terms(
         (_, Some(t)) if t > now + MAX_VALID_FOR => Err(KmsError::validation(
             "ValidTo must be at most 365 days from now",
         )),
+        // Whole seconds, as kms:ValidTo is: a policy's bound on it holds for the time
+        // kept.
         (_, Some(t)) => Ok(ImportedMaterial {
             expiration_model: model,
-            valid_to: Some(whole_millis(t)),
+            valid_to: Some(whole_seconds(t)),
         }),
     }
 }
@@ -580,11 +584,6 @@ fn secs(t: SystemTime) -> u64 {
 
 fn whole_seconds(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs(t))
-}
-
-fn whole_millis(t: SystemTime) -> SystemTime {
-    let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -132,6 +132,26 @@ def hmac_round(spec, algorithm):
     check(mac == hmac.new(material, message, digest).digest(),
           f"{spec} {algorithm}: the MAC is not Python's HMAC with the imported material")
     kms().verify_mac(KeyId=key_id, Message=message, MacAlgorithm=mac_algorithm, Mac=mac)
+    return key_id, params, material
+
+
+def hmac_errors(algorithm):
+    """HMAC_256 material must be 32 to 64 bytes, and a re-import must bring the same."""
+    key_id, params, material = hmac_round("HMAC_256", algorithm)
+    for size in (24, 30, 31, 65, 72):
+        other = external_key("HMAC_256", "GENERATE_VERIFY_MAC")
+        expect_error("IncorrectKeyMaterialException", import_material, other,
+                     parameters(other, algorithm), algorithm, os.urandom(size))
+    expect_error("IncorrectKeyMaterialException", import_material, key_id, params, algorithm,
+                 os.urandom(32))
+    # A disabled key takes its material again and stays disabled.
+    kms().disable_key(KeyId=key_id)
+    import_material(key_id, params, algorithm, material)
+    check(kms().describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled",
+          "a re-import enables no disabled key")
+    # A key pending deletion takes none.
+    kms().schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    expect_error("KMSInvalidStateException", import_material, key_id, params, algorithm, material)
 
 
 CURVES = {"ECC_NIST_P256": (ec.SECP256R1(), "ECDSA_SHA_256", hashes.SHA256()),
@@ -171,6 +191,14 @@ def ec_round(spec, algorithm, wrapping_spec="RSA_2048"):
     # A re-import of another key of the same curve is refused.
     expect_error("IncorrectKeyMaterialException", import_material, key_id, params, algorithm,
                  pkcs8(ec.generate_private_key(curve)))
+    # Deleted, the pair refuses to sign or show its public key; the same key brings it back.
+    kms().delete_imported_key_material(KeyId=key_id)
+    expect_error("KMSInvalidStateException", kms().sign, KeyId=key_id, Message=message,
+                 SigningAlgorithm=signing)
+    expect_error("KMSInvalidStateException", kms().get_public_key, KeyId=key_id)
+    import_material(key_id, params, algorithm, pkcs8(private))
+    sig = kms().sign(KeyId=key_id, Message=message, SigningAlgorithm=signing)["Signature"]
+    private.public_key().verify(sig, message, ec.ECDSA(h))
     return key_id
 
 
@@ -334,6 +362,7 @@ def main():
     symmetric_round(supported[0], "RSA_3072")
     symmetric_round(supported[-1], "RSA_4096")
     errors(supported[0])
+    hmac_errors(supported[-1])
     asymmetric(supported, secp256k1)
     print("ok")
 

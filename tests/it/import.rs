@@ -241,8 +241,12 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(material);
     let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
-    let store = std::fs::read(dir.path().join("p11kms.db")).unwrap();
+    // Stopped first, so that the database is whole in its file (and any write-ahead log
+    // read too).
     let log = d.log();
+    d.stop();
+    let mut store = std::fs::read(dir.path().join("p11kms.db")).unwrap();
+    store.extend(std::fs::read(dir.path().join("p11kms.db-wal")).unwrap_or_default());
     for (name, hay) in [("log", log.as_bytes()), ("store", &store[..])] {
         for needle in [&material[..], b64.as_bytes(), hex.as_bytes()] {
             assert!(
@@ -251,7 +255,6 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
             );
         }
     }
-    d.stop();
 }
 
 /// OpenSSL, run in `dir`; its stdout when it succeeds.
@@ -697,7 +700,60 @@ async fn policies_decide_on_the_import_condition_keys_and_every_step_is_audited(
     );
     assert_eq!(of("DeleteImportedKeyMaterial").len(), 2);
     for r in &trail {
-        let text = r.to_string();
-        assert!(!text.contains("importToken") && !text.contains("encryptedKeyMaterial"));
+        let text = r.to_string().to_lowercase();
+        assert!(
+            !text.contains("importtoken") && !text.contains("encryptedkeymaterial"),
+            "{text}"
+        );
     }
+}
+
+/// GetParametersForImport cannot fill the token: a key keeps at most ten wrapping keys,
+/// and the one made first goes (its import token with it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_keeps_at_most_ten_wrapping_keys() {
+    use p11kms::proto;
+    let dir = TestDir::new();
+    let offset = dir.with_test_clock();
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = c
+        .create_key(proto::CreateKeyRequest {
+            origin: "EXTERNAL".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    let mut params = Vec::new();
+    for i in 0..11 {
+        // Distinct expiry seconds (the vault clock moved on), so that "the oldest" is
+        // well defined.
+        std::fs::write(&offset, i.to_string()).unwrap();
+        let p = c
+            .get_parameters_for_import(proto::GetParametersForImportRequest {
+                key_id: key.key_id.clone(),
+                wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+                wrapping_key_spec: "RSA_2048".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        params.push(p);
+    }
+    assert_eq!(wrapping_keys(&dir), 10);
+    let import = |p: &proto::GetParametersForImportResponse| proto::ImportKeyMaterialRequest {
+        key_id: key.key_id.clone(),
+        import_token: p.import_token.clone(),
+        encrypted_key_material: oaep_sha1_wrap(&p.public_key, &[3; 32]),
+        valid_to: None,
+        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+    };
+    assert_kms_error(
+        c.import_key_material(import(&params[0])).await,
+        "InvalidImportTokenException",
+    );
+    c.import_key_material(import(&params[1])).await.unwrap();
 }

@@ -201,7 +201,7 @@ impl WorkerSession {
             }
         };
         let mut leaked = false;
-        let spki = rsa_spki_of(s, pub_h);
+        let spki = super::key_ops::rsa_spki_of(s, pub_h);
         if s.destroy_object(pub_h).is_err() {
             leaked = true;
         }
@@ -426,7 +426,7 @@ impl Import<'_> {
                 "the unwrapped key material is not a key of this key spec".into(),
             ),
             RvError::DeviceError | RvError::GeneralError => {
-                let proven = rsa_spki_of(self.s, wrapping_key).and_then(|spki| {
+                let proven = super::key_ops::rsa_spki_of(self.s, wrapping_key).and_then(|spki| {
                     prove_unwrap(
                         self.s,
                         wrapping_key,
@@ -478,28 +478,6 @@ fn wrapping_keys(s: &Session) -> Result<Vec<(WrappingKeyRef, ObjectHandle)>, Hsm
         }
     }
     Ok(out)
-}
-
-/// DER SubjectPublicKeyInfo of an RSA public key object.
-fn rsa_spki_of(s: &Session, public: ObjectHandle) -> Result<Vec<u8>, HsmError> {
-    let (mut n, mut e) = (None, None);
-    for a in s
-        .get_attributes(
-            public,
-            &[AttributeType::Modulus, AttributeType::PublicExponent],
-        )
-        .map_err(HsmError::from_call)?
-    {
-        match a {
-            Attribute::Modulus(v) => n = Some(v),
-            Attribute::PublicExponent(v) => e = Some(v),
-            _ => {}
-        }
-    }
-    match (n, e) {
-        (Some(n), Some(e)) => Ok(signature::rsa_spki(&n, &e)),
-        _ => Err(HsmError::Malformed("RSA public key")),
-    }
 }
 
 /// Wraps a random AES key in software with the new wrapping key's public half, as an
@@ -894,6 +872,27 @@ fn same_public(prior: Option<&[u8]>, spki: &[u8]) -> Result<(), HsmError> {
     }
 }
 
+/// A throw-away AES-256 session key, sensitive, that can wrap (`wrap`) or be wrapped
+/// (`extractable`) and nothing else.
+fn session_aes_key(s: &Session, wrap: bool, extractable: bool) -> Result<ObjectHandle, CkError> {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(Ulong::from(32u64)),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(extractable),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(wrap),
+            Attribute::Unwrap(false),
+        ],
+    )
+}
+
 /// The length of the unwrapped material `h` without reading it, as a range: exact
 /// where the token reports CKA_VALUE_LEN; else (SoftHSM2 leaves it 0 on unwrapped keys)
 /// to within 8 bytes, from the length of its AES key wrap with padding under a session
@@ -921,38 +920,11 @@ fn material_len(
             "tell the length of unwrapped key material (it reports no CKA_VALUE_LEN and offers no CKM_AES_KEY_WRAP_PAD)".into(),
         ));
     }
-    let kek = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen(Ulong::from(32u64)),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Encrypt(false),
-                Attribute::Decrypt(false),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(false),
-            ],
-        )
-        .map_err(HsmError::from_call)?;
+    let kek = session_aes_key(s, true, false).map_err(HsmError::from_call)?;
     // The mechanism is RFC 5649 on SoftHSM2; PKCS#11 2.40 gave the name to RFC 3394
     // over PKCS#7 padding, which lengthens differently. So a session key of known
     // length (32 bytes) is wrapped first: 40 bytes out is RFC 5649.
-    let known = s.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::ValueLen(Ulong::from(32u64)),
-            Attribute::Token(false),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(true),
-        ],
-    );
+    let known = session_aes_key(s, false, true);
     let calibration = known
         .as_ref()
         .ok()

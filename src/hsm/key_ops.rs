@@ -130,25 +130,7 @@ impl WorkerSession {
     /// The public half of an RSA key `m` as DER SubjectPublicKeyInfo.
     fn rsa_public_key(&mut self, m: &MaterialRef) -> Result<Vec<u8>, HsmError> {
         let key = self.part(m, Part::Public)?;
-        let attrs = self
-            .session()?
-            .get_attributes(
-                key,
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )
-            .map_err(HsmError::from_call)?;
-        let (mut n, mut e) = (None, None);
-        for a in attrs {
-            match a {
-                Attribute::Modulus(v) => n = Some(v),
-                Attribute::PublicExponent(v) => e = Some(v),
-                _ => {}
-            }
-        }
-        match (n, e) {
-            (Some(n), Some(e)) => Ok(signature::rsa_spki(&n, &e)),
-            _ => Err(HsmError::Malformed("RSA public key")),
-        }
+        rsa_spki_of(self.session()?, key)
     }
 
     /// RSAES-OAEP decryption with the private half of `m` (MGF1 with the same hash,
@@ -307,6 +289,32 @@ pub(super) fn ecdh(
             .ok_or(HsmError::Malformed("derived secret"))
     });
     (value, destroyed)
+}
+
+/// DER SubjectPublicKeyInfo of an RSA key object, from its CKA_MODULUS and
+/// CKA_PUBLIC_EXPONENT (public attributes of a private key too).
+pub(super) fn rsa_spki_of(
+    s: &cryptoki::session::Session,
+    public: cryptoki::object::ObjectHandle,
+) -> Result<Vec<u8>, HsmError> {
+    let (mut n, mut e) = (None, None);
+    for a in s
+        .get_attributes(
+            public,
+            &[AttributeType::Modulus, AttributeType::PublicExponent],
+        )
+        .map_err(HsmError::from_call)?
+    {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    match (n, e) {
+        (Some(n), Some(e)) => Ok(signature::rsa_spki(&n, &e)),
+        _ => Err(HsmError::Malformed("RSA public key")),
+    }
 }
 
 /// RSA-OAEP encryption with aws-lc, for tokens whose OAEP takes SHA-1 only.

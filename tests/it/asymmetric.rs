@@ -26,37 +26,11 @@ async fn every_spec_signs_verifies_macs_and_agrees_as_outside_code_checks() {
     assert_eq!(String::from_utf8_lossy(&out).trim(), "ok");
 }
 
-#[track_caller]
-fn json_of(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 fn b64(s: &serde_json::Value) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(s.as_str().unwrap())
         .unwrap()
-}
-
-/// OpenSSL, run in `dir`; its stdout when it succeeds.
-#[track_caller]
-fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let o = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
 }
 
 #[tokio::test(flavor = "multi_thread")]

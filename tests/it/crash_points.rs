@@ -276,17 +276,7 @@ async fn crash_point(point: &str) {
         p if p.starts_with("import.") || p.starts_with("delete_import.") => {
             let delete = p.starts_with("delete_import.");
             crash_at(&dir, point, &mut told, |mut c| async move {
-                let key = c
-                    .create_key(proto::CreateKeyRequest {
-                        origin: "EXTERNAL".into(),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .key_metadata
-                    .unwrap()
-                    .key_id;
+                let key = crate::import::external_key(&mut c).await.key_id;
                 let params = c
                     .get_parameters_for_import(proto::GetParametersForImportRequest {
                         key_id: key.clone(),

@@ -852,3 +852,30 @@ impl Signer {
         headers
     }
 }
+
+/// OpenSSL, run in `dir`; its stdout when it succeeds.
+#[track_caller]
+pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// The JSON a successful CLI command printed.
+#[track_caller]
+pub fn json_of(o: &std::process::Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}

@@ -50,6 +50,19 @@ pub fn oaep_sha1_wrap(spki: &[u8], material: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A new key for imported material (Origin EXTERNAL), over gRPC.
+pub async fn external_key(c: &mut p11kms::client::KmsClient) -> p11kms::proto::KeyMetadata {
+    c.create_key(p11kms::proto::CreateKeyRequest {
+        origin: "EXTERNAL".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .key_metadata
+    .unwrap()
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -79,16 +92,7 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     let offset = dir.with_test_clock();
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
-    let key = c
-        .create_key(proto::CreateKeyRequest {
-            origin: "EXTERNAL".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let key = external_key(&mut c).await;
     let id = key.key_id.clone();
     assert_eq!(
         (key.key_state.as_str(), key.origin.as_str()),
@@ -255,32 +259,6 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
             );
         }
     }
-}
-
-/// OpenSSL, run in `dir`; its stdout when it succeeds.
-#[track_caller]
-fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let o = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
-
-#[track_caller]
-fn json_of(o: &std::process::Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 /// The README's walk-through, as AWS's documentation does it with OpenSSL: material
@@ -607,16 +585,7 @@ async fn policies_decide_on_the_import_condition_keys_and_every_step_is_audited(
                        "NumericLessThanEquals": {"kms:ValidTo": week.to_string()}}}]});
     put_identity_policy(&mut root, &importer, "import", policy).await;
     let mut c = d.client_as(&importer).await;
-    let key = root
-        .create_key(proto::CreateKeyRequest {
-            origin: "EXTERNAL".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let key = external_key(&mut root).await;
     let params = |alg: &str, spec: &str| proto::GetParametersForImportRequest {
         key_id: key.key_id.clone(),
         wrapping_algorithm: alg.into(),
@@ -717,16 +686,7 @@ async fn a_key_keeps_at_most_ten_wrapping_keys() {
     let offset = dir.with_test_clock();
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
-    let key = c
-        .create_key(proto::CreateKeyRequest {
-            origin: "EXTERNAL".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_metadata
-        .unwrap();
+    let key = external_key(&mut c).await;
     let mut params = Vec::new();
     for i in 0..11 {
         // Distinct expiry seconds (the vault clock moved on), so that "the oldest" is

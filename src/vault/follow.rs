@@ -83,11 +83,14 @@ impl Vault {
         }
     }
 
-    /// Whether the key is pending deletion or no longer exists (a store that cannot
-    /// answer says yes: a copy dropped is made again, one kept may outlive its key).
+    /// Whether the key is pending deletion, no longer exists, or is an EXTERNAL key
+    /// whose imported material was deleted or expired (a store that cannot answer says
+    /// yes: a copy dropped is made again, one kept may outlive its key).
     async fn deleting(&self, id: KeyId) -> bool {
         match self.store_call(move |s| s.get_key(&id)).await {
-            Ok(Some(k)) => k.key_state == KeyState::PendingDeletion,
+            Ok(Some(k)) => {
+                k.key_state == KeyState::PendingDeletion || Self::imported_material_unrecorded(&k)
+            }
             Ok(None) | Err(_) => true,
         }
     }

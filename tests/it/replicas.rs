@@ -796,3 +796,78 @@ async fn an_orphan_on_a_shared_store_is_swept_once_its_maker_cannot_be_making_it
     r.daemons.push(d);
     r.stop();
 }
+
+/// Two daemons on one database and token import into one key: concurrent imports of the
+/// same material land as one (the material claim), a deletion through one daemon makes
+/// the other refuse the key and drop its session copies, and the same material imported
+/// through the other brings old ciphertexts back.
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_material_is_one_material_across_daemons() {
+    let r = Replicas::start_with(2, "", false);
+    r.listening().await;
+    let mut c = r.admins().await;
+    let key = crate::import::external_key(&mut c[0]).await.key_id;
+    let params = c[1]
+        .get_parameters_for_import(proto::GetParametersForImportRequest {
+            key_id: key.clone(),
+            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+            wrapping_key_spec: "RSA_2048".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let material = [0x42u8; 32];
+    let import = || proto::ImportKeyMaterialRequest {
+        key_id: key.clone(),
+        import_token: params.import_token.clone(),
+        encrypted_key_material: crate::import::oaep_sha1_wrap(&params.public_key, &material),
+        valid_to: None,
+        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+    };
+    // Both at once: each lands, or says that the other is changing the material.
+    let (mut c0, mut c1) = (c[0].clone(), c[1].clone());
+    let (a, b) = tokio::join!(
+        c0.import_key_material(import()),
+        c1.import_key_material(import())
+    );
+    for e in [error_of(a), error_of(b)].into_iter().flatten() {
+        assert_eq!(e, "KMSInvalidStateException");
+    }
+    eventually("the key enabled for both daemons", || {
+        let mut c = c.clone();
+        let key = key.clone();
+        async move {
+            let mut ok = true;
+            for c in &mut c {
+                ok &= c.encrypt(encrypt_req(&key, b"both", &[])).await.is_ok();
+            }
+            ok
+        }
+    })
+    .await;
+    assert_eq!(r.dirs[0].objects_of(&key), 1, "one material in the token");
+    let blob = encrypt(&mut c[1], &key, b"imported once", &[]).await;
+
+    c[0].delete_imported_key_material(proto::DeleteImportedKeyMaterialRequest {
+        key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    eventually("the other daemon refusing the key", || {
+        let (mut c, key) = (c[1].clone(), key.clone());
+        async move {
+            error_of(c.encrypt(encrypt_req(&key, b"x", &[])).await).as_deref()
+                == Some("KMSInvalidStateException")
+        }
+    })
+    .await;
+    assert_eq!(r.dirs[0].objects_of(&key), 0);
+    c[1].import_key_material(import()).await.unwrap();
+    eventually("the first daemon using the key again", || {
+        let (mut c, blob) = (c[0].clone(), blob.clone());
+        async move { c.decrypt(decrypt_req(&blob, &[])).await.is_ok() }
+    })
+    .await;
+    assert_eq!(decrypt(&mut c[0], &blob, &[]).await, b"imported once");
+    drop(c);
+}

@@ -261,6 +261,37 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     }
 }
 
+/// `openssl pkeyutl` RSAES-OAEP (hash and MGF1 `digest`) of the file `input` for the DER
+/// public key `key`, as AWS's guide wraps key material.
+fn oaep_wrap(p: &std::path::Path, input: &str, output: &str, key: &str, digest: &str) {
+    let (md, mgf) = (
+        format!("rsa_oaep_md:{digest}"),
+        format!("rsa_mgf1_md:{digest}"),
+    );
+    openssl(
+        p,
+        &[
+            "pkeyutl",
+            "-encrypt",
+            "-in",
+            input,
+            "-out",
+            output,
+            "-inkey",
+            key,
+            "-keyform",
+            "DER",
+            "-pubin",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &md,
+            "-pkeyopt",
+            &mgf,
+        ],
+    );
+}
+
 /// The README's walk-through, as AWS's documentation does it with OpenSSL: material
 /// made by `openssl rand`, wrapped by `openssl pkeyutl` (RSAES-OAEP) or `openssl enc
 /// -id-aes256-wrap-pad` then `pkeyutl` (RSA_AES_KEY_WRAP), imported with the CLI; an
@@ -318,29 +349,12 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
     ));
     assert!(params["ParametersValidTo"].as_str().is_some());
     openssl(p, &["rand", "-out", "PlaintextKeyMaterial.bin", "32"]);
-    let md = format!("rsa_oaep_md:{oaep_md}");
-    let mgf = format!("rsa_mgf1_md:{oaep_md}");
-    openssl(
+    oaep_wrap(
         p,
-        &[
-            "pkeyutl",
-            "-encrypt",
-            "-in",
-            "PlaintextKeyMaterial.bin",
-            "-out",
-            "EncryptedKeyMaterial.bin",
-            "-inkey",
-            "WrappingPublicKey.bin",
-            "-keyform",
-            "DER",
-            "-pubin",
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            &md,
-            "-pkeyopt",
-            &mgf,
-        ],
+        "PlaintextKeyMaterial.bin",
+        "EncryptedKeyMaterial.bin",
+        "WrappingPublicKey.bin",
+        oaep_md,
     );
     // Seconds since the epoch, as the AWS CLI also takes them: 300 days on.
     let valid_to = now_secs() + 300 * 86_400;
@@ -418,27 +432,12 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
     ));
     openssl(p, &["rand", "-out", "HmacKeyMaterial.bin", "48"]);
     if kryoptic {
-        openssl(
+        oaep_wrap(
             p,
-            &[
-                "pkeyutl",
-                "-encrypt",
-                "-in",
-                "HmacKeyMaterial.bin",
-                "-out",
-                "HmacEncrypted.bin",
-                "-inkey",
-                "HmacWrappingKey.bin",
-                "-keyform",
-                "DER",
-                "-pubin",
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                &md,
-                "-pkeyopt",
-                &mgf,
-            ],
+            "HmacKeyMaterial.bin",
+            "HmacEncrypted.bin",
+            "HmacWrappingKey.bin",
+            oaep_md,
         );
     } else {
         openssl(p, &["rand", "-out", "aes-key.bin", "32"]);
@@ -462,27 +461,12 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
                 "material-wrapped.bin",
             ],
         );
-        openssl(
+        oaep_wrap(
             p,
-            &[
-                "pkeyutl",
-                "-encrypt",
-                "-in",
-                "aes-key.bin",
-                "-out",
-                "aes-key-wrapped.bin",
-                "-inkey",
-                "HmacWrappingKey.bin",
-                "-keyform",
-                "DER",
-                "-pubin",
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-                "-pkeyopt",
-                "rsa_mgf1_md:sha1",
-            ],
+            "aes-key.bin",
+            "aes-key-wrapped.bin",
+            "HmacWrappingKey.bin",
+            "sha1",
         );
         let mut both = std::fs::read(p.join("aes-key-wrapped.bin")).unwrap();
         both.extend(std::fs::read(p.join("material-wrapped.bin")).unwrap());

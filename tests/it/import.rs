@@ -701,3 +701,56 @@ async fn a_key_keeps_at_most_ten_wrapping_keys() {
     );
     c.import_key_material(import(&params[1])).await.unwrap();
 }
+
+/// Material past its ValidTo is refused at once, not only once the sweep (here an hour
+/// away) has destroyed it; a disabled key still says it is disabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_material_is_refused_before_the_sweep_destroys_it() {
+    use p11kms::proto;
+    let dir = TestDir::new();
+    dir.prepare();
+    let offset = dir.path().join("clock-offset");
+    dir.append_config(&format!(
+        "\n[lifecycle]\nsweep_interval_secs = 3600\nclock_offset_file = {:?}\n",
+        offset.to_str().unwrap()
+    ));
+    let d = Daemon::start(&dir);
+    let mut c = d.admin().await;
+    let key = external_key(&mut c).await.key_id;
+    let p = c
+        .get_parameters_for_import(proto::GetParametersForImportRequest {
+            key_id: key.clone(),
+            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+            wrapping_key_spec: "RSA_2048".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.import_key_material(proto::ImportKeyMaterialRequest {
+        key_id: key.clone(),
+        import_token: p.import_token,
+        encrypted_key_material: oaep_sha1_wrap(&p.public_key, &[9; 32]),
+        valid_to: Some(ts(now_secs() + 600)),
+        expiration_model: "KEY_MATERIAL_EXPIRES".into(),
+    })
+    .await
+    .unwrap();
+    let blob = encrypt(&mut c, &key, b"for ten minutes", &[]).await;
+    // The sweep ran at start; the next is an hour away. Eleven minutes on:
+    std::fs::write(&offset, "660").unwrap();
+    let st = assert_kms_error(
+        c.decrypt(decrypt_req(&blob, &[])).await,
+        "KMSInvalidStateException",
+    );
+    assert!(st.message().contains("expired"), "{}", st.message());
+    assert_eq!(dir.objects_of(&key), 1, "not destroyed yet");
+    c.disable_key(proto::DisableKeyRequest {
+        key_id: key.clone(),
+    })
+    .await
+    .unwrap();
+    assert_kms_error(
+        c.encrypt(encrypt_req(&key, b"x", &[])).await,
+        "DisabledException",
+    );
+}

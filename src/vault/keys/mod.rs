@@ -35,6 +35,9 @@ pub(crate) struct KeyEntry {
     // Set when a write reached the store but its read-back failed: memory may be behind
     // the store, so the next lookup reads the record again before anything decides on it.
     stale: AtomicBool,
+    // The vault's clock: imported material past its ValidTo is refused at once, before
+    // the sweep destroys it.
+    clock: Arc<dyn super::Clock>,
 }
 
 /// The cached extras of a key (see `slot`).
@@ -99,7 +102,12 @@ fn parse_stored(text: &str, key_id: &KeyId) -> Policy {
 }
 
 impl KeyEntry {
-    fn new(record: KeyRecord, fresh: bool, partition: &Partition) -> Self {
+    fn new(
+        record: KeyRecord,
+        fresh: bool,
+        partition: &Partition,
+        clock: Arc<dyn super::Clock>,
+    ) -> Self {
         let reserved = record
             .current()
             .map(|m| m.reserved_invocations)
@@ -123,6 +131,7 @@ impl KeyEntry {
             }),
             writes: Arc::new(tokio::sync::Mutex::new(())),
             stale: AtomicBool::new(false),
+            clock,
         }
     }
 
@@ -287,9 +296,22 @@ impl KeyEntry {
         }
     }
 
-    /// Refuses cryptographic use in any state but Enabled, with AWS's error names.
+    /// Refuses cryptographic use in any state but Enabled, with AWS's error names, and of
+    /// imported material whose ValidTo has passed (the sweep destroys it soon after).
     pub(crate) fn check_usable(&self, arn: &KeyArn) -> Result<(), KmsError> {
-        match self.lock().record.key_state {
+        let (state, valid_to) = {
+            let s = self.lock();
+            (
+                s.record.key_state,
+                s.record.imported.and_then(|i| i.valid_to),
+            )
+        };
+        match state {
+            KeyState::Enabled if valid_to.is_some_and(|t| t <= self.clock.now()) => {
+                Err(KmsError::KmsInvalidState(format!(
+                    "{arn}'s imported key material has expired; import it again"
+                )))
+            }
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
             other => Err(KmsError::KmsInvalidState(format!(
@@ -457,20 +479,33 @@ impl Vault {
         }
         let rec = self.store_call(move |s| s.get_key(&id)).await?;
         Ok(rec.map(|r| {
-            self.keys
-                .insert(KeyEntry::new(r, false, &self.settings.partition))
+            self.keys.insert(KeyEntry::new(
+                r,
+                false,
+                &self.settings.partition,
+                Arc::clone(&self.settings.clock),
+            ))
         }))
     }
 
     /// An entry for a record that is not (yet) stored, for checks before CreateKey.
     pub(crate) fn uncached_entry(&self, rec: KeyRecord) -> KeyEntry {
-        KeyEntry::new(rec, true, &self.settings.partition)
+        KeyEntry::new(
+            rec,
+            true,
+            &self.settings.partition,
+            Arc::clone(&self.settings.clock),
+        )
     }
 
     /// Caches a key this process just created.
     pub(crate) fn cache_new_key(&self, rec: KeyRecord) -> Arc<KeyEntry> {
-        self.keys
-            .insert(KeyEntry::new(rec, true, &self.settings.partition))
+        self.keys.insert(KeyEntry::new(
+            rec,
+            true,
+            &self.settings.partition,
+            Arc::clone(&self.settings.clock),
+        ))
     }
 
     /// Resolves a KeyId parameter as AWS does: a bare key id names a key of the caller's

@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 use super::material::Part;
 use super::session::{gcm_decrypt_raw, gcm_encrypt, WorkerSession};
 use super::{signature, HsmError, MaterialRef, OaepHash};
-use crate::domain::{Curve, KeySpec, KeyUsage, MaterialKind};
+use crate::domain::{Curve, Hash, KeySpec, KeyUsage, MacAlgorithm, MaterialKind};
 
 /// CKA_ID prefix of wrapping keys: never 20 bytes long, so never read as key material.
 const WRAPPING_ID_PREFIX: &[u8] = b"p11kms-import-wrapping/";
@@ -242,6 +242,7 @@ impl WorkerSession {
                 s,
                 m,
                 kind: spec.material(),
+                mac: spec.mac_algorithm(),
                 usage,
                 bits,
                 wrapping,
@@ -284,6 +285,8 @@ struct Import<'a> {
     s: &'a Session,
     m: &'a MaterialRef,
     kind: MaterialKind,
+    /// The MAC algorithm of an HMAC key.
+    mac: Option<MacAlgorithm>,
     usage: KeyUsage,
     bits: u32,
     wrapping: Wrapping,
@@ -318,9 +321,14 @@ impl Import<'_> {
             Err(e) => return Err(self.refused(e, wrapping_key, leaked)),
         };
         let checked = match self.kind {
-            MaterialKind::Aes256 | MaterialKind::Hmac(_) => {
-                check(s, check_copy, self.kind, prior, self.offers_kwp, leaked).map(|c| (c, None))
+            MaterialKind::Aes256 => {
+                check_aes(s, check_copy, prior, self.offers_kwp, leaked).map(|c| (c, None))
             }
+            MaterialKind::Hmac(_) => self
+                .mac
+                .ok_or(HsmError::Malformed("MAC algorithm of an HMAC key"))
+                .and_then(|mac| check_hmac(s, check_copy, mac, prior, self.offers_kwp, leaked))
+                .map(|c| (c, None)),
             MaterialKind::Rsa(bits) => check_rsa(s, check_copy, bits, prior),
             MaterialKind::Ec(curve) => check_ec(s, check_copy, curve, prior, leaked),
         };
@@ -945,90 +953,92 @@ fn material_len(
     Ok(upper.saturating_sub(7).max(1)..=upper)
 }
 
-/// The size check of unwrapped material and its import check: against `prior` when
+/// The size check of unwrapped AES material and its import check: against `prior` when
 /// given (IncorrectMaterial when it differs), else a new one.
-fn check(
+fn check_aes(
     s: &Session,
     h: ObjectHandle,
-    kind: MaterialKind,
     prior: Option<&[u8]>,
     offers_kwp: bool,
     leaked: &mut bool,
 ) -> Result<ImportCheck, HsmError> {
     let len = material_len(s, h, offers_kwp, leaked)?;
-    match kind {
-        MaterialKind::Aes256 => {
-            // A length known to within 8 bytes is exact here: AES keys are 16, 24 or
-            // 32 bytes, and using the key below fails for any other length.
-            if !len.contains(&32) {
-                return Err(HsmError::IncorrectMaterial(format!(
-                    "symmetric key material must be 256 bits (32 bytes), not {} bytes",
-                    len.end()
-                )));
-            }
-            match prior.map(|p| p.split_at_checked(12)) {
-                Some(Some((iv, sealed))) => match gcm_decrypt_raw(s, h, iv, CHECK_AAD, sealed) {
-                    Ok(_) => Ok(prior.unwrap_or_default().to_vec()),
-                    Err(_) => Err(different()),
-                },
-                Some(_) => Err(HsmError::Malformed("stored import check")),
-                None => {
-                    let mut iv = [0u8; 12];
-                    s.generate_random_slice(&mut iv)
-                        .map_err(HsmError::from_call)?;
-                    let mut value = Zeroizing::new([0u8; 32]);
-                    s.generate_random_slice(value.as_mut_slice())
-                        .map_err(HsmError::from_call)?;
-                    let sealed =
-                        gcm_encrypt(s, h, &iv, CHECK_AAD, value.as_slice()).map_err(|e| {
-                            tracing::info!(error = %e, "imported AES material does not encrypt");
-                            HsmError::IncorrectMaterial(
-                                "symmetric key material must be 256 bits (32 bytes)".into(),
-                            )
-                        })?;
-                    let mut out = iv.to_vec();
-                    out.extend(sealed);
-                    Ok(out)
-                }
+    // A length known to within 8 bytes is exact here: AES keys are 16, 24 or 32 bytes,
+    // and using the key below fails for any other length.
+    if !len.contains(&32) {
+        return Err(HsmError::IncorrectMaterial(format!(
+            "symmetric key material must be 256 bits (32 bytes), not {} bytes",
+            len.end()
+        )));
+    }
+    match prior.map(|p| p.split_at_checked(12)) {
+        Some(Some((iv, sealed))) => match gcm_decrypt_raw(s, h, iv, CHECK_AAD, sealed) {
+            Ok(_) => Ok(prior.unwrap_or_default().to_vec()),
+            Err(_) => Err(different()),
+        },
+        Some(None) => Err(HsmError::Malformed("stored import check")),
+        None => {
+            let mut iv = [0u8; 12];
+            s.generate_random_slice(&mut iv)
+                .map_err(HsmError::from_call)?;
+            let mut value = Zeroizing::new([0u8; 32]);
+            s.generate_random_slice(value.as_mut_slice())
+                .map_err(HsmError::from_call)?;
+            let sealed = gcm_encrypt(s, h, &iv, CHECK_AAD, value.as_slice()).map_err(|e| {
+                tracing::info!(error = %e, "imported AES material does not encrypt");
+                HsmError::IncorrectMaterial(
+                    "symmetric key material must be 256 bits (32 bytes)".into(),
+                )
+            })?;
+            let mut out = iv.to_vec();
+            out.extend(sealed);
+            Ok(out)
+        }
+    }
+}
+
+/// The size check of unwrapped HMAC material of a key with MAC algorithm `alg` (AWS:
+/// from the hash's length to its block size) and its import check, its MAC of a fixed
+/// message, compared with `prior` in constant time when given.
+fn check_hmac(
+    s: &Session,
+    h: ObjectHandle,
+    alg: MacAlgorithm,
+    prior: Option<&[u8]>,
+    offers_kwp: bool,
+    leaked: &mut bool,
+) -> Result<ImportCheck, HsmError> {
+    let len = material_len(s, h, offers_kwp, leaked)?;
+    let (min, max) = hmac_material_len(alg.hash());
+    // Where the length is known to within 8 bytes only, a length that may be in range
+    // passes here; SoftHSM2 (the token that reports no length) then refuses a key
+    // shorter than the hash when it computes the MAC below.
+    if *len.end() < min || *len.start() > max {
+        return Err(HsmError::IncorrectMaterial(format!(
+            "HMAC key material for this key spec must be {min} to {max} bytes, not {}",
+            len.end()
+        )));
+    }
+    let mac = s
+        .sign(&signature::mac_mechanism(alg), h, CHECK_MESSAGE)
+        .map_err(|e| match e {
+            // SoftHSM2 refuses an HMAC key shorter than the hash: what the 8-byte-wide
+            // measure above let through.
+            CkError::Pkcs11(RvError::KeySizeRange, _) => HsmError::IncorrectMaterial(format!(
+                "HMAC key material for this key spec must be {min} to {max} bytes"
+            )),
+            e => HsmError::from_call(e),
+        })?;
+    match prior {
+        Some(p) => {
+            use subtle::ConstantTimeEq;
+            if p.len() == mac.len() && bool::from(p.ct_eq(&mac)) {
+                Ok(mac)
+            } else {
+                Err(different())
             }
         }
-        MaterialKind::Hmac(want) => {
-            let (min, max) = hmac_material_len(want);
-            // Where the length is known to within 8 bytes only, a length that may be in
-            // range passes here; SoftHSM2 (the token that reports no length) then refuses
-            // a key shorter than the hash when it computes the MAC below.
-            if *len.end() < min || *len.start() > max {
-                return Err(HsmError::IncorrectMaterial(format!(
-                    "HMAC key material for this key spec must be {min} to {max} bytes, not {}",
-                    len.end()
-                )));
-            }
-            let alg = hmac_algorithm(want);
-            let mac = s
-                .sign(&signature::mac_mechanism(alg), h, CHECK_MESSAGE)
-                .map_err(|e| match e {
-                    // SoftHSM2 refuses an HMAC key shorter than the hash: what the
-                    // 8-byte-wide measure above let through.
-                    CkError::Pkcs11(RvError::KeySizeRange, _) => HsmError::IncorrectMaterial(
-                        format!("HMAC key material for this key spec must be {min} to {max} bytes"),
-                    ),
-                    e => HsmError::from_call(e),
-                })?;
-            match prior {
-                Some(p) => {
-                    use subtle::ConstantTimeEq;
-                    if p.len() == mac.len() && bool::from(p.ct_eq(&mac)) {
-                        Ok(mac)
-                    } else {
-                        Err(different())
-                    }
-                }
-                None => Ok(mac),
-            }
-        }
-        MaterialKind::Rsa(_) | MaterialKind::Ec(_) => {
-            Err(HsmError::Malformed("key pair material checked as a secret"))
-        }
+        None => Ok(mac),
     }
 }
 
@@ -1038,24 +1048,14 @@ fn different() -> HsmError {
     )
 }
 
-/// AWS's sizes for imported HMAC material of a key whose generated material is `len`
-/// bytes: from the hash's length to its block size.
-fn hmac_material_len(len: usize) -> (usize, usize) {
-    match len {
-        28 | 32 => (len, 64),
-        _ => (len, 128),
-    }
-}
-
-/// The MAC algorithm of HMAC material of `len` bytes (as generated for its key spec).
-fn hmac_algorithm(len: usize) -> crate::domain::MacAlgorithm {
-    use crate::domain::MacAlgorithm as M;
-    match len {
-        28 => M::HmacSha224,
-        32 => M::HmacSha256,
-        48 => M::HmacSha384,
-        _ => M::HmacSha512,
-    }
+/// AWS's sizes for imported HMAC material of a key whose MAC hashes with `hash`: from
+/// the hash's length to its block size.
+fn hmac_material_len(hash: Hash) -> (usize, usize) {
+    let block = match hash {
+        Hash::Sha224 | Hash::Sha256 => 64,
+        Hash::Sha384 | Hash::Sha512 => 128,
+    };
+    (hash.len(), block)
 }
 
 #[cfg(test)]
@@ -1085,9 +1085,9 @@ mod tests {
 
     #[test]
     fn hmac_material_sizes_run_from_the_hash_to_the_block() {
-        assert_eq!(hmac_material_len(28), (28, 64));
-        assert_eq!(hmac_material_len(32), (32, 64));
-        assert_eq!(hmac_material_len(48), (48, 128));
-        assert_eq!(hmac_material_len(64), (64, 128));
+        assert_eq!(hmac_material_len(Hash::Sha224), (28, 64));
+        assert_eq!(hmac_material_len(Hash::Sha256), (32, 64));
+        assert_eq!(hmac_material_len(Hash::Sha384), (48, 128));
+        assert_eq!(hmac_material_len(Hash::Sha512), (64, 128));
     }
 }

@@ -390,7 +390,7 @@ impl Module {
             for a in attrs {
                 match a {
                     Attribute::Label(l) => o.label = String::from_utf8_lossy(&l).into_owned(),
-                    Attribute::Id(id) => o.id = id.iter().map(|b| format!("{b:02x}")).collect(),
+                    Attribute::Id(id) => o.id = crate::domain::to_hex(&id),
                     Attribute::Token(v) => o.token = v,
                     Attribute::Sensitive(v) => o.sensitive = v,
                     Attribute::Extractable(v) => o.extractable = v,

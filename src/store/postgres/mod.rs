@@ -448,7 +448,7 @@ fn new_origin() -> Result<String, StoreError> {
     let mut bytes = [0u8; 8];
     aws_lc_rs::rand::fill(&mut bytes)
         .map_err(|_| StoreError::Database("the system random number generator failed".into()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::domain::to_hex(&bytes))
 }
 
 async fn migrate(c: &mut Object) -> Result<(), StoreError> {

@@ -54,7 +54,7 @@ impl TokenKey {
         let (body, tag) = raw.split_at_checked(TOKEN_LEN - MAC_LEN).ok_or(BadToken)?;
         hmac::verify(&self.0, body, tag).map_err(|_| BadToken)?;
         let id = body.get(1..1 + ID_LEN).ok_or(BadToken)?;
-        Ok(id.iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::domain::to_hex(id))
     }
 }
 

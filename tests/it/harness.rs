@@ -698,8 +698,15 @@ pub async fn describe(c: &mut KmsClient, key_id: &str) -> proto::KeyMetadata {
 /// Runs the `p11kms` CLI against the dev directory `dir` (which finds the daemon's
 /// endpoint and admin identity), with `stdin` as its input.
 pub fn run_cli(dir: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    run_cli_in(dir, Path::new("."), args, stdin)
+}
+
+/// [`run_cli`] with `cwd` as the working directory, as a user running the CLI from there
+/// (relative file names in the arguments resolve against it).
+pub fn run_cli_in(dir: &Path, cwd: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_p11kms"))
+        .current_dir(cwd)
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -821,6 +828,9 @@ pub fn client_tls(
 
 #[path = "../support/sigv4_client.rs"]
 mod sigv4_client;
+/// `bytes` as lowercase hex digits (CKA_IDs as `dev token-objects` prints them, keys for
+/// OpenSSL's `-K` and `hexkey:`).
+pub(crate) use sigv4_client::hex;
 
 /// The dev admin's access key, signing requests with SigV4 as an AWS SDK does
 /// (`tests/support/sigv4_client.rs`, shared with the throughput bench).

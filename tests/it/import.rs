@@ -149,8 +149,8 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     // Unwrapped as generated material is made: sensitive, never extractable, private;
     // and so is the wrapping key.
     let objects = dir.token_objects();
-    let hex = format!("{}00000001", id.replace('-', ""));
-    let object = objects.iter().find(|o| o["id"] == hex.as_str()).unwrap();
+    let cka_id = format!("{}00000001", id.replace('-', ""));
+    let object = objects.iter().find(|o| o["id"] == cka_id.as_str()).unwrap();
     let wrapping = objects
         .iter()
         .find(|o| {
@@ -244,7 +244,7 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     // The material never reached the log, the trail or the store, in any spelling.
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(material);
-    let hex: String = material.iter().map(|b| format!("{b:02x}")).collect();
+    let in_hex = hex(&material);
     // Stopped first, so that the database is whole in its file (and any write-ahead log
     // read too).
     let log = d.log();
@@ -252,7 +252,7 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
     let mut store = std::fs::read(dir.path().join("p11kms.db")).unwrap();
     store.extend(std::fs::read(dir.path().join("p11kms.db-wal")).unwrap_or_default());
     for (name, hay) in [("log", log.as_bytes()), ("store", &store[..])] {
-        for needle in [&material[..], b64.as_bytes(), hex.as_bytes()] {
+        for needle in [&material[..], b64.as_bytes(), in_hex.as_bytes()] {
             assert!(
                 !hay.windows(needle.len()).any(|w| w == needle),
                 "the imported material is in the {name}"
@@ -302,23 +302,7 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
     let _d = Daemon::start(&dir);
     let p = dir.path();
     // Run in the directory, as a user follows the walk-through: relative file names.
-    let cli = |args: &[&str], stdin: &[u8]| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p11kms"))
-            .current_dir(p)
-            .arg("--data-dir")
-            .arg(p)
-            .args(args)
-            .env_remove("P11KMS_ENDPOINT")
-            .env_remove("P11KMS_IDENTITY")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let cli = |args: &[&str], stdin: &[u8]| run_cli_in(p, p, args, stdin);
     let kryoptic = matches!(test_token(), TestToken::Kryoptic(_));
     // What each token unwraps in itself (see `supported`).
     let (oaep, oaep_md) = if kryoptic {
@@ -441,11 +425,7 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
         );
     } else {
         openssl(p, &["rand", "-out", "aes-key.bin", "32"]);
-        let aes: String = std::fs::read(p.join("aes-key.bin"))
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let aes = hex(&std::fs::read(p.join("aes-key.bin")).unwrap());
         openssl(
             p,
             &[
@@ -487,23 +467,17 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
         b"",
     ));
     std::fs::write(p.join("message.txt"), b"a message to authenticate").unwrap();
-    let mac = json_of(&cli(
-        &[
-            "generate-mac",
-            "--key-id",
-            &id,
-            "--mac-algorithm",
-            "HMAC_SHA_256",
-            "--message",
-            "fileb://message.txt",
-        ],
-        b"",
-    ));
-    let hexkey: String = std::fs::read(p.join("HmacKeyMaterial.bin"))
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let generate_mac = [
+        "generate-mac",
+        "--key-id",
+        &id,
+        "--mac-algorithm",
+        "HMAC_SHA_256",
+        "--message",
+        "fileb://message.txt",
+    ];
+    let mac = json_of(&cli(&generate_mac, b""));
+    let hexkey = hex(&std::fs::read(p.join("HmacKeyMaterial.bin")).unwrap());
     let macopt = format!("hexkey:{hexkey}");
     let out = openssl(
         p,
@@ -533,18 +507,7 @@ async fn the_cli_imports_what_openssl_wraps_as_in_the_readme() {
         b"",
     ));
     assert!(deleted["KeyId"].as_str().unwrap().ends_with(&id));
-    let again = cli(
-        &[
-            "generate-mac",
-            "--key-id",
-            &id,
-            "--mac-algorithm",
-            "HMAC_SHA_256",
-            "--message",
-            "fileb://message.txt",
-        ],
-        b"",
-    );
+    let again = cli(&generate_mac, b"");
     assert!(String::from_utf8_lossy(&again.stderr).contains("KMSInvalidStateException"));
 }
 

@@ -32,10 +32,7 @@ async fn the_audit_checkpoint_key_is_a_sensitive_non_extractable_token_object() 
     let dir = TestDir::new();
     Daemon::start(&dir).stop();
     let objects = dir.token_objects();
-    let hex: String = b"p11kms-audit-checkpoint-v1"
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hex(b"p11kms-audit-checkpoint-v1");
     let pair: Vec<_> = objects.iter().filter(|o| o["id"] == hex.as_str()).collect();
     assert_eq!(pair.len(), 2, "{objects:?}");
     let public = pair.iter().find(|o| o["class"] == "public-key");

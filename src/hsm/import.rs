@@ -463,11 +463,14 @@ impl Import<'_> {
 
 /// Every wrapping key in the token, by its label.
 fn wrapping_keys(s: &Session) -> Result<Vec<(WrappingKeyRef, ObjectHandle)>, HsmError> {
+    // Only keys that can unwrap: the private halves of RSA material never can, so the
+    // sweep does not read the label of every RSA key in the token.
     let found = s
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
             Attribute::Token(true),
             Attribute::KeyType(KeyType::RSA),
+            Attribute::Unwrap(true),
         ])
         .map_err(HsmError::from_call)?;
     let mut out = Vec::new();

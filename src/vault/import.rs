@@ -200,7 +200,7 @@ impl Vault {
         let _one_import_at_a_time = self.imports.lock().await;
         let version = key.current_version();
         let id = key.key_id();
-        let _claim = self.claim_import(id, version, &arn).await?;
+        let claim = self.claim_import(id, version, &arn).await?;
         // What the store holds now, under the claim: not the cache, which another
         // daemon's import or deletion may have left behind.
         let stored = self
@@ -224,6 +224,7 @@ impl Vault {
             terms,
         )
         .await?;
+        claim.given_back();
         tracing::info!(key_id = %id, expiration = terms.expiration_model.as_str(), "key material imported");
         Ok(ImportedKeyMaterial { key_arn: arn })
     }
@@ -470,7 +471,7 @@ struct Unwrap<'a> {
 }
 
 /// The claim `claim_import` took, given back on drop (in the background: dropping
-/// cannot wait). A claim already given back by `set_imported` is not there to give.
+/// cannot wait) unless `given_back` says that `set_imported` did it.
 struct ImportClaim<'a>(
     Option<(
         &'a Vault,
@@ -478,6 +479,13 @@ struct ImportClaim<'a>(
         crate::domain::MaterialVersion,
     )>,
 );
+
+impl ImportClaim<'_> {
+    /// The store gave the claim back as it recorded the import: nothing left to do.
+    fn given_back(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for ImportClaim<'_> {
     fn drop(&mut self) {

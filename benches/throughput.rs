@@ -47,7 +47,9 @@
 //!   the audit comparison without a trail: an A/A run that shows the machine's noise);
 //! - `BENCH_SLOW_US` (default 2000): the slow token's delay per call;
 //! - `BENCH_HSM="inline_sessions = 0; sessions = 4"`: more `[hsm]` settings for every
-//!   daemon of the run.
+//!   daemon of the run;
+//! - `BENCH_DAEMON=PATH`: the daemon binary to run instead of this build's (e.g. one
+//!   built with frame pointers, for `perf record -g`).
 
 // A benchmark fails loudly by design.
 #![allow(clippy::indexing_slicing, clippy::panic, clippy::expect_used)]
@@ -202,7 +204,13 @@ impl Daemon {
         if let Ok(extra) = std::env::var("BENCH_HSM") {
             text = text.replace("[hsm]\n", &format!("[hsm]\n{}\n", extra.replace(';', "\n")));
         }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p11kms"));
+        // BENCH_DAEMON: another build of the daemon (e.g. one with frame pointers, to
+        // profile with call graphs).
+        let binary = std::env::var_os("BENCH_DAEMON").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_p11kms")),
+            PathBuf::from,
+        );
+        let mut cmd = Command::new(binary);
         if let Some((module, env)) = &launch.module {
             let line = text
                 .lines()

@@ -6,6 +6,13 @@
 
 mod cli;
 
+/// The daemon's allocator. Under load glibc's malloc took about a seventh of the
+/// daemon's CPU (arena locks contended between the runtime's and the HSM's threads,
+/// `malloc_consolidate`); mimalloc's thread-local heaps do not contend.
+/// Measured with benches/throughput.rs: docs/DESIGN.md, "Tests and measurements".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 

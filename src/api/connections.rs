@@ -310,22 +310,29 @@ impl Activity {
     /// stores, not a timer update.
     pub(crate) async fn idle(&self, timeout: Duration, anonymous: Duration) {
         loop {
-            let timeout = if self.authenticated.load(Ordering::Relaxed) {
-                timeout
-            } else {
-                timeout.min(anonymous)
-            };
             let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                Instant::now() + timeout
+                Instant::now() + self.allowed(timeout, anonymous)
             } else {
-                self.last() + timeout
+                self.last() + self.allowed(timeout, anonymous)
             };
             tokio::time::sleep_until(deadline).await;
+            // The allowance again, not the one the timer was set with: a request may
+            // have authenticated the connection meanwhile, and a timer that fires late
+            // must not close it by the anonymous allowance.
             if self.in_flight.load(Ordering::Relaxed) == 0
-                && self.last() + timeout <= Instant::now()
+                && self.last() + self.allowed(timeout, anonymous) <= Instant::now()
             {
                 return;
             }
+        }
+    }
+
+    /// How long the connection may idle now.
+    fn allowed(&self, timeout: Duration, anonymous: Duration) -> Duration {
+        if self.authenticated.load(Ordering::Relaxed) {
+            timeout
+        } else {
+            timeout.min(anonymous)
         }
     }
 }
@@ -473,6 +480,20 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(waiting.is_finished());
+
+        // Authenticated after the timer was set with the anonymous allowance, and the
+        // timer's task woken only once that allowance has run out (a busy runtime): the
+        // connection keeps the full idle timeout.
+        let late = Activity::new(false);
+        let waiting = idle(&late);
+        tokio::task::yield_now().await;
+        drop(late.begin());
+        late.authenticated();
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(
+            !waiting.is_finished(),
+            "authenticated while the anonymous timer ran: the full idle timeout"
+        );
     }
 
     #[tokio::test]

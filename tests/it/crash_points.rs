@@ -277,25 +277,8 @@ async fn crash_point(point: &str) {
             let delete = p.starts_with("delete_import.");
             crash_at(&dir, point, &mut told, |mut c| async move {
                 let key = crate::import::external_key(&mut c).await.key_id;
-                let params = c
-                    .get_parameters_for_import(proto::GetParametersForImportRequest {
-                        key_id: key.clone(),
-                        wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
-                        wrapping_key_spec: "RSA_2048".into(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                let import = proto::ImportKeyMaterialRequest {
-                    key_id: key.clone(),
-                    import_token: params.import_token,
-                    encrypted_key_material: crate::import::oaep_sha1_wrap(
-                        &params.public_key,
-                        &[7; 32],
-                    ),
-                    expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
-                    valid_to: None,
-                };
+                let params = crate::import::oaep_sha1_parameters(&mut c, &key).await;
+                let import = crate::import::lasting_import(&key, &params, &[7; 32]);
                 let imported = c.import_key_material(import).await;
                 if delete {
                     imported.unwrap();

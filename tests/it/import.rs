@@ -50,6 +50,39 @@ pub fn oaep_sha1_wrap(spki: &[u8], material: &[u8]) -> Vec<u8> {
     out
 }
 
+/// GetParametersForImport for `key_id`: RSAES_OAEP_SHA_1 with an RSA_2048 wrapping key,
+/// the pair every token under test supports.
+pub async fn oaep_sha1_parameters(
+    c: &mut p11kms::client::KmsClient,
+    key_id: &str,
+) -> p11kms::proto::GetParametersForImportResponse {
+    c.get_parameters_for_import(p11kms::proto::GetParametersForImportRequest {
+        key_id: key_id.into(),
+        wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
+        wrapping_key_spec: "RSA_2048".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// ImportKeyMaterial of `material`, wrapped with RSAES-OAEP-SHA-1 for the wrapping key
+/// of `params`, that does not expire (set `valid_to` and `expiration_model` for one
+/// that does).
+pub fn lasting_import(
+    key_id: &str,
+    params: &p11kms::proto::GetParametersForImportResponse,
+    material: &[u8],
+) -> p11kms::proto::ImportKeyMaterialRequest {
+    p11kms::proto::ImportKeyMaterialRequest {
+        key_id: key_id.into(),
+        import_token: params.import_token.clone(),
+        encrypted_key_material: oaep_sha1_wrap(&params.public_key, material),
+        valid_to: None,
+        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
+    }
+}
+
 /// A new key for imported material (Origin EXTERNAL), over gRPC.
 pub async fn external_key(c: &mut p11kms::client::KmsClient) -> p11kms::proto::KeyMetadata {
     c.create_key(p11kms::proto::CreateKeyRequest {
@@ -99,29 +132,18 @@ async fn imported_material_expires_on_the_clock_and_the_same_material_brings_the
         ("PendingImport", "EXTERNAL")
     );
     assert_eq!(dir.objects_of(&id), 0, "no material before the import");
-    let params = c
-        .get_parameters_for_import(proto::GetParametersForImportRequest {
-            key_id: id.clone(),
-            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
-            wrapping_key_spec: "RSA_2048".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let params = oaep_sha1_parameters(&mut c, &id).await;
     assert_eq!(wrapping_keys(&dir), 1, "the wrapping key is in the token");
     let mut material = [0u8; 32];
     aws_lc_rs::rand::fill(&mut material).unwrap();
     crate::secrets_scan::sent_plaintext(&material);
-    let import = |valid_to: Option<i64>| proto::ImportKeyMaterialRequest {
-        key_id: id.clone(),
-        import_token: params.import_token.clone(),
-        encrypted_key_material: oaep_sha1_wrap(&params.public_key, &material),
-        valid_to: valid_to.map(ts),
-        expiration_model: if valid_to.is_some() {
-            "KEY_MATERIAL_EXPIRES".into()
-        } else {
-            "KEY_MATERIAL_DOES_NOT_EXPIRE".into()
+    let import = |valid_to: Option<i64>| match valid_to {
+        Some(t) => proto::ImportKeyMaterialRequest {
+            valid_to: Some(ts(t)),
+            expiration_model: "KEY_MATERIAL_EXPIRES".into(),
+            ..lasting_import(&id, &params, &material)
         },
+        None => lasting_import(&id, &params, &material),
     };
     c.import_key_material(import(Some(now_secs() + 3600)))
         .await
@@ -639,25 +661,11 @@ async fn a_key_keeps_at_most_ten_wrapping_keys() {
         // Distinct expiry seconds (the vault clock moved on), so that "the oldest" is
         // well defined.
         std::fs::write(&offset, i.to_string()).unwrap();
-        let p = c
-            .get_parameters_for_import(proto::GetParametersForImportRequest {
-                key_id: key.key_id.clone(),
-                wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
-                wrapping_key_spec: "RSA_2048".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        params.push(p);
+        params.push(oaep_sha1_parameters(&mut c, &key.key_id).await);
     }
     assert_eq!(wrapping_keys(&dir), 10);
-    let import = |p: &proto::GetParametersForImportResponse| proto::ImportKeyMaterialRequest {
-        key_id: key.key_id.clone(),
-        import_token: p.import_token.clone(),
-        encrypted_key_material: oaep_sha1_wrap(&p.public_key, &[3; 32]),
-        valid_to: None,
-        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
-    };
+    let import =
+        |p: &proto::GetParametersForImportResponse| lasting_import(&key.key_id, p, &[3; 32]);
     assert_kms_error(
         c.import_key_material(import(&params[0])).await,
         "InvalidImportTokenException",
@@ -680,21 +688,11 @@ async fn expired_material_is_refused_before_the_sweep_destroys_it() {
     let d = Daemon::start(&dir);
     let mut c = d.admin().await;
     let key = external_key(&mut c).await.key_id;
-    let p = c
-        .get_parameters_for_import(proto::GetParametersForImportRequest {
-            key_id: key.clone(),
-            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
-            wrapping_key_spec: "RSA_2048".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = oaep_sha1_parameters(&mut c, &key).await;
     c.import_key_material(proto::ImportKeyMaterialRequest {
-        key_id: key.clone(),
-        import_token: p.import_token,
-        encrypted_key_material: oaep_sha1_wrap(&p.public_key, &[9; 32]),
         valid_to: Some(ts(now_secs() + 600)),
         expiration_model: "KEY_MATERIAL_EXPIRES".into(),
+        ..lasting_import(&key, &p, &[9; 32])
     })
     .await
     .unwrap();

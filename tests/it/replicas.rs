@@ -807,23 +807,9 @@ async fn imported_material_is_one_material_across_daemons() {
     r.listening().await;
     let mut c = r.admins().await;
     let key = crate::import::external_key(&mut c[0]).await.key_id;
-    let params = c[1]
-        .get_parameters_for_import(proto::GetParametersForImportRequest {
-            key_id: key.clone(),
-            wrapping_algorithm: "RSAES_OAEP_SHA_1".into(),
-            wrapping_key_spec: "RSA_2048".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let params = crate::import::oaep_sha1_parameters(&mut c[1], &key).await;
     let material = [0x42u8; 32];
-    let import = || proto::ImportKeyMaterialRequest {
-        key_id: key.clone(),
-        import_token: params.import_token.clone(),
-        encrypted_key_material: crate::import::oaep_sha1_wrap(&params.public_key, &material),
-        valid_to: None,
-        expiration_model: "KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
-    };
+    let import = || crate::import::lasting_import(&key, &params, &material);
     // Both at once: each lands, or says that the other is changing the material.
     let (mut c0, mut c1) = (c[0].clone(), c[1].clone());
     let (a, b) = tokio::join!(

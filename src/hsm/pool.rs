@@ -196,12 +196,14 @@ struct WorkerSlot {
 pub(super) struct Workers {
     rx: crossbeam_channel::Receiver<Job>,
     /// Short calls while the token answers fast, served by a few workers only (one per
-    /// core): with every job free to wake any of dozens of parked workers, each call
-    /// cost a wake-up and a park of a thread of its own, two context switches; a few
-    /// busy workers take the next job without sleeping. Measured on 2 cores at 32
-    /// calls in flight: 7-12% more Encrypts and Decrypts than with the 64 workers all
-    /// taking every job (docs/DESIGN.md, "Feeding"). A slow token's calls go to every
-    /// worker (the general lane).
+    /// two cores, at least one): with every job free to wake any of dozens of parked
+    /// workers, each call cost a wake-up and a park of a thread of its own, two context
+    /// switches; a few busy workers take the next job without sleeping. Measured on 2
+    /// cores at 32 calls in flight: 7-12% more Encrypts and Decrypts than with the 64
+    /// workers all taking every job, and one worker 8-13 µs less daemon CPU per call
+    /// than one per core: the runtime keeps the other core, and SoftHSM2 answers two
+    /// threads at once slower than one (docs/DESIGN.md, "Feeding"). A slow token's calls
+    /// go to every worker (the general lane).
     fast_rx: crossbeam_channel::Receiver<Job>,
     slots: Mutex<Vec<WorkerSlot>>,
     stopping: AtomicBool,
@@ -351,9 +353,10 @@ impl HsmPool {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (fast_tx, fast_rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
-        let fast_lane = thread::available_parallelism()
-            .map_or(2, std::num::NonZeroUsize::get)
-            .min(sessions);
+        // Half the cores (see `Workers::fast_rx`).
+        let fast_lane = (thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            / 2)
+        .clamp(1, sessions);
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let mechanisms = Arc::new(Mechanisms::probe(module, slot, &pin)?);
         let factory: SessionFactory = {

@@ -10,7 +10,8 @@
 //! - **ops**: the daemon as deployed (audit trail on, `sync = "batch"`): Encrypt,
 //!   Decrypt, GenerateDataKey and ReEncrypt over both transports at 1, 8, 32 and 64 in
 //!   flight, p50 and p99 latency, and each rate's ratio to the echo at the same transport
-//!   and calls in flight, and to the best raw figure;
+//!   and calls in flight, and to the best raw figure; and DescribeKey, which makes no HSM
+//!   call (the request path, authorization and audit record alone: the others' ceiling);
 //! - **paced**: Encrypt and Decrypt over gRPC, 32 in flight, paced at half the rate
 //!   measured above: p50 and p99 latency under a load the daemon can carry;
 //! - **slow**: a daemon behind a PKCS#11 shim that delays every cryptographic call by
@@ -23,9 +24,9 @@
 //!   Encrypt and Decrypt of a 32-byte data key with AAD, signed as AWS KMS signs) on the
 //!   deployed daemon's dev store, against gRPC Encrypt at the same calls in flight and
 //!   raw, p50 and p99 latency (AWS KMS gives a proxy 250 ms);
-//! - **audit**: Encrypt with the audit trail on (fsync per batch) against the same
-//!   daemon with the trail off, each side BENCH_ROUNDS times in alternating order,
-//!   medians compared;
+//! - **audit**: Encrypt and DescribeKey with the audit trail on (fsync per batch) against
+//!   the same daemon with the trail off, each side BENCH_ROUNDS times in alternating
+//!   order, medians compared;
 //! - **sign**: raw C_Sign on session copies (ECDSA P-256 with SHA-256, RSA-2048 PKCS#1
 //!   v1.5 with SHA-256, HMAC-SHA-256; 1 and N threads), then the deployed daemon's Sign
 //!   (ECC_NIST_P256, RSA_2048) and GenerateMac (HMAC_256) over gRPC at each calls in
@@ -121,7 +122,15 @@ enum Op {
 /// Items per BatchEncrypt.
 const BATCH: usize = 100;
 
-const OPS: [Op; 4] = [Op::Encrypt, Op::Decrypt, Op::GenerateDataKey, Op::ReEncrypt];
+/// The ops section's calls. DescribeKey makes no HSM call: the request path, its
+/// authorization and its audit record alone, the most the others could reach.
+const OPS: [Op; 5] = [
+    Op::Encrypt,
+    Op::Decrypt,
+    Op::GenerateDataKey,
+    Op::ReEncrypt,
+    Op::DescribeKey,
+];
 
 fn secs() -> Duration {
     Duration::from_secs_f64(
@@ -486,7 +495,7 @@ fn main() -> BoxResult<()> {
                         if let Some(e) = echo.get(&(transport, c)) {
                             row = row.ratio("of echo", s.rate / e);
                         }
-                        if let Some(r) = best_raw {
+                        if let Some(r) = best_raw.filter(|_| op != Op::DescribeKey) {
                             row = row.ratio("of raw", s.rate / r);
                         }
                         if calls1 > calls0 {
@@ -607,10 +616,10 @@ fn main() -> BoxResult<()> {
     Ok(())
 }
 
-/// Encrypt on the daemon as deployed against a twin without a trail, interleaved so
-/// that a change of machine load hits both sides alike; machine noise on two shared
-/// cores is about ±10% between two equal runs, so each side runs BENCH_ROUNDS times and
-/// the medians are compared.
+/// Encrypt and DescribeKey on the daemon as deployed against a twin without a trail,
+/// interleaved so that a change of machine load hits both sides alike; machine noise on
+/// two shared cores is about ±10% between two equal runs, so each side runs
+/// BENCH_ROUNDS times and the medians are compared.
 async fn audit_comparison(
     report: &mut Report,
     deployed: &Daemon,
@@ -624,7 +633,10 @@ async fn audit_comparison(
     let off = Daemon::start(&Launch::default())?;
     let key_off = off.key(false).await?;
     let unaudited = off.grpc(&key_off).await?;
-    for c in in_flight() {
+    for (op, c) in [Op::Encrypt, Op::DescribeKey]
+        .into_iter()
+        .flat_map(|op| in_flight().into_iter().map(move |c| (op, c)))
+    {
         let (mut ons, mut offs) = (Vec::new(), Vec::new());
         let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
         let trail = |d: &Daemon| {
@@ -640,14 +652,12 @@ async fn audit_comparison(
         for round in 0..rounds.max(1) {
             for side in 0..2 {
                 if (round + side) % 2 == 0 {
-                    let (s, cpu) = off
-                        .measured(unaudited.load(Op::Encrypt, c, None, secs), secs)
-                        .await;
+                    let (s, cpu) = off.measured(unaudited.load(op, c, None, secs), secs).await;
                     offs.push(s.rate);
                     cpu_off.push(cpu);
                 } else {
                     let (s, cpu) = deployed
-                        .measured(audited.load(Op::Encrypt, c, None, secs), secs)
+                        .measured(audited.load(op, c, None, secs), secs)
                         .await;
                     ons.push(s.rate);
                     cpu_on.push(cpu);
@@ -660,7 +670,7 @@ async fn audit_comparison(
         report.push(
             Row::new(
                 "audit",
-                format!("Encrypt, gRPC, {c} in flight, audit on (median of {rounds})"),
+                format!("{op:?}, gRPC, {c} in flight, audit on (median of {rounds})"),
                 Stats {
                     rate: on,
                     ..Stats::default()
@@ -674,7 +684,7 @@ async fn audit_comparison(
         report.push(
             Row::new(
                 "audit",
-                format!("Encrypt, gRPC, {c} in flight, audit off (median of {rounds})"),
+                format!("{op:?}, gRPC, {c} in flight, audit off (median of {rounds})"),
                 Stats {
                     rate: off,
                     ..Stats::default()

@@ -42,7 +42,10 @@ where
         tasks.push(tokio::spawn(async move {
             let mut timer = pace.map(|rate| {
                 let every = Duration::from_secs_f64(concurrency as f64 / rate);
-                let mut t = tokio::time::interval(every);
+                // Each task a step later than the one before: together a steady stream
+                // of calls, one every 1/rate, not all of them at once every `every`.
+                let phase = every.mul_f64(i as f64 / concurrency as f64);
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });

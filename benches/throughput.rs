@@ -15,7 +15,7 @@
 //! - **paced**: Encrypt and Decrypt over gRPC, 32 in flight, paced at half the rate
 //!   measured above: p50 and p99 latency under a load the daemon can carry;
 //! - **slow**: a daemon behind a PKCS#11 shim that delays every cryptographic call by
-//!   2 ms (`tests/shim/`): Encrypt at 8, 32 and 64 in flight against the limit of
+//!   2 ms (`tests/shim/`): Encrypt at 1, 8, 32 and 64 in flight against the limit of
 //!   in-flight ÷ 2 ms, and DescribeKey (no HSM call) alone and while 32 Encrypts wait on
 //!   the slow token;
 //! - **batch**: BatchEncrypt of 100 items at 1 and 8 in flight, items per second against
@@ -726,7 +726,7 @@ async fn slow_token(report: &mut Report, secs: Duration) -> BoxResult<()> {
         let d = Daemon::start(&launch(audit))?;
         let key = d.key(false).await?;
         let grpc = d.grpc(&key).await?;
-        for c in [8, 32, 64] {
+        for c in [1, 8, 32, 64] {
             let s = grpc.load(Op::Encrypt, c, None, secs).await;
             let limit = c as f64 / delay.as_secs_f64();
             let trail = if audit { "" } else { ", audit off" };

@@ -520,6 +520,20 @@ async fn retire_old_keys(dir: &TestDir, keys: &mut Vec<String>, told: &mut Told)
     d.stop();
 }
 
+/// A log line about key material (made, rotated, destroyed) or a warning or error.
+fn material_or_trouble(line: &str) -> bool {
+    [
+        "WARN",
+        "ERROR",
+        "material",
+        "rotated",
+        "key created",
+        "destroyed",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_under_mixed_load_lose_nothing() {
     let (rounds, seed) = (
@@ -545,7 +559,12 @@ async fn random_kills_under_mixed_load_lose_nothing() {
             Arc::new(AtomicBool::new(false)),
         ));
         tokio::time::sleep(Duration::from_millis(100 + rng.below(600))).await;
-        d.crash();
+        // Shown only when the test fails (the runner drops a passing test's output): what
+        // the killed daemon did to key material, for an inconsistency found after it.
+        eprintln!("round {round}: the killed daemon's material and trouble lines:");
+        for line in d.crash().lines().filter(|l| material_or_trouble(l)) {
+            eprintln!("  {line}");
+        }
         let part = load.await.unwrap();
         let new = told.blobs.len();
         acknowledged += told.take_in(part, &mut keys);

@@ -493,10 +493,11 @@ impl Daemon {
         }
     }
 
-    /// SIGKILL: a crash.
-    pub fn crash(mut self) {
+    /// SIGKILL: a crash. Returns the daemon's log up to its death.
+    pub fn crash(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.log()
     }
 }
 

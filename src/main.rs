@@ -6,19 +6,19 @@
 
 mod cli;
 
-/// The daemon's allocator. Under load glibc's malloc took about a seventh of the
-/// daemon's CPU (arena locks contended between the runtime's and the HSM's threads,
-/// `malloc_consolidate`); mimalloc's thread-local heaps do not contend. Built with
-/// `no_thp`: on a host with transparent huge pages always on, its regions otherwise
-/// took about 40% more memory (docs/DESIGN.md, "The allocator").
-/// Measured with benches/throughput.rs: docs/DESIGN.md, "Tests and measurements".
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// The daemon's allocator. Under load glibc's malloc took about a seventh of the
+/// daemon's CPU (arena locks contended between the runtime's and the HSM's threads,
+/// `malloc_consolidate`); mimalloc's thread-local heaps do not contend. Built with
+/// `no_thp`: on a host with transparent huge pages always on, its regions otherwise
+/// took about 40% more memory. Measured with benches/throughput.rs: docs/DESIGN.md,
+/// "The allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -310,12 +310,12 @@ impl Activity {
     /// stores, not a timer update.
     pub(crate) async fn idle(&self, timeout: Duration, anonymous: Duration) {
         loop {
-            let deadline = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                Instant::now() + self.allowed(timeout, anonymous)
+            let since = if self.in_flight.load(Ordering::Relaxed) > 0 {
+                Instant::now()
             } else {
-                self.last() + self.allowed(timeout, anonymous)
+                self.last()
             };
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep_until(since + self.allowed(timeout, anonymous)).await;
             // The allowance again, not the one the timer was set with: a request may
             // have authenticated the connection meanwhile, and a timer that fires late
             // must not close it by the anonymous allowance.
@@ -464,36 +464,40 @@ mod tests {
             let a = Arc::clone(a);
             tokio::spawn(async move { a.idle(t, anonymous).await })
         };
+        // One authenticated request on the connection, done.
+        let sign_in = |a: &Arc<Activity>| {
+            drop(a.begin());
+            a.authenticated();
+        };
         let nobody = Activity::new(false);
         let waiting = idle(&nobody);
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert!(waiting.is_finished(), "anonymous: closed after 30 s");
 
-        let known = Activity::new(false);
-        let waiting = idle(&known);
-        drop(known.begin());
-        known.authenticated();
-        tokio::time::sleep(Duration::from_secs(290)).await;
-        assert!(
-            !waiting.is_finished(),
-            "authenticated: the full idle timeout"
-        );
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        assert!(waiting.is_finished());
-
-        // Authenticated after the timer was set with the anonymous allowance, and the
-        // timer's task woken only once that allowance has run out (a busy runtime): the
-        // connection keeps the full idle timeout.
-        let late = Activity::new(false);
-        let waiting = idle(&late);
-        tokio::task::yield_now().await;
-        drop(late.begin());
-        late.authenticated();
-        tokio::time::sleep(Duration::from_secs(31)).await;
-        assert!(
-            !waiting.is_finished(),
-            "authenticated while the anonymous timer ran: the full idle timeout"
-        );
+        // Authenticated before the timer's task first ran, and after it set the timer
+        // with the anonymous allowance (its task then woken only once that allowance has
+        // run out, as on a busy runtime): either way the connection keeps the full idle
+        // timeout, counted from the request.
+        for timer_set_first in [false, true] {
+            let known = Activity::new(false);
+            let waiting = idle(&known);
+            if timer_set_first {
+                tokio::task::yield_now().await;
+            }
+            sign_in(&known);
+            tokio::time::sleep(Duration::from_secs(31)).await;
+            assert!(
+                !waiting.is_finished(),
+                "authenticated (timer set first: {timer_set_first}): past the anonymous allowance"
+            );
+            tokio::time::sleep(Duration::from_secs(259)).await;
+            assert!(
+                !waiting.is_finished(),
+                "authenticated (timer set first: {timer_set_first}): the full idle timeout"
+            );
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(waiting.is_finished(), "closed after it");
+        }
     }
 
     #[tokio::test]

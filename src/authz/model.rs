@@ -11,6 +11,22 @@ pub struct Policy {
     pub variables: bool,
 }
 
+impl Policy {
+    /// Whether evaluating it can read a condition key of the request: it has a
+    /// Condition, or a Resource pattern with a policy variable (substituted only under
+    /// Version 2012-10-17). Principals and actions are matched against the request's
+    /// fixed fields, so a policy without either needs no condition key at all.
+    pub fn reads_condition_keys(&self) -> bool {
+        self.statements.iter().any(|s| {
+            !s.conditions.is_empty()
+                || (self.variables
+                    && s.resource
+                        .as_ref()
+                        .is_some_and(|r| r.patterns.iter().any(|p| p.contains("${"))))
+        })
+    }
+}
+
 /// Allow or Deny.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {

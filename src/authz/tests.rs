@@ -521,3 +521,53 @@ fn set_qualifiers_and_variables_on_keys_that_differ_only_in_case_cannot_be_steer
     plain.set_one("aws:PrincipalTag/tenant", "A");
     assert!(decide_with(&by_variable("Deny"), &[], &[], &plain).is_allowed());
 }
+
+proptest! {
+    /// A policy that reads no condition key (`Policy::reads_condition_keys`) decides a
+    /// request the same with or without them: the vault builds them only for policies
+    /// that read them.
+    #[test]
+    fn a_policy_that_reads_no_condition_key_decides_the_same_without_them(
+        statements in proptest::collection::vec(
+            (prop_oneof![arb_statement("Allow"), arb_statement("Deny")], 0..4usize),
+            1..4,
+        ),
+        version in prop_oneof![Just("2012-10-17"), Just("2008-10-17")],
+        action in prop_oneof![Just("kms:Decrypt"), Just("kms:Encrypt"), Just("kms:PutKeyPolicy")],
+        team in prop_oneof![Just(None), Just(Some("blue"))],
+    ) {
+        let resources = [
+            json!("*"),
+            json!("arn:aws:kms:*:111122223333:key/*"),
+            json!("arn:aws:kms:us-east-1:111122223333:key/${aws:username}"),
+            json!(["arn:aws:kms:*:*:key/k", "arn:aws:kms:*:*:key/${kms:EncryptionContext:team}"]),
+        ];
+        let st: Vec<serde_json::Value> = statements
+            .into_iter()
+            .map(|(mut s, r)| {
+                s["Resource"] = resources[r].clone();
+                s
+            })
+            .collect();
+        let policy = parse_value(&json!({"Version": version, "Statement": st}), PolicyKind::Key).unwrap();
+        let (principal, account) = ("arn:aws:iam::111122223333:user/k", "111122223333");
+        let mut bare = RequestContext::new(
+            principal,
+            account,
+            action,
+            "arn:aws:kms:us-east-1:111122223333:key/k",
+            "111122223333",
+        );
+        let mut full = ctx(principal, account, action, team);
+        full.set_one("aws:username", "k");
+        bare.encryption_context = full.encryption_context.clone();
+        let input = |request| AuthzInput { key_policy: Some(&policy), identity_policies: &[], grants: &[], request };
+        let with_keys = decide(&input(&full));
+        let without = decide(&input(&bare));
+        if !policy.reads_condition_keys() {
+            prop_assert_eq!(with_keys, without);
+        }
+        let has_condition = policy.statements.iter().any(|s| !s.conditions.is_empty());
+        prop_assert!(!has_condition || policy.reads_condition_keys());
+    }
+}

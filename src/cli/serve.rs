@@ -58,8 +58,11 @@ pub(crate) enum LogFormat {
 fn init_logging(format: LogFormat) {
     // Logs go to stderr so that stdout carries only the ready lines and the dev hints.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: escape codes in a log file or a pipe are
+    // noise to every reader, and formatting them costs each request's span its share.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

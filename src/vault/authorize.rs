@@ -198,6 +198,84 @@ fn record_parameters(caller: &Caller, a: &Authz<'_>) {
     }
 }
 
+/// Adds the condition keys (aws:* and kms:*) an authorization's policies may read to
+/// `ctx`, made by [`Vault::request_context`].
+fn add_condition_keys(
+    ctx: &mut RequestContext,
+    caller: &Caller,
+    a: &Authz<'_>,
+    data: &PrincipalData,
+    key_aliases: Option<&[String]>,
+    key_tags: Option<&[(String, String)]>,
+) {
+    let p = &caller.principal;
+    ctx.set_one("aws:PrincipalArn", p.arn());
+    ctx.set_one("aws:PrincipalAccount", p.account().as_str());
+    ctx.set_one("kms:CallerAccount", p.account().as_str());
+    let principal_type = match p.kind() {
+        PrincipalKind::Root => "Account",
+        PrincipalKind::User(name) => {
+            ctx.set_one("aws:username", name.rsplit('/').next().unwrap_or(name));
+            "User"
+        }
+        PrincipalKind::Role(_) => "AssumedRole",
+    };
+    ctx.set_one("aws:PrincipalType", principal_type);
+    ctx.set_one("aws:SecureTransport", "true");
+    let now = time::OffsetDateTime::now_utc();
+    ctx.set_one(
+        "aws:CurrentTime",
+        now.replace_nanosecond(0)
+            .unwrap_or(now)
+            .format(&Rfc3339)
+            .unwrap_or_default(),
+    );
+    ctx.set_one("aws:EpochTime", now.unix_timestamp().to_string());
+    if let Some(ip) = caller.source_ip {
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; policies
+        // name it as a.b.c.d.
+        ctx.set_one("aws:SourceIp", ip.to_canonical().to_string());
+    }
+    for (k, v) in &data.tags {
+        ctx.add(&format!("aws:PrincipalTag/{k}"), v.clone());
+    }
+    if !data.tags.is_empty() {
+        ctx.set(
+            "aws:PrincipalTagKeys",
+            ContextValue::Many(data.tags.iter().map(|(k, _)| k.clone()).collect()),
+        );
+    }
+    if let Some(via) = &caller.via_service {
+        ctx.set_one("kms:ViaService", via.clone());
+    }
+    if let Some(k) = a.key {
+        let (spec, usage, origin) = k.kind();
+        ctx.set_one("kms:KeySpec", spec.as_str());
+        ctx.set_one("kms:KeyUsage", usage.as_str());
+        ctx.set_one("kms:KeyOrigin", origin.as_str());
+    }
+    // Key tags are case-sensitive (team and Team are two tags); a policy on
+    // aws:ResourceTag/team sees both values.
+    for (k, v) in key_tags.unwrap_or_default() {
+        ctx.add(&format!("aws:ResourceTag/{k}"), v.clone());
+    }
+    if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
+        ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
+    }
+    if let Some(ec) = a.context {
+        ctx.set_encryption_context(ec.pairs());
+    }
+    for (k, v) in &a.extra {
+        ctx.set_one(k, v.clone());
+    }
+    for (k, v) in &a.many {
+        ctx.set(k, v.clone());
+    }
+    for (k, v) in &a.named {
+        ctx.add(k, v.clone());
+    }
+}
+
 impl Vault {
     /// Who the request is from. A trusted service may name the principal it acts for;
     /// the request is then authorized as that principal with kms:ViaService set.
@@ -304,15 +382,10 @@ impl Vault {
         Ok(data)
     }
 
-    /// The request context of an authorization.
-    fn request_context(
-        &self,
-        caller: &Caller,
-        a: &Authz<'_>,
-        data: &PrincipalData,
-        key_aliases: Option<&[String]>,
-        key_tags: Option<&[(String, String)]>,
-    ) -> RequestContext {
+    /// The request context of an authorization: who, what, on which resource, and the
+    /// encryption context (grant constraints read it), without condition keys (see
+    /// [`add_condition_keys`]).
+    fn request_context(&self, caller: &Caller, a: &Authz<'_>) -> RequestContext {
         let p = &caller.principal;
         let (resource, account) = match (a.key, &a.resource) {
             (Some(k), _) => (self.arn_of(k).to_string(), k.account().clone()),
@@ -326,70 +399,8 @@ impl Vault {
             &resource,
             account.as_str(),
         );
-        ctx.set_one("aws:PrincipalArn", p.arn());
-        ctx.set_one("aws:PrincipalAccount", p.account().as_str());
-        ctx.set_one("kms:CallerAccount", p.account().as_str());
-        let principal_type = match p.kind() {
-            PrincipalKind::Root => "Account",
-            PrincipalKind::User(name) => {
-                ctx.set_one("aws:username", name.rsplit('/').next().unwrap_or(name));
-                "User"
-            }
-            PrincipalKind::Role(_) => "AssumedRole",
-        };
-        ctx.set_one("aws:PrincipalType", principal_type);
-        ctx.set_one("aws:SecureTransport", "true");
-        let now = time::OffsetDateTime::now_utc();
-        ctx.set_one(
-            "aws:CurrentTime",
-            now.replace_nanosecond(0)
-                .unwrap_or(now)
-                .format(&Rfc3339)
-                .unwrap_or_default(),
-        );
-        ctx.set_one("aws:EpochTime", now.unix_timestamp().to_string());
-        if let Some(ip) = caller.source_ip {
-            // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; policies
-            // name it as a.b.c.d.
-            ctx.set_one("aws:SourceIp", ip.to_canonical().to_string());
-        }
-        for (k, v) in &data.tags {
-            ctx.add(&format!("aws:PrincipalTag/{k}"), v.clone());
-        }
-        if !data.tags.is_empty() {
-            ctx.set(
-                "aws:PrincipalTagKeys",
-                ContextValue::Many(data.tags.iter().map(|(k, _)| k.clone()).collect()),
-            );
-        }
-        if let Some(via) = &caller.via_service {
-            ctx.set_one("kms:ViaService", via.clone());
-        }
-        if let Some(k) = a.key {
-            let (spec, usage, origin) = k.kind();
-            ctx.set_one("kms:KeySpec", spec.as_str());
-            ctx.set_one("kms:KeyUsage", usage.as_str());
-            ctx.set_one("kms:KeyOrigin", origin.as_str());
-        }
-        // Key tags are case-sensitive (team and Team are two tags); a policy on
-        // aws:ResourceTag/team sees both values.
-        for (k, v) in key_tags.unwrap_or_default() {
-            ctx.add(&format!("aws:ResourceTag/{k}"), v.clone());
-        }
-        if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
-            ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
-        }
         if let Some(ec) = a.context {
-            ctx.set_encryption_context(ec.pairs());
-        }
-        for (k, v) in &a.extra {
-            ctx.set_one(k, v.clone());
-        }
-        for (k, v) in &a.many {
-            ctx.set(k, v.clone());
-        }
-        for (k, v) in &a.named {
-            ctx.add(k, v.clone());
+            ctx.encryption_context.clone_from(ec.pairs());
         }
         ctx
     }
@@ -402,25 +413,36 @@ impl Vault {
         a: Authz<'_>,
     ) -> Result<Decision, KmsError> {
         let data = self.principal_data(caller.principal.arn()).await?;
-        let (aliases, tags) = match a.key {
-            Some(k) => (
-                Some(self.key_aliases(k).await?),
-                Some(self.key_tags(k).await?),
-            ),
-            None => (None, None),
-        };
-        let ctx = self.request_context(
-            caller,
-            &a,
-            &data,
-            aliases.as_deref().map(Vec::as_slice),
-            tags.as_deref().map(Vec::as_slice),
-        );
         let key_policy = match (a.policy_override, a.key) {
             (Some(p), _) => Some(Arc::new(p.clone())),
             (None, Some(k)) => Some(k.policy()),
             (None, None) => None,
         };
+        let mut ctx = self.request_context(caller, &a);
+        // Condition keys only for policies that can read them: most key policies (the
+        // default one among them) have no Condition and no variable, and the keys cost
+        // more to build than the decision itself.
+        let reads = key_policy
+            .as_deref()
+            .is_some_and(Policy::reads_condition_keys)
+            || data.policies.iter().any(|(_, p)| p.reads_condition_keys());
+        if reads {
+            let (aliases, tags) = match a.key {
+                Some(k) => (
+                    Some(self.key_aliases(k).await?),
+                    Some(self.key_tags(k).await?),
+                ),
+                None => (None, None),
+            };
+            add_condition_keys(
+                &mut ctx,
+                caller,
+                &a,
+                &data,
+                aliases.as_deref().map(Vec::as_slice),
+                tags.as_deref().map(Vec::as_slice),
+            );
+        }
         // The lockout check asks what the new policy alone allows: no grants.
         let grants = match (a.key, a.policy_override) {
             (Some(k), None) => self.key_grants(k).await?,

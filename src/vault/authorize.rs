@@ -459,7 +459,6 @@ impl Vault {
             grants: &grants,
             request: &ctx,
         });
-        tracing::Span::current().record("decision", tracing::field::debug(decision.decision));
         caller.trace.record(a.action.0, &ctx.resource, &decision);
         record_parameters(caller, &a);
         match decision.decision {

@@ -320,7 +320,6 @@ impl Ongoing<'_> {
         }
         async {
             let caller = identify.await?;
-            Span::current().record("principal", caller.principal.arn());
             let o = &mut pending.outcome;
             o.principal = Some(caller.principal.arn().to_owned());
             o.principal_type = Some(caller.principal.identity_type());
@@ -385,10 +384,8 @@ impl Vault {
             request_id = %request_id,
             operation = info.operation,
             transport = info.transport.as_str(),
-            principal = Empty,
             // Caller-supplied and not yet validated: Debug-quoted (no forged log lines).
             key_id = ?info.key_id,
-            decision = Empty,
             error = Empty,
         );
         Ongoing {
@@ -484,19 +481,24 @@ impl Vault {
         } else {
             String::new()
         };
+        // The caller and the decision are fields of the request's own line, not of its
+        // span: recording them into the span formatted them again for every request,
+        // logged or not (the lines inside a request carry its id, which leads here).
+        let principal = outcome.principal.as_deref().unwrap_or_default();
+        let decision = outcome.decision().map(tracing::field::debug);
         match &result {
             Ok(_) => debug!(
                 latency_us = outcome.latency.as_micros(),
-                deciding, "request succeeded"
+                principal, decision, deciding, "request succeeded"
             ),
             Err(e) => {
                 span.record("error", e.name());
                 match e {
                     // Faults of ours: an operator must see the whole cause chain.
                     KmsError::Internal(_) | KmsError::KeyUnavailable(_) => {
-                        error!(error = %ErrorChain(e), "request failed");
+                        error!(error = %ErrorChain(e), principal, decision, "request failed");
                     }
-                    _ => debug!(error = %e, deciding, "request refused"),
+                    _ => debug!(error = %e, principal, decision, deciding, "request refused"),
                 }
             }
         }

@@ -201,7 +201,14 @@ async fn a_failed_and_a_retried_encrypt(format: &str, filter: &str) -> (String, 
 /// and under RUST_LOG=warn its fields vanished from the lines inside it).
 #[tokio::test(flavor = "multi_thread")]
 async fn error_and_warn_lines_of_a_request_carry_its_request_id() {
-    for (format, filter) in [("text", "info"), ("text", "warn"), ("json", "warn")] {
+    // The last filter has a span directive: the daemon then filters with `EnvFilter`,
+    // and the others with a filter of targets and levels (`cli::serve::log_filter`).
+    for (format, filter) in [
+        ("text", "info"),
+        ("text", "warn"),
+        ("json", "warn"),
+        ("text", "warn,[request]=debug"),
+    ] {
         let (failed, retried, log) = a_failed_and_a_retried_encrypt(format, filter).await;
         no_colours(&log);
         let at = |level: &str| -> Vec<&str> {
@@ -213,6 +220,18 @@ async fn error_and_warn_lines_of_a_request_carry_its_request_id() {
                 .collect()
         };
         let (errors, warnings) = (at("ERROR"), at("WARN"));
+        // The filter holds: INFO lines (the daemon's start) only where it lets them
+        // through, and the request's own DEBUG line only under the span directive.
+        match filter {
+            "info" => assert!(!at("INFO").is_empty(), "{format}, {filter}:\n{log}"),
+            "warn" => assert!(at("INFO").is_empty(), "{format}, {filter}:\n{log}"),
+            _ => assert!(
+                at("DEBUG")
+                    .iter()
+                    .any(|l| l.contains("request succeeded") && l.contains(&retried)),
+                "{format}, {filter}: no DEBUG line of the request:\n{log}"
+            ),
+        }
         let failed_line = errors
             .iter()
             .find(|l| l.contains("request failed"))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki::slot::Slot;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, warn, Instrument as _, Span};
+use tracing::{debug, warn, Span};
 
 use super::health::Health;
 use super::inline::{Inline, Lease};
@@ -677,9 +677,7 @@ impl HsmPool {
             &self.jobs
         };
         lane.send(job).map_err(|_| HsmError::PoolStopped)?;
-        rx.instrument(Span::current())
-            .await
-            .map_err(|_| HsmError::PoolStopped)?
+        rx.await.map_err(|_| HsmError::PoolStopped)?
     }
 
     /// Encrypts with AES-256-GCM under `m`; returns ciphertext || 16-byte tag.

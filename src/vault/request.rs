@@ -539,17 +539,13 @@ impl Vault {
     }
 }
 
-/// A fresh random (version 4) UUID, as AWS's request ids are. From aws-lc's generator,
-/// seeded once per thread, rather than `Uuid::new_v4`'s system call per id: one per
-/// request showed in profiles; and hyphenated into a buffer, without `fmt`.
+/// A fresh random (version 4) UUID, as AWS's request ids are, hyphenated into a buffer
+/// without `fmt`. `uuid`'s `fast-rng` draws it from a generator per thread seeded by the
+/// system (no system call per id, which showed in profiles, nor aws-lc's generator,
+/// which read RDRAND for every id and cost as much).
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        // aws-lc fails only if the operating system cannot seed it.
-        return Uuid::new_v4().to_string();
-    }
-    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    id.hyphenated()
+    Uuid::new_v4()
+        .hyphenated()
         .encode_lower(&mut Uuid::encode_buffer())
         .to_owned()
 }

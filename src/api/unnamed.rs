@@ -9,7 +9,6 @@ use axum::response::Response;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tracing::{debug, warn};
-use uuid::Uuid;
 
 use super::status::{to_status, ERROR_TYPE_HEADER};
 use super::{MAX_MESSAGE_BYTES, REQUEST_ID_HEADER};
@@ -35,7 +34,7 @@ pub(super) async fn name_unnamed_statuses(mut response: Response) -> Response {
         return response;
     }
     let e = kms_error_for(code, headers);
-    let request_id = Uuid::new_v4().to_string();
+    let request_id = crate::vault::new_request_id();
     // tonic's own words, for whoever looks the request id up. Debug-quoted: they may
     // repeat a header the caller sent (an unknown compression's name).
     let detail = headers.get(Status::GRPC_MESSAGE).cloned();

@@ -106,6 +106,13 @@ impl RequestContext {
     /// value whose key folds to the same name, see [`RequestContext::add`]) and
     /// kms:EncryptionContextKeys, and keeps the pairs for grant constraints.
     pub fn set_encryption_context(&mut self, ec: &BTreeMap<String, String>) {
+        self.add_encryption_context_keys(ec);
+        self.encryption_context = ec.clone();
+    }
+
+    /// The condition keys of [`Self::set_encryption_context`] alone, for a context
+    /// that already holds the pairs.
+    pub fn add_encryption_context_keys(&mut self, ec: &BTreeMap<String, String>) {
         for (k, v) in ec {
             self.add(&format!("kms:EncryptionContext:{k}"), v.clone());
         }
@@ -115,7 +122,6 @@ impl RequestContext {
                 ContextValue::Many(ec.keys().cloned().collect()),
             );
         }
-        self.encryption_context = ec.clone();
     }
 
     /// True when `lower_key` holds several values folded from request keys that differ

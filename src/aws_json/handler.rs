@@ -65,7 +65,7 @@ pub(super) async fn handle(
 }
 
 fn refused(r: &envelope::Rejected) -> Response<Body> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::vault::new_request_id();
     tracing::debug!(request_id, rejected = ?r, "AWS JSON request refused before any operation");
     r.response(&request_id)
 }

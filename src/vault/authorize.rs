@@ -262,8 +262,9 @@ fn add_condition_keys(
     if let Some(names) = key_aliases.filter(|n| !n.is_empty()) {
         ctx.set("kms:ResourceAliases", ContextValue::Many(names.to_vec()));
     }
+    // The pairs themselves are in `ctx` already (`Vault::request_context`).
     if let Some(ec) = a.context {
-        ctx.set_encryption_context(ec.pairs());
+        ctx.add_encryption_context_keys(ec.pairs());
     }
     for (k, v) in &a.extra {
         ctx.set_one(k, v.clone());

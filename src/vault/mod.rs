@@ -67,7 +67,7 @@ pub(crate) use key_policy::{ListKeyPoliciesInput, DEFAULT_POLICY_NAME};
 pub(crate) use list_keys::ListKeysInput;
 pub(crate) use mac::MacInput;
 pub(crate) use re_encrypt::ReEncryptInput;
-pub(crate) use request::{Authorization, Outcome, RequestInfo, Transport};
+pub(crate) use request::{new_request_id, Authorization, Outcome, RequestInfo, Transport};
 pub(crate) use sign::SignInput;
 pub(crate) use xks::{XksDecryptInput, XksEncryptInput, XksRequest};
 

@@ -518,7 +518,7 @@ impl Vault {
     ) {
         let Some(trail) = &self.audit else { return };
         let outcome = Outcome {
-            request_id: Uuid::new_v4().to_string(),
+            request_id: new_request_id(),
             operation: event,
             transport: Transport::Background,
             principal: None,
@@ -539,11 +539,12 @@ impl Vault {
     }
 }
 
-/// A fresh random (version 4) UUID, as AWS's request ids are, hyphenated into a buffer
-/// without `fmt`. `uuid`'s `fast-rng` draws it from a generator per thread seeded by the
+/// A fresh request id: a random (version 4) UUID, as AWS's request ids are, hyphenated
+/// into a buffer without `fmt`. Every request id the daemon hands out comes from here,
+/// those of calls refused before the request path included. `uuid`'s `fast-rng` draws it from a generator per thread seeded by the
 /// system (no system call per id, which showed in profiles, nor aws-lc's generator,
 /// which read RDRAND for every id and cost as much).
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     Uuid::new_v4()
         .hyphenated()
         .encode_lower(&mut Uuid::encode_buffer())

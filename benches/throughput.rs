@@ -43,7 +43,7 @@
 //! - `BENCH_SECS` (default 2): seconds per measurement;
 //! - `BENCH_ONLY=echo,ops,...`: only these sections (raw, echo, ops, paced, xks, slow,
 //!   batch, audit, sign, store; and `soak`, which runs only when named: see `throughput/soak.rs`);
-//! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops and audit sections;
+//! - `BENCH_CONC=8,32`: the calls in flight of the echo, ops, slow and audit sections;
 //! - `BENCH_ROUNDS` (default 3): rounds per side of the audit comparison;
 //! - `BENCH_AUDIT_SYNC=none` (the trail without its fsync) or `off` (both daemons of
 //!   the audit comparison without a trail: an A/A run that shows the machine's noise);
@@ -746,8 +746,10 @@ async fn slow_token(report: &mut Report, secs: Duration) -> BoxResult<()> {
         let d = Daemon::start(&launch(audit))?;
         let key = d.key(false).await?;
         let grpc = d.grpc(&key).await?;
-        for c in [1, 8, 32, 64] {
-            let s = grpc.load(Op::Encrypt, c, None, secs).await;
+        for c in in_flight() {
+            let (s, cpu) = d
+                .measured(grpc.load(Op::Encrypt, c, None, secs), secs)
+                .await;
             let limit = c as f64 / delay.as_secs_f64();
             let trail = if audit { "" } else { ", audit off" };
             report.push(
@@ -756,6 +758,7 @@ async fn slow_token(report: &mut Report, secs: Duration) -> BoxResult<()> {
                     format!("Encrypt, gRPC, {c} in flight, token +{delay_us} µs/call{trail}"),
                     s,
                 )
+                .figure(CPU_PER_CALL, cpu)
                 .ratio("of in-flight ÷ delay", s.rate / limit),
             );
         }

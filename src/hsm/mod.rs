@@ -2,6 +2,7 @@
 //! and used inside the token; this module hands out ciphertexts, plaintexts and random
 //! bytes, never key bytes. Knows nothing of policies or the wire.
 
+mod dispatch;
 mod error;
 mod health;
 mod import;

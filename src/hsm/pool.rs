@@ -13,6 +13,7 @@ use cryptoki::slot::Slot;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn, Span};
 
+use super::dispatch::{Dispatch, Letter, Next, Place};
 use super::health::Health;
 use super::inline::{Inline, Lease};
 use super::mechanisms::Mechanisms;
@@ -178,39 +179,133 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct WorkerState {
     /// When its current job began, in ms since the pool started plus one; 0 when idle.
     busy_since: AtomicU64,
-    /// Replaced after a hang: it exits once its call returns.
+    /// Replaced after a hang: it leaves once its call returns.
     abandoned: AtomicBool,
+}
+
+/// Which lane a worker serves.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Short calls while the token answers fast, from the fast lane's channel, which
+    /// only these few workers wait on (see [`Workers::fast`]).
+    Fast,
+    /// Everything else, handed out by `dispatch`: the worker in this seat, or a new
+    /// seat.
+    General(Option<usize>),
 }
 
 /// One worker thread's place in the pool.
 struct WorkerSlot {
     handle: thread::JoinHandle<()>,
-    /// Whether it also serves the fast lane (see [`Workers::fast_rx`]).
-    fast: bool,
-    /// Its own channel, for jobs that must run on this very worker.
-    control: crossbeam_channel::Sender<Job>,
+    /// Its lane, and its seat there for a general worker.
+    role: Role,
+    /// Its own inbox, for jobs that must run on this very worker.
+    inbox: crossbeam_channel::Sender<Letter<Job>>,
     state: Arc<WorkerState>,
 }
 
 /// The worker threads, and how to start more (a replacement for one that hangs).
 pub(super) struct Workers {
-    rx: crossbeam_channel::Receiver<Job>,
-    /// Short calls while the token answers fast, served by a few workers only (one per
-    /// two cores, at least one): with every job free to wake any of dozens of parked
-    /// workers, each call cost a wake-up and a park of a thread of its own, two context
-    /// switches; a few busy workers take the next job without sleeping. Measured on 2
-    /// cores at 32 calls in flight: 7-12% more Encrypts and Decrypts than with the 64
-    /// workers all taking every job, and one worker 8-13 µs less daemon CPU per call
-    /// than one per core: the runtime keeps the other core, and SoftHSM2 answers two
-    /// threads at once slower than one (docs/DESIGN.md, "Feeding"). A slow token's calls
-    /// go to every worker (the general lane).
-    fast_rx: crossbeam_channel::Receiver<Job>,
+    /// The general lane: every worker but the fast ones, each waiting on its own inbox.
+    dispatch: Arc<Dispatch<Job>>,
+    /// The fast lane: short calls while the token answers fast, served by a few workers
+    /// only (one per two cores, at least one), which take the next job without sleeping
+    /// while there is one. Each call woken on a worker of its own cost two context
+    /// switches. Measured on 2 cores at 32 calls in flight: 7-12% more Encrypts and
+    /// Decrypts than with the 64 workers all taking every job, and one worker 8-13 µs
+    /// less daemon CPU per call than one per core: the runtime keeps the other core,
+    /// and SoftHSM2 answers two threads at once slower than one (docs/DESIGN.md,
+    /// "Feeding"). A lock-free channel: the handful of workers waiting on it do not
+    /// crowd its waker. Taken at stop, so that a call sent after it fails at once.
+    fast: Mutex<Option<crossbeam_channel::Receiver<Job>>>,
     slots: Mutex<Vec<WorkerSlot>>,
-    stopping: AtomicBool,
     factory: SessionFactory,
     health: Arc<Health>,
     born: Instant,
     started: AtomicUsize,
+}
+
+/// What a worker thread runs with.
+struct Worker {
+    inbox: crossbeam_channel::Receiver<Letter<Job>>,
+    state: Arc<WorkerState>,
+    health: Arc<Health>,
+    born: Instant,
+    session: WorkerSession,
+}
+
+impl Worker {
+    /// A general worker: takes jobs until the pool stops or the worker is replaced.
+    /// Leaving drops the session: C_CloseSession.
+    fn serve(mut self, dispatch: &Dispatch<Job>, place: Place) {
+        let mut next = Next::Idle;
+        loop {
+            let job = match next {
+                Next::Run(job) => job,
+                Next::Leave => break,
+                Next::Idle => match self.inbox.recv() {
+                    Ok(Letter::Job(job)) => job,
+                    Ok(Letter::Own(job)) => {
+                        self.run(job);
+                        continue;
+                    }
+                    Ok(Letter::Stop) | Err(_) => break,
+                },
+            };
+            self.run(job);
+            // Jobs for this very worker that came while it was busy go before queued
+            // work. Only an idle worker is handed a job, and a stop is left to `next`.
+            while let Ok(letter) = self.inbox.try_recv() {
+                if let Letter::Own(job) | Letter::Job(job) = letter {
+                    self.run(job);
+                }
+            }
+            next = dispatch.next(place);
+        }
+    }
+
+    /// A fast-lane worker: takes fast-lane jobs and its own until the pool stops (it
+    /// runs the fast jobs sent before the stop first) or it is replaced.
+    fn serve_fast(mut self, fast: &crossbeam_channel::Receiver<Job>) {
+        loop {
+            crossbeam_channel::select! {
+                recv(self.inbox) -> letter => match letter {
+                    Ok(Letter::Own(job) | Letter::Job(job)) => self.run(job),
+                    Ok(Letter::Stop) | Err(_) => {
+                        while let Ok(job) = fast.try_recv() {
+                            self.run(job);
+                        }
+                        break;
+                    }
+                },
+                recv(fast) -> job => match job {
+                    Ok(job) => self.run(job),
+                    Err(_) => break,
+                },
+            }
+            if self.state.abandoned.load(Ordering::Acquire) {
+                break;
+            }
+        }
+    }
+
+    fn run(&mut self, Job { span, work }: Job) {
+        let _in_span = span.enter();
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.state.busy_since.store(now + 1, Ordering::Release);
+        {
+            let _g = self.health.enter();
+            // A panicking job must not take its worker (and the session it owns) down
+            // with it; its caller sees the pool error instead.
+            let ws = &mut self.session;
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut *ws)));
+            if caught.is_err() {
+                tracing::error!("an HSM job panicked; resetting the worker's session");
+                self.session.reset();
+            }
+        }
+        self.state.busy_since.store(0, Ordering::Release);
+    }
 }
 
 impl Workers {
@@ -218,80 +313,75 @@ impl Workers {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Starts one worker thread with a session of its own (opened on its first call);
-    /// with `fast`, it serves the fast lane too.
-    fn spawn(self: &Arc<Self>, fast: bool) -> Result<WorkerSlot, HsmError> {
-        let rx = self.rx.clone();
-        let fast_rx = if fast {
-            self.fast_rx.clone()
-        } else {
-            crossbeam_channel::never()
-        };
-        let (control, ctl) = crossbeam_channel::unbounded::<Job>();
+    /// Starts one worker thread with a session of its own (opened on its first call).
+    fn spawn(&self, role: Role) -> Result<WorkerSlot, HsmError> {
+        let (tx, inbox) = crossbeam_channel::unbounded::<Letter<Job>>();
         let state = Arc::new(WorkerState::default());
-        let (me, mine) = (Arc::downgrade(self), Arc::clone(&state));
-        let mut ws = (self.factory)();
-        let health = Arc::clone(&self.health);
-        let n = self.started.fetch_add(1, Ordering::Relaxed);
-        let handle = thread::Builder::new()
-            .name(format!("hsm-{n}"))
-            .spawn(move || {
-                loop {
-                    let job = crossbeam_channel::select! {
-                        recv(ctl) -> j => j,
-                        recv(fast_rx) -> j => j,
-                        recv(rx) -> j => j,
-                    };
-                    let Ok(Job { span, work }) = job else { break };
-                    let Some(workers) = me.upgrade() else { break };
-                    let _in_span = span.enter();
-                    mine.busy_since
-                        .store(workers.now_ms() + 1, Ordering::Release);
-                    {
-                        let _g = health.enter();
-                        // A panicking job must not take its worker (and the session it
-                        // owns) down with it; its caller sees the pool error instead.
-                        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            work(&mut ws)
-                        }));
-                        if caught.is_err() {
-                            tracing::error!("an HSM job panicked; resetting the worker's session");
-                            ws.reset();
-                        }
-                    }
-                    mine.busy_since.store(0, Ordering::Release);
-                    if workers.stopping.load(Ordering::SeqCst)
-                        || mine.abandoned.load(Ordering::Acquire)
-                    {
-                        break;
-                    }
+        let worker = Worker {
+            inbox,
+            state: Arc::clone(&state),
+            health: Arc::clone(&self.health),
+            born: self.born,
+            session: (self.factory)(),
+        };
+        let name = format!("hsm-{}", self.started.fetch_add(1, Ordering::Relaxed));
+        let (handle, role) = match role {
+            Role::Fast => {
+                let fast = lock(&self.fast).clone().ok_or(HsmError::PoolStopped)?;
+                let handle = thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker.serve_fast(&fast))
+                    .map_err(HsmError::Thread)?;
+                (handle, Role::Fast)
+            }
+            Role::General(index) => {
+                let place = self.dispatch.place_for(index);
+                let dispatch = Arc::clone(&self.dispatch);
+                let handle = thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker.serve(&dispatch, place))
+                    .map_err(HsmError::Thread)?;
+                // Seated only once its thread runs: a replacement that fails to start
+                // leaves the seat to the hung worker.
+                match self.dispatch.seat(place, tx.clone()) {
+                    Next::Run(job) => drop(tx.send(Letter::Job(job))),
+                    Next::Leave => drop(tx.send(Letter::Stop)),
+                    Next::Idle => {}
                 }
-                // Leaving the loop drops the session: C_CloseSession.
-            })
-            .map_err(HsmError::Thread)?;
+                (handle, Role::General(Some(place.index())))
+            }
+        };
         Ok(WorkerSlot {
             handle,
-            fast,
-            control,
+            role,
+            inbox: tx,
             state,
         })
     }
 
-    /// Each worker's own channel.
-    fn controls(&self) -> Vec<crossbeam_channel::Sender<Job>> {
-        lock(&self.slots)
-            .iter()
-            .map(|w| w.control.clone())
-            .collect()
+    /// Jobs waiting for a worker, in both lanes.
+    fn queued(&self) -> usize {
+        self.dispatch.queued() + lock(&self.fast).as_ref().map_or(0, |f| f.len())
+    }
+
+    /// Every worker's own inbox.
+    fn inboxes(&self) -> Vec<crossbeam_channel::Sender<Letter<Job>>> {
+        lock(&self.slots).iter().map(|w| w.inbox.clone()).collect()
+    }
+
+    /// Refuses new jobs and stops every worker once the jobs queued are done.
+    fn stop(&self) {
+        self.dispatch.stop();
+        drop(lock(&self.fast).take());
+        for inbox in self.inboxes() {
+            let _ = inbox.send(Letter::Stop);
+        }
     }
 
     /// Replaces every worker whose job has run longer than `limit` with a new worker:
-    /// the old thread is left to its call and exits when (if) it returns. Returns how
+    /// the old thread is left to its call and leaves when (if) it returns. Returns how
     /// many were replaced.
-    pub(super) fn replace_hung(self: &Arc<Self>, limit: Duration) -> usize {
-        if self.stopping.load(Ordering::SeqCst) {
-            return 0;
-        }
+    pub(super) fn replace_hung(&self, limit: Duration) -> usize {
         let now = self.now_ms();
         let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         let mut slots = lock(&self.slots);
@@ -301,7 +391,7 @@ impl Workers {
             if since == 0 || now.saturating_sub(since - 1) <= limit_ms {
                 continue;
             }
-            match self.spawn(slot.fast) {
+            match self.spawn(slot.role) {
                 Ok(fresh) => {
                     slot.state.abandoned.store(true, Ordering::Release);
                     // The hung thread is not joined: it may never come back.
@@ -317,13 +407,25 @@ impl Workers {
     }
 }
 
+/// Stops the workers when the last handle to the pool is dropped.
+struct StopOnDrop(Arc<Workers>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Handle to the worker pool. Cheap to clone; the workers stop when the last clone is
 /// dropped.
 #[derive(Clone)]
 pub struct HsmPool {
-    jobs: crossbeam_channel::Sender<Job>,
-    /// The fast lane (see [`Workers::fast_rx`]).
-    fast_jobs: crossbeam_channel::Sender<Job>,
+    /// Hands jobs to the general lane's workers.
+    dispatch: Arc<Dispatch<Job>>,
+    /// The fast lane (see [`Workers::fast`]); None when the pool has one worker only.
+    fast_jobs: Option<crossbeam_channel::Sender<Job>>,
+    /// Stops the workers once the last clone is dropped.
+    _stop: Arc<StopOnDrop>,
     // Bounds queued work so that a burst waits asynchronously instead of piling up.
     permits: Arc<Semaphore>,
     workers: Arc<Workers>,
@@ -350,13 +452,14 @@ impl HsmPool {
         cfg: &PoolConfig,
     ) -> Result<Self, HsmError> {
         let tag = module.tag_failure(slot, &pin)?;
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let (fast_tx, fast_rx) = crossbeam_channel::unbounded::<Job>();
         let sessions = cfg.sessions.max(1);
-        // Half the cores (see `Workers::fast_rx`).
+        // Half the cores (see `Workers::fast`), taken from the sessions; the general
+        // lane keeps one at least.
         let fast_lane = (thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
             / 2)
-        .clamp(1, sessions);
+        .clamp(1, sessions)
+        .min(sessions - 1);
+        let (fast_tx, fast_rx) = crossbeam_channel::unbounded::<Job>();
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let mechanisms = Arc::new(Mechanisms::probe(module, slot, &pin)?);
         let factory: SessionFactory = {
@@ -380,28 +483,37 @@ impl HsmPool {
                 )
             })
         };
+        let dispatch = Arc::new(Dispatch::default());
         let workers = Arc::new(Workers {
-            rx: rx.clone(),
-            fast_rx: fast_rx.clone(),
+            dispatch: Arc::clone(&dispatch),
+            fast: Mutex::new(Some(fast_rx)),
             slots: Mutex::new(Vec::with_capacity(sessions)),
-            stopping: AtomicBool::new(false),
             factory: Arc::clone(&factory),
             health: Arc::clone(&health),
             born: Instant::now(),
             started: AtomicUsize::new(0),
         });
+        let stop = Arc::new(StopOnDrop(Arc::clone(&workers)));
         for n in 0..sessions {
-            let slot = workers.spawn(n < fast_lane)?;
+            let role = if n < fast_lane {
+                Role::Fast
+            } else {
+                Role::General(None)
+            };
+            let slot = workers.spawn(role)?;
             lock(&workers.slots).push(slot);
         }
         let total_permits = sessions * cfg.queue_per_session.max(1);
         let permits = Arc::new(Semaphore::new(total_permits));
-        // Read at each scrape from what the channel and semaphore already know; a
-        // receiver (not a sender) so that the gauge never keeps the workers alive.
+        // Read at each scrape from what the dispatcher and semaphore already know.
+        let queue = Arc::downgrade(&workers);
         cfg.metrics.sample(
             "p11kms_hsm_queue_depth",
             "HSM jobs waiting for a free worker",
-            move || i64::try_from(rx.len() + fast_rx.len()).unwrap_or(i64::MAX),
+            move || {
+                let queued = queue.upgrade().map_or(0, |w| w.queued());
+                i64::try_from(queued).unwrap_or(i64::MAX)
+            },
         );
         let held = Arc::clone(&permits);
         cfg.metrics.sample(
@@ -431,8 +543,9 @@ impl HsmPool {
             factory: Arc::clone(&factory),
         })?;
         let pool = Self {
-            jobs: tx,
-            fast_jobs: fast_tx,
+            dispatch,
+            fast_jobs: (fast_lane > 0).then_some(fast_tx),
+            _stop: stop,
             permits,
             size: sessions,
             workers,
@@ -477,7 +590,7 @@ impl HsmPool {
                     }
                 }
             });
-            if self.jobs.send(job).is_err() {
+            if self.dispatch.submit(job).is_err() {
                 return;
             }
         }
@@ -491,7 +604,7 @@ impl HsmPool {
             drop(ws);
             inline.mark_missing(index);
         });
-        let _ = self.jobs.send(job);
+        let _ = self.dispatch.submit(job);
     }
 
     /// Runs a short call on an inline session, on this thread. None when the session
@@ -563,10 +676,7 @@ impl HsmPool {
         if let Some(s) = lock(&self.supervisor).take() {
             s.stop();
         }
-        self.workers.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.size {
-            let _ = self.jobs.send(Job::new(|_| {}));
-        }
+        self.workers.stop();
         let slots = std::mem::take(&mut *lock(&self.workers.slots));
         for w in slots {
             let _ = w.handle.join();
@@ -671,12 +781,15 @@ impl HsmPool {
             metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
-        let lane = if kind.short && self.inline.token_is_fast() {
-            &self.fast_jobs
-        } else {
-            &self.jobs
-        };
-        lane.send(job).map_err(|_| HsmError::PoolStopped)?;
+        match &self.fast_jobs {
+            Some(fast) if kind.short && self.inline.token_is_fast() => {
+                fast.send(job).map_err(|_| HsmError::PoolStopped)?;
+            }
+            _ => self
+                .dispatch
+                .submit(job)
+                .map_err(|_| HsmError::PoolStopped)?,
+        }
         rx.await.map_err(|_| HsmError::PoolStopped)?
     }
 
@@ -824,15 +937,17 @@ impl HsmPool {
     /// handed back when busy.
     async fn forget_everywhere(&self, what: Forget) -> Result<(), HsmError> {
         self.health.check()?;
-        let controls = self.workers.controls();
-        let mut acks = Vec::with_capacity(controls.len());
-        for ctl in &controls {
+        let inboxes = self.workers.inboxes();
+        let mut acks = Vec::with_capacity(inboxes.len());
+        for inbox in &inboxes {
             let (tx, rx) = oneshot::channel();
             let job = Job::new(move |ws| {
                 ws.forget_what(&what);
                 let _ = tx.send(());
             });
-            ctl.send(job).map_err(|_| HsmError::PoolStopped)?;
+            inbox
+                .send(Letter::Own(job))
+                .map_err(|_| HsmError::PoolStopped)?;
             acks.push(rx);
         }
         for rx in acks {

@@ -1,5 +1,6 @@
 //! The HSM's sessions: a fixed pool of worker threads, each owning one logged-in
-//! session, fed through a channel, and a small set of inline sessions for short calls
+//! session, fed in two lanes (a channel that a few workers serve for short calls to a
+//! fast token, and `dispatch` for the rest), and a small set of inline sessions for short calls
 //! while the token answers fast (see `inline`). A call that may block for long (a slow
 //! token, making or destroying objects, opening a session) runs on a worker, never on
 //! the async runtime; a dedicated thread per session also avoids a spawn_blocking hop.
@@ -107,7 +108,9 @@ impl Job {
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
     /// Worker threads, one PKCS#11 session each: they run the calls of a slow token
-    /// and every long call, so they bound the calls a slow token has in flight.
+    /// and every long call, so they bound the calls a slow token has in flight. One per
+    /// two cores of them (at least one, none when there is only one) serves the short
+    /// calls of a fast token instead (docs/DESIGN.md, "Feeding").
     pub sessions: usize,
     /// Sessions for short calls run on the caller's own thread while the token answers
     /// fast (see `inline`); 0 sends every call to the workers. Keep it below the

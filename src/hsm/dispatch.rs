@@ -93,7 +93,8 @@ impl<J> Dispatch<J> {
     }
 
     /// The place a new worker takes: a new seat (`None`), or the seat at `index` after
-    /// its hung worker.
+    /// its hung worker. New seats are made one at a time (at start): two made at once
+    /// would be given the same index.
     pub(super) fn place_for(&self, index: Option<usize>) -> Place {
         let s = self.lock();
         match index.and_then(|i| s.seats.get(i).map(|seat| (i, seat))) {
@@ -140,28 +141,40 @@ impl<J> Dispatch<J> {
         Next::Idle
     }
 
-    /// Hands `job` to the worker idle longest, or queues it. Gives it back
-    /// once the pool stops (or if the worker chosen has gone).
-    pub(super) fn submit(&self, job: J) -> Result<(), J> {
+    /// Hands `job` to the worker idle longest, or queues it. A worker whose thread has
+    /// gone (its inbox closed) is passed over. Gives the job back once the pool stops.
+    pub(super) fn submit(&self, mut job: J) -> Result<(), J> {
+        loop {
+            let mut s = self.lock();
+            if s.stopping {
+                return Err(job);
+            }
+            let chosen = s.idle.pop_front();
+            let Some(inbox) = chosen
+                .and_then(|i| s.seats.get(i))
+                .map(|seat| seat.inbox.clone())
+            else {
+                s.queue.push_back(job);
+                return Ok(());
+            };
+            // The wake-up (a futex call when the worker is parked) happens outside the
+            // lock.
+            drop(s);
+            match inbox.send(Letter::Job(job)) {
+                Err(SendError(Letter::Job(back))) => job = back,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The idle worker at `place` is about to run a job of its own: it leaves the idle
+    /// line, so that no job is handed to it meanwhile. False when it was no longer in
+    /// the line: a job is on its way to its inbox.
+    pub(super) fn leave_idle(&self, place: Place) -> bool {
         let mut s = self.lock();
-        if s.stopping {
-            return Err(job);
-        }
-        let Some(inbox) = s
-            .idle
-            .pop_front()
-            .and_then(|i| s.seats.get(i))
-            .map(|seat| seat.inbox.clone())
-        else {
-            s.queue.push_back(job);
-            return Ok(());
-        };
-        // The wake-up (a futex call when the worker is parked) happens outside the lock.
-        drop(s);
-        match inbox.send(Letter::Job(job)) {
-            Err(SendError(Letter::Job(job))) => Err(job),
-            _ => Ok(()),
-        }
+        let before = s.idle.len();
+        s.idle.retain(|&i| i != place.index);
+        s.idle.len() < before
     }
 
     /// The worker at `place` has finished a job: its next queued job, or Idle (it is

@@ -109,8 +109,8 @@ impl Job {
 pub struct PoolConfig {
     /// Worker threads, one PKCS#11 session each: they run the calls of a slow token
     /// and every long call, so they bound the calls a slow token has in flight. One per
-    /// two cores of them (at least one, none when there is only one) serves the short
-    /// calls of a fast token instead (docs/DESIGN.md, "Feeding").
+    /// two cores of them (at least one, at most a quarter of them; none under four)
+    /// serves the short calls of a fast token instead (docs/DESIGN.md, "Feeding").
     pub sessions: usize,
     /// Sessions for short calls run on the caller's own thread while the token answers
     /// fast (see `inline`); 0 sends every call to the workers. Keep it below the
@@ -204,6 +204,9 @@ struct WorkerSlot {
     role: Role,
     /// Its own inbox, for jobs that must run on this very worker.
     inbox: crossbeam_channel::Sender<Letter<Job>>,
+    /// The same inbox's other end: jobs handed to a worker that hangs before it reads
+    /// them go to another (see [`Workers::replace_hung`]).
+    mail: crossbeam_channel::Receiver<Letter<Job>>,
     state: Arc<WorkerState>,
 }
 
@@ -221,6 +224,9 @@ pub(super) struct Workers {
     /// "Feeding"). A lock-free channel: the handful of workers waiting on it do not
     /// crowd its waker. Taken at stop, so that a call sent after it fails at once.
     fast: Mutex<Option<crossbeam_channel::Receiver<Job>>>,
+    /// Set at stop: a fast-lane call then fails at once, even while a hung fast worker
+    /// still holds the lane's channel open.
+    stopped: AtomicBool,
     slots: Mutex<Vec<WorkerSlot>>,
     factory: SessionFactory,
     health: Arc<Health>,
@@ -249,10 +255,26 @@ impl Worker {
                 Next::Idle => match self.inbox.recv() {
                     Ok(Letter::Job(job)) => job,
                     Ok(Letter::Own(job)) => {
+                        // Out of the idle line while it runs, so that no job waits
+                        // behind it here; if a job is already on its way, it comes next.
+                        let was_idle = dispatch.leave_idle(place);
                         self.run(job);
+                        next = if was_idle {
+                            dispatch.next(place)
+                        } else {
+                            Next::Idle
+                        };
                         continue;
                     }
-                    Ok(Letter::Stop) | Err(_) => break,
+                    Ok(Letter::Stop) | Err(_) => {
+                        // A job handed over just before the stop still runs.
+                        while let Ok(letter) = self.inbox.try_recv() {
+                            if let Letter::Own(job) | Letter::Job(job) = letter {
+                                self.run(job);
+                            }
+                        }
+                        break;
+                    }
                 },
             };
             self.run(job);
@@ -321,7 +343,7 @@ impl Workers {
         let (tx, inbox) = crossbeam_channel::unbounded::<Letter<Job>>();
         let state = Arc::new(WorkerState::default());
         let worker = Worker {
-            inbox,
+            inbox: inbox.clone(),
             state: Arc::clone(&state),
             health: Arc::clone(&self.health),
             born: self.born,
@@ -358,6 +380,7 @@ impl Workers {
             handle,
             role,
             inbox: tx,
+            mail: inbox,
             state,
         })
     }
@@ -374,6 +397,7 @@ impl Workers {
 
     /// Refuses new jobs and stops every worker once the jobs queued are done.
     fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         self.dispatch.stop();
         drop(lock(&self.fast).take());
         for inbox in self.inboxes() {
@@ -398,7 +422,15 @@ impl Workers {
                 Ok(fresh) => {
                     slot.state.abandoned.store(true, Ordering::Release);
                     // The hung thread is not joined: it may never come back.
-                    drop(std::mem::replace(slot, fresh));
+                    let hung = std::mem::replace(slot, fresh);
+                    // A job handed to it behind the call that hangs (after a job of its
+                    // own) goes to another worker; its own jobs are dropped, which fails
+                    // their callers at once.
+                    while let Ok(letter) = hung.mail.try_recv() {
+                        if let Letter::Job(job) = letter {
+                            let _ = self.dispatch.submit(job);
+                        }
+                    }
                     replaced += 1;
                 }
                 Err(e) => {
@@ -456,12 +488,13 @@ impl HsmPool {
     ) -> Result<Self, HsmError> {
         let tag = module.tag_failure(slot, &pin)?;
         let sessions = cfg.sessions.max(1);
-        // Half the cores (see `Workers::fast`), taken from the sessions; the general
-        // lane keeps one at least.
+        // Half the cores (see `Workers::fast`), at least one, taken from the sessions:
+        // at most a quarter of them, so that the general lane (long calls, and every
+        // call of a slow token) keeps most; none under four sessions.
         let fast_lane = (thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
             / 2)
-        .clamp(1, sessions)
-        .min(sessions - 1);
+        .max(1)
+        .min(sessions / 4);
         let (fast_tx, fast_rx) = crossbeam_channel::unbounded::<Job>();
         let health = Arc::new(Health::new(slot, cfg.metrics.clone()));
         let mechanisms = Arc::new(Mechanisms::probe(module, slot, &pin)?);
@@ -490,6 +523,7 @@ impl HsmPool {
         let workers = Arc::new(Workers {
             dispatch: Arc::clone(&dispatch),
             fast: Mutex::new(Some(fast_rx)),
+            stopped: AtomicBool::new(false),
             slots: Mutex::new(Vec::with_capacity(sessions)),
             factory: Arc::clone(&factory),
             health: Arc::clone(&health),
@@ -786,6 +820,9 @@ impl HsmPool {
         });
         match &self.fast_jobs {
             Some(fast) if kind.short && self.inline.token_is_fast() => {
+                if self.workers.stopped.load(Ordering::Acquire) {
+                    return Err(HsmError::PoolStopped);
+                }
                 fast.send(job).map_err(|_| HsmError::PoolStopped)?;
             }
             _ => self

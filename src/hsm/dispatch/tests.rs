@@ -129,14 +129,38 @@ fn stopping_refuses_new_jobs_and_lets_busy_workers_drain_the_queue() {
 }
 
 #[test]
-fn a_job_for_a_worker_that_is_gone_comes_back() {
+fn a_worker_whose_thread_is_gone_is_passed_over() {
     let d = Dispatch::default();
-    let (w, _) = start(&d, None);
-    drop(w);
-    assert_eq!(d.submit(5), Err(5));
-    let (fresh, _) = start(&d, Some(0));
+    let mut ws = pool(&d, 2);
+    // Seat 0's thread is gone (its inbox closed); seat 1's is alive.
+    drop(ws.remove(0));
+    d.submit(5).unwrap();
+    assert_eq!(ws[0].handed(), Some(5));
+    // With no live worker idle, the next job waits for one.
     d.submit(6).unwrap();
-    assert_eq!(fresh.handed(), Some(6));
+    assert_eq!(d.queued(), 1);
+    let (fresh, first) = start(&d, Some(0));
+    assert_eq!(run(first), Some(6));
+    assert_eq!(fresh.place.index(), 0);
+}
+
+#[test]
+fn a_worker_running_its_own_job_is_handed_nothing_until_it_is_done() {
+    let d = Dispatch::default();
+    let ws = pool(&d, 2);
+    // Worker 0, idle longest, runs a job of its own: work goes to worker 1.
+    assert!(d.leave_idle(ws[0].place));
+    d.submit(1).unwrap();
+    assert_eq!((ws[0].handed(), ws[1].handed()), (None, Some(1)));
+    d.submit(2).unwrap();
+    assert_eq!(d.queued(), 1, "no worker is free");
+    // Done, worker 0 takes the queued job rather than going idle.
+    assert_eq!(run(d.next(ws[0].place)), Some(2));
+    // A worker already handed a job is no longer in the line.
+    assert!(matches!(d.next(ws[1].place), Next::Idle));
+    d.submit(3).unwrap();
+    assert!(!d.leave_idle(ws[1].place));
+    assert_eq!(ws[1].handed(), Some(3));
 }
 
 /// What a test does next to the dispatcher.
@@ -147,6 +171,8 @@ enum Step {
     Finish(usize),
     /// The worker at this index is replaced (as after a hang).
     Replace(usize),
+    /// The worker at this index, if idle, runs a job of its own meanwhile.
+    Own(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -154,6 +180,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Submit),
         4 => (0usize..8).prop_map(Step::Finish),
         1 => (0usize..8).prop_map(Step::Replace),
+        1 => (0usize..8).prop_map(Step::Own),
     ]
 }
 
@@ -162,12 +189,18 @@ struct Sim {
     d: Dispatch<u32>,
     workers: Vec<Worker>,
     running: Vec<Option<u32>>,
+    /// Workers running a job of their own (out of the idle line).
+    own: Vec<bool>,
     started: BTreeSet<u32>,
 }
 
 impl Sim {
     fn deliver(&mut self, n: usize, job: u32) {
         assert!(self.running[n].is_none(), "a busy worker got a second job");
+        assert!(
+            !self.own[n],
+            "a worker running its own job was handed another"
+        );
         assert!(self.started.insert(job), "job {job} was handed out twice");
         self.running[n] = Some(job);
     }
@@ -181,7 +214,7 @@ impl Sim {
     }
 
     fn finish(&mut self, n: usize) {
-        if self.running[n].take().is_some() {
+        if std::mem::take(&mut self.own[n]) || self.running[n].take().is_some() {
             if let Some(j) = run(self.d.next(self.workers[n].place)) {
                 self.deliver(n, j);
             }
@@ -200,7 +233,13 @@ proptest! {
     ) {
         let d = Dispatch::default();
         let ws = pool(&d, workers);
-        let mut sim = Sim { d, running: vec![None; workers], workers: ws, started: BTreeSet::new() };
+        let mut sim = Sim {
+            d,
+            running: vec![None; workers],
+            own: vec![false; workers],
+            workers: ws,
+            started: BTreeSet::new(),
+        };
         let mut submitted = 0u32;
         for s in steps {
             match s {
@@ -209,12 +248,21 @@ proptest! {
                     sim.d.submit(submitted).unwrap();
                 }
                 Step::Finish(n) => sim.finish(n % workers),
+                Step::Own(n) => {
+                    let n = n % workers;
+                    if sim.running[n].is_none() && !sim.own[n] {
+                        // Idle here is in the line: no letter is left unread.
+                        prop_assert!(sim.d.leave_idle(sim.workers[n].place));
+                        sim.own[n] = true;
+                    }
+                }
                 Step::Replace(n) => {
                     let n = n % workers;
                     let old = sim.workers[n].place;
                     let (fresh, first) = start(&sim.d, Some(n));
                     sim.workers[n] = fresh;
                     sim.running[n] = None;
+                    sim.own[n] = false;
                     if let Some(j) = run(first) {
                         sim.deliver(n, j);
                     }
@@ -222,7 +270,7 @@ proptest! {
                 }
             }
             sim.collect();
-            let idle = sim.running.iter().filter(|r| r.is_none()).count();
+            let idle = (0..workers).filter(|&n| sim.running[n].is_none() && !sim.own[n]).count();
             prop_assert!(idle == 0 || sim.d.queued() == 0, "work waits beside an idle worker");
         }
         for _ in 0..=submitted {

@@ -15,8 +15,11 @@ use clap::Parser;
 /// daemon's CPU (arena locks contended between the runtime's and the HSM's threads,
 /// `malloc_consolidate`); mimalloc's thread-local heaps do not contend. Built with
 /// `no_thp`: on a host with transparent huge pages always on, its regions otherwise
-/// took about 40% more memory. Measured with benches/throughput.rs: docs/DESIGN.md,
-/// "The allocator".
+/// took about 40% more memory. Built with `override` too: the binary exports malloc
+/// and free, so that the PKCS#11 module (SoftHSM2 and the OpenSSL under it allocate on
+/// every call) allocates with mimalloc as well; with glibc's, their malloc and free
+/// were about 2 µs of each Encrypt. Measured with benches/throughput.rs:
+/// docs/DESIGN.md, "The allocator".
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -6,7 +6,8 @@
 //! Why not one channel that every worker waits on: behind a token that answers in
 //! milliseconds, 64 workers parked on one channel met on its waker lock at every job and
 //! every park (measured on 2 cores: 3.4 context switches per call where 2 are inherent,
-//! a quarter of them waits on that lock; docs/DESIGN.md, "Feeding"). Here a worker parks
+//! an eighth of them waits on that lock; docs/DESIGN.md, "The slow token's general
+//! lane"). Here a worker parks
 //! alone and one short lock hands out the work. The idle line is first in, first out:
 //! behind the 2 ms token at 32 in flight it carried 70–72% of in-flight ÷ delay, against
 //! 66–69% when the worker that went idle last was woken first (two runs against four;

@@ -1,17 +1,16 @@
 //! Which HSM worker of the general lane runs which job. Every worker waits on an inbox
 //! of its own. A job goes straight to the worker that has been idle longest, if any;
-//! otherwise it waits in a queue that busy workers drain before they go idle. (Short calls to a
-//! token that answers fast take the fast lane instead: see `pool`.)
+//! otherwise it waits in a queue that busy workers drain before they go idle. (Short
+//! calls to a token that answers fast take the fast lane instead: see `pool`.)
 //!
 //! Why not one channel that every worker waits on: behind a token that answers in
 //! milliseconds, 64 workers parked on one channel met on its waker lock at every job and
 //! every park (measured on 2 cores: 3.4 context switches per call where 2 are inherent,
 //! an eighth of them waits on that lock; docs/DESIGN.md, "The slow token's general
-//! lane"). Here a worker parks
-//! alone and one short lock hands out the work. The idle line is first in, first out:
-//! behind the 2 ms token at 32 in flight it carried 70–72% of in-flight ÷ delay, against
-//! 66–69% when the worker that went idle last was woken first (two runs against four;
-//! why was not profiled).
+//! lane"). Here a worker parks alone and one short lock hands out the work. The idle
+//! line is first in, first out: behind the 2 ms token at 32 in flight it carried 70–72%
+//! of in-flight ÷ delay, against 66–69% when the worker that went idle last was woken
+//! first (two runs against four; why was not profiled).
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -22,8 +21,8 @@ use crossbeam_channel::{SendError, Sender};
 pub(super) enum Letter<J> {
     /// A job handed to it while it was idle; it asks for more work after it.
     Job(J),
-    /// A job that must run on this very worker (dropping session copies). It does not
-    /// change whether the worker counts as idle or busy.
+    /// A job that must run on this very worker (dropping session copies). An idle
+    /// worker leaves the idle line while it runs one ([`Dispatch::leave_idle`]).
     Own(J),
     /// The pool stops: an idle worker leaves.
     Stop,

@@ -268,11 +268,7 @@ impl Worker {
                     }
                     Ok(Letter::Stop) | Err(_) => {
                         // A job handed over just before the stop still runs.
-                        while let Ok(letter) = self.inbox.try_recv() {
-                            if let Letter::Own(job) | Letter::Job(job) = letter {
-                                self.run(job);
-                            }
-                        }
+                        self.run_delivered();
                         break;
                     }
                 },
@@ -280,12 +276,17 @@ impl Worker {
             self.run(job);
             // Jobs for this very worker that came while it was busy go before queued
             // work. Only an idle worker is handed a job, and a stop is left to `next`.
-            while let Ok(letter) = self.inbox.try_recv() {
-                if let Letter::Own(job) | Letter::Job(job) = letter {
-                    self.run(job);
-                }
-            }
+            self.run_delivered();
             next = dispatch.next(place);
+        }
+    }
+
+    /// Runs the jobs already in its inbox, skipping a stop.
+    fn run_delivered(&mut self) {
+        while let Ok(letter) = self.inbox.try_recv() {
+            if let Letter::Own(job) | Letter::Job(job) = letter {
+                self.run(job);
+            }
         }
     }
 

@@ -541,9 +541,10 @@ impl Vault {
 
 /// A fresh request id: a random (version 4) UUID, as AWS's request ids are, hyphenated
 /// into a buffer without `fmt`. Every request id the daemon hands out comes from here,
-/// those of calls refused before the request path included. `uuid`'s `fast-rng` draws it from a generator per thread seeded by the
-/// system (no system call per id, which showed in profiles, nor aws-lc's generator,
-/// which read RDRAND for every id and cost as much).
+/// those of calls refused before the request path included. `uuid`'s `fast-rng` draws
+/// it from a generator per thread seeded by the system (no system call per id, which
+/// showed in profiles, nor aws-lc's generator, which read RDRAND for every id and cost
+/// as much).
 pub(crate) fn new_request_id() -> String {
     Uuid::new_v4()
         .hyphenated()

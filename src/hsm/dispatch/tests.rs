@@ -41,6 +41,17 @@ fn pool(d: &Dispatch<u32>, n: usize) -> Vec<Worker> {
         .collect()
 }
 
+/// Two workers, and jobs 1 to `jobs` submitted: jobs 1 and 2 handed to workers 0 and 1
+/// (idle longest first), the rest queued.
+fn two_busy(d: &Dispatch<u32>, jobs: u32) -> Vec<Worker> {
+    let ws = pool(d, 2);
+    for j in 1..=jobs {
+        d.submit(j).unwrap();
+    }
+    assert_eq!((ws[0].handed(), ws[1].handed()), (Some(1), Some(2)));
+    ws
+}
+
 fn run(next: Next<u32>) -> Option<u32> {
     match next {
         Next::Run(j) => Some(j),
@@ -67,11 +78,7 @@ fn a_job_goes_to_the_worker_idle_longest() {
 #[test]
 fn work_queues_while_every_worker_is_busy_and_goes_in_order() {
     let d = Dispatch::default();
-    let ws = pool(&d, 2);
-    for j in 1..=4 {
-        d.submit(j).unwrap();
-    }
-    assert_eq!((ws[0].handed(), ws[1].handed()), (Some(1), Some(2)));
+    let ws = two_busy(&d, 4);
     assert_eq!(d.queued(), 2);
     assert_eq!(run(d.next(ws[0].place)), Some(3));
     assert_eq!(run(d.next(ws[1].place)), Some(4));
@@ -113,11 +120,7 @@ fn a_replacement_of_an_idle_seat_is_not_stacked_twice() {
 #[test]
 fn stopping_refuses_new_jobs_and_lets_busy_workers_drain_the_queue() {
     let d = Dispatch::default();
-    let ws = pool(&d, 2);
-    for j in 1..=3 {
-        d.submit(j).unwrap();
-    }
-    assert_eq!((ws[0].handed(), ws[1].handed()), (Some(1), Some(2)));
+    let ws = two_busy(&d, 3);
     d.stop();
     assert_eq!(d.submit(4), Err(4));
     assert_eq!(run(d.next(ws[0].place)), Some(3));

@@ -36,6 +36,8 @@ struct CallKind {
     operation: &'static str,
     mechanism: &'static str,
     short: bool,
+    /// Key-pair generation: its deadline is [`KEY_PAIR_TIMEOUT`] (see there).
+    key_pair: bool,
 }
 
 const fn kind(operation: &'static str, mechanism: &'static str, short: bool) -> CallKind {
@@ -43,8 +45,22 @@ const fn kind(operation: &'static str, mechanism: &'static str, short: bool) -> 
         operation,
         mechanism,
         short,
+        key_pair: false,
     }
 }
+
+const fn key_pair(mechanism: &'static str) -> CallKind {
+    CallKind {
+        key_pair: true,
+        ..kind("create_material", mechanism, false)
+    }
+}
+
+/// The deadline of key-pair generation when `hsm.call_timeout_ms` is shorter: an HSM may
+/// take seconds to find the primes of an RSA-4096 key (kryoptic on a slow 2-core machine
+/// once took over 5 s), which is work, not a hang. While such a call runs, a health probe
+/// that the token keeps waiting does not mark it down either (see `supervisor`).
+pub(crate) const KEY_PAIR_TIMEOUT: Duration = Duration::from_secs(60);
 
 const GCM_ENCRYPT: CallKind = kind("encrypt", "CKM_AES_GCM", true);
 const GCM_DECRYPT: CallKind = kind("decrypt", "CKM_AES_GCM", true);
@@ -53,8 +69,8 @@ const DATA_KEY: CallKind = kind("generate_data_key", "CKM_AES_GCM", true);
 const RANDOM: CallKind = kind("generate_random", "none", true);
 const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
 const HMAC_KEY_GEN: CallKind = kind("create_material", "CKM_GENERIC_SECRET_KEY_GEN", false);
-const RSA_KEY_GEN: CallKind = kind("create_material", "CKM_RSA_PKCS_KEY_PAIR_GEN", false);
-const EC_KEY_GEN: CallKind = kind("create_material", "CKM_EC_KEY_PAIR_GEN", false);
+const RSA_KEY_GEN: CallKind = key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN");
+const EC_KEY_GEN: CallKind = key_pair("CKM_EC_KEY_PAIR_GEN");
 // RSA private-key operations take milliseconds (RSA-4096 tens of them), ECDH about as
 // long as ECDSA plus an object made and destroyed: never on the runtime's threads, and
 // never in the short calls' latency verdict.
@@ -92,6 +108,8 @@ const FORGET_WAIT: Duration = Duration::from_secs(5);
 pub(super) struct Job {
     span: Span,
     work: Box<dyn FnOnce(&mut WorkerSession) + Send>,
+    /// A deadline longer than the pool's, in ms; 0 for the pool's own.
+    deadline_ms: u64,
 }
 
 impl Job {
@@ -100,7 +118,14 @@ impl Job {
         Self {
             span: Span::current(),
             work: Box::new(work),
+            deadline_ms: 0,
         }
+    }
+
+    /// The same job with a deadline of its own, when longer than the pool's.
+    fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        self
     }
 }
 
@@ -123,7 +148,8 @@ pub struct PoolConfig {
     /// Where call latencies, queue depth, session reopens and re-logins are recorded.
     pub metrics: Metrics,
     /// The longest a call may take, queueing included: a call still running then fails
-    /// its request, and a worker stuck in it is replaced (see `supervisor`).
+    /// its request, and a worker stuck in it is replaced (see `supervisor`). Key-pair
+    /// generation gets at least `KEY_PAIR_TIMEOUT` (60 s).
     pub call_timeout: Duration,
     /// How often the supervisor checks that the token is still the one p11kms made its
     /// keys in, while it is up.
@@ -182,6 +208,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct WorkerState {
     /// When its current job began, in ms since the pool started plus one; 0 when idle.
     busy_since: AtomicU64,
+    /// The current job's own deadline in ms (see [`Job::with_deadline`]); 0 for the
+    /// pool's. Written before `busy_since`, read after it.
+    deadline_ms: AtomicU64,
     /// Replaced after a hang: it leaves once its call returns.
     abandoned: AtomicBool,
 }
@@ -315,9 +344,17 @@ impl Worker {
         }
     }
 
-    fn run(&mut self, Job { span, work }: Job) {
+    fn run(
+        &mut self,
+        Job {
+            span,
+            work,
+            deadline_ms,
+        }: Job,
+    ) {
         let _in_span = span.enter();
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.state.deadline_ms.store(deadline_ms, Ordering::Relaxed);
         self.state.busy_since.store(now + 1, Ordering::Release);
         {
             let _g = self.health.enter();
@@ -406,7 +443,17 @@ impl Workers {
         }
     }
 
-    /// Replaces every worker whose job has run longer than `limit` with a new worker:
+    /// Whether a worker is in a call with a deadline of its own (key-pair generation),
+    /// which a token may make other sessions wait for.
+    pub(super) fn in_long_call(&self) -> bool {
+        lock(&self.slots).iter().any(|slot| {
+            slot.state.busy_since.load(Ordering::Acquire) != 0
+                && slot.state.deadline_ms.load(Ordering::Relaxed) != 0
+        })
+    }
+
+    /// Replaces every worker whose job has run longer than `limit` (or its own longer
+    /// deadline) with a new worker:
     /// the old thread is left to its call and leaves when (if) it returns. Returns how
     /// many were replaced.
     pub(super) fn replace_hung(&self, limit: Duration) -> usize {
@@ -416,7 +463,8 @@ impl Workers {
         let mut replaced = 0;
         for slot in slots.iter_mut() {
             let since = slot.state.busy_since.load(Ordering::Acquire);
-            if since == 0 || now.saturating_sub(since - 1) <= limit_ms {
+            let own = slot.state.deadline_ms.load(Ordering::Relaxed);
+            if since == 0 || now.saturating_sub(since - 1) <= limit_ms.max(own) {
                 continue;
             }
             match self.spawn(slot.role) {
@@ -745,18 +793,28 @@ impl HsmPool {
                 None => self.reopen_inline(),
             }
         }
+        let deadline = self.deadline(kind);
         let queued = self.queue(kind, material, op);
-        let res = match tokio::time::timeout(self.call_timeout, queued).await {
+        let res = match tokio::time::timeout(deadline, queued).await {
             Ok(res) => res,
             Err(_) => {
                 // The job runs on (or is still queued); the supervisor replaces its
                 // worker if it hangs. Its late answer goes nowhere.
                 self.metrics.hsm_fault_event("timeout");
-                Err(HsmError::Timeout(self.call_timeout))
+                Err(HsmError::Timeout(deadline))
             }
         };
         self.health.observe(&res);
         res
+    }
+
+    /// How long a call of `kind` may take, queueing included.
+    fn deadline(&self, kind: CallKind) -> Duration {
+        if kind.key_pair {
+            self.call_timeout.max(KEY_PAIR_TIMEOUT)
+        } else {
+            self.call_timeout
+        }
     }
 
     /// Queues `op` for a worker and waits for its answer. When the session was lost, the
@@ -815,6 +873,11 @@ impl HsmPool {
             metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
+        let job = if kind.key_pair {
+            job.with_deadline(self.deadline(kind))
+        } else {
+            job
+        };
         match &self.fast_jobs {
             Some(fast) if kind.short && self.inline.token_is_fast() => {
                 if self.workers.stopped.load(Ordering::Acquire) {

@@ -1,6 +1,7 @@
 //! The supervisor: one thread that watches the token and brings it back.
 //!
-//! - **Hung calls.** A worker whose call has run past `hsm.call_timeout_ms` is replaced
+//! - **Hung calls.** A worker whose call has run past `hsm.call_timeout_ms` (or past a
+//!   longer deadline of its own: key-pair generation) is replaced
 //!   by a new worker (its caller has already failed with KMSInternalException); a call
 //!   that hangs on an inline session sends short calls to the workers. Either marks the
 //!   token down.
@@ -185,6 +186,10 @@ impl Watch {
                     self.down(format!("the token failed a health probe: {e}"), reinit);
                 }
             }
+            // A token may keep other sessions waiting while it makes a key pair (kryoptic
+            // did, for an RSA-4096 key): that call has a deadline of its own, and the
+            // probe is not a hang until it is past it (the worker is then replaced).
+            Probe::Hung if self.workers.in_long_call() => {}
             Probe::Hung => {
                 let ms = self.call_timeout.as_millis();
                 self.down(

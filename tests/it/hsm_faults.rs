@@ -236,6 +236,45 @@ async fn a_hung_call_fails_its_request_its_worker_is_replaced_and_service_resume
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_key_pair_slower_than_the_call_deadline_is_made_and_the_token_stays_up() {
+    let (_dir, control, d, mut c, key) = faulty_daemon(0).await;
+    // Key-pair generation takes 1.5 s, far past the 400 ms deadline of other calls, and
+    // meanwhile the token keeps the health probe waiting (kryoptic did, making an
+    // RSA-4096 key): the probe draws random bytes first.
+    let slow = "delay_us C_GenerateKeyPair 1500000\n";
+    control
+        .set(&format!("{slow}hang C_GenerateRandom\n"))
+        .unwrap();
+    let mut maker = c.clone();
+    let started = Instant::now();
+    let made = tokio::spawn(async move {
+        let r = p11kms::proto::CreateKeyRequest {
+            key_spec: "RSA_2048".into(),
+            key_usage: "SIGN_VERIFY".into(),
+            ..Default::default()
+        };
+        maker.create_key(r).await
+    });
+    // The probe has waited past the deadline more than once by now (one every 200 ms).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    control.set(slow).unwrap();
+    let made = made.await.unwrap().expect("the slow key pair is made");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the delay did not apply: {:?}",
+        started.elapsed()
+    );
+    let id = made.into_inner().key_metadata.unwrap().key_id;
+    assert!(!id.is_empty());
+    for event in ["timeout", "worker_replaced", "marked_down"] {
+        assert_eq!(fault_events(&d, event).await, 0.0, "{event}");
+    }
+    assert_eq!(get(d.metrics_url(), "/readyz").await.0, 200);
+    let ct = encrypt(&mut c, &key, PLAINTEXT, CONTEXT).await;
+    assert_eq!(decrypt(&mut c, &ct, CONTEXT).await, PLAINTEXT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_device_errors_opens_the_breaker_and_calls_fail_fast_until_the_token_is_back() {
     let (_dir, control, d, mut c, key) = faulty_daemon(2).await;
     let known = encrypt(&mut c, &key, PLAINTEXT, CONTEXT).await;

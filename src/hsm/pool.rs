@@ -49,10 +49,10 @@ const fn kind(operation: &'static str, mechanism: &'static str, short: bool) -> 
     }
 }
 
-const fn key_pair(mechanism: &'static str) -> CallKind {
+const fn key_pair(operation: &'static str, mechanism: &'static str) -> CallKind {
     CallKind {
         key_pair: true,
-        ..kind("create_material", mechanism, false)
+        ..kind(operation, mechanism, false)
     }
 }
 
@@ -69,8 +69,8 @@ const DATA_KEY: CallKind = kind("generate_data_key", "CKM_AES_GCM", true);
 const RANDOM: CallKind = kind("generate_random", "none", true);
 const KEY_GEN: CallKind = kind("create_material", "CKM_AES_KEY_GEN", false);
 const HMAC_KEY_GEN: CallKind = kind("create_material", "CKM_GENERIC_SECRET_KEY_GEN", false);
-const RSA_KEY_GEN: CallKind = key_pair("CKM_RSA_PKCS_KEY_PAIR_GEN");
-const EC_KEY_GEN: CallKind = key_pair("CKM_EC_KEY_PAIR_GEN");
+const RSA_KEY_GEN: CallKind = key_pair("create_material", "CKM_RSA_PKCS_KEY_PAIR_GEN");
+const EC_KEY_GEN: CallKind = key_pair("create_material", "CKM_EC_KEY_PAIR_GEN");
 // RSA private-key operations take milliseconds (RSA-4096 tens of them), ECDH about as
 // long as ECDSA plus an object made and destroyed: never on the runtime's threads, and
 // never in the short calls' latency verdict.
@@ -87,7 +87,7 @@ const RSA_DECRYPT: CallKind = kind("decrypt", "CKM_RSA_PKCS_OAEP", false);
 const RSA_ENCRYPT: CallKind = kind("encrypt", "CKM_RSA_PKCS_OAEP", true);
 const DERIVE: CallKind = kind("derive_shared_secret", "CKM_ECDH1_DERIVE", false);
 const DESTROY: CallKind = kind("destroy_material", "none", false);
-const WRAPPING_KEY_GEN: CallKind = kind("make_wrapping_key", "CKM_RSA_PKCS_KEY_PAIR_GEN", false);
+const WRAPPING_KEY_GEN: CallKind = key_pair("make_wrapping_key", "CKM_RSA_PKCS_KEY_PAIR_GEN");
 const UNWRAP: CallKind = kind("import_material", "CKM_RSA_PKCS_OAEP", false);
 const SWEEP_WRAPPING_KEYS: CallKind = kind("destroy_wrapping_keys", "none", false);
 const PROBE: CallKind = kind("probe", "none", false);
@@ -108,8 +108,8 @@ const FORGET_WAIT: Duration = Duration::from_secs(5);
 pub(super) struct Job {
     span: Span,
     work: Box<dyn FnOnce(&mut WorkerSession) + Send>,
-    /// A deadline longer than the pool's, in ms; 0 for the pool's own.
-    deadline_ms: u64,
+    /// Key-pair generation: its deadline is [`KEY_PAIR_TIMEOUT`], not the pool's.
+    long: bool,
 }
 
 impl Job {
@@ -118,13 +118,13 @@ impl Job {
         Self {
             span: Span::current(),
             work: Box::new(work),
-            deadline_ms: 0,
+            long: false,
         }
     }
 
-    /// The same job with a deadline of its own, when longer than the pool's.
-    fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    /// The same job, as key-pair generation (see [`KEY_PAIR_TIMEOUT`]).
+    fn long(mut self) -> Self {
+        self.long = true;
         self
     }
 }
@@ -203,14 +203,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The bit of `WorkerState::busy_since` that marks key-pair generation.
+const LONG_JOB: u64 = 1 << 63;
+
 /// What the supervisor sees of one worker.
 #[derive(Default)]
 struct WorkerState {
     /// When its current job began, in ms since the pool started plus one; 0 when idle.
+    /// [`LONG_JOB`] is set in it for key-pair generation: one atomic, so that the
+    /// supervisor never pairs one job's start with another job's deadline.
     busy_since: AtomicU64,
-    /// The current job's own deadline in ms (see [`Job::with_deadline`]); 0 for the
-    /// pool's. Written before `busy_since`, read after it.
-    deadline_ms: AtomicU64,
     /// Replaced after a hang: it leaves once its call returns.
     abandoned: AtomicBool,
 }
@@ -344,18 +346,13 @@ impl Worker {
         }
     }
 
-    fn run(
-        &mut self,
-        Job {
-            span,
-            work,
-            deadline_ms,
-        }: Job,
-    ) {
+    fn run(&mut self, Job { span, work, long }: Job) {
         let _in_span = span.enter();
         let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.state.deadline_ms.store(deadline_ms, Ordering::Relaxed);
-        self.state.busy_since.store(now + 1, Ordering::Release);
+        let mark = if long { LONG_JOB } else { 0 };
+        self.state
+            .busy_since
+            .store((now + 1).min(LONG_JOB - 1) | mark, Ordering::Release);
         {
             let _g = self.health.enter();
             // A panicking job must not take its worker (and the session it owns) down
@@ -446,10 +443,9 @@ impl Workers {
     /// Whether a worker is in a call with a deadline of its own (key-pair generation),
     /// which a token may make other sessions wait for.
     pub(super) fn in_long_call(&self) -> bool {
-        lock(&self.slots).iter().any(|slot| {
-            slot.state.busy_since.load(Ordering::Acquire) != 0
-                && slot.state.deadline_ms.load(Ordering::Relaxed) != 0
-        })
+        lock(&self.slots)
+            .iter()
+            .any(|slot| slot.state.busy_since.load(Ordering::Acquire) & LONG_JOB != 0)
     }
 
     /// Replaces every worker whose job has run longer than `limit` (or its own longer
@@ -458,13 +454,19 @@ impl Workers {
     /// many were replaced.
     pub(super) fn replace_hung(&self, limit: Duration) -> usize {
         let now = self.now_ms();
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (limit_ms, long_ms) = (ms(limit), ms(limit.max(KEY_PAIR_TIMEOUT)));
         let mut slots = lock(&self.slots);
         let mut replaced = 0;
         for slot in slots.iter_mut() {
-            let since = slot.state.busy_since.load(Ordering::Acquire);
-            let own = slot.state.deadline_ms.load(Ordering::Relaxed);
-            if since == 0 || now.saturating_sub(since - 1) <= limit_ms.max(own) {
+            let busy = slot.state.busy_since.load(Ordering::Acquire);
+            let since = busy & !LONG_JOB;
+            let limit = if busy & LONG_JOB == 0 {
+                limit_ms
+            } else {
+                long_ms
+            };
+            if since == 0 || now.saturating_sub(since - 1) <= limit {
                 continue;
             }
             match self.spawn(slot.role) {
@@ -873,11 +875,7 @@ impl HsmPool {
             metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
-        let job = if kind.key_pair {
-            job.with_deadline(self.deadline(kind))
-        } else {
-            job
-        };
+        let job = if kind.key_pair { job.long() } else { job };
         match &self.fast_jobs {
             Some(fast) if kind.short && self.inline.token_is_fast() => {
                 if self.workers.stopped.load(Ordering::Acquire) {

@@ -29,7 +29,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 
 use super::health::Health;
 use super::inline::Inline;
-use super::pool::{SessionFactory, Workers};
+use super::pool::{SessionFactory, Workers, KEY_PAIR_TIMEOUT};
 use super::{HsmError, TokenSelector};
 use crate::metrics::Metrics;
 
@@ -189,7 +189,11 @@ impl Watch {
             // A token may keep other sessions waiting while it makes a key pair (kryoptic
             // did, for an RSA-4096 key): that call has a deadline of its own, and the
             // probe is not a hang until it is past it (the worker is then replaced).
-            Probe::Hung if self.workers.in_long_call() => {}
+            Probe::Hung
+                if prober.excused(
+                    self.workers.in_long_call(),
+                    self.call_timeout.max(KEY_PAIR_TIMEOUT),
+                ) => {}
             Probe::Hung => {
                 let ms = self.call_timeout.as_millis();
                 self.down(
@@ -242,6 +246,10 @@ struct Prober {
     answers: mpsc::Receiver<Result<bool, HsmError>>,
     /// A probe was sent and has not answered yet.
     waiting: bool,
+    /// When the latest probe was sent.
+    sent: Option<Instant>,
+    /// A key-pair generation was seen running while the latest probe waited.
+    excused: bool,
     /// The probe thread, joined on drop unless a probe is stuck in the token: its
     /// session must be closed before the module is finalized.
     handle: Option<thread::JoinHandle<()>>,
@@ -275,6 +283,8 @@ impl Prober {
             ask: Some(ask),
             answers,
             waiting: false,
+            sent: None,
+            excused: false,
             handle: Some(handle),
         })
     }
@@ -290,6 +300,16 @@ impl Prober {
         self.waiting
     }
 
+    /// Whether a probe still waiting is excused rather than hung: a key-pair generation
+    /// ran (`long_call` now, or at an earlier look) while it waited, and it has waited
+    /// no longer than that call's deadline, `limit`. Once seen, the excuse holds until
+    /// the probe answers, so a key pair that ends just before the probe does not leave
+    /// the probe looking hung.
+    fn excused(&mut self, long_call: bool, limit: Duration) -> bool {
+        self.excused |= long_call;
+        self.excused && self.sent.is_some_and(|t| t.elapsed() <= limit)
+    }
+
     /// Probes the token and waits at most `limit` for the answer.
     fn probe(&mut self, limit: Duration) -> Probe {
         if self.busy() {
@@ -299,6 +319,8 @@ impl Prober {
             return Probe::Failed(HsmError::PoolStopped);
         }
         self.waiting = true;
+        self.sent = Some(Instant::now());
+        self.excused = false;
         match self.answers.recv_timeout(limit) {
             Ok(found) => {
                 self.waiting = false;

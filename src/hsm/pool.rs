@@ -60,7 +60,12 @@ const fn key_pair(operation: &'static str, mechanism: &'static str) -> CallKind 
 /// take seconds to find the primes of an RSA-4096 key (kryoptic on a slow 2-core machine
 /// once took over 5 s), which is work, not a hang. While such a call runs, a health probe
 /// that the token keeps waiting does not mark it down either (see `supervisor`).
-pub(crate) const KEY_PAIR_TIMEOUT: Duration = Duration::from_secs(60);
+const KEY_PAIR_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The deadline of key-pair generation in a pool whose other calls have `call_timeout`.
+pub(super) fn key_pair_deadline(call_timeout: Duration) -> Duration {
+    call_timeout.max(KEY_PAIR_TIMEOUT)
+}
 
 const GCM_ENCRYPT: CallKind = kind("encrypt", "CKM_AES_GCM", true);
 const GCM_DECRYPT: CallKind = kind("decrypt", "CKM_AES_GCM", true);
@@ -120,12 +125,6 @@ impl Job {
             work: Box::new(work),
             long: false,
         }
-    }
-
-    /// The same job, as key-pair generation (see [`KEY_PAIR_TIMEOUT`]).
-    fn long(mut self) -> Self {
-        self.long = true;
-        self
     }
 }
 
@@ -455,7 +454,7 @@ impl Workers {
     pub(super) fn replace_hung(&self, limit: Duration) -> usize {
         let now = self.now_ms();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let (limit_ms, long_ms) = (ms(limit), ms(limit.max(KEY_PAIR_TIMEOUT)));
+        let (limit_ms, long_ms) = (ms(limit), ms(key_pair_deadline(limit)));
         let mut slots = lock(&self.slots);
         let mut replaced = 0;
         for slot in slots.iter_mut() {
@@ -813,7 +812,7 @@ impl HsmPool {
     /// How long a call of `kind` may take, queueing included.
     fn deadline(&self, kind: CallKind) -> Duration {
         if kind.key_pair {
-            self.call_timeout.max(KEY_PAIR_TIMEOUT)
+            key_pair_deadline(self.call_timeout)
         } else {
             self.call_timeout
         }
@@ -841,7 +840,7 @@ impl HsmPool {
         let inline = Arc::clone(&self.inline);
         let health = Arc::clone(&self.health);
         // In the caller's span (see `Job`).
-        let job = Job::new(move |ws| {
+        let mut job = Job::new(move |ws| {
             let _permit = permit;
             // Its caller gave up, or the token went down while it waited: skip the call.
             if tx.is_closed() {
@@ -875,7 +874,7 @@ impl HsmPool {
             metrics.hsm_call(kind.operation, kind.mechanism, took);
             let _ = tx.send(res);
         });
-        let job = if kind.key_pair { job.long() } else { job };
+        job.long = kind.key_pair;
         match &self.fast_jobs {
             Some(fast) if kind.short && self.inline.token_is_fast() => {
                 if self.workers.stopped.load(Ordering::Acquire) {

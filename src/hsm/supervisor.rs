@@ -29,7 +29,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 
 use super::health::Health;
 use super::inline::Inline;
-use super::pool::{SessionFactory, Workers, KEY_PAIR_TIMEOUT};
+use super::pool::{key_pair_deadline, SessionFactory, Workers};
 use super::{HsmError, TokenSelector};
 use crate::metrics::Metrics;
 
@@ -192,7 +192,7 @@ impl Watch {
             Probe::Hung
                 if prober.excused(
                     self.workers.in_long_call(),
-                    self.call_timeout.max(KEY_PAIR_TIMEOUT),
+                    key_pair_deadline(self.call_timeout),
                 ) => {}
             Probe::Hung => {
                 let ms = self.call_timeout.as_millis();
